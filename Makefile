@@ -1,0 +1,45 @@
+# The README's commands. Each sets up what it needs on a fresh machine.
+#   make demo   the main job: every notebook end to end on the built-in tiny models, offline
+#   make test   the test suite (notebooks, widget in a real browser, models on CPU)
+#   make bench  the benchmarks (benchmarks/README.md)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch and torchvision pinned as a pair that imports together (FIELD_NOTES: the torchvision trap).
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup browser demo test test-fast bench lint format clean-outputs
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (sdsam-nb)" >/dev/null
+	touch $@
+
+# Debian's Chromium for the real-browser widget test (playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(PY) -m sdsam_nb run --sd-model tiny --sam-model tiny
+
+test: setup browser
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not browser" tests
+
+bench: setup
+	$(PY) -m benchmarks
+
+lint: setup
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix . && $(PY) -m ruff format .

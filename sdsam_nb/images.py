@@ -1,0 +1,156 @@
+"""Image and mask conventions, written down once and used by every module.
+
+* An image is a ``PIL.Image`` in mode ``RGB`` or an ``HxWx3 uint8`` RGB array. Anything else
+  goes through :func:`to_rgb`, whose conversion rule is documented there.
+* A mask is an ``HxW bool`` array, ``True`` = subject. :func:`to_mask` accepts the usual
+  alternatives (``0/255`` arrays, ``L``/``1`` images) and checks the size.
+* Points are ``(x, y)`` in image pixels, boxes are ``(x0, y0, x1, y1)`` (XYXY) in image pixels.
+* "White = repaint" exists only at the diffusers boundary (``background.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
+MIN_SIDE = 64
+
+
+def to_rgb(image: ImageLike, *, name: str = "image", background=(255, 255, 255)) -> Image.Image:
+    """Return ``image`` as an 8-bit ``RGB`` ``PIL.Image``.
+
+    The rule, for every input:
+
+    * a path is opened with PIL; EXIF orientation is applied (a phone photo comes out upright);
+    * transparency (``RGBA``, ``LA``, ``P`` with a transparent colour) is composited onto
+      ``background`` (white by default), as a viewer would show it;
+    * 16-bit and 32-bit greyscale (``I;16``, ``I``) are scaled to 8 bits from their full
+      range (``I;16``: divided by 257); float images (``F``) are taken as 0..1;
+    * ``L``, ``1``, ``P``, ``CMYK``, ``YCbCr``, ``HSV`` and ``LAB`` go through PIL's own conversion;
+    * a numpy array may be ``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4``, uint8 (0..255),
+      uint16 (0..65535) or float (0..1).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the input cannot be read as an image (the message names ``name``).
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"{name}: no image file at {str(path)!r}")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                pil = ImageOps.exif_transpose(opened)
+        except OSError as exc:
+            raise ValueError(f"{name}: {str(path)!r} is not an image PIL can read ({exc})") from None
+    elif isinstance(image, np.ndarray):
+        pil = _array_to_pil(image, name)
+    elif isinstance(image, Image.Image):
+        pil = ImageOps.exif_transpose(image) if image.getexif() else image
+    else:
+        raise ValueError(
+            f"{name} must be a PIL image, a numpy array or a path, not {type(image).__name__}"
+        )
+    return _pil_to_rgb(pil, background)
+
+
+def _array_to_pil(array: np.ndarray, name: str) -> Image.Image:
+    a = array
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ValueError(f"{name} array must be HxW, HxWx3 or HxWx4, got shape {array.shape}")
+    if a.dtype == np.uint8:
+        pass
+    elif a.dtype == np.uint16:
+        a = (a.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    elif a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} array has NaN or infinite values")
+        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise ValueError(f"{name} array must be uint8, uint16 or float, not {a.dtype}")
+    mode = "L" if a.ndim == 2 else ("RGB" if a.shape[2] == 3 else "RGBA")
+    return Image.fromarray(np.ascontiguousarray(a), mode=mode)
+
+
+def _pil_to_rgb(pil: Image.Image, background) -> Image.Image:
+    mode = pil.mode
+    if mode == "RGB":
+        return pil
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        a = np.asarray(pil, dtype=np.uint32)
+        return Image.fromarray((a * 255 // 65535).astype(np.uint8), mode="L").convert("RGB")
+    if mode == "I":
+        a = np.asarray(pil, dtype=np.int64)
+        top = 65535 if a.max(initial=0) > 255 else 255
+        a = np.clip(a, 0, top) * 255 // top
+        return Image.fromarray(a.astype(np.uint8), mode="L").convert("RGB")
+    if mode == "F":
+        a = np.clip(np.asarray(pil, dtype=np.float32), 0.0, 1.0)
+        return Image.fromarray((a * 255 + 0.5).astype(np.uint8), mode="L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in pil.info
+    )
+    if has_alpha:
+        rgba = pil.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, tuple(background) + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return pil.convert("RGB")
+
+
+def check_min_size(image: Image.Image, *, name: str = "image", min_side: int = MIN_SIDE) -> None:
+    """Raise ``ValueError`` if either side of ``image`` is below ``min_side`` pixels."""
+    w, h = image.size
+    if min(w, h) < min_side:
+        raise ValueError(
+            f"{name} is {w}x{h}; both sides must be at least {min_side} px "
+            "(upscale it first, e.g. image.resize(...))"
+        )
+
+
+def to_mask(mask, size: tuple[int, int] | None = None, *, name: str = "mask") -> np.ndarray:
+    """Return ``mask`` as an ``HxW bool`` array (``True`` = subject).
+
+    Accepts a bool array, a 0/1 or 0/255 integer array, a float array (> 0.5 is True), an
+    ``HxWx1`` array, or a PIL image (converted to ``L``; > 127 is True). ``size`` is the
+    expected ``(width, height)``; a mismatch raises ``ValueError`` naming ``name``.
+    """
+    if isinstance(mask, Image.Image):
+        a = np.asarray(mask.convert("L")) > 127
+    elif isinstance(mask, np.ndarray):
+        a = mask[:, :, 0] if mask.ndim == 3 and mask.shape[2] == 1 else mask
+        if a.ndim != 2:
+            raise ValueError(f"{name} must be HxW, got shape {mask.shape}")
+        if a.dtype == bool:
+            pass
+        elif np.issubdtype(a.dtype, np.integer):
+            a = a > (127 if a.max(initial=0) > 1 else 0)
+        elif np.issubdtype(a.dtype, np.floating):
+            a = a > 0.5
+        else:
+            raise ValueError(f"{name} must be bool, integer or float, not {a.dtype}")
+    else:
+        raise ValueError(f"{name} must be a numpy array or PIL image, not {type(mask).__name__}")
+    if size is not None and (a.shape[1], a.shape[0]) != tuple(size):
+        raise ValueError(
+            f"{name} is {a.shape[1]}x{a.shape[0]} but the image is {size[0]}x{size[1]}: "
+            "make the mask from this image (or resize it with Image.NEAREST)"
+        )
+    return np.ascontiguousarray(a, dtype=bool)
+
+
+def check_subject(mask: np.ndarray, *, name: str = "subject_mask") -> None:
+    """Raise ``ValueError`` if ``mask`` is empty or covers the whole picture."""
+    if not mask.any():
+        raise ValueError(f"{name} is empty: select the subject first (clicks, a box or a text prompt)")
+    if mask.all():
+        raise ValueError(f"{name} covers the whole picture: there is no background to replace")

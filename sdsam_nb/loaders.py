@@ -1,0 +1,444 @@
+"""Model loaders: Stable Diffusion v1 pipelines and Segment Anything predictors.
+
+Every loader takes a real model id *or* ``"tiny"`` (the built-in tiny models of
+:mod:`sdsam_nb.tiny`) and goes through the same code either way. Loading is cached per
+process: calling a loader again with the same arguments (re-running a notebook cell) returns
+the weights already in memory. Nothing moves to a GPU unless ``device`` says so or one is
+available and ``device`` is left to ``None``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import tiny
+
+DEFAULT_SD = "CompVis/stable-diffusion-v1-4"
+INPAINTING_SD = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+TINY = "tiny"
+
+SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+# Official file names; the hex suffix is the start of the file's sha256 (torch.hub's convention).
+SAM_CHECKPOINTS = {
+    "vit_h": "sam_vit_h_4b8939.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_b": "sam_vit_b_01ec64.pth",
+}
+# Image-encoder width of each architecture, to name the type a wrong checkpoint belongs to.
+_SAM_WIDTH = {1280: "vit_h", 1024: "vit_l", 768: "vit_b", 64: TINY}
+_HASH_IN_NAME = re.compile(r"_([0-9a-f]{6,64})\.pth$")
+
+_loaded: dict[tuple, Any] = {}  # per-process cache: loader arguments -> model
+
+
+class ModelUnavailableError(FileNotFoundError):
+    """A model is neither on disk nor downloadable. The message says how to provide it."""
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` picks CUDA, then Apple MPS, then the CPU."""
+    if device is not None:
+        try:
+            return torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device={device!r} is not a torch device (try 'cuda' or 'cpu')") from None
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> torch.dtype:
+    """``dtype`` as a ``torch.dtype``; ``None`` gives fp16 on CUDA and MPS, fp32 on the CPU."""
+    if isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+        if not isinstance(getattr(torch, name, None), torch.dtype):
+            raise ValueError(f"dtype={dtype!r} is not a torch dtype (try 'float16' or 'float32')")
+        dtype = getattr(torch, name)
+    if dtype is not None:
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"dtype must be a torch.dtype or its name, not {dtype!r}")
+        return dtype
+    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def device_report(device: str | torch.device | None = None) -> dict:
+    """What a notebook should print first: device, GPU name and free memory, dtype, Colab.
+
+    Returns a dict with ``device``, ``dtype``, ``gpu`` (name or ``None``), ``gpu_free_gb``,
+    ``gpu_total_gb``, ``colab``, ``torch`` and ``cuda`` versions; memory in GiB.
+    """
+    dev = pick_device(device)
+    report = {
+        "device": str(dev),
+        "dtype": str(pick_dtype(dev)).removeprefix("torch."),
+        "gpu": None,
+        "gpu_free_gb": None,
+        "gpu_total_gb": None,
+        "colab": in_colab(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
+    if dev.type == "cuda":
+        free, total = torch.cuda.mem_get_info(dev)
+        report.update(
+            gpu=torch.cuda.get_device_name(dev),
+            gpu_free_gb=round(free / 2**30, 2),
+            gpu_total_gb=round(total / 2**30, 2),
+        )
+    return report
+
+
+def cache_dir() -> Path:
+    """Where sdsam-nb keeps the tiny models and SAM checkpoints.
+
+    ``$SDSAM_CACHE`` if set, else ``$XDG_CACHE_HOME/sdsam_nb``, else ``~/.cache/sdsam_nb``.
+    """
+    if os.environ.get("SDSAM_CACHE"):
+        return Path(os.environ["SDSAM_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sdsam_nb"
+
+
+def clear_loaded() -> None:
+    """Forget every model this process loaded (frees memory once nothing else refers to it)."""
+    _loaded.clear()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------- Stable Diffusion
+
+
+def _resolve_sd(model: str, name: str) -> tuple[str, bool]:
+    """Return (path-or-id, is_local) for an SD ``model`` argument."""
+    if not isinstance(model, (str, os.PathLike)) or not str(model):
+        raise ValueError(f"{name} must be a hub id, a local folder or 'tiny', not {model!r}")
+    model = str(model)
+    if model == TINY:
+        return str(tiny.sd_folder(cache_dir() / "tiny")), True
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ValueError(
+                f"{name}={model!r} is a folder but not a diffusers pipeline (no model_index.json)"
+            )
+        return str(path), True
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise ValueError(
+            f"{name}={model!r} is neither an existing folder nor a hub id like "
+            f"'{DEFAULT_SD}' (or use 'tiny' for the built-in test model)"
+        )
+    return model, False
+
+
+def _unavailable(model: str, exc: BaseException) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"Cannot load {model!r}: it is not in the Hugging Face cache and the hub could not be "
+        f"reached ({type(exc).__name__}). Download it once where there is network "
+        f"(`hf download {model}`; it lands in the HF cache, HF_HOME), or pass a local folder "
+        "made with save_pretrained, or 'tiny' for the built-in offline model. "
+        "With HF_HUB_OFFLINE=1 only the cache is looked at."
+    )
+
+
+def _from_pretrained(cls, model: str, name: str, **kwargs):
+    """``cls.from_pretrained`` with one short error for a model that cannot be had."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    source, local = _resolve_sd(model, name)
+    if local:
+        kwargs.pop("variant", None)  # a local folder holds whatever it holds
+    try:
+        return cls.from_pretrained(source, **kwargs)
+    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
+        if local:
+            raise
+        if kwargs.get("variant") and "variant" in str(exc):
+            # The repo has no fp16 files: load the full-precision ones and cast.
+            return _from_pretrained(cls, model, name, **{**kwargs, "variant": None})
+        raise _unavailable(model, exc) from None
+    except ValueError as exc:
+        if kwargs.get("variant") and "variant" in str(exc):
+            return _from_pretrained(cls, model, name, **{**kwargs, "variant": None})
+        raise
+
+
+def _dtype_kwarg() -> str:
+    """diffusers 0.42 renamed ``torch_dtype`` to ``dtype`` (the old name warns)."""
+    import diffusers
+
+    major, minor = (int(p) for p in diffusers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
+
+
+def _pipeline_kwargs(device: torch.device, dtype: torch.dtype, safety_checker: bool, **extra):
+    kwargs = {_dtype_kwarg(): dtype, "low_cpu_mem_usage": True, **extra}
+    if dtype == torch.float16 and "variant" not in extra:
+        kwargs["variant"] = "fp16"
+    if not safety_checker:
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return kwargs
+
+
+def load_sd(
+    model: str = DEFAULT_SD,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    safety_checker: bool = True,
+    revision: str | None = None,
+    variant: str | None = None,
+    progress: bool = True,
+):
+    """Load a Stable Diffusion v1 text-to-image pipeline, once per process.
+
+    Args:
+        model: a hub id (default ``CompVis/stable-diffusion-v1-4``), a local folder written
+            by ``save_pretrained``, or ``"tiny"`` for the built-in offline model.
+        device: ``None`` picks CUDA, then MPS, then CPU (see :func:`pick_device`).
+        dtype: ``None`` gives fp16 on a GPU (with the repo's ``fp16`` weight variant when it
+            has one) and fp32 on the CPU.
+        safety_checker: keep the model's safety checker (when it has one). It blacks out images
+            it flags; :func:`sdsam_nb.generate` reports that.
+        revision: a hub revision (branch, tag or commit) to pin.
+        variant: weight variant; ``None`` means ``"fp16"`` for fp16 on a hub id.
+        progress: show diffusers' progress bars.
+
+    Returns:
+        A ``diffusers.StableDiffusionPipeline`` on ``device``. Calling again with the same
+        arguments returns the same object.
+
+    Raises:
+        ValueError: ``model``, ``device`` or ``dtype`` is malformed.
+        ModelUnavailableError: a hub id that is neither cached nor downloadable.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    key = ("sd", str(model), str(dev), dt, bool(safety_checker), revision, variant)
+    if key in _loaded:
+        return _loaded[key]
+    extra = {"revision": revision} if revision else {}
+    if variant is not None:
+        extra["variant"] = variant
+    pipe = _from_pretrained(
+        StableDiffusionPipeline, model, "model", **_pipeline_kwargs(dev, dt, safety_checker, **extra)
+    )
+    pipe.to(dev)
+    pipe.set_progress_bar_config(disable=not progress)
+    pipe.sdsam_source = {"model": str(model), "revision": revision}
+    _loaded[key] = pipe
+    return pipe
+
+
+def _same_weights(pipe, cls):
+    """A pipeline of class ``cls`` built from ``pipe``'s modules: no second copy of any weight."""
+    from diffusers.utils import logging as dlogging
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()  # from_pipe's .to() warns about an empty fp32-module list
+    try:
+        other = cls.from_pipe(pipe)
+    finally:
+        dlogging.set_verbosity(level)
+    other.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    other.sdsam_source = getattr(pipe, "sdsam_source", {})
+    return other
+
+
+def _dedicated(pipe, cls, model: str, name: str):
+    param = next(iter(pipe.unet.parameters()))
+    dev, dt = param.device, param.dtype
+    safety = getattr(pipe, "safety_checker", None) is not None
+    key = (cls.__name__, str(model), str(dev), dt, safety)
+    if key not in _loaded:
+        other = _from_pretrained(cls, model, name, **_pipeline_kwargs(dev, dt, safety))
+        other.to(dev)
+        other.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+        other.sdsam_source = {"model": str(model), "revision": None}
+        _loaded[key] = other
+    return _loaded[key]
+
+
+def inpainting(pipe, model: str | None = None):
+    """An inpainting pipeline for ``pipe``'s device and dtype.
+
+    With ``model=None`` it is built from ``pipe``'s own modules (the same tensors, the same
+    scheduler object: no second copy in memory); SD v1-4's 4-channel UNet inpaints by latent
+    blending. With a model id such as ``stable-diffusion-v1-5/stable-diffusion-inpainting``
+    (a 9-channel inpainting UNet) that checkpoint is loaded once per process.
+    """
+    from diffusers import StableDiffusionInpaintPipeline
+
+    if model is None:
+        return _same_weights(pipe, StableDiffusionInpaintPipeline)
+    return _dedicated(pipe, StableDiffusionInpaintPipeline, model, "model")
+
+
+def img2img(pipe, model: str | None = None):
+    """An image-to-image pipeline sharing ``pipe``'s weights (or ``model``'s, loaded once)."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    if model is None:
+        return _same_weights(pipe, StableDiffusionImg2ImgPipeline)
+    return _dedicated(pipe, StableDiffusionImg2ImgPipeline, model, "model")
+
+
+# --------------------------------------------------------------------------- Segment Anything
+
+
+def _sam_builders() -> dict:
+    from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
+
+    # segment-anything's builders with checkpoint=None build the architecture only; we load
+    # the weights ourselves (its own loader calls torch.load without map_location).
+    return {
+        "vit_h": build_sam_vit_h,
+        "vit_l": build_sam_vit_l,
+        "vit_b": build_sam_vit_b,
+        TINY: lambda checkpoint=None: tiny.build_sam_model(),
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_hash_in_name(path: Path) -> None:
+    """If ``path``'s name ends in ``_<hex>.pth``, check that its sha256 starts with that hex."""
+    match = _HASH_IN_NAME.search(path.name)
+    if match and not _sha256(path).startswith(match.group(1)):
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupt or not the official file: its sha256 does not "
+            f"start with {match.group(1)!r} as its name says. Delete it and download it again."
+        )
+
+
+def sam_checkpoint_path(model_type: str = "vit_b", *, download: bool = True) -> Path:
+    """Path of the official checkpoint for ``model_type`` in :func:`cache_dir`.
+
+    Downloads it once if missing (``$SDSAM_SAM_URL`` overrides the base URL); the download is
+    written to a temporary file, checked against the sha256 prefix in its name, and only then
+    moved into place, so a failed or corrupt download leaves nothing behind.
+    """
+    if model_type == TINY:
+        return tiny.sam_checkpoint(cache_dir() / "tiny")
+    if model_type not in SAM_CHECKPOINTS:
+        raise ValueError(
+            f"model_type={model_type!r} is not one of {sorted([*SAM_CHECKPOINTS, TINY])}"
+        )
+    name = SAM_CHECKPOINTS[model_type]
+    target = cache_dir() / "sam" / name
+    if target.is_file():
+        return target
+    url = os.environ.get("SDSAM_SAM_URL", SAM_URL).rstrip("/") + "/" + name
+    if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelUnavailableError(
+            f"SAM checkpoint {name} is not in {target.parent} and downloading is off. "
+            f"Download {url} there, or pass checkpoint='/path/to/{name}', "
+            "or use model_type='tiny' for the built-in offline model."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    match = _HASH_IN_NAME.search(name)
+    try:
+        # torch.hub writes to a temporary file, checks the hash prefix, then moves it into place.
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=match.group(1), progress=True)
+    except RuntimeError as exc:  # hash mismatch: torch.hub has already removed the temporary file
+        target.unlink(missing_ok=True)
+        raise ValueError(f"download of {url} failed its sha256 check ({exc}); try again") from None
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        raise ModelUnavailableError(
+            f"Cannot download SAM checkpoint {url} ({exc}). Download it where there is network "
+            f"into {target.parent}, or pass checkpoint='/path/to/{name}', "
+            "or use model_type='tiny' for the built-in offline model."
+        ) from None
+    return target
+
+
+def _sam_type_of(state: dict) -> str | None:
+    pos = state.get("image_encoder.pos_embed")
+    return _SAM_WIDTH.get(int(pos.shape[-1])) if pos is not None else None
+
+
+def load_sam(
+    model_type: str = "vit_b",
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+):
+    """A ``segment_anything.SamPredictor`` for ``vit_b`` / ``vit_l`` / ``vit_h`` or ``"tiny"``.
+
+    Args:
+        model_type: the architecture; ``"tiny"`` is the built-in offline model.
+        checkpoint: a state-dict ``.pth``; ``None`` uses the official one, downloaded once
+            into ``cache_dir()/sam`` and verified against the sha256 prefix in its name.
+        device: ``None`` picks CUDA, then MPS, then CPU. The weights are read on the CPU
+            (``weights_only=True``) and then moved, so GPU-saved files load anywhere.
+
+    Returns:
+        A new ``SamPredictor`` (its own image state) around a model loaded once per process.
+
+    Raises:
+        ValueError: unknown ``model_type``, a checkpoint of another architecture (the message
+            names both), or a file whose hash does not match its name.
+        FileNotFoundError: ``checkpoint`` does not exist (``ModelUnavailableError`` when the
+            official file can neither be found nor downloaded).
+    """
+    from segment_anything import SamPredictor
+
+    builders = _sam_builders()
+    if model_type not in builders:
+        raise ValueError(f"model_type={model_type!r} is not one of {sorted(builders)}")
+    dev = pick_device(device)
+    if checkpoint is None:
+        path = sam_checkpoint_path(model_type)
+    else:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint={str(checkpoint)!r}: no such file")
+    key = ("sam", model_type, str(path.resolve()), str(dev))
+    if key not in _loaded:
+        _verify_hash_in_name(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle, zip and format errors all mean "not a state dict"
+            raise ValueError(f"checkpoint {str(path)!r} is not a SAM state dict ({exc})") from None
+        found = _sam_type_of(state) if isinstance(state, dict) else None
+        if found != model_type:
+            raise ValueError(
+                f"checkpoint {str(path)!r} does not match model_type={model_type!r}: "
+                + (f"it holds a {found!r} model" if found else "it is not a SAM checkpoint")
+                + (f"; call load_sam({found!r}, checkpoint=...)" if found else "")
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sam = builders[model_type](checkpoint=None)
+        sam.load_state_dict(state)
+        sam.to(dev).eval()
+        sam.sdsam_source = {"model_type": model_type, "checkpoint": path.name}
+        _loaded[key] = sam
+    return SamPredictor(_loaded[key])

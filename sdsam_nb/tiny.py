@@ -1,0 +1,211 @@
+"""Built-in tiny models: the real diffusers / segment-anything classes with small configs.
+
+They exist so that tests and the offline demo run the *same* loading code as real weights:
+each is built once, deterministically (fixed seed, no network), saved in the standard format
+(a diffusers pipeline folder; a SAM state-dict ``.pth``) and then loaded back by
+:func:`sdsam_nb.load_sd` / :func:`sdsam_nb.load_sam` exactly like a downloaded model.
+Their weights are random: pictures from them are noise. Never judge image quality with them.
+
+The SD recipe keeps the real v1 geometry where it matters: a VAE that downsamples 8x
+(latents are ``H/8 x W/8``, 4 channels), a UNet with cross-attention on the text encoder's
+states, a CLIP tokenizer (byte-level BPE whose vocabulary this module writes), and the
+v1-4 PNDM scheduler config. The SAM recipe is a 256-px ``ImageEncoderViT`` with the real
+prompt encoder and mask decoder, so ``SamPredictor`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import torch
+
+SD_RECIPE = "sd-v1-tiny-r1"
+SAM_RECIPE = "sam-tiny-r1"
+SEED = 0
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP byte-to-symbol table: printable bytes map to themselves, others above 255."""
+    keep = list(range(ord("!"), ord("~") + 1))
+    keep += list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), ord("\xff") + 1))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+# A few merges so that common words in our prompts become single tokens, like real CLIP.
+_MERGES = ["t h", "th e</w>", "a n", "an d</w>", "o n</w>", "i n", "e r</w>", "o f</w>"]
+
+
+def write_clip_vocab(folder: Path) -> tuple[Path, Path]:
+    """Write a byte-level CLIP ``vocab.json`` and ``merges.txt`` into ``folder``."""
+    symbols = list(_bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols]
+    tokens += ["".join(m.split()) for m in _MERGES]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges_file.write_text("#version: 0.2\n" + "\n".join(_MERGES) + "\n", encoding="utf-8")
+    return vocab_file, merges_file
+
+
+def _build_sd_pipeline():
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(SEED)
+    unet = UNet2DConditionModel(
+        sample_size=64,  # 64 latents = 512 px, the v1 default size
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=16,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 16, 32, 32),  # four levels: 8x downsampling, as in SD v1
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=512,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        write_clip_vocab(Path(tmp))
+        # from_pretrained reads vocab.json + merges.txt the same way in transformers 4 and 5
+        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=1000,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    scheduler = PNDMScheduler(  # the scheduler config of CompVis/stable-diffusion-v1-4
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        set_alpha_to_one=False,
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_sam_model():
+    """The tiny SAM architecture (random weights): 256-px ViT encoder, real decoder."""
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    img_size, dim = 256, 32
+    encoder = ImageEncoderViT(
+        img_size=img_size,
+        patch_size=16,
+        embed_dim=64,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=4.0,
+        out_chans=dim,
+        qkv_bias=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=8,
+        global_attn_indexes=(1,),
+    )
+    prompt_encoder = PromptEncoder(
+        embed_dim=dim,
+        image_embedding_size=(img_size // 16, img_size // 16),
+        input_image_size=(img_size, img_size),
+        mask_in_chans=16,
+    )
+    decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=64, num_heads=2),
+        transformer_dim=dim,
+        iou_head_depth=3,
+        iou_head_hidden_dim=32,
+    )
+    return Sam(
+        image_encoder=encoder,
+        prompt_encoder=prompt_encoder,
+        mask_decoder=decoder,
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    """Move a finished build into place; if another process won the race, keep theirs."""
+    try:
+        os.replace(tmp, final) if tmp.is_file() else tmp.rename(final)
+    except OSError:
+        if not final.exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+    return final
+
+
+def sd_folder(root: Path) -> Path:
+    """Return the tiny SD pipeline folder under ``root``, building it on first use (~1 s)."""
+    final = Path(root) / SD_RECIPE
+    if (final / "model_index.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    with torch.random.fork_rng(devices=[]):
+        _build_sd_pipeline().save_pretrained(tmp, safe_serialization=True)
+    return _publish(tmp, final)
+
+
+def sam_checkpoint(root: Path) -> Path:
+    """Return the tiny SAM state-dict file under ``root``, building it on first use."""
+    final = Path(root) / f"{SAM_RECIPE}.pth"
+    if final.is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".build-", suffix=".pth", dir=final.parent)
+    os.close(fd)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        torch.save(build_sam_model().state_dict(), name)
+    return _publish(Path(name), final)

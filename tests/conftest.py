@@ -1,0 +1,56 @@
+"""Shared fixtures: the built-in tiny models, built once per test session into a private cache."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Tests build the tiny models into their own cache, never the user's."""
+    if "SDSAM_TEST_CACHE" in os.environ:  # reuse a warm cache between local runs
+        os.environ["SDSAM_CACHE"] = os.environ["SDSAM_TEST_CACHE"]
+    else:
+        os.environ["SDSAM_CACHE"] = str(tmp_path_factory.mktemp("sdsam-cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(_private_cache):
+    import sdsam_nb
+
+    return sdsam_nb.load_sd("tiny", progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam(_private_cache):
+    import sdsam_nb
+
+    return sdsam_nb.load_sam("tiny")
+
+
+@pytest.fixture
+def subject_image() -> Image.Image:
+    """A 300x200 RGB picture: a red disc (the subject) on a blue-green gradient."""
+    h, w = 200, 300
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 1] = (xx * 255 // w).astype(np.uint8)
+    img[..., 2] = (yy * 255 // h).astype(np.uint8)
+    disc = (xx - 150) ** 2 + (yy - 100) ** 2 < 50**2
+    img[disc] = (220, 30, 30)
+    return Image.fromarray(img)
+
+
+@pytest.fixture
+def subject_mask() -> np.ndarray:
+    """The disc of ``subject_image`` as an HxW bool mask."""
+    yy, xx = np.mgrid[0:200, 0:300]
+    return (xx - 150) ** 2 + (yy - 100) ** 2 < 50**2
