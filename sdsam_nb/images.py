@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
-ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
+ImageLike = Image.Image | np.ndarray | str | os.PathLike
 MIN_SIDE = 64
 
 
@@ -48,7 +47,9 @@ def to_rgb(image: ImageLike, *, name: str = "image", background=(255, 255, 255))
                 opened.load()
                 pil = ImageOps.exif_transpose(opened)
         except OSError as exc:
-            raise ValueError(f"{name}: {str(path)!r} is not an image PIL can read ({exc})") from None
+            raise ValueError(
+                f"{name}: {str(path)!r} is not an image PIL can read ({exc})"
+            ) from None
     elif isinstance(image, np.ndarray):
         pil = _array_to_pil(image, name)
     elif isinstance(image, Image.Image):
@@ -151,6 +152,8 @@ def to_mask(mask, size: tuple[int, int] | None = None, *, name: str = "mask") ->
 def check_subject(mask: np.ndarray, *, name: str = "subject_mask") -> None:
     """Raise ``ValueError`` if ``mask`` is empty or covers the whole picture."""
     if not mask.any():
-        raise ValueError(f"{name} is empty: select the subject first (clicks, a box or a text prompt)")
+        raise ValueError(
+            f"{name} is empty: select the subject first (clicks, a box or a text prompt)"
+        )
     if mask.all():
         raise ValueError(f"{name} covers the whole picture: there is no background to replace")

@@ -52,7 +52,9 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
         try:
             return torch.device(device)
         except (RuntimeError, TypeError):
-            raise ValueError(f"device={device!r} is not a torch device (try 'cuda' or 'cpu')") from None
+            raise ValueError(
+                f"device={device!r} is not a torch device (try 'cuda' or 'cpu')"
+            ) from None
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -241,7 +243,10 @@ def load_sd(
     if variant is not None:
         extra["variant"] = variant
     pipe = _from_pretrained(
-        StableDiffusionPipeline, model, "model", **_pipeline_kwargs(dev, dt, safety_checker, **extra)
+        StableDiffusionPipeline,
+        model,
+        "model",
+        **_pipeline_kwargs(dev, dt, safety_checker, **extra),
     )
     pipe.to(dev)
     pipe.set_progress_bar_config(disable=not progress)
@@ -439,6 +444,10 @@ def load_sam(
             sam = builders[model_type](checkpoint=None)
         sam.load_state_dict(state)
         sam.to(dev).eval()
-        sam.sdsam_source = {"model_type": model_type, "checkpoint": path.name}
+        sam.sdsam_source = {
+            "model_type": model_type,
+            "checkpoint": path.name,
+            "checkpoint_path": str(path),
+        }
         _loaded[key] = sam
     return SamPredictor(_loaded[key])
