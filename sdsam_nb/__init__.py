@@ -1,5 +1,23 @@
-"""sdsam-nb: generate a subject with Stable Diffusion, mask it with SAM clicks, give it a new background."""
+"""sdsam-nb: generate a subject with Stable Diffusion, mask it with SAM clicks, give it a new
+background (inpainted around it, or composited), keeping the subject's pixels and the picture's
+aspect ratio.
 
+Conventions (see :mod:`sdsam_nb.images`): images are ``PIL.Image`` RGB or ``HxWx3 uint8``;
+masks are ``HxW bool`` with ``True`` = subject; points are ``(x, y)`` in image pixels.
+"""
+
+from . import images, masks, runs
+from .background import (
+    Variations,
+    composite,
+    generate,
+    generate_background,
+    inpaint_background,
+    object_expansion,
+    processing_size,
+    subject_fidelity,
+)
+from .clicks import Candidate, ClickSegmenter
 from .images import to_mask, to_rgb
 from .loaders import (
     DEFAULT_SD,
@@ -16,23 +34,38 @@ from .loaders import (
     pick_device,
     pick_dtype,
 )
+from .widget import MaskPicker
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_SD",
     "INPAINTING_SD",
+    "Candidate",
+    "ClickSegmenter",
+    "MaskPicker",
     "ModelUnavailableError",
+    "Variations",
     "cache_dir",
     "clear_loaded",
+    "composite",
     "device_report",
+    "generate",
+    "generate_background",
+    "images",
     "img2img",
     "in_colab",
+    "inpaint_background",
     "inpainting",
     "load_sam",
     "load_sd",
+    "masks",
+    "object_expansion",
     "pick_device",
     "pick_dtype",
+    "processing_size",
+    "runs",
+    "subject_fidelity",
     "to_mask",
     "to_rgb",
 ]

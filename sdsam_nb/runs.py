@@ -99,6 +99,7 @@ class Run:
     def __init__(self, path: Path, record: dict):
         self.path = Path(path)
         self.record = record
+        self.notebook: str | None = None  # set by log_params; prefixes step names
 
     # ------------------------------------------------------------------ record
 
@@ -122,6 +123,7 @@ class Run:
     def log_params(self, notebook: str, params: dict) -> None:
         """Record the parameters a notebook ran with; the union is what a replay passes."""
         params = _jsonable(params)
+        self.notebook = notebook
         self.record.setdefault("params", {}).update(params)
         self.record.setdefault("notebooks", {})[notebook] = {"params": params, "started": _now()}
         self.save()
@@ -133,7 +135,8 @@ class Run:
 
     @contextmanager
     def step(self, name: str):
-        """Time a step: ``with run.step("inpaint"): ...`` records its seconds in ``steps``."""
+        """Time a step: ``with run.step("inpaint"): ...`` records its seconds in ``steps``,
+        under ``<notebook>/<name>`` once :meth:`log_params` has named the notebook."""
         start = time.perf_counter()
         entry = {"started": _now()}
         try:
@@ -143,7 +146,8 @@ class Run:
             raise
         finally:
             entry["seconds"] = round(time.perf_counter() - start, 3)
-            self.record.setdefault("steps", {})[name] = _jsonable(entry)
+            key = f"{self.notebook}/{name}" if self.notebook else name
+            self.record.setdefault("steps", {})[key] = _jsonable(entry)
             self.save()
 
     # ------------------------------------------------------------------ files
