@@ -1,0 +1,536 @@
+"""Click segmentation with Segment Anything: the plain, testable state behind the widget.
+
+:class:`ClickSegmenter` holds one picture, its SAM image embedding (computed once), the
+prompts (include/exclude points, an optional box), SAM's candidate masks and an undo/redo
+history. Each click re-runs only SAM's prompt encoder and mask decoder, feeding the chosen
+candidate's low-resolution logits back as ``mask_input`` as SAM recommends, so the result
+depends on the order of clicks and choices: :meth:`ClickSegmenter.to_dict` therefore records
+the actions themselves, and :meth:`ClickSegmenter.from_dict` replays them to the same mask.
+
+Conventions (see :mod:`sdsam_nb.images`): points are ``(x, y)`` in image pixels, boxes
+``(x0, y0, x1, y1)`` (XYXY) in image pixels, masks ``HxW bool`` with ``True`` = subject.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from .images import ImageLike, to_rgb
+
+FORMAT_VERSION = 1
+_OPS = ("point", "box", "clear_box", "choose", "reset")
+
+
+class Candidate(NamedTuple):
+    """One of SAM's answers to the current prompt."""
+
+    mask: np.ndarray
+    """``HxW bool`` at the image's size."""
+    score: float
+    """SAM's predicted IoU (quality) of ``mask``, about 0..1."""
+
+
+@dataclass(frozen=True)
+class _State:
+    """Everything one step of the history shows; never mutated once made."""
+
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    count: int = 0  # number of candidates C
+    packed: np.ndarray | None = None  # np.packbits of the CxHxW bool candidate masks
+    scores: tuple[float, ...] = ()
+    low_res: np.ndarray | None = None  # Cxhxw float32 logits (h = w = 256 for SAM)
+    chosen: int = 0
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+class ClickSegmenter:
+    """Segment one picture with SAM point clicks and an optional box, with undo/redo.
+
+    Args:
+        predictor: a ``segment_anything.SamPredictor`` (see :func:`sdsam_nb.load_sam`). It
+            may be shared by several segmenters: each keeps its own image embedding and puts
+            it back into the predictor before predicting, without recomputing it.
+        image: the picture, converted with :func:`sdsam_nb.images.to_rgb` (paths and EXIF
+            orientation, transparency onto white, 16-bit scaled to 8 bits: the rule is
+            documented there). All coordinates refer to this converted image.
+        multimask: ``"auto"`` (default) asks SAM for 3 candidates when the prompt is a single
+            point without a box and for 1 otherwise, as SAM's authors advise; ``True`` or
+            ``False`` forces 3 or 1.
+
+    Every action (:meth:`add_point`, :meth:`set_box`, :meth:`clear_box`, :meth:`choose`,
+    :meth:`reset`) returns the new ``HxW bool`` mask and can be undone. After each prediction
+    the candidate with the best score is chosen.
+    """
+
+    def __init__(self, predictor, image: ImageLike, *, multimask: bool | str = "auto"):
+        if not (hasattr(predictor, "set_image") and hasattr(predictor, "predict")):
+            raise ValueError(
+                "predictor must be a segment_anything.SamPredictor (e.g. sdsam_nb.load_sam()), "
+                f"not {type(predictor).__name__}"
+            )
+        if multimask != "auto" and not isinstance(multimask, (bool, np.bool_)):
+            raise ValueError(f'multimask must be "auto", True or False, not {multimask!r}')
+        self._predictor = predictor
+        self._multimask: bool | str = multimask if multimask == "auto" else bool(multimask)
+        self._image = to_rgb(image)
+        self._w, self._h = self._image.size
+
+        predictor.set_image(np.asarray(self._image))
+        self._embedding_computations = 1
+        self._embedding_restores = 0
+        self._features = predictor.features
+        self._original_size = tuple(predictor.original_size)
+        self._input_size = tuple(predictor.input_size)
+
+        self._empty = _State()
+        self._done: list[tuple[dict, _State]] = []  # (action, state after it)
+        self._undone: list[tuple[dict, _State]] = []
+        self._last_latency_s: float | None = None
+        self._unpacked: tuple[np.ndarray, np.ndarray] | None = None  # (packed, unpacked)
+
+    # ------------------------------------------------------------------ read-only state
+
+    @property
+    def image(self) -> Image.Image:
+        """The converted ``RGB`` picture the coordinates refer to."""
+        return self._image
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of :attr:`image` in pixels."""
+        return self._w, self._h
+
+    @property
+    def multimask(self) -> bool | str:
+        """``"auto"``, ``True`` or ``False`` as given to the constructor."""
+        return self._multimask
+
+    @property
+    def embedding_computations(self) -> int:
+        """How many times this segmenter ran SAM's image encoder: always 1."""
+        return self._embedding_computations
+
+    @property
+    def embedding_restores(self) -> int:
+        """How many times this segmenter put its embedding back into a shared predictor."""
+        return self._embedding_restores
+
+    @property
+    def _state(self) -> _State:
+        return self._done[-1][1] if self._done else self._empty
+
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        """The clicked points, ``(x, y)`` floats in image pixels, oldest first."""
+        return list(self._state.points)
+
+    @property
+    def labels(self) -> list[int]:
+        """One label per point: ``1`` include, ``0`` exclude."""
+        return list(self._state.labels)
+
+    @property
+    def box(self) -> tuple[float, float, float, float] | None:
+        """The box ``(x0, y0, x1, y1)`` with ``x0 < x1`` and ``y0 < y1``, or ``None``."""
+        return self._state.box
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        """SAM's answers to the current prompt (3 or 1; none without a prompt)."""
+        masks = self._masks(self._state)
+        return [Candidate(m.copy(), s) for m, s in zip(masks, self._state.scores, strict=True)]
+
+    @property
+    def chosen(self) -> int:
+        """Index of the chosen candidate (0 when there are none)."""
+        return self._state.chosen
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The chosen candidate's ``HxW bool`` mask at the image's size; all False without a
+        prompt."""
+        state = self._state
+        if state.count == 0:
+            return np.zeros((self._h, self._w), dtype=bool)
+        return self._masks(state)[state.chosen].copy()
+
+    @property
+    def logits(self) -> np.ndarray | None:
+        """The chosen candidate's low-resolution logits, ``1xhxw float32`` (``1x256x256`` for
+        the official SAM models), ready to pass as ``mask_input``; ``None`` without a prompt."""
+        state = self._state
+        if state.count == 0:
+            return None
+        return state.low_res[state.chosen][None].copy()
+
+    @property
+    def last_latency_s(self) -> float | None:
+        """Wall-clock seconds of the last SAM prediction (``None`` before the first)."""
+        return self._last_latency_s
+
+    @property
+    def can_undo(self) -> bool:
+        """Whether :meth:`undo` has an action to take back (for enabling an Undo button)."""
+        return bool(self._done)
+
+    @property
+    def can_redo(self) -> bool:
+        """Whether :meth:`redo` has an undone action to re-apply."""
+        return bool(self._undone)
+
+    # ------------------------------------------------------------------ actions
+
+    def add_point(self, x: float, y: float, positive: bool = True) -> np.ndarray:
+        """Add an include (``positive=True``) or exclude click at ``(x, y)`` image pixels.
+
+        ``0 <= x < width`` and ``0 <= y < height``. Returns the new ``HxW bool`` mask.
+        """
+        fx = self._coordinate(x, "x", self._w)
+        fy = self._coordinate(y, "y", self._h)
+        if isinstance(positive, (bool, np.bool_)) or (
+            isinstance(positive, numbers.Integral) and positive in (0, 1)
+        ):
+            positive = bool(positive)
+        else:
+            raise ValueError(
+                f"positive must be True (include) or False (exclude), not {positive!r}"
+            )
+        return self._do({"op": "point", "x": fx, "y": fy, "positive": positive})
+
+    def set_box(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        """Set (or replace) the box prompt; the corners may come in any order.
+
+        The box must lie within the image (``0..width``, ``0..height``) and have a non-zero
+        width and height. Returns the new ``HxW bool`` mask.
+        """
+        xs = sorted(self._coordinate(v, n, self._w, end=True) for v, n in ((x0, "x0"), (x1, "x1")))
+        ys = sorted(self._coordinate(v, n, self._h, end=True) for v, n in ((y0, "y0"), (y1, "y1")))
+        if xs[0] == xs[1] or ys[0] == ys[1]:
+            raise ValueError(
+                f"box ({x0}, {y0}, {x1}, {y1}) has zero area: drag a box with a width and a height"
+            )
+        return self._do({"op": "box", "x0": xs[0], "y0": ys[0], "x1": xs[1], "y1": ys[1]})
+
+    def clear_box(self) -> np.ndarray:
+        """Remove the box prompt (nothing happens without one). Returns the new mask."""
+        if self._state.box is None:
+            return self.mask
+        return self._do({"op": "clear_box"})
+
+    def choose(self, i: int) -> np.ndarray:
+        """Choose candidate ``i`` (``0 <= i < len(candidates)``); its logits feed the next click.
+
+        Choosing the candidate already chosen does nothing. Returns the chosen mask.
+        """
+        count = self._state.count
+        if count == 0:
+            raise ValueError("choose(i): there are no candidates yet; click a point or set a box")
+        if (
+            isinstance(i, (bool, np.bool_))
+            or not isinstance(i, numbers.Integral)
+            or not 0 <= i < count
+        ):
+            raise ValueError(f"choose(i): i must be an integer in 0..{count - 1}, got {i!r}")
+        if int(i) == self._state.chosen:
+            return self.mask
+        return self._do({"op": "choose", "i": int(i)})
+
+    def reset(self) -> np.ndarray:
+        """Remove every point, the box and the candidates (undoable). Keeps the embedding."""
+        if self._state is self._empty:
+            return self.mask
+        return self._do({"op": "reset"})
+
+    def undo(self) -> bool:
+        """Step back one action, restoring its mask, candidates, choice and logits without
+        predicting. Returns ``False`` when there is nothing to undo."""
+        if not self._done:
+            return False
+        self._undone.append(self._done.pop())
+        return True
+
+    def redo(self) -> bool:
+        """Re-apply the last undone action from its snapshot. ``False`` when there is none."""
+        if not self._undone:
+            return False
+        self._done.append(self._undone.pop())
+        return True
+
+    # ------------------------------------------------------------------ replay
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe record of this session, enough to replay it exactly.
+
+        ``actions`` is the history that produced the current mask (undone actions are left
+        out; everything before the last reset too): ``{"op": "point", "x", "y", "positive"}``,
+        ``{"op": "box", "x0", "y0", "x1", "y1"}``, ``{"op": "clear_box"}``,
+        ``{"op": "choose", "i"}``. ``points`` (``[x, y]`` lists), ``labels``, ``box`` and
+        ``chosen`` describe the current prompt for reading; :meth:`from_dict` uses ``actions``.
+        """
+        actions = [dict(a) for a, _ in self._done]
+        resets = [k for k, a in enumerate(actions) if a["op"] == "reset"]
+        if resets:
+            actions = actions[resets[-1] + 1 :]
+        state = self._state
+        return {
+            "version": FORMAT_VERSION,
+            "image_size": [self._w, self._h],
+            "multimask": self._multimask,
+            "actions": actions,
+            "points": [[x, y] for x, y in state.points],
+            "labels": list(state.labels),
+            "box": None if state.box is None else list(state.box),
+            "chosen": state.chosen,
+        }
+
+    @classmethod
+    def from_dict(cls, predictor, image: ImageLike, d: Mapping[str, Any]) -> ClickSegmenter:
+        """Replay a :meth:`to_dict` record on ``image``: the same actions in the same order give
+        the bit-identical mask (on the same model and device).
+
+        Raises:
+            ValueError: ``d`` is malformed, of another version, or made on an image of another
+                size (the message gives both sizes).
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(
+                f"d must be a dict from ClickSegmenter.to_dict(), not {type(d).__name__}"
+            )
+        if d.get("version") != FORMAT_VERSION:
+            raise ValueError(f"d has version {d.get('version')!r}; this code reads version 1")
+        actions = d.get("actions")
+        if not isinstance(actions, Sequence) or isinstance(actions, str):
+            raise ValueError("d['actions'] must be a list of actions")
+        rgb = to_rgb(image)
+        size = d.get("image_size")
+        if not isinstance(size, Sequence) or list(size) != list(rgb.size):
+            raise ValueError(
+                f"d was recorded on a {_size_text(size)} image but this image is "
+                f"{rgb.width}x{rgb.height}: replay it on the same picture"
+            )
+        seg = cls(predictor, rgb, multimask=d.get("multimask", "auto"))
+        for k, action in enumerate(actions):
+            seg._replay(action, f"d['actions'][{k}]")
+        return seg
+
+    @classmethod
+    def from_prompts(
+        cls,
+        predictor,
+        image: ImageLike,
+        points: Sequence[Sequence[float]] | np.ndarray | None = None,
+        box: Sequence[float] | None = None,
+        chosen: int | None = None,
+        *,
+        multimask: bool | str = "auto",
+    ) -> ClickSegmenter:
+        """Replay prompts given as plain values (e.g. papermill parameters).
+
+        The box is set first, then the points are clicked in order, then candidate ``chosen``
+        is picked (``None`` keeps the best score). That is the same mask as an interactive
+        session that did exactly this; for any other session use :meth:`from_dict`.
+
+        Args:
+            points: ``[[x, y], ...]`` or ``[[x, y, label], ...]`` in image pixels, label ``1``
+                include (default) or ``0`` exclude; an ``Nx2`` / ``Nx3`` array works too.
+            box: ``[x0, y0, x1, y1]`` in image pixels, or ``None``.
+            chosen: index of the candidate to keep, or ``None``.
+        """
+        rows = _parse_points(points)
+        seg = cls(predictor, image, multimask=multimask)
+        if box is not None:
+            if isinstance(box, (str, bytes)) or not isinstance(box, (Sequence, np.ndarray)):
+                raise ValueError(f"box must be [x0, y0, x1, y1], got {box!r}")
+            if len(box) != 4:
+                raise ValueError(f"box must be [x0, y0, x1, y1] (4 numbers), got {box!r}")
+            seg._with_name("box", seg.set_box, *box)
+        for k, (x, y, label) in enumerate(rows):
+            seg._with_name(f"points[{k}]", seg.add_point, x, y, label == 1)
+        if chosen is not None:
+            if seg._state.count == 0:
+                raise ValueError("chosen needs points or a box to choose among")
+            seg._with_name("chosen", seg.choose, chosen)
+        return seg
+
+    # ------------------------------------------------------------------ internals
+
+    def _with_name(self, name: str, method, *args):
+        try:
+            return method(*args)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+    def _replay(self, action, where: str) -> None:
+        if not isinstance(action, Mapping) or action.get("op") not in _OPS:
+            raise ValueError(f"{where} must be a dict with 'op' one of {list(_OPS)}: {action!r}")
+        op = action["op"]
+        try:
+            if op == "point":
+                self.add_point(action["x"], action["y"], action["positive"])
+            elif op == "box":
+                self.set_box(action["x0"], action["y0"], action["x1"], action["y1"])
+            elif op == "clear_box":
+                self.clear_box()
+            elif op == "choose":
+                self.choose(action["i"])
+            else:
+                self.reset()
+        except KeyError as exc:
+            raise ValueError(f"{where} ({op!r}) lacks the key {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    def _coordinate(self, value, name: str, limit: int, *, end: bool = False) -> float:
+        """``value`` as a float in ``[0, limit)`` (``[0, limit]`` for a box corner)."""
+        size = f"the image is {self._w}x{self._h} px (width x height)"
+        if not _is_number(value):
+            raise ValueError(f"{name} must be a number of pixels, not {value!r}; {size}")
+        v = float(value)
+        if not math.isfinite(v):
+            raise ValueError(f"{name}={v} is not a finite number; {size}")
+        inside = 0 <= v <= limit if end else 0 <= v < limit
+        if not inside:
+            bound = "<=" if end else "<"
+            raise ValueError(
+                f"{name}={v:g} is outside the image: need 0 <= {name} {bound} {limit}; {size}"
+            )
+        return v
+
+    def _do(self, action: dict) -> np.ndarray:
+        before = self._state
+        if action["op"] == "choose":
+            after = replace(before, chosen=action["i"])
+        elif action["op"] == "reset":
+            after = self._empty
+        else:
+            points, labels, box = before.points, before.labels, before.box
+            if action["op"] == "point":
+                points = (*points, (action["x"], action["y"]))
+                labels = (*labels, int(action["positive"]))
+            elif action["op"] == "box":
+                box = (action["x0"], action["y0"], action["x1"], action["y1"])
+            else:
+                box = None
+            after = self._predict(points, labels, box, before)
+        self._done.append((action, after))
+        self._undone.clear()
+        return self.mask
+
+    def _predict(self, points, labels, box, before: _State) -> _State:
+        if not points and box is None:
+            return self._empty
+        self._use_own_embedding()
+        if self._multimask == "auto":
+            multimask = len(points) == 1 and box is None
+        else:
+            multimask = self._multimask
+        # A writable copy: torch warns about read-only arrays.
+        mask_input = before.low_res[before.chosen][None].copy() if before.count else None
+        start = time.perf_counter()
+        masks, scores, low_res = self._predictor.predict(
+            point_coords=np.array(points, dtype=np.float64) if points else None,
+            point_labels=np.array(labels, dtype=np.int64) if points else None,
+            box=np.array(box, dtype=np.float64) if box is not None else None,
+            mask_input=mask_input,
+            multimask_output=multimask,
+        )
+        self._last_latency_s = time.perf_counter() - start
+        masks = np.array(masks, dtype=bool)
+        masks.flags.writeable = False
+        low_res = np.array(low_res, dtype=np.float32)
+        low_res.flags.writeable = False
+        packed = np.packbits(masks, axis=None)
+        packed.flags.writeable = False
+        scores = tuple(float(s) for s in np.asarray(scores).ravel())
+        state = _State(
+            points=tuple(points),
+            labels=tuple(labels),
+            box=box,
+            count=len(masks),
+            packed=packed,
+            scores=scores,
+            low_res=low_res,
+            chosen=int(np.argmax(scores)),
+        )
+        self._unpacked = (packed, masks)
+        return state
+
+    def _use_own_embedding(self) -> None:
+        """Put this segmenter's embedding back if the predictor holds another image's."""
+        p = self._predictor
+        if (
+            p.is_image_set
+            and p.features is self._features
+            and tuple(p.original_size) == self._original_size
+            and tuple(p.input_size) == self._input_size
+        ):
+            return
+        p.features = self._features
+        p.original_size = self._original_size
+        p.input_size = self._input_size
+        p.is_image_set = True
+        self._embedding_restores += 1
+
+    def _masks(self, state: _State) -> np.ndarray:
+        """The ``CxHxW bool`` candidate masks of ``state`` (read-only, cached)."""
+        if state.count == 0:
+            return np.zeros((0, self._h, self._w), dtype=bool)
+        if self._unpacked is None or self._unpacked[0] is not state.packed:
+            n = state.count * self._h * self._w
+            masks = np.unpackbits(state.packed, count=n).astype(bool)
+            masks = masks.reshape(state.count, self._h, self._w)
+            masks.flags.writeable = False
+            self._unpacked = (state.packed, masks)
+        return self._unpacked[1]
+
+
+def _size_text(size) -> str:
+    try:
+        w, h = size
+        return f"{w}x{h}"
+    except (TypeError, ValueError):
+        return f"{size!r}-sized"
+
+
+def _parse_points(points) -> list[tuple[Any, Any, int]]:
+    """``points`` as ``(x, y, label)`` rows; ``ValueError`` naming ``points`` when malformed."""
+    if points is None:
+        return []
+    hint = "points must be a list of [x, y] or [x, y, label] (label 1 include, 0 exclude)"
+    if isinstance(points, np.ndarray):
+        if points.size == 0:
+            return []
+        if points.ndim != 2 or points.shape[1] not in (2, 3):
+            raise ValueError(f"{hint}; got an array of shape {points.shape}")
+        points = points.tolist()
+    if isinstance(points, (str, bytes)) or not isinstance(points, Sequence):
+        raise ValueError(f"{hint}; got {points!r}")
+    rows = []
+    for k, row in enumerate(points):
+        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
+            extra = " (for one point write [[x, y]])" if _is_number(row) else ""
+            raise ValueError(f"{hint}{extra}; points[{k}] is {row!r}")
+        if len(row) not in (2, 3):
+            raise ValueError(f"{hint}; points[{k}] has {len(row)} values: {list(row)!r}")
+        label = row[2] if len(row) == 3 else 1
+        if isinstance(label, (bool, np.bool_)):
+            label = int(label)
+        if not isinstance(label, numbers.Real) or label not in (0, 1):
+            raise ValueError(
+                f"points[{k}]: label must be 1 (include) or 0 (exclude), got {label!r}"
+            )
+        rows.append((row[0], row[1], int(label)))
+    return rows

@@ -1,0 +1,286 @@
+"""Mask tools: clean up, grow, shrink and feather ``HxW bool`` masks, and draw them.
+
+Every function takes a mask in any form :func:`sdsam_nb.images.to_mask` accepts and works on
+``HxW bool`` (``True`` = subject). The morphology is scipy.ndimage's: islands are
+8-connected, and distances are exact Euclidean distances between pixel centres
+(``distance_transform_edt``), so growing by ``px`` is a dilation with a disk of radius ``px``.
+
+The picture's border is not an edge of the mask: a subject cut off by the frame stays
+touching the frame when it is shrunk or feathered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from .images import ImageLike, to_mask, to_rgb
+
+# 8-connectivity: pixels touching at a corner belong to the same island.
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+POSITIVE_COLOR = (0, 255, 0)
+"""Marker colour of include points (label 1) in :func:`overlay`: green."""
+NEGATIVE_COLOR = (255, 0, 0)
+"""Marker colour of exclude points (label 0) in :func:`overlay`: red."""
+BOX_COLOR = (255, 200, 0)
+"""Colour of the box rectangle in :func:`overlay`: amber."""
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a finite float, or a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number of pixels, not {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of pixels, got {value}")
+    return value
+
+
+def _amount(value, name: str) -> float:
+    """``value`` as a finite float >= 0, or a ``ValueError`` naming ``name``."""
+    value = _number(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 pixels, got {value:g}")
+    return value
+
+
+def _inside_distance(mask: np.ndarray) -> np.ndarray:
+    """For each True pixel, the Euclidean distance to the nearest False pixel (0 on False).
+
+    A mask with no False pixel has no edge in the picture: every distance is ``inf``.
+    """
+    if mask.all():
+        return np.full(mask.shape, np.inf)
+    return ndimage.distance_transform_edt(mask)
+
+
+def fill_holes(mask) -> np.ndarray:
+    """``mask`` with every hole filled (False regions not connected to the picture's border).
+
+    Returns:
+        ``HxW bool``.
+    """
+    return ndimage.binary_fill_holes(to_mask(mask))
+
+
+def remove_small(mask, min_area: int) -> np.ndarray:
+    """``mask`` without its islands of fewer than ``min_area`` pixels (8-connected).
+
+    Args:
+        mask: ``HxW`` mask.
+        min_area: the smallest island kept, in pixels; ``0`` or ``1`` keeps everything.
+
+    Returns:
+        ``HxW bool``.
+    """
+    m = to_mask(mask)
+    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
+        raise ValueError(f"min_area must be an integer number of pixels >= 0, got {min_area!r}")
+    labels, count = ndimage.label(m, structure=_EIGHT)
+    if count == 0:
+        return m
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    keep = areas >= min_area
+    keep[0] = False  # label 0 is the background
+    return keep[labels]
+
+
+def keep_largest(mask) -> np.ndarray:
+    """Only the largest 8-connected island of ``mask`` (the first one in raster order on a tie).
+
+    Returns:
+        ``HxW bool``; all False for an empty mask.
+    """
+    m = to_mask(mask)
+    labels, count = ndimage.label(m, structure=_EIGHT)
+    if count <= 1:
+        return m
+    areas = np.bincount(labels.ravel())
+    areas[0] = 0
+    return labels == int(np.argmax(areas))
+
+
+def grow(mask, px: float) -> np.ndarray:
+    """Dilate ``mask`` by ``px`` pixels (a negative ``px`` shrinks, see :func:`shrink`).
+
+    A pixel is added when its centre lies within ``px`` (Euclidean) of the centre of a mask
+    pixel: the same as a dilation with a disk of radius ``px``. ``grow(m, 1)`` adds the
+    4-neighbours; ``grow(m, 2)`` turns a 10x10 square into a 14x14 one less 3 pixels at each
+    corner (184 pixels).
+
+    Returns:
+        ``HxW bool``; an empty mask stays empty.
+    """
+    m = to_mask(mask)
+    px = _number(px, "px")
+    if px < 0:
+        return _shrink(m, -px)
+    if px == 0 or not m.any():
+        return m
+    return ~_shrink(~m, px)
+
+
+def shrink(mask, px: float) -> np.ndarray:
+    """Erode ``mask`` by ``px`` pixels (``px`` >= 0): the exact complement of growing the
+    background.
+
+    A pixel stays when its centre is more than ``px`` (Euclidean) from the centre of every
+    False pixel. Pixels on the picture's border are not eroded by the border itself.
+
+    Returns:
+        ``HxW bool``.
+    """
+    return _shrink(to_mask(mask), _amount(px, "px"))
+
+
+def _shrink(m: np.ndarray, px: float) -> np.ndarray:
+    if px == 0:
+        return m
+    return _inside_distance(m) > px
+
+
+def feather(mask, radius: float) -> np.ndarray:
+    """A soft alpha matte of ``mask`` whose ramp lies inside the mask.
+
+    With ``d`` = each pixel's distance to the nearest False pixel (see :func:`shrink`):
+
+    * ``alpha == 1.0`` exactly where ``d > radius``, i.e. on ``shrink(mask, radius)``, and
+      nowhere else: those pixels can be pasted unchanged;
+    * ``alpha == 0.0`` exactly outside ``mask``;
+    * in between, ``alpha = smoothstep((d - 0.5) / radius)`` (``d - 0.5`` is the distance from
+      the pixel's centre to the mask's edge), strictly between 0 and 1.
+
+    Args:
+        mask: ``HxW`` mask.
+        radius: width of the ramp in pixels, >= 0; ``0`` gives the hard mask as float.
+
+    Returns:
+        ``HxW float32`` in ``[0, 1]``.
+    """
+    m = to_mask(mask)
+    radius = _amount(radius, "radius")
+    if radius == 0:
+        return m.astype(np.float32)
+    d = _inside_distance(m)
+    inner = d > radius
+    t = np.clip((d - 0.5) / radius, 0.0, 1.0)
+    ramp = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    # For a huge radius float32 could round a ramp value up to 1.0: keep it strictly below.
+    ramp = np.minimum(ramp, np.nextafter(np.float32(1), np.float32(0)))
+    return np.where(inner, np.float32(1), np.where(m, ramp, np.float32(0))).astype(np.float32)
+
+
+def invert(mask) -> np.ndarray:
+    """``True`` where ``mask`` is False: the background. Returns ``HxW bool``."""
+    return ~to_mask(mask)
+
+
+def bbox(mask) -> tuple[int, int, int, int] | None:
+    """The bounding box of ``mask``'s True pixels as ``(x0, y0, x1, y1)`` ints.
+
+    ``x0``/``y0`` are inclusive and ``x1``/``y1`` exclusive, like Python slices:
+    ``mask[y0:y1, x0:x1]`` is the tightest crop and ``x1 - x0`` the width. ``None`` for an
+    empty mask.
+    """
+    m = to_mask(mask)
+    cols = np.flatnonzero(m.any(axis=0))
+    if cols.size == 0:
+        return None
+    rows = np.flatnonzero(m.any(axis=1))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _color(value, name: str) -> tuple[int, int, int]:
+    try:
+        rgb = tuple(int(c) for c in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an (r, g, b) triple of 0..255, got {value!r}") from None
+    if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+        raise ValueError(f"{name} must be an (r, g, b) triple of 0..255, got {value!r}")
+    return rgb
+
+
+def _finite_array(value, shape_hint: str, name: str) -> np.ndarray:
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {shape_hint} of numbers, got {value!r}") from None
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite numbers, got {value!r}")
+    return a
+
+
+def overlay(
+    image: ImageLike,
+    mask=None,
+    *,
+    color: Sequence[int] = (30, 144, 255),
+    alpha: float = 0.45,
+    outline: bool = True,
+    points: Sequence[Sequence[float]] | np.ndarray | None = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    box: Sequence[float] | None = None,
+) -> Image.Image:
+    """Draw ``mask``, click points and a box over ``image`` for display.
+
+    Args:
+        image: the picture (converted with :func:`sdsam_nb.images.to_rgb`).
+        mask: ``HxW`` mask of the same size, or ``None`` for no mask.
+        color: ``(r, g, b)`` of the tint and the outline; default dodger blue.
+        alpha: opacity of the tint in ``[0, 1]``; default 0.45.
+        outline: draw the mask's contours in ``color`` (about 1 px per 400 px of picture).
+        points: ``N`` points ``(x, y)`` in image pixels, drawn as discs with a white rim:
+            :data:`POSITIVE_COLOR` (green) for label 1, :data:`NEGATIVE_COLOR` (red) for 0.
+        labels: ``N`` labels 1/0; default all 1.
+        box: ``(x0, y0, x1, y1)`` in image pixels, drawn in :data:`BOX_COLOR`.
+
+    Returns:
+        A new ``RGB`` ``PIL.Image`` of the image's size.
+    """
+    rgb = to_rgb(image)
+    w, h = rgb.size
+    out = np.array(rgb, dtype=np.uint8)
+    tint = _color(color, "color")
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    thickness = max(1, round(min(w, h) / 400))
+
+    if mask is not None:
+        m = to_mask(mask, (w, h))
+        blended = out[m].astype(np.float32) * (1.0 - alpha) + np.float32(alpha) * np.array(tint)
+        out[m] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        if outline and m.any():
+            contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(out, contours, -1, tint, thickness)
+
+    if box is not None:
+        b = _finite_array(box, "(x0, y0, x1, y1)", "box").ravel()
+        if b.size != 4:
+            raise ValueError(f"box must be (x0, y0, x1, y1), got {box!r}")
+        x0, x1 = sorted((round(b[0]), round(b[2])))
+        y0, y1 = sorted((round(b[1]), round(b[3])))
+        cv2.rectangle(out, (x0, y0), (x1, y1), BOX_COLOR, thickness + 1)
+
+    if points is not None:
+        p = _finite_array(points, "N x 2 (x, y)", "points")
+        if p.size == 0:
+            p = p.reshape(0, 2)
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise ValueError(f"points must be N x 2 (x, y), got shape {p.shape}")
+        lab = np.ones(len(p), dtype=int) if labels is None else np.asarray(labels).ravel()
+        if len(lab) != len(p) or not np.isin(lab, (0, 1)).all():
+            raise ValueError(f"labels must be {len(p)} values of 1 (include) or 0 (exclude)")
+        radius = max(3, round(min(w, h) / 80))
+        for (x, y), label in zip(p, lab, strict=True):
+            centre = (round(x), round(y))
+            fill = POSITIVE_COLOR if label == 1 else NEGATIVE_COLOR
+            cv2.circle(out, centre, radius + max(1, radius // 3), (255, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(out, centre, radius, fill, -1, cv2.LINE_AA)
+    return Image.fromarray(out, mode="RGB")
