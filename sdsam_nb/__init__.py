@@ -34,6 +34,14 @@ from .loaders import (
     pick_device,
     pick_dtype,
 )
+from .textmask import (
+    TextMaskResult,
+    auto_subject_mask,
+    find_boxes,
+    load_grounding_dino,
+    pick_subject,
+    text_mask,
+)
 from .widget import MaskPicker
 
 __version__ = "0.1.0"
@@ -42,6 +50,12 @@ __all__ = [
     "DEFAULT_SD",
     "INPAINTING_SD",
     "Candidate",
+    "TextMaskResult",
+    "auto_subject_mask",
+    "find_boxes",
+    "load_grounding_dino",
+    "pick_subject",
+    "text_mask",
     "ClickSegmenter",
     "MaskPicker",
     "ModelUnavailableError",

@@ -35,6 +35,7 @@ WALKTHROUGH = ("00_walkthrough",)
 TINY = {
     "sd_model": "tiny",
     "sam_model": "tiny",
+    "detector_model": "tiny",
     "steps": 8,
     "size": 256,
     "n_variations": 2,
@@ -66,11 +67,14 @@ def execute_chain(
     progress: bool = True,
     notebooks: Path = NOTEBOOKS,
     kernel: str = "python3",
+    per_notebook: dict[str, dict] | None = None,
 ):
     """Execute ``names`` (notebook stems) in order into one new run folder; return the Run.
 
-    Each executed notebook is saved in the run folder, also when it fails (papermill keeps
-    the error in it); a failure stops the chain and raises papermill's execution error.
+    Each notebook gets the entries of ``params`` its parameters cell declares, updated by
+    ``per_notebook[name]``. Each executed notebook is saved in the run folder, also when it
+    fails (papermill keeps the error in it); a failure stops the chain and raises papermill's
+    execution error.
     """
     import papermill as pm
 
@@ -84,7 +88,7 @@ def execute_chain(
         if not source.is_file():
             raise SystemExit(f"sdsam-nb: no notebook {source} (run from a checkout of sdsam-nb)")
         declared = pm.inspect_notebook(str(source))
-        given = {k: v for k, v in params.items() if k in declared}
+        given = {**params, **_absolute((per_notebook or {}).get(name, {}))}
         given.update(run_dir=str(run.path), progress=False)
         given = {k: v for k, v in given.items() if k in declared}
         print(f"[{i}/{len(names)}] {name}", flush=True)
@@ -118,16 +122,23 @@ def replay(run_dir: str | os.PathLike, *, output_root=None, progress: bool = Tru
 
     original = runs.open_run(run_dir)
     record = original.record
-    params = {k: v for k, v in record.get("params", {}).items() if k not in NOT_REPLAYED}
-    if record.get("clicks"):
-        params["clicks"] = record["clicks"]
-    if original.file("input") is not None:  # their own photo: use the copy kept in the run
-        params["image_path"] = str(original.file("input"))
     names = [n for n in (*WALKTHROUGH, *CHAIN) if n in record.get("notebooks", {})]
     if not names:
         raise SystemExit(f"sdsam-nb: {run_dir} records no notebook to replay")
+    per_notebook = {}
+    for name in names:
+        params = record["notebooks"][name]["params"]
+        per_notebook[name] = {k: v for k, v in params.items() if k not in NOT_REPLAYED}
+        if record.get("clicks") and "clicks" in params:
+            per_notebook[name]["clicks"] = record["clicks"]  # interactive clicks, exactly
+        if original.file("input") is not None and "image_path" in params:
+            per_notebook[name]["image_path"] = str(original.file("input"))  # the kept copy
     new = execute_chain(
-        names, params, output_root=output_root or original.path.parent, progress=progress
+        names,
+        {},
+        output_root=output_root or original.path.parent,
+        progress=progress,
+        per_notebook=per_notebook,
     )
     return new, compare_runs(original, new)
 

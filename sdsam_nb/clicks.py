@@ -26,7 +26,7 @@ from PIL import Image
 from .images import ImageLike, to_rgb
 
 FORMAT_VERSION = 1
-_OPS = ("point", "box", "clear_box", "choose", "reset")
+_OPS = ("point", "box", "text", "clear_box", "choose", "reset")
 
 
 class Candidate(NamedTuple):
@@ -50,6 +50,7 @@ class _State:
     scores: tuple[float, ...] = ()
     low_res: np.ndarray | None = None  # Cxhxw float32 logits (h = w = 256 for SAM)
     chosen: int = 0
+    detections: tuple[tuple[float, float, float, float], ...] = ()  # boxes a text prompt found
 
 
 def _is_number(value) -> bool:
@@ -224,6 +225,74 @@ class ClickSegmenter:
             )
         return self._do({"op": "box", "x0": xs[0], "y0": ys[0], "x1": xs[1], "y1": ys[1]})
 
+    def set_text(
+        self,
+        text: str,
+        *,
+        detector=None,
+        box_threshold: float = 0.35,
+        text_threshold: float = 0.25,
+        combine: str = "best",
+    ):
+        """Start from a text prompt: Grounding DINO finds boxes, SAM segments the box prompt.
+
+        ``combine="best"`` uses the highest-scoring box; ``"union"`` the box enclosing all
+        boxes found. The box becomes this segmenter's box prompt, so clicks refine it as
+        usual. The action records the text, thresholds and the boxes, and a replay
+        (:meth:`from_dict`) uses the recorded boxes: the same mask without the detector.
+
+        Returns:
+            The boxes found (XYXY image pixels, best first); ``[]`` when nothing was found,
+            and then the segmenter is left unchanged.
+        """
+        from .textmask import find_boxes
+
+        if combine not in ("best", "union"):
+            raise ValueError(f"combine must be 'best' or 'union', not {combine!r}")
+        found, labels, scores, source = find_boxes(
+            self._image,
+            text,
+            detector=detector,
+            box_threshold=box_threshold,
+            text_threshold=text_threshold,
+        )
+        if not found:
+            return []
+        boxes = [tuple(float(v) for v in b) for b in found]
+        if combine == "best":
+            x0, y0, x1, y1 = boxes[0]
+        else:
+            x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+            x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        self._do_text(
+            {
+                "op": "text",
+                "text": text,
+                "detector": source,
+                "box_threshold": float(box_threshold),
+                "text_threshold": float(text_threshold),
+                "combine": combine,
+                "boxes": [list(b) for b in boxes],
+                "x0": x0,
+                "y0": y0,
+                "x1": x1,
+                "y1": y1,
+            }
+        )
+        return boxes
+
+    def _do_text(self, action: dict) -> np.ndarray:
+        xs = sorted(self._coordinate(action[k], k, self._w, end=True) for k in ("x0", "x1"))
+        ys = sorted(self._coordinate(action[k], k, self._h, end=True) for k in ("y0", "y1"))
+        if xs[0] == xs[1] or ys[0] == ys[1]:
+            raise ValueError(f"the text prompt's box {xs + ys} has zero area")
+        return self._do({**action, "x0": xs[0], "y0": ys[0], "x1": xs[1], "y1": ys[1]})
+
+    @property
+    def detections(self) -> list[tuple[float, float, float, float]]:
+        """The boxes the current text prompt found (XYXY image pixels); ``[]`` without one."""
+        return list(self._state.detections)
+
     def clear_box(self) -> np.ndarray:
         """Remove the box prompt (nothing happens without one). Returns the new mask."""
         if self._state.box is None:
@@ -335,6 +404,10 @@ class ClickSegmenter:
         box: Sequence[float] | None = None,
         chosen: int | None = None,
         *,
+        text: str | None = None,
+        detector=None,
+        box_threshold: float = 0.35,
+        text_threshold: float = 0.25,
         multimask: bool | str = "auto",
     ) -> ClickSegmenter:
         """Replay prompts given as plain values (e.g. papermill parameters).
@@ -348,9 +421,26 @@ class ClickSegmenter:
                 include (default) or ``0`` exclude; an ``Nx2`` / ``Nx3`` array works too.
             box: ``[x0, y0, x1, y1]`` in image pixels, or ``None``.
             chosen: index of the candidate to keep, or ``None``.
+            text: a text prompt applied first (:meth:`set_text`, best box) instead of ``box``;
+                ``detector``, ``box_threshold`` and ``text_threshold`` go with it.
+
+        Raises:
+            ValueError: malformed ``points``/``box``/``chosen``, both ``text`` and ``box``, or a
+                ``text`` for which nothing was found (the message says what to try).
         """
         rows = _parse_points(points)
+        if text is not None and box is not None:
+            raise ValueError("give text or box, not both: the text prompt sets the box")
         seg = cls(predictor, image, multimask=multimask)
+        if text is not None:
+            found = seg.set_text(
+                text, detector=detector, box_threshold=box_threshold, text_threshold=text_threshold
+            )
+            if not found:
+                raise ValueError(
+                    f"text {text!r} found nothing with box_threshold={box_threshold}: lower it "
+                    "(e.g. 0.25), name the subject with a short noun phrase, or use points"
+                )
         if box is not None:
             if isinstance(box, (str, bytes)) or not isinstance(box, (Sequence, np.ndarray)):
                 raise ValueError(f"box must be [x0, y0, x1, y1], got {box!r}")
@@ -382,6 +472,8 @@ class ClickSegmenter:
                 self.add_point(action["x"], action["y"], action["positive"])
             elif op == "box":
                 self.set_box(action["x0"], action["y0"], action["x1"], action["y1"])
+            elif op == "text":
+                self._do_text(dict(action))
             elif op == "clear_box":
                 self.clear_box()
             elif op == "choose":
@@ -420,11 +512,15 @@ class ClickSegmenter:
             if action["op"] == "point":
                 points = (*points, (action["x"], action["y"]))
                 labels = (*labels, int(action["positive"]))
-            elif action["op"] == "box":
+            elif action["op"] in ("box", "text"):
                 box = (action["x0"], action["y0"], action["x1"], action["y1"])
             else:
                 box = None
             after = self._predict(points, labels, box, before)
+            if action["op"] == "text":
+                after = replace(after, detections=tuple(tuple(b) for b in action["boxes"]))
+            elif action["op"] == "point":  # clicks refine the text prompt's box
+                after = replace(after, detections=before.detections)
         self._done.append((action, after))
         self._undone.clear()
         return self.mask

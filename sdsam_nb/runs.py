@@ -4,7 +4,7 @@ A run folder holds the pictures, the mask, the clicks, the executed notebooks an
 ``run.json``::
 
     outputs/20261122-101500-3f9a/
-        run.json            parameters, models (id + revision or checksum), clicks,
+        run.json            each notebook's parameters, models (id + revision or checksum), clicks,
                             package versions, device, the time of each step, the files
         subject.png  mask.png  background-0.png  inpaint-0.png  composite-0.png ...
         01_generate_subject.ipynb ...   (executed notebooks, when run by ``sdsam-nb run``)
@@ -121,11 +121,14 @@ class Run:
         self.save()
 
     def log_params(self, notebook: str, params: dict) -> None:
-        """Record the parameters a notebook ran with; the union is what a replay passes."""
-        params = _jsonable(params)
+        """Record the parameters ``notebook`` ran with, under ``notebooks[notebook]``.
+
+        Kept per notebook: notebooks may give the same name different defaults (03 and 04
+        have their own ``background_prompt``), and a replay passes each its own.
+        """
         self.notebook = notebook
-        self.record.setdefault("params", {}).update(params)
-        self.record.setdefault("notebooks", {})[notebook] = {"params": params, "started": _now()}
+        entry = {"params": _jsonable(params), "started": _now()}
+        self.record.setdefault("notebooks", {})[notebook] = entry
         self.save()
 
     def log_model(self, role: str, info: dict) -> None:
@@ -231,7 +234,7 @@ def new_run(root: str | os.PathLike = "outputs", run_id: str | None = None) -> R
             "run_id": rid,
             "created": _now(),
             "packages": package_versions(),
-            "params": {},
+            "notebooks": {},
             "files": {},
             "steps": {},
         },
@@ -407,6 +410,9 @@ def check_params(**params) -> dict:
 
 
 _SPEC["fill_holes"] = (lambda v: isinstance(v, bool), "True or False")
+_SPEC["detector_model"] = _SPEC["sd_model"]
+for _name in ("box_threshold", "text_threshold"):
+    _SPEC[_name] = (lambda v: _is_num(v) and 0 <= v <= 1, "a number from 0 to 1")
 
 
 # ---------------------------------------------------------------------- notebook inputs

@@ -327,6 +327,45 @@ def box_masks(predictor, image: ImageLike, boxes, *, batch: int = 16) -> np.ndar
     return np.concatenate(out)
 
 
+def find_boxes(
+    image: ImageLike,
+    text: str,
+    *,
+    detector: Detector | None = None,
+    box_threshold: float = 0.35,
+    text_threshold: float = 0.25,
+    max_boxes: int | None = 20,
+) -> tuple[list[tuple[float, float, float, float]], list[str], list[float], str]:
+    """Grounding DINO's boxes for ``text`` on ``image``, without SAM.
+
+    Returns ``(boxes, labels, scores, source)``: XYXY image-pixel boxes clipped to the image,
+    sorted by score (best first), at most ``max_boxes``; ``source`` names the detector.
+    Raises ``ValueError`` for the same bad arguments as :func:`text_mask`.
+    """
+    if not isinstance(text, str) or not text.strip(" .\t\n"):
+        raise ValueError(f"text must name what to mask, e.g. 'red shoes', not {text!r}")
+    box_threshold = _check_fraction(box_threshold, "box_threshold")
+    text_threshold = _check_fraction(text_threshold, "text_threshold")
+    if max_boxes is not None and (
+        isinstance(max_boxes, bool) or not isinstance(max_boxes, int) or max_boxes < 1
+    ):
+        raise ValueError(f"max_boxes must be a positive int or None, not {max_boxes!r}")
+    if detector is not None and not callable(detector):
+        raise ValueError(
+            "detector must be callable (image, text, box_threshold, text_threshold) -> "
+            f"(boxes, labels, scores), not {type(detector).__name__}"
+        )
+    rgb = to_rgb(image)
+    if detector is None:
+        detector = load_grounding_dino()
+    source = getattr(detector, "source", None) or getattr(detector, "__name__", None)
+    source = str(source or repr(detector))
+    boxes, labels, scores = _detections(
+        detector(rgb, text, box_threshold, text_threshold), rgb.size, max_boxes
+    )
+    return boxes, labels, scores, source
+
+
 def text_mask(
     image: ImageLike,
     text: str,
@@ -369,33 +408,21 @@ def text_mask(
         ModelUnavailableError: ``detector``/``predictor`` is None and the default model
             cannot be had.
     """
-    if not isinstance(text, str) or not text.strip(" .\t\n"):
-        raise ValueError(f"text must name what to mask, e.g. 'red shoes', not {text!r}")
-    box_threshold = _check_fraction(box_threshold, "box_threshold")
-    text_threshold = _check_fraction(text_threshold, "text_threshold")
     if combine not in COMBINE_RULES:
         raise ValueError(f"combine must be one of {list(COMBINE_RULES)}, not {combine!r}")
-    if max_boxes is not None and (
-        isinstance(max_boxes, bool) or not isinstance(max_boxes, int) or max_boxes < 1
-    ):
-        raise ValueError(f"max_boxes must be a positive int or None, not {max_boxes!r}")
-    if detector is not None and not callable(detector):
-        raise ValueError(
-            "detector must be callable (image, text, box_threshold, text_threshold) -> "
-            f"(boxes, labels, scores), not {type(detector).__name__}"
-        )
     if predictor is not None:
         _check_predictor(predictor)
     rgb = to_rgb(image)
     w, h = rgb.size
-    if detector is None:
-        detector = load_grounding_dino()
-    source = getattr(detector, "source", None) or getattr(detector, "__name__", None)
-    source = str(source or repr(detector))
-
-    boxes, labels, scores = _detections(
-        detector(rgb, text, box_threshold, text_threshold), (w, h), max_boxes
+    boxes, labels, scores, source = find_boxes(
+        rgb,
+        text,
+        detector=detector,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        max_boxes=max_boxes,
     )
+    box_threshold, text_threshold = float(box_threshold), float(text_threshold)
     settings = dict(
         text=text,
         combine=combine,

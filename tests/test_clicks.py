@@ -380,3 +380,64 @@ def test_image_modes_are_converted(tiny_sam, subject_image, tmp_path):
         assert b > 200 and g < 50
     with pytest.raises(ValueError, match="200x300"):
         seg.add_point(250, 100)  # inside the stored landscape frame, outside the upright one
+
+
+# --------------------------------------------------------------------------- text prompts
+
+
+def _fake_detector(boxes, scores):
+    def detect(image, text, box_threshold, text_threshold):
+        return np.array(boxes, dtype=np.float32), ["subject"] * len(boxes), np.array(scores)
+
+    return detect
+
+
+def test_text_prompt_sets_the_box_and_replays_without_the_detector(tiny_sam, subject_image):
+    detector = _fake_detector([[90, 40, 210, 160], [10, 10, 60, 50]], [0.9, 0.4])
+    seg = ClickSegmenter(tiny_sam, subject_image)
+    found = seg.set_text("the red disc", detector=detector, box_threshold=0.3)
+    assert found[0] == (90.0, 40.0, 210.0, 160.0) and len(found) == 2
+    assert seg.box == (90.0, 40.0, 210.0, 160.0)
+    assert seg.detections == found
+    # the same mask as a plain box prompt on the best box
+    plain = ClickSegmenter(tiny_sam, subject_image)
+    plain.set_box(90, 40, 210, 160)
+    assert np.array_equal(seg.mask, plain.mask)
+    seg.add_point(150, 100)
+    record = json.loads(json.dumps(seg.to_dict()))
+    action = record["actions"][0]
+    assert action["op"] == "text" and action["text"] == "the red disc"
+    assert action["box_threshold"] == 0.3 and action["boxes"][1] == [10.0, 10.0, 60.0, 50.0]
+    again = ClickSegmenter.from_dict(tiny_sam, subject_image, record)  # no detector needed
+    assert np.array_equal(again.mask, seg.mask) and again.detections == found
+
+
+def test_text_prompt_union_box_and_nothing_found(tiny_sam, subject_image):
+    detector = _fake_detector([[90, 40, 210, 160], [10, 10, 60, 50]], [0.9, 0.4])
+    seg = ClickSegmenter(tiny_sam, subject_image)
+    seg.set_text("things", detector=detector, combine="union")
+    assert seg.box == (10.0, 10.0, 210.0, 160.0)
+    empty = ClickSegmenter(tiny_sam, subject_image)
+    assert empty.set_text("nothing", detector=_fake_detector(np.zeros((0, 4)), [])) == []
+    assert not empty.mask.any() and empty.to_dict()["actions"] == []
+    with pytest.raises(ValueError, match="found nothing"):
+        ClickSegmenter.from_prompts(
+            tiny_sam, subject_image, text="nothing", detector=_fake_detector(np.zeros((0, 4)), [])
+        )
+    with pytest.raises(ValueError, match="text or box"):
+        ClickSegmenter.from_prompts(tiny_sam, subject_image, text="x", box=[0, 0, 5, 5])
+
+
+def test_text_prompt_with_the_tiny_grounding_dino(tiny_sam, subject_image):
+    from sdsam_nb.textmask import load_grounding_dino
+
+    seg = ClickSegmenter.from_prompts(
+        tiny_sam,
+        subject_image,
+        text="the red disc",
+        detector=load_grounding_dino("tiny"),
+        box_threshold=0.0,
+        text_threshold=0.0,
+    )
+    assert seg.box is not None and seg.mask.shape == (200, 300)
+    assert seg.to_dict()["actions"][0]["detector"]

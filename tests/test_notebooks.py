@@ -1,0 +1,210 @@
+"""The notebooks: committed clean, parameters that papermill reads, and executed end to end.
+
+Execution runs papermill on the built-in tiny models with small settings; every test asserts
+on the files and the run.json a run produced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import papermill as pm
+import pytest
+from PIL import Image
+
+from sdsam_nb import runs
+from sdsam_nb.__main__ import CHAIN, NOTEBOOKS, WALKTHROUGH, compare_runs, execute_chain, replay
+
+ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
+# Quick settings for the tiny models; points inside every picture used (512x384 and up).
+FAST = {
+    "sd_model": "tiny",
+    "sam_model": "tiny",
+    "detector_model": "tiny",
+    "steps": 2,
+    "size": 128,
+    "n_variations": 2,
+    "width": 256,
+    "height": 192,
+    "points": [[120, 90, 1], [20, 20, 0]],
+}
+
+
+def test_every_step_has_a_notebook():
+    assert [p.stem for p in ALL] == [*WALKTHROUGH, *CHAIN]
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_committed_clean_and_in_house_order(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "strip the outputs"
+    assert nb.metadata.kernelspec["language"] == "python"
+    # title + badge, Colab-only install cell, then the cell tagged "parameters"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert "colab.research.google.com/github/" in nb.cells[0].source
+    assert "IN_COLAB" in nb.cells[1].source and "enable_custom_widget_manager" in nb.cells[1].source
+    assert nb.cells[2].metadata.get("tags") == ["parameters"]
+    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
+    # numbered steps, each with a sentence of markdown, ending with a save step
+    steps = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
+    assert [s.split(".")[0] for s in steps] == [f"## {i}" for i in range(1, len(steps) + 1)]
+    assert "Save" in steps[-1]
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(path):
+    """papermill silently skips a parameter line it cannot parse (e.g. two '=' on it)."""
+    nb = nbformat.read(path, as_version=4)
+    source = nb.cells[2].source
+    assigned = {
+        line.split("=")[0].strip()
+        for line in source.splitlines()
+        if "=" in line and not line.startswith(("#", " "))
+    }
+    assert set(pm.inspect_notebook(str(path))) == assigned
+    assert {"run_dir", "output_root", "use_drive", "progress"} <= assigned
+
+
+def _png(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img)
+
+
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory):
+    """The chain 01 -> 04 executed once, as `sdsam-nb run --tiny` does."""
+    return execute_chain(CHAIN, FAST, output_root=tmp_path_factory.mktemp("runs"), progress=False)
+
+
+@pytest.mark.slow
+def test_chain_makes_a_complete_run_folder(chain_run):
+    run = chain_run
+    files = run.record["files"]
+    for key in (
+        "subject",
+        "mask",
+        "mask-overlay",
+        "inpaint-0",
+        "inpaint-1",
+        "background-0",
+        "composite-1",
+    ):
+        assert (run.path / files[key]).is_file(), key
+    for name in CHAIN:
+        executed = nbformat.read(run.path / f"{name}.ipynb", as_version=4)
+        assert executed.metadata.papermill.parameters["run_dir"] == str(run.path)
+    # the subject is the size asked for; everything after it keeps that size
+    assert Image.open(run.file("subject")).size == (256, 192)
+    for key in ("mask", "inpaint-0", "composite-0", "background-0"):
+        assert Image.open(run.file(key)).size == (256, 192), key
+    record = json.loads((run.path / "run.json").read_text())
+    nb_params = {name: entry["params"] for name, entry in record["notebooks"].items()}
+    assert nb_params["02_click_to_mask"]["points"] == FAST["points"]
+    assert nb_params["01_generate_subject"]["steps"] == 2
+    # each notebook keeps its own defaults (03 and 04 prompt different backgrounds)
+    assert (
+        nb_params["03_inpaint_background"]["background_prompt"]
+        != nb_params["04_composite_background"]["background_prompt"]
+    )
+    assert record["clicks"]["actions"][0] == {
+        "op": "point",
+        "x": 120.0,
+        "y": 90.0,
+        "positive": True,
+    }
+    assert (
+        record["models"]["sd"]["model"] == "tiny" and len(record["models"]["sd"]["checksum"]) == 64
+    )
+    assert record["models"]["sam"]["model_type"] == "tiny"
+    assert record["packages"]["torch"] and record["packages"]["diffusers"]
+    assert set(record["notebooks"]) == set(CHAIN)
+    for step in (
+        "01_generate_subject/generate_subject",
+        "02_click_to_mask/load_sam",
+        "03_inpaint_background/inpaint",
+        "04_composite_background/composite",
+    ):
+        assert record["steps"][step]["seconds"] >= 0, step
+    # keep_subject: the subject's pixels survive inpainting exactly inside the shrunk mask
+    assert all(s["max_abs"] == 0 for s in record["inpaint_scores"])
+    assert all("object_expansion" in s for s in record["inpaint_scores"])
+    # the saved mask is the one the clicks give
+    mask = _png(run.file("mask")) > 127
+    assert mask.any() and not mask.all()
+
+
+@pytest.mark.slow
+def test_replay_is_bit_identical(chain_run):
+    new, differ = replay(chain_run.path, progress=False)
+    assert new.path != chain_run.path and new.path.parent == chain_run.path.parent
+    assert differ == []
+    assert compare_runs(chain_run, new) == []
+    assert new.record["clicks"] == chain_run.record["clicks"]
+    for key in ("mask", "inpaint-1", "composite-0"):
+        assert np.array_equal(_png(chain_run.file(key)), _png(new.file(key))), key
+
+
+@pytest.mark.slow
+def test_walkthrough_alone(tmp_path):
+    run = execute_chain(WALKTHROUGH, FAST, output_root=tmp_path, progress=False)
+    files = run.record["files"]
+    assert {"subject", "mask", "inpaint-0", "composite-0", "background-1"} <= set(files)
+    assert Image.open(run.file("composite-0")).size == (256, 192)
+    assert list(run.record["notebooks"]) == ["00_walkthrough"]
+
+
+@pytest.mark.slow
+def test_inpaint_notebook_alone_uses_the_sample(tmp_path):
+    """Run alone, 03 takes the sample picture and its mask from data/."""
+    run = execute_chain(["03_inpaint_background"], FAST, output_root=tmp_path, progress=False)
+    sample = Image.open(runs.SAMPLE_SUBJECT)
+    result = Image.open(run.file("inpaint-0"))
+    assert result.size == sample.size == (512, 384)
+    inside = np.asarray(Image.open(runs.SAMPLE_MASK)) > 127
+    from sdsam_nb.masks import shrink
+
+    core = shrink(inside, FAST.get("feather", 3))
+    assert np.array_equal(np.asarray(result)[core], np.asarray(sample.convert("RGB"))[core])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "params", "error"),
+    [
+        ("01_generate_subject", {"steps": "ten"}, "parameter steps must be an integer"),
+        ("02_click_to_mask", {"points": [[5000, 10, 1]]}, "outside the image"),
+        ("01_generate_subject", {"sd_model": "nobody/no-such-model"}, "Cannot load"),
+    ],
+    ids=["wrong-type", "point-outside", "unknown-model"],
+)
+def test_bad_parameter_fails_with_a_clear_error(tmp_path, name, params, error):
+    with pytest.raises(pm.PapermillExecutionError, match=error):
+        execute_chain([name], {**FAST, **params}, output_root=tmp_path, progress=False)
+    (folder,) = tmp_path.iterdir()
+    executed = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+    shown = [
+        o
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.get("output_type") == "error"
+    ]
+    assert shown and error in shown[0]["evalue"]
+
+
+@pytest.mark.slow
+def test_click_notebook_with_a_text_prompt(tmp_path):
+    """02 with text_prompt: Grounding DINO's box replaces the clicks, and is recorded."""
+    params = {**FAST, "text_prompt": "the red ball", "box_threshold": 0.0, "text_threshold": 0.0}
+    run = execute_chain(["02_click_to_mask"], params, output_root=tmp_path, progress=False)
+    action = run.record["clicks"]["actions"][0]
+    assert action["op"] == "text" and action["text"] == "the red ball"
+    assert Image.open(run.file("mask")).size == (512, 384)
+    # replaying the record needs no detector and gives the same mask
+    new, differ = replay(run.path, progress=False)
+    assert differ == [] and new.record["clicks"]["actions"][0]["op"] == "text"
