@@ -8,15 +8,15 @@ PY     := $(VENV)/bin/python
 # torch and torchvision pinned as a pair that imports together (FIELD_NOTES: the torchvision trap).
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup browser demo test test-fast bench lint format clean-outputs
+.PHONY: setup browser demo test test-fast bench lint format
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (sdsam-nb)" >/dev/null
 	touch $@
 
@@ -27,7 +27,8 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(PY) -m sdsam_nb run --sd-model tiny --sam-model tiny
+	HF_HUB_OFFLINE=1 $(PY) -m sdsam_nb run --tiny --output-root outputs
+	HF_HUB_OFFLINE=1 $(PY) -m sdsam_nb run --tiny --walkthrough --output-root outputs
 
 test: setup browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests

@@ -8,6 +8,9 @@ masks are ``HxW bool`` with ``True`` = subject; points are ``(x, y)`` in image p
 
 from . import images, masks, runs
 from .background import (
+    DEFAULT_FEATHER,
+    SCHEDULERS,
+    SafetyCheckerWarning,
     Variations,
     composite,
     generate,
@@ -47,6 +50,9 @@ from .widget import MaskPicker
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_FEATHER",
+    "SCHEDULERS",
+    "SafetyCheckerWarning",
     "DEFAULT_SD",
     "INPAINTING_SD",
     "Candidate",

@@ -238,6 +238,7 @@ def load_sd(
     dt = pick_dtype(dev, dtype)
     key = ("sd", str(model), str(dev), dt, bool(safety_checker), revision, variant)
     if key in _loaded:
+        _loaded[key].set_progress_bar_config(disable=not progress)
         return _loaded[key]
     extra = {"revision": revision} if revision else {}
     if variant is not None:
@@ -262,7 +263,9 @@ def _same_weights(pipe, cls):
     level = dlogging.get_verbosity()
     dlogging.set_verbosity_error()  # from_pipe's .to() warns about an empty fp32-module list
     try:
-        other = cls.from_pipe(pipe)
+        # from_pipe casts every shared module to its dtype argument (float32 by default):
+        # pass the pipe's own, or an fp16 pipe would be turned to fp32 in place
+        other = cls.from_pipe(pipe, **{_dtype_kwarg(): pipe.unet.dtype})
     finally:
         dlogging.set_verbosity(level)
     other.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
