@@ -121,13 +121,16 @@ class Run:
         self.save()
 
     def log_params(self, notebook: str, params: dict) -> None:
-        """Record the parameters ``notebook`` ran with, under ``notebooks[notebook]``.
+        """Record the parameters ``notebook`` ran with and the device it ran on, under
+        ``notebooks[notebook]``.
 
         Kept per notebook: notebooks may give the same name different defaults (03 and 04
         have their own ``background_prompt``), and a replay passes each its own.
         """
+        from .loaders import device_report
+
         self.notebook = notebook
-        entry = {"params": _jsonable(params), "started": _now()}
+        entry = {"params": _jsonable(params), "started": _now(), "device": device_report()}
         self.record.setdefault("notebooks", {})[notebook] = entry
         self.save()
 

@@ -122,6 +122,7 @@ def test_chain_makes_a_complete_run_folder(chain_run):
     )
     assert record["models"]["sam"]["model_type"] == "tiny"
     assert record["packages"]["torch"] and record["packages"]["diffusers"]
+    assert record["notebooks"]["01_generate_subject"]["device"]["device"] == "cpu"
     assert set(record["notebooks"]) == set(CHAIN)
     for step in (
         "01_generate_subject/generate_subject",
