@@ -129,26 +129,36 @@ def clear_loaded() -> None:
 # --------------------------------------------------------------------------- Stable Diffusion
 
 
-def _resolve_sd(model: str, name: str) -> tuple[str, bool]:
-    """Return (path-or-id, is_local) for an SD ``model`` argument."""
+def resolve_model(model, name: str, *, build_tiny, marker: str, example: str) -> tuple[str, bool]:
+    """Return ``(path-or-hub-id, is_local)`` for a ``model`` argument.
+
+    ``"tiny"`` builds (once) and returns the built-in model's folder via ``build_tiny(root)``;
+    an existing folder must hold ``marker`` (``model_index.json`` for a diffusers pipeline,
+    ``config.json`` for a transformers model); anything else must look like a hub id
+    ``org/name``. ``name`` and ``example`` go into the error messages.
+    """
     if not isinstance(model, (str, os.PathLike)) or not str(model):
         raise ValueError(f"{name} must be a hub id, a local folder or 'tiny', not {model!r}")
     model = str(model)
     if model == TINY:
-        return str(tiny.sd_folder(cache_dir() / "tiny")), True
+        return str(build_tiny(cache_dir() / "tiny")), True
     path = Path(model).expanduser()
     if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise ValueError(
-                f"{name}={model!r} is a folder but not a diffusers pipeline (no model_index.json)"
-            )
+        if not (path / marker).is_file():
+            raise ValueError(f"{name}={model!r} is a folder but not a saved model (no {marker})")
         return str(path), True
     if model.startswith((".", "/", "~")) or model.count("/") != 1:
         raise ValueError(
             f"{name}={model!r} is neither an existing folder nor a hub id like "
-            f"'{DEFAULT_SD}' (or use 'tiny' for the built-in test model)"
+            f"'{example}' (or use 'tiny' for the built-in test model)"
         )
     return model, False
+
+
+def _resolve_sd(model: str, name: str) -> tuple[str, bool]:
+    return resolve_model(
+        model, name, build_tiny=tiny.sd_folder, marker="model_index.json", example=DEFAULT_SD
+    )
 
 
 def _unavailable(model: str, exc: BaseException) -> ModelUnavailableError:
@@ -327,7 +337,8 @@ def _sam_builders() -> dict:
     }
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -338,7 +349,7 @@ def _sha256(path: Path) -> str:
 def _verify_hash_in_name(path: Path) -> None:
     """If ``path``'s name ends in ``_<hex>.pth``, check that its sha256 starts with that hex."""
     match = _HASH_IN_NAME.search(path.name)
-    if match and not _sha256(path).startswith(match.group(1)):
+    if match and not sha256_file(path).startswith(match.group(1)):
         raise ValueError(
             f"checkpoint {str(path)!r} is corrupt or not the official file: its sha256 does not "
             f"start with {match.group(1)!r} as its name says. Delete it and download it again."

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .loaders import sha256_file
+
 RUN_JSON = "run.json"
 PACKAGES = (
     "sdsam-nb",
@@ -60,15 +62,6 @@ def package_versions(names=PACKAGES) -> dict[str, str | None]:
             out[name] = None
     out["python"] = platform.python_version()
     return out
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +27,7 @@ from PIL import Image
 
 from . import tiny
 from .images import ImageLike, to_rgb
-from .loaders import TINY, _loaded, _unavailable, cache_dir, load_sam, pick_device
+from .loaders import _loaded, _unavailable, load_sam, pick_device, resolve_model
 
 DEFAULT_GROUNDING_DINO = "IDEA-Research/grounding-dino-tiny"
 COMBINE_RULES = ("union", "best")
@@ -120,24 +118,13 @@ class GroundingDinoDetector:
 
 def _resolve_grounding_dino(model) -> tuple[str, bool]:
     """(path-or-id, is_local) for a Grounding DINO ``model`` argument."""
-    if not isinstance(model, (str, os.PathLike)) or not str(model):
-        raise ValueError(f"model must be a hub id, a local folder or 'tiny', not {model!r}")
-    model = str(model)
-    if model == TINY:
-        return str(tiny.grounding_dino_folder(cache_dir() / "tiny")), True
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ValueError(
-                f"model={model!r} is a folder but not a saved transformers model (no config.json)"
-            )
-        return str(path), True
-    if model.startswith((".", "/", "~")) or model.count("/") != 1:
-        raise ValueError(
-            f"model={model!r} is neither an existing folder nor a hub id like "
-            f"'{DEFAULT_GROUNDING_DINO}' (or use 'tiny' for the built-in test model)"
-        )
-    return model, False
+    return resolve_model(
+        model,
+        "model",
+        build_tiny=tiny.grounding_dino_folder,
+        marker="config.json",
+        example=DEFAULT_GROUNDING_DINO,
+    )
 
 
 def load_grounding_dino(

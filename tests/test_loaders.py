@@ -120,7 +120,7 @@ def test_unknown_hub_id_gives_one_short_error():
     assert info.value.__suppress_context__  # no chained traceback from deep inside
     with pytest.raises(ValueError, match="neither an existing folder nor a hub id"):
         sdsam_nb.load_sd("not a model")
-    with pytest.raises(ValueError, match="not a diffusers pipeline"):
+    with pytest.raises(ValueError, match="no model_index.json"):
         sdsam_nb.load_sd(str(sdsam_nb.cache_dir()))
 
 
