@@ -1,0 +1,209 @@
+"""Full-size model architectures with random weights (no download), for honest timings.
+
+* :func:`sd_v14_folder` builds Stable Diffusion v1-4 from its *published* configs (UNet,
+  VAE, CLIP ViT-L/14 text encoder, PNDM scheduler) with random weights, saves it once as a
+  diffusers pipeline folder in **fp16** (about 2.1 GB on disk; fp32 would be about 4.1 GB)
+  under ``sdsam_nb.cache_dir()/bench/``, and returns the folder. Every later call (and every
+  benchmark subprocess) loads that folder through the ordinary ``from_pretrained`` code, so
+  the sizes, the load path and the compute are those of the real model; only the numbers in
+  the weights differ. No safety checker is included (its weights cannot be had offline).
+  The tokenizer is the small byte-level vocabulary of :func:`sdsam_nb.tiny.write_clip_vocab`;
+  the text encoder keeps the real 49408-entry embedding table.
+* :func:`build_sam` builds ``vit_b`` / ``vit_l`` / ``vit_h`` with segment-anything's own
+  builders and ``checkpoint=None`` (random weights), or the built-in tiny model.
+
+Random weights make every picture noise: nothing here says anything about image quality.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+RECIPE = "sd-v1-4-arch-random-fp16-r1"
+SEED = 0
+
+# CompVis/stable-diffusion-v1-4, unet/config.json (published), minus bookkeeping keys.
+UNET_CONFIG = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "center_input_sample": False,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "down_block_types": (
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ),
+    "up_block_types": (
+        "UpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+    ),
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "downsample_padding": 1,
+    "mid_block_scale_factor": 1,
+    "act_fn": "silu",
+    "norm_num_groups": 32,
+    "norm_eps": 1e-5,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+}
+
+# CompVis/stable-diffusion-v1-4, vae/config.json (published).
+VAE_CONFIG = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "block_out_channels": (128, 256, 512, 512),
+    "layers_per_block": 2,
+    "act_fn": "silu",
+    "norm_num_groups": 32,
+    "sample_size": 512,
+}
+
+# openai/clip-vit-large-patch14, text_config (what SD v1-4's text_encoder/config.json holds).
+TEXT_CONFIG = {
+    "vocab_size": 49408,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "projection_dim": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+}
+
+# CompVis/stable-diffusion-v1-4, scheduler/scheduler_config.json (published).
+SCHEDULER_CONFIG = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+}
+
+
+def _log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def build_sd_pipeline(dtype: torch.dtype = torch.float16):
+    """The SD v1-4 pipeline (published architecture, random weights, no safety checker)."""
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from diffusers.utils import logging as dlogging
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from sdsam_nb.tiny import write_clip_vocab
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()  # .to(fp16) warns about an empty "keep in fp32" list
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        unet = UNet2DConditionModel(**UNET_CONFIG).to(dtype)
+        vae = AutoencoderKL(**VAE_CONFIG).to(dtype)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_clip_vocab(Path(tmp))
+            tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                **TEXT_CONFIG,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        ).to(dtype)
+    dlogging.set_verbosity(level)
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=PNDMScheduler(**SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def sd_v14_folder(root: Path | None = None) -> Path:
+    """The saved full-size SD v1-4 folder (random fp16 weights), built on first use.
+
+    The first call takes about a minute on 2 CPU cores and writes about 2.1 GB; later calls
+    return at once. ``root`` defaults to ``sdsam_nb.cache_dir() / "bench"``.
+    """
+    from sdsam_nb import cache_dir
+
+    root = Path(root) if root is not None else cache_dir() / "bench"
+    final = root / RECIPE
+    if (final / "model_index.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    start = time.perf_counter()
+    _log(f"building full-size SD v1-4 (random weights, fp16) into {final} (once, ~2.1 GB)")
+    try:
+        pipe = build_sd_pipeline(torch.float16)
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        del pipe
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not (final / "model_index.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process won the race: keep theirs
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _log(f"built {final.name} in {time.perf_counter() - start:.0f} s")
+    return final
+
+
+def build_sam(model_type: str, device: torch.device | str = "cpu"):
+    """A SAM model (random weights for vit_*, the built-in weights for ``"tiny"``), in eval mode."""
+    import warnings
+
+    if model_type == "tiny":
+        import sdsam_nb
+
+        return sdsam_nb.load_sam("tiny", device=device).model
+    from segment_anything import sam_model_registry
+
+    if model_type not in sam_model_registry or model_type == "default":
+        raise ValueError(f"model_type={model_type!r} is not one of vit_b, vit_l, vit_h, tiny")
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(SEED)
+        sam = sam_model_registry[model_type](checkpoint=None)
+    return sam.to(device).eval()
+
+
+def dir_size_gb(folder: Path) -> float:
+    """Total size of the files under ``folder`` in GB (10**9 bytes)."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 1e9
+
+
+if __name__ == "__main__":  # python -m benchmarks.fullsize: build the folder ahead of time
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    folder = sd_v14_folder()
+    print(folder, f"{dir_size_gb(folder):.2f} GB")
