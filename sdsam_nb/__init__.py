@@ -45,7 +45,7 @@ from .textmask import (
     pick_subject,
     text_mask,
 )
-from .widget import MaskPicker
+from .widget import MaskPicker, enable_colab_widgets
 
 __version__ = "0.1.0"
 
@@ -68,6 +68,7 @@ __all__ = [
     "Variations",
     "cache_dir",
     "clear_loaded",
+    "enable_colab_widgets",
     "composite",
     "device_report",
     "generate",

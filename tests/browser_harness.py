@@ -1,0 +1,286 @@
+"""JupyterLab in a temporary home, driven by headless Chromium through Python playwright.
+
+Used by ``tests/test_browser.py``. Everything here follows ``FIELD_NOTES.md``:
+
+* the server listens on 127.0.0.1 only, with a random token and a port that was free a moment
+  ago (``--ServerApp.port_retries=0``: a taken port is an error, not a silent move);
+* every ``JUPYTER*`` directory points into a temporary folder (a fresh workspaces folder, or
+  Lab reopens old tabs and starts extra kernels), and Lab's news / update checks are off;
+* Debian's Chromium (``/usr/bin/chromium``) is launched with the flags that keep it quiet on a
+  closed network; ``playwright install`` is never needed;
+* before "Run All" the page waits for the status bar to show a kernel that is ``Idle`` (not
+  ``No Kernel``); the caller confirms on the kernel side and may retry.
+
+Every wait is bounded; :meth:`LabServer.stop` and :meth:`Chromium.close` are safe to call
+twice and from a fixture finalizer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium binary: ``$SDSAM_CHROMIUM``, else ``chromium`` on ``PATH``."""
+    explicit = os.environ.get("SDSAM_CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).is_file() else None
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free when asked."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(
+    check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1, detail=None
+):
+    """Call ``check`` until it returns something truthy; return it.
+
+    Raises ``TimeoutError`` naming ``what`` after ``timeout`` seconds; ``detail`` (a callable
+    returning text) is appended to the message, e.g. the tail of a server log.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+class LabServer:
+    """A JupyterLab server in ``home`` serving ``root``; start with :meth:`start`.
+
+    ``env`` entries are added to the server's (and so the kernels') environment.
+    """
+
+    def __init__(self, home: Path, root: Path, env: dict[str, str] | None = None):
+        self.home = Path(home)
+        self.root = Path(root)
+        self.extra_env = dict(env or {})
+        self.token = secrets.token_hex(16)
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.home / "jupyterlab.log"
+        self._log = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        """``base_url + path`` with the token as a query parameter."""
+        sep = "&" if "?" in path else "?"
+        return f"{self.base_url}{path}{sep}token={self.token}"
+
+    def _environment(self) -> dict[str, str]:
+        dirs = {
+            "JUPYTER_CONFIG_DIR": "config",
+            "JUPYTER_DATA_DIR": "data",
+            "JUPYTER_RUNTIME_DIR": "runtime",
+            "JUPYTERLAB_SETTINGS_DIR": "lab-settings",
+            "JUPYTERLAB_WORKSPACES_DIR": "lab-workspaces",
+            "IPYTHONDIR": "ipython",
+        }
+        env = dict(os.environ)
+        env.pop("JUPYTER_PATH", None)
+        for var, sub in dirs.items():
+            path = self.home / sub
+            path.mkdir(parents=True, exist_ok=True)
+            env[var] = str(path)
+        # No news feed or update check: nothing may try to reach the network.
+        notes = self.home / "lab-settings" / "@jupyterlab" / "apputils-extension"
+        notes.mkdir(parents=True, exist_ok=True)
+        (notes / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False})
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> LabServer:
+        """Start the server and wait until ``/api/status`` answers (raises on timeout/exit)."""
+        self.port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
+        env = self._environment()  # creates self.home
+        self._log = open(self.log_path, "wb")  # closed in stop()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.root,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(self._ready, timeout, "JupyterLab to answer /api/status", 0.25, self.log_tail)
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(
+                f"JupyterLab exited with code {self.proc.returncode}\n{self.log_tail()}"
+            )
+        try:
+            with urllib.request.urlopen(self.url("/api/status"), timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def api(self, path: str) -> Any:
+        """GET a JSON REST endpoint of the server."""
+        with urllib.request.urlopen(self.url(path), timeout=5) as r:
+            return json.loads(r.read())
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return "--- JupyterLab log (tail) ---\n" + "\n".join(lines[-n:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (the server shuts its kernels down), then SIGKILL the group if needed."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class Chromium:
+    """Headless Debian Chromium under playwright's sync API; one page, one viewport."""
+
+    def __init__(self, executable: str, viewport=(1280, 1000)):
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        try:
+            self.browser = self._pw.chromium.launch(
+                executable_path=executable, headless=True, args=CHROMIUM_FLAGS, timeout=30_000
+            )
+            self.page = self.browser.new_page(
+                viewport={"width": viewport[0], "height": viewport[1]}
+            )
+        except Exception:
+            self._pw.stop()
+            raise
+        self.console: list[str] = []
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+
+    def close(self) -> None:
+        pw, self._pw = self._pw, None
+        if pw is None:
+            return
+        try:
+            self.browser.close()
+        finally:
+            pw.stop()
+
+    def console_tail(self, n: int = 20) -> str:
+        return "--- browser console (tail) ---\n" + "\n".join(self.console[-n:])
+
+
+def open_notebook(page, server: LabServer, name: str, timeout: float = 60.0) -> None:
+    """Open ``name`` (relative to the server root) in the Lab UI and wait for an idle kernel."""
+    page.goto(server.url(f"/lab/tree/{name}"), timeout=timeout * 1000)
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=timeout * 1000)
+    page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
+    wait_kernel_idle(page, timeout)
+
+
+def wait_kernel_idle(page, timeout: float = 60.0) -> None:
+    """Wait for the status bar to show a kernel that is ``Idle`` (not ``No Kernel``)."""
+    page.wait_for_function(
+        """() => {
+            const bar = document.querySelector('#jp-main-statusbar');
+            if (!bar) return false;
+            const t = bar.innerText;
+            return t.includes('| Idle') && !t.includes('No Kernel');
+        }""",
+        timeout=timeout * 1000,
+    )
+
+
+def run_all_cells(page) -> None:
+    """Send Lab's "Run All Cells" command (not awaited: its promise settles only at the end)."""
+    page.evaluate(
+        "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }"
+    )
+
+
+def run_all_confirmed(
+    page, marker: Path, tries: int = 3, timeout: float = 10.0, detail=None
+) -> None:
+    """Run all cells until the first cell's ``marker`` file appears on the kernel side.
+
+    A Run All sent just as the kernel connects is sometimes lost (FIELD_NOTES), so it is
+    re-sent up to ``tries`` times; raises ``TimeoutError`` if the marker never appears.
+    """
+    for attempt in range(1, tries + 1):
+        wait_kernel_idle(page)
+        run_all_cells(page)
+        try:
+            wait_for(marker.exists, timeout, f"the first cell's marker (try {attempt})")
+            return
+        except TimeoutError:
+            if attempt == tries:
+                extra = f"\n{detail()}" if detail is not None else ""
+                raise TimeoutError(
+                    f"Run All never reached the kernel ({tries} tries){extra}"
+                ) from None

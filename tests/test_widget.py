@@ -1,0 +1,380 @@
+"""MaskPicker without a browser: events go through the widgets' own message handlers.
+
+A mouse event is the dict ipyevents' front end sends (CSS pixels plus the element's bounding
+rectangle), handed to ``Event._handle_custom_msg`` exactly as the kernel's comm would hand it
+over. What the widget draws is read back from the ipycanvas command stream (the canvas
+manager's ``_send_custom`` is recorded and decoded) and from ``picker.rendered``. The tiny SAM
+has random weights: assertions are on coordinates, labels, state and pixels, never on how good
+a mask looks.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import types
+
+import numpy as np
+import pytest
+from ipycanvas import canvas as ipc
+from PIL import Image
+
+from sdsam_nb import masks, widget
+from sdsam_nb.clicks import ClickSegmenter
+from sdsam_nb.widget import MaskPicker
+
+_NAMES = {index: name for name, index in ipc.COMMANDS.items()}
+_ATTRS = {index: name for name, index in ipc.Canvas.ATTRS.items()}
+
+
+def noise_image(w: int, h: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def smooth_image(w: int, h: int) -> Image.Image:
+    """A gradient with a dark disc: JPEG (what put_image_data sends) keeps it close."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    a = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 128)], -1)
+    a[(xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (h / 4) ** 2] = (40, 20, 20)
+    return Image.fromarray(a.astype(np.uint8))
+
+
+class Drawn:
+    """Decoded ipycanvas commands: ``(name, args, buffers)``; ``set`` becomes ``set:<attr>``."""
+
+    def __init__(self):
+        self.batches: list[list[tuple[str, list, list[bytes]]]] = []
+
+    def record(self, command, buffers=()):
+        commands = command if command and isinstance(command[0], list) else [command]
+        buffers = list(buffers)
+        batch = []
+        for c in commands:
+            name, args = _NAMES[c[0]], c[1]
+            if name == "set":
+                name, args = f"set:{_ATTRS[args[0]]}", [args[1]]
+            n = c[2] if len(c) > 2 else 0
+            batch.append((name, args, buffers[:n]))
+            buffers = buffers[n:]
+        self.batches.append(batch)
+
+    @property
+    def last(self):
+        return self.batches[-1]
+
+    def names(self, batch=None):
+        return [name for name, _, _ in (self.last if batch is None else batch)]
+
+    def markers(self, batch=None):
+        """``[(x, y, css colour)]`` of the coloured discs in a batch, in drawing order."""
+        out, fill = [], None
+        for name, args, _ in self.last if batch is None else batch:
+            if name == "set:fill_style":
+                fill = args[0]
+            elif name == "fillCircle" and fill != "white":
+                out.append((args[0], args[1], fill))
+        return out
+
+    def picture(self, batch=None) -> np.ndarray:
+        """The image sent with ``putImageData`` (JPEG, so only approximately ``rendered``)."""
+        for name, _, bufs in self.last if batch is None else batch:
+            if name == "putImageData":
+                return np.asarray(Image.open(io.BytesIO(bufs[0])).convert("RGB"))
+        raise AssertionError("no putImageData in the batch")
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    record = Drawn()
+    monkeypatch.setattr(ipc._CANVAS_MANAGER, "_send_custom", record.record)
+    return record
+
+
+@pytest.fixture
+def make_picker(tiny_sam):
+    def make(image, **kwargs):
+        return MaskPicker(ClickSegmenter(tiny_sam, image), **kwargs)
+
+    return make
+
+
+def mouse(picker, kind, css_x, css_y, *, button=0, shift=False, rect=None):
+    """Deliver one ipyevents mouse event, as its front end would send it."""
+    rect_w, rect_h = rect or picker.display_size
+    picker.events._handle_custom_msg(
+        {
+            "event": kind,
+            "type": kind,
+            "button": button,
+            "shiftKey": shift,
+            "relativeX": css_x,
+            "relativeY": css_y,
+            "boundingRectWidth": rect_w,
+            "boundingRectHeight": rect_h,
+        },
+        [],
+    )
+
+
+GREEN = "rgb(0, 255, 0)"
+RED = "rgb(255, 0, 0)"
+
+
+def test_left_click_on_a_scaled_image_lands_on_image_pixels(make_picker, drawn):
+    picker = make_picker(smooth_image(900, 600))  # wider than the default 768 px
+    assert picker.display_size == (768, 512)
+    assert picker.canvas.width == 768 and picker.canvas.height == 512
+    empty = picker.rendered.copy()
+
+    mouse(picker, "mousedown", 384, 256)
+    mouse(picker, "mouseup", 384, 256)
+
+    # CSS pixel 384 of 768 -> image pixel floor(384.5 * 900 / 768) = 450 (and 300 in y).
+    assert picker.points == [(450.0, 300.0)] and picker.labels == [1]
+    seg = picker.segmenter
+    assert picker.mask is not None and picker.mask.shape == (600, 900)
+    np.testing.assert_array_equal(picker.mask, seg.mask)
+    assert picker.mask.any(), "the tiny SAM gave an empty mask for this click"
+
+    # The overlay shown is the mask at display size, tinted: pixels change where the mask is.
+    small = np.asarray(Image.fromarray(picker.mask).resize((768, 512), Image.NEAREST))
+    np.testing.assert_array_equal(
+        picker.rendered, np.asarray(masks.overlay(empty, small), dtype=np.uint8)
+    )
+    changed = (picker.rendered != empty).any(axis=2)
+    assert changed[small].mean() > 0.9 and changed[~small].mean() < 0.01
+
+    # One batch: clear, the picture, then a white rim and a green disc at the scaled position.
+    assert drawn.names()[:2] == ["clear", "putImageData"]
+    assert drawn.picture().shape == (512, 768, 3)
+
+    # JPEG: compare 8x8 block means (the random-weight mask is speckled; its edges blur).
+    def blocks(a):
+        return a.astype(float).reshape(64, 8, 96, 8, 3).mean(axis=(1, 3))
+
+    assert np.abs(blocks(drawn.picture()) - blocks(picker.rendered)).mean() < 3
+    ((x, y, colour),) = drawn.markers()
+    assert colour == GREEN
+    assert x == pytest.approx(450.5 * 768 / 900) and y == pytest.approx(300.5 * 512 / 600)
+    assert "1 points (1 include, 0 exclude)" in picker.status.value
+    assert f"mask {100 * picker.mask.mean():.1f}%" in picker.status.value
+    assert "ms" in picker.status.value and picker.last_latency_s > 0
+
+
+def test_css_shrunk_canvas_maps_with_the_bounding_rect(make_picker):
+    picker = make_picker(noise_image(900, 600))
+    # The browser shows the 768 px canvas 384 CSS px wide: 1 CSS px = 900 / 384 image px.
+    mouse(picker, "mousedown", 192, 128, rect=(384, 256))
+    ((x, y),) = picker.points
+    assert abs(x - 450) <= 900 / 384 and abs(y - 300) <= 600 / 256
+    assert (x, y) == (int(192.5 * 900 / 384), int(128.5 * 600 / 256))
+
+
+def test_right_click_and_shift_click_exclude(make_picker, drawn):
+    picker = make_picker(noise_image(300, 200))
+    mouse(picker, "mousedown", 100, 50)  # include
+    # A real right click: mousedown(button 2), mouseup(button 2), contextmenu.
+    mouse(picker, "mousedown", 20, 30, button=2)
+    mouse(picker, "mouseup", 20, 30, button=2)
+    mouse(picker, "contextmenu", 20, 30, button=2)
+    mouse(picker, "mousedown", 200, 150, shift=True)
+    assert picker.points == [(100.0, 50.0), (20.0, 30.0), (200.0, 150.0)]
+    assert picker.labels == [1, 0, 0]
+    assert [c for _, _, c in drawn.markers()] == [GREEN, RED, RED]
+    assert "3 points (1 include, 2 exclude)" in picker.status.value
+
+    picker.mode = "exclude"  # the toggle: a plain left click now excludes
+    picker.click(250, 20)
+    assert picker.labels[-1] == 0 and picker.points[-1] == (250.0, 20.0)
+    with pytest.raises(ValueError, match="mode"):
+        picker.mode = "lasso"
+
+
+def test_ipycanvas_mouse_down_is_not_a_second_click_source(make_picker):
+    picker = make_picker(noise_image(300, 200))
+    # ipycanvas' own event for the same click must not add a point (no double-add).
+    picker.canvas._handle_custom_msg({"event": "mouse_down", "x": 100, "y": 50}, [])
+    assert picker.points == []
+    mouse(picker, "mousedown", 100, 50)
+    picker.canvas._handle_custom_msg({"event": "mouse_down", "x": 100, "y": 50}, [])
+    assert picker.points == [(100.0, 50.0)]
+
+
+def test_undo_redo_reset_buttons(make_picker, drawn):
+    picker = make_picker(noise_image(300, 200))
+    assert picker.undo_button.disabled and picker.redo_button.disabled
+    assert picker.reset_button.disabled
+    picker.click(100, 50)
+    picker.click(200, 150, button=2)
+    mask_two = picker.mask.copy()
+    assert not picker.undo_button.disabled and picker.redo_button.disabled
+
+    picker.undo_button.click()
+    assert picker.points == [(100.0, 50.0)] and picker.labels == [1]
+    assert len(drawn.markers()) == 1
+    assert not picker.redo_button.disabled
+
+    picker.redo_button.click()
+    assert picker.points == [(100.0, 50.0), (200.0, 150.0)] and picker.labels == [1, 0]
+    np.testing.assert_array_equal(picker.mask, mask_two)
+    assert len(drawn.markers()) == 2
+
+    picker.reset_button.click()
+    assert picker.points == [] and picker.box is None and not picker.mask.any()
+    assert drawn.markers() == []
+    np.testing.assert_array_equal(picker.rendered, picker._base)
+    picker.undo_button.click()  # reset is undoable too
+    assert len(picker.points) == 2
+
+
+def test_candidate_chooser_shows_scores_and_chooses(make_picker, drawn):
+    picker = make_picker(noise_image(300, 200))
+    picker.click(150, 100)  # one point: SAM gives 3 candidates
+    seg = picker.segmenter
+    assert len(seg.candidates) == 3
+    chooser = picker.candidates_buttons
+    assert [label for label, _ in chooser.options] == [
+        f"{i + 1}: {c.score:.2f}" for i, c in enumerate(seg.candidates)
+    ]
+    assert chooser.value == seg.chosen
+    assert chooser.layout.display == "flex" and not chooser.disabled
+
+    other = next(i for i in range(3) if i != seg.chosen)
+    before = len(drawn.batches)
+    chooser.value = other
+    assert seg.chosen == other
+    np.testing.assert_array_equal(picker.mask, seg.candidates[other].mask)
+    assert len(drawn.batches) == before + 1  # redrawn once
+    picker.undo_button.click()  # the choice is undoable and the chooser follows
+    assert chooser.value == seg.chosen != other
+
+    picker.click(60, 60)  # two points: one candidate, nothing to choose
+    assert len(chooser.options) == 1 and chooser.disabled
+    picker.reset_button.click()
+    assert chooser.options == () and chooser.layout.display == "none"
+
+
+def test_box_mode_drag_and_two_clicks(make_picker, drawn):
+    picker = make_picker(noise_image(900, 600))
+    picker.mode = "box"
+    picker.drag(100, 80, 500, 400)
+    assert picker.box == (100.0, 80.0, 500.0, 400.0) and picker.points == []
+    s = 768 / 900
+    rect = [args for name, args, _ in drawn.last if name == "strokeRect"]
+    assert rect == [[pytest.approx(v) for v in (100 * s, 80 * s, 400 * s, 320 * s)]]
+    assert "box" in picker.status.value and not picker.clear_box_button.disabled
+
+    # Two clicks: the first leaves a pending corner (a cross), the second makes the box.
+    picker.click(700, 500)
+    assert picker.box == (100.0, 80.0, 500.0, 400.0)
+    assert drawn.names().count("strokeLine") == 2
+    picker.click(300, 100)
+    assert picker.box == (300.0, 100.0, 700.0, 500.0)
+    assert "strokeLine" not in drawn.names()
+
+    # A right click in box mode is still an exclude point; the mode stays "box".
+    picker.click(400, 300, button=2)
+    assert picker.labels == [0] and picker.box is not None
+
+    picker.clear_box_button.click()
+    assert picker.box is None and picker.clear_box_button.disabled
+    assert "strokeRect" not in drawn.names()
+
+    # A second corner in the same row cannot make a box: it says so and waits.
+    picker.click(100, 100)
+    picker.click(300, 100)
+    assert picker.box is None and "differ" in picker.status.value
+    picker.click(300, 200)
+    assert picker.box == (100.0, 100.0, 300.0, 200.0)
+
+
+@pytest.mark.parametrize(
+    ("size", "width", "display"),
+    [
+        ((300, 200), None, (300, 200)),
+        ((300, 200), 150, (150, 100)),
+        ((2000, 1000), None, (768, 384)),
+    ],
+)
+def test_display_scaling_and_click_roundtrip(tiny_sam, size, width, display):
+    picker = MaskPicker(ClickSegmenter(tiny_sam, noise_image(*size)), width=width)
+    assert picker.display_size == display
+    assert picker.rendered.shape == (display[1], display[0], 3)
+    for x, y in [(0, 0), (size[0] - 1, size[1] - 1), (size[0] // 3, size[1] // 2)]:
+        picker.click(x, y, button=2)  # exclude points: cheap and order-independent
+        assert picker.points[-1] == (float(x), float(y))
+
+
+def test_replay_from_prompts_renders_the_state(tiny_sam, subject_image, drawn):
+    points = [[150, 100, 1], [40, 40, 0]]
+    box = [90, 40, 210, 160]
+    picker = MaskPicker.from_prompts(tiny_sam, subject_image, points=points, box=box)
+    reference = ClickSegmenter.from_prompts(tiny_sam, subject_image, points=points, box=box)
+    assert picker.points == [(150.0, 100.0), (40.0, 40.0)] and picker.labels == [1, 0]
+    assert picker.box == (90.0, 40.0, 210.0, 160.0)
+    np.testing.assert_array_equal(picker.mask, reference.mask)
+    # Drawn at once: picture with the overlay, box, both markers (display = image size here).
+    assert [(x, y, c) for x, y, c in drawn.markers()] == [(150.5, 100.5, GREEN), (40.5, 40.5, RED)]
+    assert [a for n, a, _ in drawn.last if n == "strokeRect"] == [[90, 40, 120, 120]]
+    np.testing.assert_array_equal(
+        picker.rendered, np.asarray(masks.overlay(subject_image, picker.mask))
+    )
+
+    # A front end that attaches later asks for the picture again.
+    before = len(drawn.batches)
+    picker.canvas._handle_custom_msg({"event": "client_ready"}, [])
+    assert len(drawn.batches) == before + 1 and len(drawn.markers()) == 2
+
+    # Passing a segmenter built from prompts is the same path.
+    again = MaskPicker(reference)
+    assert again.points == picker.points
+    np.testing.assert_array_equal(again.rendered, picker.rendered)
+
+
+def test_on_change_is_called_after_each_change(make_picker):
+    picker = make_picker(noise_image(300, 200))
+    seen = []
+    picker.on_change(lambda p: seen.append((list(p.points), p.box)))
+    picker.click(100, 50)
+    picker.mode = "box"
+    picker.click(10, 10)  # first corner only: nothing changed yet
+    picker.click(200, 150)
+    picker.undo_button.click()
+    assert seen == [
+        ([(100.0, 50.0)], None),
+        ([(100.0, 50.0)], (10.0, 10.0, 200.0, 150.0)),
+        ([(100.0, 50.0)], None),
+    ]
+
+
+def test_colab_custom_widget_manager_enabled_once(monkeypatch, make_picker):
+    calls = []
+    output = types.SimpleNamespace(enable_custom_widget_manager=lambda: calls.append(1))
+    colab = types.ModuleType("google.colab")
+    colab.output = output
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(widget, "_colab_widgets_enabled", False)
+    make_picker(noise_image(300, 200))
+    make_picker(noise_image(300, 200))
+    assert calls == [1]
+
+
+def test_colab_not_touched_outside_colab(monkeypatch, make_picker):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(widget, "_colab_widgets_enabled", False)
+    make_picker(noise_image(300, 200))
+    assert widget._colab_widgets_enabled is False
+
+
+def test_bad_arguments_say_what_to_do(tiny_sam, make_picker):
+    with pytest.raises(ValueError, match="ClickSegmenter"):
+        MaskPicker(tiny_sam)
+    with pytest.raises(ValueError, match="width"):
+        make_picker(noise_image(300, 200), width=0)
+    picker = make_picker(noise_image(300, 200))
+    with pytest.raises(ValueError, match="outside"):
+        picker.click(300, 10)
+    with pytest.raises(ValueError, match="points"):
+        MaskPicker.from_prompts(tiny_sam, noise_image(300, 200), points=[1, 2])
