@@ -51,6 +51,7 @@ class _State:
     low_res: np.ndarray | None = None  # Cxhxw float32 logits (h = w = 256 for SAM)
     chosen: int = 0
     detections: tuple[tuple[float, float, float, float], ...] = ()  # boxes a text prompt found
+    text: str | None = None  # the text prompt that set the box, while it holds
 
 
 def _is_number(value) -> bool:
@@ -293,6 +294,11 @@ class ClickSegmenter:
         """The boxes the current text prompt found (XYXY image pixels); ``[]`` without one."""
         return list(self._state.detections)
 
+    @property
+    def text(self) -> str | None:
+        """The text prompt whose box is in effect (``None`` without one, or once replaced)."""
+        return self._state.text
+
     def clear_box(self) -> np.ndarray:
         """Remove the box prompt (nothing happens without one). Returns the new mask."""
         if self._state.box is None:
@@ -518,9 +524,10 @@ class ClickSegmenter:
                 box = None
             after = self._predict(points, labels, box, before)
             if action["op"] == "text":
-                after = replace(after, detections=tuple(tuple(b) for b in action["boxes"]))
+                boxes = tuple(tuple(b) for b in action["boxes"])
+                after = replace(after, detections=boxes, text=action["text"])
             elif action["op"] == "point":  # clicks refine the text prompt's box
-                after = replace(after, detections=before.detections)
+                after = replace(after, detections=before.detections, text=before.text)
         self._done.append((action, after))
         self._undone.clear()
         return self.mask

@@ -28,14 +28,16 @@ Drawing
 -------
 The picture with the translucent mask is computed in numpy (:func:`sdsam_nb.masks.overlay` at
 display size, kept in :attr:`MaskPicker.rendered`) and sent with ``put_image_data``; the
-include (green) / exclude (red) markers, the box and a pending box corner are drawn on top as
-canvas shapes. ipycanvas does not replay drawings to a view that appears later, so the widget
-draws again whenever a view reports ``client_ready``. Headless, ``canvas.image_data`` stays
-``None``: all state is in the segmenter and in numpy arrays.
+include (green) / exclude (red) markers, the box, a text prompt's detections (dashed) and a
+pending box corner are drawn on top as canvas shapes. ipycanvas does not replay drawings to a
+view that appears later, so the widget draws again whenever a view reports ``client_ready``.
+Headless, ``canvas.image_data`` stays ``None``: all state is in the segmenter and in numpy
+arrays.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +59,8 @@ MODES = ("include", "exclude", "box")
 MARKER_RADIUS = 6
 """Radius of a point marker in display pixels (plus a 2 px white rim)."""
 DRAG_THRESHOLD = 4
+DETECTION_COLOR = (0, 200, 255)
+"""Colour of the dashed boxes a text prompt found (the box prompt itself is ``BOX_COLOR``)."""
 """In box mode, a press and release at least this many display pixels apart make a box."""
 
 _colab_widgets_enabled = False
@@ -205,17 +209,32 @@ class MaskPicker(widgets.VBox):
         box: Sequence[float] | None = None,
         chosen: int | None = None,
         *,
+        text: str | None = None,
+        detector=None,
+        box_threshold: float = 0.35,
+        text_threshold: float = 0.25,
         width: int | None = None,
         multimask: bool | str = "auto",
     ) -> MaskPicker:
         """A picker that starts from recorded prompts (the headless replay path).
 
         ``points`` are ``[[x, y, label], ...]`` in image pixels (label 1 include, 0 exclude),
-        ``box`` is ``(x0, y0, x1, y1)``, ``chosen`` the candidate to keep; see
-        ``ClickSegmenter.from_prompts``, which checks them.
+        ``box`` is ``(x0, y0, x1, y1)``, ``chosen`` the candidate to keep; ``text`` starts from
+        a text prompt instead of a box (Grounding DINO's boxes are drawn dashed, the best one
+        becomes the box, and clicks refine it). See ``ClickSegmenter.from_prompts``, which
+        checks them.
         """
         segmenter = ClickSegmenter.from_prompts(
-            predictor, image, points=points, box=box, chosen=chosen, multimask=multimask
+            predictor,
+            image,
+            points=points,
+            box=box,
+            chosen=chosen,
+            text=text,
+            detector=detector,
+            box_threshold=box_threshold,
+            text_threshold=text_threshold,
+            multimask=multimask,
         )
         return cls(segmenter, width=width)
 
@@ -439,6 +458,17 @@ class MaskPicker(widgets.VBox):
         with hold_canvas():
             c.clear()
             c.put_image_data(self.rendered, 0, 0)
+            # The text prompt's detections, dashed, under the box prompt they gave.
+            detections = self.segmenter.detections
+            if detections:
+                c.stroke_style = _rgb_css(DETECTION_COLOR)
+                c.line_width = 1
+                c.set_line_dash([6, 4])
+                for x0, y0, x1, y1 in detections:
+                    c.stroke_rect(
+                        x0 * dw / iw, y0 * dh / ih, (x1 - x0) * dw / iw, (y1 - y0) * dh / ih
+                    )
+                c.set_line_dash([])
             box = self.segmenter.box
             if box is not None:
                 x0, y0, x1, y1 = (float(v) for v in box)
@@ -489,7 +519,11 @@ class MaskPicker(widgets.VBox):
         mask = self.segmenter.mask
         area = 100.0 * float(mask.mean()) if mask is not None and mask.size else 0.0
         parts = [f"{len(labels)} points ({n_in} include, {n_out} exclude)"]
-        if self.segmenter.box is not None:
+        if self.segmenter.text is not None:
+            n = len(self.segmenter.detections)
+            found = f"{n} box{'es' if n != 1 else ''} found"
+            parts.append(f"text {html.escape(repr(self.segmenter.text))} ({found})")
+        elif self.segmenter.box is not None:
             parts.append("box")
         parts.append(f"mask {area:.1f}% of the image")
         if self.last_latency_s is not None:

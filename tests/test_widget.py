@@ -332,6 +332,68 @@ def test_replay_from_prompts_renders_the_state(tiny_sam, subject_image, drawn):
     np.testing.assert_array_equal(again.rendered, picker.rendered)
 
 
+class BoxesDetector:
+    """A detector with fixed boxes (the tiny Grounding DINO has random weights)."""
+
+    source = "fixed"
+
+    def __init__(self, boxes, scores):
+        self.boxes, self.scores = boxes, scores
+
+    def __call__(self, image, text, box_threshold, text_threshold):
+        return self.boxes, [text] * len(self.boxes), self.scores
+
+
+def test_starts_from_a_text_prompt_draws_its_boxes_and_refines(tiny_sam, subject_image, drawn):
+    boxes = [(95.0, 45.0, 205.0, 155.0), (10.0, 10.0, 60.0, 50.0)]
+    detector = BoxesDetector(boxes, [0.9, 0.5])
+    picker = MaskPicker.from_prompts(tiny_sam, subject_image, text="the disc", detector=detector)
+    seg = picker.segmenter
+    assert seg.text == "the disc" and seg.detections == boxes
+    assert picker.box == boxes[0]  # the best box is the box prompt
+    assert picker.mask.any()
+
+    # Both detections dashed, then the box prompt solid on top.
+    batch = drawn.last
+    names = drawn.names()
+    dash_on = names.index("setLineDash")
+    assert batch[dash_on][1] == [[6, 4]]
+    rects = [(i, a) for i, (n, a, _) in enumerate(batch) if n == "strokeRect"]
+    assert [a for _, a in rects] == [[95, 45, 110, 110], [10, 10, 50, 40], [95, 45, 110, 110]]
+    dash_off = names.index("setLineDash", dash_on + 1)
+    assert batch[dash_off][1] == [[]]
+    assert rects[0][0] > dash_on and rects[1][0] < dash_off < rects[2][0]
+    assert "text &#x27;the disc&#x27; (2 boxes found)" in picker.status.value
+
+    # A click refines the text prompt's box; the detections and the text stay.
+    picker.click(20, 20, button=2)
+    assert picker.labels == [0] and seg.text == "the disc" and seg.detections == boxes
+    assert drawn.names().count("strokeRect") == 3
+
+    # The record keeps the text; a replay without the detector gives the same mask.
+    record = seg.to_dict()
+    assert [a["op"] for a in record["actions"]] == ["text", "point"]
+    assert record["actions"][0]["text"] == "the disc"
+    again = MaskPicker(ClickSegmenter.from_dict(tiny_sam, subject_image, record))
+    np.testing.assert_array_equal(again.mask, picker.mask)
+    assert again.segmenter.detections == boxes
+
+    # Replacing the box drops the text prompt, and undo brings it back.
+    picker.mode = "box"
+    picker.drag(100, 50, 200, 150)
+    assert picker.box == (100.0, 50.0, 200.0, 150.0)
+    assert seg.text is None and seg.detections == [] and "setLineDash" not in drawn.names()
+    picker.undo_button.click()
+    assert seg.text == "the disc" and drawn.names().count("strokeRect") == 3
+
+
+def test_text_prompt_that_finds_nothing_is_a_clear_error(tiny_sam, subject_image):
+    with pytest.raises(ValueError, match="found nothing"):
+        MaskPicker.from_prompts(
+            tiny_sam, subject_image, text="a unicorn", detector=BoxesDetector([], [])
+        )
+
+
 def test_on_change_is_called_after_each_change(make_picker):
     picker = make_picker(noise_image(300, 200))
     seen = []
