@@ -219,6 +219,8 @@ def load_sd(
     revision: str | None = None,
     variant: str | None = None,
     progress: bool = True,
+    offload: bool = False,
+    compile_unet: bool = False,
 ):
     """Load a Stable Diffusion v1 text-to-image pipeline, once per process.
 
@@ -233,20 +235,37 @@ def load_sd(
         revision: a hub revision (branch, tag or commit) to pin.
         variant: weight variant; ``None`` means ``"fp16"`` for fp16 on a hub id.
         progress: show diffusers' progress bars.
+        offload: for small GPUs, keep the models on the CPU and move each one to the GPU only
+            while it runs (diffusers' ``enable_model_cpu_offload``): far less GPU memory, a
+            little slower. Needs a GPU ``device``. :func:`inpainting` and :func:`img2img` of
+            an offloaded pipeline are offloaded too.
+        compile_unet: compile the UNet in place with ``torch.compile`` (the weights stay the
+            ones the other pipelines share). The first call compiles (a minute or more);
+            later calls may be faster on a GPU: ``benchmarks/`` measures it.
 
     Returns:
         A ``diffusers.StableDiffusionPipeline`` on ``device``. Calling again with the same
         arguments returns the same object.
 
     Raises:
-        ValueError: ``model``, ``device`` or ``dtype`` is malformed.
+        ValueError: ``model``, ``device`` or ``dtype`` is malformed, or ``offload`` without a
+            GPU.
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
     from diffusers import StableDiffusionPipeline
 
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
+    for name, flag in (("offload", offload), ("compile_unet", compile_unet)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    if offload and dev.type == "cpu":
+        raise ValueError(
+            "offload=True needs a GPU device: it keeps the models on the CPU and moves each to "
+            "the GPU while it runs; on the CPU leave offload=False"
+        )
     key = ("sd", str(model), str(dev), dt, bool(safety_checker), revision, variant)
+    key += (bool(offload), bool(compile_unet))
     if key in _loaded:
         _loaded[key].set_progress_bar_config(disable=not progress)
         return _loaded[key]
@@ -259,7 +278,12 @@ def load_sd(
         "model",
         **_pipeline_kwargs(dev, dt, safety_checker, **extra),
     )
-    pipe.to(dev)
+    if offload:
+        pipe.enable_model_cpu_offload(device=dev)
+    else:
+        pipe.to(dev)
+    if compile_unet:
+        pipe.unet.compile()  # in place: the same parameters, so sharing still holds
     pipe.set_progress_bar_config(disable=not progress)
     pipe.sdsam_source = {"model": str(model), "revision": revision}
     _loaded[key] = pipe
@@ -278,19 +302,33 @@ def _same_weights(pipe, cls):
         other = cls.from_pipe(pipe, **{_dtype_kwarg(): pipe.unet.dtype})
     finally:
         dlogging.set_verbosity(level)
+    offload_device = _offload_device(pipe)
+    if offload_device is not None:  # the shared modules move to the GPU while they run
+        other.enable_model_cpu_offload(device=offload_device)
     other.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
     other.sdsam_source = getattr(pipe, "sdsam_source", {})
     return other
 
 
+def _offload_device(pipe) -> torch.device | None:
+    """The GPU an offloaded pipeline runs on (``enable_model_cpu_offload``), else ``None``."""
+    if getattr(pipe, "_all_hooks", None):
+        return torch.device(pipe._offload_device)
+    return None
+
+
 def _dedicated(pipe, cls, model: str, name: str):
     param = next(iter(pipe.unet.parameters()))
-    dev, dt = param.device, param.dtype
+    offload_device = _offload_device(pipe)
+    dev, dt = offload_device or param.device, param.dtype
     safety = getattr(pipe, "safety_checker", None) is not None
-    key = (cls.__name__, str(model), str(dev), dt, safety)
+    key = (cls.__name__, str(model), str(dev), dt, safety, offload_device is not None)
     if key not in _loaded:
         other = _from_pretrained(cls, model, name, **_pipeline_kwargs(dev, dt, safety))
-        other.to(dev)
+        if offload_device is not None:
+            other.enable_model_cpu_offload(device=offload_device)
+        else:
+            other.to(dev)
         other.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
         other.sdsam_source = {"model": str(model), "revision": None}
         _loaded[key] = other

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 # benchmarks/ is a top-level package of the checkout, not installed: make it importable under a
 # bare `pytest` too (`python -m pytest` from the root already has it on sys.path).
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -21,6 +23,18 @@ from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.harness import update_results_md  # noqa: E402
 
 ROW_KEYS = {"metric", "value", "unit", "target", "met", "note"}
+
+
+@pytest.fixture(autouse=True)
+def _keep_loaded_models():
+    """The benchmarks empty the per-process model cache to measure loads; give it back after,
+    so that the session's tiny models stay the ones later tests hold."""
+    from sdsam_nb import loaders
+
+    saved = dict(loaders._loaded)
+    yield
+    loaders._loaded.clear()
+    loaders._loaded.update(saved)
 
 
 def test_quick_run_prints_table_and_writes_json(tmp_path, capsys):

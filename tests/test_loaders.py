@@ -96,6 +96,51 @@ def test_sharing_keeps_an_fp16_pipe_in_fp16():
     assert half.unet.dtype == half.vae.dtype == half.text_encoder.dtype == torch.float16
 
 
+def test_offload_needs_a_gpu_and_flags_are_checked():
+    with pytest.raises(ValueError, match="offload=True needs a GPU"):
+        sdsam_nb.load_sd("tiny", device="cpu", offload=True)
+    with pytest.raises(ValueError, match="compile_unet must be True or False"):
+        sdsam_nb.load_sd("tiny", device="cpu", compile_unet="yes")
+
+
+def test_pipelines_of_an_offloaded_pipe_are_offloaded_and_share(tiny_sd):
+    """diffusers' model offload installed with the CPU as the "GPU" (the hooks are the same).
+
+    A pipeline built from an offloaded one gets its own hooks on the shared modules, so each
+    runs, both stay offloaded, and the pixels equal those of the resident pipeline.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    folder = tiny.sd_folder(sdsam_nb.cache_dir() / "tiny")
+    pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.enable_model_cpu_offload(device="cpu")
+    inp, i2i = sdsam_nb.inpainting(pipe), sdsam_nb.img2img(pipe)
+    for other in (inp, i2i):
+        assert other._all_hooks and other._offload_device == pipe._offload_device
+        assert other.unet.conv_in.weight.data_ptr() == pipe.unet.conv_in.weight.data_ptr()
+    assert np.array_equal(_pixels(pipe, 3), _pixels(tiny_sd, 3))
+    image = Image.new("RGB", (64, 64), (200, 20, 20))
+    mask = Image.new("L", (64, 64), 255)
+    kw = {"image": image, "mask_image": mask}
+    offloaded = _pixels(inp, 4, **kw)
+    assert np.array_equal(offloaded, _pixels(sdsam_nb.inpainting(tiny_sd), 4, **kw))
+    assert _pixels(pipe, 3).shape == (64, 64, 3)  # the first pipeline still runs after
+
+
+@pytest.mark.slow
+def test_compiled_unet_runs_and_matches_eager(tiny_sd):
+    """torch.compile in place (inductor on the CPU here: about 40 s to compile)."""
+    compiled = sdsam_nb.load_sd("tiny", progress=False, compile_unet=True)
+    assert compiled is not tiny_sd and compiled.unet._compiled_call_impl is not None
+    assert sdsam_nb.load_sd("tiny", progress=False, compile_unet=True) is compiled
+    fast, eager = _pixels(compiled, 5), _pixels(tiny_sd, 5)
+    assert fast.shape == eager.shape == (64, 64, 3)
+    assert np.abs(fast.astype(int) - eager).max() <= 2  # compiled kernels round differently
+    inp = sdsam_nb.inpainting(compiled)
+    assert inp.unet is compiled.unet
+
+
 def test_device_and_dtype_choice():
     cpu = sdsam_nb.pick_device("cpu")
     assert cpu.type == "cpu" and sdsam_nb.pick_dtype(cpu) == torch.float32
