@@ -33,6 +33,17 @@ def test_fp16_on_cuda_by_default_and_shared():
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_offloaded_pipelines_run_on_cuda_and_leave_the_weights_on_the_cpu(
+    subject_image, subject_mask
+):
+    pipe = sdsam_nb.load_sd("tiny", progress=False, offload=True)
+    assert pipe.unet.device.type == "cpu" and pipe._execution_device.type == "cuda"
+    out = sdsam_nb.inpaint_background(pipe, subject_image, subject_mask, "a beach", steps=2)
+    assert out[0].size == subject_image.size
+    assert sdsam_nb.subject_fidelity(subject_image, out[0], subject_mask)["max_abs"] == 0
+    assert pipe.unet.device.type == "cpu"  # moved back after the call
+
+
 def test_click_segmenter_on_cuda(subject_image):
     seg = sdsam_nb.ClickSegmenter(sdsam_nb.load_sam("tiny"), subject_image)
     seg.add_point(150, 100)
