@@ -189,23 +189,21 @@ class Run:
         name = self.record.get("files", {}).get(key)
         return self.path / name if name else None
 
-    def load_image(self, key: str) -> Image.Image:
+    def _existing(self, key: str, what_to_do: str) -> Path:
         path = self.file(key)
         if path is None or not path.is_file():
-            raise FileNotFoundError(
-                f"run {self.id} has no {key!r} yet ({self.path}): run the notebook that makes it "
-                "first, or give the file as a parameter"
-            )
+            raise FileNotFoundError(f"run {self.id} has no {key!r} yet ({self.path}): {what_to_do}")
+        return path
+
+    def load_image(self, key: str) -> Image.Image:
+        path = self._existing(
+            key, "run the notebook that makes it first, or give the file as a parameter"
+        )
         with Image.open(path) as img:
             return img.convert("RGB")
 
     def load_mask(self, key: str = "mask") -> np.ndarray:
-        path = self.file(key)
-        if path is None or not path.is_file():
-            raise FileNotFoundError(
-                f"run {self.id} has no {key!r} yet ({self.path}): run 02_click_to_mask first, "
-                "or give points/box as parameters"
-            )
+        path = self._existing(key, "run 02_click_to_mask first, or give points/box as parameters")
         with Image.open(path) as img:
             return np.asarray(img.convert("L")) > 127
 
