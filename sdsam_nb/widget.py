@@ -59,9 +59,9 @@ MODES = ("include", "exclude", "box")
 MARKER_RADIUS = 6
 """Radius of a point marker in display pixels (plus a 2 px white rim)."""
 DRAG_THRESHOLD = 4
+"""In box mode, a press and release at least this many display pixels apart make a box."""
 DETECTION_COLOR = (0, 200, 255)
 """Colour of the dashed boxes a text prompt found (the box prompt itself is ``BOX_COLOR``)."""
-"""In box mode, a press and release at least this many display pixels apart make a box."""
 
 _colab_widgets_enabled = False
 
