@@ -18,6 +18,7 @@ from .background import (
     inpaint_background,
     object_expansion,
     processing_size,
+    score_results,
     subject_fidelity,
 )
 from .clicks import Candidate, ClickSegmenter
@@ -86,6 +87,7 @@ __all__ = [
     "pick_dtype",
     "processing_size",
     "runs",
+    "score_results",
     "subject_fidelity",
     "to_mask",
     "to_rgb",

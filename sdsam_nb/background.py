@@ -27,7 +27,7 @@ import math
 import numbers
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 
 from . import masks
+from .clicks import ClickSegmenter
 from .images import MIN_SIDE, ImageLike, check_min_size, check_subject, to_mask, to_rgb
 from .loaders import inpainting
 
@@ -673,3 +674,62 @@ def subject_fidelity(
         "mean_abs": float(diff.mean()),
         "pixels": int(np.count_nonzero(inner)),
     }
+
+
+def score_results(
+    image: ImageLike,
+    results: Sequence[ImageLike],
+    subject_mask,
+    *,
+    predictor=None,
+    clicks: Mapping[str, Any] | None = None,
+    shrink: float = DEFAULT_FEATHER,
+) -> list[dict[str, Any]]:
+    """Score each result of :func:`inpaint_background` against the original picture.
+
+    Every result gets ``{"variation": i, "max_abs", "mean_abs", "pixels"}`` from
+    :func:`subject_fidelity` (on ``masks.shrink(subject_mask, shrink)``). With a SAM
+    ``predictor`` the result is segmented again with the same prompts and scored with
+    :func:`object_expansion` against ``subject_mask``:
+
+    * the prompts are ``clicks`` (a :meth:`ClickSegmenter.to_dict` record made on ``image``),
+      replayed exactly; without it, the bounding box of ``subject_mask`` as a box prompt;
+    * ``"object_expansion"`` is the result's value; ``"object_expansion_original"`` is the same
+      measure on the unedited ``image``: the part of the number that is the segmentation's own
+      disagreement with ``subject_mask`` (cleaned-up mask, box prompt), not the model's doing.
+      The model grew the subject by about the difference of the two.
+
+    Args:
+        image: the original picture; ``results``: pictures of the same size.
+        subject_mask: ``HxW bool`` of ``image``, True = subject, not empty or full.
+        predictor: a ``SamPredictor`` (:func:`sdsam_nb.load_sam`), or ``None`` for fidelity only.
+        clicks: the click record that made the mask, or ``None``.
+        shrink: pixels the subject mask is shrunk by before comparing (use the ``feather``
+            the results were made with).
+
+    Returns:
+        One dict per result, in order; the expansion values rounded to 4 decimals.
+
+    Raises:
+        ValueError: a result of another size, a bad mask, or a ``clicks`` record made on a
+            picture of another size.
+    """
+    picture, mask = _subject(image, subject_mask)
+    if isinstance(results, (Image.Image, np.ndarray, str)) or not isinstance(results, Sequence):
+        raise ValueError("results must be a list of pictures, e.g. what inpaint_background returns")
+    if clicks is None and predictor is not None:
+        x0, y0, x1, y1 = masks.bbox(mask)
+        clicks = ClickSegmenter.from_prompts(predictor, picture, box=[x0, y0, x1, y1]).to_dict()
+    baseline = None
+    if predictor is not None:
+        again = ClickSegmenter.from_dict(predictor, picture, clicks).mask
+        baseline = round(object_expansion(mask, again), 4)
+    scores = []
+    for i, result in enumerate(results):
+        score = {"variation": i, **subject_fidelity(picture, result, mask, shrink=shrink)}
+        if predictor is not None:
+            again = ClickSegmenter.from_dict(predictor, to_rgb(result, name="result"), clicks).mask
+            score["object_expansion"] = round(object_expansion(mask, again), 4)
+            score["object_expansion_original"] = baseline
+        scores.append(score)
+    return scores

@@ -17,6 +17,7 @@ from sdsam_nb.background import (
     inpaint_background,
     object_expansion,
     processing_size,
+    score_results,
     subject_fidelity,
 )
 
@@ -324,6 +325,44 @@ def test_subject_fidelity_on_hand_made_pictures():
     score = subject_fidelity(image, result, mask)
     assert score == {"max_abs": 10, "mean_abs": pytest.approx(13 / (196 * 3)), "pixels": 196}
     assert subject_fidelity(image, image, mask, shrink=0)["max_abs"] == 0
+
+
+def test_score_results_replays_the_clicks_on_each_result(tiny_sam, subject_image, subject_mask):
+    from sdsam_nb.clicks import ClickSegmenter
+
+    seg = ClickSegmenter(tiny_sam, subject_image)
+    seg.add_point(150, 100)
+    seg.add_point(10, 10, positive=False)
+    record = seg.to_dict()
+    changed = arr(subject_image).copy()
+    changed[5:15, 5:15] = 0  # background only: the subject's pixels stay
+    scores = score_results(
+        subject_image, [subject_image, changed], subject_mask, predictor=tiny_sam, clicks=record
+    )
+    assert [s["variation"] for s in scores] == [0, 1]
+    assert all(s["max_abs"] == 0 and s["pixels"] > 0 for s in scores)
+    # the same clicks on the same picture: the result's expansion is the baseline's
+    again = ClickSegmenter.from_dict(tiny_sam, subject_image, record).mask
+    expected = round(object_expansion(subject_mask, again), 4)
+    assert scores[0]["object_expansion"] == scores[0]["object_expansion_original"] == expected
+    again = ClickSegmenter.from_dict(tiny_sam, Image.fromarray(changed), record).mask
+    assert scores[1]["object_expansion"] == round(object_expansion(subject_mask, again), 4)
+
+
+def test_score_results_without_clicks_uses_the_mask_box(tiny_sam, subject_image, subject_mask):
+    from sdsam_nb.clicks import ClickSegmenter
+
+    scores = score_results(subject_image, [subject_image], subject_mask, predictor=tiny_sam)
+    box = list(masks.bbox(subject_mask))
+    again = ClickSegmenter.from_prompts(tiny_sam, subject_image, box=box).mask
+    assert scores[0]["object_expansion"] == round(object_expansion(subject_mask, again), 4)
+    # without a predictor: fidelity only
+    (plain,) = score_results(subject_image, [subject_image], subject_mask, shrink=0)
+    assert set(plain) == {"variation", "max_abs", "mean_abs", "pixels"}
+    with pytest.raises(ValueError, match="results must be a list"):
+        score_results(subject_image, subject_image, subject_mask)
+    with pytest.raises(ValueError, match="result is 60x100"):
+        score_results(subject_image, [SMALL], subject_mask)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -157,6 +157,25 @@ def test_walkthrough_alone(tmp_path):
     assert {"subject", "mask", "inpaint-0", "composite-0", "background-1"} <= set(files)
     assert Image.open(run.file("composite-0")).size == (256, 192)
     assert list(run.record["notebooks"]) == ["00_walkthrough"]
+    # scored with its own clicks, before they are saved
+    scores = run.record["inpaint_scores"]
+    assert len(scores) == FAST["n_variations"] and all(s["max_abs"] == 0 for s in scores)
+    assert all(s["object_expansion"] >= 0 and "object_expansion_original" in s for s in scores)
+
+
+@pytest.mark.slow
+def test_walkthrough_with_your_own_photo(tmp_path):
+    """image_path skips generating the subject, but SD still paints the backgrounds."""
+    params = {**FAST, "image_path": str(runs.SAMPLE_SUBJECT), "points": [[256, 190, 1]]}
+    run = execute_chain(WALKTHROUGH, params, output_root=tmp_path, progress=False)
+    files = run.record["files"]
+    assert {"input", "subject", "mask", "inpaint-1", "composite-1"} <= set(files)
+    assert "subject-variation-1" not in files  # nothing generated for the subject
+    sample = np.asarray(Image.open(runs.SAMPLE_SUBJECT).convert("RGB"))
+    assert np.array_equal(_png(run.file("subject")), sample)
+    for key in ("inpaint-0", "composite-0", "background-0"):
+        assert Image.open(run.file(key)).size == (512, 384), key
+    assert "00_walkthrough/generate_subject" not in run.record["steps"]
 
 
 @pytest.mark.slow
@@ -171,6 +190,9 @@ def test_inpaint_notebook_alone_uses_the_sample(tmp_path):
 
     core = shrink(inside, FAST.get("feather", 3))
     assert np.array_equal(np.asarray(result)[core], np.asarray(sample.convert("RGB"))[core])
+    # no clicks in this run: the results are re-segmented with the sample mask's box
+    scores = run.record["inpaint_scores"]
+    assert all("object_expansion" in s and "object_expansion_original" in s for s in scores)
 
 
 @pytest.mark.slow
