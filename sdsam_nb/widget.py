@@ -518,7 +518,8 @@ class MaskPicker(widgets.VBox):
         n_in, n_out = labels.count(1), labels.count(0)
         mask = self.segmenter.mask
         area = 100.0 * float(mask.mean()) if mask is not None and mask.size else 0.0
-        parts = [f"{len(labels)} points ({n_in} include, {n_out} exclude)"]
+        noun = "point" if len(labels) == 1 else "points"
+        parts = [f"{len(labels)} {noun} ({n_in} include, {n_out} exclude)"]
         if self.segmenter.text is not None:
             n = len(self.segmenter.detections)
             found = f"{n} box{'es' if n != 1 else ''} found"

@@ -58,6 +58,8 @@ def save_state(p):
         "points": [list(xy) for xy in p.points],
         "labels": list(p.labels),
         "box": p.box,
+        "chosen": p.segmenter.chosen,
+        "candidates": len(p.segmenter.candidates),
         "mask_area": int(m.sum()),
         "mask_sha1": hashlib.sha1(np.packbits(m).tobytes()).hexdigest(),
         "display_size": list(p.display_size),
@@ -181,7 +183,7 @@ def test_clicks_in_chromium_reach_the_kernel(lab, browser):
     assert abs(x - css[0] * scale_x) <= 2 and abs(y - css[1] * scale_y) <= 2
     assert first["mask_area"] > 0 and first["mask_sha1"] != initial["mask_sha1"]
     picker = page.locator(".sdsam-picker")
-    picker.get_by_text("1 points (1 include, 0 exclude)").wait_for(timeout=10_000)
+    picker.get_by_text("1 point (1 include, 0 exclude)").wait_for(timeout=10_000)
     page.wait_for_timeout(300)  # let the canvas paint the last batch
     shot = Path(os.environ.get("SDSAM_BROWSER_SCREENSHOT", out / "picker.png"))
     picker.screenshot(path=str(shot.with_name(shot.stem + "-first.png")), timeout=10_000)
@@ -206,6 +208,32 @@ def test_clicks_in_chromium_reach_the_kernel(lab, browser):
     picker.locator("button", has_text="undo").click()
     third = state_after(3)
     assert third["points"] == first["points"] and third["mask_sha1"] == first["mask_sha1"]
+
+    # A candidate button: SAM's three answers to one point, pick another than the best.
+    assert third["candidates"] == 3
+    other = (third["chosen"] + 1) % 3
+    picker.locator("button", has_text=f"{other + 1}: ").click()
+    fourth = state_after(4)
+    assert fourth["chosen"] == other and fourth["points"] == third["points"]
+
+    # Box mode: a drag from one corner to the other sets the box, in image pixels.
+    picker.locator("button", has_text="box").first.click()
+    corners = [
+        (box["width"] * 0.3, box["height"] * 0.25),
+        (box["width"] * 0.7, box["height"] * 0.75),
+    ]
+    page.mouse.move(box["x"] + corners[0][0], box["y"] + corners[0][1])
+    page.mouse.down()
+    page.mouse.move(box["x"] + corners[1][0], box["y"] + corners[1][1], steps=5)
+    page.mouse.up()
+    fifth = state_after(5)
+    expected = [corners[0][0] * scale_x, corners[0][1] * scale_y]
+    expected += [corners[1][0] * scale_x, corners[1][1] * scale_y]
+    assert fifth["box"] is not None and len(fifth["points"]) == 1
+    assert all(abs(a - b) <= 2 for a, b in zip(fifth["box"], expected, strict=True)), fifth["box"]
+    picker.get_by_text("box · mask").wait_for(timeout=10_000)
+    page.wait_for_timeout(300)
+    picker.screenshot(path=str(shot.with_name(shot.stem + "-box.png")), timeout=10_000)
 
     elapsed = time.monotonic() - started
     assert elapsed < 180, f"browser round trip took {elapsed:.0f} s"

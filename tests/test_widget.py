@@ -157,7 +157,7 @@ def test_left_click_on_a_scaled_image_lands_on_image_pixels(make_picker, drawn):
     ((x, y, colour),) = drawn.markers()
     assert colour == GREEN
     assert x == pytest.approx(450.5 * 768 / 900) and y == pytest.approx(300.5 * 512 / 600)
-    assert "1 points (1 include, 0 exclude)" in picker.status.value
+    assert "1 point (1 include, 0 exclude)" in picker.status.value
     assert f"mask {100 * picker.mask.mean():.1f}%" in picker.status.value
     assert "ms" in picker.status.value and picker.last_latency_s > 0
 
