@@ -223,7 +223,7 @@ def sam_checkpoint(root: Path) -> Path:
 # bert-base-uncased ids of [CLS] (101), [SEP] (102), "." (1012) and "?" (1029) to split the
 # prompt into phrases, so the vocabulary puts those tokens at the same ids.
 
-GD_RECIPE = "grounding-dino-tiny-r1"
+GD_RECIPE = "grounding-dino-tiny-r2"
 _BERT_WORDS = [
     "the", "a", "an", "and", "of", "on", "in", "with",
     "red", "green", "blue", "white", "black", "yellow",
@@ -310,7 +310,10 @@ def _build_grounding_dino():
         max_text_len=max_text_len,
     )
     model = GroundingDinoForObjectDetection(config).eval()
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 128})
+    # Pictures are resized to a short side of 128 px: the backbone divides by 32 and the extra
+    # level by 2 more, so the coarsest map is at least 2x2 (GroupNorm fails on a 1x1 map: a
+    # short side of 64 broke every square picture).
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 256})
     processor = GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
     return processor, model
 

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sdsam_nb import ModelUnavailableError, cache_dir, tiny
 from sdsam_nb.textmask import (
@@ -95,6 +96,15 @@ def test_tiny_grounding_dino_detects_on_cpu(tiny_dino, subject_image):
     np.testing.assert_array_equal(again[0], boxes)
     none = tiny_dino(subject_image, "red disc", 1.0, 0.25)  # a score is never above 1
     assert none[0].shape == (0, 4) and none[1] == [] and none[2] == []
+
+
+@pytest.mark.parametrize("size", [(64, 64), (512, 512), (600, 200), (200, 600)])
+def test_tiny_grounding_dino_takes_square_and_long_pictures(tiny_dino, size):
+    """The coarsest feature map must stay above 1x1 (GroupNorm fails on one value)."""
+    picture = Image.new("RGB", size, (200, 40, 40))
+    boxes, labels, scores = tiny_dino(picture, "a red square", 0.0, 0.0)
+    assert boxes.shape == (tiny_dino.model.config.num_queries, 4)
+    assert (boxes[:, 2] <= size[0] + 1e-3).all() and (boxes[:, 3] <= size[1] + 1e-3).all()
 
 
 def test_grounding_prompt():
