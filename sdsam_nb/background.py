@@ -39,7 +39,8 @@ from PIL import Image
 from . import masks
 from .clicks import ClickSegmenter
 from .images import MIN_SIDE, ImageLike, check_min_size, check_subject, to_mask, to_rgb
-from .loaders import inpainting
+from .loaders import SCHEDULERS as SCHEDULERS  # re-exported: the names scheduler= takes
+from .loaders import inpainting, make_scheduler
 
 DEFAULT_FEATHER = 3
 """Default width in pixels of the soft edge through which a subject is pasted."""
@@ -70,51 +71,8 @@ class Variations(list):
 
 
 # --------------------------------------------------------------------------- schedulers
-
-
-def _scheduler_classes() -> dict[str, tuple[type, dict[str, Any]]]:
-    from diffusers import (
-        DDIMScheduler,
-        DPMSolverMultistepScheduler,
-        EulerAncestralDiscreteScheduler,
-        EulerDiscreteScheduler,
-        LMSDiscreteScheduler,
-        PNDMScheduler,
-        UniPCMultistepScheduler,
-    )
-
-    return {
-        "pndm": (PNDMScheduler, {}),
-        "ddim": (DDIMScheduler, {}),
-        "euler": (EulerDiscreteScheduler, {}),
-        "euler_a": (EulerAncestralDiscreteScheduler, {}),
-        "lms": (LMSDiscreteScheduler, {}),
-        "dpm++": (DPMSolverMultistepScheduler, {}),
-        "dpm++_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
-        "unipc": (UniPCMultistepScheduler, {}),
-    }
-
-
-SCHEDULERS = ("pndm", "ddim", "euler", "euler_a", "lms", "dpm++", "dpm++_karras", "unipc")
-"""The scheduler names :func:`generate` accepts (``"dpm++"`` is DPM-Solver++ multistep)."""
-
-
-def make_scheduler(scheduler, pipe):
-    """A new scheduler for ``pipe``: a name from :data:`SCHEDULERS`, built from
-    ``pipe.scheduler.config`` (so it keeps the model's beta schedule), or a scheduler instance,
-    returned as is. ``pipe`` is not changed."""
-    from diffusers import SchedulerMixin
-
-    if isinstance(scheduler, SchedulerMixin):
-        return scheduler
-    classes = _scheduler_classes()
-    if not isinstance(scheduler, str) or scheduler not in classes:
-        raise ValueError(
-            f"scheduler={scheduler!r} is not one of {list(SCHEDULERS)}, a diffusers scheduler "
-            "instance or None (the pipeline's own)"
-        )
-    cls, extra = classes[scheduler]
-    return cls.from_config(pipe.scheduler.config, **extra)
+# SCHEDULERS and make_scheduler live in loaders (load_sd sets the default sampler) and are
+# re-exported here, where the per-call ``scheduler=`` arguments use them.
 
 
 @contextmanager
@@ -396,6 +354,7 @@ def inpaint_background(
     keep_subject: bool = True,
     feather: float = DEFAULT_FEATHER,
     model: str | os.PathLike | None = None,
+    scheduler=None,
 ) -> Variations:
     """Repaint everything around the subject from ``prompt``.
 
@@ -428,6 +387,9 @@ def inpaint_background(
         model: ``None`` inpaints with ``pipe``'s own weights (SD v1-4 inpaints by latent
             blending); a dedicated inpainting checkpoint (a 9-channel UNet, e.g.
             ``sdsam_nb.INPAINTING_SD`` or a local folder) is loaded once and used instead.
+        scheduler: ``None`` samples with the pipeline's scheduler (:func:`sdsam_nb.load_sd`'s
+            choice, DPM-Solver++ by default); a name from :data:`SCHEDULERS` or a scheduler
+            instance is used for this call only, as in :func:`generate`.
 
     Returns:
         :class:`Variations`: ``n`` ``RGB`` images of ``image``'s original size.
@@ -458,20 +420,22 @@ def inpaint_background(
     work_image = picture if picture.size == work else picture.resize(work, Image.LANCZOS)
 
     painter = inpainting(pipe, model)
-    results = _sample(
-        painter,
-        seed=seed,
-        n=n,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        image=work_image,
-        mask_image=mask_image,
-        width=work[0],
-        height=work[1],
-        strength=strength,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-    )
+    own = None if scheduler is None else make_scheduler(scheduler, painter)
+    with _scheduler_swapped(painter, own):
+        results = _sample(
+            painter,
+            seed=seed,
+            n=n,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            image=work_image,
+            mask_image=mask_image,
+            width=work[0],
+            height=work[1],
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+        )
 
     alpha = masks.feather(mask, feather) if keep_subject else None
     original = np.asarray(picture)

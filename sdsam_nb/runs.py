@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .loaders import sha256_file
+from .loaders import SCHEDULERS, sha256_file
 
 RUN_JSON = "run.json"
 PACKAGES = (
@@ -404,6 +404,10 @@ def check_params(**params) -> dict:
 
 
 _SPEC["fill_holes"] = (lambda v: isinstance(v, bool), "True or False")
+_SPEC["scheduler"] = (
+    lambda v: v is None or v in SCHEDULERS,
+    "None (the model's own) or one of " + ", ".join(repr(n) for n in SCHEDULERS),
+)
 _SPEC["detector_model"] = _SPEC["sd_model"]
 for _name in ("box_threshold", "text_threshold"):
     _SPEC[_name] = (lambda v: _is_num(v) and 0 <= v <= 1, "a number from 0 to 1")

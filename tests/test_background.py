@@ -229,6 +229,22 @@ def test_inpaint_with_dedicated_9_channel_checkpoint(
     assert spy[0].unet.config.in_channels == 9 and spy[0].unet is not tiny_sd.unet
     assert out[0].size == (300, 200)
     assert subject_fidelity(subject_image, out[0], subject_mask)["max_abs"] == 0
+    # the dedicated checkpoint samples with the sampler load_sd chose for the pipe
+    assert type(spy[0].scheduler) is type(tiny_sd.scheduler)
+
+
+def test_inpaint_scheduler_is_per_call(tiny_sd, subject_image, subject_mask):
+    own = tiny_sd.scheduler
+    default = inpaint_background(tiny_sd, subject_image, subject_mask, PROMPT, **FAST)[0]
+    ddim = inpaint_background(
+        tiny_sd, subject_image, subject_mask, PROMPT, scheduler="ddim", **FAST
+    )[0]
+    assert not np.array_equal(arr(ddim), arr(default))
+    assert tiny_sd.scheduler is own and bg.inpainting(tiny_sd).scheduler is own
+    again = inpaint_background(tiny_sd, subject_image, subject_mask, PROMPT, **FAST)[0]
+    assert np.array_equal(arr(again), arr(default))
+    with pytest.raises(ValueError, match="scheduler='fast' is not one of"):
+        inpaint_background(tiny_sd, subject_image, subject_mask, PROMPT, scheduler="fast", **FAST)
 
 
 # --------------------------------------------------------------------------- composite

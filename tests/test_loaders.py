@@ -113,6 +113,7 @@ def test_pipelines_of_an_offloaded_pipe_are_offloaded_and_share(tiny_sd):
 
     folder = tiny.sd_folder(sdsam_nb.cache_dir() / "tiny")
     pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
+    pipe.scheduler = loaders.make_scheduler("dpm++", pipe)  # load_sd's default sampler
     pipe.set_progress_bar_config(disable=True)
     pipe.enable_model_cpu_offload(device="cpu")
     inp, i2i = sdsam_nb.inpainting(pipe), sdsam_nb.img2img(pipe)
@@ -241,3 +242,38 @@ def test_sam_download_is_verified_and_leaves_nothing_on_failure(tmp_path, monkey
     with pytest.raises(sdsam_nb.ModelUnavailableError, match="checkpoint="):
         loaders.sam_checkpoint_path("vit_l")
     assert not (cache / "sam" / "sam_vit_l_0b3195.pth").exists()
+
+
+def test_default_sampler_is_dpm_solver_and_switches_without_reloading(tiny_sd):
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        PNDMScheduler,
+    )
+
+    unet = tiny_sd.unet
+    try:
+        assert isinstance(tiny_sd.scheduler, DPMSolverMultistepScheduler)
+        # built from the model's own scheduler config: the same noise schedule
+        own = tiny_sd.sdsam_own_scheduler
+        assert isinstance(own, PNDMScheduler)
+        for key in ("beta_start", "beta_end", "beta_schedule", "num_train_timesteps"):
+            assert tiny_sd.scheduler.config[key] == own.config[key], key
+        assert tiny_sd.sdsam_source["scheduler"] == "dpm++"
+        assert sdsam_nb.inpainting(tiny_sd).scheduler is tiny_sd.scheduler
+        dpm = _pixels(tiny_sd, 1)
+
+        again = sdsam_nb.load_sd("tiny", progress=False, scheduler="euler_a")
+        assert again is tiny_sd and again.unet is unet  # switched in place, not reloaded
+        assert isinstance(tiny_sd.scheduler, EulerAncestralDiscreteScheduler)
+        assert sdsam_nb.img2img(tiny_sd).scheduler is tiny_sd.scheduler
+        assert not np.array_equal(_pixels(tiny_sd, 1), dpm)
+
+        assert sdsam_nb.load_sd("tiny", progress=False, scheduler=None).scheduler is own
+        assert tiny_sd.sdsam_source["scheduler"] is None
+    finally:
+        sdsam_nb.load_sd("tiny", progress=False)  # back to the default for the other tests
+    assert isinstance(tiny_sd.scheduler, DPMSolverMultistepScheduler)
+    assert np.array_equal(_pixels(tiny_sd, 1), dpm)  # the same sampler, the same pixels
+    with pytest.raises(ValueError, match="scheduler='k_lms' is not one of"):
+        sdsam_nb.load_sd("tiny", scheduler="k_lms")

@@ -121,6 +121,7 @@ def test_chain_makes_a_complete_run_folder(chain_run):
         record["models"]["sd"]["model"] == "tiny" and len(record["models"]["sd"]["checksum"]) == 64
     )
     assert record["models"]["sam"]["model_type"] == "tiny"
+    assert record["models"]["sd"]["scheduler"] == "dpm++"  # load_sd's default sampler
     assert record["packages"]["torch"] and record["packages"]["diffusers"]
     assert record["notebooks"]["01_generate_subject"]["device"]["device"] == "cpu"
     assert set(record["notebooks"]) == set(CHAIN)
@@ -202,8 +203,9 @@ def test_inpaint_notebook_alone_uses_the_sample(tmp_path):
         ("01_generate_subject", {"steps": "ten"}, "parameter steps must be an integer"),
         ("02_click_to_mask", {"points": [[5000, 10, 1]]}, "outside the image"),
         ("01_generate_subject", {"sd_model": "nobody/no-such-model"}, "Cannot load"),
+        ("03_inpaint_background", {"scheduler": "fast"}, "parameter scheduler must be"),
     ],
-    ids=["wrong-type", "point-outside", "unknown-model"],
+    ids=["wrong-type", "point-outside", "unknown-model", "unknown-scheduler"],
 )
 def test_bad_parameter_fails_with_a_clear_error(tmp_path, name, params, error):
     with pytest.raises(pm.PapermillExecutionError, match=error):
