@@ -221,12 +221,10 @@ def run(ctx: Context) -> Section:
     _free(ctx)
     loads = _Stages(ctx)
     with loads("SD load"):
-        pipe = sdsam_nb.load_sd(
+        pipe = sdsam_nb.load_sd(  # DPM-Solver++, load_sd's default sampler
             folder, device=ctx.device, dtype=cfg["dtype"], safety_checker=False, progress=False
         )
-        from sdsam_nb.background import make_scheduler
-
-        pipe.scheduler = make_scheduler("dpm++", pipe)  # DPM-Solver++ as the default
+        assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
     with loads("SAM load"):
         sam = build_sam(cfg["sam"], ctx.device)
         if ctx.cuda:
