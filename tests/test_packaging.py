@@ -1,18 +1,19 @@
-"""What `pip install sdsam-nb` asks for, where it matters to users' platforms."""
+"""What `pip install sdsam-nb` asks for, where it matters to users' platforms.
+
+Read from the installed package's metadata: what pip sees (``make setup`` reinstalls the
+package whenever pyproject.toml changes).
+"""
 
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
+from importlib import metadata
 
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def requirements() -> dict[str, Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {(r := Requirement(text)).name.lower(): r for text in project["dependencies"]}
+    reqs = [Requirement(text) for text in metadata.requires("sdsam-nb") or []]
+    return {r.name.lower(): r for r in reqs if r.marker is None}
 
 
 def test_colab_keeps_its_own_ipywidgets():
