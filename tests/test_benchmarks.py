@@ -81,6 +81,11 @@ def test_quick_run_prints_table_and_writes_json(tmp_path, capsys):
     assert "weights (b)/(a)" in metrics["weight_sharing"]
     assert "ours: end to end" in metrics["end_to_end"]
     assert "SDPA speed-up over classic attention" in metrics["speedups"]
+    # a guarded measurement that raised shows up as a "...: failed" row: none may
+    failed = [m for ms in metrics.values() for m in ms if m.endswith(": failed")]
+    assert failed == [], failed
+    assert any("SAM" in m and "encoder" in m for m in metrics["speedups"])
+    assert any("channels_last" in m for m in metrics["speedups"])
 
 
 def test_results_md_keeps_other_blocks(tmp_path):
