@@ -646,7 +646,7 @@ def score_results(
     subject_mask,
     *,
     predictor=None,
-    clicks: Mapping[str, Any] | None = None,
+    clicks: Mapping[str, Any] | ClickSegmenter | None = None,
     shrink: float = DEFAULT_FEATHER,
 ) -> list[dict[str, Any]]:
     """Score each result of :func:`inpaint_background` against the original picture.
@@ -656,18 +656,21 @@ def score_results(
     ``predictor`` the result is segmented again with the same prompts and scored with
     :func:`object_expansion` against ``subject_mask``:
 
-    * the prompts are ``clicks`` (a :meth:`ClickSegmenter.to_dict` record made on ``image``),
-      replayed exactly; without it, the bounding box of ``subject_mask`` as a box prompt;
+    * the prompts are ``clicks``, replayed exactly: a :meth:`ClickSegmenter.to_dict` record
+      made on ``image``, or the :class:`ClickSegmenter` itself (its embedding of ``image`` is
+      reused); without them, the bounding box of ``subject_mask`` as a box prompt;
     * ``"object_expansion"`` is the result's value; ``"object_expansion_original"`` is the same
       measure on the unedited ``image``: the part of the number that is the segmentation's own
       disagreement with ``subject_mask`` (cleaned-up mask, box prompt), not the model's doing.
       The model grew the subject by about the difference of the two.
 
+    SAM embeds ``image`` at most once and each result once.
+
     Args:
         image: the original picture; ``results``: pictures of the same size.
         subject_mask: ``HxW bool`` of ``image``, True = subject, not empty or full.
         predictor: a ``SamPredictor`` (:func:`sdsam_nb.load_sam`), or ``None`` for fidelity only.
-        clicks: the click record that made the mask, or ``None``.
+        clicks: the click record or segmenter that made the mask, or ``None``.
         shrink: pixels the subject mask is shrunk by before comparing (use the ``feather``
             the results were made with).
 
@@ -681,18 +684,22 @@ def score_results(
     picture, mask = _subject(image, subject_mask)
     if isinstance(results, (Image.Image, np.ndarray, str)) or not isinstance(results, Sequence):
         raise ValueError("results must be a list of pictures, e.g. what inpaint_background returns")
-    if clicks is None and predictor is not None:
-        x0, y0, x1, y1 = masks.bbox(mask)
-        clicks = ClickSegmenter.from_prompts(predictor, picture, box=[x0, y0, x1, y1]).to_dict()
-    baseline = None
+    baseline = record = None
     if predictor is not None:
-        again = ClickSegmenter.from_dict(predictor, picture, clicks).mask
-        baseline = round(object_expansion(mask, again), 4)
+        if isinstance(clicks, ClickSegmenter):
+            original = clicks
+        elif clicks is None:
+            x0, y0, x1, y1 = masks.bbox(mask)
+            original = ClickSegmenter.from_prompts(predictor, picture, box=[x0, y0, x1, y1])
+        else:
+            original = ClickSegmenter.from_dict(predictor, picture, clicks)
+        record = original.to_dict()
+        baseline = round(object_expansion(mask, original.mask), 4)
     scores = []
     for i, result in enumerate(results):
         score = {"variation": i, **subject_fidelity(picture, result, mask, shrink=shrink)}
-        if predictor is not None:
-            again = ClickSegmenter.from_dict(predictor, to_rgb(result, name="result"), clicks).mask
+        if record is not None:
+            again = ClickSegmenter.from_dict(predictor, to_rgb(result, name="result"), record).mask
             score["object_expansion"] = round(object_expansion(mask, again), 4)
             score["object_expansion_original"] = baseline
         scores.append(score)

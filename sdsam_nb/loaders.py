@@ -257,17 +257,14 @@ def make_scheduler(scheduler, pipe):
             "instance or None (the pipeline's own)"
         )
     cls, extra = classes[scheduler]
-    own = getattr(pipe, "sdsam_own_scheduler", None) or pipe.scheduler
-    return cls.from_config(own.config, **extra)
+    own = getattr(pipe, "sdsam_own_scheduler", None)
+    return cls.from_config((pipe.scheduler if own is None else own).config, **extra)
 
 
 def _use_scheduler(pipe, scheduler) -> None:
-    """Make ``scheduler`` (a name from :data:`SCHEDULERS`, or ``None`` for the model's own)
-    ``pipe``'s sampler, in place, unless it is already; remember the model's own first."""
-    if scheduler is not None and scheduler not in SCHEDULERS:
-        raise ValueError(
-            f"scheduler={scheduler!r} is not one of {list(SCHEDULERS)} or None (the model's own)"
-        )
+    """Make ``scheduler`` (a name from :data:`SCHEDULERS`, checked by :func:`load_sd`, or
+    ``None`` for the model's own) ``pipe``'s sampler, in place, unless it is already; remember
+    the model's own first."""
     source = getattr(pipe, "sdsam_source", None)
     if source is not None and source.get("scheduler", "unset") == scheduler:
         return

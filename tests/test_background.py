@@ -343,7 +343,9 @@ def test_subject_fidelity_on_hand_made_pictures():
     assert subject_fidelity(image, image, mask, shrink=0)["max_abs"] == 0
 
 
-def test_score_results_replays_the_clicks_on_each_result(tiny_sam, subject_image, subject_mask):
+def test_score_results_replays_the_clicks_on_each_result(
+    tiny_sam, subject_image, subject_mask, monkeypatch
+):
     from sdsam_nb.clicks import ClickSegmenter
 
     seg = ClickSegmenter(tiny_sam, subject_image)
@@ -363,6 +365,19 @@ def test_score_results_replays_the_clicks_on_each_result(tiny_sam, subject_image
     assert scores[0]["object_expansion"] == scores[0]["object_expansion_original"] == expected
     again = ClickSegmenter.from_dict(tiny_sam, Image.fromarray(changed), record).mask
     assert scores[1]["object_expansion"] == round(object_expansion(subject_mask, again), 4)
+    # the segmenter itself gives the same scores and its embedding is reused
+    embeds = []
+    set_image = tiny_sam.set_image
+    monkeypatch.setattr(
+        tiny_sam, "set_image", lambda *a, **k: embeds.append(1) or set_image(*a, **k)
+    )
+    same = score_results(
+        subject_image, [subject_image, changed], subject_mask, predictor=tiny_sam, clicks=seg
+    )
+    assert same == scores and len(embeds) == 2  # one per result, none for the original
+    embeds.clear()
+    score_results(subject_image, [changed], subject_mask, predictor=tiny_sam, clicks=record)
+    assert len(embeds) == 2  # the original once, the result once
 
 
 def test_score_results_without_clicks_uses_the_mask_box(tiny_sam, subject_image, subject_mask):
