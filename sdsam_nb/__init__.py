@@ -6,6 +6,8 @@ Conventions (see :mod:`sdsam_nb.images`): images are ``PIL.Image`` RGB or ``HxWx
 masks are ``HxW bool`` with ``True`` = subject; points are ``(x, y)`` in image pixels.
 """
 
+from importlib import metadata as _metadata
+
 from . import images, masks, runs
 from .background import (
     DEFAULT_FEATHER,
@@ -38,6 +40,7 @@ from .loaders import (
     pick_device,
     pick_dtype,
 )
+from .runs import start
 from .textmask import (
     TextMaskResult,
     auto_subject_mask,
@@ -48,7 +51,10 @@ from .textmask import (
 )
 from .widget import MaskPicker, enable_colab_widgets
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("sdsam-nb")
+except _metadata.PackageNotFoundError:  # imported from a checkout that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_FEATHER",
@@ -87,6 +93,7 @@ __all__ = [
     "pick_dtype",
     "processing_size",
     "runs",
+    "start",
     "score_results",
     "subject_fidelity",
     "to_mask",

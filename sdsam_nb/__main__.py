@@ -4,18 +4,23 @@
     sdsam-nb run --tiny                the same offline, on the built-in tiny models
     sdsam-nb run --walkthrough         00_walkthrough.ipynb instead of the chain
     sdsam-nb run -p steps 30 -f params.yaml
+    sdsam-nb run --notebooks 03 -p run_dir outputs/<run-id>   continue a run
     sdsam-nb replay outputs/<run-id>   re-run from its run.json; compare the pictures
+    sdsam-nb notebooks DIR             copy the notebooks into DIR (for a pip-installed kit)
 
 Parameter values are YAML (``-p points "[[250, 180, 1]]"``), as with papermill. Each notebook
-receives only the parameters its ``parameters`` cell declares. The kernel runs in
-``notebooks/`` (as in Jupyter), so relative paths given here are made absolute first.
+receives the parameters its ``parameters`` cell declares; a ``-p`` that none of the notebooks
+run declares is an error. Relative paths (``--output-root``, ``image_path``, ``run_dir``...)
+are relative to the current directory, which is also where the kernels run.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CHAIN = (
     "01_generate_subject",
     "02_click_to_mask",
@@ -31,6 +35,7 @@ CHAIN = (
     "04_composite_background",
 )
 WALKTHROUGH = ("00_walkthrough",)
+EVERY = (*WALKTHROUGH, *CHAIN)
 # Small settings that make the tiny models quick; real models keep the notebooks' defaults.
 TINY = {
     "sd_model": "tiny",
@@ -44,11 +49,46 @@ PATH_PARAMS = ("image_path", "mask_path", "run_dir", "output_root")
 NOT_REPLAYED = ("run_dir", "output_root", "use_drive", "progress")
 
 
+class CommandError(Exception):
+    """A one-line answer to a command that cannot be done as asked."""
+
+
+def notebooks_dir() -> Path:
+    """The kit's notebooks, wherever it is installed (see :func:`sdsam_nb.runs.kit_dir`)."""
+    from .runs import kit_dir
+
+    return kit_dir("notebooks")
+
+
+def declared(name: str, notebooks: Path | None = None) -> dict:
+    """The parameters notebook ``name`` declares (papermill's reading of its parameters cell)."""
+    import papermill as pm
+
+    source = (notebooks or notebooks_dir()) / f"{name}.ipynb"
+    if not source.is_file():
+        raise CommandError(f"no notebook {source}")
+    return pm.inspect_notebook(str(source))
+
+
+def check_names(given, names, notebooks: Path | None = None, *, what: str = "-p") -> None:
+    """Fail on a parameter that none of ``names`` declares, naming the close matches."""
+    known = set()
+    for name in names:
+        known |= set(declared(name, notebooks))
+    for param in given:
+        if param not in known:
+            close = difflib.get_close_matches(param, sorted(known), n=3)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise CommandError(
+                f"{what} {param}: no parameter {param!r} in {', '.join(names)}{hint}"
+            )
+
+
 def _yaml_value(text: str):
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SystemExit(f"sdsam-nb: -p value {text!r} is not YAML ({exc})") from None
+        raise CommandError(f"-p value {text!r} is not YAML ({exc})") from None
 
 
 def _absolute(params: dict) -> dict:
@@ -63,68 +103,93 @@ def execute_chain(
     names,
     params: dict,
     *,
-    output_root: str | os.PathLike = "outputs",
+    output_root: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    notebooks: Path = NOTEBOOKS,
+    notebooks: Path | None = None,
     kernel: str = "python3",
     per_notebook: dict[str, dict] | None = None,
 ):
-    """Execute ``names`` (notebook stems) in order into one new run folder; return the Run.
+    """Execute ``names`` (notebook stems) in order into one run folder; return the Run.
 
-    Each notebook gets the entries of ``params`` its parameters cell declares, updated by
-    ``per_notebook[name]``. Each executed notebook is saved in the run folder, also when it
-    fails (papermill keeps the error in it); a failure stops the chain and raises papermill's
-    execution error.
+    The run folder is ``run_dir`` (continued: its record and files are kept) or a new one
+    under ``output_root`` (default :func:`sdsam_nb.runs.default_output_root`). Each notebook
+    gets the entries of ``params`` its parameters cell declares, updated by
+    ``per_notebook[name]``, and runs in the current directory. Each executed notebook is
+    saved in the run folder under a free name, also when it fails (papermill keeps the error
+    in it); a failure stops the chain and raises papermill's execution error.
     """
     import papermill as pm
 
     from . import runs
 
-    run = runs.new_run(Path(output_root).expanduser().resolve())
+    notebooks = notebooks or notebooks_dir()
+    if run_dir:
+        try:
+            run = runs.open_run(Path(run_dir).expanduser().resolve())
+        except FileNotFoundError as exc:
+            raise CommandError(f"run_dir: {exc}") from None
+    else:
+        run = runs.new_run(Path(output_root or runs.default_output_root()).expanduser())
     params = _absolute(params)
     total = time.perf_counter()
     for i, name in enumerate(names, 1):
         source = notebooks / f"{name}.ipynb"
-        if not source.is_file():
-            raise SystemExit(f"sdsam-nb: no notebook {source} (run from a checkout of sdsam-nb)")
-        declared = pm.inspect_notebook(str(source))
         given = {**params, **_absolute((per_notebook or {}).get(name, {}))}
         given.update(run_dir=str(run.path), progress=False)
-        given = {k: v for k, v in given.items() if k in declared}
+        wanted = declared(name, notebooks)
+        given = {k: v for k, v in given.items() if k in wanted}
         print(f"[{i}/{len(names)}] {name}", flush=True)
         start = time.perf_counter()
-        executed = run.path / f"{name}.ipynb"
+        executed = run.reserve(f"{name}.ipynb")
+        before = len(run.record.get("executions", []))
         try:
             pm.execute_notebook(
                 str(source),
                 str(executed),
                 parameters=given,
                 kernel_name=kernel,
-                cwd=str(notebooks),
+                cwd=os.getcwd(),
                 progress_bar=progress,
                 log_output=False,
             )
         except pm.PapermillExecutionError:
+            _note_executed(run, name, before, executed)
             print(f"      failed: the error is shown in {executed}", flush=True)
             raise
+        _note_executed(run, name, before, executed)
         print(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
     print(f"run folder: {run.path}  ({time.perf_counter() - total:.1f} s)")
-    return runs.open_run(run.path)
+    return run
+
+
+def _note_executed(run, name: str, before: int, executed: Path) -> None:
+    """Name the executed notebook file in the execution(s) that notebook recorded."""
+
+    def change(record):
+        for entry in record.get("executions", [])[before:]:
+            if entry.get("notebook") == name:
+                entry["executed_notebook"] = executed.name
+
+    run.update(change)
 
 
 def replay(run_dir: str | os.PathLike, *, output_root=None, progress: bool = True):
-    """Re-run a run folder's notebooks with its recorded parameters and clicks.
+    """Re-run a run folder's notebooks with their newest recorded parameters and clicks.
 
     Returns ``(new_run, differences)``: ``differences`` lists the picture keys whose pixels
     differ from the original (empty when the replay is bit-identical).
     """
     from . import runs
 
-    original = runs.open_run(run_dir)
+    try:
+        original = runs.open_run(Path(run_dir).expanduser().resolve())
+    except FileNotFoundError as exc:
+        raise CommandError(f"replay: {exc}") from None
     record = original.record
-    names = [n for n in (*WALKTHROUGH, *CHAIN) if n in record.get("notebooks", {})]
+    names = [n for n in EVERY if n in record.get("notebooks", {})]
     if not names:
-        raise SystemExit(f"sdsam-nb: {run_dir} records no notebook to replay")
+        raise CommandError(f"replay: {run_dir} records no notebook to replay")
     per_notebook = {}
     for name in names:
         params = record["notebooks"][name]["params"]
@@ -158,10 +223,30 @@ def compare_runs(a, b) -> list[str]:
     return differ
 
 
-def main(argv=None) -> int:
+def copy_notebooks(target: str | os.PathLike) -> list[Path]:
+    """Copy the kit's notebooks into ``target`` (created if needed); never overwrites.
+
+    Returns the files written; a notebook already in ``target`` is left as it is.
+    """
+    target = Path(target).expanduser()
+    if target.exists() and not target.is_dir():
+        raise CommandError(f"notebooks: {target} is a file, not a folder")
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sorted(notebooks_dir().glob("*.ipynb")):
+        dest = target / source.name
+        if dest.exists():
+            print(f"kept {dest} (already there)")
+            continue
+        shutil.copyfile(source, dest)
+        written.append(dest)
+    return written
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdsam-nb", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="execute the notebooks into a new run folder")
+    run_p = sub.add_parser("run", help="execute the notebooks into a run folder")
     run_p.add_argument(
         "-p",
         "--parameter",
@@ -169,7 +254,7 @@ def main(argv=None) -> int:
         action="append",
         default=[],
         metavar=("NAME", "VALUE"),
-        help="a notebook parameter (YAML value)",
+        help="a notebook parameter (YAML value); -p run_dir DIR continues that run",
     )
     run_p.add_argument("-f", "--parameters-file", help="a YAML file of parameters")
     run_p.add_argument(
@@ -181,54 +266,101 @@ def main(argv=None) -> int:
         help="run 00_walkthrough instead of the chain 01 -> 04",
     )
     run_p.add_argument("--notebooks", help="comma-separated notebook names (e.g. 01,02)")
-    run_p.add_argument("--output-root", default="outputs", help="where run folders go")
+    run_p.add_argument(
+        "--output-root",
+        default=None,
+        help="where new run folders go, relative to the current directory (default: the "
+        "checkout's outputs/, or ./outputs for an installed kit)",
+    )
     run_p.add_argument("--no-progress", action="store_true", help="no cell progress bar")
     rep_p = sub.add_parser("replay", help="re-run a run folder from its run.json")
     rep_p.add_argument("run_dir")
     rep_p.add_argument("--output-root", default=None, help="default: beside the original")
     rep_p.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    nb_p = sub.add_parser("notebooks", help="copy the notebooks into a folder")
+    nb_p.add_argument("dir", help="the folder (created if needed); existing files are kept")
+    return parser
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.command == "replay":
-        new, differ = replay(
-            args.run_dir, output_root=args.output_root, progress=not args.no_progress
-        )
-        if differ:
-            print("differs from the original: " + ", ".join(differ))
-            return 1
-        print("identical to the original: every picture, bit for bit")
-        return 0
 
-    params = dict(TINY) if args.tiny else {}
-    if args.parameters_file:
-        loaded = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise SystemExit(f"sdsam-nb: {args.parameters_file} must hold a mapping of parameters")
-        params.update(loaded)
-    params.update({name: _yaml_value(value) for name, value in args.parameter})
-    if args.notebooks:
-        wanted = [n.strip() for n in args.notebooks.split(",") if n.strip()]
-        everything = (*WALKTHROUGH, *CHAIN)
-        names = []
-        for w in wanted:
-            match = [n for n in everything if n == w or n.startswith(w + "_")]
-            if not match:
-                raise SystemExit(f"sdsam-nb: --notebooks: no notebook {w!r} in {everything}")
-            names += match
-    else:
-        names = list(WALKTHROUGH if args.walkthrough else CHAIN)
+def _select(spec: str | None, walkthrough: bool) -> list[str]:
+    if not spec:
+        return list(WALKTHROUGH if walkthrough else CHAIN)
+    names = []
+    for w in (n.strip() for n in spec.split(",")):
+        if not w:
+            continue
+        match = [n for n in EVERY if n == w or n.startswith(w + "_")]
+        if not match:
+            raise CommandError(f"--notebooks: no notebook {w!r} (the notebooks: {EVERY})")
+        names += match
+    return names
+
+
+def _run(args) -> int:
     from papermill import PapermillExecutionError
 
+    names = _select(args.notebooks, args.walkthrough)
+    params = dict(TINY) if args.tiny else {}
+    if args.parameters_file:
+        try:
+            loaded = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CommandError(f"-f {args.parameters_file}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise CommandError(f"-f {args.parameters_file} must hold a mapping of parameters")
+        check_names(loaded, EVERY, what="-f")  # a general file may name other notebooks'
+        params.update(loaded)
+    given = {name: _yaml_value(value) for name, value in args.parameter}
+    check_names(given, names)
+    params.update(given)
+    run_dir = params.pop("run_dir", None)
     try:
         run = execute_chain(
-            names, params, output_root=args.output_root, progress=not args.no_progress
+            names,
+            params,
+            output_root=args.output_root,
+            run_dir=run_dir,
+            progress=not args.no_progress,
         )
     except PapermillExecutionError as exc:
         print(f"sdsam-nb: a notebook failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
         return 1
     print(json.dumps(run.record.get("files", {}), indent=1))
     return 0
+
+
+def _replay(args) -> int:
+    from papermill import PapermillExecutionError
+
+    try:
+        _new, differ = replay(
+            args.run_dir, output_root=args.output_root, progress=not args.no_progress
+        )
+    except PapermillExecutionError as exc:
+        print(f"sdsam-nb: the replay failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
+        return 1
+    if differ:
+        print("differs from the original: " + ", ".join(differ))
+        return 1
+    print("identical to the original: every picture, bit for bit")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "notebooks":
+            written = copy_notebooks(args.dir)
+            print(f"{len(written)} notebooks copied into {Path(args.dir).resolve()}")
+            print(f"open them with: jupyter lab {args.dir}")
+            return 0
+        return _run(args)
+    except CommandError as exc:
+        print(f"sdsam-nb: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,28 @@ def _unavailable(model: str, exc: BaseException) -> ModelUnavailableError:
     )
 
 
-def _from_pretrained(cls, model: str, name: str, **kwargs):
+@contextmanager
+def _loading_bars(show: bool):
+    """diffusers' and transformers' loading progress bars on or off for one load.
+
+    Their switch is a module-wide flag with no per-call argument: it is set for the load and
+    put back as it was, so ``progress=False`` leaves no stale ``Loading pipeline
+    components...`` bar in an executed notebook and changes nothing for other callers.
+    """
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    before = (dlogging.is_progress_bar_enabled(), tlogging.is_progress_bar_enabled())
+    for module in (dlogging, tlogging):
+        (module.enable_progress_bar if show else module.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        for module, enabled in zip((dlogging, tlogging), before, strict=True):
+            (module.enable_progress_bar if enabled else module.disable_progress_bar)()
+
+
+def _from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwargs):
     """``cls.from_pretrained`` with one short error for a model that cannot be had."""
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -179,17 +201,22 @@ def _from_pretrained(cls, model: str, name: str, **kwargs):
     if local:
         kwargs.pop("variant", None)  # a local folder holds whatever it holds
     try:
-        return cls.from_pretrained(source, **kwargs)
+        with _loading_bars(progress):
+            return cls.from_pretrained(source, **kwargs)
     except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
         if local:
             raise
         if kwargs.get("variant") and "variant" in str(exc):
             # The repo has no fp16 files: load the full-precision ones and cast.
-            return _from_pretrained(cls, model, name, **{**kwargs, "variant": None})
+            return _from_pretrained(
+                cls, model, name, progress=progress, **{**kwargs, "variant": None}
+            )
         raise _unavailable(model, exc) from None
     except ValueError as exc:
         if kwargs.get("variant") and "variant" in str(exc):
-            return _from_pretrained(cls, model, name, **{**kwargs, "variant": None})
+            return _from_pretrained(
+                cls, model, name, progress=progress, **{**kwargs, "variant": None}
+            )
         raise
 
 
@@ -356,6 +383,7 @@ def load_sd(
         StableDiffusionPipeline,
         model,
         "model",
+        progress=progress,
         **_pipeline_kwargs(dev, dt, safety_checker, **extra),
     )
     if offload:
@@ -406,7 +434,10 @@ def _dedicated(pipe, cls, model: str, name: str):
     safety = getattr(pipe, "safety_checker", None) is not None
     key = (cls.__name__, str(model), str(dev), dt, safety, offload_device is not None)
     if key not in _loaded:
-        other = _from_pretrained(cls, model, name, **_pipeline_kwargs(dev, dt, safety))
+        show = not getattr(pipe, "_progress_bar_config", {}).get("disable", False)
+        other = _from_pretrained(
+            cls, model, name, progress=show, **_pipeline_kwargs(dev, dt, safety)
+        )
         if offload_device is not None:
             other.enable_model_cpu_offload(device=offload_device)
         else:

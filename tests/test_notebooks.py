@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from sdsam_nb import runs
-from sdsam_nb.__main__ import CHAIN, NOTEBOOKS, WALKTHROUGH, compare_runs, execute_chain, replay
+from sdsam_nb.__main__ import CHAIN, WALKTHROUGH, compare_runs, execute_chain, replay
 
+NOTEBOOKS = runs.kit_dir("notebooks")
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
 # Quick settings for the tiny models; points inside every picture used (512x384 and up).
 FAST = {
@@ -167,12 +168,12 @@ def test_walkthrough_alone(tmp_path):
 @pytest.mark.slow
 def test_walkthrough_with_your_own_photo(tmp_path):
     """image_path skips generating the subject, but SD still paints the backgrounds."""
-    params = {**FAST, "image_path": str(runs.SAMPLE_SUBJECT), "points": [[256, 190, 1]]}
+    params = {**FAST, "image_path": str(runs.sample_subject()), "points": [[256, 190, 1]]}
     run = execute_chain(WALKTHROUGH, params, output_root=tmp_path, progress=False)
     files = run.record["files"]
     assert {"input", "subject", "mask", "inpaint-1", "composite-1"} <= set(files)
     assert "subject-variation-1" not in files  # nothing generated for the subject
-    sample = np.asarray(Image.open(runs.SAMPLE_SUBJECT).convert("RGB"))
+    sample = np.asarray(Image.open(runs.sample_subject()).convert("RGB"))
     assert np.array_equal(_png(run.file("subject")), sample)
     for key in ("inpaint-0", "composite-0", "background-0"):
         assert Image.open(run.file(key)).size == (512, 384), key
@@ -183,10 +184,10 @@ def test_walkthrough_with_your_own_photo(tmp_path):
 def test_inpaint_notebook_alone_uses_the_sample(tmp_path):
     """Run alone, 03 takes the sample picture and its mask from data/."""
     run = execute_chain(["03_inpaint_background"], FAST, output_root=tmp_path, progress=False)
-    sample = Image.open(runs.SAMPLE_SUBJECT)
+    sample = Image.open(runs.sample_subject())
     result = Image.open(run.file("inpaint-0"))
     assert result.size == sample.size == (512, 384)
-    inside = np.asarray(Image.open(runs.SAMPLE_MASK)) > 127
+    inside = np.asarray(Image.open(runs.sample_mask())) > 127
     from sdsam_nb.masks import shrink
 
     core = shrink(inside, FAST.get("feather", 3))

@@ -1,0 +1,63 @@
+"""Run records: one folder per run, with a ``run.json`` enough to replay it.
+
+A run folder holds the pictures, the mask, the clicks, the executed notebooks and
+``run.json``::
+
+    outputs/20261122-101500-3f9a/
+        run.json            each execution of each notebook: parameters, device, status, models
+                            (id + revision or checksum), steps, files; clicks; package versions
+        subject.png  mask.png  background-0.png  inpaint-0.png  composite-0.png ...
+        01_generate_subject.ipynb ...   (executed notebooks, when run by ``sdsam-nb run``)
+
+Modules: :mod:`.record` (the folder and its record, safe with many writers), :mod:`.params`
+(the notebook parameter table), :mod:`.inputs` (the kit's files, sample data, where runs go),
+:mod:`.provenance` (model fingerprints), :mod:`.session` (a notebook's setup call).
+"""
+
+from .inputs import (
+    default_output_root,
+    drive_root,
+    kit_dir,
+    load_subject,
+    load_subject_mask,
+    sample_mask,
+    sample_subject,
+)
+from .params import SPEC, Param, check_params, parse_text
+from .provenance import folder_checksum, model_info
+from .record import (
+    RUN_JSON,
+    Run,
+    jsonable,
+    new_run,
+    new_run_id,
+    open_or_new_run,
+    open_run,
+    package_versions,
+)
+from .session import start
+
+__all__ = [
+    "RUN_JSON",
+    "SPEC",
+    "Param",
+    "Run",
+    "check_params",
+    "default_output_root",
+    "drive_root",
+    "folder_checksum",
+    "jsonable",
+    "kit_dir",
+    "load_subject",
+    "load_subject_mask",
+    "model_info",
+    "new_run",
+    "new_run_id",
+    "open_or_new_run",
+    "open_run",
+    "package_versions",
+    "parse_text",
+    "sample_mask",
+    "sample_subject",
+    "start",
+]

@@ -1,0 +1,129 @@
+"""Where the kit's own files are, where run folders go, and a notebook step's subject and mask.
+
+The notebooks and the sample pictures ship inside the package (``sdsam_nb/notebooks``,
+``sdsam_nb/data`` in a wheel or a regular ``pip install``), read with ``importlib.resources``;
+in a checkout (an editable install) they are the checkout's ``notebooks/`` and ``data/``.
+
+Run folders go, unless a notebook's ``output_root`` or ``sdsam-nb --output-root`` says
+otherwise, to :func:`default_output_root`.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..loaders import sha256_file
+from .record import Run
+
+_CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, for an editable install
+
+
+def kit_dir(name: str) -> Path:
+    """The kit's ``"notebooks"`` or ``"data"`` folder, wherever the kit is installed."""
+    if name not in ("notebooks", "data"):
+        raise ValueError(f"name must be 'notebooks' or 'data', got {name!r}")
+    installed = resources.files("sdsam_nb") / name
+    if installed.is_dir():  # a wheel or a regular install
+        return Path(str(installed))
+    if (_CHECKOUT / name).is_dir() and _is_checkout(_CHECKOUT):  # editable install
+        return _CHECKOUT / name
+    raise FileNotFoundError(
+        f"sdsam-nb's {name}/ folder is missing from its install ({_CHECKOUT}): reinstall the "
+        "kit (pip install sdsam-nb, or pip install -e . in a checkout)"
+    )
+
+
+def _is_checkout(folder: Path) -> bool:
+    """Whether ``folder`` is a checkout of sdsam-nb (its own pyproject.toml and package)."""
+    project = folder / "pyproject.toml"
+    if not (project.is_file() and (folder / "sdsam_nb" / "__init__.py").is_file()):
+        return False
+    return 'name = "sdsam-nb"' in project.read_text(encoding="utf-8", errors="replace")
+
+
+def default_output_root() -> Path:
+    """Where a new run folder goes when nothing says otherwise, in this order:
+
+    1. ``$SDSAM_OUTPUTS``, if set;
+    2. the ``outputs/`` of the sdsam-nb checkout holding the current directory (papermill
+       started in the checkout or in its ``notebooks/``, Jupyter, Colab's clone);
+    3. the ``outputs/`` of the checkout the kit is imported from (an editable install);
+    4. ``./outputs`` in the current directory (an installed kit: beside the notebooks that
+       ``sdsam-nb notebooks DIR`` copied, since Jupyter runs a notebook in its folder).
+    """
+    if os.environ.get("SDSAM_OUTPUTS"):
+        return Path(os.environ["SDSAM_OUTPUTS"]).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if _is_checkout(folder):
+            return folder / "outputs"
+    if _is_checkout(_CHECKOUT):
+        return _CHECKOUT / "outputs"
+    return cwd / "outputs"
+
+
+def sample_subject() -> Path:
+    """The sample picture (512x384 PNG) notebooks 02-04 use when run alone."""
+    return kit_dir("data") / "sample_subject.png"
+
+
+def sample_mask() -> Path:
+    """The sample picture's exact subject mask (white = subject)."""
+    return kit_dir("data") / "sample_mask.png"
+
+
+def load_subject(run: Run, image_path: str | None = None) -> Image.Image:
+    """The subject picture for a notebook step, as ``RGB``; the rule, in order:
+
+    1. ``image_path`` if given (your own photo; converted by :func:`sdsam_nb.to_rgb`), copied
+       into the run as ``input`` so that a replay does not depend on the original file;
+    2. the run's ``subject`` (made by ``01_generate_subject``);
+    3. the sample picture :func:`sample_subject` (so each notebook also runs alone).
+    """
+    from ..images import to_rgb
+
+    if image_path:
+        image = to_rgb(image_path, name="image_path")
+        run.save_image("input", image)
+        run.set("input", {"path": str(image_path), "sha256": sha256_file(image_path)})
+        return image
+    if run.file("subject") is not None:
+        return run.load_image("subject")
+    return to_rgb(sample_subject(), name="sample subject")
+
+
+def load_subject_mask(run: Run, image: Image.Image, mask_path: str | None = None) -> np.ndarray:
+    """The subject mask (``HxW bool``) for ``image``: ``mask_path``, else the run's ``mask``
+    (made by ``02_click_to_mask``), else the sample mask when ``image`` is the sample picture.
+    """
+    from ..images import to_mask
+
+    if mask_path:
+        with Image.open(mask_path) as m:
+            return to_mask(m, image.size, name="mask_path")
+    if run.file("mask") is not None:
+        return to_mask(run.load_mask("mask"), image.size, name="run mask")
+    with Image.open(sample_mask()) as m:
+        sample = to_mask(m, name="sample mask")
+    if sample.shape == (image.size[1], image.size[0]):
+        return sample
+    raise FileNotFoundError(
+        f"run {run.id} has no mask: run 02_click_to_mask first, or set mask_path"
+    )
+
+
+def drive_root(output_root: str = "sdsam-nb/outputs") -> str:
+    """On Colab, mount Google Drive and return a run root on it (``MyDrive/<output_root>``)."""
+    from ..loaders import in_colab
+
+    if not in_colab():
+        raise ValueError("use_drive=True needs Google Colab; elsewhere set output_root instead")
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount("/content/drive")
+    return str(Path("/content/drive/MyDrive") / output_root.lstrip("./"))

@@ -1,0 +1,189 @@
+"""Notebook parameters: one table of what each name must be, checked at the top of a notebook.
+
+papermill's ``-p NAME VALUE`` passes a list, a dict or a mapping as text (only numbers,
+``True``/``False`` and ``None`` are converted), so parameters that take lists or dicts
+(``points``, ``box``, ``clicks``, ``position``) accept YAML text too, as ``sdsam-nb run -p``
+and papermill's own ``-y`` / ``-f`` do.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..loaders import SCHEDULERS
+
+
+def is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def is_num(v) -> bool:
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def is_points(v) -> bool:
+    if not isinstance(v, (list, tuple)):
+        return False
+    for p in v:
+        if not isinstance(p, (list, tuple)) or len(p) not in (2, 3):
+            return False
+        if not all(map(is_num, p[:2])) or (len(p) == 3 and p[2] not in (0, 1)):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Param:
+    """What a notebook parameter must be.
+
+    ``check`` says whether a value is acceptable, ``what`` says it in words for the error,
+    ``structured`` marks lists / dicts whose text form (from papermill's ``-p``) is parsed
+    as YAML.
+    """
+
+    check: Callable[[Any], bool]
+    what: str
+    structured: bool = False
+
+
+def _int_at_least(low: int, unit: str = "") -> Param:
+    return Param(lambda v: is_int(v) and v >= low, f"an integer >= {low}{unit}")
+
+
+def _flag() -> Param:
+    return Param(lambda v: isinstance(v, bool), "True or False")
+
+
+def _text() -> Param:
+    return Param(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
+
+
+def _text_or_none() -> Param:
+    return Param(lambda v: v is None or isinstance(v, str), "a string or None")
+
+
+def _multiple_of_8() -> Param:
+    return Param(lambda v: is_int(v) and v >= 64 and v % 8 == 0, "a multiple of 8, >= 64")
+
+
+def _fraction() -> Param:
+    return Param(lambda v: is_num(v) and 0 <= v <= 1, "a number from 0 to 1")
+
+
+SPEC: dict[str, Param] = {
+    # generation
+    "sd_model": _text(),
+    "inpaint_model": _text_or_none(),
+    "subject_prompt": _text(),
+    "subject_negative": _text_or_none(),
+    "background_prompt": _text(),
+    "background_negative": _text_or_none(),
+    "seed": _int_at_least(0),
+    "steps": _int_at_least(1),
+    "scheduler": Param(
+        lambda v: v is None or v in SCHEDULERS,
+        "None (the model's own) or one of " + ", ".join(repr(n) for n in SCHEDULERS),
+    ),
+    "guidance": Param(lambda v: is_num(v) and v >= 0, "a number >= 0"),
+    "strength": Param(lambda v: is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "n_variations": Param(lambda v: is_int(v) and 1 <= v <= 16, "an integer from 1 to 16"),
+    "pick": _int_at_least(0),
+    "width": _multiple_of_8(),
+    "height": _multiple_of_8(),
+    "size": _multiple_of_8(),
+    # masks
+    "sam_model": _text(),
+    "points": Param(is_points, "a list of [x, y] or [x, y, label] (label 1 or 0)", True),
+    "box": Param(
+        lambda v: (
+            v is None or (isinstance(v, (list, tuple)) and len(v) == 4 and all(map(is_num, v)))
+        ),
+        "None or [x0, y0, x1, y1]",
+        True,
+    ),
+    "candidate": Param(lambda v: v is None or (is_int(v) and v >= 0), "None or an integer >= 0"),
+    "clicks": Param(
+        lambda v: v is None or isinstance(v, dict), "None or a dict from to_dict()", True
+    ),
+    "text_prompt": _text_or_none(),
+    "detector_model": _text(),
+    "box_threshold": _fraction(),
+    "text_threshold": _fraction(),
+    "fill_holes": _flag(),
+    "min_island": _int_at_least(0, " (pixels)"),
+    # backgrounds
+    "grow": _int_at_least(0, " (pixels)"),
+    "feather": _int_at_least(0, " (pixels)"),
+    "keep_subject": _flag(),
+    "scale": Param(lambda v: is_num(v) and v > 0, "a number > 0"),
+    "position": Param(
+        lambda v: (
+            v in ("center", "bottom")
+            or (isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_num, v)))
+        ),
+        "'center', 'bottom' or [x, y]",
+        True,
+    ),
+    "harmonize": _flag(),
+    # inputs and the run
+    "image_path": _text_or_none(),
+    "mask_path": _text_or_none(),
+    "run_dir": _text_or_none(),
+    "output_root": _text_or_none(),
+    "use_drive": _flag(),
+    "progress": _flag(),
+}
+
+
+def _unknown(name: str) -> ValueError:
+    close = difflib.get_close_matches(name, SPEC, n=3)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return ValueError(f"unknown parameter {name!r}{hint}")
+
+
+def parse_text(name: str, value: Any) -> Any:
+    """``value``, with the YAML text of a list / dict parameter parsed (papermill's ``-p``).
+
+    Other parameters and values that are not strings come back unchanged.
+    """
+    if name not in SPEC:
+        raise _unknown(name)
+    if not (SPEC[name].structured and isinstance(value, str)):
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ValueError(
+            f"parameter {name} must be {SPEC[name].what}, got {value!r} (str), which is not "
+            f"YAML; with papermill give it as YAML: -y '{name}: [...]'"
+        ) from None
+
+
+def check_params(**params) -> dict:
+    """Check notebook parameters by name; return them, list / dict text parsed as YAML.
+
+    Raises:
+        ValueError: an unknown name (with the close matches), or the first parameter that
+            is not what it must be, e.g.
+            ``parameter steps must be an integer >= 1, got 'ten' (str)``.
+    """
+    out = {}
+    for name, value in params.items():
+        parsed = parse_text(name, value)
+        param = SPEC[name]
+        if not param.check(parsed):
+            hint = ""
+            if isinstance(value, str) and param.structured:
+                hint = f"; with papermill give it as YAML: -y '{name}: ...'"
+            raise ValueError(
+                f"parameter {name} must be {param.what}, got {value!r} "
+                f"({type(value).__name__}){hint}"
+            )
+        out[name] = parsed
+    return out

@@ -1,0 +1,68 @@
+"""What ``run.json`` records about a loaded model: id and hub commit, or a checksum."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+from ..loaders import sha256_file
+
+
+def model_info(obj, requested: str) -> dict:
+    """What ``run.json`` records about a loaded model so that a replay can check it.
+
+    * a hub id: the id and the commit of the cached snapshot that was loaded;
+    * a local folder or ``"tiny"``: a sha256 over its file names and sizes plus the contents
+      of its small files (configs, tokenizer, the tiny weights);
+    * a SAM checkpoint: its file name and sha256 (official names carry the sha256 prefix).
+    """
+    info: dict[str, Any] = {"requested": requested}
+    source = getattr(obj, "sdsam_source", None) or getattr(
+        getattr(obj, "model", None), "sdsam_source", {}
+    )
+    info.update(source)
+    folder = getattr(getattr(obj, "config", None), "_name_or_path", None)
+    if folder and Path(folder).is_dir():
+        info["checksum"] = folder_checksum(Path(folder))
+        commit = _snapshot_commit(Path(folder))
+        if commit:
+            info["commit"] = commit
+    elif folder:
+        info["commit"] = _hub_commit(folder, source.get("revision"))
+    if "checkpoint_path" in source:
+        path = Path(info.pop("checkpoint_path"))
+        prefix = re.search(r"_([0-9a-f]{6,64})\.pth$", path.name)
+        # official names carry their sha256 prefix, checked at load: no need to hash 2.5 GB again
+        info["sha256"] = prefix.group(1) if prefix else sha256_file(path)
+    return info
+
+
+def folder_checksum(folder: Path, small: int = 16 << 20) -> str:
+    """sha256 over (relative path, size) of every file, and the bytes of files < ``small``."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        size = path.stat().st_size
+        digest.update(f"{rel}\0{size}\0".encode())
+        if size < small:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _snapshot_commit(folder: Path) -> str | None:
+    parts = folder.resolve().parts
+    if "snapshots" in parts[:-1]:
+        return parts[parts.index("snapshots") + 1]
+    return None
+
+
+def _hub_commit(repo_id: str, revision: str | None) -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo_id, "model_index.json", revision=revision)
+    except Exception:  # an unusual cache layout only costs us the commit field
+        return None
+    return _snapshot_commit(Path(hit).parent) if isinstance(hit, str) else None

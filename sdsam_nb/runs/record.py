@@ -1,0 +1,408 @@
+"""A run folder and its ``run.json``, shared safely by any number of writers.
+
+Notebooks open side by side (01 and 02, or 02 and 03, given the same ``run_dir``), several
+processes or a batch may write to one run folder at once. So:
+
+* every change to ``run.json`` is a read-merge-write of the file on disk under an
+  inter-process lock (``.run.json.lock``, the ``filelock`` package): each writer keeps every
+  key it wrote; where two writers set the same key, the later one wins;
+* ``run.json`` is replaced atomically (a uniquely named temporary file + rename), so a crash
+  at any moment leaves the previous valid record;
+* a picture is written to a temporary name unique to its writer, then claimed under the
+  lock with a hard link that fails if the name exists: no two writers both get
+  ``mask.png``, and no half-written picture ever carries a real name. A name already taken
+  gets a numbered sibling (``mask-1.png``) and ``files`` points at the newest;
+* each execution of a notebook is one entry of ``executions`` (parameters, device, status,
+  the files, steps, models and values it wrote), so rerunning a notebook with other
+  parameters never loses what the earlier pictures were made with. ``notebooks``,
+  ``files``, ``steps`` and ``models`` at the top hold the newest of each, which is what a
+  replay re-runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import secrets
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from filelock import FileLock
+from PIL import Image
+
+RUN_JSON = "run.json"
+LOCK = ".run.json.lock"
+RECORD_VERSION = 2
+PACKAGES = (
+    "sdsam-nb",
+    "torch",
+    "diffusers",
+    "transformers",
+    "segment-anything",
+    "numpy",
+    "pillow",
+    "papermill",
+    "ipycanvas",
+)
+T = TypeVar("T")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions(names=PACKAGES) -> dict[str, str | None]:
+    """Installed versions of the packages that decide a run's pixels (``None`` = missing)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    out["python"] = platform.python_version()
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays, tuples and paths turned into JSON types."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def new_run_id() -> str:
+    """``YYYYmmdd-HHMMSS-xxxx``: sortable by time, unique across parallel runs."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def _unique_tmp(folder: Path, name: str) -> Path:
+    """A hidden temporary name in ``folder`` that no other writer uses."""
+    return folder / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+class Run:
+    """A run folder and its ``run.json``. Create with :func:`new_run` or :func:`open_run`.
+
+    Several ``Run`` objects (in one process or many) may hold the same folder: none keeps a
+    private copy of the record; each change is merged into the file on disk under a lock.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._lock = FileLock(str(self.path / LOCK), timeout=120)
+        self.notebook: str | None = None  # set by log_params; prefixes step names
+        self.execution: int | None = None  # this handle's entry in ``executions``
+
+    # ------------------------------------------------------------------ the record
+
+    @property
+    def record(self) -> dict:
+        """The record as it is on disk now (every writer's changes included)."""
+        return json.loads((self.path / RUN_JSON).read_text(encoding="utf-8"))
+
+    @property
+    def id(self) -> str:
+        return self.record["run_id"]
+
+    def _write(self, record: dict) -> None:
+        target = self.path / RUN_JSON
+        tmp = _unique_tmp(self.path, RUN_JSON)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(jsonable(record), indent=2) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def update(self, change: Callable[[dict], T]) -> T:
+        """Apply ``change(record)`` to the record on disk, under the run's lock, and save.
+
+        ``change`` edits the dict it is given in place (and may return a value, returned
+        here). Everything other writers saved before is kept.
+        """
+        with self._lock:
+            record = self.record
+            out = change(record)
+            self._write(record)
+        return out
+
+    def _exec_entry(self, record: dict) -> dict | None:
+        if self.execution is None:
+            return None
+        return record.setdefault("executions", [])[self.execution]
+
+    def set(self, key: str, value: Any) -> None:
+        """Record ``value`` under ``key`` (JSON-safe), also in this execution's ``values``."""
+        value = jsonable(value)
+
+        def change(record):
+            record[key] = value
+            entry = self._exec_entry(record)
+            if entry is not None:
+                entry.setdefault("values", {})[key] = value
+
+        self.update(change)
+
+    def log_params(self, notebook: str, params: dict) -> int:
+        """Start an execution of ``notebook``: record its parameters and device.
+
+        Appends an entry to ``executions`` (status ``"running"``) and makes it the newest
+        under ``notebooks[notebook]``, the entry a replay re-runs. Kept per notebook:
+        notebooks may give one name different defaults (03 and 04 have their own
+        ``background_prompt``). Returns the execution's number.
+        """
+        from ..loaders import device_report
+
+        entry = {
+            "notebook": notebook,
+            "params": jsonable(params),
+            "started": _now(),
+            "device": device_report(),
+            "status": "running",
+        }
+
+        def change(record):
+            executions = record.setdefault("executions", [])
+            entry["id"] = len(executions)
+            executions.append(entry)
+            record.setdefault("notebooks", {})[notebook] = {
+                "params": entry["params"],
+                "started": entry["started"],
+                "device": entry["device"],
+                "execution": entry["id"],
+            }
+            return entry["id"]
+
+        self.notebook = notebook
+        self.execution = self.update(change)
+        return self.execution
+
+    def _set_status(self, status: str, error: str | None = None) -> None:
+        if self.execution is None:
+            return
+
+        def change(record):
+            entry = self._exec_entry(record)
+            entry["status"] = status
+            entry["finished"] = _now()
+            if error is not None:
+                entry.setdefault("errors", []).append(error)
+
+        self.update(change)
+
+    def finish(self) -> None:
+        """Mark this execution ``"done"`` (the notebooks' last step calls it)."""
+        self._set_status("done")
+
+    def fail(self, error: str) -> None:
+        """Mark this execution ``"failed"`` with a one-line ``error``."""
+        self._set_status("failed", error)
+
+    @property
+    def status(self) -> str:
+        """``"failed"`` if the newest execution of any notebook failed, ``"running"`` if one
+        has not finished, else ``"done"`` (also for a run with no execution yet)."""
+        record = self.record
+        executions = record.get("executions", [])
+        newest = {}
+        for entry in executions:
+            newest[entry["notebook"]] = entry.get("status", "done")
+        if "failed" in newest.values():
+            return "failed"
+        return "running" if "running" in newest.values() else "done"
+
+    def log_model(self, role: str, info: dict) -> None:
+        """Record a model (id, revision or checksum) under ``models[role]``."""
+        info = jsonable(info)
+
+        def change(record):
+            record.setdefault("models", {})[role] = info
+            entry = self._exec_entry(record)
+            if entry is not None:
+                entry.setdefault("models", {})[role] = info
+
+        self.update(change)
+
+    @contextmanager
+    def step(self, name: str):
+        """Time a step: ``with run.step("inpaint"): ...`` records its seconds in ``steps``,
+        under ``<notebook>/<name>`` once :meth:`log_params` has named the notebook."""
+        start = time.perf_counter()
+        entry = {"started": _now()}
+        try:
+            yield entry
+        except BaseException:
+            entry["failed"] = True
+            raise
+        finally:
+            entry["seconds"] = round(time.perf_counter() - start, 3)
+            key = f"{self.notebook}/{name}" if self.notebook else name
+            saved = jsonable(entry)
+
+            def change(record):
+                record.setdefault("steps", {})[key] = saved
+                execution = self._exec_entry(record)
+                if execution is not None:
+                    execution.setdefault("steps", {})[name] = saved
+
+            self.update(change)
+
+    # ------------------------------------------------------------------ files
+
+    def _claim(self, tmp: Path, filename: str) -> Path:
+        """Give the finished file ``tmp`` the first free name of ``filename``'s family.
+
+        Called under the lock. ``os.link`` fails if the name exists, so even a writer that
+        does not take the lock cannot be overwritten; where the file system has no hard
+        links, the lock alone keeps the kit's writers apart.
+        """
+        stem, suffix = Path(filename).stem, Path(filename).suffix
+        i = 0
+        while True:
+            target = self.path / (filename if i == 0 else f"{stem}-{i}{suffix}")
+            i += 1
+            if target.exists():
+                continue
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                os.replace(tmp, target)
+            tmp.unlink(missing_ok=True)
+            return target
+
+    def _add_file(self, key: str, filename: str, write: Callable[[Path], None]) -> Path:
+        if Path(filename).name != filename or filename.startswith("."):
+            raise ValueError(f"filename must be a plain file name, got {filename!r}")
+        tmp = _unique_tmp(self.path, filename)
+        try:
+            write(tmp)
+
+            def change(record):
+                target = self._claim(tmp, filename)
+                record.setdefault("files", {})[key] = target.name
+                entry = self._exec_entry(record)
+                if entry is not None:
+                    entry.setdefault("files", {})[key] = target.name
+                return target
+
+            return self.update(change)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def reserve(self, filename: str) -> Path:
+        """Claim a free name for a file written later by someone else (an executed notebook
+        papermill writes): an empty file is created under the first free name."""
+        tmp = _unique_tmp(self.path, filename)
+        tmp.touch()
+        try:
+            with self._lock:
+                return self._claim(tmp, filename)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def save_image(self, key: str, image: Image.Image, filename: str | None = None) -> Path:
+        """Save ``image`` as PNG under ``key`` (``filename`` defaults to ``<key>.png``)."""
+        return self._add_file(key, filename or f"{key}.png", lambda p: image.save(p, format="PNG"))
+
+    def save_mask(self, key: str, mask: np.ndarray, filename: str | None = None) -> Path:
+        """Save an ``HxW bool`` mask as a 0/255 ``L`` PNG (white = subject)."""
+        img = Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255, mode="L")
+        return self.save_image(key, img, filename)
+
+    def save_json(self, key: str, data: Any, filename: str | None = None) -> Path:
+        text = json.dumps(jsonable(data), indent=2) + "\n"
+        return self._add_file(
+            key, filename or f"{key}.json", lambda p: p.write_text(text, encoding="utf-8")
+        )
+
+    def file(self, key: str) -> Path | None:
+        """Path of the newest file saved under ``key``, or ``None``."""
+        name = self.record.get("files", {}).get(key)
+        return self.path / name if name else None
+
+    def _existing(self, key: str, what_to_do: str) -> Path:
+        path = self.file(key)
+        if path is None or not path.is_file():
+            raise FileNotFoundError(f"run {self.id} has no {key!r} yet ({self.path}): {what_to_do}")
+        return path
+
+    def load_image(self, key: str) -> Image.Image:
+        path = self._existing(
+            key, "run the notebook that makes it first, or give the file as a parameter"
+        )
+        with Image.open(path) as img:
+            return img.convert("RGB")
+
+    def load_mask(self, key: str = "mask") -> np.ndarray:
+        path = self._existing(key, "run 02_click_to_mask first, or give points/box as parameters")
+        with Image.open(path) as img:
+            return np.asarray(img.convert("L")) > 127
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+
+def new_run(root: str | os.PathLike = "outputs", run_id: str | None = None) -> Run:
+    """Create a new, empty run folder under ``root``. Never reuses an existing folder."""
+    root = Path(root).expanduser().resolve()  # relative: to the current directory
+    root.mkdir(parents=True, exist_ok=True)
+    rid = run_id or new_run_id()
+    path = root / rid
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise ValueError(f"run_id={rid!r} exists already in {root}: pick another name") from None
+    run = Run(path)
+    with run._lock:
+        run._write(
+            {
+                "version": RECORD_VERSION,
+                "run_id": rid,
+                "created": _now(),
+                "packages": package_versions(),
+                "notebooks": {},
+                "executions": [],
+                "files": {},
+                "steps": {},
+            }
+        )
+    return run
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Open an existing run folder (its ``run.json`` must exist)."""
+    path = Path(path).expanduser()
+    if not (path / RUN_JSON).is_file():
+        raise FileNotFoundError(f"{str(path)!r} is not a run folder (no {RUN_JSON})")
+    return Run(path)
+
+
+def open_or_new_run(run_dir: str | os.PathLike | None, root: str | os.PathLike = "outputs") -> Run:
+    """The notebooks' entry: continue ``run_dir`` if given (chained), else start a new run."""
+    if run_dir:
+        return open_run(run_dir)
+    return new_run(root)

@@ -1,0 +1,77 @@
+"""The one setup call of every notebook: check the parameters, open the run, watch for errors."""
+
+from __future__ import annotations
+
+from .inputs import default_output_root, drive_root
+from .params import SPEC, check_params
+from .record import Run, open_or_new_run
+
+
+def start(notebook: str, namespace: dict, *, echo: bool = True) -> tuple[Run, dict]:
+    """Set up a notebook from its parameters cell; returns ``(run, params)``.
+
+    Call it as ``run, params = sdsam_nb.start("02_click_to_mask", globals())`` right after
+    the cell tagged ``parameters``. It
+
+    1. takes the parameters from ``namespace`` (every name of the parameter table
+       :data:`sdsam_nb.runs.SPEC` that the notebook defines), checks them, and writes back
+       the YAML text of list / dict parameters parsed (papermill's ``-p`` passes text);
+    2. opens ``run_dir``, or starts a new run folder under ``output_root`` (empty: see
+       :func:`sdsam_nb.runs.default_output_root`; relative: to the current directory,
+       which is the notebook's folder in Jupyter), or on Google Drive with ``use_drive``;
+    3. records the parameters and the device as a new execution of ``notebook``;
+    4. in IPython, marks the execution ``"failed"`` in ``run.json`` (with the error line)
+       when a later cell fails, so a run that stopped early says so; the notebook's last
+       step calls ``run.finish()``;
+    5. prints the run folder and the device.
+
+    Raises:
+        ValueError: a parameter that is not what it must be (the message names it).
+    """
+    from ..loaders import device_report
+
+    if not isinstance(notebook, str) or not notebook:
+        raise ValueError(f"notebook must be the notebook's name, got {notebook!r}")
+    if not isinstance(namespace, dict):
+        raise ValueError("namespace must be the notebook's globals(): start(name, globals())")
+    params = check_params(**{name: namespace[name] for name in namespace if name in SPEC})
+    namespace.update(params)
+    root = params.get("output_root") or default_output_root()
+    if params.get("use_drive"):
+        root = drive_root()
+    run = open_or_new_run(params.get("run_dir"), root)
+    run.log_params(notebook, params)
+    _watch_failures(run)
+    if echo:
+        print("run folder:", run.path)
+        print(device_report())
+    return run, params
+
+
+class _FailureWatch:
+    """IPython ``post_run_cell`` callback: a cell that raised marks the run's execution failed."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def __call__(self, result) -> None:
+        error = result.error_before_exec or result.error_in_exec
+        if error is None:
+            return
+        line = f"{type(error).__name__}: {error}".splitlines()[0]
+        self.run.fail(line)
+        print(f"run {self.run.path} is marked failed in run.json: {line}")
+
+
+def _watch_failures(run: Run) -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing to watch
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    for callback in list(shell.events.callbacks["post_run_cell"]):
+        if isinstance(callback, _FailureWatch):  # the setup cell run again: watch the new run
+            shell.events.unregister("post_run_cell", callback)
+    shell.events.register("post_run_cell", _FailureWatch(run))
