@@ -79,9 +79,8 @@ def check_names(given, names, notebooks: Path | None = None, *, what: str = "-p"
         if param not in known:
             close = difflib.get_close_matches(param, sorted(known), n=3)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise CommandError(
-                f"{what} {param}: no parameter {param!r} in {', '.join(names)}{hint}"
-            )
+            where = "any notebook" if set(names) == set(EVERY) else ", ".join(names)
+            raise CommandError(f"{what} {param}: no parameter {param!r} in {where}{hint}")
 
 
 def _yaml_value(text: str):
@@ -153,23 +152,36 @@ def execute_chain(
                 progress_bar=progress,
                 log_output=False,
             )
-        except pm.PapermillExecutionError:
-            _note_executed(run, name, before, executed)
+        except pm.PapermillExecutionError as exc:
+            _note_executed(run, name, before, executed, given, _one_line(exc))
             print(f"      failed: the error is shown in {executed}", flush=True)
             raise
-        _note_executed(run, name, before, executed)
+        _note_executed(run, name, before, executed, given)
         print(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
     print(f"run folder: {run.path}  ({time.perf_counter() - total:.1f} s)")
     return run
 
 
-def _note_executed(run, name: str, before: int, executed: Path) -> None:
-    """Name the executed notebook file in the execution(s) that notebook recorded."""
+def _one_line(exc) -> str:
+    return f"{exc.ename}: {exc.evalue}".splitlines()[0]
+
+
+def _note_executed(
+    run, name: str, before: int, executed: Path, params: dict, error: str | None = None
+) -> None:
+    """Name the executed notebook file in the execution(s) that notebook recorded; a
+    notebook that failed before recording one (a bad parameter) gets a failed entry."""
+    from .runs import jsonable
 
     def change(record):
-        for entry in record.get("executions", [])[before:]:
-            if entry.get("notebook") == name:
-                entry["executed_notebook"] = executed.name
+        executions = record.setdefault("executions", [])
+        mine = [e for e in executions[before:] if e.get("notebook") == name]
+        if not mine and error is not None:
+            mine = [{"id": len(executions), "notebook": name, "params": jsonable(params)}]
+            mine[0].update(status="failed", errors=[error])
+            executions.append(mine[0])
+        for entry in mine:
+            entry["executed_notebook"] = executed.name
 
     run.update(change)
 
@@ -323,7 +335,7 @@ def _run(args) -> int:
             progress=not args.no_progress,
         )
     except PapermillExecutionError as exc:
-        print(f"sdsam-nb: a notebook failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
+        print(f"sdsam-nb: a notebook failed: {_one_line(exc)}", file=sys.stderr)
         return 1
     print(json.dumps(run.record.get("files", {}), indent=1))
     return 0
@@ -337,7 +349,7 @@ def _replay(args) -> int:
             args.run_dir, output_root=args.output_root, progress=not args.no_progress
         )
     except PapermillExecutionError as exc:
-        print(f"sdsam-nb: the replay failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
+        print(f"sdsam-nb: the replay failed: {_one_line(exc)}", file=sys.stderr)
         return 1
     if differ:
         print("differs from the original: " + ", ".join(differ))

@@ -99,6 +99,14 @@ def test_chain_makes_a_complete_run_folder(chain_run):
     for name in CHAIN:
         executed = nbformat.read(run.path / f"{name}.ipynb", as_version=4)
         assert executed.metadata.papermill.parameters["run_dir"] == str(run.path)
+        # progress=False: no loading bars left in the executed notebook (only 02's picker)
+        outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+        widgets = [
+            o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+        ]
+        assert len(widgets) == (name == "02_click_to_mask"), name
+        assert "Loading pipeline components" not in json.dumps(outputs), name
+    assert [e["status"] for e in run.record["executions"]] == ["done"] * len(CHAIN)
     # the subject is the size asked for; everything after it keeps that size
     assert Image.open(run.file("subject")).size == (256, 192)
     for key in ("mask", "inpaint-0", "composite-0", "background-0"):
@@ -221,6 +229,11 @@ def test_bad_parameter_fails_with_a_clear_error(tmp_path, name, params, error):
         if o.get("output_type") == "error"
     ]
     assert shown and error in shown[0]["evalue"]
+    # the run folder says it failed, and why
+    run = runs.open_run(folder)
+    assert run.status == "failed"
+    (entry,) = run.record["executions"]
+    assert error in entry["errors"][0] and entry["executed_notebook"] == f"{name}.ipynb"
 
 
 @pytest.mark.slow

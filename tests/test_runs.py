@@ -143,7 +143,7 @@ def test_each_execution_keeps_what_its_pictures_were_made_with(tmp_path):
 
 def test_a_failed_execution_is_marked_in_the_record(tmp_path):
     run = runs.new_run(tmp_path)
-    assert run.status == "done"
+    assert run.status == "empty"
     run.log_params("01_generate_subject", {})
     assert run.status == "running"
     run.fail("OSError: Cannot load model nobody/no-such-model")

@@ -221,9 +221,14 @@ class Run:
     @property
     def status(self) -> str:
         """``"failed"`` if the newest execution of any notebook failed, ``"running"`` if one
-        has not finished, else ``"done"`` (also for a run with no execution yet)."""
+        has not finished, ``"empty"`` before any execution, else ``"done"``. Records written
+        before executions were kept (version 1) read ``"done"``."""
         record = self.record
-        executions = record.get("executions", [])
+        executions = record.get("executions")
+        if executions is None:
+            return "done"
+        if not executions:
+            return "empty"
         newest = {}
         for entry in executions:
             newest[entry["notebook"]] = entry.get("status", "done")

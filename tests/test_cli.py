@@ -1,0 +1,208 @@
+"""The command line and plain papermill, as a new user calls them: each does what it is told
+or says no in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sdsam_nb import runs
+from sdsam_nb.__main__ import execute_chain, main
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+TINY = ["-p", "sd_model", "tiny", "-p", "sam_model", "tiny", "-p", "steps", "2"]
+QUICK = [*TINY, "-p", "size", "128", "-p", "n_variations", "1"]
+
+
+def _cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "sdsam_nb", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+
+
+def _said(stderr: str) -> list[str]:
+    """What the command said on stderr, without the kernel's own transport warning."""
+    return [line for line in stderr.splitlines() if line and "[IPKernelApp]" not in line]
+
+
+def test_a_misspelled_parameter_fails_naming_it(capsys):
+    assert main(["run", "--notebooks", "01", "-p", "stepz", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "sdsam-nb: -p stepz: no parameter 'stepz' in 01_generate_subject (did you mean steps?)"
+    )
+
+
+def test_a_parameter_of_another_notebook_fails(capsys):
+    assert main(["run", "--notebooks", "02", "-p", "steps", "3"]) == 2
+    assert "no parameter 'steps' in 02_click_to_mask" in capsys.readouterr().err
+
+
+def test_a_typo_in_a_parameters_file_fails(tmp_path, capsys):
+    params = tmp_path / "p.yaml"
+    params.write_text("steps: 3\nbackground_promt: a beach\n")
+    assert main(["run", "-f", str(params)]) == 2
+    err = capsys.readouterr().err
+    assert "no parameter 'background_promt' in any notebook (did you mean background_prompt" in err
+
+
+def test_replay_of_a_missing_folder_answers_in_one_line(tmp_path):
+    done = _cli("replay", str(tmp_path / "nope"))
+    assert done.returncode == 2
+    assert _said(done.stderr) == [
+        f"sdsam-nb: replay: {str(tmp_path / 'nope')!r} is not a run folder (no run.json)"
+    ]
+
+
+def test_copy_notebooks_for_an_installed_kit(tmp_path, capsys):
+    target = tmp_path / "my-notebooks"
+    assert main(["notebooks", str(target)]) == 0
+    copied = sorted(p.name for p in target.iterdir())
+    assert copied == sorted(p.name for p in runs.kit_dir("notebooks").glob("*.ipynb"))
+    (target / "02_click_to_mask.ipynb").write_text("my edits")
+    assert main(["notebooks", str(target)]) == 0  # again: nothing is overwritten
+    assert (target / "02_click_to_mask.ipynb").read_text() == "my edits"
+    assert "kept" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_run_dir_continues_the_given_run(tmp_path):
+    first = execute_chain(
+        ["02_click_to_mask"],
+        {"sam_model": "tiny", "points": [[256, 200, 1]]},
+        output_root=tmp_path,
+        progress=False,
+    )
+    done = _cli(
+        "run",
+        "--notebooks",
+        "03",
+        *QUICK,
+        "-p",
+        "run_dir",
+        str(first.path),
+        "--no-progress",
+        "--output-root",
+        str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [first.path.name]  # no new folder
+    record = first.record
+    assert [e["notebook"] for e in record["executions"]] == [
+        "02_click_to_mask",
+        "03_inpaint_background",
+    ]
+    assert {"mask", "inpaint-0"} <= set(record["files"])
+    assert record["executions"][1]["executed_notebook"] == "03_inpaint_background.ipynb"
+    assert all(e["status"] == "done" for e in record["executions"])
+    # 03 used the run's own mask and clicks, not the sample's
+    assert record["notebooks"]["03_inpaint_background"]["params"]["run_dir"] == str(first.path)
+
+
+@pytest.mark.slow
+def test_failed_replay_answers_in_one_line(tmp_path):
+    bad = _cli(
+        "run",
+        "--notebooks",
+        "02",
+        "-p",
+        "sam_model",
+        "tiny",
+        "-p",
+        "points",
+        "[[5000, 10, 1]]",
+        "--no-progress",
+        "--output-root",
+        str(tmp_path),
+    )
+    assert bad.returncode == 1
+    said = _said(bad.stderr)
+    assert len(said) == 1 and "outside the image" in said[0], said
+    (folder,) = tmp_path.iterdir()
+    run = runs.open_run(folder)
+    assert run.status == "failed"
+    assert "outside the image" in run.record["executions"][0]["errors"][0]
+    again = _cli("replay", str(folder), "--no-progress")
+    assert again.returncode == 1
+    said = _said(again.stderr)
+    assert len(said) == 1 and said[0].startswith("sdsam-nb: the replay failed: ValueError:"), said
+
+
+@pytest.mark.slow
+def test_plain_papermill_from_the_checkout_root(tmp_path):
+    """papermill -p passes lists as text; -y passes YAML; the run folder lands in the
+    checkout's outputs/ wherever papermill is started."""
+    outputs = CHECKOUT / "outputs"
+    before = set(outputs.iterdir()) if outputs.exists() else set()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("SDSAM_OUTPUTS", None)
+    papermill = [sys.executable, "-m", "papermill", "-k", "python3", "--no-progress-bar"]
+    try:
+        done = subprocess.run(
+            [
+                *papermill,
+                "notebooks/02_click_to_mask.ipynb",
+                str(tmp_path / "02.ipynb"),
+                "-p",
+                "sam_model",
+                "tiny",
+                "-p",
+                "points",
+                "[[256, 200, 1], [20, 20, 0]]",
+            ],
+            cwd=CHECKOUT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        (folder,) = set(outputs.iterdir()) - before
+        run = runs.open_run(folder)
+        assert run.record["clicks"]["points"] == [[256, 200], [20, 20]]
+        assert run.file("mask").is_file() and run.status == "done"
+        yaml_params = json.dumps(
+            {
+                "sd_model": "tiny",
+                "sam_model": "tiny",
+                "steps": 2,
+                "size": 128,
+                "n_variations": 1,
+                "run_dir": str(folder),
+                "position": [10, 20],
+            }
+        )
+        done = subprocess.run(
+            [
+                *papermill,
+                str(CHECKOUT / "notebooks/04_composite_background.ipynb"),
+                str(tmp_path / "04.ipynb"),
+                "-y",
+                yaml_params,
+            ],
+            cwd=tmp_path,  # anywhere: run_dir says where
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert run.file("composite-0").is_file()
+        params = run.record["notebooks"]["04_composite_background"]["params"]
+        assert params["position"] == [10, 20]
+        assert set(outputs.iterdir()) - before == {folder}
+    finally:
+        for new in set(outputs.iterdir()) - before:
+            shutil.rmtree(new)
