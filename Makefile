@@ -5,7 +5,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# torch and torchvision pinned as a pair that imports together (FIELD_NOTES: the torchvision trap).
+# torch and torchvision pinned as a pair that imports together: segment-anything imports
+# torchvision, and the index's torchvision fails next to other torch builds
+# ("operator torchvision::nms does not exist").
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: setup browser demo test test-fast bench lint format

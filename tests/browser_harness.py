@@ -1,6 +1,6 @@
 """JupyterLab in a temporary home, driven by headless Chromium through Python playwright.
 
-Used by ``tests/test_browser.py``. Everything here follows ``FIELD_NOTES.md``:
+Used by ``tests/test_browser.py``. What made it reliable on a 2-core machine:
 
 * the server listens on 127.0.0.1 only, with a random token and a port that was free a moment
   ago (``--ServerApp.port_retries=0``: a taken port is an error, not a silent move);
@@ -269,7 +269,7 @@ def run_all_confirmed(
 ) -> None:
     """Run all cells until the first cell's ``marker`` file appears on the kernel side.
 
-    A Run All sent just as the kernel connects is sometimes lost (FIELD_NOTES), so it is
+    A Run All sent just as the kernel connects is lost about a third of the time, so it is
     re-sent up to ``tries`` times; raises ``TimeoutError`` if the marker never appears.
     """
     for attempt in range(1, tries + 1):

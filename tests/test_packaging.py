@@ -7,8 +7,12 @@ package whenever pyproject.toml changes).
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 
+import yaml
 from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def requirements() -> dict[str, Requirement]:
@@ -26,3 +30,51 @@ def test_colab_keeps_its_own_ipywidgets():
 
 def test_ipycanvas_excludes_the_release_that_broke_on_colab():
     assert not requirements()["ipycanvas"].specifier.contains("0.13.1")
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_conda_environment_asks_for_the_same_ipywidgets():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    (spec,) = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("ipywidgets")]
+    assert Requirement(spec).specifier == requirements()["ipywidgets"].specifier
+
+
+def test_pre_commit_runs_the_pinned_ruff():
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    (ruff,) = [r for r in config["repos"] if r["repo"].endswith("ruff-pre-commit")]
+    assert ruff["rev"] == "v" + _pins()["ruff"]
+
+
+def test_version_comes_from_the_installed_metadata():
+    import sdsam_nb
+
+    assert sdsam_nb.__version__ == metadata.version("sdsam-nb")
+
+
+def test_every_declared_dependency_is_used():
+    """Imported by the kit, or needed at run time by a library that does not declare it."""
+    needed_not_imported = {"torchvision", "accelerate", "ipykernel"}
+    imported = set()
+    for path in (ROOT / "sdsam_nb").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] in ("import", "from"):
+                imported.add(words[1].split(".")[0])
+    import_name = {
+        "pillow": "PIL",
+        "opencv-python-headless": "cv2",
+        "segment-anything": "segment_anything",
+        "pyyaml": "yaml",
+    }
+    for name in requirements():
+        if name in needed_not_imported:
+            continue
+        assert import_name.get(name, name.replace("-", "_")) in imported, name
