@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 # ("operator torchvision::nms does not exist").
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup browser demo test test-fast bench lint format
+.PHONY: setup browser demo test test-fast test-floors bench lint format
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,24 @@ test: setup browser
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not browser" tests
+
+# The kit as pip installs it on Colab: a wheel (not editable) in an environment of its own,
+# with the packages Colab brings at their own versions held at the lowest versions
+# pyproject.toml allows (.ci/floors.py), the fast tests run from outside the checkout.
+FLOOR  ?= .venv-floor
+FPY    := $(FLOOR)/bin/python
+
+test-floors: setup
+	rm -rf build/wheel && $(PY) -m pip wheel -q --no-deps -w build/wheel .
+	$(PY) .ci/floors.py > build/floors.txt
+	test -x $(FPY) || $(PYTHON) -m venv $(FLOOR)
+	$(FPY) -m pip install -q --upgrade pip
+	$(FPY) -m pip install -q $(TORCH)
+	$(FPY) -m pip install -q -c build/floors.txt "$$(ls build/wheel/sdsam_nb-*.whl)[test]"
+	$(FPY) -m pip install -q --force-reinstall --no-deps build/wheel/sdsam_nb-*.whl
+	$(FPY) -m pip list 2>/dev/null | grep -iE '^(diffusers|transformers|huggingface.hub|accelerate|ipywidgets|ipycanvas|papermill) '
+	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
+	  -m "not slow and not browser" $(CURDIR)/tests
 
 bench: setup
 	$(PY) -m benchmarks
