@@ -195,7 +195,7 @@ def _loading_bars(show: bool):
 
 def _from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwargs):
     """``cls.from_pretrained`` with one short error for a model that cannot be had."""
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
 
     source, local = _resolve_sd(model, name)
     if local:

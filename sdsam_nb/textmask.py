@@ -110,6 +110,8 @@ class GroundingDinoDetector:
         )[0]
         labels = result["text_labels"] if "text_labels" in result else result["labels"]
         boxes = result["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
+        # transformers 4.40 does not clip the boxes to the picture (5.x does): clip them here
+        boxes = np.clip(boxes, 0, np.array([w, h, w, h], dtype=boxes.dtype))
         scores = result["scores"].detach().float().cpu().tolist()
         # batch_decode([]) gives [""]: with no boxes transformers returns one empty label
         labels = [self._clean(str(label)) for label in list(labels)[: len(scores)]]
@@ -150,7 +152,7 @@ def load_grounding_dino(
         ValueError: ``model`` or ``device`` is malformed.
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
     dev = pick_device(device)
