@@ -55,6 +55,8 @@ test-floors: setup
 	$(FPY) -m pip list 2>/dev/null | grep -iE '^(diffusers|transformers|huggingface.hub|accelerate|ipywidgets|ipycanvas|papermill) '
 	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
 	  -m "not slow and not browser" $(CURDIR)/tests
+	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
+	  $(CURDIR)/tests/test_installed.py
 
 bench: setup
 	$(PY) -m benchmarks
