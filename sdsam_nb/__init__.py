@@ -8,7 +8,7 @@ masks are ``HxW bool`` with ``True`` = subject; points are ``(x, y)`` in image p
 
 from importlib import metadata as _metadata
 
-from . import images, masks, runs
+from . import images, masks, runs, segment
 from .background import (
     DEFAULT_FEATHER,
     SCHEDULERS,
@@ -95,6 +95,7 @@ __all__ = [
     "runs",
     "start",
     "score_results",
+    "segment",
     "subject_fidelity",
     "to_mask",
     "to_rgb",

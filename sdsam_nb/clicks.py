@@ -24,6 +24,8 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageLike, to_rgb
+from .segment import as_segmenter
+from .segment.detect import Detector, detect
 
 FORMAT_VERSION = 1
 _OPS = ("point", "box", "text", "clear_box", "choose", "reset")
@@ -78,24 +80,16 @@ class ClickSegmenter:
     """
 
     def __init__(self, predictor, image: ImageLike, *, multimask: bool | str = "auto"):
-        if not (hasattr(predictor, "set_image") and hasattr(predictor, "predict")):
-            raise ValueError(
-                "predictor must be a segment_anything.SamPredictor (e.g. sdsam_nb.load_sam()), "
-                f"not {type(predictor).__name__}"
-            )
+        segmenter = as_segmenter(predictor)
         if multimask != "auto" and not isinstance(multimask, (bool, np.bool_)):
             raise ValueError(f'multimask must be "auto", True or False, not {multimask!r}')
-        self._predictor = predictor
+        self._segmenter = segmenter
         self._multimask: bool | str = multimask if multimask == "auto" else bool(multimask)
         self._image = to_rgb(image)
         self._w, self._h = self._image.size
 
-        predictor.set_image(np.asarray(self._image))
+        self._embedding = segmenter.embed(np.asarray(self._image))
         self._embedding_computations = 1
-        self._embedding_restores = 0
-        self._features = predictor.features
-        self._original_size = tuple(predictor.original_size)
-        self._input_size = tuple(predictor.input_size)
 
         self._empty = _State()
         self._done: list[tuple[dict, _State]] = []  # (action, state after it)
@@ -127,8 +121,9 @@ class ClickSegmenter:
 
     @property
     def embedding_restores(self) -> int:
-        """How many times this segmenter put its embedding back into a shared predictor."""
-        return self._embedding_restores
+        """How many times the backend put this segmenter's embedding back into a model that
+        holds one picture at a time (a shared ``SamPredictor``); 0 for stateless backends."""
+        return getattr(self._segmenter, "restores", 0)
 
     @property
     def _state(self) -> _State:
@@ -230,12 +225,15 @@ class ClickSegmenter:
         self,
         text: str,
         *,
-        detector=None,
+        detector: Detector | None = None,
         box_threshold: float = 0.35,
         text_threshold: float = 0.25,
         combine: str = "best",
     ):
-        """Start from a text prompt: Grounding DINO finds boxes, SAM segments the box prompt.
+        """Start from a text prompt: a detector finds boxes, SAM segments the box prompt.
+
+        ``detector`` is required: ``sdsam_nb.load_grounding_dino()`` or any callable of
+        :data:`sdsam_nb.segment.detect.Detector`'s form (the segmenter never loads one).
 
         ``combine="best"`` uses the highest-scoring box; ``"union"`` the box enclosing all
         boxes found. The box becomes this segmenter's box prompt, so clicks refine it as
@@ -246,14 +244,17 @@ class ClickSegmenter:
             The boxes found (XYXY image pixels, best first); ``[]`` when nothing was found,
             and then the segmenter is left unchanged.
         """
-        from .textmask import find_boxes
-
         if combine not in ("best", "union"):
             raise ValueError(f"combine must be 'best' or 'union', not {combine!r}")
-        found, labels, scores, source = find_boxes(
+        if detector is None:
+            raise ValueError(
+                "detector is required with a text prompt: pass "
+                "detector=sdsam_nb.load_grounding_dino() (or any detector callable)"
+            )
+        found, labels, scores, source = detect(
+            detector,
             self._image,
             text,
-            detector=detector,
             box_threshold=box_threshold,
             text_threshold=text_threshold,
         )
@@ -535,7 +536,6 @@ class ClickSegmenter:
     def _predict(self, points, labels, box, before: _State) -> _State:
         if not points and box is None:
             return self._empty
-        self._use_own_embedding()
         if self._multimask == "auto":
             multimask = len(points) == 1 and box is None
         else:
@@ -543,14 +543,16 @@ class ClickSegmenter:
         # A writable copy: torch warns about read-only arrays.
         mask_input = before.low_res[before.chosen][None].copy() if before.count else None
         start = time.perf_counter()
-        masks, scores, low_res = self._predictor.predict(
-            point_coords=np.array(points, dtype=np.float64) if points else None,
-            point_labels=np.array(labels, dtype=np.int64) if points else None,
+        prediction = self._segmenter.predict(
+            self._embedding,
+            points=np.array(points, dtype=np.float64) if points else None,
+            labels=np.array(labels, dtype=np.int64) if points else None,
             box=np.array(box, dtype=np.float64) if box is not None else None,
             mask_input=mask_input,
-            multimask_output=multimask,
+            multimask=multimask,
         )
         self._last_latency_s = time.perf_counter() - start
+        masks, scores, low_res = prediction.masks, prediction.scores, prediction.low_res
         masks = np.array(masks, dtype=bool)
         masks.flags.writeable = False
         low_res = np.array(low_res, dtype=np.float32)
@@ -570,22 +572,6 @@ class ClickSegmenter:
         )
         self._unpacked = (packed, masks)
         return state
-
-    def _use_own_embedding(self) -> None:
-        """Put this segmenter's embedding back if the predictor holds another image's."""
-        p = self._predictor
-        if (
-            p.is_image_set
-            and p.features is self._features
-            and tuple(p.original_size) == self._original_size
-            and tuple(p.input_size) == self._input_size
-        ):
-            return
-        p.features = self._features
-        p.original_size = self._original_size
-        p.input_size = self._input_size
-        p.is_image_set = True
-        self._embedding_restores += 1
 
     def _masks(self, state: _State) -> np.ndarray:
         """The ``CxHxW bool`` candidate masks of ``state`` (read-only, cached)."""

@@ -17,24 +17,20 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from . import tiny
 from .images import ImageLike, to_rgb
 from .loaders import _loaded, _unavailable, load_sam, pick_device, resolve_model
+from .segment import as_segmenter
+from .segment.detect import Detector, check_fraction, check_request, detect
 
 DEFAULT_GROUNDING_DINO = "IDEA-Research/grounding-dino-tiny"
 COMBINE_RULES = ("union", "best")
-
-# A detector: (image RGB PIL, text, box_threshold, text_threshold) -> (boxes Nx4 XYXY image
-# pixels, labels N str, scores N float). GroundingDinoDetector is one; tests plug in others.
-Detector = Callable[[Image.Image, str, float, float], tuple[Any, Sequence[str], Sequence[float]]]
 
 
 # --------------------------------------------------------------------------- Grounding DINO
@@ -234,86 +230,20 @@ class TextMaskResult:
         }
 
 
-def _check_fraction(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number between 0 and 1, not {value!r}")
-    if not (0.0 <= float(value) <= 1.0):  # also rejects NaN
-        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def _check_predictor(predictor, name: str = "predictor") -> None:
-    for attr in ("set_image", "predict_torch", "transform"):
-        if not hasattr(predictor, attr):
-            raise ValueError(
-                f"{name} must be a segment_anything.SamPredictor (e.g. load_sam('vit_b')), "
-                f"not {type(predictor).__name__}"
-            )
-
-
-def _detections(raw, size: tuple[int, int], max_boxes: int | None):
-    """Validate a detector's output; clip boxes to the image, drop empty ones, sort by score."""
-    try:
-        boxes_raw, labels, scores = raw
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"detector must return (boxes Nx4, labels, scores), got {type(raw).__name__}"
-        ) from None
-    if isinstance(boxes_raw, torch.Tensor):
-        boxes_raw = boxes_raw.detach().float().cpu().numpy()
-    boxes = np.asarray(boxes_raw, dtype=np.float64)
-    if boxes.size == 0:
-        boxes = boxes.reshape(0, 4)
-    labels = [str(label) for label in labels]
-    scores = [float(s) for s in (scores.tolist() if hasattr(scores, "tolist") else scores)]
-    if boxes.ndim != 2 or boxes.shape[1] != 4 or not (len(boxes) == len(labels) == len(scores)):
-        raise ValueError(
-            f"detector returned boxes of shape {boxes.shape}, {len(labels)} labels and "
-            f"{len(scores)} scores: expected Nx4 XYXY boxes with one label and score each"
-        )
-    w, h = size
-    boxes = np.clip(boxes, 0.0, [w, h, w, h])
-    keep = [
-        i
-        for i in np.argsort(-np.asarray(scores), kind="stable")
-        if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1] and math.isfinite(scores[i])
-    ]
-    if max_boxes is not None:
-        keep = keep[:max_boxes]
-    return (
-        [tuple(float(v) for v in boxes[i]) for i in keep],
-        [labels[i] for i in keep],
-        [scores[i] for i in keep],
-    )
-
-
 def box_masks(predictor, image: ImageLike, boxes, *, batch: int = 16) -> np.ndarray:
-    """SAM masks for XYXY ``boxes`` (image pixels), one per box: ``NxHxW bool``.
+    """Masks for XYXY ``boxes`` (image pixels), one per box: ``NxHxW bool``.
 
-    Sets ``image`` on ``predictor`` (the image encoder runs once), then decodes the boxes in
-    batches of ``batch`` with ``predict_torch`` and ``multimask_output=False`` (a box is an
-    unambiguous prompt; SAM's README does the same).
+    ``predictor`` is any segmentation model :func:`sdsam_nb.segment.as_segmenter` accepts.
+    The image encoder runs once, then the boxes are decoded in batches of ``batch`` with one
+    candidate each (a box is an unambiguous prompt; SAM's README does the same).
     """
-    _check_predictor(predictor)
+    segmenter = as_segmenter(predictor)
     array = np.asarray(to_rgb(image))
     h, w = array.shape[:2]
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     if len(boxes) == 0:
         return np.zeros((0, h, w), dtype=bool)
-    predictor.set_image(array)
-    tboxes = torch.as_tensor(boxes, device=predictor.device)
-    tboxes = predictor.transform.apply_boxes_torch(tboxes, (h, w))
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(tboxes), batch):
-            masks, _, _ = predictor.predict_torch(
-                point_coords=None,
-                point_labels=None,
-                boxes=tboxes[start : start + batch],
-                multimask_output=False,
-            )
-            out.append(masks[:, 0].cpu().numpy().astype(bool))
-    return np.concatenate(out)
+    return segmenter.predict_boxes(segmenter.embed(array), boxes, batch=batch)
 
 
 def find_boxes(
@@ -331,28 +261,18 @@ def find_boxes(
     sorted by score (best first), at most ``max_boxes``; ``source`` names the detector.
     Raises ``ValueError`` for the same bad arguments as :func:`text_mask`.
     """
-    if not isinstance(text, str) or not text.strip(" .\t\n"):
-        raise ValueError(f"text must name what to mask, e.g. 'red shoes', not {text!r}")
-    box_threshold = _check_fraction(box_threshold, "box_threshold")
-    text_threshold = _check_fraction(text_threshold, "text_threshold")
-    if max_boxes is not None and (
-        isinstance(max_boxes, bool) or not isinstance(max_boxes, int) or max_boxes < 1
-    ):
-        raise ValueError(f"max_boxes must be a positive int or None, not {max_boxes!r}")
-    if detector is not None and not callable(detector):
-        raise ValueError(
-            "detector must be callable (image, text, box_threshold, text_threshold) -> "
-            f"(boxes, labels, scores), not {type(detector).__name__}"
-        )
     rgb = to_rgb(image)
     if detector is None:
+        check_request(text, box_threshold, text_threshold, max_boxes)  # before loading one
         detector = load_grounding_dino()
-    source = getattr(detector, "source", None) or getattr(detector, "__name__", None)
-    source = str(source or repr(detector))
-    boxes, labels, scores = _detections(
-        detector(rgb, text, box_threshold, text_threshold), rgb.size, max_boxes
+    return detect(
+        detector,
+        rgb,
+        text,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        max_boxes=max_boxes,
     )
-    return boxes, labels, scores, source
 
 
 def text_mask(
@@ -400,7 +320,7 @@ def text_mask(
     if combine not in COMBINE_RULES:
         raise ValueError(f"combine must be one of {list(COMBINE_RULES)}, not {combine!r}")
     if predictor is not None:
-        _check_predictor(predictor)
+        as_segmenter(predictor)
     rgb = to_rgb(image)
     w, h = rgb.size
     boxes, labels, scores, source = find_boxes(
@@ -643,17 +563,20 @@ def auto_subject_mask(
         ValueError: a bad ``predictor``, ``points_per_side``/``points_per_batch`` < 1, a
             threshold outside 0..1, or bad fractions.
     """
-    from segment_anything import SamAutomaticMaskGenerator
-
-    _check_predictor(predictor)
+    segmenter = as_segmenter(predictor)
+    if not hasattr(segmenter, "automatic_masks"):
+        raise ValueError(
+            f"predictor: the {segmenter.backend} backend has no automatic masks; use "
+            "text_mask(...) or clicks"
+        )
     for name, value in (
         ("points_per_side", points_per_side),
         ("points_per_batch", points_per_batch),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, not {value!r}")
-    pred_iou_thresh = _check_fraction(pred_iou_thresh, "pred_iou_thresh")
-    stability_score_thresh = _check_fraction(stability_score_thresh, "stability_score_thresh")
+    pred_iou_thresh = check_fraction(pred_iou_thresh, "pred_iou_thresh")
+    stability_score_thresh = check_fraction(stability_score_thresh, "stability_score_thresh")
     if not (0.0 < min_frac < max_frac < 1.0):
         raise ValueError(f"need 0 < min_frac < max_frac < 1, got {min_frac=}, {max_frac=}")
     array = np.asarray(to_rgb(image))
@@ -666,16 +589,13 @@ def auto_subject_mask(
         min_frac=min_frac,
         max_frac=max_frac,
     )
-    generator = SamAutomaticMaskGenerator(
-        predictor.model,
+    proposals = segmenter.automatic_masks(
+        array,
         points_per_side=points_per_side,
         points_per_batch=points_per_batch,
         pred_iou_thresh=pred_iou_thresh,
         stability_score_thresh=stability_score_thresh,
-        output_mode="binary_mask",
     )
-    with torch.inference_mode():
-        proposals = generator.generate(array)
     masks = [np.asarray(p["segmentation"], dtype=bool) for p in proposals]
     index = None
     if masks:

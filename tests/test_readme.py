@@ -23,7 +23,8 @@ QUICK = [
     ("size=512,", "size=128,"),
     ("like=subject, seed=0)", "like=subject, seed=0, steps=2, size=128)"),
     # the tiny detector's random scores: keep every box so that the text prompt finds one
-    ('"the armchair"', f'"the armchair", detector={DETECTOR}, box_threshold=0.0'),
+    ("sdsam_nb.load_grounding_dino()", DETECTOR),
+    ('"the armchair"', '"the armchair", box_threshold=0.0'),
 ]
 
 

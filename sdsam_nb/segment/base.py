@@ -1,0 +1,96 @@
+"""The segmenter interface: what the click segmenter, the picker, text and automatic masks and
+the scores need from a promptable segmentation model, and the table of backends.
+
+A backend wraps one model family. It is stateless towards its callers: :meth:`embed` returns
+the picture's embedding as a value the caller keeps, and :meth:`predict` takes it back, so
+any number of segmenters can share one loaded model without recomputing or clobbering each
+other's embedding. Adding a backend is one new file with a class like
+:class:`sdsam_nb.segment.sam.SamBackend` and one entry in :data:`BACKENDS`.
+
+Conventions: pictures ``HxWx3 uint8 RGB``; points ``Nx2`` float ``(x, y)`` in image pixels
+with labels ``N`` int (1 include, 0 exclude); boxes XYXY in image pixels; masks ``HxW bool``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One decoding of a prompt.
+
+    Attributes:
+        masks: ``CxHxW bool`` candidate masks at the embedded picture's size.
+        scores: ``C`` float, the model's own quality estimate of each candidate.
+        low_res: ``Cx256x256 float32`` logits; one of them is given back as ``mask_input``
+            with the next prompt, so that a click refines the mask it sees.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res: np.ndarray
+
+
+@runtime_checkable
+class PromptSegmenter(Protocol):
+    """A promptable segmentation model, as :class:`sdsam_nb.ClickSegmenter` uses it."""
+
+    backend: str  # the family, e.g. "segment_anything"
+
+    def embed(self, image: np.ndarray) -> Any:
+        """Run the image encoder once on ``HxWx3 uint8 RGB``; return the embedding."""
+
+    def predict(
+        self,
+        embedding: Any,
+        *,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        box: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> Prediction:
+        """Decode points (``Nx2``) with labels (``N``), a box (``4``) and the previous
+        low-res logits (``1x256x256``) into candidates (3 with ``multimask``, else 1)."""
+
+    def predict_boxes(self, embedding: Any, boxes: np.ndarray) -> np.ndarray:
+        """One mask per XYXY box (``Nx4``): ``NxHxW bool``."""
+
+    def info(self) -> dict:
+        """What ``run.json`` records about the model (family, id, checksum...)."""
+
+
+# type of the wrapped model -> the backend class that wraps it; filled by each backend file
+# (imported below), looked up by as_segmenter. Backends that already implement the protocol
+# are used as they are.
+BACKENDS: list[tuple[Callable[[Any], bool], Callable[[Any], PromptSegmenter]]] = []
+
+
+def register(accepts: Callable[[Any], bool], wrap: Callable[[Any], PromptSegmenter]) -> None:
+    """Add a backend: ``accepts(model)`` says whether ``wrap(model)`` can serve ``model``."""
+    BACKENDS.append((accepts, wrap))
+
+
+def as_segmenter(model: Any, name: str = "predictor") -> PromptSegmenter:
+    """``model`` behind the segmenter interface.
+
+    Accepts a backend object itself, or a loaded model one of :data:`BACKENDS` wraps (a
+    ``segment_anything.SamPredictor`` from :func:`sdsam_nb.load_sam`).
+
+    Raises:
+        ValueError: nothing serves ``model``; the message names what was given.
+    """
+    if isinstance(model, PromptSegmenter):
+        return model
+    for accepts, wrap in BACKENDS:
+        if accepts(model):
+            return wrap(model)
+    raise ValueError(
+        f"{name} must be a segmentation model from sdsam_nb.load_sam() (a segment_anything "
+        f"SamPredictor) or a PromptSegmenter backend, not {type(model).__name__}"
+    )
