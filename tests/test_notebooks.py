@@ -247,3 +247,23 @@ def test_click_notebook_with_a_text_prompt(tmp_path):
     # replaying the record needs no detector and gives the same mask
     new, differ = replay(run.path, progress=False)
     assert differ == [] and new.record["clicks"]["actions"][0]["op"] == "text"
+
+
+@pytest.mark.slow
+def test_a_run_recorded_before_executions_replays_identically(chain_run, tmp_path):
+    """Run folders written before run.json kept one entry per execution (record version 1:
+    no ``executions``, no ``status``) still replay bit for bit."""
+    import shutil
+
+    old = tmp_path / "old" / chain_run.path.name
+    shutil.copytree(chain_run.path, old)
+    record = json.loads((old / "run.json").read_text())
+    record.pop("executions")
+    record["version"] = 1
+    for entry in record["notebooks"].values():
+        entry.pop("execution")
+    (old / "run.json").write_text(json.dumps(record))
+    assert runs.open_run(old).status == "done"
+    new, differ = replay(old, progress=False)
+    assert differ == [] and new.path.parent == old.parent
+    assert new.status == "done"
