@@ -22,7 +22,7 @@ from PIL import Image
 from sdsam_nb import runs
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.installed]
 
 
 def _run(args, cwd, timeout=900) -> subprocess.CompletedProcess:
