@@ -58,8 +58,8 @@ class PromptSegmenter(Protocol):
         """Decode points (``Nx2``) with labels (``N``), a box (``4``) and the previous
         low-res logits (``1x256x256``) into candidates (3 with ``multimask``, else 1)."""
 
-    def predict_boxes(self, embedding: Any, boxes: np.ndarray) -> np.ndarray:
-        """One mask per XYXY box (``Nx4``): ``NxHxW bool``."""
+    def predict_boxes(self, embedding: Any, boxes: np.ndarray, *, batch: int = 16) -> np.ndarray:
+        """One mask per XYXY box (``Nx4``): ``NxHxW bool``, decoded ``batch`` boxes at a time."""
 
     def info(self) -> dict:
         """What ``run.json`` records about the model (family, id, checksum...)."""
