@@ -28,6 +28,8 @@ from .images import to_mask, to_rgb
 from .loaders import (
     DEFAULT_SD,
     INPAINTING_SD,
+    MODELS,
+    ModelCache,
     ModelUnavailableError,
     cache_dir,
     clear_loaded,
@@ -39,6 +41,7 @@ from .loaders import (
     load_sd,
     pick_device,
     pick_dtype,
+    provenance,
 )
 from .runs import start
 from .textmask import (
@@ -71,6 +74,8 @@ __all__ = [
     "text_mask",
     "ClickSegmenter",
     "MaskPicker",
+    "MODELS",
+    "ModelCache",
     "ModelUnavailableError",
     "Variations",
     "cache_dir",
@@ -92,6 +97,7 @@ __all__ = [
     "pick_device",
     "pick_dtype",
     "processing_size",
+    "provenance",
     "runs",
     "start",
     "score_results",

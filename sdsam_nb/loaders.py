@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import warnings
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,71 @@ SAM_CHECKPOINTS = {
 _SAM_WIDTH = {1280: "vit_h", 1024: "vit_l", 768: "vit_b", 64: TINY}
 _HASH_IN_NAME = re.compile(r"_([0-9a-f]{6,64})\.pth$")
 
-_loaded: dict[tuple, Any] = {}  # per-process cache: loader arguments -> model
+
+class ModelCache:
+    """The per-process cache of loaded models: loader arguments -> model.
+
+    Each loader loads a model once per process and returns what is here for the same
+    arguments (re-running a notebook cell costs nothing). A cache hit returns the object an
+    earlier call returned and never changes it: a different sampler or progress setting
+    gets its own pipeline object sharing the same weights. :data:`MODELS` is the one the
+    loaders use; ``MODELS.clear()`` forgets everything (the memory is freed once nothing
+    else refers to the models).
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[tuple, Any] = {}
+
+    def get(self, key: tuple) -> Any | None:
+        return self._models.get(key)
+
+    def put(self, key: tuple, model: Any) -> Any:
+        self._models[key] = model
+        return model
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._models
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def copy(self) -> dict[tuple, Any]:
+        """A shallow copy of the entries (to put back later with :meth:`update`)."""
+        return dict(self._models)
+
+    def update(self, models: dict[tuple, Any]) -> None:
+        self._models.update(models)
+
+    def clear(self) -> None:
+        self._models.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+MODELS = ModelCache()
+
+# What the kit knows of each model it loaded (id, revision, sampler, offload device...), kept
+# beside the model rather than glued onto third-party objects; read with provenance().
+_PROVENANCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def provenance(model: Any) -> dict:
+    """What the kit recorded when it loaded ``model`` (a copy; ``{}`` for other objects).
+
+    Keys: ``model`` (id, folder or ``"tiny"``), ``revision``, ``path`` (the folder it was
+    read from, or the hub id), ``scheduler`` (the sampler's name, ``None`` for the model's
+    own), ``offload_device`` (the GPU of model CPU offload, else ``None``), ``progress``;
+    for SAM ``model_type``, ``checkpoint``, ``checkpoint_path``.
+    """
+    try:
+        return dict(_PROVENANCE.get(model, {}))
+    except TypeError:  # not weak-referenceable: not ours
+        return {}
+
+
+def _remember(obj: Any, **info) -> Any:
+    _PROVENANCE[obj] = info
+    return obj
 
 
 class ModelUnavailableError(FileNotFoundError):
@@ -121,10 +186,8 @@ def cache_dir() -> Path:
 
 
 def clear_loaded() -> None:
-    """Forget every model this process loaded (frees memory once nothing else refers to it)."""
-    _loaded.clear()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    """Forget every model this process loaded: ``MODELS.clear()``."""
+    MODELS.clear()
 
 
 # --------------------------------------------------------------------------- Stable Diffusion
@@ -174,23 +237,29 @@ def _unavailable(model: str, exc: BaseException) -> ModelUnavailableError:
 
 @contextmanager
 def _loading_bars(show: bool):
-    """diffusers' and transformers' loading progress bars on or off for one load.
+    """diffusers' and transformers' loading progress bars off for one load (``show=False``).
 
-    Their switch is a module-wide flag with no per-call argument: it is set for the load and
-    put back as it was, so ``progress=False`` leaves no stale ``Loading pipeline
+    Their switch is a module-wide flag with no per-call argument: it is turned off for the
+    load and put back as it was, so ``progress=False`` leaves no stale ``Loading pipeline
     components...`` bar in an executed notebook and changes nothing for other callers.
+    ``show=True`` leaves the libraries' own settings (and ``HF_HUB_DISABLE_PROGRESS_BARS``).
     """
+    if show:
+        yield
+        return
     from diffusers.utils import logging as dlogging
     from transformers.utils import logging as tlogging
 
-    before = (dlogging.is_progress_bar_enabled(), tlogging.is_progress_bar_enabled())
-    for module in (dlogging, tlogging):
-        (module.enable_progress_bar if show else module.disable_progress_bar)()
+    before = [(m, m.is_progress_bar_enabled()) for m in (dlogging, tlogging)]
+    for module, enabled in before:
+        if enabled:
+            module.disable_progress_bar()
     try:
         yield
     finally:
-        for module, enabled in zip((dlogging, tlogging), before, strict=True):
-            (module.enable_progress_bar if enabled else module.disable_progress_bar)()
+        for module, enabled in before:
+            if enabled:
+                module.enable_progress_bar()
 
 
 def _from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwargs):
@@ -284,25 +353,8 @@ def make_scheduler(scheduler, pipe):
             "instance or None (the pipeline's own)"
         )
     cls, extra = classes[scheduler]
-    own = getattr(pipe, "sdsam_own_scheduler", None)
-    return cls.from_config((pipe.scheduler if own is None else own).config, **extra)
-
-
-def _use_scheduler(pipe, scheduler) -> None:
-    """Make ``scheduler`` (a name from :data:`SCHEDULERS`, checked by :func:`load_sd`, or
-    ``None`` for the model's own) ``pipe``'s sampler, in place, unless it is already; remember
-    the model's own first."""
-    source = getattr(pipe, "sdsam_source", None)
-    if source is not None and source.get("scheduler", "unset") == scheduler:
-        return
-    if getattr(pipe, "sdsam_own_scheduler", None) is None:
-        pipe.sdsam_own_scheduler = pipe.scheduler
-    if scheduler is None:
-        pipe.scheduler = pipe.sdsam_own_scheduler
-    else:
-        pipe.scheduler = make_scheduler(scheduler, pipe)
-    if source is not None:
-        source["scheduler"] = scheduler
+    own = provenance(pipe).get("own_scheduler") or pipe.scheduler
+    return cls.from_config(own.config, **extra)
 
 
 def load_sd(
@@ -342,12 +394,14 @@ def load_sd(
             (DPM-Solver++ multistep: 20-25 steps where SD v1-4's own PNDM wants about 50,
             diffusers' recommendation); ``None`` keeps the model's own. It is built from the
             model's scheduler config (same noise schedule). :func:`inpainting` and
-            :func:`img2img` use it too. Calling again with another scheduler switches the
-            loaded pipeline's sampler in place, without loading the weights again.
+            :func:`img2img` use it too. Calling again with another scheduler (or another
+            ``progress``) returns another pipeline object on the same weights, without
+            loading them again; the pipeline returned before is not changed.
 
     Returns:
         A ``diffusers.StableDiffusionPipeline`` on ``device``. Calling again with the same
-        arguments returns the same object.
+        arguments returns the same object (:data:`MODELS` keeps it); :func:`provenance`
+        tells what it was loaded from.
 
     Raises:
         ValueError: ``model``, ``device`` or ``dtype`` is malformed, or ``offload`` without a
@@ -372,82 +426,114 @@ def load_sd(
         )
     key = ("sd", str(model), str(dev), dt, bool(safety_checker), revision, variant)
     key += (bool(offload), bool(compile_unet))
-    if key in _loaded:
-        _loaded[key].set_progress_bar_config(disable=not progress)
-        _use_scheduler(_loaded[key], scheduler)
-        return _loaded[key]
-    extra = {"revision": revision} if revision else {}
-    if variant is not None:
-        extra["variant"] = variant
-    pipe = _from_pretrained(
-        StableDiffusionPipeline,
-        model,
-        "model",
-        progress=progress,
-        **_pipeline_kwargs(dev, dt, safety_checker, **extra),
-    )
-    if offload:
-        pipe.enable_model_cpu_offload(device=dev)
-    else:
-        pipe.to(dev)
-    if compile_unet:
-        pipe.unet.compile()  # in place: the same parameters, so sharing still holds
-    pipe.set_progress_bar_config(disable=not progress)
-    pipe.sdsam_source = {"model": str(model), "revision": revision}
-    _use_scheduler(pipe, scheduler)
-    _loaded[key] = pipe
-    return pipe
+    base = MODELS.get(key)
+    if base is None:
+        extra = {"revision": revision} if revision else {}
+        if variant is not None:
+            extra["variant"] = variant
+        base = _from_pretrained(
+            StableDiffusionPipeline,
+            model,
+            "model",
+            progress=progress,
+            **_pipeline_kwargs(dev, dt, safety_checker, **extra),
+        )
+        if offload:
+            base.enable_model_cpu_offload(device=dev)
+        else:
+            base.to(dev)
+        if compile_unet:
+            base.unet.compile()  # in place: the same parameters, so sharing still holds
+        _remember(
+            base,
+            model=str(model),
+            revision=revision,
+            path=str(base.config._name_or_path),
+            scheduler=None,
+            own_scheduler=base.scheduler,
+            offload_device=dev if offload else None,
+            progress=True,
+        )
+        MODELS.put(key, base)
+    view_key = (*key, "view", scheduler, bool(progress))
+    if view_key not in MODELS:
+        sampler = None if scheduler is None else make_scheduler(scheduler, base)
+        MODELS.put(view_key, _view(base, type(base), sampler, scheduler, progress))
+    return MODELS.get(view_key)
 
 
-def _same_weights(pipe, cls):
-    """A pipeline of class ``cls`` built from ``pipe``'s modules: no second copy of any weight."""
+def _view(base, cls, sampler, scheduler_name, progress: bool):
+    """A new ``cls`` pipeline on ``base``'s modules (no second copy of any weight) with
+    ``sampler`` (``None``: ``base``'s own) and its own progress setting; ``base`` is not
+    changed."""
     from diffusers.utils import logging as dlogging
 
     level = dlogging.get_verbosity()
     dlogging.set_verbosity_error()  # from_pipe's .to() warns about an empty fp32-module list
     try:
         # from_pipe casts every shared module to its dtype argument (float32 by default):
-        # pass the pipe's own, or an fp16 pipe would be turned to fp32 in place
-        other = cls.from_pipe(pipe, **{_dtype_kwarg(): pipe.unet.dtype})
+        # pass the base's own, or an fp16 pipe would be turned to fp32 in place
+        extra = {} if sampler is None else {"scheduler": sampler}
+        view = cls.from_pipe(base, **{_dtype_kwarg(): base.unet.dtype}, **extra)
     finally:
         dlogging.set_verbosity(level)
-    offload_device = _offload_device(pipe)
-    if offload_device is not None:  # the shared modules move to the GPU while they run
-        other.enable_model_cpu_offload(device=offload_device)
-    other.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
-    other.sdsam_source = getattr(pipe, "sdsam_source", {})
-    other.sdsam_own_scheduler = getattr(pipe, "sdsam_own_scheduler", None)
-    return other
+    info = provenance(base) or _foreign(base)
+    if info.get("offload_device") is not None:  # the shared modules move to the GPU to run
+        view.enable_model_cpu_offload(device=info["offload_device"])
+    view.set_progress_bar_config(disable=not progress)
+    return _remember(view, **{**info, "scheduler": scheduler_name, "progress": bool(progress)})
 
 
-def _offload_device(pipe) -> torch.device | None:
-    """The GPU an offloaded pipeline runs on (``enable_model_cpu_offload``), else ``None``."""
-    if getattr(pipe, "_all_hooks", None):
-        return torch.device(pipe._offload_device)
-    return None
+def _foreign(pipe) -> dict:
+    """What the kit can tell of a pipeline it did not load: whether model CPU offload is on,
+    and where. diffusers has no public accessor for it, so its bookkeeping is read."""
+    hooks = getattr(pipe, "_all_hooks", None)
+    device = getattr(pipe, "_offload_device", None) if hooks else None
+    return {"offload_device": None if device is None else torch.device(device)}
+
+
+def _same_weights(pipe, cls):
+    """A pipeline of class ``cls`` built from ``pipe``'s modules and sampler: no second copy
+    of any weight, offloaded and quiet as ``pipe`` is."""
+    info = provenance(pipe)
+    return _view(pipe, cls, None, info.get("scheduler"), info.get("progress", True))
 
 
 def _dedicated(pipe, cls, model: str, name: str):
+    info = provenance(pipe) or _foreign(pipe)
+    offload_device = info.get("offload_device")
     param = next(iter(pipe.unet.parameters()))
-    offload_device = _offload_device(pipe)
     dev, dt = offload_device or param.device, param.dtype
     safety = getattr(pipe, "safety_checker", None) is not None
+    progress = info.get("progress", True)
     key = (cls.__name__, str(model), str(dev), dt, safety, offload_device is not None)
-    if key not in _loaded:
-        show = not getattr(pipe, "_progress_bar_config", {}).get("disable", False)
-        other = _from_pretrained(
-            cls, model, name, progress=show, **_pipeline_kwargs(dev, dt, safety)
+    base = MODELS.get(key)
+    if base is None:
+        base = _from_pretrained(
+            cls, model, name, progress=progress, **_pipeline_kwargs(dev, dt, safety)
         )
         if offload_device is not None:
-            other.enable_model_cpu_offload(device=offload_device)
+            base.enable_model_cpu_offload(device=offload_device)
         else:
-            other.to(dev)
-        other.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
-        other.sdsam_source = {"model": str(model), "revision": None}
-        _loaded[key] = other
+            base.to(dev)
+        _remember(
+            base,
+            model=str(model),
+            revision=None,
+            path=str(base.config._name_or_path),
+            scheduler=None,
+            own_scheduler=base.scheduler,
+            offload_device=offload_device,
+            progress=True,
+        )
+        MODELS.put(key, base)
     # the sampler load_sd chose for pipe, built from this checkpoint's own scheduler config
-    _use_scheduler(_loaded[key], getattr(pipe, "sdsam_source", {}).get("scheduler"))
-    return _loaded[key]
+    scheduler = info.get("scheduler")
+    view_key = (*key, "view", scheduler, bool(progress))
+    if view_key not in MODELS:
+        sampler = None if scheduler is None else make_scheduler(scheduler, base)
+        MODELS.put(view_key, _view(base, cls, sampler, scheduler, progress))
+    return MODELS.get(view_key)
 
 
 def inpainting(pipe, model: str | None = None):
@@ -594,7 +680,8 @@ def load_sam(
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint={str(checkpoint)!r}: no such file")
     key = ("sam", model_type, str(path.resolve()), str(dev))
-    if key not in _loaded:
+    sam = MODELS.get(key)
+    if sam is None:
         _verify_hash_in_name(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -612,10 +699,6 @@ def load_sam(
             sam = builders[model_type](checkpoint=None)
         sam.load_state_dict(state)
         sam.to(dev).eval()
-        sam.sdsam_source = {
-            "model_type": model_type,
-            "checkpoint": path.name,
-            "checkpoint_path": str(path),
-        }
-        _loaded[key] = sam
-    return SamPredictor(_loaded[key])
+        _remember(sam, model_type=model_type, checkpoint=path.name, checkpoint_path=str(path))
+        MODELS.put(key, sam)
+    return SamPredictor(sam)

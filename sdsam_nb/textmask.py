@@ -25,7 +25,7 @@ import torch
 
 from . import tiny
 from .images import ImageLike, to_rgb
-from .loaders import _loaded, _unavailable, load_sam, pick_device, resolve_model
+from .loaders import MODELS, _unavailable, load_sam, pick_device, resolve_model
 from .segment import as_segmenter
 from .segment.detect import Detector, check_fraction, check_request, detect
 
@@ -153,8 +153,8 @@ def load_grounding_dino(
 
     dev = pick_device(device)
     key = ("grounding_dino", str(model), str(dev))
-    if key in _loaded:
-        return _loaded[key]
+    if key in MODELS:
+        return MODELS.get(key)
     source, local = _resolve_grounding_dino(model)
     try:
         processor = AutoProcessor.from_pretrained(source)
@@ -165,7 +165,7 @@ def load_grounding_dino(
         raise _unavailable(str(model), exc) from None
     net.to(dev).eval()
     detector = GroundingDinoDetector(processor, net, str(model))
-    _loaded[key] = detector
+    MODELS.put(key, detector)
     return detector
 
 

@@ -31,10 +31,10 @@ def _keep_loaded_models():
     so that the session's tiny models stay the ones later tests hold."""
     from sdsam_nb import loaders
 
-    saved = dict(loaders._loaded)
+    saved = loaders.MODELS.copy()
     yield
-    loaders._loaded.clear()
-    loaders._loaded.update(saved)
+    loaders.MODELS.clear()
+    loaders.MODELS.update(saved)
 
 
 def test_quick_run_prints_table_and_writes_json(tmp_path, capsys):

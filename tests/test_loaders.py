@@ -39,10 +39,12 @@ def test_tiny_sd_loads_and_runs_deterministically(tiny_sd):
 def test_loading_is_cached_per_process(tiny_sd):
     again = sdsam_nb.load_sd("tiny", progress=False)
     assert again is tiny_sd
-    assert sdsam_nb.load_sd("tiny", progress=True) is tiny_sd  # progress bars: no reload
-    assert tiny_sd._progress_bar_config["disable"] is False
-    sdsam_nb.load_sd("tiny", progress=False)
-    assert tiny_sd._progress_bar_config["disable"] is True
+    noisy = sdsam_nb.load_sd("tiny", progress=True)  # progress bars: no reload, and the
+    assert noisy is not tiny_sd and noisy.unet is tiny_sd.unet  # quiet pipe stays quiet
+    assert sdsam_nb.load_sd("tiny", progress=True) is noisy
+    assert sdsam_nb.provenance(noisy)["progress"] is True
+    assert sdsam_nb.provenance(tiny_sd)["progress"] is False
+    assert sdsam_nb.provenance(tiny_sd)["model"] == "tiny"
 
 
 def test_tiny_is_saved_in_the_standard_format():
@@ -252,28 +254,26 @@ def test_default_sampler_is_dpm_solver_and_switches_without_reloading(tiny_sd):
     )
 
     unet = tiny_sd.unet
-    try:
-        assert isinstance(tiny_sd.scheduler, DPMSolverMultistepScheduler)
-        # built from the model's own scheduler config: the same noise schedule
-        own = tiny_sd.sdsam_own_scheduler
-        assert isinstance(own, PNDMScheduler)
-        for key in ("beta_start", "beta_end", "beta_schedule", "num_train_timesteps"):
-            assert tiny_sd.scheduler.config[key] == own.config[key], key
-        assert tiny_sd.sdsam_source["scheduler"] == "dpm++"
-        assert sdsam_nb.inpainting(tiny_sd).scheduler is tiny_sd.scheduler
-        dpm = _pixels(tiny_sd, 1)
-
-        again = sdsam_nb.load_sd("tiny", progress=False, scheduler="euler_a")
-        assert again is tiny_sd and again.unet is unet  # switched in place, not reloaded
-        assert isinstance(tiny_sd.scheduler, EulerAncestralDiscreteScheduler)
-        assert sdsam_nb.img2img(tiny_sd).scheduler is tiny_sd.scheduler
-        assert not np.array_equal(_pixels(tiny_sd, 1), dpm)
-
-        assert sdsam_nb.load_sd("tiny", progress=False, scheduler=None).scheduler is own
-        assert tiny_sd.sdsam_source["scheduler"] is None
-    finally:
-        sdsam_nb.load_sd("tiny", progress=False)  # back to the default for the other tests
     assert isinstance(tiny_sd.scheduler, DPMSolverMultistepScheduler)
+    # built from the model's own scheduler config: the same noise schedule
+    own = sdsam_nb.provenance(tiny_sd)["own_scheduler"]
+    assert isinstance(own, PNDMScheduler)
+    for key in ("beta_start", "beta_end", "beta_schedule", "num_train_timesteps"):
+        assert tiny_sd.scheduler.config[key] == own.config[key], key
+    assert sdsam_nb.provenance(tiny_sd)["scheduler"] == "dpm++"
+    assert sdsam_nb.inpainting(tiny_sd).scheduler is tiny_sd.scheduler
+    dpm = _pixels(tiny_sd, 1)
+
+    euler = sdsam_nb.load_sd("tiny", progress=False, scheduler="euler_a")
+    assert euler is not tiny_sd and euler.unet is unet  # the same weights, not reloaded
+    assert isinstance(euler.scheduler, EulerAncestralDiscreteScheduler)
+    assert isinstance(tiny_sd.scheduler, DPMSolverMultistepScheduler)  # held pipe unchanged
+    assert sdsam_nb.img2img(euler).scheduler is euler.scheduler
+    assert not np.array_equal(_pixels(euler, 1), dpm)
+    assert sdsam_nb.load_sd("tiny", progress=False, scheduler="euler_a") is euler
+
+    model_own = sdsam_nb.load_sd("tiny", progress=False, scheduler=None)
+    assert model_own.scheduler is own and sdsam_nb.provenance(model_own)["scheduler"] is None
     assert np.array_equal(_pixels(tiny_sd, 1), dpm)  # the same sampler, the same pixels
     with pytest.raises(ValueError, match="scheduler='k_lms' is not one of"):
         sdsam_nb.load_sd("tiny", scheduler="k_lms")

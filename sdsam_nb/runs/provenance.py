@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..loaders import sha256_file
+from ..loaders import provenance, sha256_file
+
+# what of the loaders' provenance run.json records (as it did before provenance was kept)
+_RECORDED = ("model", "revision", "scheduler", "model_type", "checkpoint", "checkpoint_path")
 
 
 def model_info(obj, requested: str) -> dict:
@@ -19,11 +22,10 @@ def model_info(obj, requested: str) -> dict:
     * a SAM checkpoint: its file name and sha256 (official names carry the sha256 prefix).
     """
     info: dict[str, Any] = {"requested": requested}
-    source = getattr(obj, "sdsam_source", None) or getattr(
-        getattr(obj, "model", None), "sdsam_source", {}
-    )
+    known = provenance(obj) or provenance(getattr(obj, "model", None))
+    source = {k: v for k, v in known.items() if k in _RECORDED}
     info.update(source)
-    folder = getattr(getattr(obj, "config", None), "_name_or_path", None)
+    folder = known.get("path") or getattr(getattr(obj, "config", None), "_name_or_path", None)
     if folder and Path(folder).is_dir():
         info["checksum"] = folder_checksum(Path(folder))
         commit = _snapshot_commit(Path(folder))
