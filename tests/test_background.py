@@ -46,14 +46,20 @@ class Spy:
 
 @pytest.fixture
 def spy(monkeypatch):
+    """Every background method's inpainting pipeline, spied on."""
+    from sdsam_nb.background.methods import DedicatedInpainting, OwnWeights
+
     spies: list[Spy] = []
-    real = bg.inpainting
 
-    def spied_inpainting(pipe, model=None):
-        spies.append(Spy(real(pipe, model)))
-        return spies[-1]
+    def spied(real):
+        def pipeline(self, pipe):
+            spies.append(Spy(real(self, pipe)))
+            return spies[-1]
 
-    monkeypatch.setattr(bg, "inpainting", spied_inpainting)
+        return pipeline
+
+    for method in (OwnWeights, DedicatedInpainting):
+        monkeypatch.setattr(method, "pipeline", spied(method.pipeline))
     return spies
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -78,3 +79,17 @@ def test_every_declared_dependency_is_used():
         if name in needed_not_imported:
             continue
         assert import_name.get(name, name.replace("-", "_")) in imported, name
+
+
+def test_every_subpackage_ships():
+    """pyproject.toml lists the packages explicitly (the notebooks and data are mapped in):
+    a new subpackage missing from the list would be missing from every wheel."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "sdsam_nb").rglob("__init__.py")
+    }
+    assert found <= listed, found - listed

@@ -1,0 +1,61 @@
+"""New backgrounds: generate a picture, repaint around a subject, or paste a subject onto one.
+
+Conventions (see :mod:`sdsam_nb.images`): pictures are ``PIL.Image`` / ``HxWx3 uint8 RGB`` and go
+through :func:`~sdsam_nb.images.to_rgb`; masks are ``HxW bool`` with ``True`` = subject. Only
+where a mask is handed to diffusers is it inverted into an ``L`` image, white = repaint.
+
+Reproducibility: every function that samples makes **one pipeline call and one
+``torch.Generator`` per variation**, seeded ``seed + i`` on the pipeline's execution device.
+Variation ``i`` of ``n`` is therefore the same picture as variation ``0`` of a single run with
+``seed + i``, bit for bit, on the same machine, because the batch size (1) never changes.
+Each returned image carries ``info["seed"]`` and ``info["nsfw"]``; the returned
+:class:`Variations` list has ``.seeds`` and ``.nsfw`` as well.
+
+The safety checker (when the pipeline has one) blacks out images it flags: those images get
+``info["nsfw"] = True`` and a :class:`SafetyCheckerWarning` names the variations.
+
+The scores at the end (:func:`object_expansion`, :func:`subject_fidelity`) measure how well a
+result kept the subject. To get a result's own mask, segment the result with the same clicks
+or box as the original: ``ClickSegmenter.from_dict(predictor, result, segmenter.to_dict())``.
+
+Nothing here writes files or changes a pipeline's settings (progress bars included).
+
+Modules: :mod:`.generate` (subjects and backgrounds), :mod:`.inpaint` with its methods
+(:mod:`.methods`: one file per method, one table), :mod:`.composite`, :mod:`.scores`, and
+:mod:`.common` (checks, sizes, seeded sampling, pasting).
+"""
+
+from ..loaders import SCHEDULERS, inpainting, make_scheduler  # used by scheduler= and model=
+from .common import (
+    DEFAULT_FEATHER,
+    HARMONIZE_STRENGTH,
+    SafetyCheckerWarning,
+    Variations,
+    processing_size,
+)
+from .composite import composite
+from .generate import generate, generate_background
+from .inpaint import inpaint_background
+from .methods import METHODS, BackgroundMethod, method_for
+from .scores import object_expansion, score_results, subject_fidelity
+
+__all__ = [
+    "DEFAULT_FEATHER",
+    "HARMONIZE_STRENGTH",
+    "METHODS",
+    "SCHEDULERS",
+    "BackgroundMethod",
+    "SafetyCheckerWarning",
+    "Variations",
+    "composite",
+    "generate",
+    "generate_background",
+    "inpainting",
+    "inpaint_background",
+    "make_scheduler",
+    "method_for",
+    "object_expansion",
+    "processing_size",
+    "score_results",
+    "subject_fidelity",
+]

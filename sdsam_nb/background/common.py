@@ -1,0 +1,203 @@
+"""What the background functions share: checks, sizes, seeded sampling, pasting."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..images import MIN_SIDE, ImageLike, check_min_size, check_subject, to_mask, to_rgb
+
+DEFAULT_FEATHER = 3
+"""Default width in pixels of the soft edge through which a subject is pasted."""
+
+HARMONIZE_STRENGTH = 0.5
+"""How far ``harmonize=True`` moves the subject's colour statistics towards the background's."""
+
+_MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed's upper limit
+
+
+class SafetyCheckerWarning(UserWarning):
+    """The safety checker blacked out one or more generated images."""
+
+
+class Variations(list):
+    """A list of ``RGB`` ``PIL.Image``, one per variation, each with ``info["seed"]`` and
+    ``info["nsfw"]``."""
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seed of each variation (``seed + i``)."""
+        return [image.info.get("seed") for image in self]
+
+    @property
+    def nsfw(self) -> list[bool]:
+        """Whether the safety checker blacked out each variation."""
+        return [bool(image.info.get("nsfw", False)) for image in self]
+
+
+# --------------------------------------------------------------------------- schedulers
+# SCHEDULERS and make_scheduler live in loaders (load_sd sets the default sampler) and are
+# re-exported here, where the per-call ``scheduler=`` arguments use them.
+
+
+@contextmanager
+def _scheduler_swapped(pipe, scheduler) -> Iterator[None]:
+    """Run ``pipe`` with ``scheduler`` for the duration of the block, then put its own back.
+
+    Why a swap and not a copy of the pipeline: in diffusers 0.42 ``from_pipe`` casts every
+    shared module to its ``dtype`` argument, which defaults to float32, so a per-call copy would
+    silently upcast an fp16 pipeline in place; a pipeline rebuilt from ``pipe.components`` lacks
+    the pipe's ``enable_model_cpu_offload`` bookkeeping. The swap touches one attribute (and
+    its config entry) and is undone in ``finally``, also when the call fails or is interrupted.
+    Pipelines built with ``from_pipe`` (``inpainting(pipe)``) keep their own reference to the
+    original scheduler and never see the swapped one. Not for concurrent calls on one pipe
+    from several threads (a notebook runs one cell at a time).
+    """
+    if scheduler is None:
+        yield
+        return
+    original = pipe.scheduler
+    pipe.scheduler = scheduler
+    try:
+        yield
+    finally:
+        pipe.scheduler = original
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_int(value, name: str, *, low: int, multiple: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    value = int(value)
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if value % multiple:
+        raise ValueError(
+            f"{name}={value} must be a multiple of {multiple} "
+            f"(e.g. {value // multiple * multiple or multiple})"
+        )
+    return value
+
+
+def _check_number(
+    value, name: str, *, low: float, high: float | None = None, open_low: bool = False
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    value = float(value)
+    bad = not math.isfinite(value) or value < low or (open_low and value == low)
+    if bad or (high is not None and value > high):
+        lower = f"> {low:g}" if open_low else f">= {low:g}"
+        upper = f" and <= {high:g}" if high is not None else ""
+        raise ValueError(f"{name} must be {lower}{upper}, got {value!r}")
+    return value
+
+
+def _check_sampling(prompt, negative_prompt, seed, n, steps, guidance) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+    if negative_prompt is not None and not isinstance(negative_prompt, str):
+        raise ValueError(f"negative_prompt must be a string or None, got {negative_prompt!r}")
+    _check_int(seed, "seed", low=0)
+    _check_int(n, "n", low=1)
+    if seed + n - 1 > _MAX_SEED:
+        raise ValueError(f"seed + n - 1 must be <= 2**64 - 1 (torch's seed range), got seed={seed}")
+    _check_int(steps, "steps", low=1)
+    _check_number(guidance, "guidance", low=0.0)
+
+
+def _check_pixels(value, name: str) -> float:
+    return _check_number(value, name, low=0.0)
+
+
+def processing_size(width: int, height: int, size: int = 512) -> tuple[int, int]:
+    """The ``(width, height)`` at which a ``width x height`` picture is sent through SD.
+
+    The long side becomes ``size`` (a multiple of 8, >= 64); the short side is scaled by the
+    same factor and rounded to the *nearest* multiple of 8 (halves round up), at least 64 px.
+    The aspect ratio is thus kept to within 4 px on the short side: no letterbox, no squash,
+    except that a picture longer than ``size:64`` gets the 64-px floor. ``300x200`` at
+    ``size=128`` gives ``128x88`` (85.3 rounds to 88).
+    """
+    size = _check_int(size, "size", low=MIN_SIDE, multiple=8)
+    width = _check_int(width, "width", low=1)
+    height = _check_int(height, "height", low=1)
+    long_side = max(width, height)
+
+    def side(length: int) -> int:
+        if length == long_side:
+            return size
+        return max(MIN_SIDE, math.floor(length * size / long_side / 8 + 0.5) * 8)
+
+    return side(width), side(height)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def _generator_device(pipe) -> torch.device:
+    """Where the pipeline runs (the GPU also under CPU offload), for the generators."""
+    device = getattr(pipe, "_execution_device", None)
+    return torch.device(device) if device is not None else torch.device(pipe.device)
+
+
+def _sample(pipe, *, seed: int, n: int, **call) -> Variations:
+    """``n`` pipeline calls of batch 1, generator ``seed + i`` each; flags what was blacked out."""
+    device = _generator_device(pipe)
+    images = Variations()
+    for i in range(n):
+        generator = torch.Generator(device=device).manual_seed(seed + i)
+        out = pipe(generator=generator, num_images_per_prompt=1, **call)
+        image = out.images[0]
+        flags = getattr(out, "nsfw_content_detected", None)
+        image.info.update(seed=seed + i, nsfw=bool(flags[0]) if flags else False)
+        images.append(image)
+    _warn_nsfw(images)
+    return images
+
+
+def _warn_nsfw(images: Variations) -> None:
+    hit = [i for i, flagged in enumerate(images.nsfw) if flagged]
+    if hit:
+        seeds = [images.seeds[i] for i in hit]
+        warnings.warn(
+            f"the safety checker blacked out variation(s) {hit} (seeds {seeds}) of {len(images)}: "
+            "try another seed or prompt; those images have info['nsfw'] = True",
+            SafetyCheckerWarning,
+            stacklevel=4,
+        )
+
+
+def _subject(image: ImageLike, subject_mask, name: str = "image") -> tuple[Image.Image, np.ndarray]:
+    """The checked picture and its checked subject mask."""
+    picture = to_rgb(image, name=name)
+    check_min_size(picture, name=name)
+    mask = to_mask(subject_mask, picture.size, name="subject_mask")
+    check_subject(mask, name="subject_mask")
+    return picture, mask
+
+
+def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``mask`` at ``size`` (w, h): area average (PIL ``BOX``), True where half or more."""
+    if (mask.shape[1], mask.shape[0]) == tuple(size):
+        return mask
+    scaled = Image.fromarray(mask.astype(np.uint8) * 255, mode="L").resize(size, Image.BOX)
+    return np.asarray(scaled) >= 128
+
+
+def _paste(base: np.ndarray, top: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``alpha * top + (1 - alpha) * base`` rounded to uint8; exactly ``top`` where alpha is 1."""
+    a = alpha[..., None]
+    blended = np.rint(a * top.astype(np.float32) + (1.0 - a) * base.astype(np.float32))
+    out = np.clip(blended, 0, 255).astype(np.uint8)
+    out[alpha == 1.0] = top[alpha == 1.0]
+    return out

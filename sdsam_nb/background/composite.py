@@ -1,0 +1,154 @@
+"""Compositing a cut-out subject onto a background."""
+
+from __future__ import annotations
+
+import numbers
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .. import masks
+from ..images import ImageLike, check_min_size, to_rgb
+from .common import (
+    DEFAULT_FEATHER,
+    HARMONIZE_STRENGTH,
+    _check_number,
+    _check_pixels,
+    _paste,
+    _resize_mask,
+    _subject,
+)
+
+
+def _harmonize(pixels: np.ndarray, where: np.ndarray, target: np.ndarray, t: float) -> np.ndarray:
+    """Move the LAB mean and std of ``pixels[where]`` a fraction ``t`` towards ``target``'s."""
+    lab = cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    ref = cv2.cvtColor(target.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    src = lab[where]
+    mean_s, std_s = src.mean(axis=0), src.std(axis=0)
+    mean_t, std_t = ref.mean(axis=0), ref.std(axis=0)
+    mean_new = mean_s + t * (mean_t - mean_s)
+    std_new = std_s + t * (std_t - std_s)
+    gain = np.where(std_s > 1e-6, std_new / np.maximum(std_s, 1e-6), 1.0)
+    lab = (lab - mean_s) * gain + mean_new
+    rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB)
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def _position(position, size: tuple[int, int], cut: tuple[int, int]) -> tuple[int, int]:
+    (bw, bh), (cw, ch) = size, cut
+    if isinstance(position, str):
+        if position == "center":
+            return (bw - cw) // 2, (bh - ch) // 2
+        if position == "bottom":
+            return (bw - cw) // 2, bh - ch
+    elif (
+        isinstance(position, (tuple, list))
+        and len(position) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in position)
+    ):
+        return int(position[0]), int(position[1])
+    raise ValueError(
+        f'position must be "center", "bottom" or (x, y) integer pixels, got {position!r}'
+    )
+
+
+def composite(
+    image: ImageLike,
+    subject_mask,
+    background: ImageLike,
+    *,
+    scale: float = 1.0,
+    position: str | tuple[int, int] = "center",
+    feather: float = DEFAULT_FEATHER,
+    harmonize: bool | float = False,
+    return_mask: bool = False,
+) -> Image.Image | tuple[Image.Image, np.ndarray]:
+    """Paste the subject of ``image`` onto ``background``.
+
+    The cut-out is the mask's bounding box (:func:`sdsam_nb.masks.bbox`). With ``scale != 1``
+    its pixels are resized with LANCZOS and its mask by area average (half or more =
+    subject); with ``scale == 1`` pixels are copied exactly. The edge is feathered over
+    ``feather`` px inside the mask (the cut-out's border counts as an edge), so with
+    ``scale == 1`` and no harmonizing the subject is pixel-identical on
+    ``masks.shrink(placed_mask, feather)``.
+
+    Args:
+        image: the subject picture; ``subject_mask``: its ``HxW bool`` mask (True = subject).
+        background: the new background (any size, both sides >= 64); it sets the output size.
+        scale: size factor of the cut-out (> 0).
+        position: ``"center"`` (the bounding box's centre on the background's centre),
+            ``"bottom"`` (centred horizontally, resting on the bottom edge: products), or
+            ``(x, y)``: the bounding box's top-left corner in background pixels. Whatever falls
+            outside the background is clipped; a subject entirely outside is an error.
+        feather: soft-edge width in pixels (>= 0).
+        harmonize: ``True`` moves the subject's per-channel mean and std in CIE LAB (OpenCV)
+            ``HARMONIZE_STRENGTH`` (half) of the way towards the background's; a number in
+            ``[0, 1]`` sets that fraction. The subject's pixels then change by design.
+        return_mask: also return where the subject went.
+
+    Returns:
+        An ``RGB`` ``PIL.Image`` of the background's size; with ``return_mask`` a tuple
+        ``(image, placed_mask)`` where ``placed_mask`` is ``HxW bool`` at the background's
+        size (the scaled, clipped subject mask), e.g. for :func:`object_expansion`.
+
+    Raises:
+        ValueError: a bad argument (named in the message), a mask of another size than the
+            image, an empty or full mask, or a subject placed entirely outside the background.
+    """
+    picture, mask = _subject(image, subject_mask)
+    back = to_rgb(background, name="background")
+    check_min_size(back, name="background")
+    scale = _check_number(scale, "scale", low=0.0, open_low=True)
+    feather = _check_pixels(feather, "feather")
+    if harmonize is True:
+        strength = HARMONIZE_STRENGTH
+    elif harmonize is False:
+        strength = 0.0
+    else:
+        strength = _check_number(harmonize, "harmonize", low=0.0, high=1.0)
+    if not isinstance(return_mask, bool):
+        raise ValueError(f"return_mask must be True or False, not {return_mask!r}")
+
+    x0, y0, x1, y1 = masks.bbox(mask)
+    cut = picture.crop((x0, y0, x1, y1))
+    cut_mask = mask[y0:y1, x0:x1]
+    if scale != 1.0:
+        new = (round((x1 - x0) * scale), round((y1 - y0) * scale))
+        cut_mask = _resize_mask(cut_mask, new) if min(new) >= 1 else cut_mask[:0, :0]
+        if not cut_mask.any():
+            raise ValueError(
+                f"scale={scale:g} shrinks the {x1 - x0}x{y1 - y0} px subject to nothing"
+            )
+        cut = cut.resize(new, Image.LANCZOS)
+    pixels = np.asarray(cut)
+    if strength > 0:
+        pixels = _harmonize(pixels, cut_mask, np.asarray(back), strength)
+    # One px of padding makes the cut-out's border an edge of the mask for feathering.
+    alpha = masks.feather(np.pad(cut_mask, 1), feather)[1:-1, 1:-1]
+
+    bw, bh = back.size
+    ch, cw = cut_mask.shape
+    x, y = _position(position, (bw, bh), (cw, ch))
+    # Clip the cut-out to the background: [cx0, cx1) x [cy0, cy1) of the cut-out lands on it.
+    cx0, cy0 = max(0, -x), max(0, -y)
+    cx1, cy1 = min(cw, bw - x), min(ch, bh - y)
+    if cx0 >= cx1 or cy0 >= cy1 or not cut_mask[cy0:cy1, cx0:cx1].any():
+        raise ValueError(
+            f"position={position!r} puts the subject ({cw}x{ch} px) entirely outside the "
+            f"{bw}x{bh} background"
+        )
+    region = (slice(y + cy0, y + cy1), slice(x + cx0, x + cx1))
+    inside = (slice(cy0, cy1), slice(cx0, cx1))
+    out = np.array(back)
+    out[region] = _paste(out[region], pixels[inside], alpha[inside])
+    result = Image.fromarray(out, mode="RGB")
+    if not return_mask:
+        return result
+    placed = np.zeros((bh, bw), dtype=bool)
+    placed[region] = cut_mask[inside]
+    return result, placed
+
+
+# --------------------------------------------------------------------------- scores

@@ -1,0 +1,122 @@
+"""Text-to-image: a subject, or a background at a picture's own aspect ratio."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from ..images import MIN_SIDE, ImageLike, check_min_size, to_rgb
+from ..loaders import make_scheduler
+from .common import (
+    Variations,
+    _check_int,
+    _check_sampling,
+    _sample,
+    _scheduler_swapped,
+    processing_size,
+)
+
+
+def generate(
+    pipe,
+    prompt: str,
+    *,
+    negative_prompt: str | None = None,
+    seed: int = 0,
+    n: int = 1,
+    steps: int = 25,
+    guidance: float = 7.5,
+    width: int = 512,
+    height: int = 512,
+    scheduler=None,
+) -> Variations:
+    """Text to image: ``n`` variations of ``prompt``.
+
+    Args:
+        pipe: a ``StableDiffusionPipeline`` (e.g. from :func:`sdsam_nb.load_sd`).
+        prompt: what to draw, a non-empty string; ``negative_prompt``: what to avoid.
+        seed: variation ``i`` uses ``torch.Generator(device).manual_seed(seed + i)``, so
+            ``generate(..., seed=s, n=3)[2]`` equals ``generate(..., seed=s + 2)[0]``.
+        n: number of variations (>= 1), one pipeline call each.
+        steps: denoising steps (>= 1); ``guidance``: classifier-free guidance scale (>= 0;
+            <= 1 turns guidance off).
+        width, height: in pixels, multiples of 8 and >= 64. SD v1 is trained at 512x512.
+        scheduler: ``None`` keeps the pipeline's; a name from :data:`SCHEDULERS` (``"dpm++"``,
+            ``"euler_a"``, ``"ddim"``, ``"pndm"``, ...) is built from the pipeline's scheduler
+            config; a scheduler instance is used as is. ``pipe`` itself is left unchanged: the
+            scheduler is swapped in for this call only (see :func:`_scheduler_swapped`).
+
+    Returns:
+        :class:`Variations`: ``n`` ``RGB`` ``PIL.Image`` of ``width x height``, each with
+        ``info["seed"]`` and ``info["nsfw"]``. Blacked-out images also raise a
+        :class:`SafetyCheckerWarning`.
+
+    Raises:
+        ValueError: a bad argument (the message names it).
+    """
+    _check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
+    width = _check_int(width, "width", low=MIN_SIDE, multiple=8)
+    height = _check_int(height, "height", low=MIN_SIDE, multiple=8)
+    own = None if scheduler is None else make_scheduler(scheduler, pipe)
+    with _scheduler_swapped(pipe, own):
+        return _sample(
+            pipe,
+            seed=seed,
+            n=n,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            width=width,
+            height=height,
+        )
+
+
+def generate_background(
+    pipe,
+    prompt: str,
+    like: ImageLike | None = None,
+    *,
+    size: int = 512,
+    negative_prompt: str | None = None,
+    seed: int = 0,
+    n: int = 1,
+    steps: int = 25,
+    guidance: float = 7.5,
+    scheduler=None,
+) -> Variations:
+    """A background for a subject picture, at that picture's aspect ratio and exact size.
+
+    The picture is generated at :func:`processing_size` of ``like`` (long side ``size``,
+    multiples of 8) and resized (LANCZOS) to ``like``'s size; ``like=None`` gives
+    ``size x size``. The other arguments are :func:`generate`'s.
+
+    Returns:
+        :class:`Variations` of ``n`` ``RGB`` images of ``like``'s size, ready for
+        :func:`composite`.
+    """
+    if like is None:
+        target = None
+        width = height = _check_int(size, "size", low=MIN_SIDE, multiple=8)
+    else:
+        picture = to_rgb(like, name="like")
+        check_min_size(picture, name="like")
+        target = picture.size
+        width, height = processing_size(*target, size)
+    images = generate(
+        pipe,
+        prompt,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        n=n,
+        steps=steps,
+        guidance=guidance,
+        width=width,
+        height=height,
+        scheduler=scheduler,
+    )
+    if target is None or target == (width, height):
+        return images
+    return Variations(image.resize(target, Image.LANCZOS) for image in images)
+
+
+# --------------------------------------------------------------------------- inpainting

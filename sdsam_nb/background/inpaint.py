@@ -1,0 +1,143 @@
+"""Inpainting around the subject: the mask inverted, the picture at its own aspect ratio."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from .. import masks
+from ..images import ImageLike
+from ..loaders import make_scheduler
+from .common import (
+    DEFAULT_FEATHER,
+    Variations,
+    _check_number,
+    _check_pixels,
+    _check_sampling,
+    _paste,
+    _resize_mask,
+    _sample,
+    _scheduler_swapped,
+    _subject,
+    processing_size,
+)
+from .methods import method_for
+
+
+def inpaint_background(
+    pipe,
+    image: ImageLike,
+    subject_mask,
+    prompt: str,
+    *,
+    negative_prompt: str | None = None,
+    seed: int = 0,
+    n: int = 1,
+    steps: int = 25,
+    guidance: float = 7.5,
+    strength: float = 1.0,
+    size: int = 512,
+    grow: float = 0,
+    keep_subject: bool = True,
+    feather: float = DEFAULT_FEATHER,
+    model: str | os.PathLike | None = None,
+    scheduler=None,
+) -> Variations:
+    """Repaint everything around the subject from ``prompt``.
+
+    Steps: the picture is resized (LANCZOS) to :func:`processing_size` (its own aspect ratio,
+    long side ``size``, multiples of 8; no letterbox, no squash). The subject mask, grown by
+    ``grow`` px, is resized there (area average, half or more = subject) and inverted into an
+    ``L`` mask, white = repaint, for the pipeline of the method ``model`` names, called with
+    that ``height``/``width``. Each result is resized (LANCZOS) back to the picture's original
+    size. With ``keep_subject`` the original subject is then pasted over it through
+    ``masks.feather(subject_mask, feather)``, at the original resolution.
+
+    Args:
+        pipe: the text-to-image pipeline of :func:`sdsam_nb.load_sd`.
+        image: the subject picture (:func:`~sdsam_nb.images.to_rgb` converts), both sides >= 64.
+        subject_mask: ``HxW bool`` of ``image``'s size, True = subject; not empty, not full.
+        prompt, negative_prompt, seed, n, steps, guidance: as in :func:`generate`.
+        strength: how much of the background is re-noised, ``0 < strength <= 1``; 1 starts
+            from pure noise, lower values keep the old background's layout and colours
+            (``steps * strength`` must be >= 1).
+        size: long side in pixels the model works at (a multiple of 8, >= 64; SD v1: 512).
+        grow: pixels (>= 0) the *protected* region extends beyond the mask. A ring of the old
+            background around the subject is then left to the model as context instead of
+            being repainted: it keeps soft edges (hair, fur, a mask that is a little tight)
+            from being painted over or haloed, at the price of that ring of old background.
+        keep_subject: paste the original subject back. The subject is then pixel-identical
+            on ``masks.shrink(subject_mask, feather)``; its outer ``feather`` px blend into the
+            new picture. Without it the whole picture is the model's output, whose subject
+            went through the VAE (close to the original, not identical).
+        feather: width in pixels (>= 0) of that blend; 0 pastes with a hard edge.
+        model: the background method (:mod:`sdsam_nb.background.methods`): ``None`` or
+            ``"own"`` inpaints with ``pipe``'s own weights (SD v1-4 inpaints by latent
+            blending); a dedicated inpainting checkpoint (a 9-channel UNet, e.g.
+            ``sdsam_nb.INPAINTING_SD`` or a local folder) is loaded once and used instead.
+        scheduler: ``None`` samples with the pipeline's scheduler (:func:`sdsam_nb.load_sd`'s
+            choice, DPM-Solver++ by default); a name from :data:`SCHEDULERS` or a scheduler
+            instance is used for this call only, as in :func:`generate`.
+
+    Returns:
+        :class:`Variations`: ``n`` ``RGB`` images of ``image``'s original size.
+
+    Raises:
+        ValueError: a bad argument (named in the message), a mask of another size than the
+            image, an empty or full mask, a picture under 64 px.
+    """
+    _check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
+    strength = _check_number(strength, "strength", low=0.0, high=1.0, open_low=True)
+    if int(steps * strength) < 1:
+        raise ValueError(
+            f"strength={strength:g} with steps={steps} leaves no denoising step: "
+            "raise steps or strength so that steps * strength >= 1"
+        )
+    grow = _check_pixels(grow, "grow")
+    feather = _check_pixels(feather, "feather")
+    if not isinstance(keep_subject, bool):
+        raise ValueError(f"keep_subject must be True or False, not {keep_subject!r}")
+    picture, mask = _subject(image, subject_mask)
+    work = processing_size(*picture.size, size)
+
+    protected = masks.grow(mask, grow) if grow else mask
+    repaint = ~_resize_mask(protected, work)
+    if not repaint.any():
+        raise ValueError(f"grow={grow:g} covers the whole picture: nothing is left to repaint")
+    mask_image = Image.fromarray(repaint.astype(np.uint8) * 255, mode="L")  # white = repaint
+    work_image = picture if picture.size == work else picture.resize(work, Image.LANCZOS)
+
+    method = method_for(model)
+    painter = method.pipeline(pipe)
+    own = None if scheduler is None else make_scheduler(scheduler, painter)
+    with _scheduler_swapped(painter, own):
+        results = _sample(
+            painter,
+            seed=seed,
+            n=n,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            image=work_image,
+            mask_image=mask_image,
+            width=work[0],
+            height=work[1],
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            **method.inputs(work_image, mask_image),
+        )
+
+    alpha = masks.feather(mask, feather) if keep_subject else None
+    original = np.asarray(picture)
+    out = Variations()
+    for result in results:
+        info = dict(result.info)
+        if result.size != picture.size:
+            result = result.resize(picture.size, Image.LANCZOS)
+        if alpha is not None:
+            result = Image.fromarray(_paste(np.asarray(result), original, alpha), mode="RGB")
+        result.info.update(info)
+        out.append(result)
+    return out
