@@ -8,7 +8,13 @@ masks are ``HxW bool`` with ``True`` = subject; points are ``(x, y)`` in image p
 
 from importlib import metadata as _metadata
 
-from . import images, masks, runs, segment
+from . import (
+    images,
+    masks,
+    runs,
+    segment,
+    steps,
+)
 from .background import (
     DEFAULT_FEATHER,
     SCHEDULERS,
@@ -100,6 +106,7 @@ __all__ = [
     "provenance",
     "runs",
     "start",
+    "steps",
     "score_results",
     "segment",
     "subject_fidelity",

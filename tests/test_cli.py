@@ -33,8 +33,12 @@ def _cli(*args, cwd=None) -> subprocess.CompletedProcess:
 
 
 def _said(stderr: str) -> list[str]:
-    """What the command said on stderr, without the kernel's own transport warning."""
-    return [line for line in stderr.splitlines() if line and "[IPKernelApp]" not in line]
+    """What the command itself said on stderr. The kernels it starts share its stderr and
+    write there on their own (ipykernel's transport warning; under load, tornado's report of
+    a control message that raced the kernel's shutdown): those are not the command's lines,
+    but no traceback of the command's own (papermill's execution error) may be there."""
+    assert "PapermillExecutionError" not in stderr and "sdsam_nb/__main__.py" not in stderr
+    return [line for line in stderr.splitlines() if line.startswith("sdsam-nb:")]
 
 
 def test_a_misspelled_parameter_fails_naming_it(capsys):
