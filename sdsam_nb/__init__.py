@@ -14,6 +14,7 @@ from . import (
     runs,
     segment,
     steps,
+    validate,
 )
 from .background import (
     DEFAULT_FEATHER,
@@ -107,6 +108,7 @@ __all__ = [
     "runs",
     "start",
     "steps",
+    "validate",
     "score_results",
     "segment",
     "subject_fidelity",

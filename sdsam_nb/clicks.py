@@ -26,6 +26,7 @@ from PIL import Image
 from .images import ImageLike, to_rgb
 from .segment import as_segmenter
 from .segment.detect import Detector, detect
+from .validate import is_number, parse_points
 
 FORMAT_VERSION = 1
 _OPS = ("point", "box", "text", "clear_box", "choose", "reset")
@@ -54,10 +55,6 @@ class _State:
     chosen: int = 0
     detections: tuple[tuple[float, float, float, float], ...] = ()  # boxes a text prompt found
     text: str | None = None  # the text prompt that set the box, while it holds
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 class ClickSegmenter:
@@ -435,7 +432,7 @@ class ClickSegmenter:
             ValueError: malformed ``points``/``box``/``chosen``, both ``text`` and ``box``, or a
                 ``text`` for which nothing was found (the message says what to try).
         """
-        rows = _parse_points(points)
+        rows = parse_points(points)
         if text is not None and box is not None:
             raise ValueError("give text or box, not both: the text prompt sets the box")
         seg = cls(predictor, image, multimask=multimask)
@@ -495,7 +492,7 @@ class ClickSegmenter:
     def _coordinate(self, value, name: str, limit: int, *, end: bool = False) -> float:
         """``value`` as a float in ``[0, limit)`` (``[0, limit]`` for a box corner)."""
         size = f"the image is {self._w}x{self._h} px (width x height)"
-        if not _is_number(value):
+        if not is_number(value):
             raise ValueError(f"{name} must be a number of pixels, not {value!r}; {size}")
         v = float(value)
         if not math.isfinite(v):
@@ -592,34 +589,3 @@ def _size_text(size) -> str:
         return f"{w}x{h}"
     except (TypeError, ValueError):
         return f"{size!r}-sized"
-
-
-def _parse_points(points) -> list[tuple[Any, Any, int]]:
-    """``points`` as ``(x, y, label)`` rows; ``ValueError`` naming ``points`` when malformed."""
-    if points is None:
-        return []
-    hint = "points must be a list of [x, y] or [x, y, label] (label 1 include, 0 exclude)"
-    if isinstance(points, np.ndarray):
-        if points.size == 0:
-            return []
-        if points.ndim != 2 or points.shape[1] not in (2, 3):
-            raise ValueError(f"{hint}; got an array of shape {points.shape}")
-        points = points.tolist()
-    if isinstance(points, (str, bytes)) or not isinstance(points, Sequence):
-        raise ValueError(f"{hint}; got {points!r}")
-    rows = []
-    for k, row in enumerate(points):
-        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
-            extra = " (for one point write [[x, y]])" if _is_number(row) else ""
-            raise ValueError(f"{hint}{extra}; points[{k}] is {row!r}")
-        if len(row) not in (2, 3):
-            raise ValueError(f"{hint}; points[{k}] has {len(row)} values: {list(row)!r}")
-        label = row[2] if len(row) == 3 else 1
-        if isinstance(label, (bool, np.bool_)):
-            label = int(label)
-        if not isinstance(label, numbers.Real) or label not in (0, 1):
-            raise ValueError(
-                f"points[{k}]: label must be 1 (include) or 0 (exclude), got {label!r}"
-            )
-        rows.append((row[0], row[1], int(label)))
-    return rows

@@ -11,7 +11,6 @@ touching the frame when it is shrunk or feathered.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import cv2
@@ -20,6 +19,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .images import ImageLike, to_mask, to_rgb
+from .validate import check_pixels
 
 # 8-connectivity: pixels touching at a corner belong to the same island.
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -32,19 +32,9 @@ BOX_COLOR = (255, 200, 0)
 """Colour of the box rectangle in :func:`overlay`: amber."""
 
 
-def _number(value, name: str) -> float:
-    """``value`` as a finite float, or a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number of pixels, not {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number of pixels, got {value}")
-    return value
-
-
 def _amount(value, name: str) -> float:
     """``value`` as a finite float >= 0, or a ``ValueError`` naming ``name``."""
-    value = _number(value, name)
+    value = check_pixels(value, name)
     if value < 0:
         raise ValueError(f"{name} must be >= 0 pixels, got {value:g}")
     return value
@@ -118,7 +108,7 @@ def grow(mask, px: float) -> np.ndarray:
         ``HxW bool``; an empty mask stays empty.
     """
     m = to_mask(mask)
-    px = _number(px, "px")
+    px = check_pixels(px, "px")
     if px < 0:
         return _shrink(m, -px)
     if px == 0 or not m.any():

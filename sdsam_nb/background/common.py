@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ import torch
 from PIL import Image
 
 from ..images import MIN_SIDE, ImageLike, check_min_size, check_subject, to_mask, to_rgb
+from ..validate import check_int, check_number
 
 DEFAULT_FEATHER = 3
 """Default width in pixels of the soft edge through which a subject is pasted."""
@@ -72,34 +72,7 @@ def _scheduler_swapped(pipe, scheduler) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _check_int(value, name: str, *, low: int, multiple: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, not {value!r}")
-    value = int(value)
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    if value % multiple:
-        raise ValueError(
-            f"{name}={value} must be a multiple of {multiple} "
-            f"(e.g. {value // multiple * multiple or multiple})"
-        )
-    return value
-
-
-def _check_number(
-    value, name: str, *, low: float, high: float | None = None, open_low: bool = False
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, not {value!r}")
-    value = float(value)
-    bad = not math.isfinite(value) or value < low or (open_low and value == low)
-    if bad or (high is not None and value > high):
-        lower = f"> {low:g}" if open_low else f">= {low:g}"
-        upper = f" and <= {high:g}" if high is not None else ""
-        raise ValueError(f"{name} must be {lower}{upper}, got {value!r}")
-    return value
+# (the general checks are in sdsam_nb.validate)
 
 
 def _check_sampling(prompt, negative_prompt, seed, n, steps, guidance) -> None:
@@ -107,16 +80,16 @@ def _check_sampling(prompt, negative_prompt, seed, n, steps, guidance) -> None:
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
     if negative_prompt is not None and not isinstance(negative_prompt, str):
         raise ValueError(f"negative_prompt must be a string or None, got {negative_prompt!r}")
-    _check_int(seed, "seed", low=0)
-    _check_int(n, "n", low=1)
+    check_int(seed, "seed", low=0)
+    check_int(n, "n", low=1)
     if seed + n - 1 > _MAX_SEED:
         raise ValueError(f"seed + n - 1 must be <= 2**64 - 1 (torch's seed range), got seed={seed}")
-    _check_int(steps, "steps", low=1)
-    _check_number(guidance, "guidance", low=0.0)
+    check_int(steps, "steps", low=1)
+    check_number(guidance, "guidance", low=0.0)
 
 
 def _check_pixels(value, name: str) -> float:
-    return _check_number(value, name, low=0.0)
+    return check_number(value, name, low=0.0)
 
 
 def processing_size(width: int, height: int, size: int = 512) -> tuple[int, int]:
@@ -128,9 +101,9 @@ def processing_size(width: int, height: int, size: int = 512) -> tuple[int, int]
     except that a picture longer than ``size:64`` gets the 64-px floor. ``300x200`` at
     ``size=128`` gives ``128x88`` (85.3 rounds to 88).
     """
-    size = _check_int(size, "size", low=MIN_SIDE, multiple=8)
-    width = _check_int(width, "width", low=1)
-    height = _check_int(height, "height", low=1)
+    size = check_int(size, "size", low=MIN_SIDE, multiple=8)
+    width = check_int(width, "width", low=1)
+    height = check_int(height, "height", low=1)
     long_side = max(width, height)
 
     def side(length: int) -> int:

@@ -10,10 +10,10 @@ from PIL import Image
 
 from .. import masks
 from ..images import ImageLike, check_min_size, to_rgb
+from ..validate import check_number
 from .common import (
     DEFAULT_FEATHER,
     HARMONIZE_STRENGTH,
-    _check_number,
     _check_pixels,
     _paste,
     _resize_mask,
@@ -100,14 +100,14 @@ def composite(
     picture, mask = _subject(image, subject_mask)
     back = to_rgb(background, name="background")
     check_min_size(back, name="background")
-    scale = _check_number(scale, "scale", low=0.0, open_low=True)
+    scale = check_number(scale, "scale", low=0.0, open_low=True)
     feather = _check_pixels(feather, "feather")
     if harmonize is True:
         strength = HARMONIZE_STRENGTH
     elif harmonize is False:
         strength = 0.0
     else:
-        strength = _check_number(harmonize, "harmonize", low=0.0, high=1.0)
+        strength = check_number(harmonize, "harmonize", low=0.0, high=1.0)
     if not isinstance(return_mask, bool):
         raise ValueError(f"return_mask must be True or False, not {return_mask!r}")
 

@@ -6,9 +6,9 @@ from PIL import Image
 
 from ..images import MIN_SIDE, ImageLike, check_min_size, to_rgb
 from ..loaders import make_scheduler
+from ..validate import check_int
 from .common import (
     Variations,
-    _check_int,
     _check_sampling,
     _sample,
     _scheduler_swapped,
@@ -54,8 +54,8 @@ def generate(
         ValueError: a bad argument (the message names it).
     """
     _check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
-    width = _check_int(width, "width", low=MIN_SIDE, multiple=8)
-    height = _check_int(height, "height", low=MIN_SIDE, multiple=8)
+    width = check_int(width, "width", low=MIN_SIDE, multiple=8)
+    height = check_int(height, "height", low=MIN_SIDE, multiple=8)
     own = None if scheduler is None else make_scheduler(scheduler, pipe)
     with _scheduler_swapped(pipe, own):
         return _sample(
@@ -96,7 +96,7 @@ def generate_background(
     """
     if like is None:
         target = None
-        width = height = _check_int(size, "size", low=MIN_SIDE, multiple=8)
+        width = height = check_int(size, "size", low=MIN_SIDE, multiple=8)
     else:
         picture = to_rgb(like, name="like")
         check_min_size(picture, name="like")

@@ -10,10 +10,10 @@ from PIL import Image
 from .. import masks
 from ..images import ImageLike
 from ..loaders import make_scheduler
+from ..validate import check_number
 from .common import (
     DEFAULT_FEATHER,
     Variations,
-    _check_number,
     _check_pixels,
     _check_sampling,
     _paste,
@@ -89,7 +89,7 @@ def inpaint_background(
             image, an empty or full mask, a picture under 64 px.
     """
     _check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
-    strength = _check_number(strength, "strength", low=0.0, high=1.0, open_low=True)
+    strength = check_number(strength, "strength", low=0.0, high=1.0, open_low=True)
     if int(steps * strength) < 1:
         raise ValueError(
             f"strength={strength:g} with steps={steps} leaves no denoising step: "

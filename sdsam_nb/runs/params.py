@@ -13,29 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import yaml
 
 from ..loaders import SCHEDULERS
-
-
-def is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def is_num(v) -> bool:
-    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
-
-
-def is_points(v) -> bool:
-    if not isinstance(v, (list, tuple)):
-        return False
-    for p in v:
-        if not isinstance(p, (list, tuple)) or len(p) not in (2, 3):
-            return False
-        if not all(map(is_num, p[:2])) or (len(p) == 3 and p[2] not in (0, 1)):
-            return False
-    return True
+from ..validate import is_finite, is_int, is_points
 
 
 @dataclass(frozen=True)
@@ -73,7 +54,7 @@ def _multiple_of_8() -> Param:
 
 
 def _fraction() -> Param:
-    return Param(lambda v: is_num(v) and 0 <= v <= 1, "a number from 0 to 1")
+    return Param(lambda v: is_finite(v) and 0 <= v <= 1, "a number from 0 to 1")
 
 
 SPEC: dict[str, Param] = {
@@ -90,8 +71,8 @@ SPEC: dict[str, Param] = {
         lambda v: v is None or v in SCHEDULERS,
         "None (the model's own) or one of " + ", ".join(repr(n) for n in SCHEDULERS),
     ),
-    "guidance": Param(lambda v: is_num(v) and v >= 0, "a number >= 0"),
-    "strength": Param(lambda v: is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "guidance": Param(lambda v: is_finite(v) and v >= 0, "a number >= 0"),
+    "strength": Param(lambda v: is_finite(v) and 0 < v <= 1, "a number in (0, 1]"),
     "n_variations": Param(lambda v: is_int(v) and 1 <= v <= 16, "an integer from 1 to 16"),
     "pick": _int_at_least(0),
     "width": _multiple_of_8(),
@@ -102,7 +83,7 @@ SPEC: dict[str, Param] = {
     "points": Param(is_points, "a list of [x, y] or [x, y, label] (label 1 or 0)", True),
     "box": Param(
         lambda v: (
-            v is None or (isinstance(v, (list, tuple)) and len(v) == 4 and all(map(is_num, v)))
+            v is None or (isinstance(v, (list, tuple)) and len(v) == 4 and all(map(is_finite, v)))
         ),
         "None or [x0, y0, x1, y1]",
         True,
@@ -121,11 +102,11 @@ SPEC: dict[str, Param] = {
     "grow": _int_at_least(0, " (pixels)"),
     "feather": _int_at_least(0, " (pixels)"),
     "keep_subject": _flag(),
-    "scale": Param(lambda v: is_num(v) and v > 0, "a number > 0"),
+    "scale": Param(lambda v: is_finite(v) and v > 0, "a number > 0"),
     "position": Param(
         lambda v: (
             v in ("center", "bottom")
-            or (isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_num, v)))
+            or (isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_finite, v)))
         ),
         "'center', 'bottom' or [x, y]",
         True,

@@ -16,16 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..validate import check_fraction
+
 Detector = Callable[[Image.Image, str, float, float], tuple[Any, Sequence[str], Sequence[float]]]
-
-
-def check_fraction(value, name: str) -> float:
-    """``value`` as a float in 0..1, else a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number between 0 and 1, not {value!r}")
-    if not (0.0 <= float(value) <= 1.0):  # also rejects NaN
-        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-    return float(value)
 
 
 def detections(raw, size: tuple[int, int], max_boxes: int | None):

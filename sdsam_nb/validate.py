@@ -1,0 +1,122 @@
+"""Input checks, written once: the API's arguments and the notebooks' parameters
+(:mod:`sdsam_nb.runs.params`) use the same functions, so a value is accepted or refused the
+same way everywhere, with a ``ValueError`` that names the argument.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def is_int(value) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value) -> bool:
+    """A real number (Python or numpy), not a bool; may be NaN or infinite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def is_finite(value) -> bool:
+    """A finite real number, not a bool."""
+    return is_number(value) and math.isfinite(value)
+
+
+def check_int(value, name: str, *, low: int, multiple: int = 1) -> int:
+    """``value`` as an ``int >= low`` and a multiple of ``multiple``."""
+    if not is_int(value):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    value = int(value)
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if value % multiple:
+        raise ValueError(
+            f"{name}={value} must be a multiple of {multiple} "
+            f"(e.g. {value // multiple * multiple or multiple})"
+        )
+    return value
+
+
+def check_number(
+    value, name: str, *, low: float, high: float | None = None, open_low: bool = False
+) -> float:
+    """``value`` as a finite float with ``low <= value`` (``<`` with ``open_low``) and
+    ``value <= high``."""
+    if not is_number(value):
+        raise ValueError(f"{name} must be a number, not {value!r}")
+    value = float(value)
+    bad = not math.isfinite(value) or value < low or (open_low and value == low)
+    if bad or (high is not None and value > high):
+        lower = f"> {low:g}" if open_low else f">= {low:g}"
+        upper = f" and <= {high:g}" if high is not None else ""
+        raise ValueError(f"{name} must be {lower}{upper}, got {value!r}")
+    return value
+
+
+def check_pixels(value, name: str) -> float:
+    """``value`` as a finite number of pixels (any sign): offsets, radii before clamping."""
+    if not is_number(value):
+        raise ValueError(f"{name} must be a number of pixels, not {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of pixels, got {value}")
+    return value
+
+
+def check_fraction(value, name: str) -> float:
+    """``value`` as a float in 0..1."""
+    if not is_number(value):
+        raise ValueError(f"{name} must be a number between 0 and 1, not {value!r}")
+    if not (0.0 <= float(value) <= 1.0):  # also rejects NaN
+        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+    return float(value)
+
+
+POINTS_HINT = "points must be a list of [x, y] or [x, y, label] (label 1 include, 0 exclude)"
+
+
+def parse_points(points) -> list[tuple[Any, Any, int]]:
+    """``points`` (``[[x, y], ...]``, ``[[x, y, label], ...]`` or an ``Nx2`` / ``Nx3`` array)
+    as ``(x, y, label)`` rows, label 1 (include, the default) or 0 (exclude); ``None`` is no
+    point. The coordinates are checked where they are used (against the picture's size)."""
+    if points is None:
+        return []
+    if isinstance(points, np.ndarray):
+        if points.size == 0:
+            return []
+        if points.ndim != 2 or points.shape[1] not in (2, 3):
+            raise ValueError(f"{POINTS_HINT}; got an array of shape {points.shape}")
+        points = points.tolist()
+    if isinstance(points, (str, bytes)) or not isinstance(points, Sequence):
+        raise ValueError(f"{POINTS_HINT}; got {points!r}")
+    rows = []
+    for k, row in enumerate(points):
+        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
+            extra = " (for one point write [[x, y]])" if is_number(row) else ""
+            raise ValueError(f"{POINTS_HINT}{extra}; points[{k}] is {row!r}")
+        if len(row) not in (2, 3):
+            raise ValueError(f"{POINTS_HINT}; points[{k}] has {len(row)} values: {list(row)!r}")
+        label = row[2] if len(row) == 3 else 1
+        if isinstance(label, (bool, np.bool_)):
+            label = int(label)
+        if not isinstance(label, numbers.Real) or label not in (0, 1):
+            raise ValueError(
+                f"points[{k}]: label must be 1 (include) or 0 (exclude), got {label!r}"
+            )
+        rows.append((row[0], row[1], int(label)))
+    return rows
+
+
+def is_points(value) -> bool:
+    """Points :func:`parse_points` accepts, with finite coordinates."""
+    try:
+        rows = parse_points(value)
+    except ValueError:
+        return False
+    return value is not None and all(is_finite(x) and is_finite(y) for x, y, _ in rows)
