@@ -110,9 +110,15 @@ class MaskPicker(widgets.VBox):
         mode_buttons, undo_button, redo_button, reset_button, clear_box_button,
         candidates_buttons, status: the controls (ordinary ipywidgets).
         rendered: ``dh x dw x 3 uint8`` picture + mask overlay last sent to the canvas.
+        display_image: ``dh x dw x 3 uint8``, the picture at the canvas size, no overlay.
         display_size: ``(dw, dh)`` of the canvas in pixels.
         last_latency_s: seconds the last mouse event took in the kernel (SAM + redraw).
     """
+
+    @property
+    def display_image(self) -> np.ndarray:
+        """The picture at the canvas size (``dh x dw x 3 uint8``), without the overlay."""
+        return self._base
 
     def __init__(self, segmenter: ClickSegmenter, *, width: int | None = None):
         if not isinstance(segmenter, ClickSegmenter):

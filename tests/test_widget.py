@@ -223,7 +223,7 @@ def test_undo_redo_reset_buttons(make_picker, drawn):
     picker.reset_button.click()
     assert picker.points == [] and picker.box is None and not picker.mask.any()
     assert drawn.markers() == []
-    np.testing.assert_array_equal(picker.rendered, picker._base)
+    np.testing.assert_array_equal(picker.rendered, picker.display_image)
     picker.undo_button.click()  # reset is undoable too
     assert len(picker.points) == 2
 
