@@ -65,9 +65,9 @@ class PromptSegmenter(Protocol):
         """What ``run.json`` records about the model (family, id, checksum...)."""
 
 
-# type of the wrapped model -> the backend class that wraps it; filled by each backend file
-# (imported below), looked up by as_segmenter. Backends that already implement the protocol
-# are used as they are.
+# (accepts(model), wrap(model)) pairs, one per backend file, which registers itself when
+# sdsam_nb.segment imports it; as_segmenter uses the first that accepts a model. Objects that
+# already implement the protocol are used as they are.
 BACKENDS: list[tuple[Callable[[Any], bool], Callable[[Any], PromptSegmenter]]] = []
 
 
