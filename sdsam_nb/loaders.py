@@ -438,27 +438,39 @@ def load_sd(
             progress=progress,
             **_pipeline_kwargs(dev, dt, safety_checker, **extra),
         )
-        if offload:
-            base.enable_model_cpu_offload(device=dev)
-        else:
-            base.to(dev)
+        _place(base, model, revision, dev if offload else None, dev)
         if compile_unet:
             base.unet.compile()  # in place: the same parameters, so sharing still holds
-        _remember(
-            base,
-            model=str(model),
-            revision=revision,
-            path=str(base.config._name_or_path),
-            scheduler=None,
-            own_scheduler=base.scheduler,
-            offload_device=dev if offload else None,
-            progress=True,
-        )
         MODELS.put(key, base)
+    return _cached_view(key, base, type(base), scheduler, progress)
+
+
+def _place(base, model, revision, offload_device, device) -> None:
+    """Put a freshly loaded pipeline on its device (or under model CPU offload to
+    ``offload_device``) and record where it came from."""
+    if offload_device is not None:
+        base.enable_model_cpu_offload(device=offload_device)
+    else:
+        base.to(device)
+    _remember(
+        base,
+        model=str(model),
+        revision=revision,
+        path=str(base.config._name_or_path),
+        scheduler=None,
+        own_scheduler=base.scheduler,
+        offload_device=offload_device,
+        progress=True,
+    )
+
+
+def _cached_view(key: tuple, base, cls, scheduler: str | None, progress: bool):
+    """The ``cls`` view of ``base`` with ``scheduler`` (built from ``base``'s own scheduler
+    config) and ``progress``, made once and kept in :data:`MODELS`."""
     view_key = (*key, "view", scheduler, bool(progress))
     if view_key not in MODELS:
         sampler = None if scheduler is None else make_scheduler(scheduler, base)
-        MODELS.put(view_key, _view(base, type(base), sampler, scheduler, progress))
+        MODELS.put(view_key, _view(base, cls, sampler, scheduler, progress))
     return MODELS.get(view_key)
 
 
@@ -512,28 +524,10 @@ def _dedicated(pipe, cls, model: str, name: str):
         base = _from_pretrained(
             cls, model, name, progress=progress, **_pipeline_kwargs(dev, dt, safety)
         )
-        if offload_device is not None:
-            base.enable_model_cpu_offload(device=offload_device)
-        else:
-            base.to(dev)
-        _remember(
-            base,
-            model=str(model),
-            revision=None,
-            path=str(base.config._name_or_path),
-            scheduler=None,
-            own_scheduler=base.scheduler,
-            offload_device=offload_device,
-            progress=True,
-        )
+        _place(base, model, None, offload_device, dev)
         MODELS.put(key, base)
     # the sampler load_sd chose for pipe, built from this checkpoint's own scheduler config
-    scheduler = info.get("scheduler")
-    view_key = (*key, "view", scheduler, bool(progress))
-    if view_key not in MODELS:
-        sampler = None if scheduler is None else make_scheduler(scheduler, base)
-        MODELS.put(view_key, _view(base, cls, sampler, scheduler, progress))
-    return MODELS.get(view_key)
+    return _cached_view(key, base, cls, info.get("scheduler"), progress)
 
 
 def inpainting(pipe, model: str | None = None):
