@@ -1,7 +1,7 @@
 """Click latency: a click with the cached image embedding against recomputing it per click.
 
-* cached: ``sdsam_nb.clicks.ClickSegmenter(predictor, image)`` runs SAM's image encoder once;
-  each ``add_point`` runs only the prompt encoder and mask decoder. Timed per click around
+* cached: ``sdsam_nb.segment.clicks.ClickSegmenter(predictor, image)`` runs SAM's image encoder
+  once; each ``add_point`` runs only the prompt encoder and mask decoder. Timed per click around
   ``add_point`` (what the user waits for: prediction, mask copy, history), with SAM's own
   part (``last_latency_s``) reported too. Clicks come in sessions of 5 (``reset()`` between
   them keeps the embedding), so the prompt grows as in real use.
@@ -71,7 +71,7 @@ def _predictor(ctx: Context):
 
 def cached_clicks(predictor, image, points, ctx: Context) -> dict:
     """Time ``ClickSegmenter``: the embedding once, then each click."""
-    from sdsam_nb.clicks import ClickSegmenter
+    from sdsam_nb.segment.clicks import ClickSegmenter
 
     ctx.sync()
     start = time.perf_counter()

@@ -106,7 +106,7 @@ def _free(ctx: Context) -> None:
 
 def ours_once(pipe, predictor, cfg: dict, st: _Stages, notes: list[str]):
     from sdsam_nb.background import composite, generate, inpaint_background
-    from sdsam_nb.clicks import ClickSegmenter
+    from sdsam_nb.segment.clicks import ClickSegmenter
 
     size = cfg["size"]
     with st("1 subject"):
@@ -210,7 +210,7 @@ def run(ctx: Context) -> Section:
         return sec
     cfg = _settings(ctx)
     if ctx.quick:
-        folder = sdsam_nb.tiny.sd_folder(sdsam_nb.cache_dir() / "tiny")
+        folder = sdsam_nb.models.tiny.sd_folder(sdsam_nb.cache_dir() / "tiny")
     else:
         from .fullsize import sd_v14_folder
 

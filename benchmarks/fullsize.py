@@ -7,7 +7,7 @@
   benchmark subprocess) loads that folder through the ordinary ``from_pretrained`` code, so
   the sizes, the load path and the compute are those of the real model; only the numbers in
   the weights differ. No safety checker is included (its weights cannot be had offline).
-  The tokenizer is the small byte-level vocabulary of :func:`sdsam_nb.tiny.write_clip_vocab`;
+  The tokenizer is the small byte-level vocabulary of :func:`sdsam_nb.models.tiny.write_clip_vocab`;
   the text encoder keeps the real 49408-entry embedding table.
 * :func:`build_sam` builds ``vit_b`` / ``vit_l`` / ``vit_h`` with segment-anything's own
   builders and ``checkpoint=None`` (random weights), or the built-in tiny model.
@@ -114,7 +114,7 @@ def build_sd_pipeline(dtype: torch.dtype = torch.float16):
     from diffusers.utils import logging as dlogging
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from sdsam_nb.tiny import write_clip_vocab
+    from sdsam_nb.models.tiny import write_clip_vocab
 
     level = dlogging.get_verbosity()
     dlogging.set_verbosity_error()  # .to(fp16) warns about an empty "keep in fp32" list

@@ -370,7 +370,8 @@ def run(ctx: Context) -> Section:
 
     sec = Section(NAME, TITLE)
     if ctx.quick:
-        from sdsam_nb import cache_dir, tiny
+        from sdsam_nb import cache_dir
+        from sdsam_nb.models import tiny
 
         folder = tiny.sd_folder(cache_dir() / "tiny")
     else:

@@ -237,7 +237,8 @@ def run(ctx: Context) -> Section:
     # and separately loaded pipelines would cost no more than one (seen: PSS (c)/(a) = 1.0).
     dtype = "float16" if ctx.cuda else "bfloat16"
     if ctx.quick:
-        from sdsam_nb import cache_dir, clear_loaded, tiny
+        from sdsam_nb import cache_dir, clear_loaded
+        from sdsam_nb.models import tiny
 
         folder = tiny.sd_folder(cache_dir() / "tiny")
         results = {}

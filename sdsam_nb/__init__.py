@@ -11,6 +11,7 @@ from importlib import metadata as _metadata
 from . import (
     images,
     masks,
+    models,
     runs,
     segment,
     steps,
@@ -30,9 +31,8 @@ from .background import (
     score_results,
     subject_fidelity,
 )
-from .clicks import Candidate, ClickSegmenter
 from .images import to_mask, to_rgb
-from .loaders import (
+from .models import (
     DEFAULT_SD,
     INPAINTING_SD,
     MODELS,
@@ -44,6 +44,7 @@ from .loaders import (
     img2img,
     in_colab,
     inpainting,
+    load_grounding_dino,
     load_sam,
     load_sd,
     pick_device,
@@ -51,15 +52,16 @@ from .loaders import (
     provenance,
 )
 from .runs import start
-from .textmask import (
+from .segment import (
+    Candidate,
+    ClickSegmenter,
     TextMaskResult,
     auto_subject_mask,
     find_boxes,
-    load_grounding_dino,
     pick_subject,
     text_mask,
 )
-from .widget import MaskPicker, enable_colab_widgets
+from .segment.widget import MaskPicker, enable_colab_widgets
 
 try:
     __version__ = _metadata.version("sdsam-nb")
@@ -100,6 +102,7 @@ __all__ = [
     "load_sam",
     "load_sd",
     "masks",
+    "models",
     "object_expansion",
     "pick_device",
     "pick_dtype",

@@ -20,11 +20,10 @@ from .background import (
     inpaint_background,
     score_results,
 )
-from .clicks import ClickSegmenter
 from .images import check_subject
-from .loaders import load_sam, load_sd
+from .models import load_grounding_dino, load_sam, load_sd
 from .runs import Run, load_subject, model_info
-from .textmask import load_grounding_dino
+from .segment.clicks import ClickSegmenter
 
 
 def stable_diffusion(run: Run, p: dict):

@@ -352,7 +352,7 @@ def test_subject_fidelity_on_hand_made_pictures():
 def test_score_results_replays_the_clicks_on_each_result(
     tiny_sam, subject_image, subject_mask, monkeypatch
 ):
-    from sdsam_nb.clicks import ClickSegmenter
+    from sdsam_nb.segment.clicks import ClickSegmenter
 
     seg = ClickSegmenter(tiny_sam, subject_image)
     seg.add_point(150, 100)
@@ -387,7 +387,7 @@ def test_score_results_replays_the_clicks_on_each_result(
 
 
 def test_score_results_without_clicks_uses_the_mask_box(tiny_sam, subject_image, subject_mask):
-    from sdsam_nb.clicks import ClickSegmenter
+    from sdsam_nb.segment.clicks import ClickSegmenter
 
     scores = score_results(subject_image, [subject_image], subject_mask, predictor=tiny_sam)
     box = list(masks.bbox(subject_mask))

@@ -29,12 +29,12 @@ ROW_KEYS = {"metric", "value", "unit", "target", "met", "note"}
 def _keep_loaded_models():
     """The benchmarks empty the per-process model cache to measure loads; give it back after,
     so that the session's tiny models stay the ones later tests hold."""
-    from sdsam_nb import loaders
+    from sdsam_nb import models
 
-    saved = loaders.MODELS.copy()
+    saved = models.MODELS.copy()
     yield
-    loaders.MODELS.clear()
-    loaders.MODELS.update(saved)
+    models.MODELS.clear()
+    models.MODELS.update(saved)
 
 
 def test_quick_run_prints_table_and_writes_json(tmp_path, capsys):

@@ -39,8 +39,8 @@ import numpy as np
 from PIL import Image
 
 import sdsam_nb
-from sdsam_nb.clicks import ClickSegmenter
-from sdsam_nb.widget import MaskPicker
+from sdsam_nb.segment.clicks import ClickSegmenter
+from sdsam_nb.segment.widget import MaskPicker
 
 yy, xx = np.mgrid[0:{h}, 0:{w}]
 pixels = np.stack([xx * 255 // {w}, yy * 255 // {h}, np.full_like(xx, 90)], -1).astype(np.uint8)

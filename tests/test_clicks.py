@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import sdsam_nb
-from sdsam_nb.clicks import Candidate, ClickSegmenter
+from sdsam_nb.segment.clicks import Candidate, ClickSegmenter
 
 
 def gradient(w: int, h: int) -> Image.Image:
@@ -429,7 +429,7 @@ def test_text_prompt_union_box_and_nothing_found(tiny_sam, subject_image):
 
 
 def test_text_prompt_with_the_tiny_grounding_dino(tiny_sam, subject_image):
-    from sdsam_nb.textmask import load_grounding_dino
+    from sdsam_nb.models import load_grounding_dino
 
     seg = ClickSegmenter.from_prompts(
         tiny_sam,

@@ -19,9 +19,10 @@ import pytest
 from ipycanvas import canvas as ipc
 from PIL import Image
 
-from sdsam_nb import masks, widget
-from sdsam_nb.clicks import ClickSegmenter
-from sdsam_nb.widget import MaskPicker
+from sdsam_nb import masks
+from sdsam_nb.segment import widget
+from sdsam_nb.segment.clicks import ClickSegmenter
+from sdsam_nb.segment.widget import MaskPicker
 
 _NAMES = {index: name for name, index in ipc.COMMANDS.items()}
 _ATTRS = {index: name for name, index in ipc.Canvas.ATTRS.items()}

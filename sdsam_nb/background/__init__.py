@@ -25,7 +25,7 @@ Modules: :mod:`.generate` (subjects and backgrounds), :mod:`.inpaint` with its m
 :mod:`.common` (checks, sizes, seeded sampling, pasting).
 """
 
-from ..loaders import SCHEDULERS, inpainting, make_scheduler  # used by scheduler= and model=
+from ..models import SCHEDULERS, inpainting, make_scheduler  # used by scheduler= and model=
 from .common import (
     DEFAULT_FEATHER,
     HARMONIZE_STRENGTH,

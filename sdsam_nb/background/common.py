@@ -43,7 +43,7 @@ class Variations(list):
 
 
 # --------------------------------------------------------------------------- schedulers
-# SCHEDULERS and make_scheduler live in loaders (load_sd sets the default sampler) and are
+# SCHEDULERS and make_scheduler live in models.schedulers (load_sd sets the default sampler) and are
 # re-exported here, where the per-call ``scheduler=`` arguments use them.
 
 

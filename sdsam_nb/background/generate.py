@@ -5,7 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 from ..images import MIN_SIDE, ImageLike, check_min_size, to_rgb
-from ..loaders import make_scheduler
+from ..models import make_scheduler
 from ..validate import check_int
 from .common import (
     Variations,

@@ -9,7 +9,7 @@ from PIL import Image
 
 from .. import masks
 from ..images import ImageLike
-from ..loaders import make_scheduler
+from ..models import make_scheduler
 from ..validate import check_number
 from .common import (
     DEFAULT_FEATHER,

@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
-from ..clicks import ClickSegmenter
 from ..images import ImageLike, to_mask, to_rgb
+from ..segment.clicks import ClickSegmenter
 from .common import (
     DEFAULT_FEATHER,
     _check_pixels,

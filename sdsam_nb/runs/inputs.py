@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..loaders import sha256_file
+from ..models import sha256_file
 from .record import Run
 
 _CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, for an editable install
@@ -119,7 +119,7 @@ def load_subject_mask(run: Run, image: Image.Image, mask_path: str | None = None
 
 def drive_root(output_root: str = "sdsam-nb/outputs") -> str:
     """On Colab, mount Google Drive and return a run root on it (``MyDrive/<output_root>``)."""
-    from ..loaders import in_colab
+    from ..models import in_colab
 
     if not in_colab():
         raise ValueError("use_drive=True needs Google Colab; elsewhere set output_root instead")

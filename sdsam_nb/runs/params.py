@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..loaders import SCHEDULERS
+from ..models import SCHEDULERS
 from ..validate import is_finite, is_int, is_points
 
 

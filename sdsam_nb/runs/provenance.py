@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..loaders import provenance, sha256_file
+from ..models import provenance, sha256_file
 
 # what of the loaders' provenance run.json records (as it did before provenance was kept)
 _RECORDED = ("model", "revision", "scheduler", "model_type", "checkpoint", "checkpoint_path")

@@ -171,7 +171,7 @@ class Run:
         notebooks may give one name different defaults (03 and 04 have their own
         ``background_prompt``). Returns the execution's number.
         """
-        from ..loaders import device_report
+        from ..models import device_report
 
         entry = {
             "notebook": notebook,

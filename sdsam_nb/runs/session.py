@@ -28,7 +28,7 @@ def start(notebook: str, namespace: dict, *, echo: bool = True) -> tuple[Run, di
     Raises:
         ValueError: a parameter that is not what it must be (the message names it).
     """
-    from ..loaders import device_report
+    from ..models import device_report
 
     if not isinstance(notebook, str) or not notebook:
         raise ValueError(f"notebook must be the notebook's name, got {notebook!r}")

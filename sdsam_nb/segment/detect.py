@@ -2,7 +2,7 @@
 
 A detector is any callable ``(image RGB PIL, text, box_threshold, text_threshold) ->
 (boxes Nx4 XYXY image pixels, labels N str, scores N float)``.
-:class:`sdsam_nb.textmask.GroundingDinoDetector` is one (``sdsam_nb.load_grounding_dino()``);
+:class:`sdsam_nb.models.GroundingDinoDetector` is one (``sdsam_nb.load_grounding_dino()``);
 tests plug in others. The click segmenter is given a detector; it never loads one.
 """
 

@@ -4,7 +4,7 @@ sampler, e.g. ``stable-diffusion-v1-5/stable-diffusion-inpainting``."""
 
 from __future__ import annotations
 
-from ...loaders import inpainting
+from ...models import inpainting
 
 
 class DedicatedInpainting:

@@ -3,7 +3,7 @@ diffusers' inpainting pipeline drives by blending latents). No second copy of an
 
 from __future__ import annotations
 
-from ...loaders import inpainting
+from ...models import inpainting
 
 
 class OwnWeights:

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 import sdsam_nb
-from sdsam_nb import loaders, tiny
+from sdsam_nb import models
+from sdsam_nb.models import tiny
 
 
 def _pixels(pipe, seed=0, **kw):
@@ -115,7 +116,7 @@ def test_pipelines_of_an_offloaded_pipe_are_offloaded_and_share(tiny_sd):
 
     folder = tiny.sd_folder(sdsam_nb.cache_dir() / "tiny")
     pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
-    pipe.scheduler = loaders.make_scheduler("dpm++", pipe)  # load_sd's default sampler
+    pipe.scheduler = models.make_scheduler("dpm++", pipe)  # load_sd's default sampler
     pipe.set_progress_bar_config(disable=True)
     pipe.enable_model_cpu_offload(device="cpu")
     inp, i2i = sdsam_nb.inpainting(pipe), sdsam_nb.img2img(pipe)
@@ -228,21 +229,21 @@ def test_sam_download_is_verified_and_leaves_nothing_on_failure(tmp_path, monkey
     state = torch.load(tiny.sam_checkpoint(tmp_path / "t"), weights_only=True)
     good, _ = _official_named(server, state)
     # a file whose contents do not match the official name's hash: rejected, nothing kept
-    monkeypatch.setitem(loaders.SAM_CHECKPOINTS, "vit_b", "sam_vit_b_01ec64.pth")
+    monkeypatch.setitem(models.SAM_CHECKPOINTS, "vit_b", "sam_vit_b_01ec64.pth")
     (server / "sam_vit_b_01ec64.pth").write_bytes(good.read_bytes())
     with pytest.raises(ValueError, match="sha256"):
-        loaders.sam_checkpoint_path("vit_b")
+        models.sam_checkpoint_path("vit_b")
     assert not (cache / "sam").exists() or not any((cache / "sam").iterdir())
     # the right file is downloaded once, kept, and found again without downloading
-    monkeypatch.setitem(loaders.SAM_CHECKPOINTS, "vit_b", good.name)
-    path = loaders.sam_checkpoint_path("vit_b")
+    monkeypatch.setitem(models.SAM_CHECKPOINTS, "vit_b", good.name)
+    path = models.sam_checkpoint_path("vit_b")
     assert path == cache / "sam" / good.name and path.read_bytes() == good.read_bytes()
     good.unlink()
-    assert loaders.sam_checkpoint_path("vit_b") == path
+    assert models.sam_checkpoint_path("vit_b") == path
     # missing and no network: the short error
-    monkeypatch.setitem(loaders.SAM_CHECKPOINTS, "vit_l", "sam_vit_l_0b3195.pth")
+    monkeypatch.setitem(models.SAM_CHECKPOINTS, "vit_l", "sam_vit_l_0b3195.pth")
     with pytest.raises(sdsam_nb.ModelUnavailableError, match="checkpoint="):
-        loaders.sam_checkpoint_path("vit_l")
+        models.sam_checkpoint_path("vit_l")
     assert not (cache / "sam" / "sam_vit_l_0b3195.pth").exists()
 
 

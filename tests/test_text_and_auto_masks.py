@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdsam_nb import ModelUnavailableError, cache_dir, tiny
-from sdsam_nb.textmask import (
-    GroundingDinoDetector,
+from sdsam_nb import ModelUnavailableError, cache_dir
+from sdsam_nb.models import tiny
+from sdsam_nb.models.detectors import GroundingDinoDetector, grounding_prompt, load_grounding_dino
+from sdsam_nb.segment import (
     TextMaskResult,
     auto_subject_mask,
     box_masks,
-    grounding_prompt,
-    load_grounding_dino,
     pick_subject,
     subject_scores,
     text_mask,

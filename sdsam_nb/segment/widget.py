@@ -1,6 +1,6 @@
 """``MaskPicker``: click on a picture to segment it with SAM, in a Jupyter / Colab notebook.
 
-The widget is a thin view over a :class:`sdsam_nb.clicks.ClickSegmenter`: every decision
+The widget is a thin view over a :class:`sdsam_nb.segment.clicks.ClickSegmenter`: every decision
 (which points, which box, which candidate mask, undo and redo) lives in the segmenter; the
 widget maps mouse events to its methods and draws its state.
 
@@ -48,10 +48,10 @@ from ipycanvas import Canvas, hold_canvas
 from ipyevents import Event
 from PIL import Image
 
-from . import masks
+from .. import masks
+from ..images import ImageLike
+from ..models import in_colab
 from .clicks import ClickSegmenter
-from .images import ImageLike
-from .loaders import in_colab
 
 DEFAULT_WIDTH = 768
 """Default display width in CSS pixels: ``min(image width, DEFAULT_WIDTH)``."""
@@ -104,7 +104,7 @@ class MaskPicker(widgets.VBox):
         * right click or shift + left click: an exclude point, in every mode.
 
     Attributes:
-        segmenter: the :class:`~sdsam_nb.clicks.ClickSegmenter`.
+        segmenter: the :class:`~sdsam_nb.segment.clicks.ClickSegmenter`.
         canvas: the ``ipycanvas.Canvas`` (CSS class ``sdsam-picker-canvas``).
         events: the ``ipyevents.Event`` that delivers the mouse events.
         mode_buttons, undo_button, redo_button, reset_button, clear_box_button,

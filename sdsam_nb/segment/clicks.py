@@ -23,10 +23,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from .images import ImageLike, to_rgb
-from .segment import as_segmenter
-from .segment.detect import Detector, detect
-from .validate import is_number, parse_points
+from ..images import ImageLike, to_rgb
+from ..validate import is_number, parse_points
+from .base import as_segmenter
+from .detect import Detector, detect
 
 FORMAT_VERSION = 1
 _OPS = ("point", "box", "text", "clear_box", "choose", "reset")

@@ -1,0 +1,63 @@
+"""Models: devices, the per-process cache, samplers, and the loaders of Stable Diffusion,
+Segment Anything and Grounding DINO, each taking a real model or ``"tiny"``.
+
+=================  ==========================================================================
+module             holds
+=================  ==========================================================================
+``cache``          :data:`MODELS` (loaded models, ``clear()``), :func:`provenance`,
+                   :func:`cache_dir`, model-argument resolution, the "unavailable" error
+``devices``        :func:`pick_device`, :func:`pick_dtype`, :func:`device_report`, Colab
+``schedulers``     :data:`SCHEDULERS`, :func:`make_scheduler`
+``sd``             :func:`load_sd`, :func:`inpainting`, :func:`img2img` (shared weights)
+``sam``            :func:`load_sam`, official SAM checkpoints (download, sha256 check)
+``detectors``      :func:`load_grounding_dino` (text -> boxes)
+``tiny``           the built-in tiny models, built offline through the same classes
+=================  ==========================================================================
+"""
+
+from . import tiny
+from .cache import (
+    MODELS,
+    TINY,
+    ModelCache,
+    ModelUnavailableError,
+    cache_dir,
+    clear_loaded,
+    provenance,
+    sha256_file,
+)
+from .detectors import DEFAULT_GROUNDING_DINO, GroundingDinoDetector, load_grounding_dino
+from .devices import device_report, in_colab, pick_device, pick_dtype
+from .sam import SAM_CHECKPOINTS, load_sam, sam_checkpoint_path
+from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
+from .sd import DEFAULT_SD, INPAINTING_SD, img2img, inpainting, load_sd
+
+__all__ = [
+    "DEFAULT_GROUNDING_DINO",
+    "DEFAULT_SCHEDULER",
+    "DEFAULT_SD",
+    "INPAINTING_SD",
+    "MODELS",
+    "SAM_CHECKPOINTS",
+    "SCHEDULERS",
+    "TINY",
+    "GroundingDinoDetector",
+    "ModelCache",
+    "ModelUnavailableError",
+    "cache_dir",
+    "clear_loaded",
+    "device_report",
+    "img2img",
+    "in_colab",
+    "inpainting",
+    "load_grounding_dino",
+    "load_sam",
+    "load_sd",
+    "make_scheduler",
+    "pick_device",
+    "pick_dtype",
+    "provenance",
+    "sam_checkpoint_path",
+    "sha256_file",
+    "tiny",
+]

@@ -1,0 +1,180 @@
+"""The per-process model cache, what the kit remembers of each model, and where models live.
+
+:data:`MODELS` holds every loaded model (``MODELS.clear()`` forgets them); :func:`provenance`
+tells what a model was loaded from; :func:`cache_dir` is where the tiny models and SAM
+checkpoints are written; :func:`resolve_model` turns a ``model=`` argument (hub id, folder or
+``"tiny"``) into what ``from_pretrained`` reads; :func:`unavailable` is the one error a
+model that can be neither found nor downloaded gets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TINY = "tiny"
+
+
+class ModelCache:
+    """The per-process cache of loaded models: loader arguments -> model.
+
+    Each loader loads a model once per process and returns what is here for the same
+    arguments (re-running a notebook cell costs nothing). A cache hit returns the object an
+    earlier call returned and never changes it: a different sampler or progress setting
+    gets its own pipeline object sharing the same weights. :data:`MODELS` is the one the
+    loaders use; ``MODELS.clear()`` forgets everything (the memory is freed once nothing
+    else refers to the models).
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[tuple, Any] = {}
+
+    def get(self, key: tuple) -> Any | None:
+        return self._models.get(key)
+
+    def put(self, key: tuple, model: Any) -> Any:
+        self._models[key] = model
+        return model
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._models
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def copy(self) -> dict[tuple, Any]:
+        """A shallow copy of the entries (to put back later with :meth:`update`)."""
+        return dict(self._models)
+
+    def update(self, models: dict[tuple, Any]) -> None:
+        self._models.update(models)
+
+    def clear(self) -> None:
+        self._models.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+MODELS = ModelCache()
+
+
+# What the kit knows of each model it loaded (id, revision, sampler, offload device...), kept
+# beside the model rather than glued onto third-party objects; read with provenance().
+_PROVENANCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def provenance(model: Any) -> dict:
+    """What the kit recorded when it loaded ``model`` (a copy; ``{}`` for other objects).
+
+    Keys: ``model`` (id, folder or ``"tiny"``), ``revision``, ``path`` (the folder it was
+    read from, or the hub id), ``scheduler`` (the sampler's name, ``None`` for the model's
+    own), ``offload_device`` (the GPU of model CPU offload, else ``None``), ``progress``;
+    for SAM ``model_type``, ``checkpoint``, ``checkpoint_path``.
+    """
+    try:
+        return dict(_PROVENANCE.get(model, {}))
+    except TypeError:  # not weak-referenceable: not ours
+        return {}
+
+
+def remember(obj: Any, **info) -> Any:
+    _PROVENANCE[obj] = info
+    return obj
+
+
+class ModelUnavailableError(FileNotFoundError):
+    """A model is neither on disk nor downloadable. The message says how to provide it."""
+
+
+def cache_dir() -> Path:
+    """Where sdsam-nb keeps the tiny models and SAM checkpoints.
+
+    ``$SDSAM_CACHE`` if set, else ``$XDG_CACHE_HOME/sdsam_nb``, else ``~/.cache/sdsam_nb``.
+    """
+    if os.environ.get("SDSAM_CACHE"):
+        return Path(os.environ["SDSAM_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sdsam_nb"
+
+
+def clear_loaded() -> None:
+    """Forget every model this process loaded: ``MODELS.clear()``."""
+    MODELS.clear()
+
+
+def resolve_model(model, name: str, *, build_tiny, marker: str, example: str) -> tuple[str, bool]:
+    """Return ``(path-or-hub-id, is_local)`` for a ``model`` argument.
+
+    ``"tiny"`` builds (once) and returns the built-in model's folder via ``build_tiny(root)``;
+    an existing folder must hold ``marker`` (``model_index.json`` for a diffusers pipeline,
+    ``config.json`` for a transformers model); anything else must look like a hub id
+    ``org/name``. ``name`` and ``example`` go into the error messages.
+    """
+    if not isinstance(model, (str, os.PathLike)) or not str(model):
+        raise ValueError(f"{name} must be a hub id, a local folder or 'tiny', not {model!r}")
+    model = str(model)
+    if model == TINY:
+        return str(build_tiny(cache_dir() / "tiny")), True
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / marker).is_file():
+            raise ValueError(f"{name}={model!r} is a folder but not a saved model (no {marker})")
+        return str(path), True
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise ValueError(
+            f"{name}={model!r} is neither an existing folder nor a hub id like "
+            f"'{example}' (or use 'tiny' for the built-in test model)"
+        )
+    return model, False
+
+
+def unavailable(model: str, exc: BaseException) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"Cannot load {model!r}: it is not in the Hugging Face cache and the hub could not be "
+        f"reached ({type(exc).__name__}). Download it once where there is network "
+        f"(`hf download {model}`; it lands in the HF cache, HF_HOME), or pass a local folder "
+        "made with save_pretrained, or 'tiny' for the built-in offline model. "
+        "With HF_HUB_OFFLINE=1 only the cache is looked at."
+    )
+
+
+@contextmanager
+def loading_bars(show: bool):
+    """diffusers' and transformers' loading progress bars off for one load (``show=False``).
+
+    Their switch is a module-wide flag with no per-call argument: it is turned off for the
+    load and put back as it was, so ``progress=False`` leaves no stale ``Loading pipeline
+    components...`` bar in an executed notebook and changes nothing for other callers.
+    ``show=True`` leaves the libraries' own settings (and ``HF_HUB_DISABLE_PROGRESS_BARS``).
+    """
+    if show:
+        yield
+        return
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    before = [(m, m.is_progress_bar_enabled()) for m in (dlogging, tlogging)]
+    for module, enabled in before:
+        if enabled:
+            module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module, enabled in before:
+            if enabled:
+                module.enable_progress_bar()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,165 @@
+"""Segment Anything checkpoints (segment_anything's ``vit_b`` / ``vit_l`` / ``vit_h`` and the
+built-in ``"tiny"``): the official files, downloaded once and checked against the sha256 in
+their names, and :func:`load_sam`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import tiny
+from .cache import MODELS, TINY, ModelUnavailableError, cache_dir, remember, sha256_file
+from .devices import pick_device
+
+SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+
+# Official file names; the hex suffix is the start of the file's sha256 (torch.hub's convention).
+SAM_CHECKPOINTS = {
+    "vit_h": "sam_vit_h_4b8939.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_b": "sam_vit_b_01ec64.pth",
+}
+
+
+# Image-encoder width of each architecture, to name the type a wrong checkpoint belongs to.
+_SAM_WIDTH = {1280: "vit_h", 1024: "vit_l", 768: "vit_b", 64: TINY}
+
+
+_HASH_IN_NAME = re.compile(r"_([0-9a-f]{6,64})\.pth$")
+
+
+def _sam_builders() -> dict:
+    from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
+
+    # segment-anything's builders with checkpoint=None build the architecture only; we load
+    # the weights ourselves (its own loader calls torch.load without map_location).
+    return {
+        "vit_h": build_sam_vit_h,
+        "vit_l": build_sam_vit_l,
+        "vit_b": build_sam_vit_b,
+        TINY: lambda checkpoint=None: tiny.build_sam_model(),
+    }
+
+
+def _verify_hash_in_name(path: Path) -> None:
+    """If ``path``'s name ends in ``_<hex>.pth``, check that its sha256 starts with that hex."""
+    match = _HASH_IN_NAME.search(path.name)
+    if match and not sha256_file(path).startswith(match.group(1)):
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupt or not the official file: its sha256 does not "
+            f"start with {match.group(1)!r} as its name says. Delete it and download it again."
+        )
+
+
+def sam_checkpoint_path(model_type: str = "vit_b", *, download: bool = True) -> Path:
+    """Path of the official checkpoint for ``model_type`` in :func:`cache_dir`.
+
+    Downloads it once if missing (``$SDSAM_SAM_URL`` overrides the base URL); the download is
+    written to a temporary file, checked against the sha256 prefix in its name, and only then
+    moved into place, so a failed or corrupt download leaves nothing behind.
+    """
+    if model_type == TINY:
+        return tiny.sam_checkpoint(cache_dir() / "tiny")
+    if model_type not in SAM_CHECKPOINTS:
+        raise ValueError(
+            f"model_type={model_type!r} is not one of {sorted([*SAM_CHECKPOINTS, TINY])}"
+        )
+    name = SAM_CHECKPOINTS[model_type]
+    target = cache_dir() / "sam" / name
+    if target.is_file():
+        return target
+    url = os.environ.get("SDSAM_SAM_URL", SAM_URL).rstrip("/") + "/" + name
+    if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelUnavailableError(
+            f"SAM checkpoint {name} is not in {target.parent} and downloading is off. "
+            f"Download {url} there, or pass checkpoint='/path/to/{name}', "
+            "or use model_type='tiny' for the built-in offline model."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    match = _HASH_IN_NAME.search(name)
+    try:
+        # torch.hub writes to a temporary file, checks the hash prefix, then moves it into place.
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=match.group(1), progress=True)
+    except RuntimeError as exc:  # hash mismatch: torch.hub has already removed the temporary file
+        target.unlink(missing_ok=True)
+        raise ValueError(f"download of {url} failed its sha256 check ({exc}); try again") from None
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        raise ModelUnavailableError(
+            f"Cannot download SAM checkpoint {url} ({exc}). Download it where there is network "
+            f"into {target.parent}, or pass checkpoint='/path/to/{name}', "
+            "or use model_type='tiny' for the built-in offline model."
+        ) from None
+    return target
+
+
+def _sam_type_of(state: dict) -> str | None:
+    pos = state.get("image_encoder.pos_embed")
+    return _SAM_WIDTH.get(int(pos.shape[-1])) if pos is not None else None
+
+
+def load_sam(
+    model_type: str = "vit_b",
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+):
+    """A ``segment_anything.SamPredictor`` for ``vit_b`` / ``vit_l`` / ``vit_h`` or ``"tiny"``.
+
+    Args:
+        model_type: the architecture; ``"tiny"`` is the built-in offline model.
+        checkpoint: a state-dict ``.pth``; ``None`` uses the official one, downloaded once
+            into ``cache_dir()/sam`` and verified against the sha256 prefix in its name.
+        device: ``None`` picks CUDA, then MPS, then CPU. The weights are read on the CPU
+            (``weights_only=True``) and then moved, so GPU-saved files load anywhere.
+
+    Returns:
+        A new ``SamPredictor`` (its own image state) around a model loaded once per process.
+
+    Raises:
+        ValueError: unknown ``model_type``, a checkpoint of another architecture (the message
+            names both), or a file whose hash does not match its name.
+        FileNotFoundError: ``checkpoint`` does not exist (``ModelUnavailableError`` when the
+            official file can neither be found nor downloaded).
+    """
+    from segment_anything import SamPredictor
+
+    builders = _sam_builders()
+    if model_type not in builders:
+        raise ValueError(f"model_type={model_type!r} is not one of {sorted(builders)}")
+    dev = pick_device(device)
+    if checkpoint is None:
+        path = sam_checkpoint_path(model_type)
+    else:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint={str(checkpoint)!r}: no such file")
+    key = ("sam", model_type, str(path.resolve()), str(dev))
+    sam = MODELS.get(key)
+    if sam is None:
+        _verify_hash_in_name(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle, zip and format errors all mean "not a state dict"
+            raise ValueError(f"checkpoint {str(path)!r} is not a SAM state dict ({exc})") from None
+        found = _sam_type_of(state) if isinstance(state, dict) else None
+        if found != model_type:
+            raise ValueError(
+                f"checkpoint {str(path)!r} does not match model_type={model_type!r}: "
+                + (f"it holds a {found!r} model" if found else "it is not a SAM checkpoint")
+                + (f"; call load_sam({found!r}, checkpoint=...)" if found else "")
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sam = builders[model_type](checkpoint=None)
+        sam.load_state_dict(state)
+        sam.to(dev).eval()
+        remember(sam, model_type=model_type, checkpoint=path.name, checkpoint_path=str(path))
+        MODELS.put(key, sam)
+    return SamPredictor(sam)

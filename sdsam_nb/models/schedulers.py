@@ -1,0 +1,59 @@
+"""Samplers: the names :func:`sdsam_nb.load_sd` and the background functions accept, and
+:func:`make_scheduler`, which builds one from a model's own scheduler config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cache import provenance
+
+
+def _scheduler_classes() -> dict[str, tuple[type, dict[str, Any]]]:
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+        LMSDiscreteScheduler,
+        PNDMScheduler,
+        UniPCMultistepScheduler,
+    )
+
+    return {
+        "pndm": (PNDMScheduler, {}),
+        "ddim": (DDIMScheduler, {}),
+        "euler": (EulerDiscreteScheduler, {}),
+        "euler_a": (EulerAncestralDiscreteScheduler, {}),
+        "lms": (LMSDiscreteScheduler, {}),
+        "dpm++": (DPMSolverMultistepScheduler, {}),
+        "dpm++_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+        "unipc": (UniPCMultistepScheduler, {}),
+    }
+
+
+SCHEDULERS = ("pndm", "ddim", "euler", "euler_a", "lms", "dpm++", "dpm++_karras", "unipc")
+"""Sampler names for :func:`load_sd` and the ``scheduler=`` of the background functions.
+``"dpm++"`` is DPM-Solver++ (multistep), the default; ``"pndm"`` is SD v1-4's own."""
+
+
+DEFAULT_SCHEDULER = "dpm++"
+
+
+def make_scheduler(scheduler, pipe):
+    """A new scheduler for ``pipe``: a name from :data:`SCHEDULERS`, built from the config of
+    the scheduler the model came with (so it keeps the model's beta schedule and timestep
+    spacing), or a scheduler instance, returned as is. ``pipe`` is not changed."""
+    from diffusers import SchedulerMixin
+
+    if isinstance(scheduler, SchedulerMixin):
+        return scheduler
+    classes = _scheduler_classes()
+    if not isinstance(scheduler, str) or scheduler not in classes:
+        raise ValueError(
+            f"scheduler={scheduler!r} is not one of {list(SCHEDULERS)}, a diffusers scheduler "
+            "instance or None (the pipeline's own)"
+        )
+    cls, extra = classes[scheduler]
+    own = provenance(pipe).get("own_scheduler") or pipe.scheduler
+    return cls.from_config(own.config, **extra)

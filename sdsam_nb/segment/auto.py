@@ -1,0 +1,274 @@
+"""A mask with no prompt at all: SAM's automatic mask generator proposes masks everywhere and
+:func:`pick_subject` chooses "the subject" by size, centrality and contact with the border.
+
+:func:`auto_subject_mask` returns a :class:`SubjectResult` (``found=False`` with a
+``message`` when nothing qualifies) that carries everything needed to replay it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..images import ImageLike, to_rgb
+from .base import as_segmenter
+from .detect import check_fraction
+
+
+def subject_scores(
+    masks: Sequence[np.ndarray],
+    *,
+    min_frac: float = 0.05,
+    max_frac: float = 0.80,
+    quality: Sequence[float] | None = None,
+) -> list[dict[str, float]]:
+    """Score each ``HxW bool`` mask as "the subject" of its picture (see :func:`pick_subject`).
+
+    Returns one dict per mask with ``score`` (the product below) and its factors, all 0..1:
+
+    * ``size``: 1 when the mask covers ``min_frac``..``max_frac`` of the picture; below that
+      ``area / min_frac``, above ``(1 - area) / (1 - max_frac)``;
+    * ``center``: ``1 - d``, where ``d`` is the distance of the mask's centroid from the
+      image centre in half-width/half-height units, divided by sqrt(2) (0 centre, 1 corner);
+    * ``border``: ``1 - `` the fraction of the mask's boundary pixels that lie on the image
+      border (a disc inside the picture: 1; a strip along an edge: ~0.5; the whole picture: 0);
+    * ``quality``: the given per-mask quality (e.g. SAM's predicted IoU), else 1;
+
+    plus ``area_frac`` and ``border_frac`` for reference. An empty mask scores 0.
+    """
+    if not (0.0 < min_frac < max_frac < 1.0):
+        raise ValueError(f"need 0 < min_frac < max_frac < 1, got {min_frac=}, {max_frac=}")
+    if quality is not None and len(quality) != len(masks):
+        raise ValueError(f"quality has {len(quality)} values for {len(masks)} masks")
+    from scipy import ndimage
+
+    out = []
+    shape = None
+    for i, m in enumerate(masks):
+        m = np.asarray(m)
+        if m.ndim != 2 or m.dtype != bool:
+            raise ValueError(f"masks[{i}] must be an HxW bool array, got {m.dtype} {m.shape}")
+        if shape is not None and m.shape != shape:
+            raise ValueError(f"masks[{i}] is {m.shape}, masks[0] is {shape}: one picture only")
+        shape = m.shape
+        h, w = m.shape
+        area = float(m.mean())
+        q = 1.0 if quality is None else float(np.clip(quality[i], 0.0, 1.0))
+        if area == 0.0:
+            out.append(dict(score=0.0, size=0.0, center=0.0, border=0.0, quality=q,
+                            area_frac=0.0, border_frac=0.0))  # fmt: skip
+            continue
+        if area < min_frac:
+            size = area / min_frac
+        elif area > max_frac:
+            size = (1.0 - area) / (1.0 - max_frac)
+        else:
+            size = 1.0
+        ys, xs = np.nonzero(m)
+        dx = (xs.mean() + 0.5 - w / 2) / (w / 2)
+        dy = (ys.mean() + 0.5 - h / 2) / (h / 2)
+        center = 1.0 - min(1.0, math.hypot(dx, dy) / math.sqrt(2))
+        boundary = m & ~ndimage.binary_erosion(m, border_value=0)
+        on_edge = boundary[0].sum() + boundary[-1].sum() + boundary[1:-1, 0].sum()
+        on_edge += boundary[1:-1, -1].sum()
+        border_frac = float(on_edge) / float(boundary.sum())
+        border = 1.0 - border_frac
+        out.append(
+            dict(
+                score=size * center * border * q,
+                size=size,
+                center=center,
+                border=border,
+                quality=q,
+                area_frac=area,
+                border_frac=border_frac,
+            )
+        )
+    return out
+
+
+def pick_subject(
+    masks: Sequence[np.ndarray],
+    *,
+    min_frac: float = 0.05,
+    max_frac: float = 0.80,
+    quality: Sequence[float] | None = None,
+) -> int | None:
+    """Index of the mask most likely to be the picture's subject, or None.
+
+    The rule: score = size x center x border (x quality), each factor 0..1 as defined in
+    :func:`subject_scores` — a subject fills a fair part of the picture (5..80 % by default),
+    sits near the middle, and is surrounded by background rather than cut by the frame.
+    The highest score wins; ties go to the larger mask, then to the lower index. None when
+    every mask scores 0 (all empty, or all covering the whole picture / touching only the
+    border).
+
+    Raises:
+        ValueError: ``masks`` is empty, not all ``HxW bool`` of one size, or bad fractions.
+    """
+    if len(masks) == 0:
+        raise ValueError("masks is empty: nothing to pick from")
+    scores = subject_scores(masks, min_frac=min_frac, max_frac=max_frac, quality=quality)
+    best = max(range(len(scores)), key=lambda i: (scores[i]["score"], scores[i]["area_frac"], -i))
+    return best if scores[best]["score"] > 0.0 else None
+
+
+@dataclass(eq=False)
+class SubjectResult:
+    """What :func:`auto_subject_mask` chose.
+
+    Attributes:
+        mask: ``HxW bool``, True = subject; all False when nothing was found.
+        found: True when a candidate was chosen.
+        index: the chosen candidate's index in SAM's list (None if not found).
+        score: its score (0..1); ``breakdown`` holds the factors (:func:`subject_scores`).
+        candidates: how many masks SAM's generator proposed.
+        box: the chosen mask's bounding box, XYXY image pixels (None if not found).
+        message: a sentence for the notebook: what was chosen, or what to try.
+        settings: generator and rule settings, for ``run.json``.
+    """
+
+    mask: np.ndarray = field(repr=False)
+    found: bool
+    index: int | None
+    score: float
+    breakdown: dict[str, float]
+    candidates: int
+    box: tuple[float, float, float, float] | None
+    message: str
+    settings: dict
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record (no arrays) for ``run.json``."""
+        return {
+            "found": self.found,
+            "index": self.index,
+            "score": self.score,
+            "breakdown": dict(self.breakdown),
+            "candidates": self.candidates,
+            "box": list(self.box) if self.box else None,
+            "mask_area": int(self.mask.sum()),
+            "message": self.message,
+            "settings": dict(self.settings),
+        }
+
+
+def auto_subject_mask(
+    predictor,
+    image: ImageLike,
+    *,
+    points_per_side: int = 16,
+    points_per_batch: int = 64,
+    pred_iou_thresh: float = 0.88,
+    stability_score_thresh: float = 0.95,
+    min_frac: float = 0.05,
+    max_frac: float = 0.80,
+) -> SubjectResult:
+    """The picture's subject without any prompt: SAM's automatic masks + :func:`pick_subject`.
+
+    Args:
+        predictor: a ``SamPredictor`` from :func:`sdsam_nb.load_sam`; its model runs
+            ``segment_anything.SamAutomaticMaskGenerator`` (the predictor's own image state
+            is left untouched).
+        image: ``PIL.Image`` / ``HxWx3 uint8`` RGB / path.
+        points_per_side: the prompt grid is ``points_per_side**2`` points. SAM's default is
+            32 (1024 decoder prompts); 16 (256) is 4x cheaper on the decoder and still finds
+            anything bigger than ``min_frac`` of the picture, which is all a subject can be.
+            Raise it for small or thin subjects.
+        points_per_batch: prompts decoded at once (memory vs. speed).
+        pred_iou_thresh, stability_score_thresh: SAM's own quality filters (its defaults);
+            0 keeps every proposal.
+        min_frac, max_frac: the subject size range of the rule (fractions of the picture).
+
+    Candidates are scored with the predicted IoU as ``quality`` (see
+    :func:`subject_scores`).
+
+    Returns:
+        A :class:`SubjectResult`. When SAM proposes nothing, or nothing scores above 0,
+        ``found=False`` with an all-False mask and a ``message`` saying what to try
+        (no exception).
+
+    Raises:
+        ValueError: a bad ``predictor``, ``points_per_side``/``points_per_batch`` < 1, a
+            threshold outside 0..1, or bad fractions.
+    """
+    segmenter = as_segmenter(predictor)
+    if not hasattr(segmenter, "automatic_masks"):
+        raise ValueError(
+            f"predictor: the {segmenter.backend} backend has no automatic masks; use "
+            "text_mask(...) or clicks"
+        )
+    for name, value in (
+        ("points_per_side", points_per_side),
+        ("points_per_batch", points_per_batch),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, not {value!r}")
+    pred_iou_thresh = check_fraction(pred_iou_thresh, "pred_iou_thresh")
+    stability_score_thresh = check_fraction(stability_score_thresh, "stability_score_thresh")
+    if not (0.0 < min_frac < max_frac < 1.0):
+        raise ValueError(f"need 0 < min_frac < max_frac < 1, got {min_frac=}, {max_frac=}")
+    array = np.asarray(to_rgb(image))
+    h, w = array.shape[:2]
+    settings = dict(
+        points_per_side=points_per_side,
+        points_per_batch=points_per_batch,
+        pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh,
+        min_frac=min_frac,
+        max_frac=max_frac,
+    )
+    proposals = segmenter.automatic_masks(
+        array,
+        points_per_side=points_per_side,
+        points_per_batch=points_per_batch,
+        pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh,
+    )
+    masks = [np.asarray(p["segmentation"], dtype=bool) for p in proposals]
+    index = None
+    if masks:
+        quality = [float(p["predicted_iou"]) for p in proposals]
+        index = pick_subject(masks, min_frac=min_frac, max_frac=max_frac, quality=quality)
+    if index is None:
+        why = "SAM proposed no masks" if not masks else f"none of SAM's {len(masks)} masks"
+        why += "" if not masks else " looks like a subject (all empty or along the border)"
+        return SubjectResult(
+            mask=np.zeros((h, w), dtype=bool),
+            found=False,
+            index=None,
+            score=0.0,
+            breakdown={},
+            candidates=len(masks),
+            box=None,
+            message=(
+                f"No subject found: {why}. Lower pred_iou_thresh / stability_score_thresh, "
+                "raise points_per_side, or use text_mask(...) or clicks."
+            ),
+            settings=settings,
+        )
+    breakdown = subject_scores(
+        [masks[index]], min_frac=min_frac, max_frac=max_frac, quality=[quality[index]]
+    )[0]
+    mask = masks[index]
+    ys, xs = np.nonzero(mask)
+    box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    return SubjectResult(
+        mask=mask,
+        found=True,
+        index=index,
+        score=breakdown["score"],
+        breakdown=breakdown,
+        candidates=len(masks),
+        box=box,
+        message=(
+            f"Subject: mask {index} of {len(masks)} ({breakdown['area_frac']:.1%} of the "
+            f"picture, score {breakdown['score']:.2f} = size {breakdown['size']:.2f} x centre "
+            f"{breakdown['center']:.2f} x border {breakdown['border']:.2f} x quality "
+            f"{breakdown['quality']:.2f})."
+        ),
+        settings=settings,
+    )

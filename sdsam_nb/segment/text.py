@@ -1,0 +1,234 @@
+"""Masks from a text phrase: a detector finds boxes for it ("red shoes"), the segmenter turns
+each box into a mask, and a documented ``combine`` rule makes one ``HxW bool`` mask of them.
+
+:func:`text_mask` returns a :class:`TextMaskResult` rather than raising when nothing is found
+(``found=False`` with an empty mask and a ``message`` saying what to try); bad arguments raise
+``ValueError`` naming the argument. The result carries everything needed to replay it
+(``to_dict()``) and the boxes a click picker can start from. Boxes are XYXY in image
+pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..images import ImageLike, to_rgb
+from ..models.detectors import load_grounding_dino
+from ..models.sam import load_sam
+from .base import as_segmenter
+from .detect import Detector, check_request, detect
+
+COMBINE_RULES = ("union", "best")
+
+
+@dataclass(eq=False)
+class TextMaskResult:
+    """What :func:`text_mask` found, and everything needed to replay it.
+
+    Attributes:
+        mask: ``HxW bool``, True = subject; all False when nothing was found.
+        boxes: every detected box kept, XYXY floats in image pixels, highest score first.
+        labels: the phrase each box matched.
+        scores: each box's detection score (0..1).
+        text: the phrase as given.
+        found: True when at least one box was detected (``boxes`` is not empty).
+        combine: ``"union"`` or ``"best"``.
+        box_threshold, text_threshold, max_boxes: the settings used.
+        used: indices into ``boxes`` whose masks make ``mask`` (union: all, best: ``[0]``).
+        box_masks: one ``HxW bool`` SAM mask per entry of ``used``.
+        message: a sentence for the notebook: what was found, or what to try.
+        detector: the detector's source (model id, folder, ``"tiny"``) or its repr.
+    """
+
+    mask: np.ndarray = field(repr=False)
+    boxes: list[tuple[float, float, float, float]]
+    labels: list[str]
+    scores: list[float]
+    text: str
+    found: bool
+    combine: str
+    box_threshold: float
+    text_threshold: float
+    max_boxes: int | None
+    used: list[int]
+    box_masks: list[np.ndarray] = field(repr=False)
+    message: str
+    detector: str
+
+    @property
+    def best_box(self) -> tuple[float, float, float, float] | None:
+        """The highest-scoring box (XYXY image pixels), or None: a click picker's start."""
+        return self.boxes[0] if self.boxes else None
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record (no arrays) for ``run.json``: enough to replay the call."""
+        return {
+            "text": self.text,
+            "box_threshold": self.box_threshold,
+            "text_threshold": self.text_threshold,
+            "combine": self.combine,
+            "max_boxes": self.max_boxes,
+            "detector": self.detector,
+            "found": self.found,
+            "boxes": [list(b) for b in self.boxes],
+            "labels": list(self.labels),
+            "scores": list(self.scores),
+            "used": list(self.used),
+            "mask_area": int(self.mask.sum()),
+            "message": self.message,
+        }
+
+
+def box_masks(predictor, image: ImageLike, boxes, *, batch: int = 16) -> np.ndarray:
+    """Masks for XYXY ``boxes`` (image pixels), one per box: ``NxHxW bool``.
+
+    ``predictor`` is any segmentation model :func:`sdsam_nb.segment.as_segmenter` accepts.
+    The image encoder runs once, then the boxes are decoded in batches of ``batch`` with one
+    candidate each (a box is an unambiguous prompt; SAM's README does the same).
+    """
+    segmenter = as_segmenter(predictor)
+    array = np.asarray(to_rgb(image))
+    h, w = array.shape[:2]
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if len(boxes) == 0:
+        return np.zeros((0, h, w), dtype=bool)
+    return segmenter.predict_boxes(segmenter.embed(array), boxes, batch=batch)
+
+
+def find_boxes(
+    image: ImageLike,
+    text: str,
+    *,
+    detector: Detector | None = None,
+    box_threshold: float = 0.35,
+    text_threshold: float = 0.25,
+    max_boxes: int | None = 20,
+) -> tuple[list[tuple[float, float, float, float]], list[str], list[float], str]:
+    """Grounding DINO's boxes for ``text`` on ``image``, without SAM.
+
+    Returns ``(boxes, labels, scores, source)``: XYXY image-pixel boxes clipped to the image,
+    sorted by score (best first), at most ``max_boxes``; ``source`` names the detector.
+    Raises ``ValueError`` for the same bad arguments as :func:`text_mask`.
+    """
+    rgb = to_rgb(image)
+    if detector is None:
+        check_request(text, box_threshold, text_threshold, max_boxes)  # before loading one
+        detector = load_grounding_dino()
+    return detect(
+        detector,
+        rgb,
+        text,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        max_boxes=max_boxes,
+    )
+
+
+def text_mask(
+    image: ImageLike,
+    text: str,
+    *,
+    detector: Detector | None = None,
+    predictor=None,
+    box_threshold: float = 0.35,
+    text_threshold: float = 0.25,
+    combine: str = "union",
+    max_boxes: int | None = 20,
+) -> TextMaskResult:
+    """Mask what ``text`` names: Grounding DINO boxes, SAM masks, one combined mask.
+
+    Args:
+        image: ``PIL.Image`` / ``HxWx3 uint8`` RGB / path (see :func:`sdsam_nb.to_rgb`).
+        text: the phrase, e.g. ``"red shoes"``; several phrases separated by dots.
+        detector: any callable ``(image, text, box_threshold, text_threshold) -> (boxes Nx4
+            XYXY image pixels, labels, scores)``; ``None`` loads
+            ``load_grounding_dino()`` (``IDEA-Research/grounding-dino-tiny``).
+        predictor: a ``SamPredictor`` from :func:`sdsam_nb.load_sam`; ``None`` loads
+            ``load_sam()`` (vit_b). Its image is set to ``image``.
+        box_threshold: keep boxes whose score is above this (0..1; Grounding DINO's demo
+            uses 0.35). 0 keeps every query, 1 keeps none.
+        text_threshold: a prompt token joins a box's label above this probability (0..1).
+        combine: with several boxes, ``"union"`` ORs every box's mask (all shoes of a
+            pair); ``"best"`` keeps only the highest-scoring box's mask (one subject).
+        max_boxes: segment at most this many boxes, highest scores first (``None``: all;
+            Grounding DINO can return up to 900 with low thresholds).
+
+    Boxes are clipped to the image; boxes empty after clipping are dropped. Ties in score
+    keep the detector's order.
+
+    Returns:
+        A :class:`TextMaskResult`. When nothing is found: ``found=False``, an all-False mask,
+        no boxes, and a ``message`` saying what to try (SAM is not run).
+
+    Raises:
+        ValueError: empty ``text``, a threshold outside 0..1, an unknown ``combine``, a bad
+            ``max_boxes``, a ``detector`` that is not callable or returns malformed output.
+        ModelUnavailableError: ``detector``/``predictor`` is None and the default model
+            cannot be had.
+    """
+    if combine not in COMBINE_RULES:
+        raise ValueError(f"combine must be one of {list(COMBINE_RULES)}, not {combine!r}")
+    if predictor is not None:
+        as_segmenter(predictor)
+    rgb = to_rgb(image)
+    w, h = rgb.size
+    boxes, labels, scores, source = find_boxes(
+        rgb,
+        text,
+        detector=detector,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        max_boxes=max_boxes,
+    )
+    box_threshold, text_threshold = float(box_threshold), float(text_threshold)
+    settings = dict(
+        text=text,
+        combine=combine,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        max_boxes=max_boxes,
+        detector=source,
+    )
+    if not boxes:
+        return TextMaskResult(
+            mask=np.zeros((h, w), dtype=bool),
+            boxes=[],
+            labels=[],
+            scores=[],
+            found=False,
+            used=[],
+            box_masks=[],
+            message=(
+                f"Nothing found for {text!r} with box_threshold={box_threshold}: lower "
+                "box_threshold (e.g. 0.25), name the subject with a short noun phrase "
+                "('red shoes'), or click the subject instead."
+            ),
+            **settings,
+        )
+    if predictor is None:
+        predictor = load_sam()
+    used = list(range(len(boxes))) if combine == "union" else [0]
+    masks = box_masks(predictor, rgb, [boxes[i] for i in used])
+    mask = np.logical_or.reduce(masks, axis=0)
+    what = f"{len(boxes)} box{'es' if len(boxes) > 1 else ''} for {text!r}"
+    rule = (
+        f"union of {len(used)} masks"
+        if combine == "union"
+        else f"best box only (score {scores[0]:.2f}, {labels[0]!r})"
+    )
+    message = f"{what}; {rule}: {mask.mean():.1%} of the picture."
+    if not mask.any():
+        message += " SAM returned an empty mask: try another box or click the subject."
+    return TextMaskResult(
+        mask=mask,
+        boxes=boxes,
+        labels=labels,
+        scores=scores,
+        found=True,
+        used=used,
+        box_masks=list(masks),
+        message=message,
+        **settings,
+    )
