@@ -21,9 +21,10 @@ from .background import (
     score_results,
 )
 from .images import check_subject
-from .models import load_grounding_dino, load_sam, load_sd
+from .models import load_sam, load_sd
 from .runs import Run, load_subject, model_info
 from .segment.clicks import ClickSegmenter
+from .segment.text import load_text_detector
 
 
 def stable_diffusion(run: Run, p: dict):
@@ -67,8 +68,9 @@ def subject_variations(run: Run, pipe, p: dict) -> tuple[list[Image.Image], Imag
 def segmenter(run: Run, subject: Image.Image, p: dict):
     """``(predictor, segmenter)``: SAM ``p["sam_model"]`` loaded and recorded, the picture
     embedded once, and the prompts replayed: a recorded ``clicks`` history exactly, else a
-    ``text_prompt`` (Grounding DINO ``detector_model`` finds the box), else ``points`` and
-    ``box``; ``candidate`` picks among SAM's candidates."""
+    ``text_prompt`` (``detector_model`` of ``text_method``, Grounding DINO or SAM 3, finds the
+    box, best score first), else ``points`` and ``box``; ``candidate`` picks among SAM's
+    candidates."""
     with run.step("load_sam"):
         predictor = load_sam(p["sam_model"])
     run.log_model("sam", model_info(predictor, p["sam_model"]))
@@ -80,7 +82,9 @@ def segmenter(run: Run, subject: Image.Image, p: dict):
                 predictor,
                 subject,
                 text=p["text_prompt"],
-                detector=load_grounding_dino(p["detector_model"]),
+                detector=load_text_detector(
+                    p.get("text_method", "grounding_dino"), p["detector_model"]
+                ),
                 box_threshold=p["box_threshold"],
                 text_threshold=p["text_threshold"],
                 chosen=p["candidate"],

@@ -1,6 +1,8 @@
 """MaskPicker in a real browser: JupyterLab + headless Chromium, clicks checked in the kernel.
 
-The notebook (written by the test) shows a MaskPicker over the tiny SAM and, after every
+The notebook (written by the test) shows a MaskPicker over a tiny model (segment_anything's
+tiny SAM, then transformers' tiny SAM 2: the picker talks to both through one interface) and,
+after every
 change, writes the segmenter's state to ``state.json`` through ``picker.on_change``: the test
 clicks with playwright and reads what the *kernel* saw. Run it with ``pytest -m browser``.
 
@@ -19,6 +21,7 @@ import nbformat
 import pytest
 from browser_harness import Chromium, LabServer, find_chromium, open_notebook, run_all_confirmed
 from browser_harness import wait_for as _wait_for
+from conftest import load_or_skip
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +48,7 @@ from sdsam_nb.segment.widget import MaskPicker
 yy, xx = np.mgrid[0:{h}, 0:{w}]
 pixels = np.stack([xx * 255 // {w}, yy * 255 // {h}, np.full_like(xx, 90)], -1).astype(np.uint8)
 pixels[(xx - {w} // 2) ** 2 + (yy - {h} // 2) ** 2 < ({h} // 4) ** 2] = (220, 30, 30)
-picker = MaskPicker(ClickSegmenter(sdsam_nb.load_sam("tiny"), Image.fromarray(pixels)))
+picker = MaskPicker(ClickSegmenter(sdsam_nb.load_sam({model!r}), Image.fromarray(pixels)))
 picker.canvas.add_class("sdsam-test-canvas")
 changes = 0
 
@@ -78,7 +81,7 @@ picker
 """
 
 
-def write_notebook(path: Path, out: Path) -> None:
+def write_notebook(path: Path, out: Path, model: str) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -87,7 +90,7 @@ def write_notebook(path: Path, out: Path) -> None:
     }
     nb.cells = [
         nbformat.v4.new_code_cell(SETUP.format(out=str(out))),
-        nbformat.v4.new_code_cell(PICKER.format(w=IMAGE_W, h=IMAGE_H)),
+        nbformat.v4.new_code_cell(PICKER.format(w=IMAGE_W, h=IMAGE_H, model=model)),
     ]
     # Collapse the long cell's source so that the widget sits in the first screen.
     nb.cells[1].metadata["jupyter"] = {"source_hidden": True}
@@ -105,17 +108,19 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture
-def lab(chromium_path, tmp_path, tiny_sam):
-    """JupyterLab serving a folder with the picker notebook; the kernel uses the test cache.
+@pytest.fixture(params=["tiny", "tiny-sam2"])
+def lab(request, chromium_path, tmp_path):
+    """JupyterLab serving a folder with the picker notebook over the model ``request.param``
+    (built here first); the kernel uses the test cache.
 
     Asks for ``chromium_path`` first so that a missing browser skips (or fails) at once.
     """
+    load_or_skip(request.param)
     root = tmp_path / "notebooks"
     out = tmp_path / "kernel-out"
     root.mkdir()
     out.mkdir()
-    write_notebook(root / "picker.ipynb", out)
+    write_notebook(root / "picker.ipynb", out, request.param)
     env = {"SDSAM_CACHE": os.environ["SDSAM_CACHE"], "HF_HUB_OFFLINE": "1"}
     server = LabServer(tmp_path / "jupyter-home", root, env=env)
     try:

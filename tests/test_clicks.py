@@ -1,5 +1,9 @@
-"""ClickSegmenter on the built-in tiny SAM (random weights: assertions are on state, shapes,
-counts and exact equality between runs, never on how good a mask looks)."""
+"""ClickSegmenter on the built-in tiny models of every backend (random weights: assertions are
+on state, shapes, counts and exact equality between runs, never on how good a mask looks).
+
+Tests taking ``tiny_sam`` run once per backend: segment_anything's tiny SAM and the tiny
+transformers SAM, SlimSAM, SAM-HQ and SAM 2 (all loaded by ``load_sam`` through the same code
+as real weights); tests that spy on ``SamPredictor`` use segment_anything's."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import load_or_skip
 from PIL import Image
 
 import sdsam_nb
@@ -17,6 +22,15 @@ def gradient(w: int, h: int) -> Image.Image:
     yy, xx = np.mgrid[0:h, 0:w]
     a = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], -1)
     return Image.fromarray(a.astype(np.uint8))
+
+
+BACKENDS = ["tiny", "tiny-sam", "tiny-slimsam", "tiny-sam-hq", "tiny-sam2"]
+
+
+@pytest.fixture(params=BACKENDS)
+def tiny_sam(request, _private_cache):
+    """Each backend's tiny model (this module's own, overriding conftest's)."""
+    return load_or_skip(request.param)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from PIL import Image
 
 from sdsam_nb import runs
 from sdsam_nb.__main__ import CHAIN, WALKTHROUGH, compare_runs, execute_chain, replay
+from sdsam_nb.models import hf_sam
 
 NOTEBOOKS = runs.kit_dir("notebooks")
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -267,3 +268,19 @@ def test_a_run_recorded_before_executions_replays_identically(chain_run, tmp_pat
     new, differ = replay(old, progress=False)
     assert differ == [] and new.path.parent == old.parent
     assert new.status == "done"
+
+
+@pytest.mark.slow
+def test_click_notebook_with_a_transformers_segmenter(tmp_path):
+    """02 with ``sam_model`` a transformers SAM 2 (tiny): the clicks, the record naming the
+    backend, and a bit-identical replay."""
+    if not hf_sam.available("tiny-sam2"):
+        pytest.skip("the installed transformers has no SAM 2")
+    params = {**FAST, "sam_model": "tiny-sam2"}
+    run = execute_chain(["02_click_to_mask"], params, output_root=tmp_path, progress=False)
+    sam = run.record["models"]["sam"]
+    assert sam["backend"] == "transformers" and sam["family"] == "sam2"
+    assert sam["requested"] == sam["model"] == "tiny-sam2" and len(sam["checksum"]) == 64
+    assert Image.open(run.file("mask")).size == (512, 384)
+    new, differ = replay(run.path, progress=False)
+    assert differ == [] and new.record["models"]["sam"]["family"] == "sam2"

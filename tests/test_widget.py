@@ -16,6 +16,7 @@ import types
 
 import numpy as np
 import pytest
+from conftest import load_or_skip
 from ipycanvas import canvas as ipc
 from PIL import Image
 
@@ -92,10 +93,13 @@ def drawn(monkeypatch):
     return record
 
 
-@pytest.fixture
-def make_picker(tiny_sam):
+@pytest.fixture(params=["tiny", "tiny-sam", "tiny-slimsam", "tiny-sam-hq", "tiny-sam2"])
+def make_picker(request, _private_cache):
+    """Pickers over each backend's tiny model: the picker only talks to the interface."""
+    model = load_or_skip(request.param)
+
     def make(image, **kwargs):
-        return MaskPicker(ClickSegmenter(tiny_sam, image), **kwargs)
+        return MaskPicker(ClickSegmenter(model, image), **kwargs)
 
     return make
 

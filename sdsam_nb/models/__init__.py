@@ -11,6 +11,7 @@ module             holds
 ``sd``             :func:`load_sd`, :func:`inpainting`, :func:`img2img` (shared weights)
 ``sam``            :func:`load_sam`, official SAM checkpoints (download, sha256 check)
 ``detectors``      :func:`load_grounding_dino` (text -> boxes)
+``sam3``           :func:`load_sam3` (text -> every instance's mask and box), the tiny SAM 3
 ``tiny``           the built-in tiny models, built offline through the same classes
 =================  ==========================================================================
 """
@@ -29,12 +30,14 @@ from .cache import (
 from .detectors import DEFAULT_GROUNDING_DINO, GroundingDinoDetector, load_grounding_dino
 from .devices import device_report, in_colab, pick_device, pick_dtype
 from .sam import SAM_CHECKPOINTS, load_sam, sam_checkpoint_path
+from .sam3 import DEFAULT_SAM3, Sam3TextSegmenter, load_sam3
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
 from .sd import DEFAULT_SD, INPAINTING_SD, img2img, inpainting, load_sd
 
 __all__ = [
     "DEFAULT_GROUNDING_DINO",
     "DEFAULT_SCHEDULER",
+    "DEFAULT_SAM3",
     "DEFAULT_SD",
     "INPAINTING_SD",
     "MODELS",
@@ -44,6 +47,7 @@ __all__ = [
     "GroundingDinoDetector",
     "ModelCache",
     "ModelUnavailableError",
+    "Sam3TextSegmenter",
     "cache_dir",
     "clear_loaded",
     "device_report",
@@ -52,6 +56,7 @@ __all__ = [
     "inpainting",
     "load_grounding_dino",
     "load_sam",
+    "load_sam3",
     "load_sd",
     "make_scheduler",
     "pick_device",

@@ -15,6 +15,7 @@ import torch
 from . import tiny
 from .cache import MODELS, TINY, ModelUnavailableError, cache_dir, remember, sha256_file
 from .devices import pick_device
+from .hf_sam import TINY_VARIANTS, load_transformers_sam
 
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
@@ -109,30 +110,60 @@ def load_sam(
     checkpoint: str | os.PathLike | None = None,
     *,
     device: str | torch.device | None = None,
+    revision: str | None = None,
 ):
-    """A ``segment_anything.SamPredictor`` for ``vit_b`` / ``vit_l`` / ``vit_h`` or ``"tiny"``.
+    """A Segment Anything model for clicks: segment_anything's, or one of transformers'.
 
     Args:
-        model_type: the architecture; ``"tiny"`` is the built-in offline model.
-        checkpoint: a state-dict ``.pth``; ``None`` uses the official one, downloaded once
-            into ``cache_dir()/sam`` and verified against the sha256 prefix in its name.
-        device: ``None`` picks CUDA, then MPS, then CPU. The weights are read on the CPU
-            (``weights_only=True``) and then moved, so GPU-saved files load anywhere.
+        model_type: which model.
+
+            * ``"vit_b"`` / ``"vit_l"`` / ``"vit_h"``: segment_anything's official SAM;
+              ``"tiny"`` its built-in offline model.
+            * a Hugging Face id or a folder written by ``save_pretrained`` of a transformers
+              family: SAM (``facebook/sam-vit-base|large|huge``), SlimSAM
+              (``Zigeng/SlimSAM-uniform-77``, ``-50``), SAM-HQ (``SamHQModel`` checkpoints such
+              as ``syscv-community/sam-hq-vit-base``), SAM 2.1
+              (``facebook/sam2.1-hiera-tiny|small|base-plus|large``). The family is read from
+              the checkpoint's ``config.json``.
+            * ``"tiny-sam"``, ``"tiny-slimsam"``, ``"tiny-sam-hq"``, ``"tiny-sam2"``: built-in
+              offline transformers models of each family (random weights).
+        checkpoint: segment_anything only: a state-dict ``.pth``; ``None`` uses the official
+            one, downloaded once into ``cache_dir()/sam`` and verified against the sha256
+            prefix in its name.
+        device: ``None`` picks CUDA, then MPS, then CPU. segment_anything weights are read on
+            the CPU (``weights_only=True``) and then moved, so GPU-saved files load anywhere.
+        revision: transformers only: a hub revision (branch, tag or commit) to pin.
 
     Returns:
-        A new ``SamPredictor`` (its own image state) around a model loaded once per process.
+        For segment_anything a new ``SamPredictor`` (its own image state); for transformers a
+        :class:`sdsam_nb.segment.hf.TransformersSam`. Either way the weights are loaded once
+        per process, and :class:`sdsam_nb.ClickSegmenter` and the picker take it as it is.
 
     Raises:
-        ValueError: unknown ``model_type``, a checkpoint of another architecture (the message
-            names both), or a file whose hash does not match its name.
+        ValueError: an unknown name, a checkpoint of another architecture or family (the
+            message names what was given and what is accepted), a SAM 3 checkpoint (it takes
+            text, not clicks), or a file whose hash does not match its name.
         FileNotFoundError: ``checkpoint`` does not exist (``ModelUnavailableError`` when the
-            official file can neither be found nor downloaded).
+            model can neither be found nor downloaded).
     """
     from segment_anything import SamPredictor
 
     builders = _sam_builders()
     if model_type not in builders:
-        raise ValueError(f"model_type={model_type!r} is not one of {sorted(builders)}")
+        if checkpoint is not None:
+            raise ValueError(
+                f"checkpoint= is for segment_anything's {sorted(builders)}; "
+                f"{model_type!r} is loaded from its own folder or hub id"
+            )
+        if not isinstance(model_type, (str, os.PathLike)) or not str(model_type):
+            raise ValueError(
+                f"model_type={model_type!r}: give one of {sorted(builders)}, "
+                f"{list(TINY_VARIANTS)} or a transformers SAM id such as "
+                "'facebook/sam2.1-hiera-tiny'"
+            )
+        return load_transformers_sam(str(model_type), device=device, revision=revision)
+    if revision is not None:
+        raise ValueError("revision= is for transformers models; segment_anything files have none")
     dev = pick_device(device)
     if checkpoint is None:
         path = sam_checkpoint_path(model_type)

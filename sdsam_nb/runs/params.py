@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..models import SCHEDULERS
+from ..segment.text import TEXT_METHODS
 from ..validate import is_finite, is_int, is_points
 
 
@@ -93,6 +94,10 @@ SPEC: dict[str, Param] = {
         lambda v: v is None or isinstance(v, dict), "None or a dict from to_dict()", True
     ),
     "text_prompt": _text_or_none(),
+    "text_method": Param(
+        lambda v: isinstance(v, str) and v in TEXT_METHODS,
+        "one of " + ", ".join(repr(n) for n in TEXT_METHODS),
+    ),
     "detector_model": _text(),
     "box_threshold": _fraction(),
     "text_threshold": _fraction(),

@@ -10,7 +10,16 @@ from typing import Any
 from ..models import provenance, sha256_file
 
 # what of the loaders' provenance run.json records (as it did before provenance was kept)
-_RECORDED = ("model", "revision", "scheduler", "model_type", "checkpoint", "checkpoint_path")
+_RECORDED = (
+    "backend",
+    "family",
+    "model",
+    "revision",
+    "scheduler",
+    "model_type",
+    "checkpoint",
+    "checkpoint_path",
+)
 
 
 def model_info(obj, requested: str) -> dict:

@@ -1,5 +1,8 @@
 """Masks from a text phrase: a detector finds boxes for it ("red shoes"), the segmenter turns
 each box into a mask, and a documented ``combine`` rule makes one ``HxW bool`` mask of them.
+The ``method`` is chosen by name in :data:`TEXT_METHODS`: ``"grounding_dino"`` (Grounding DINO
+boxes, SAM masks) or ``"sam3"`` (SAM 3 finds and masks every instance itself,
+:mod:`sdsam_nb.segment.text_sam3`).
 
 :func:`text_mask` returns a :class:`TextMaskResult` rather than raising when nothing is found
 (``found=False`` with an empty mask and a ``message`` saying what to try); bad arguments raise
@@ -10,15 +13,19 @@ pixels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from ..images import ImageLike, to_rgb
-from ..models.detectors import load_grounding_dino
+from ..models.detectors import DEFAULT_GROUNDING_DINO, load_grounding_dino
 from ..models.sam import load_sam
+from ..models.sam3 import DEFAULT_SAM3, load_sam3
 from .base import as_segmenter
 from .detect import Detector, check_request, detect
+from .text_sam3 import sam3_instances
 
 COMBINE_RULES = ("union", "best")
 
@@ -37,7 +44,8 @@ class TextMaskResult:
         combine: ``"union"`` or ``"best"``.
         box_threshold, text_threshold, max_boxes: the settings used.
         used: indices into ``boxes`` whose masks make ``mask`` (union: all, best: ``[0]``).
-        box_masks: one ``HxW bool`` SAM mask per entry of ``used``.
+        box_masks: one ``HxW bool`` mask per entry of ``used`` (SAM's from each box, or
+            SAM 3's own instance masks).
         message: a sentence for the notebook: what was found, or what to try.
         detector: the detector's source (model id, folder, ``"tiny"``) or its repr.
     """
@@ -126,10 +134,91 @@ def find_boxes(
     )
 
 
+def grounding_dino_boxes(
+    image: Image.Image,
+    text: str,
+    *,
+    detector: Detector | None = None,
+    predictor=None,
+    box_threshold: float = 0.35,
+    text_threshold: float = 0.25,
+    max_boxes: int | None = 20,
+):
+    """The Grounding DINO method of :func:`text_mask`: the detector's boxes, SAM's masks.
+
+    Returns:
+        ``(boxes, labels, scores, source, masks_for)`` as :func:`find_boxes` plus
+        ``masks_for(used)``: the ``NxHxW bool`` SAM masks of the boxes at the indices
+        ``used`` (``predictor``, else ``load_sam()``, is loaded only then).
+    """
+    if predictor is not None:
+        as_segmenter(predictor)
+    boxes, labels, scores, source = find_boxes(
+        image,
+        text,
+        detector=detector,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        max_boxes=max_boxes,
+    )
+
+    def masks_for(used: list[int]) -> np.ndarray:
+        sam = load_sam() if predictor is None else predictor
+        return box_masks(sam, image, [boxes[i] for i in used])
+
+    return boxes, labels, scores, source, masks_for
+
+
+@dataclass(frozen=True)
+class TextMethod:
+    """One way from a phrase to masks.
+
+    ``find(image RGB PIL, text, *, detector, predictor, box_threshold, text_threshold,
+    max_boxes) -> (boxes, labels, scores, source, masks_for)``; ``load(model, device=)``
+    loads its detector (a :data:`~sdsam_nb.segment.detect.Detector` callable);
+    ``default_model`` is what ``load`` gets by default.
+    """
+
+    find: Callable
+    load: Callable
+    default_model: str
+
+
+TEXT_METHODS: dict[str, TextMethod] = {
+    "grounding_dino": TextMethod(grounding_dino_boxes, load_grounding_dino, DEFAULT_GROUNDING_DINO),
+    "sam3": TextMethod(sam3_instances, load_sam3, DEFAULT_SAM3),
+}
+
+
+def text_method(method: str) -> TextMethod:
+    """The :class:`TextMethod` called ``method``; ``ValueError`` naming the accepted ones."""
+    if not isinstance(method, str) or method not in TEXT_METHODS:
+        raise ValueError(f"method must be one of {list(TEXT_METHODS)}, not {method!r}")
+    return TEXT_METHODS[method]
+
+
+def load_text_detector(
+    method: str = "grounding_dino", model: str | None = None, *, device=None
+) -> Detector:
+    """Load the detector of ``method`` (once per process), e.g. for
+    :meth:`ClickSegmenter.set_text <sdsam_nb.ClickSegmenter.set_text>`.
+
+    ``model``: a hub id, a folder or ``"tiny"`` (the tiny model of ``method``); ``None`` or
+    Grounding DINO's default id (the notebooks' ``detector_model`` default) mean the
+    method's own default (``facebook/sam3`` for ``"sam3"``). A SAM 3 segmenter is callable
+    as a detector: its boxes, best first.
+    """
+    spec = text_method(method)
+    if model is None or model == DEFAULT_GROUNDING_DINO:
+        model = spec.default_model
+    return spec.load(model, device=device)
+
+
 def text_mask(
     image: ImageLike,
     text: str,
     *,
+    method: str = "grounding_dino",
     detector: Detector | None = None,
     predictor=None,
     box_threshold: float = 0.35,
@@ -137,19 +226,26 @@ def text_mask(
     combine: str = "union",
     max_boxes: int | None = 20,
 ) -> TextMaskResult:
-    """Mask what ``text`` names: Grounding DINO boxes, SAM masks, one combined mask.
+    """Mask what ``text`` names: boxes and a mask per box, then one combined mask.
 
     Args:
         image: ``PIL.Image`` / ``HxWx3 uint8`` RGB / path (see :func:`sdsam_nb.to_rgb`).
         text: the phrase, e.g. ``"red shoes"``; several phrases separated by dots.
-        detector: any callable ``(image, text, box_threshold, text_threshold) -> (boxes Nx4
-            XYXY image pixels, labels, scores)``; ``None`` loads
-            ``load_grounding_dino()`` (``IDEA-Research/grounding-dino-tiny``).
+        method: ``"grounding_dino"`` (default): Grounding DINO finds boxes, SAM masks each
+            box. ``"sam3"``: SAM 3 finds and masks every instance of the phrase itself (no
+            ``predictor``).
+        detector: for ``"grounding_dino"`` any callable ``(image, text, box_threshold,
+            text_threshold) -> (boxes Nx4 XYXY image pixels, labels, scores)``; ``None``
+            loads ``load_grounding_dino()`` (``IDEA-Research/grounding-dino-tiny``). For
+            ``"sam3"`` a segmenter from :func:`sdsam_nb.load_sam3`; ``None`` loads
+            ``load_sam3()`` (``facebook/sam3``).
         predictor: a ``SamPredictor`` from :func:`sdsam_nb.load_sam`; ``None`` loads
-            ``load_sam()`` (vit_b). Its image is set to ``image``.
+            ``load_sam()`` (vit_b). Its image is set to ``image``. Not used by ``"sam3"``.
         box_threshold: keep boxes whose score is above this (0..1; Grounding DINO's demo
-            uses 0.35). 0 keeps every query, 1 keeps none.
-        text_threshold: a prompt token joins a box's label above this probability (0..1).
+            uses 0.35; with ``"sam3"`` SAM 3's instance score). 0 keeps every query, 1 keeps
+            none.
+        text_threshold: a prompt token joins a box's label above this probability (0..1;
+            not used by ``"sam3"``, whose labels are the phrases).
         combine: with several boxes, ``"union"`` ORs every box's mask (all shoes of a
             pair); ``"best"`` keeps only the highest-scoring box's mask (one subject).
         max_boxes: segment at most this many boxes, highest scores first (``None``: all;
@@ -163,21 +259,23 @@ def text_mask(
         no boxes, and a ``message`` saying what to try (SAM is not run).
 
     Raises:
-        ValueError: empty ``text``, a threshold outside 0..1, an unknown ``combine``, a bad
-            ``max_boxes``, a ``detector`` that is not callable or returns malformed output.
+        ValueError: an unknown ``method``, empty ``text``, a threshold outside 0..1, an
+            unknown ``combine``, a bad ``max_boxes``, a ``detector`` that is not callable or
+            returns malformed output (with ``"sam3"``: not a SAM 3 segmenter), a
+            ``predictor`` with ``"sam3"``.
         ModelUnavailableError: ``detector``/``predictor`` is None and the default model
             cannot be had.
     """
+    spec = text_method(method)
     if combine not in COMBINE_RULES:
         raise ValueError(f"combine must be one of {list(COMBINE_RULES)}, not {combine!r}")
-    if predictor is not None:
-        as_segmenter(predictor)
     rgb = to_rgb(image)
     w, h = rgb.size
-    boxes, labels, scores, source = find_boxes(
+    boxes, labels, scores, source, masks_for = spec.find(
         rgb,
         text,
         detector=detector,
+        predictor=predictor,
         box_threshold=box_threshold,
         text_threshold=text_threshold,
         max_boxes=max_boxes,
@@ -207,10 +305,8 @@ def text_mask(
             ),
             **settings,
         )
-    if predictor is None:
-        predictor = load_sam()
     used = list(range(len(boxes))) if combine == "union" else [0]
-    masks = box_masks(predictor, rgb, [boxes[i] for i in used])
+    masks = masks_for(used)
     mask = np.logical_or.reduce(masks, axis=0)
     what = f"{len(boxes)} box{'es' if len(boxes) > 1 else ''} for {text!r}"
     rule = (

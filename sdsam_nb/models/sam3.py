@@ -1,0 +1,267 @@
+"""SAM 3 (transformers ``Sam3Model``): every instance of a concept named in text, with masks.
+
+:func:`load_sam3` loads ``facebook/sam3`` (or a folder, or ``"tiny"``) once per process and
+returns a :class:`Sam3TextSegmenter`: ``segment(image, text)`` gives per-instance masks, boxes
+and scores; called as ``segmenter(image, text, box_threshold, text_threshold)`` it meets the
+:data:`sdsam_nb.segment.detect.Detector` contract (boxes only), so a click segmenter can
+start from its best box. :func:`sam3_folder` builds the tiny offline SAM 3.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..images import ImageLike, to_rgb
+from .cache import MODELS, remember, resolve_model, unavailable
+from .devices import pick_device
+from .tiny import SEED, _publish, write_clip_vocab
+
+DEFAULT_SAM3 = "facebook/sam3"
+# "sam3_video" checkpoints (facebook/sam3 itself) hold the image detector as detector_config,
+# which Sam3Model loads.
+SAM3_MODEL_TYPES = ("sam3", "sam3_video")
+SAM3_RECIPE = "sam3-tiny-r1"
+
+
+def sam3_phrases(text: str) -> list[str]:
+    """The noun phrases of ``text``: split at dots, whitespace collapsed, empty ones dropped.
+
+    ``"red shoes. hat"`` -> ``["red shoes", "hat"]``; SAM 3 takes one concept per prompt.
+    """
+    phrases = (" ".join(part.split()) for part in text.split("."))
+    return [p for p in phrases if p]
+
+
+class Sam3TextSegmenter:
+    """A SAM 3 processor + model pair: text -> instance masks, boxes and scores.
+
+    Attributes:
+        processor: the ``transformers`` ``Sam3Processor`` (image processor + CLIP tokenizer).
+        model: the ``Sam3Model`` in eval mode on ``device``.
+        source: the model id, folder or ``"tiny"`` it was loaded from (for ``run.json``).
+    """
+
+    def __init__(self, processor, model, source: str):
+        self.processor = processor
+        self.model = model
+        self.source = source
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __repr__(self) -> str:
+        return f"Sam3TextSegmenter(source={self.source!r}, device={str(self.device)!r})"
+
+    @torch.inference_mode()
+    def segment(
+        self,
+        image: ImageLike,
+        text: str,
+        threshold: float = 0.35,
+        mask_threshold: float = 0.5,
+    ) -> tuple[np.ndarray, np.ndarray, list[float], list[str]]:
+        """Every instance of what ``text`` names in ``image``.
+
+        ``text`` is one noun phrase (``"red shoes"``) or several separated by dots; the image
+        encoder runs once and each phrase is decoded on its own.
+
+        Returns:
+            ``(masks, boxes, scores, labels)``: ``NxHxW bool`` masks at the picture's size,
+            an ``Nx4 float32`` array of XYXY boxes in image pixels (clipped to the picture),
+            each instance's score (query score x presence score, 0..1) and the phrase it
+            matched, highest score first. An instance is kept when its score is strictly
+            above ``threshold`` (so 1.0 keeps nothing); a pixel belongs to its mask when its
+            probability is above ``mask_threshold``.
+        """
+        rgb = to_rgb(image)
+        w, h = rgb.size
+        phrases = sam3_phrases(text)
+        if not phrases:
+            raise ValueError(f"text must name what to mask, e.g. 'red shoes', not {text!r}")
+        images = self.processor(images=rgb, return_tensors="pt")
+        pixels = images["pixel_values"].to(self.device, self.model.dtype)
+        vision = self.model.get_vision_features(pixel_values=pixels)
+        masks, boxes, scores, labels = [], [], [], []
+        for phrase in phrases:
+            words = self.processor(text=phrase, return_tensors="pt").to(self.device)
+            outputs = self.model(
+                vision_embeds=vision,
+                input_ids=words["input_ids"],
+                attention_mask=words["attention_mask"],
+            )
+            found = self.processor.post_process_instance_segmentation(
+                outputs, threshold=threshold, mask_threshold=mask_threshold, target_sizes=[(h, w)]
+            )[0]
+            n = len(found["scores"])
+            # with nothing kept, transformers returns the masks at the model's mask size
+            masks.append(found["masks"].bool().cpu().numpy().reshape(n, h, w) if n else None)
+            boxes.append(found["boxes"].float().cpu().numpy().reshape(n, 4))
+            scores += found["scores"].float().cpu().tolist()
+            labels += [phrase] * n
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+        kept = [m for m in masks if m is not None]
+        mask_array = np.concatenate(kept) if kept else np.zeros((0, h, w), dtype=bool)
+        # SAM 3's boxes are not clipped to the picture
+        box_array = np.clip(np.concatenate(boxes), 0, np.array([w, h, w, h], dtype=np.float32))
+        return (
+            mask_array[order],
+            box_array[order].astype(np.float32),
+            [scores[i] for i in order],
+            [labels[i] for i in order],
+        )
+
+    def __call__(
+        self,
+        image: ImageLike,
+        text: str,
+        box_threshold: float = 0.35,
+        text_threshold: float = 0.25,
+    ) -> tuple[np.ndarray, list[str], list[float]]:
+        """SAM 3's boxes as a :data:`~sdsam_nb.segment.detect.Detector`: ``(boxes Nx4 XYXY
+        image pixels, labels, scores)``, best first. ``box_threshold`` is SAM 3's score
+        threshold; ``text_threshold`` is not used (SAM 3 labels each instance with its
+        phrase)."""
+        _, boxes, scores, labels = self.segment(image, text, threshold=box_threshold)
+        return boxes, labels, scores
+
+
+def check_sam3_config(config: dict, model: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``config`` (a ``config.json``) is SAM 3's."""
+    model_type = config.get("model_type")
+    if model_type not in SAM3_MODEL_TYPES:
+        raise ValueError(
+            f"{model!r} is a {model_type!r} checkpoint, not SAM 3: text masks with SAM 3 need a "
+            f"SAM 3 checkpoint such as {DEFAULT_SAM3!r} (or 'tiny' offline)"
+        )
+
+
+def load_sam3(
+    model: str = DEFAULT_SAM3,
+    *,
+    device: str | torch.device | None = None,
+) -> Sam3TextSegmenter:
+    """Load SAM 3 for text prompts, once per process.
+
+    Args:
+        model: a hub id (default ``facebook/sam3``, gated: accept its licence on the hub and
+            log in once), a local folder written by ``save_pretrained``, or ``"tiny"`` for the
+            built-in offline model (random weights: its masks are arbitrary).
+        device: ``None`` picks CUDA, then MPS, then CPU. Weights are loaded as saved.
+
+    Returns:
+        A :class:`Sam3TextSegmenter` (``.processor``, ``.model``, ``.segment(image, text)``;
+        callable as a detector). Calling again with the same arguments returns the same
+        object.
+
+    Raises:
+        ValueError: ``model`` or ``device`` is malformed, or ``model`` is not a SAM 3
+            checkpoint.
+        ModelUnavailableError: a hub id that is neither cached nor downloadable.
+    """
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
+    from transformers import PretrainedConfig, Sam3Model, Sam3Processor
+
+    dev = pick_device(device)
+    key = ("sam3", str(model), str(dev))
+    if key in MODELS:
+        return MODELS.get(key)
+    source, local = resolve_model(
+        model, "model", build_tiny=sam3_folder, marker="config.json", example=DEFAULT_SAM3
+    )
+    try:
+        config, _ = PretrainedConfig.get_config_dict(source)
+        check_sam3_config(config, str(model))
+        processor = Sam3Processor.from_pretrained(source)
+        net = Sam3Model.from_pretrained(source)
+    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
+        if local:
+            raise
+        raise unavailable(str(model), exc) from None
+    net.to(dev).eval()
+    remember(net, model=str(model), revision=None, path=source)
+    segmenter = Sam3TextSegmenter(processor, net, str(model))
+    MODELS.put(key, segmenter)
+    return segmenter
+
+
+# --------------------------------------------------------------------------- tiny SAM 3
+# The tiny SAM 3 keeps the real architecture (RoPE ViT with windowed and global attention,
+# FPN neck at 4x/2x/1x/0.5x, CLIP text encoder, DETR encoder/decoder with a presence token,
+# dot-product scoring, the mask decoder) with 32-wide layers, a 112-px input (8x8 patches of
+# 14 px, as the real 1008 px gives 72x72) and the byte-level CLIP vocabulary of tiny.py.
+
+
+def _build_sam3():
+    """The tiny SAM 3 ``(processor, model)``, random weights (seed the caller's RNG)."""
+    from transformers import CLIPTextConfig, CLIPTokenizer, Sam3Config, Sam3Model, Sam3Processor
+    from transformers.models.sam3 import configuration_sam3 as c
+    from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
+
+    image_size, dim, heads, ffn = 112, 32, 2, 64
+    with tempfile.TemporaryDirectory() as tmp:
+        write_clip_vocab(Path(tmp))
+        # SAM 3's processor pads every prompt to 32 tokens
+        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=32)
+    small = dict(hidden_size=dim, num_attention_heads=heads, intermediate_size=ffn)
+    config = Sam3Config(
+        vision_config=c.Sam3VisionConfig(
+            backbone_config=c.Sam3ViTConfig(
+                num_hidden_layers=2,
+                image_size=image_size,
+                patch_size=14,
+                window_size=4,
+                global_attn_indexes=[1],
+                pretrain_image_size=56,  # position embeddings are tiled, as in the real model
+                **small,
+            ),
+            fpn_hidden_size=dim,
+            backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]],
+        ),
+        text_config=CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            projection_dim=dim,
+            num_hidden_layers=1,
+            max_position_embeddings=32,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **small,
+        ),
+        geometry_encoder_config=c.Sam3GeometryEncoderConfig(num_layers=1, roi_size=2, **small),
+        detr_encoder_config=c.Sam3DETREncoderConfig(num_layers=1, **small),
+        detr_decoder_config=c.Sam3DETRDecoderConfig(num_layers=2, num_queries=10, **small),
+        mask_decoder_config=c.Sam3MaskDecoderConfig(
+            hidden_size=dim, num_attention_heads=heads, num_upsampling_stages=2
+        ),
+    )
+    model = Sam3Model(config).eval()
+    image_processor = Sam3ImageProcessor(
+        size={"height": image_size, "width": image_size}, mask_size={"height": 32, "width": 32}
+    )
+    processor = Sam3Processor(image_processor=image_processor, tokenizer=tokenizer)
+    return processor, model
+
+
+def sam3_folder(root: Path) -> Path:
+    """Return the tiny SAM 3 folder under ``root``, building it on first use (<1 s).
+
+    The folder holds what ``save_pretrained`` writes for a real checkpoint (config, weights,
+    processor, tokenizer), so ``Sam3Processor`` / ``Sam3Model`` ``.from_pretrained(folder)``
+    load it like a downloaded model.
+    """
+    final = Path(root) / SAM3_RECIPE
+    if (final / "config.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        processor, model = _build_sam3()
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    return _publish(tmp, final)

@@ -1,0 +1,140 @@
+"""Built-in tiny transformers segmenters: ``SamModel`` (SAM and SlimSAM), ``SamHQModel`` and
+``Sam2Model`` with small configs and random weights, saved with ``save_pretrained`` (model
+and processor) so that :func:`sdsam_nb.load_sam` reads them back through ``from_pretrained``
+exactly as it reads ``facebook/sam-vit-base`` or ``facebook/sam2.1-hiera-tiny``.
+
+Each builds in well under a second on a CPU. Random weights: their masks are arbitrary,
+which is enough to test shapes, prompts, undo, replay and errors, never quality.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .cache import loading_bars
+from .tiny import SEED, _publish
+
+IMAGE = 256  # the tiny encoders' input side (the real ones take 1024)
+
+# SAM's ViT image encoder, shared by the SAM, SlimSAM and SAM-HQ tiny variants
+_VIT = {
+    "hidden_size": 64,
+    "output_channels": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": IMAGE,
+    "window_size": 8,
+    "global_attn_indexes": [1],
+    "num_pos_feats": 16,
+}
+_PROMPT = {"hidden_size": 32, "image_size": IMAGE, "mask_input_channels": 16}
+_DECODER = {
+    "hidden_size": 32,
+    "mlp_dim": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "iou_head_hidden_dim": 32,
+}
+
+
+def _sam_processor(cls_name: str):
+    import transformers
+
+    image_processor = transformers.SamImageProcessor(
+        size={"longest_edge": IMAGE}, pad_size={"height": IMAGE, "width": IMAGE}
+    )
+    return getattr(transformers, cls_name)(image_processor=image_processor)
+
+
+def _sam():
+    from transformers import SamConfig, SamModel
+
+    config = SamConfig(
+        vision_config=_VIT, prompt_encoder_config=_PROMPT, mask_decoder_config=_DECODER
+    )
+    return SamModel(config), _sam_processor("SamProcessor")
+
+
+def _slimsam():
+    """SlimSAM is SAM pruned: the same classes with narrower, uneven widths."""
+    from transformers import SamConfig, SamModel
+
+    vision = {**_VIT, "hidden_size": 48, "mlp_dim": 72}
+    config = SamConfig(
+        vision_config=vision, prompt_encoder_config=_PROMPT, mask_decoder_config=_DECODER
+    )
+    return SamModel(config), _sam_processor("SamProcessor")
+
+
+def _sam_hq():
+    from transformers import SamHQConfig, SamHQModel
+
+    decoder = {**_DECODER, "vit_dim": _VIT["hidden_size"]}
+    config = SamHQConfig(
+        vision_config=_VIT, prompt_encoder_config=_PROMPT, mask_decoder_config=decoder
+    )
+    return SamHQModel(config), _sam_processor("SamHQProcessor")
+
+
+def _sam2():
+    from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
+
+    side = IMAGE // 4  # the Hiera stem's stride
+    backbone = {
+        "model_type": "sam2_hiera_det_model",
+        "hidden_size": 16,
+        "num_attention_heads": 1,
+        "image_size": [IMAGE, IMAGE],
+        "blocks_per_stage": [1, 1, 2, 1],
+        "embed_dim_per_stage": [16, 32, 64, 128],
+        "num_attention_heads_per_stage": [1, 1, 2, 2],
+        "window_size_per_stage": [4, 4, 8, 4],
+        "global_attention_blocks": [3],
+        "window_positional_embedding_background_size": [4, 4],
+    }
+    vision = {
+        "backbone_config": backbone,
+        "backbone_channel_list": [128, 64, 32, 16],
+        "backbone_feature_sizes": [[side, side], [side // 2, side // 2], [side // 4, side // 4]],
+        "fpn_hidden_size": 32,
+    }
+    config = Sam2Config(
+        vision_config=vision,
+        prompt_encoder_config={**_PROMPT, "mask_input_channels": 8},
+        mask_decoder_config=_DECODER,
+    )
+    image_processor = Sam2ImageProcessor(
+        size={"height": IMAGE, "width": IMAGE}, mask_size={"height": side, "width": side}
+    )
+    return Sam2Model(config), Sam2Processor(image_processor=image_processor)
+
+
+# name -> (recipe folder, builder, config model_type); the recipe changes whenever a
+# builder does
+VARIANTS = {
+    "tiny-sam": ("sam-hf-tiny-r1", _sam, "sam"),
+    "tiny-slimsam": ("slimsam-hf-tiny-r1", _slimsam, "sam"),
+    "tiny-sam-hq": ("sam-hq-hf-tiny-r1", _sam_hq, "sam_hq"),
+    "tiny-sam2": ("sam2-hf-tiny-r1", _sam2, "sam2"),
+}
+
+
+def folder(name: str, root: Path) -> Path:
+    """The folder of tiny variant ``name`` (a key of :data:`VARIANTS`) under ``root``,
+    built on first use: model and processor written with ``save_pretrained``."""
+    recipe, build, _ = VARIANTS[name]
+    final = Path(root) / recipe
+    if (final / "config.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model, processor = build()
+    with loading_bars(False):
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    return _publish(tmp, final)
