@@ -117,8 +117,8 @@ def _folder(tmp_path, model_type):
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda tmp: "sam_vit_q", r"sam_model='sam_vit_q' is neither an existing folder"),
-        (lambda tmp: str(tmp / "nothing"), r"neither an existing folder nor a hub id"),
+        (lambda tmp: "sam_vit_q", r"model_type='sam_vit_q' is not a SAM model: give one of"),
+        (lambda tmp: str(tmp / "a" / "b"), r"neither an existing folder nor a hub id"),
         (lambda tmp: str(_folder(tmp, "clip")), r"is a 'clip' checkpoint, not a Segment Anyth"),
         (lambda tmp: str(_folder(tmp, "sam3")), r"cannot take clicks: a SAM 3 checkpoint.*sam3"),
     ],
@@ -135,7 +135,7 @@ def test_arguments_of_the_other_library_are_refused(_private_cache, tmp_path):
         sdsam_nb.load_sam("tiny-sam2", checkpoint=tmp_path / "x.pth")
     with pytest.raises(ValueError, match="revision= is for transformers"):
         sdsam_nb.load_sam("tiny", revision="main")
-    with pytest.raises(ValueError, match="model_type=None"):
+    with pytest.raises(ValueError, match="model_type=None is not a SAM model"):
         sdsam_nb.load_sam(None)
 
 

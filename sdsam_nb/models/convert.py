@@ -188,10 +188,12 @@ def sam_processor_for(sam: torch.nn.Module):
     Saved, it reads back as the torchvision backend unless loaded with ``backend="pil"``
     (transformers stores the base class name): that resize differs by about one grey level.
     """
-    from transformers import SamImageProcessorPil, SamProcessor
+    import transformers
 
+    # transformers 5 has a PIL and a torchvision image processor; older ones only the former
+    pil = getattr(transformers, "SamImageProcessorPil", transformers.SamImageProcessor)
     size, low = sam.image_encoder.img_size, sam.image_encoder.img_size // 4
-    image_processor = SamImageProcessorPil(
+    image_processor = pil(
         size={"longest_edge": size},
         pad_size={"height": size, "width": size},
         mask_size={"longest_edge": low},
@@ -199,7 +201,7 @@ def sam_processor_for(sam: torch.nn.Module):
         image_mean=(sam.pixel_mean.flatten() / 255).tolist(),
         image_std=(sam.pixel_std.flatten() / 255).tolist(),
     )
-    return SamProcessor(image_processor=image_processor)
+    return transformers.SamProcessor(image_processor=image_processor)
 
 
 def save_as_transformers(checkpoint_path: str | os.PathLike, folder: str | os.PathLike) -> Path:
@@ -222,7 +224,7 @@ def save_as_transformers(checkpoint_path: str | os.PathLike, folder: str | os.Pa
 
     from transformers import SamModel
 
-    from .sam import _sam_builders, _sam_type_of
+    from .sam import sam_builders, sam_type_of
 
     path = Path(checkpoint_path).expanduser()
     if not path.is_file():
@@ -231,12 +233,12 @@ def save_as_transformers(checkpoint_path: str | os.PathLike, folder: str | os.Pa
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and format errors all mean "not a state dict"
         raise ValueError(f"{str(path)!r} is not a SAM state dict ({exc})") from None
-    model_type = _sam_type_of(state) if isinstance(state, dict) else None
+    model_type = sam_type_of(state) if isinstance(state, dict) else None
     if model_type is None:
         raise ValueError(f"{str(path)!r} is not a SAM state dict of a known architecture")
     with warnings.catch_warnings(), torch.device("meta"):  # the structure only, no weights
         warnings.simplefilter("ignore")
-        sam = _sam_builders()[model_type](checkpoint=None)
+        sam = sam_builders()[model_type](checkpoint=None)
     config = sam_config_for(sam)
     weights = sam_to_transformers(state, config)
     with torch.device("meta"):

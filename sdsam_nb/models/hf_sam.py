@@ -69,16 +69,16 @@ def family_of(model: str, revision: str | None = None) -> tuple[str, str, bool]:
     if model in tiny_hf.VARIANTS:
         return FAMILIES[_tiny_type(model)][0], str(_tiny_folder(model)), True
     if model == TINY:  # segment_anything's tiny model: load_sam serves it before this
-        raise ValueError(f"sam_model='tiny' is not a transformers model; try {TINY_VARIANTS}")
+        raise ValueError(f"model_type='tiny' is not a transformers model; try {TINY_VARIANTS}")
     source, local = resolve_model(
-        model, "sam_model", build_tiny=None, marker="config.json", example=EXAMPLES[-1]
+        model, "model_type", build_tiny=None, marker="config.json", example=EXAMPLES[-1]
     )
     kind = _config_type(source, local, revision, model)
     if kind in NOT_FOR_CLICKS:
-        raise ValueError(f"sam_model={model!r} cannot take clicks: {NOT_FOR_CLICKS[kind]}")
+        raise ValueError(f"model_type={model!r} cannot take clicks: {NOT_FOR_CLICKS[kind]}")
     if kind not in FAMILIES:
         raise ValueError(
-            f"sam_model={model!r} is a {kind!r} checkpoint, not a Segment Anything model: "
+            f"model_type={model!r} is a {kind!r} checkpoint, not a Segment Anything model: "
             f"give one of the families {sorted(FAMILIES)} (e.g. {', '.join(EXAMPLES)})"
         )
     return FAMILIES[kind][0], source, local
@@ -125,7 +125,7 @@ def load_transformers_sam(
         missing = [n for n in (model_cls, processor_cls) if not hasattr(transformers, n)]
         if missing:
             raise ValueError(
-                f"sam_model={model!r} is a {family} model, which needs transformers' "
+                f"model_type={model!r} is a {family} model, which needs transformers' "
                 f"{missing[0]} (not in transformers {transformers.__version__}): "
                 "pip install -U transformers"
             )

@@ -35,7 +35,7 @@ _SAM_WIDTH = {1280: "vit_h", 1024: "vit_l", 768: "vit_b", 64: TINY}
 _HASH_IN_NAME = re.compile(r"_([0-9a-f]{6,64})\.pth$")
 
 
-def _sam_builders() -> dict:
+def sam_builders() -> dict:
     from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
 
     # segment-anything's builders with checkpoint=None build the architecture only; we load
@@ -100,7 +100,7 @@ def sam_checkpoint_path(model_type: str = "vit_b", *, download: bool = True) -> 
     return target
 
 
-def _sam_type_of(state: dict) -> str | None:
+def sam_type_of(state: dict) -> str | None:
     pos = state.get("image_encoder.pos_embed")
     return _SAM_WIDTH.get(int(pos.shape[-1])) if pos is not None else None
 
@@ -148,18 +148,22 @@ def load_sam(
     """
     from segment_anything import SamPredictor
 
-    builders = _sam_builders()
+    builders = sam_builders()
     if model_type not in builders:
         if checkpoint is not None:
             raise ValueError(
                 f"checkpoint= is for segment_anything's {sorted(builders)}; "
                 f"{model_type!r} is loaded from its own folder or hub id"
             )
-        if not isinstance(model_type, (str, os.PathLike)) or not str(model_type):
+        name = str(model_type) if isinstance(model_type, (str, os.PathLike)) else ""
+        if not name or (  # a bare word that is none of ours (paths and ids go on)
+            name not in TINY_VARIANTS and "/" not in name and not Path(name).is_dir()
+        ):
             raise ValueError(
-                f"model_type={model_type!r}: give one of {sorted(builders)}, "
-                f"{list(TINY_VARIANTS)} or a transformers SAM id such as "
-                "'facebook/sam2.1-hiera-tiny'"
+                f"model_type={model_type!r} is not a SAM model: give one of "
+                f"{sorted(builders)} (segment_anything), {list(TINY_VARIANTS)} (built-in "
+                "transformers models), a hub id such as 'facebook/sam2.1-hiera-tiny' or a "
+                "folder written by save_pretrained"
             )
         return load_transformers_sam(str(model_type), device=device, revision=revision)
     if revision is not None:
@@ -179,7 +183,7 @@ def load_sam(
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle, zip and format errors all mean "not a state dict"
             raise ValueError(f"checkpoint {str(path)!r} is not a SAM state dict ({exc})") from None
-        found = _sam_type_of(state) if isinstance(state, dict) else None
+        found = sam_type_of(state) if isinstance(state, dict) else None
         if found != model_type:
             raise ValueError(
                 f"checkpoint {str(path)!r} does not match model_type={model_type!r}: "

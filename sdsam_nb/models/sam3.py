@@ -163,7 +163,14 @@ def load_sam3(
             checkpoint.
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
+    import transformers
     from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
+
+    if not hasattr(transformers, "Sam3Model"):
+        raise ValueError(
+            f"model={model!r}: SAM 3 needs transformers' Sam3Model (not in transformers "
+            f"{transformers.__version__}): pip install -U transformers"
+        )
     from transformers import PretrainedConfig, Sam3Model, Sam3Processor
 
     dev = pick_device(device)
