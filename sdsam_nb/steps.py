@@ -20,6 +20,7 @@ from .background import (
     inpaint_background,
     score_results,
 )
+from .background import reframe as reframe_subject
 from .images import check_subject
 from .models import load_sam, load_sd
 from .runs import Run, load_subject, model_info
@@ -115,9 +116,10 @@ def clean_mask(
 
 
 def inpaint(run: Run, pipe, subject: Image.Image, mask: np.ndarray, p: dict):
-    """``n_variations`` pictures with the background around ``mask`` repainted."""
+    """``n_variations`` pictures with the background around ``mask`` repainted by the method
+    ``inpaint_model`` names (recorded as ``inpaint_method``)."""
     with run.step("inpaint"):
-        return inpaint_background(
+        results = inpaint_background(
             pipe,
             subject,
             mask,
@@ -134,6 +136,41 @@ def inpaint(run: Run, pipe, subject: Image.Image, mask: np.ndarray, p: dict):
             keep_subject=p["keep_subject"],
             model=p["inpaint_model"],
         )
+    run.set("inpaint_method", results[0].info["method"])  # what "auto" stood for, too
+    return results
+
+
+def reframe(run: Run, pipe, subject: Image.Image, mask: np.ndarray, p: dict):
+    """The subject on a new canvas (``reframe_size`` or ``reframe_aspect``, at
+    ``reframe_scale``, placed at ``reframe_position``), the rest painted from
+    ``background_prompt`` by ``inpaint_model``'s method; ``[]`` when neither size nor aspect
+    is set."""
+    if not p.get("reframe_size") and not p.get("reframe_aspect"):
+        return []
+    with run.step("reframe"):
+        results = reframe_subject(
+            pipe,
+            subject,
+            mask,
+            p["background_prompt"],
+            size=p["reframe_size"] or None,
+            aspect=None if p["reframe_size"] else p["reframe_aspect"],
+            scale=p["reframe_scale"],
+            position=p["reframe_position"],
+            negative_prompt=p["background_negative"],
+            seed=p["seed"],
+            n=p["n_variations"],
+            steps=p["steps"],
+            guidance=p["guidance"],
+            strength=p["strength"],
+            work_size=p["size"],
+            grow=p["grow"],
+            feather=p["feather"],
+            keep_subject=p["keep_subject"],
+            model=p["inpaint_model"],
+        )
+    run.set("reframe", results[0].info["reframe"])
+    return results
 
 
 def score(
@@ -203,9 +240,11 @@ def save_mask(run: Run, mask: np.ndarray, overlay: Image.Image, seg: ClickSegmen
     run.set("clicks", seg.to_dict())
 
 
-def save_inpainted(run: Run, inpainted) -> None:
+def save_inpainted(run: Run, inpainted, reframed=()) -> None:
     for i, image in enumerate(inpainted):
         run.save_image(f"inpaint-{i}", image)
+    for i, image in enumerate(reframed):
+        run.save_image(f"reframe-{i}", image)
 
 
 def save_composites(run: Run, bgs, composed) -> None:

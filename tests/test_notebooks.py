@@ -132,6 +132,7 @@ def test_chain_makes_a_complete_run_folder(chain_run):
     )
     assert record["models"]["sam"]["model_type"] == "tiny"
     assert record["models"]["sd"]["scheduler"] == "dpm++"  # load_sd's default sampler
+    assert record["inpaint_method"] == "own"  # "auto" on the CPU: the model's own weights
     assert record["packages"]["torch"] and record["packages"]["diffusers"]
     assert record["notebooks"]["01_generate_subject"]["device"]["device"] == "cpu"
     assert set(record["notebooks"]) == set(CHAIN)
@@ -284,3 +285,23 @@ def test_click_notebook_with_a_transformers_segmenter(tmp_path):
     assert Image.open(run.file("mask")).size == (512, 384)
     new, differ = replay(run.path, progress=False)
     assert differ == [] and new.record["models"]["sam"]["family"] == "sam2"
+
+
+@pytest.mark.slow
+def test_inpaint_notebook_with_the_dedicated_checkpoint_and_reframing(tmp_path):
+    """03 with the tiny 9-channel checkpoint, and its reframe step: a 16:9 banner with the
+    subject smaller at the bottom."""
+    params = {
+        **FAST,
+        "inpaint_model": "tiny-inpainting",
+        "reframe_aspect": "16:9",
+        "reframe_scale": 0.6,
+        "reframe_position": "bottom",
+    }
+    run = execute_chain(["03_inpaint_background"], params, output_root=tmp_path, progress=False)
+    assert run.record["inpaint_method"] == "tiny-inpainting"
+    assert [s["method"] for s in run.record["inpaint_scores"]] == ["tiny-inpainting"] * 2
+    assert Image.open(run.file("inpaint-0")).size == (512, 384)
+    frame = run.record["reframe"]
+    assert Image.open(run.file("reframe-1")).size == tuple(frame["canvas"]) == (683, 384)
+    assert frame["box"][3] == 384 and frame["scale"] == 0.6

@@ -37,7 +37,8 @@ from .composite import composite
 from .generate import generate, generate_background
 from .inpaint import inpaint_background
 from .methods import METHODS, BackgroundMethod, method_for
-from .scores import object_expansion, score_results, subject_fidelity
+from .reframe import POSITIONS, canvas_size, place_subject, reframe
+from .scores import expansion_by_method, object_expansion, score_results, subject_fidelity
 
 __all__ = [
     "DEFAULT_FEATHER",
@@ -54,8 +55,13 @@ __all__ = [
     "inpaint_background",
     "make_scheduler",
     "method_for",
+    "place_subject",
+    "reframe",
+    "canvas_size",
+    "POSITIONS",
     "object_expansion",
     "processing_size",
+    "expansion_by_method",
     "score_results",
     "subject_fidelity",
 ]

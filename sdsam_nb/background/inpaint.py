@@ -24,6 +24,7 @@ from .common import (
     processing_size,
 )
 from .methods import method_for
+from .methods.auto import AUTO, auto_model
 
 
 def inpaint_background(
@@ -76,7 +77,11 @@ def inpaint_background(
         model: the background method (:mod:`sdsam_nb.background.methods`): ``None`` or
             ``"own"`` inpaints with ``pipe``'s own weights (SD v1-4 inpaints by latent
             blending); a dedicated inpainting checkpoint (a 9-channel UNet, e.g.
-            ``sdsam_nb.INPAINTING_SD`` or a local folder) is loaded once and used instead.
+            ``sdsam_nb.INPAINTING_SD``, ``"tiny-inpainting"`` or a local folder) is loaded
+            once and used instead, sharing ``pipe``'s text encoder and VAE where they are the
+            same weights; ``"auto"`` is the dedicated checkpoint on a GPU and the own weights
+            on the CPU (:mod:`~sdsam_nb.background.methods.auto` says why). Each result's
+            ``info["method"]`` names the method used.
         scheduler: ``None`` samples with the pipeline's scheduler (:func:`sdsam_nb.load_sd`'s
             choice, DPM-Solver++ by default); a name from :data:`SCHEDULERS` or a scheduler
             instance is used for this call only, as in :func:`generate`.
@@ -109,7 +114,7 @@ def inpaint_background(
     mask_image = Image.fromarray(repaint.astype(np.uint8) * 255, mode="L")  # white = repaint
     work_image = picture if picture.size == work else picture.resize(work, Image.LANCZOS)
 
-    method = method_for(model)
+    method = method_for(auto_model(pipe) if model == AUTO else model)
     painter = method.pipeline(pipe)
     own = None if scheduler is None else make_scheduler(scheduler, painter)
     with _scheduler_swapped(painter, own):
@@ -138,6 +143,6 @@ def inpaint_background(
             result = result.resize(picture.size, Image.LANCZOS)
         if alpha is not None:
             result = Image.fromarray(_paste(np.asarray(result), original, alpha), mode="RGB")
-        result.info.update(info)
+        result.info.update(info, method=method.name)
         out.append(result)
     return out

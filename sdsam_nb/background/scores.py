@@ -95,7 +95,10 @@ def score_results(
       disagreement with ``subject_mask`` (cleaned-up mask, box prompt), not the model's doing.
       The model grew the subject by about the difference of the two.
 
-    SAM embeds ``image`` at most once and each result once.
+    SAM embeds ``image`` at most once and each result once. A result that says which
+    background method made it (``info["method"]``, set by :func:`inpaint_background`) has
+    that name in ``"method"``, so results of several methods can be compared in one call
+    (:func:`expansion_by_method` sums them up).
 
     Args:
         image: the original picture; ``results``: pictures of the same size.
@@ -129,9 +132,31 @@ def score_results(
     scores = []
     for i, result in enumerate(results):
         score = {"variation": i, **subject_fidelity(picture, result, mask, shrink=shrink)}
+        if isinstance(result, Image.Image) and "method" in result.info:
+            score["method"] = result.info["method"]
         if record is not None:
             again = ClickSegmenter.from_dict(predictor, to_rgb(result, name="result"), record).mask
             score["object_expansion"] = round(object_expansion(mask, again), 4)
             score["object_expansion_original"] = baseline
         scores.append(score)
     return scores
+
+
+def expansion_by_method(scores: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Object expansion per background method from :func:`score_results`'s dicts:
+    ``{method: {"n", "mean", "max", "original"}}`` (``original``: the segmentation's own part,
+    :func:`score_results`' ``object_expansion_original``); scores without a method or without
+    expansion are left out."""
+    out: dict[str, list] = {}
+    for s in scores:
+        if "method" in s and "object_expansion" in s:
+            out.setdefault(s["method"], []).append(s)
+    return {
+        name: {
+            "n": len(group),
+            "mean": round(float(np.mean([s["object_expansion"] for s in group])), 4),
+            "max": round(float(max(s["object_expansion"] for s in group)), 4),
+            "original": group[0]["object_expansion_original"],
+        }
+        for name, group in out.items()
+    }

@@ -16,6 +16,7 @@ import torch
 from . import tiny
 from .cache import (
     MODELS,
+    cache_dir,
     loading_bars,
     provenance,
     remember,
@@ -31,7 +32,16 @@ DEFAULT_SD = "CompVis/stable-diffusion-v1-4"
 INPAINTING_SD = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 
 
+# built-in tiny checkpoints besides "tiny" (the text-to-image one): name -> builder(root)
+TINY_SD = {"tiny-inpainting": tiny.sd_inpainting_folder}
+# components a dedicated checkpoint may take from the loaded text-to-image pipeline when they
+# are the same class, configuration and weights (never the UNet or the scheduler)
+SHAREABLE = ("text_encoder", "tokenizer", "vae", "safety_checker", "feature_extractor")
+
+
 def _resolve_sd(model: str, name: str) -> tuple[str, bool]:
+    if isinstance(model, str) and model in TINY_SD:
+        return str(TINY_SD[model](cache_dir() / "tiny")), True
     return resolve_model(
         model, name, build_tiny=tiny.sd_folder, marker="model_index.json", example=DEFAULT_SD
     )
@@ -242,16 +252,80 @@ def _dedicated(pipe, cls, model: str, name: str):
     dev, dt = offload_device or param.device, param.dtype
     safety = getattr(pipe, "safety_checker", None) is not None
     progress = info.get("progress", True)
+    shareable = tuple(id(getattr(pipe, sub, None)) for sub in SHAREABLE)
     key = (cls.__name__, str(model), str(dev), dt, safety, offload_device is not None)
+    key += (shareable,)  # shares modules with this text-to-image pipeline (and its views)
     base = MODELS.get(key)
     if base is None:
-        base = _from_pretrained(
-            cls, model, name, progress=progress, **_pipeline_kwargs(dev, dt, safety)
-        )
+        kwargs = _pipeline_kwargs(dev, dt, safety)
+        components = _components_for(pipe, cls, model, name, progress, kwargs)
+        shared = sorted(k for k, v in components.items() if v is getattr(pipe, k, None))
+        base = _from_pretrained(cls, model, name, progress=progress, **kwargs, **components)
         _place(base, model, None, offload_device, dev)
+        remember(base, **provenance(base), shared=shared)
         MODELS.put(key, base)
     # the sampler load_sd chose for pipe, built from this checkpoint's own scheduler config
     return _cached_view(key, base, cls, info.get("scheduler"), progress)
+
+
+def _components_for(pipe, cls, model: str, name: str, progress: bool, kwargs: dict) -> dict:
+    """The components of checkpoint ``model`` that can be handed to ``cls.from_pretrained``:
+    ``pipe``'s own module where the checkpoint's is the same class, configuration and
+    weights (so it is held once), else the checkpoint's, loaded here once.
+
+    Each candidate is loaded as ``from_pretrained`` would load it (same variant, cast to the
+    same dtype) and compared tensor by tensor with ``pipe``'s; the copy is dropped when they
+    are equal. Loading therefore costs what it did; memory afterwards holds one copy.
+    """
+    index = cls.load_config(_resolve_sd(model, name)[0])
+    out = {}
+    for sub in SHAREABLE:
+        mine = getattr(pipe, sub, None)
+        entry = index.get(sub)
+        if mine is None or not isinstance(entry, (list, tuple)) or entry[1] != type(mine).__name__:
+            continue
+        extra = {"variant": kwargs["variant"]} if "variant" in kwargs else {}
+        theirs = _from_pretrained(
+            type(mine), model, name, progress=progress, subfolder=sub, **extra
+        )
+        if _same_module(mine, theirs):
+            out[sub] = mine
+        else:  # loaded anyway: hand it over in the dtype the pipeline would have given it
+            dtype = kwargs[_dtype_kwarg()]
+            out[sub] = theirs.to(dtype=dtype) if isinstance(theirs, torch.nn.Module) else theirs
+    return out
+
+
+def _same_module(mine, theirs) -> bool:
+    """Whether ``theirs`` (just loaded) is ``mine``: same class and configuration, and every
+    tensor equal once cast to ``mine``'s dtype; tokenizers and image processors by content."""
+    if type(mine) is not type(theirs):
+        return False
+    if not isinstance(mine, torch.nn.Module):  # tokenizer, feature extractor
+        if hasattr(mine, "get_vocab"):  # vocabulary and merges (fast or slow tokenizer)
+            fast = [getattr(t, "backend_tokenizer", None) for t in (mine, theirs)]
+            if all(f is not None for f in fast):
+                return fast[0].to_str() == fast[1].to_str()
+            return mine.get_vocab() == theirs.get_vocab() and getattr(
+                mine, "bpe_ranks", None
+            ) == getattr(theirs, "bpe_ranks", None)
+        return mine.to_dict() == theirs.to_dict()
+
+    def config(module):
+        c = module.config
+        c = c.to_dict() if hasattr(c, "to_dict") else dict(c)
+        drop = ("_name_or_path", "_diffusers_version", "transformers_version", "torch_dtype")
+        return {k: v for k, v in c.items() if k not in drop and k != "dtype"}
+
+    if config(mine) != config(theirs):
+        return False
+    a, b = mine.state_dict(), theirs.state_dict()
+    if a.keys() != b.keys():
+        return False
+    return all(
+        a[k].shape == b[k].shape and torch.equal(a[k].detach().cpu(), b[k].to(a[k].dtype))
+        for k in a
+    )
 
 
 def inpainting(pipe, model: str | None = None):
@@ -261,12 +335,30 @@ def inpainting(pipe, model: str | None = None):
     scheduler object: no second copy in memory); SD v1-4's 4-channel UNet inpaints by latent
     blending. With a model id such as ``stable-diffusion-v1-5/stable-diffusion-inpainting``
     (a 9-channel inpainting UNet) that checkpoint is loaded once per process and samples with
-    the scheduler :func:`load_sd` chose for ``pipe``.
+    the scheduler :func:`load_sd` chose for ``pipe``; its text encoder, tokenizer and VAE are
+    ``pipe``'s own where they are the same weights (SD 1.5 inpainting and SD v1-4 share them),
+    so only its UNet is a second copy. ``"tiny-inpainting"`` is the built-in tiny one.
+
+    Raises:
+        ValueError: ``model`` is not an inpainting checkpoint (its UNet does not take the 9
+            channels of latents, mask and masked picture).
     """
-    from diffusers import StableDiffusionInpaintPipeline
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
 
     if model is None:
         return _same_weights(pipe, StableDiffusionInpaintPipeline)
+    source, _ = _resolve_sd(model, "model")
+    try:
+        unet = UNet2DConditionModel.load_config(source, subfolder="unet")
+    except (OSError, ValueError):  # not cached and offline, or no unet: from_pretrained says
+        unet = {}
+    channels = unet.get("in_channels", 9)
+    if channels != 9:
+        raise ValueError(
+            f"model={model!r} is not an inpainting checkpoint: its UNet takes {channels} "
+            "channels where a dedicated inpainting UNet takes 9 (latents, mask, masked "
+            f"picture), e.g. {INPAINTING_SD!r}; None inpaints with the loaded model's weights"
+        )
     return _dedicated(pipe, StableDiffusionInpaintPipeline, model, "model")
 
 

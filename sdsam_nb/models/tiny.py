@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 SD_RECIPE = "sd-v1-tiny-r1"
+SD_INPAINTING_RECIPE = "sd-v1-inpainting-tiny-r1"
 SAM_RECIPE = "sam-tiny-r1"
 SEED = 0
 
@@ -199,6 +200,45 @@ def sd_folder(root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
     with torch.random.fork_rng(devices=[]):
         _build_sd_pipeline().save_pretrained(tmp, safe_serialization=True)
+    return _publish(tmp, final)
+
+
+def _build_sd_inpainting_pipeline(text_to_image):
+    """The tiny dedicated inpainting checkpoint: a 9-channel UNet (latents, mask, masked
+    picture) of its own, with ``text_to_image``'s text encoder, tokenizer and VAE, as the
+    real SD 1.5 inpainting checkpoint shares SD v1's CLIP text encoder and VAE weights."""
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    torch.manual_seed(SEED + 1)
+    unet = UNet2DConditionModel.from_config({**dict(text_to_image.unet.config), "in_channels": 9})
+    return StableDiffusionInpaintPipeline(
+        vae=text_to_image.vae,
+        text_encoder=text_to_image.text_encoder,
+        tokenizer=text_to_image.tokenizer,
+        unet=unet,
+        scheduler=text_to_image.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def sd_inpainting_folder(root: Path) -> Path:
+    """Return the tiny inpainting checkpoint's folder under ``root`` (``"tiny-inpainting"``),
+    building it on first use from the tiny SD folder's own components."""
+    from diffusers import StableDiffusionPipeline
+
+    final = Path(root) / SD_INPAINTING_RECIPE
+    if (final / "model_index.json").is_file():
+        return final
+    from .cache import loading_bars
+
+    with loading_bars(False):
+        text_to_image = StableDiffusionPipeline.from_pretrained(sd_folder(root))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    with torch.random.fork_rng(devices=[]):
+        _build_sd_inpainting_pipeline(text_to_image).save_pretrained(tmp, safe_serialization=True)
     return _publish(tmp, final)
 
 

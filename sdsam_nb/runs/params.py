@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ..background.reframe import POSITIONS
 from ..models import SCHEDULERS
 from ..segment.text import TEXT_METHODS
 from ..validate import is_finite, is_int, is_points
@@ -58,10 +59,34 @@ def _fraction() -> Param:
     return Param(lambda v: is_finite(v) and 0 <= v <= 1, "a number from 0 to 1")
 
 
+def _pair(value, check) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(check, value))
+
+
+def _in01(value) -> bool:
+    return is_finite(value) and 0 <= value <= 1
+
+
 SPEC: dict[str, Param] = {
     # generation
     "sd_model": _text(),
     "inpaint_model": _text_or_none(),
+    # reframing (notebook 03): a new canvas for the subject
+    "reframe_size": Param(
+        lambda v: v is None or _pair(v, lambda x: is_int(x) and x >= 64),
+        "None or [width, height], each >= 64",
+        True,
+    ),
+    "reframe_aspect": Param(
+        lambda v: v is None or isinstance(v, str) or (is_finite(v) and v > 0),
+        "'' / None (no aspect), 'W:H' such as '16:9', or a number > 0",
+    ),
+    "reframe_scale": Param(lambda v: is_finite(v) and v > 0, "a number > 0"),
+    "reframe_position": Param(
+        lambda v: v in POSITIONS if isinstance(v, str) else _pair(v, lambda x: _in01(x)),
+        "one of " + ", ".join(repr(n) for n in POSITIONS) + " or [x, y] fractions in 0..1",
+        True,
+    ),
     "subject_prompt": _text(),
     "subject_negative": _text_or_none(),
     "background_prompt": _text(),
