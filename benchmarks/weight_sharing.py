@@ -9,7 +9,12 @@ hide in another's), on the full-size SD v1-4 architecture with random weights
   tasks, the way the notebooks load them (``from_pipe``: the same tensors);
 * ``c``: ``StableDiffusionPipeline``, ``StableDiffusionInpaintPipeline`` and
   ``StableDiffusionImg2ImgPipeline`` each ``.from_pretrained(folder)``: what a notebook that
-  loads every task separately holds.
+  loads every task separately holds;
+* ``d``: ``load_sd`` + ``sdsam_nb.inpainting(pipe, model=<dedicated checkpoint>)`` (the
+  full-size 9-channel checkpoint of :func:`benchmarks.fullsize.sd_inpainting_folder`, whose
+  text encoder, tokenizer and VAE are SD v1's): the kit shares what is the same weights;
+* ``e``: ``load_sd`` + ``StableDiffusionInpaintPipeline.from_pretrained(<that checkpoint>)``:
+  the same two models with nothing shared.
 
 After loading, one element per memory page of every weight is read (:func:`touch`, as a first
 inference would: weights kept in the file's dtype are memory-mapped lazily). Measured per
@@ -54,6 +59,8 @@ VARIANTS = {
     "a": "load_sd alone",
     "b": "load_sd + inpainting + img2img (shared)",
     "c": "3 pipelines, each from_pretrained",
+    "d": "load_sd + dedicated inpainting checkpoint (text encoder, VAE shared)",
+    "e": "load_sd + dedicated inpainting checkpoint, from_pretrained (nothing shared)",
 }
 TARGET_SHARED = 1.05
 
@@ -125,16 +132,33 @@ def touch(pipes) -> None:
                 float(t.detach().reshape(-1)[::step].float().sum())
 
 
-def load_variant(variant: str, folder: str, device: str, dtype: torch.dtype) -> list:
-    """Load ``variant``'s pipelines (see the module docstring) and return them."""
+def load_variant(
+    variant: str, folder: str, device: str, dtype: torch.dtype, inpainting: str | None = None
+) -> list:
+    """Load ``variant``'s pipelines (see the module docstring) and return them; ``d`` and
+    ``e`` need the dedicated ``inpainting`` checkpoint's folder."""
     import sdsam_nb
 
-    if variant in ("a", "b"):
+    if variant in ("a", "b", "d", "e"):
         pipe = sdsam_nb.load_sd(
             folder, device=device, dtype=dtype, safety_checker=False, progress=False
         )
         if variant == "a":
             return [pipe]
+        if variant == "d":
+            return [pipe, sdsam_nb.inpainting(pipe, inpainting)]
+        if variant == "e":
+            from diffusers import StableDiffusionInpaintPipeline
+
+            other = StableDiffusionInpaintPipeline.from_pretrained(
+                inpainting,
+                dtype=dtype,
+                low_cpu_mem_usage=True,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+            return [pipe, other.to(device)]
         return [pipe, sdsam_nb.inpainting(pipe), sdsam_nb.img2img(pipe)]
     if variant == "c":
         from diffusers import (
@@ -162,7 +186,9 @@ def load_variant(variant: str, folder: str, device: str, dtype: torch.dtype) -> 
     raise ValueError(f"variant must be one of {sorted(VARIANTS)}, not {variant!r}")
 
 
-def measure_variant(variant: str, folder: str, device: str, dtype: torch.dtype) -> dict:
+def measure_variant(
+    variant: str, folder: str, device: str, dtype: torch.dtype, inpainting: str | None = None
+) -> dict:
     """Load ``variant`` in this process; return its memory figures (bytes) and load time."""
     # Import everything first, so "before load" is Python + torch + diffusers + sdsam_nb.
     from diffusers import (  # noqa: F401
@@ -180,7 +206,7 @@ def measure_variant(variant: str, folder: str, device: str, dtype: torch.dtype) 
         torch.cuda.reset_peak_memory_stats(dev)
     rss_before = (_status_kb("VmRSS") or 0) * 1024
     start = time.perf_counter()
-    pipes = load_variant(variant, folder, device, dtype)
+    pipes = load_variant(variant, folder, device, dtype, inpainting)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start
@@ -202,7 +228,9 @@ def measure_variant(variant: str, folder: str, device: str, dtype: torch.dtype) 
     return out
 
 
-def _measure_in_subprocess(variant: str, folder: Path, ctx: Context, dtype: str) -> dict:
+def _measure_in_subprocess(
+    variant: str, folder: Path, ctx: Context, dtype: str, inpainting: Path
+) -> dict:
     cmd = [
         sys.executable,
         "-m",
@@ -215,6 +243,8 @@ def _measure_in_subprocess(variant: str, folder: Path, ctx: Context, dtype: str)
         str(ctx.device),
         "--dtype",
         dtype,
+        "--inpainting-folder",
+        str(inpainting),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     root = Path(__file__).resolve().parent.parent
@@ -241,17 +271,21 @@ def run(ctx: Context) -> Section:
         from sdsam_nb.models import tiny
 
         folder = tiny.sd_folder(cache_dir() / "tiny")
+        inpainting = tiny.sd_inpainting_folder(cache_dir() / "tiny")
         results = {}
         for v in VARIANTS:
             clear_loaded()
-            results[v] = measure_variant(v, str(folder), str(ctx.device), getattr(torch, dtype))
+            results[v] = measure_variant(
+                v, str(folder), str(ctx.device), getattr(torch, dtype), str(inpainting)
+            )
             results[v]["rss_peak"] = None  # one process for all three: peaks are not separable
         clear_loaded()
         sec.notes.append("quick: tiny model, all variants in one process; weight bytes only")
     else:
-        from .fullsize import dir_size_gb, sd_v14_folder
+        from .fullsize import dir_size_gb, sd_inpainting_folder, sd_v14_folder
 
         folder = sd_v14_folder()
+        inpainting = sd_inpainting_folder()
         sec.notes.append(
             f"full-size SD v1-4 architecture, random weights, loaded as {dtype} from a "
             f"{dir_size_gb(folder):.1f} GB fp16 folder; no safety checker; one fresh process "
@@ -267,7 +301,7 @@ def run(ctx: Context) -> Section:
         results = {}
         for v in VARIANTS:
             ctx.log(f"{NAME}: variant {v} ({VARIANTS[v]}) in a fresh process")
-            results[v] = _measure_in_subprocess(v, folder, ctx, dtype)
+            results[v] = _measure_in_subprocess(v, folder, ctx, dtype, inpainting)
     sec.extra["variants"] = results
     a, b, c = results["a"], results["b"], results["c"]
 
@@ -293,6 +327,20 @@ def run(ctx: Context) -> Section:
         met=(ratio_w_b <= TARGET_SHARED) if judge else None,
     )
     sec.add("weights (c)/(a)", ratio_w_c, "x")
+    d, e = results["d"], results["e"]
+    sec.add(
+        "weights (d)/(a): dedicated checkpoint, shared", d["weight_bytes"] / a["weight_bytes"], "x"
+    )
+    sec.add(
+        "weights (e)/(a): dedicated checkpoint, not shared",
+        e["weight_bytes"] / a["weight_bytes"],
+        "x",
+    )
+    sec.add(
+        "dedicated checkpoint: saved by sharing (e) - (d)",
+        (e["weight_bytes"] - d["weight_bytes"]) / 1e9,
+        "GB",
+    )
     if a["rss_peak"] is not None:
         for v, r in results.items():
             sec.add(f"({v}) peak RSS", r["rss_peak"] / gb, "GB")
@@ -312,6 +360,8 @@ def run(ctx: Context) -> Section:
                 sec.add(f"({v}) memory held after loading (PSS)", r["pss_end"] / gb, "GB")
             sec.add("PSS (b)/(a)", b["pss_end"] / a["pss_end"], "x")
             sec.add("PSS (c)/(a)", c["pss_end"] / a["pss_end"], "x")
+            sec.add("PSS (d)/(a)", results["d"]["pss_end"] / a["pss_end"], "x")
+            sec.add("PSS (e)/(a)", results["e"]["pss_end"] / a["pss_end"], "x")
         for v, r in results.items():
             sec.add(f"({v}) load time", r["load_s"], "s")
     if ctx.cuda and a.get("gpu_peak_allocated"):
@@ -335,9 +385,12 @@ def _worker(argv: list[str] | None = None) -> None:
     parser.add_argument("--folder", required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float16")
+    parser.add_argument("--inpainting-folder", default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    result = measure_variant(args.variant, args.folder, args.device, getattr(torch, args.dtype))
+    result = measure_variant(
+        args.variant, args.folder, args.device, getattr(torch, args.dtype), args.inpainting_folder
+    )
     print(json.dumps(result), flush=True)
 
 

@@ -305,3 +305,15 @@ def test_inpaint_notebook_with_the_dedicated_checkpoint_and_reframing(tmp_path):
     frame = run.record["reframe"]
     assert Image.open(run.file("reframe-1")).size == tuple(frame["canvas"]) == (683, 384)
     assert frame["box"][3] == 384 and frame["scale"] == 0.6
+
+
+@pytest.mark.slow
+def test_inpaint_notebook_with_the_salient_controlnet(tmp_path):
+    """03 with inpaint_model="salient" (the tiny replica beside the tiny SD), reframed too."""
+    params = {**FAST, "inpaint_model": "salient", "reframe_size": [640, 320]}
+    run = execute_chain(["03_inpaint_background"], params, output_root=tmp_path, progress=False)
+    assert run.record["inpaint_method"] == "salient"
+    assert [s["method"] for s in run.record["inpaint_scores"]] == ["salient"] * 2
+    assert Image.open(run.file("inpaint-0")).size == (512, 384)
+    assert Image.open(run.file("reframe-0")).size == (640, 320)
+    assert run.record["reframe"]["method"] == "salient"

@@ -21,6 +21,7 @@ QUICK = [
     ("seed=0, n=4)", "seed=0, n=2, steps=2)"),
     ("steps=25,", "steps=2,"),
     ("size=512,", "size=128,"),
+    ("work_size=512,", "work_size=128,"),
     ("like=subject, seed=0)", "like=subject, seed=0, steps=2, size=128)"),
     # the tiny detector's random scores: keep every box so that the text prompt finds one
     ("sdsam_nb.load_grounding_dino()", DETECTOR),
@@ -56,6 +57,7 @@ def test_readme_examples_run_on_the_tiny_models(tiny_sd, tiny_sam):
     assert len(scope["inpainted"]) == 3
     assert all(image.size == subject.size for image in scope["inpainted"])
     assert scope["composed"].size == scope["bg"].size == subject.size
+    assert [image.size for image in scope["banner"]] == [(910, 512)]
     assert scope["res"].mask.shape == mask.shape
     assert isinstance(scope["picker"], scope["sdsam_nb"].MaskPicker)
     assert scope["auto"].mask.shape == mask.shape

@@ -119,8 +119,7 @@ def place_subject(
         picture, mask = picture.resize((w, h), Image.LANCZOS), _resize_mask(mask, (w, h))
         if not mask.any():
             raise ValueError(f"scale={scale:g} shrinks the subject to nothing: raise scale")
-    x0, y0, x1, y1 = masks.bbox(mask)
-    x1, y1 = x1 + 1, y1 + 1
+    x0, y0, x1, y1 = masks.bbox(mask)  # end exclusive
     bw, bh = x1 - x0, y1 - y0
     cw, ch = canvas
     if bw > cw or bh > ch:

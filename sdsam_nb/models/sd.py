@@ -11,6 +11,8 @@ and ``device`` is left to ``None``.
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from . import tiny
@@ -304,8 +306,12 @@ def _same_module(mine, theirs) -> bool:
     if not isinstance(mine, torch.nn.Module):  # tokenizer, feature extractor
         if hasattr(mine, "get_vocab"):  # vocabulary and merges (fast or slow tokenizer)
             fast = [getattr(t, "backend_tokenizer", None) for t in (mine, theirs)]
-            if all(f is not None for f in fast):
-                return fast[0].to_str() == fast[1].to_str()
+            if all(f is not None for f in fast):  # padding / truncation: per-call state
+                a, b = (json.loads(f.to_str()) for f in fast)
+                drop = ("padding", "truncation")
+                return {k: v for k, v in a.items() if k not in drop} == {
+                    k: v for k, v in b.items() if k not in drop
+                }
             return mine.get_vocab() == theirs.get_vocab() and getattr(
                 mine, "bpe_ranks", None
             ) == getattr(theirs, "bpe_ranks", None)

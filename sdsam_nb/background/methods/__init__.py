@@ -23,6 +23,7 @@ from PIL import Image
 
 from .dedicated import DedicatedInpainting
 from .own import OwnWeights
+from .salient import SALIENT_BG, SalientControlNet
 
 
 class BackgroundMethod(Protocol):
@@ -34,26 +35,30 @@ class BackgroundMethod(Protocol):
 
 
 # a name -> the method's class (built with no argument)
-METHODS: dict[str, type] = {"own": OwnWeights}
+METHODS: dict[str, type] = {"own": OwnWeights, "salient": SalientControlNet}
 # a checkpoint id -> the method class that loads it (built with the id); any other id or
 # folder is taken for a dedicated (9-channel) inpainting checkpoint
-KNOWN_CHECKPOINTS: dict[str, type] = {}
+KNOWN_CHECKPOINTS: dict[str, type] = {SALIENT_BG: SalientControlNet}
 
 
-def method_for(model: str | os.PathLike | None) -> BackgroundMethod:
+def method_for(model: str | os.PathLike | BackgroundMethod | None) -> BackgroundMethod:
     """The method ``model`` names: ``None`` or ``"own"`` inpaints with the text-to-image
     pipeline's own weights; a name from :data:`METHODS`; a checkpoint id or local folder
-    (a dedicated inpainting checkpoint such as ``sdsam_nb.INPAINTING_SD``).
+    (a dedicated inpainting checkpoint such as ``sdsam_nb.INPAINTING_SD``); a method object
+    (with ``name``, ``pipeline`` and ``inputs``, e.g. ``SalientControlNet(conditioning_scale=0.5)``)
+    is returned as is.
 
     Raises:
-        ValueError: ``model`` is neither None, a name, an id nor a folder.
+        ValueError: ``model`` is neither None, a name, an id, a folder nor a method.
     """
     if model is None:
         return OwnWeights()
+    if all(hasattr(model, a) for a in ("name", "pipeline", "inputs")):
+        return model
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
         raise ValueError(
-            f"model must be None, one of {sorted(METHODS)}, an inpainting checkpoint id or a "
-            f"local folder, not {model!r}"
+            f"model must be None, one of {sorted(METHODS)}, an inpainting checkpoint id, a "
+            f"local folder or a method object, not {model!r}"
         )
     key = str(model)
     if key in METHODS:
@@ -67,5 +72,7 @@ __all__ = [
     "BackgroundMethod",
     "DedicatedInpainting",
     "OwnWeights",
+    "SALIENT_BG",
+    "SalientControlNet",
     "method_for",
 ]

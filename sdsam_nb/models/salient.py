@@ -1,0 +1,260 @@
+"""The salient-object-aware ControlNet of *Salient Object-Aware Background Generation using
+Text-Guided Diffusion Models* (CVPR 2024 workshops): :func:`load_salient`,
+:func:`salient_inpainting`.
+
+The checkpoint (:data:`SALIENT_BG`) is SD 2 inpainting plus a ControlNet conditioned on the
+background mask. It is assembled from its component folders (``controlnet``, ``unet``,
+``vae``, ``text_encoder``, ``tokenizer``, ``scheduler``), each loaded with its own diffusers or
+transformers class; no code from the hub runs. ``"tiny"`` is the built-in replica
+(:mod:`sdsam_nb.models.tiny_salient`).
+
+Why :class:`SalientInpaintPipeline` and not diffusers' ``StableDiffusionControlNetInpaintPipeline``
+as is: the checkpoint's ControlNet was initialised from the 9-channel inpainting UNet and takes
+the UNet's own input (latents, mask, masked-picture latents), as the authors' pipeline feeds
+it; diffusers' pipeline feeds a ControlNet only the 4 latent channels and fails on it
+(diffusers issue #4374). The subclass changes nothing else.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from . import tiny_salient
+from .cache import MODELS, provenance, resolve_model, unavailable
+from .sd import _cached_view, _dtype_kwarg, _foreign, _from_pretrained, _place
+
+SALIENT_BG = "yahoo-inc/photo-background-generation"
+
+
+@functools.cache
+def _pipeline_class():
+    from diffusers import StableDiffusionControlNetInpaintPipeline
+
+    class SalientInpaintPipeline(StableDiffusionControlNetInpaintPipeline):
+        """diffusers' ControlNet inpainting pipeline whose ControlNet, when it takes 9 input
+        channels, gets the inpainting UNet's input: latents + mask + masked-picture latents."""
+
+        _unet_extra = None  # (mask, masked-picture latents) of the call under way
+
+        def prepare_mask_latents(self, *args, **kwargs):
+            mask, masked = super().prepare_mask_latents(*args, **kwargs)
+            self._unet_extra = (mask, masked)
+            return mask, masked
+
+        def __call__(self, *args, **kwargs):
+            hook = self.controlnet.register_forward_pre_hook(self._full_input, with_kwargs=True)
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                hook.remove()
+                self._unet_extra = None
+
+        def _full_input(self, controlnet, args, kwargs):
+            sample = args[0] if args else kwargs["sample"]
+            if self._unet_extra is None or sample.shape[1] == controlnet.config.in_channels:
+                return None
+            n = sample.shape[0]  # guess mode runs the ControlNet on the conditional half only
+            mask, masked = (t[-n:] for t in self._unet_extra)
+            sample = torch.cat([sample, mask.to(sample.dtype), masked.to(sample.dtype)], dim=1)
+            if args:
+                return (sample, *args[1:]), kwargs
+            return args, {**kwargs, "sample": sample}
+
+    SalientInpaintPipeline.__module__ = __name__
+    SalientInpaintPipeline.__qualname__ = "SalientInpaintPipeline"
+    return SalientInpaintPipeline
+
+
+def __getattr__(name: str):
+    # SalientInpaintPipeline is made on first use: `import sdsam_nb` does not import diffusers
+    if name == "SalientInpaintPipeline":
+        return _pipeline_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _resolve(model) -> tuple[str, bool]:
+    return resolve_model(
+        model,
+        "model",
+        build_tiny=tiny_salient.salient_folder,
+        marker="model_index.json",
+        example=SALIENT_BG,
+    )
+
+
+def _config(model, source: str, local: bool, subfolder: str) -> dict | None:
+    """``subfolder/config.json`` of the checkpoint, or ``None`` when it has no such file."""
+    if local:
+        path = Path(source) / subfolder / "config.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        path = hf_hub_download(source, "config.json", subfolder=subfolder)
+    except LocalEntryNotFoundError as exc:  # offline and not cached: not a layout problem
+        raise unavailable(str(model), exc) from None
+    except EntryNotFoundError:
+        return None
+    except (OSError, ConnectionError) as exc:
+        raise unavailable(str(model), exc) from None
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _check_layout(model, source: str, local: bool) -> None:
+    """Raise a one-line ``ValueError`` unless ``source`` holds a ``controlnet/`` folder and a
+    9-channel inpainting ``unet/`` (with a ControlNet taking 4 or those 9 channels)."""
+    need = (
+        f"a ControlNet-inpainting checkpoint is needed (a controlnet/ folder and a 9-channel "
+        f"inpainting unet/, like {SALIENT_BG!r})"
+    )
+    controlnet = _config(model, source, local, "controlnet")
+    if controlnet is None:
+        raise ValueError(f"model={str(model)!r} has no controlnet/ folder: {need}")
+    unet = _config(model, source, local, "unet")
+    unet_in = None if unet is None else unet.get("in_channels")
+    if unet_in != 9:
+        got = "no unet/ folder" if unet is None else f"a unet with in_channels={unet_in}"
+        raise ValueError(f"model={str(model)!r} has {got}: {need}")
+    if controlnet.get("in_channels") not in (4, 9):
+        raise ValueError(
+            f"model={str(model)!r} has a controlnet with in_channels="
+            f"{controlnet.get('in_channels')}: {need}"
+        )
+
+
+def _weights_kwargs(cls, dtype: torch.dtype) -> dict:
+    """The dtype keyword ``cls.from_pretrained`` takes (transformers >= 4.56 and diffusers
+    >= 0.42 call it ``dtype``), plus the fp16 weight variant for fp16."""
+    from transformers import PreTrainedModel
+
+    if issubclass(cls, PreTrainedModel):
+        import transformers
+
+        major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
+        key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    else:
+        key = _dtype_kwarg()
+    kwargs = {key: dtype}
+    if dtype == torch.float16:
+        kwargs["variant"] = "fp16"
+    return kwargs
+
+
+def load_salient(
+    model: str | os.PathLike = SALIENT_BG,
+    *,
+    device: str | torch.device,
+    dtype: torch.dtype,
+    offload_device: torch.device | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    safety_checker=None,
+    feature_extractor=None,
+):
+    """Load the salient-object-aware ControlNet inpainting pipeline, once per process.
+
+    Args:
+        model: a hub id (default :data:`SALIENT_BG`), a folder with the same layout, or
+            ``"tiny"`` for the built-in replica.
+        device, dtype: where and in what precision the weights live.
+        offload_device: a GPU for diffusers' model CPU offload (the weights stay on the CPU),
+            or ``None``.
+        scheduler: a sampler name from :data:`sdsam_nb.models.SCHEDULERS`, built from the
+            checkpoint's own scheduler config; ``None`` keeps the checkpoint's own (UniPC).
+        progress: show diffusers' progress bars (loading and sampling).
+        safety_checker, feature_extractor: modules to share (e.g. the text-to-image
+            pipeline's); the checkpoint has no safety checker of its own. ``None``: none.
+
+    Returns:
+        A :class:`SalientInpaintPipeline` (a ``StableDiffusionControlNetInpaintPipeline``).
+        The same arguments return the same object (:data:`MODELS` keeps it).
+
+    Raises:
+        ValueError: ``model`` is malformed or not a ControlNet-inpainting checkpoint.
+        ModelUnavailableError: a hub id that is neither cached nor downloadable.
+    """
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    dev = torch.device(device)
+    key = ("salient", str(model), str(dev), dtype, id(safety_checker), offload_device is not None)
+    base = MODELS.get(key)
+    if base is None:
+        source, local = _resolve(model)
+        _check_layout(model, source, local)
+        parts = {}
+        for name, cls in (
+            ("controlnet", ControlNetModel),
+            ("unet", UNet2DConditionModel),
+            ("vae", AutoencoderKL),
+            ("text_encoder", CLIPTextModel),
+        ):
+            weights = _weights_kwargs(cls, dtype)
+            parts[name] = _from_pretrained(
+                cls, source, "model", progress=progress, subfolder=name, **weights
+            )
+        parts["tokenizer"] = _from_pretrained(
+            CLIPTokenizer, source, "model", progress=progress, subfolder="tokenizer"
+        )
+        own = _scheduler_class(source, local, model)
+        parts["scheduler"] = _from_pretrained(
+            own, source, "model", progress=progress, subfolder="scheduler"
+        )
+        base = _pipeline_class()(
+            **parts,
+            safety_checker=safety_checker,
+            feature_extractor=feature_extractor if safety_checker is not None else None,
+            requires_safety_checker=False,
+        )
+        base.register_to_config(_name_or_path=source)  # what from_pretrained records
+        _place(base, str(model), None, offload_device, dev)
+        MODELS.put(key, base)
+    return _cached_view(key, base, _pipeline_class(), scheduler, progress)
+
+
+def _scheduler_class(source: str, local: bool, model):
+    """The diffusers scheduler class the checkpoint's ``scheduler/scheduler_config.json`` names
+    (UniPC for :data:`SALIENT_BG`)."""
+    import diffusers
+
+    try:
+        # load_config only reads scheduler_config.json: any scheduler class does
+        config = diffusers.UniPCMultistepScheduler.load_config(source, subfolder="scheduler")
+    except (OSError, ConnectionError) as exc:
+        if local:
+            raise ValueError(
+                f"model={str(model)!r} has no scheduler/scheduler_config.json"
+            ) from None
+        raise unavailable(str(model), exc) from None
+    name = config.get("_class_name", "")
+    cls = getattr(diffusers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise ValueError(f"model={str(model)!r} names an unknown scheduler {name!r}")
+    return cls
+
+
+def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
+    """The salient ControlNet inpainting pipeline for the text-to-image ``pipe`` of
+    :func:`sdsam_nb.load_sd`: on its device and dtype, offloaded when it is, with the sampler
+    :func:`~sdsam_nb.load_sd` chose for it, its progress setting, and its safety checker when
+    it has one (shared, not loaded again). See :func:`load_salient`."""
+    info = provenance(pipe) or _foreign(pipe)
+    offload_device = info.get("offload_device")
+    param = next(iter(pipe.unet.parameters()))
+    checker = getattr(pipe, "safety_checker", None)
+    return load_salient(
+        model,
+        device=offload_device or param.device,
+        dtype=param.dtype,
+        offload_device=offload_device,
+        scheduler=info.get("scheduler"),
+        progress=info.get("progress", True),
+        safety_checker=checker,
+        feature_extractor=getattr(pipe, "feature_extractor", None) if checker else None,
+    )

@@ -1,0 +1,118 @@
+"""The tiny replica of ``yahoo-inc/photo-background-generation`` (random weights).
+
+Same folder layout as the real checkpoint, written by diffusers' own ``save_pretrained`` of a
+``StableDiffusionControlNetInpaintPipeline``: ``controlnet/``, ``unet/``, ``vae/``,
+``text_encoder/``, ``tokenizer/``, ``scheduler/``, ``feature_extractor/`` and
+``model_index.json``, no safety checker. What it keeps of the real one: a 9-channel inpainting
+UNet (SD 2 inpainting: latents + mask + masked-picture latents, linear attention projections),
+a ControlNet whose *input* is those same 9 channels and whose conditioning image is a 3-channel
+picture downsampled 8x (four conditioning-embedding levels), a CLIP text encoder with GELU
+(SD 2's OpenCLIP in ``CLIPTextModel`` format) and a tokenizer padding with ``"!"``, and a
+UniPC scheduler on SD 2's noise schedule predicting the noise (epsilon). Widths are tiny.
+Pictures from it are noise: never judge image quality with it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .tiny import SEED, _publish, write_clip_vocab
+
+SALIENT_RECIPE = "salient-tiny-r1"
+
+
+def _build_salient_pipeline():
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        StableDiffusionControlNetInpaintPipeline,
+        UNet2DConditionModel,
+        UniPCMultistepScheduler,
+    )
+    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(SEED)
+    blocks = {
+        "block_out_channels": (32, 64),
+        "layers_per_block": 1,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "cross_attention_dim": 32,
+        "attention_head_dim": (2, 4),
+        "norm_num_groups": 16,
+        "use_linear_projection": True,  # as SD 2
+    }
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=9,  # latents + mask + masked-picture latents
+        out_channels=4,
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **blocks,
+    )
+    controlnet = ControlNetModel(
+        in_channels=9,  # the real one is initialised from the inpainting UNet: 9 channels in
+        conditioning_channels=3,
+        conditioning_embedding_out_channels=(4, 8, 8, 16),  # three stride-2 steps: 8x
+        **blocks,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 16, 32, 32),  # four levels: 8x downsampling
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=512,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        write_clip_vocab(Path(tmp))
+        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77, pad_token="!")
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=1000,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            hidden_act="gelu",  # SD 2's OpenCLIP text encoder
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    scheduler = UniPCMultistepScheduler(  # the checkpoint's sampler on SD 2's noise schedule
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        prediction_type="epsilon",
+        steps_offset=1,
+    )
+    return StableDiffusionControlNetInpaintPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        controlnet=controlnet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}),
+        requires_safety_checker=False,
+    )
+
+
+def salient_folder(root: Path) -> Path:
+    """Return the tiny salient-ControlNet folder under ``root``, building it on first use (~1 s)."""
+    final = Path(root) / SALIENT_RECIPE
+    if (final / "model_index.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    with torch.random.fork_rng(devices=[]):
+        _build_salient_pipeline().save_pretrained(tmp, safe_serialization=True)
+    return _publish(tmp, final)
