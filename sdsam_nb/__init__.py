@@ -9,6 +9,7 @@ masks are ``HxW bool`` with ``True`` = subject; points are ``(x, y)`` in image p
 from importlib import metadata as _metadata
 
 from . import (
+    edges,
     images,
     masks,
     models,
@@ -72,6 +73,7 @@ except _metadata.PackageNotFoundError:  # imported from a checkout that is not i
     __version__ = "0+unknown"
 
 __all__ = [
+    "edges",
     "DEFAULT_FEATHER",
     "SCHEDULERS",
     "SafetyCheckerWarning",

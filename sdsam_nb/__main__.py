@@ -206,6 +206,11 @@ def replay(run_dir: str | os.PathLike, *, output_root=None, progress: bool = Tru
     for name in names:
         params = record["notebooks"][name]["params"]
         per_notebook[name] = {k: v for k, v in params.items() if k not in NOT_REPLAYED}
+        # a parameter added since the run was recorded takes the value that did what the
+        # notebook did then (a newer default may differ, e.g. edge="matte")
+        for key, value in runs.BEFORE_IT_EXISTED.items():
+            if key not in params and key in declared(name):
+                per_notebook[name][key] = value
         if record.get("clicks") and "clicks" in params:
             per_notebook[name]["clicks"] = record["clicks"]  # interactive clicks, exactly
         if original.file("input") is not None and "image_path" in params:

@@ -21,6 +21,8 @@ from .background import (
     score_results,
 )
 from .background import reframe as reframe_subject
+from .background.edge import DEFAULT_BAND, subject_alpha
+from .background.edge import edge_closeups as edge_views
 from .images import check_subject
 from .models import load_sam, load_sd
 from .runs import Run, load_subject, model_info
@@ -135,6 +137,7 @@ def inpaint(run: Run, pipe, subject: Image.Image, mask: np.ndarray, p: dict):
             feather=p["feather"],
             keep_subject=p["keep_subject"],
             model=p["inpaint_model"],
+            edge=p.get("edge", "feather"),
         )
     run.set("inpaint_method", results[0].info["method"])  # what "auto" stood for, too
     return results
@@ -168,9 +171,26 @@ def reframe(run: Run, pipe, subject: Image.Image, mask: np.ndarray, p: dict):
             feather=p["feather"],
             keep_subject=p["keep_subject"],
             model=p["inpaint_model"],
+            edge=p.get("edge", "feather"),
         )
     run.set("reframe", results[0].info["reframe"])
     return results
+
+
+def edge_closeups(subject: Image.Image, mask: np.ndarray, background, p: dict) -> list:
+    """Two close-ups of the softest stretch of the subject's edge pasted on ``background``
+    (a picture of the subject's size, or inpainted variations: the model's first picture
+    before the paste-back): feathered by ``feather`` px, and matted."""
+    if isinstance(background, list):
+        painted = getattr(background, "painted", None)
+        background = painted[0] if painted else background[0]
+    return edge_views(subject, mask, background, feather=p["feather"])
+
+
+def _kept(p: dict) -> float:
+    """How far inside the mask the subject's pixels are kept exactly: the feather's width,
+    or the matting band (where the matte's alpha is exactly 1)."""
+    return max(p["feather"], DEFAULT_BAND) if p.get("edge") == "matte" else p["feather"]
 
 
 def score(
@@ -187,7 +207,7 @@ def score(
             mask,
             predictor=predictor if predictor is not None else load_sam(p["sam_model"]),
             clicks=clicks,
-            shrink=p["feather"],
+            shrink=_kept(p),
         )
     run.set("inpaint_scores", scores)
     return scores
@@ -211,17 +231,23 @@ def backgrounds(run: Run, pipe, subject: Image.Image, p: dict):
 
 def composites(run: Run, subject: Image.Image, mask: np.ndarray, bgs, p: dict) -> list:
     """The subject pasted onto each background (``scale``, ``position``, ``feather``,
-    ``harmonize``)."""
+    ``harmonize``, ``edge``, ``shadow``); a matte is estimated once for all of them."""
     with run.step("composite"):
+        edge, picture = p.get("edge", "feather"), subject
+        if edge == "matte":  # the matted alpha and its decontaminated colours, once
+            alpha, colours = subject_alpha(subject, mask, "matte", feather=p["feather"])
+            edge, picture = alpha, Image.fromarray(colours, mode="RGB")
         return [
             composite(
-                subject,
+                picture,
                 mask,
                 bg,
                 scale=p["scale"],
                 position=p["position"],
                 feather=p["feather"],
                 harmonize=p["harmonize"],
+                edge=edge,
+                shadow=p.get("shadow", False),
             )
             for bg in bgs
         ]

@@ -17,6 +17,7 @@ from PIL import Image
 
 from sdsam_nb import runs
 from sdsam_nb.__main__ import CHAIN, WALKTHROUGH, compare_runs, execute_chain, replay
+from sdsam_nb.background.edge import DEFAULT_BAND
 from sdsam_nb.models import hf_sam
 
 NOTEBOOKS = runs.kit_dir("notebooks")
@@ -200,7 +201,7 @@ def test_inpaint_notebook_alone_uses_the_sample(tmp_path):
     inside = np.asarray(Image.open(runs.sample_mask())) > 127
     from sdsam_nb.masks import shrink
 
-    core = shrink(inside, FAST.get("feather", 3))
+    core = shrink(inside, DEFAULT_BAND)  # edge="matte" (the default): alpha 1 from there in
     assert np.array_equal(np.asarray(result)[core], np.asarray(sample.convert("RGB"))[core])
     # no clicks in this run: the results are re-segmented with the sample mask's box
     scores = run.record["inpaint_scores"]

@@ -29,7 +29,14 @@ class SafetyCheckerWarning(UserWarning):
 
 class Variations(list):
     """A list of ``RGB`` ``PIL.Image``, one per variation, each with ``info["seed"]`` and
-    ``info["nsfw"]``."""
+    ``info["nsfw"]``.
+
+    ``painted``: for :func:`~sdsam_nb.background.inpaint_background` with ``keep_subject``,
+    the model's own pictures before the subject was pasted back (at the same size), e.g. to
+    compare edges on them; ``None`` otherwise.
+    """
+
+    painted: list | None = None
 
     @property
     def seeds(self) -> list[int]:

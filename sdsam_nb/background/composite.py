@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
+from ..edges import contact_shadow
 from ..images import ImageLike, check_min_size, to_rgb
 from ..validate import check_number
 from .common import (
@@ -19,6 +20,7 @@ from .common import (
     _resize_mask,
     _subject,
 )
+from .edge import subject_alpha
 
 
 def _harmonize(pixels: np.ndarray, where: np.ndarray, target: np.ndarray, t: float) -> np.ndarray:
@@ -54,6 +56,20 @@ def _position(position, size: tuple[int, int], cut: tuple[int, int]) -> tuple[in
     )
 
 
+def _shadow_options(shadow) -> dict:
+    if shadow is True:
+        return {}
+    if isinstance(shadow, dict):
+        unknown = set(shadow) - {"direction", "distance", "softness", "squash", "opacity"}
+        if unknown:
+            raise ValueError(
+                f"shadow: unknown option(s) {sorted(unknown)}; use direction, distance, "
+                "softness, squash, opacity"
+            )
+        return dict(shadow)
+    raise ValueError(f"shadow must be True, False or a dict of options, not {shadow!r}")
+
+
 def composite(
     image: ImageLike,
     subject_mask,
@@ -64,6 +80,8 @@ def composite(
     feather: float = DEFAULT_FEATHER,
     harmonize: bool | float = False,
     return_mask: bool = False,
+    edge="feather",
+    shadow: bool | dict = False,
 ) -> Image.Image | tuple[Image.Image, np.ndarray]:
     """Paste the subject of ``image`` onto ``background``.
 
@@ -87,6 +105,15 @@ def composite(
             ``HARMONIZE_STRENGTH`` (half) of the way towards the background's; a number in
             ``[0, 1]`` sets that fraction. The subject's pixels then change by design.
         return_mask: also return where the subject went.
+        edge: ``"feather"`` (the mask feathered by ``feather``), ``"matte"`` (a soft alpha
+            matte with decontaminated edge colours, :mod:`sdsam_nb.edges`; the cut-out then
+            also holds the soft edge up to 8 px outside the mask), or an ``HxW`` float alpha
+            of ``image`` in 0..1 (pasted as ``alpha * F + (1 - alpha) * B`` with ``image``'s
+            own pixels as ``F``).
+        shadow: a soft contact shadow cast from the subject's alpha onto the background
+            (:func:`sdsam_nb.edges.contact_shadow`): ``True`` with its defaults (down, 40 %
+            at most), or a dict of its arguments (``direction``, ``distance``, ``softness``,
+            ``squash``, ``opacity``); ``False`` (default) casts none.
 
     Returns:
         An ``RGB`` ``PIL.Image`` of the background's size; with ``return_mask`` a tuple
@@ -111,9 +138,20 @@ def composite(
     if not isinstance(return_mask, bool):
         raise ValueError(f"return_mask must be True or False, not {return_mask!r}")
 
-    x0, y0, x1, y1 = masks.bbox(mask)
-    cut = picture.crop((x0, y0, x1, y1))
-    cut_mask = mask[y0:y1, x0:x1]
+    if isinstance(edge, str) and edge == "feather":
+        x0, y0, x1, y1 = masks.bbox(mask)
+        cut = picture.crop((x0, y0, x1, y1))
+        cut_mask = mask[y0:y1, x0:x1]
+        offset = (0, 0)
+        soft = None
+    else:  # the cut-out holds everything the alpha touches, the mask's box inside it
+        full_alpha, colours = subject_alpha(picture, mask, edge, feather=feather)
+        x0, y0, x1, y1 = masks.bbox(full_alpha > 0)
+        mx0, my0 = masks.bbox(mask)[:2]
+        cut = Image.fromarray(colours[y0:y1, x0:x1], mode="RGB")
+        cut_mask = mask[y0:y1, x0:x1]
+        offset = (mx0 - x0, my0 - y0)
+        soft = full_alpha[y0:y1, x0:x1]
     if scale != 1.0:
         new = (round((x1 - x0) * scale), round((y1 - y0) * scale))
         cut_mask = _resize_mask(cut_mask, new) if min(new) >= 1 else cut_mask[:0, :0]
@@ -122,15 +160,27 @@ def composite(
                 f"scale={scale:g} shrinks the {x1 - x0}x{y1 - y0} px subject to nothing"
             )
         cut = cut.resize(new, Image.LANCZOS)
+        if soft is not None:
+            shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            soft = np.clip(cv2.resize(soft, new, interpolation=shrink), 0.0, 1.0)
+        offset = (round(offset[0] * scale), round(offset[1] * scale))
     pixels = np.asarray(cut)
     if strength > 0:
         pixels = _harmonize(pixels, cut_mask, np.asarray(back), strength)
-    # One px of padding makes the cut-out's border an edge of the mask for feathering.
-    alpha = masks.feather(np.pad(cut_mask, 1), feather)[1:-1, 1:-1]
+    if soft is None:
+        # One px of padding makes the cut-out's border an edge of the mask for feathering.
+        alpha = masks.feather(np.pad(cut_mask, 1), feather)[1:-1, 1:-1]
+    else:
+        alpha = soft
 
     bw, bh = back.size
     ch, cw = cut_mask.shape
-    x, y = _position(position, (bw, bh), (cw, ch))
+    if soft is None:
+        x, y = _position(position, (bw, bh), (cw, ch))
+    else:  # placed by the mask's box, as the feathered cut-out is
+        box = masks.bbox(cut_mask)
+        mx, my = _position(position, (bw, bh), (box[2] - box[0], box[3] - box[1]))
+        x, y = mx - offset[0], my - offset[1]
     # Clip the cut-out to the background: [cx0, cx1) x [cy0, cy1) of the cut-out lands on it.
     cx0, cy0 = max(0, -x), max(0, -y)
     cx1, cy1 = min(cw, bw - x), min(ch, bh - y)
@@ -142,6 +192,11 @@ def composite(
     region = (slice(y + cy0, y + cy1), slice(x + cx0, x + cx1))
     inside = (slice(cy0, cy1), slice(cx0, cx1))
     out = np.array(back)
+    if shadow is not False:
+        placed_alpha = np.zeros((bh, bw), np.float32)
+        placed_alpha[region] = alpha[inside]
+        dark = contact_shadow(placed_alpha, **_shadow_options(shadow))
+        out = np.clip(np.rint(out * (1.0 - dark[..., None])), 0, 255).astype(np.uint8)
     out[region] = _paste(out[region], pixels[inside], alpha[inside])
     result = Image.fromarray(out, mode="RGB")
     if not return_mask:

@@ -23,6 +23,7 @@ from .common import (
     _subject,
     processing_size,
 )
+from .edge import subject_alpha
 from .methods import method_for
 from .methods.auto import AUTO, auto_model
 
@@ -45,6 +46,7 @@ def inpaint_background(
     feather: float = DEFAULT_FEATHER,
     model: str | os.PathLike | None = None,
     scheduler=None,
+    edge="feather",
 ) -> Variations:
     """Repaint everything around the subject from ``prompt``.
 
@@ -74,6 +76,11 @@ def inpaint_background(
             new picture. Without it the whole picture is the model's output, whose subject
             went through the VAE (close to the original, not identical).
         feather: width in pixels (>= 0) of that blend; 0 pastes with a hard edge.
+        edge: how the subject's edge is pasted back: ``"feather"`` (the mask feathered by
+            ``feather``), ``"matte"`` (a soft alpha matte and decontaminated edge colours,
+            :mod:`sdsam_nb.edges`: hair and soft edges keep their shape and lose the old
+            background's colour), or an ``HxW`` float alpha in 0..1 of your own. The
+            subject stays pixel-identical where the alpha is 1.
         model: the background method (:mod:`sdsam_nb.background.methods`): ``None`` or
             ``"own"`` inpaints with ``pipe``'s own weights (SD v1-4 inpaints by latent
             blending); a dedicated inpainting checkpoint (a 9-channel UNet, e.g.
@@ -105,6 +112,10 @@ def inpaint_background(
     if not isinstance(keep_subject, bool):
         raise ValueError(f"keep_subject must be True or False, not {keep_subject!r}")
     picture, mask = _subject(image, subject_mask)
+    # the paste-back's alpha first: a bad edge fails before any sampling
+    alpha, original = (
+        subject_alpha(picture, mask, edge, feather=feather) if keep_subject else (None, None)
+    )
     work = processing_size(*picture.size, size)
 
     protected = masks.grow(mask, grow) if grow else mask
@@ -134,14 +145,14 @@ def inpaint_background(
             **method.inputs(work_image, mask_image),
         )
 
-    alpha = masks.feather(mask, feather) if keep_subject else None
-    original = np.asarray(picture)
     out = Variations()
+    out.painted = [] if alpha is not None else None
     for result in results:
         info = dict(result.info)
         if result.size != picture.size:
             result = result.resize(picture.size, Image.LANCZOS)
         if alpha is not None:
+            out.painted.append(result)
             result = Image.fromarray(_paste(np.asarray(result), original, alpha), mode="RGB")
         result.info.update(info, method=method.name)
         out.append(result)

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -21,6 +22,7 @@ from .. import masks
 from ..images import ImageLike
 from ..validate import check_int, check_number, is_number
 from .common import DEFAULT_FEATHER, Variations, _resize_mask, _subject
+from .edge import subject_alpha
 from .inpaint import inpaint_background
 
 # a named position -> where the subject's box goes: (x, y) fractions of the free space
@@ -100,13 +102,16 @@ def place_subject(
     *,
     scale: float = 1.0,
     position="center",
+    alpha: np.ndarray | None = None,
+    colours: np.ndarray | None = None,
 ) -> tuple[Image.Image, np.ndarray, tuple[int, int, int, int]]:
     """The subject at ``scale`` on a ``canvas`` (w, h) at ``position``.
 
     Returns ``(picture, mask, box)``: the canvas picture (the subject's pixels where the
     subject is, the rest filled with the mean colour of the old background: a neutral start
     for a repaint), its ``HxW bool`` subject mask and the subject's box ``(x0, y0, x1, y1)``
-    on it (end exclusive).
+    on it (end exclusive). With a soft ``alpha`` of the picture (and its decontaminated
+    ``colours``), the pixels it touches come along and the placed alpha is returned fourth.
 
     Raises:
         ValueError: a bad ``scale`` or ``position``, or a subject that does not fit.
@@ -114,12 +119,18 @@ def place_subject(
     picture, mask = _subject(image, subject_mask)
     scale = check_number(scale, "scale", low=0.0, open_low=True)
     fx, fy = _position(position)
+    if colours is not None:
+        picture = Image.fromarray(colours, mode="RGB")
     if scale != 1:
         w, h = (max(1, round(v * scale)) for v in picture.size)
         picture, mask = picture.resize((w, h), Image.LANCZOS), _resize_mask(mask, (w, h))
         if not mask.any():
             raise ValueError(f"scale={scale:g} shrinks the subject to nothing: raise scale")
-    x0, y0, x1, y1 = masks.bbox(mask)  # end exclusive
+        if alpha is not None:
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            alpha = np.clip(cv2.resize(alpha, (w, h), interpolation=interpolation), 0.0, 1.0)
+    carried = mask if alpha is None else (alpha > 0) | mask  # what goes onto the canvas
+    x0, y0, x1, y1 = masks.bbox(carried)  # end exclusive
     bw, bh = x1 - x0, y1 - y0
     cw, ch = canvas
     if bw > cw or bh > ch:
@@ -134,11 +145,16 @@ def place_subject(
     out = np.empty((ch, cw, 3), np.uint8)
     out[:] = np.rint(fill).astype(np.uint8)
     new_mask = np.zeros((ch, cw), bool)
-    cut = mask[y0:y1, x0:x1]
+    cut = carried[y0:y1, x0:x1]
     region = out[top : top + bh, left : left + bw]
     region[cut] = pixels[y0:y1, x0:x1][cut]
-    new_mask[top : top + bh, left : left + bw] = cut
-    return Image.fromarray(out, mode="RGB"), new_mask, (left, top, left + bw, top + bh)
+    new_mask[top : top + bh, left : left + bw] = mask[y0:y1, x0:x1]
+    placed = Image.fromarray(out, mode="RGB"), new_mask, (left, top, left + bw, top + bh)
+    if alpha is None:
+        return placed
+    new_alpha = np.zeros((ch, cw), np.float32)
+    new_alpha[top : top + bh, left : left + bw] = alpha[y0:y1, x0:x1]
+    return (*placed, new_alpha)
 
 
 def reframe(
@@ -154,6 +170,7 @@ def reframe(
     feather: float = DEFAULT_FEATHER,
     model: str | os.PathLike | None = None,
     work_size: int = 512,
+    edge="feather",
     **inpaint,
 ) -> Variations:
     """The subject on a new canvas, everything else painted from ``prompt``.
@@ -173,6 +190,9 @@ def reframe(
         model: the background method, as in :func:`inpaint_background` (``None``, ``"own"``,
             ``"auto"``, a dedicated inpainting checkpoint, ``"salient"``...).
         work_size: the long side the model paints at (``inpaint_background``'s ``size``).
+        edge: ``"feather"`` or ``"matte"`` (the matte and its decontaminated colours are
+            estimated on the original picture, then placed with the subject), as in
+            :func:`inpaint_background`.
         **inpaint: the other arguments of :func:`inpaint_background` (``negative_prompt``,
             ``seed``, ``n``, ``steps``, ``guidance``, ``strength``, ``grow``,
             ``keep_subject``, ``scheduler``).
@@ -188,9 +208,25 @@ def reframe(
     """
     picture, mask = _subject(image, subject_mask)
     canvas = canvas_size(*picture.size, size=size, aspect=aspect)
-    placed, placed_mask, box = place_subject(picture, mask, canvas, scale=scale, position=position)
+    if isinstance(edge, str) and edge == "matte":
+        alpha, colours = subject_alpha(picture, mask, edge, feather=feather)
+        placed, placed_mask, box, edge = place_subject(
+            picture, mask, canvas, scale=scale, position=position, alpha=alpha, colours=colours
+        )
+    else:
+        placed, placed_mask, box = place_subject(
+            picture, mask, canvas, scale=scale, position=position
+        )
     results = inpaint_background(
-        pipe, placed, placed_mask, prompt, feather=feather, model=model, size=work_size, **inpaint
+        pipe,
+        placed,
+        placed_mask,
+        prompt,
+        feather=feather,
+        model=model,
+        size=work_size,
+        edge=edge,
+        **inpaint,
     )
     for result in results:
         result.info["reframe"] = {

@@ -11,6 +11,10 @@ module             holds
 ``sd``             :func:`load_sd`, :func:`inpainting`, :func:`img2img` (shared weights)
 ``sam``            :func:`load_sam`, official SAM checkpoints (download, sha256 check)
 ``detectors``      :func:`load_grounding_dino` (text -> boxes)
+``hf_sam``         transformers SAM / SlimSAM / SAM-HQ / SAM 2.1 for clicks (``FAMILIES``)
+``matting``        :func:`load_vitmatte` (ViTMatte alpha mattes), the tiny ViTMatte
+``salient``        the salient-object ControlNet pipeline (``model="salient"``)
+``convert``        segment_anything -> transformers SAM weights
 ``sam3``           :func:`load_sam3` (text -> every instance's mask and box), the tiny SAM 3
 ``tiny``           the built-in tiny models, built offline through the same classes
 =================  ==========================================================================
@@ -29,6 +33,7 @@ from .cache import (
 )
 from .detectors import DEFAULT_GROUNDING_DINO, GroundingDinoDetector, load_grounding_dino
 from .devices import device_report, in_colab, pick_device, pick_dtype
+from .matting import DEFAULT_VITMATTE, VitMatte, load_vitmatte
 from .sam import SAM_CHECKPOINTS, load_sam, sam_checkpoint_path
 from .sam3 import DEFAULT_SAM3, Sam3TextSegmenter, load_sam3
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
@@ -57,6 +62,9 @@ __all__ = [
     "load_grounding_dino",
     "load_sam",
     "load_sam3",
+    "load_vitmatte",
+    "DEFAULT_VITMATTE",
+    "VitMatte",
     "load_sd",
     "make_scheduler",
     "pick_device",

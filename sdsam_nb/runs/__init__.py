@@ -23,7 +23,7 @@ from .inputs import (
     sample_mask,
     sample_subject,
 )
-from .params import SPEC, Param, check_params, parse_text
+from .params import BEFORE_IT_EXISTED, SPEC, Param, check_params, parse_text
 from .provenance import folder_checksum, model_info
 from .record import (
     RUN_JSON,
@@ -39,6 +39,7 @@ from .session import start
 
 __all__ = [
     "RUN_JSON",
+    "BEFORE_IT_EXISTED",
     "SPEC",
     "Param",
     "Run",

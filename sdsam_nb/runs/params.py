@@ -59,6 +59,17 @@ def _fraction() -> Param:
     return Param(lambda v: is_finite(v) and 0 <= v <= 1, "a number from 0 to 1")
 
 
+# What a parameter added after runs were recorded replays as in those runs: the value that
+# gives the behaviour the notebooks had before it existed (its default may now differ).
+BEFORE_IT_EXISTED: dict[str, Any] = {
+    "text_method": "grounding_dino",
+    "edge": "feather",
+    "shadow": False,
+    "reframe_size": None,
+    "reframe_aspect": "",
+}
+
+
 def _pair(value, check) -> bool:
     return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(check, value))
 
@@ -71,6 +82,13 @@ SPEC: dict[str, Param] = {
     # generation
     "sd_model": _text(),
     "inpaint_model": _text_or_none(),
+    # the subject's edge where it is pasted (notebooks 03, 04) and a contact shadow (04)
+    "edge": Param(lambda v: v in ("feather", "matte"), "'feather' or 'matte'"),
+    "shadow": Param(
+        lambda v: isinstance(v, (bool, dict)),
+        "True, False or a dict of contact_shadow options (direction, opacity, ...)",
+        True,
+    ),
     # reframing (notebook 03): a new canvas for the subject
     "reframe_size": Param(
         lambda v: v is None or _pair(v, lambda x: is_int(x) and x >= 64),

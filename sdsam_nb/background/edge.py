@@ -1,0 +1,92 @@
+"""The subject's edge when it is pasted onto new pixels: a feathered binary mask (the kit's
+first behaviour) or a soft alpha matte with the old background's colour taken out of the
+edge (:mod:`sdsam_nb.edges`), or an alpha the caller made."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .. import edges, masks
+
+EDGES = ("feather", "matte")
+DEFAULT_BAND = 8  # px either side of the mask's edge that matting estimates
+
+
+def subject_alpha(
+    picture: Image.Image, mask: np.ndarray, edge, *, feather: float, band: float = DEFAULT_BAND
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(alpha, foreground)`` for pasting ``picture``'s subject: ``HxW float`` alpha in
+    ``[0, 1]`` and the ``HxWx3 uint8`` colours to paste.
+
+    * ``"feather"``: ``masks.feather(mask, feather)`` and the picture's own pixels;
+    * ``"matte"``: :func:`sdsam_nb.edges.matte` (``band`` px either side of the mask's
+      edge) and :func:`sdsam_nb.edges.estimate_foreground` (decontaminated colours);
+    * an ``HxW`` float array in ``[0, 1]``: that alpha and the picture's own pixels (the
+      textbook ``alpha * F + (1 - alpha) * B``).
+
+    Raises:
+        ValueError: another ``edge``, or an alpha of the wrong size or outside ``[0, 1]``.
+    """
+    pixels = np.asarray(picture)
+    if isinstance(edge, str) and edge == "feather":
+        return masks.feather(mask, feather), pixels
+    if isinstance(edge, str) and edge == "matte":
+        alpha = edges.matte(picture, mask, band=band)
+        return alpha, edges.estimate_foreground(picture, alpha)
+    if isinstance(edge, np.ndarray):
+        h, w = mask.shape
+        if edge.shape != (h, w):
+            raise ValueError(
+                f"edge: an alpha of {edge.shape} given for a {w}x{h} picture; it must be HxW "
+                f"= ({h}, {w}) floats in 0..1"
+            )
+        alpha = edge.astype(np.float32)
+        if not np.isfinite(alpha).all() or alpha.min() < 0 or alpha.max() > 1:
+            raise ValueError("edge: the alpha must hold numbers in 0..1 (1 = subject)")
+        return alpha, pixels
+    raise ValueError(
+        f"edge must be one of {list(EDGES)} or an HxW float alpha in 0..1, not {edge!r}"
+    )
+
+
+def edge_closeups(
+    picture: Image.Image,
+    mask: np.ndarray,
+    background,
+    *,
+    feather: float,
+    band: float = DEFAULT_BAND,
+    size: int = 96,
+    zoom: int = 3,
+) -> list[Image.Image]:
+    """The same stretch of the subject's edge pasted onto ``background`` (a picture of the
+    subject picture's size) with each of :data:`EDGES`, cut out around the softest part of
+    the edge and enlarged ``zoom`` times (nearest neighbour, so pixels stay visible): what a
+    notebook shows to compare a feathered and a matted edge.
+    """
+    back = np.asarray(
+        background.convert("RGB") if isinstance(background, Image.Image) else background
+    )
+    if back.shape[:2] != mask.shape:
+        raise ValueError("background must have the subject picture's size")
+    pasted = {}
+    for edge in EDGES:
+        alpha, colours = subject_alpha(picture, mask, edge, feather=feather, band=band)
+        a = alpha[..., None].astype(np.float32)
+        pasted[edge] = np.rint(a * colours + (1 - a) * back).astype(np.uint8)
+        if edge == "matte":
+            soft = ((alpha > 0.02) & (alpha < 0.98)).astype(np.float32)
+    h, w = mask.shape
+    side = min(size, h, w)
+    density = cv2.blur(soft, (side, side)) if soft.any() else masks.feather(mask, 1)
+    y, x = np.unravel_index(int(np.argmax(density)), density.shape)
+    top = int(np.clip(y - side // 2, 0, h - side))
+    left = int(np.clip(x - side // 2, 0, w - side))
+    return [
+        Image.fromarray(pasted[edge][top : top + side, left : left + side]).resize(
+            (side * zoom, side * zoom), Image.NEAREST
+        )
+        for edge in EDGES
+    ]

@@ -1,0 +1,365 @@
+"""Soft edges: an alpha matte from a binary subject mask, decontaminated subject colours, a
+contact shadow, and the compositing equation that puts them together.
+
+A SAM mask is binary: pasted through it (even feathered) the subject keeps a fringe of its old
+background's colour and loses hair and fur. The fix, in four steps:
+
+1. :func:`trimap` splits the picture into sure subject (the mask shrunk by ``band`` px), sure
+   background (outside the mask grown by ``band`` px) and an unknown band between them;
+2. :func:`matte` estimates the alpha in that band (closed-form matting on the CPU, ViTMatte on
+   a GPU);
+3. :func:`estimate_foreground` recovers the subject's own colours where it is see-through;
+4. :func:`blend` composites ``alpha * F + (1 - alpha) * B``, optionally over a background
+   darkened by :func:`contact_shadow`.
+
+Conventions: pictures are ``HxWx3 uint8`` RGB (or anything :func:`sdsam_nb.images.to_rgb`
+takes), masks ``HxW bool``, alphas and shadows ``HxW float32`` in ``[0, 1]``, distances in
+pixels of the picture.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from .images import ImageLike, check_subject, to_mask, to_rgb
+from .masks import bbox, grow, shrink
+from .models.devices import pick_device
+from .validate import check_fraction, check_number, check_pixels
+
+FOREGROUND, UNKNOWN, BACKGROUND = 255, 128, 0
+"""The three values of a :func:`trimap`."""
+FOREGROUND_MARGIN = 16
+"""Pixels of context around the soft band that :func:`estimate_foreground` solves on."""
+PRIOR_WEIGHT = 0.3
+"""Strength of closed-form matting's pull towards the binary mask at the band's inner and outer
+limits (see :func:`matte`). Chosen on a synthetic arrangement that the benchmark does not use
+(the astronaut's colours over the rocket, onto the coffee cup; band 8 px): the composite's
+error in the band was 3.65 / 3.53 (soft edge / hair) for 0 (plain closed-form matting),
+2.61 / 2.54 for 0.1, 2.65 / 2.29 for 0.3, 3.10 / 2.07 for 1 (0..255)."""
+
+
+def trimap(mask, band: float) -> np.ndarray:
+    """The trimap of a binary subject mask.
+
+    Args:
+        mask: ``HxW`` subject mask (any form :func:`sdsam_nb.images.to_mask` takes).
+        band: half-width of the unknown band in pixels, > 0: the band runs from ``band`` px
+            inside the mask's edge to ``band`` px outside it.
+
+    Returns:
+        ``HxW uint8``: 255 (:data:`FOREGROUND`) on ``shrink(mask, band)``, 0
+        (:data:`BACKGROUND`) outside ``grow(mask, band)``, 128 (:data:`UNKNOWN`) between.
+
+    Raises:
+        ValueError: ``band`` is not a number > 0, the mask is empty or full, or the band
+            leaves no sure subject (it is wider than the subject) or no sure background.
+    """
+    m = to_mask(mask)
+    check_subject(m, name="mask")
+    band = check_number(band, "band", low=0, open_low=True)
+    sure_fg = shrink(m, band)
+    if not sure_fg.any():
+        raise ValueError(
+            f"band={band:g} px is wider than the subject: shrinking the mask by it leaves "
+            "no sure subject pixel; use a smaller band"
+        )
+    sure_bg = ~grow(m, band)
+    if not sure_bg.any():
+        raise ValueError(
+            f"band={band:g} px leaves no sure background: growing the mask by it covers the "
+            "whole picture; use a smaller band"
+        )
+    out = np.full(m.shape, UNKNOWN, dtype=np.uint8)
+    out[sure_fg] = FOREGROUND
+    out[sure_bg] = BACKGROUND
+    return out
+
+
+# --------------------------------------------------------------------------- alpha matting
+
+
+def _closed_form(
+    pixels: np.ndarray, tri: np.ndarray, *, mask: np.ndarray, band: float, model=None, device=None
+) -> np.ndarray:
+    """Closed-form matting (Levin et al. 2008) with a weak prior towards the binary mask.
+
+    Minimises ``a' L a + sum_i w_i (a_i - mask_i)^2`` over the unknown pixels, ``L`` being the
+    matting Laplacian (pymatting's ``cf_laplacian``, 3x3 windows, epsilon 1e-7), solved with
+    pymatting's conjugate gradients and incomplete-Cholesky preconditioner. The prior's weight
+    ``w = PRIOR_WEIGHT * d / band`` grows with the distance ``d`` to the mask's edge: nothing at
+    the edge, where the picture decides, and enough deep in the band to stop the alpha from
+    drifting through textured regions where the colour-line model fails (plain closed-form
+    matting's error grows with the band's width; with the prior it does not).
+    """
+    from pymatting import cf_laplacian, cg, ichol
+    from scipy import sparse
+
+    known = tri != UNKNOWN
+    unknown = ~known.ravel()
+    laplacian = cf_laplacian(pixels.astype(np.float64) / 255.0, is_known=known)
+    inside = ndimage.distance_transform_edt(mask)
+    outside = ndimage.distance_transform_edt(~mask)
+    edge = np.where(mask, inside, outside) - 0.5  # distance from the pixel's centre to the edge
+    weight = PRIOR_WEIGHT * np.clip(edge / band, 0.0, 1.0).ravel()[unknown]
+    rows = laplacian[unknown]
+    system = (rows[:, unknown] + sparse.diags(weight)).tocsr()
+    sure_fg = (tri == FOREGROUND).ravel()[known.ravel()].astype(np.float64)
+    rhs = -rows[:, known.ravel()].dot(sure_fg) + weight * mask.ravel()[unknown]
+    alpha = (tri == FOREGROUND).astype(np.float64).ravel()
+    alpha[unknown] = cg(system, rhs, M=ichol(system))
+    return np.clip(alpha, 0.0, 1.0).reshape(tri.shape).astype(np.float32)
+
+
+def _vitmatte(
+    pixels: np.ndarray, tri: np.ndarray, *, mask=None, band=None, model=None, device=None
+) -> np.ndarray:
+    """ViTMatte (transformers): ``model`` is a loaded :class:`~sdsam_nb.models.matting.VitMatte`,
+    a hub id, a folder or ``"tiny"`` (``None``: the default checkpoint)."""
+    from .models.matting import DEFAULT_VITMATTE, VitMatte, load_vitmatte
+
+    net = model if isinstance(model, VitMatte) else None
+    if net is None:
+        net = load_vitmatte(DEFAULT_VITMATTE if model is None else model, device=device)
+    return net(pixels, tri)
+
+
+MATTING_METHODS: dict[str, Callable[..., np.ndarray]] = {
+    "closed_form": _closed_form,
+    "vitmatte": _vitmatte,
+}
+"""Method name -> ``fn(pixels HxWx3 uint8, trimap HxW uint8, *, mask HxW bool, band px, model,
+device) -> HxW float32 alpha`` (read only on the trimap's unknown pixels), on a crop."""
+
+
+def pick_method(method: str = "auto", device=None) -> str:
+    """The matting method ``method`` stands for: ``"auto"`` is ``"vitmatte"`` when ``device``
+    (``None``: the automatic device, see :func:`sdsam_nb.models.devices.pick_device`) is a
+    CUDA GPU, else ``"closed_form"``; any other name must be a key of
+    :data:`MATTING_METHODS`."""
+    if method == "auto":
+        return "vitmatte" if pick_device(device).type == "cuda" else "closed_form"
+    if not isinstance(method, str) or method not in MATTING_METHODS:
+        names = ", ".join(repr(n) for n in ("auto", *MATTING_METHODS))
+        raise ValueError(f"method must be one of {names}, not {method!r}")
+    return method
+
+
+def _box(region: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """``(rows, cols)`` slices of ``region``'s bounding box grown by ``margin`` px, clipped to
+    the picture."""
+    x0, y0, x1, y1 = bbox(region)
+    h, w = region.shape
+    return (
+        slice(max(0, y0 - margin), min(h, y1 + margin)),
+        slice(max(0, x0 - margin), min(w, x1 + margin)),
+    )
+
+
+def matte(
+    image: ImageLike,
+    mask,
+    *,
+    band: float = 8,
+    method: str = "auto",
+    model=None,
+    device=None,
+) -> np.ndarray:
+    """A soft alpha matte of the subject ``mask`` marks in ``image``.
+
+    The alpha is exactly 1 on the :func:`trimap`'s sure subject and exactly 0 on its sure
+    background; in the unknown band (``band`` px either side of the mask's edge) it is
+    estimated by ``method``, on a crop of the picture around the subject (its bounding box
+    grown by twice ``band``), so the cost follows the subject's size, not the picture's.
+
+    Args:
+        image: the picture (``HxWx3 uint8`` RGB, a ``PIL.Image`` or a path).
+        mask: ``HxW`` binary subject mask of the same size, e.g. from SAM.
+        band: half-width of the unknown band in pixels, > 0 (default 8). It must cover the
+            mask's error: hair or a soft edge further than ``band`` px outside the mask is
+            cut off.
+        method: ``"closed_form"`` (closed-form matting with a weak pull towards the mask,
+            pymatting, CPU; see :data:`PRIOR_WEIGHT`), ``"vitmatte"`` (transformers ViTMatte)
+            or ``"auto"`` (the default: ViTMatte on a CUDA GPU, closed-form elsewhere).
+        model: the ViTMatte to use: a loaded :class:`~sdsam_nb.models.matting.VitMatte`, a
+            hub id, a folder or ``"tiny"``; ``None`` is
+            ``hustvl/vitmatte-small-composition-1k``. Ignored by closed-form matting.
+        device: where ViTMatte runs, and what ``"auto"`` looks at; ``None`` picks CUDA,
+            then MPS, then the CPU.
+
+    Returns:
+        ``HxW float32`` alpha in ``[0, 1]``.
+
+    Raises:
+        ValueError: a bad ``band``, ``method`` or mask (see :func:`trimap`).
+    """
+    name = pick_method(method, device)
+    rgb = np.asarray(to_rgb(image))
+    h, w = rgb.shape[:2]
+    m = to_mask(mask, (w, h))
+    tri = trimap(m, band)
+    band = float(band)
+    if not (tri == UNKNOWN).any():  # a band under 1 px: no pixel is in doubt
+        return (tri == FOREGROUND).astype(np.float32)
+    rows, cols = _box(tri != BACKGROUND, math.ceil(band))
+    crop = tri[rows, cols]
+    estimate = MATTING_METHODS[name](
+        rgb[rows, cols], crop, mask=m[rows, cols], band=band, model=model, device=device
+    )
+    alpha = (tri == FOREGROUND).astype(np.float32)
+    unknown = crop == UNKNOWN
+    alpha[rows, cols][unknown] = np.clip(estimate[unknown], 0.0, 1.0)
+    return alpha
+
+
+# --------------------------------------------------------------------------- colours
+
+
+def _check_alpha(alpha, shape: tuple[int, int] | None, name: str = "alpha") -> np.ndarray:
+    """``alpha`` as ``HxW float64`` in ``[0, 1]`` (of ``shape`` unless ``None``), or a one-line
+    ``ValueError``."""
+    if not isinstance(alpha, np.ndarray) or not (
+        alpha.dtype == bool or np.issubdtype(alpha.dtype, np.floating)
+    ):
+        what = alpha.dtype if isinstance(alpha, np.ndarray) else type(alpha).__name__
+        raise ValueError(f"{name} must be an HxW float array in 0..1, not {what}")
+    if alpha.ndim != 2:
+        raise ValueError(f"{name} must be HxW, got shape {alpha.shape}")
+    if shape is not None and alpha.shape != tuple(shape):
+        raise ValueError(
+            f"{name} is {'x'.join(map(str, alpha.shape))} but the picture is "
+            f"{shape[0]}x{shape[1]} (HxW): make it from this picture"
+        )
+    a = alpha.astype(np.float64)
+    if not np.isfinite(a).all() or a.min(initial=0) < 0 or a.max(initial=0) > 1:
+        raise ValueError(f"{name} must be finite values in 0..1, got {a.min()}..{a.max()}")
+    return a
+
+
+def estimate_foreground(image: ImageLike, alpha: np.ndarray) -> np.ndarray:
+    """The subject's own colours, with the old background's colour taken out where the
+    subject is see-through (``0 < alpha < 1``): pymatting's multi-level foreground estimation
+    (Germer et al. 2020), run on a crop around those pixels.
+
+    Args:
+        image: the picture the alpha was estimated on.
+        alpha: ``HxW`` float alpha in ``[0, 1]``, e.g. from :func:`matte`.
+
+    Returns:
+        ``HxWx3 uint8`` RGB: the estimated subject colour where ``0 < alpha < 1``, the
+        picture's own pixels everywhere else (unchanged where ``alpha == 1``).
+    """
+    rgb = np.asarray(to_rgb(image))
+    a = _check_alpha(alpha, rgb.shape[:2])
+    out = rgb.copy()
+    soft = (a > 0) & (a < 1)
+    if not soft.any():
+        return out
+    from pymatting import estimate_foreground_ml
+
+    rows, cols = _box(soft, FOREGROUND_MARGIN)
+    fg = estimate_foreground_ml(rgb[rows, cols] / 255.0, a[rows, cols])
+    fg = np.clip(np.rint(fg * 255.0), 0, 255).astype(np.uint8)
+    region = soft[rows, cols]
+    out[rows, cols][region] = fg[region]
+    return out
+
+
+# --------------------------------------------------------------------------- shadow, blend
+
+
+def contact_shadow(
+    alpha: np.ndarray,
+    *,
+    direction: Sequence[float] = (0.0, 1.0),
+    distance: float = 4.0,
+    softness: float = 8.0,
+    squash: float = 0.2,
+    opacity: float = 0.4,
+) -> np.ndarray:
+    """A soft shadow where the subject meets the ground, to darken the new background with.
+
+    The subject's alpha is squashed along ``direction`` to ``squash`` of its extent, towards
+    its far edge in that direction (its base: the feet, for the default "down"), moved
+    ``distance`` px further along ``direction``, blurred with a Gaussian of ``softness`` px
+    (sigma), scaled to ``opacity`` and multiplied by ``1 - alpha`` so that it never covers
+    the subject itself.
+
+    Args:
+        alpha: ``HxW`` float alpha of the subject in ``[0, 1]``.
+        direction: ``(dx, dy)`` in picture axes (x right, y down), any non-zero length;
+            default ``(0, 1)``: the light is above, the shadow falls downwards.
+        distance: how far the shadow is moved along ``direction``, pixels (default 4).
+        softness: Gaussian blur sigma in pixels, >= 0 (default 8; 0 is a hard shadow).
+        squash: the shadow's extent along ``direction`` as a fraction of the subject's, in
+            ``(0, 1]`` (default 0.2; 1 is the full silhouette, a cast shadow).
+        opacity: the darkest the shadow gets, in ``[0, 1]`` (default 0.4).
+
+    Returns:
+        ``HxW float32`` shadow strength in ``[0, opacity]``: the fraction of the background's
+        light taken away (``B * (1 - shadow)`` in :func:`blend`); 0 where ``alpha == 1``.
+    """
+    a = _check_alpha(alpha, None)
+    try:
+        d = np.asarray(direction, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        d = np.array([np.nan])
+    if d.size != 2 or not np.isfinite(d).all() or not np.hypot(*d) > 0:
+        raise ValueError(f"direction must be a non-zero (dx, dy) pair, got {direction!r}")
+    d = d / np.hypot(*d)
+    distance = check_pixels(distance, "distance")
+    softness = check_number(softness, "softness", low=0)
+    squash = check_number(squash, "squash", low=0, high=1, open_low=True)
+    opacity = check_fraction(opacity, "opacity")
+    solid = a > 0.5
+    if not solid.any():
+        return np.zeros(a.shape, np.float32)
+    ys, xs = np.nonzero(solid)
+    base = float(np.max(xs * d[0] + ys * d[1]))  # the subject's far edge along d
+    # forward map p -> p + (squash - 1) * ((p . d) - base) * d + distance * d
+    squeeze = np.eye(2) + (squash - 1.0) * np.outer(d, d)
+    shift = (-(squash - 1.0) * base + distance) * d
+    forward = np.hstack([squeeze, shift[:, None]]).astype(np.float64)
+    h, w = a.shape
+    shadow = cv2.warpAffine(a.astype(np.float32), forward, (w, h), flags=cv2.INTER_LINEAR)
+    if softness > 0:
+        shadow = cv2.GaussianBlur(shadow, (0, 0), softness, borderType=cv2.BORDER_CONSTANT)
+    shadow = np.clip(shadow, 0.0, 1.0) * opacity * (1.0 - a)
+    return np.minimum(shadow, opacity).astype(np.float32)
+
+
+def blend(
+    foreground: ImageLike,
+    background: ImageLike,
+    alpha: np.ndarray,
+    *,
+    shadow: np.ndarray | None = None,
+) -> np.ndarray:
+    """Composite ``alpha * F + (1 - alpha) * B``, rounded to the nearest integer.
+
+    Args:
+        foreground: the subject's colours ``F`` (ideally from :func:`estimate_foreground`).
+        background: the new background ``B``, the same size.
+        alpha: ``HxW`` float alpha in ``[0, 1]`` (from :func:`matte`).
+        shadow: optional ``HxW`` float shadow strength in ``[0, 1]`` (from
+            :func:`contact_shadow`); the background becomes ``B * (1 - shadow)`` first.
+
+    Returns:
+        ``HxWx3 uint8`` RGB.
+    """
+    f = np.asarray(to_rgb(foreground, name="foreground"), dtype=np.float64)
+    b = np.asarray(to_rgb(background, name="background"), dtype=np.float64)
+    if f.shape != b.shape:
+        raise ValueError(
+            f"background is {b.shape[1]}x{b.shape[0]} but the foreground is "
+            f"{f.shape[1]}x{f.shape[0]}: resize one to the other"
+        )
+    a = _check_alpha(alpha, f.shape[:2])[..., None]
+    if shadow is not None:
+        b = b * (1.0 - _check_alpha(shadow, f.shape[:2], "shadow")[..., None])
+    out = a * f + (1.0 - a) * b
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -1,0 +1,159 @@
+"""ViTMatte (transformers) for :func:`sdsam_nb.edges.matte`: a trimap-guided alpha matting
+network, loaded once per process, and its built-in tiny variant built offline.
+
+The tiny model keeps the real architecture (a ViTDet backbone over image + trimap, 4 input
+channels, windowed and global attention with relative positions and residual blocks; the
+ConvStream + fusion detail-capture decoder) with small widths. Its weights are random: its
+alphas are arbitrary inside the trimap's unknown band. Never judge matte quality with it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import MODELS, resolve_model, unavailable
+from .devices import pick_device
+from .tiny import SEED, _publish
+
+DEFAULT_VITMATTE = "hustvl/vitmatte-small-composition-1k"
+VITMATTE_RECIPE = "vitmatte-tiny-r1"
+
+
+class VitMatte:
+    """A ViTMatte image processor + model pair, callable on a picture and its trimap.
+
+    Attributes:
+        processor: the ``transformers`` ``VitMatteImageProcessor`` (rescale, normalise, pad to
+            a multiple of 32, image and trimap stacked into 4 channels).
+        model: the ``VitMatteForImageMatting`` in eval mode on ``device``.
+        source: the model id, folder or ``"tiny"`` it was loaded from (for ``run.json``).
+    """
+
+    def __init__(self, processor, model, source: str):
+        self.processor = processor
+        self.model = model
+        self.source = source
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __repr__(self) -> str:
+        return f"VitMatte(source={self.source!r}, device={str(self.device)!r})"
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+        """The alpha matte of ``image`` (``HxWx3 uint8`` RGB) given ``trimap`` (``HxW uint8``:
+        0 background, 128 unknown, 255 foreground).
+
+        Returns:
+            ``HxW float32`` in ``[0, 1]`` over the whole picture; the network's values also
+            on the known pixels (:func:`sdsam_nb.edges.matte` keeps only the unknown ones).
+        """
+        h, w = trimap.shape
+        # writable copies: torch warns about (and may not use) read-only arrays such as PIL's
+        image, trimap = np.array(image, dtype=np.uint8), np.array(trimap, dtype=np.uint8)
+        inputs = self.processor(images=image, trimaps=trimap, return_tensors="pt")
+        pixels = inputs["pixel_values"].to(self.device, next(self.model.parameters()).dtype)
+        alphas = self.model(pixel_values=pixels).alphas
+        return alphas[0, 0, :h, :w].float().cpu().numpy().astype(np.float32)
+
+
+def _build_vitmatte():
+    """The tiny ViTMatte ``(processor, model)``, random weights (seed the caller's RNG)."""
+    from transformers import (
+        VitDetConfig,
+        VitMatteConfig,
+        VitMatteForImageMatting,
+        VitMatteImageProcessor,
+    )
+
+    width = 32
+    config = VitMatteConfig(
+        backbone_config=VitDetConfig(
+            hidden_size=width,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            mlp_ratio=2,
+            num_channels=4,  # RGB + trimap, as the real model
+            image_size=64,
+            pretrain_image_size=64,
+            patch_size=16,
+            window_size=2,
+            window_block_indices=[0],  # block 1 attends globally, as blocks 2, 5, 8, 11 do
+            residual_block_indices=[1],
+            use_relative_position_embeddings=True,
+            out_features=["stage2"],
+        ),
+        hidden_size=width,
+        convstream_hidden_sizes=[8, 16, 16],
+        fusion_hidden_sizes=[32, 16, 8, 8],
+        initializer_range=0.2,  # at the default 0.02 the random head gives 0.5 everywhere
+    )
+    model = VitMatteForImageMatting(config).eval()
+    return VitMatteImageProcessor(), model
+
+
+def vitmatte_folder(root: Path) -> Path:
+    """Return the tiny ViTMatte folder under ``root``, building it on first use (<1 s).
+
+    The folder holds what ``save_pretrained`` writes for a real checkpoint (config, weights,
+    image processor), so ``VitMatteForImageMatting`` / ``VitMatteImageProcessor``
+    ``.from_pretrained(folder)`` load it like a downloaded model.
+    """
+    final = Path(root) / VITMATTE_RECIPE
+    if (final / "config.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        processor, model = _build_vitmatte()
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    return _publish(tmp, final)
+
+
+def load_vitmatte(
+    model: str = DEFAULT_VITMATTE, *, device: str | torch.device | None = None
+) -> VitMatte:
+    """Load a ViTMatte matting model, once per process.
+
+    Args:
+        model: a hub id (default ``hustvl/vitmatte-small-composition-1k``, 25 M parameters,
+            ~0.1 GB), a local folder written by ``save_pretrained``, or ``"tiny"`` for the
+            built-in offline model (random weights: its alphas are arbitrary).
+        device: ``None`` picks CUDA, then MPS, then CPU. Weights are loaded as saved (fp32).
+
+    Returns:
+        A :class:`VitMatte` (``.processor``, ``.model``; callable as
+        ``vitmatte(image, trimap)``). Calling again with the same arguments returns the same
+        object.
+
+    Raises:
+        ValueError: ``model`` or ``device`` is malformed.
+        ModelUnavailableError: a hub id that is neither cached nor downloadable.
+    """
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
+    from transformers import VitMatteForImageMatting, VitMatteImageProcessor
+
+    dev = pick_device(device)
+    key = ("vitmatte", str(model), str(dev))
+    if key in MODELS:
+        return MODELS.get(key)
+    source, local = resolve_model(
+        model, "model", build_tiny=vitmatte_folder, marker="config.json", example=DEFAULT_VITMATTE
+    )
+    try:
+        processor = VitMatteImageProcessor.from_pretrained(source)
+        net = VitMatteForImageMatting.from_pretrained(source)
+    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
+        if local:
+            raise
+        raise unavailable(str(model), exc) from None
+    net.to(dev).eval()
+    return MODELS.put(key, VitMatte(processor, net, str(model)))

@@ -1,0 +1,232 @@
+"""Soft edges: trimap, alpha matting (closed-form and the tiny ViTMatte), foreground
+decontamination, the contact shadow and the compositing equation, on a synthetic picture whose
+true alpha and subject colours are known."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from sdsam_nb import edges
+from sdsam_nb.masks import feather, grow, shrink
+
+SIZE = 160
+
+
+def _truth() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(alpha, F, B)``: a wobbly disc with a 5-px soft ramp and 40 thin strands (partial
+    coverage, alpha 0.5-0.9 at their core), a smooth orange-to-purple subject over a striped
+    blue-green background."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+    c = SIZE / 2
+    theta = np.arctan2(yy - c, xx - c)
+    radius = SIZE * 0.28 * (1 + 0.06 * np.sin(3 * theta))
+    body = np.clip((radius - np.hypot(xx - c, yy - c)) / 5.0 + 0.5, 0, 1)
+    ss = 4  # strands drawn 4x supersampled, then averaged: sub-pixel widths
+    canvas = np.zeros((SIZE * ss, SIZE * ss), np.float32)
+    for _ in range(40):
+        t = rng.uniform(0, 2 * np.pi)
+        start = SIZE * 0.28 * (1 + 0.06 * np.sin(3 * t)) - 3
+        length = rng.uniform(4, 10)
+        pts = [
+            ((c + (start + u) * np.cos(t)) * ss, (c + (start + u) * np.sin(t)) * ss)
+            for u in np.linspace(0, length, 6)
+        ]
+        value = float(rng.uniform(0.5, 0.9))
+        cv2.polylines(canvas, [np.int32(np.round(pts))], False, value, 3, cv2.LINE_AA)
+    strands = cv2.resize(canvas, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    alpha = np.maximum(body, np.clip(strands, 0, 1))
+    fg = np.stack([200 + 40 * xx / SIZE, 120 - 60 * yy / SIZE, 60 + 120 * yy / SIZE], -1)
+    bg = np.stack(
+        [40 + 30 * np.sin(xx / 4), 150 + 60 * np.sin((xx + yy) / 7), 90 + 50 * np.cos(yy / 5)], -1
+    )
+    return alpha, fg, bg
+
+
+@pytest.fixture(scope="module")
+def scene():
+    alpha, fg, bg = _truth()
+    a = alpha[..., None]
+    image = np.clip(np.rint(a * fg + (1 - a) * bg), 0, 255).astype(np.uint8)
+    return {"alpha": alpha, "fg": fg, "bg": bg, "image": image, "mask": alpha > 0.5}
+
+
+@pytest.fixture(scope="module")
+def estimated(scene):
+    return edges.matte(scene["image"], scene["mask"], band=8, method="closed_form")
+
+
+def test_trimap_marks_sure_subject_background_and_band(scene):
+    m = scene["mask"]
+    tri = edges.trimap(m, 6)
+    assert tri.dtype == np.uint8 and tri.shape == m.shape
+    assert set(np.unique(tri)) == {0, 128, 255}
+    assert np.array_equal(tri == 255, shrink(m, 6))
+    assert np.array_equal(tri == 0, ~grow(m, 6))
+    # under 1 px no pixel is in doubt: the alpha is the mask
+    hard = edges.matte(scene["image"], m, band=0.5)
+    assert hard.dtype == np.float32 and np.array_equal(hard, m.astype(np.float32))
+
+
+def test_closed_form_alpha_obeys_the_trimap(scene, estimated):
+    m = scene["mask"]
+    assert estimated.dtype == np.float32 and estimated.shape == m.shape
+    assert np.all(estimated[shrink(m, 8)] == 1.0)
+    assert np.all(estimated[~grow(m, 8)] == 0.0)
+    assert 0.0 <= estimated.min() and estimated.max() <= 1.0
+    band = edges.trimap(m, 8) == 128
+    assert 0.1 < estimated[band].mean() < 0.9  # a real estimate, not the mask again
+
+
+def test_matte_beats_the_feathered_mask_in_the_band(scene, estimated):
+    alpha, m = scene["alpha"], scene["mask"]
+    band = edges.trimap(m, 8) == 128
+    matte_error = np.abs(estimated - alpha)[band].mean()
+    feather_error = np.abs(feather(m, 3) - alpha)[band].mean()
+    assert matte_error < 0.5 * feather_error, (matte_error, feather_error)
+
+
+def test_decontaminated_colours_are_closer_to_the_subject(scene, estimated):
+    image, fg = scene["image"], scene["fg"]
+    out = edges.estimate_foreground(image, estimated)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    sure = (estimated == 1.0) | (estimated == 0.0)
+    assert np.array_equal(out[sure], image[sure])  # only the soft band is recomputed
+    see_through = (scene["alpha"] > 0.05) & (scene["alpha"] < 0.95) & (estimated > 0.05)
+    raw = np.abs(image[see_through] - fg[see_through]).mean()
+    ours = np.abs(out[see_through] - fg[see_through]).mean()
+    assert ours < 0.6 * raw, (ours, raw)
+
+
+def test_estimate_foreground_keeps_a_hard_alpha_picture(scene):
+    hard = scene["mask"].astype(np.float32)
+    assert np.array_equal(edges.estimate_foreground(scene["image"], hard), scene["image"])
+
+
+def test_blend_is_the_compositing_equation():
+    rng = np.random.default_rng(1)
+    f = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    a = rng.random((32, 48)).astype(np.float32)
+    a[:4], a[-4:] = 1.0, 0.0
+    s = (0.5 * rng.random((32, 48))).astype(np.float32)
+    a64, s64 = a.astype(np.float64)[..., None], s.astype(np.float64)[..., None]
+
+    out = edges.blend(f, b, a)
+    assert out.dtype == np.uint8 and out.shape == f.shape
+    assert np.array_equal(out, np.rint(a64 * f + (1 - a64) * b).astype(np.uint8))
+    assert np.array_equal(out[:4], f[:4]) and np.array_equal(out[-4:], b[-4:])
+    shaded = edges.blend(f, b, a, shadow=s)
+    expected = np.rint(a64 * f + (1 - a64) * (b * (1 - s64))).astype(np.uint8)
+    assert np.array_equal(shaded, expected)
+
+
+def test_contact_shadow_lies_under_the_subject_and_never_on_it():
+    alpha = np.zeros((120, 100), np.float32)
+    alpha[20:80, 30:70] = 1.0
+    alpha[80, 30:70] = 0.5  # a soft bottom edge
+    shadow = edges.contact_shadow(alpha, opacity=0.4)
+    assert shadow.dtype == np.float32 and shadow.shape == alpha.shape
+    assert np.all(shadow[alpha == 1.0] == 0.0)
+    assert shadow.max() <= 0.4 and shadow.min() >= 0.0
+    assert shadow[81:90, 35:65].mean() > 0.1  # just below the feet
+    assert shadow[:15].max() < 1e-3  # nothing above the head
+    right = edges.contact_shadow(alpha, direction=(1, 0), distance=6, softness=2)
+    assert right[40:60, 71:78].mean() > 0.1 and right[40:60, 22:29].max() < 1e-3
+    assert not edges.contact_shadow(np.zeros((10, 10), np.float32)).any()
+
+
+def test_auto_is_vitmatte_on_a_gpu_and_closed_form_on_the_cpu():
+    assert edges.pick_method("auto", "cpu") == "closed_form"
+    assert edges.pick_method("auto", "cuda") == "vitmatte"
+    assert edges.pick_method("vitmatte", "cpu") == "vitmatte"
+
+
+def test_tiny_vitmatte_loads_once_and_obeys_the_trimap(scene):
+    from sdsam_nb.models import cache
+    from sdsam_nb.models.matting import VITMATTE_RECIPE, VitMatte, load_vitmatte
+
+    net = load_vitmatte("tiny", device="cpu")
+    assert isinstance(net, VitMatte) and net.model.config.model_type == "vitmatte"
+    assert load_vitmatte("tiny", device="cpu") is net
+    folder = cache.cache_dir() / "tiny" / VITMATTE_RECIPE
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+
+    m = scene["mask"]
+    alpha = edges.matte(scene["image"], m, band=6, method="vitmatte", model="tiny", device="cpu")
+    assert alpha.dtype == np.float32
+    assert np.all(alpha[shrink(m, 6)] == 1.0) and np.all(alpha[~grow(m, 6)] == 0.0)
+    assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+
+    class Spy(VitMatte):  # the loaded model, recording what matte() gives it and gets back
+        def __call__(self, image, trimap):
+            self.seen = (image, trimap, super().__call__(image, trimap))
+            return self.seen[2]
+
+    spy = Spy(net.processor, net.model, "spy")
+    again = edges.matte(scene["image"], m, band=6, method="vitmatte", model=spy)
+    assert np.array_equal(again, alpha)
+    image, tri, raw = spy.seen
+    assert image.shape[:2] == tri.shape == raw.shape and tri.size < m.size  # a crop
+    band = tri == 128
+    assert np.sort(alpha[edges.trimap(m, 6) == 128]).tolist() == np.sort(raw[band]).tolist()
+    assert raw[band].std() > 1e-4  # the tiny model's alphas vary: the values are its own
+
+
+def _bad_cases(scene):
+    image, m = scene["image"], scene["mask"]
+    a = m.astype(np.float32)
+    empty, full = np.zeros_like(m), np.ones_like(m)
+    return {
+        "band": [
+            lambda: edges.matte(image, m, band=0),
+            lambda: edges.matte(image, m, band=-2),
+            lambda: edges.matte(image, m, band="8"),
+            lambda: edges.matte(image, m, band=None),
+            lambda: edges.trimap(m, float("nan")),
+            lambda: edges.trimap(m, 60),  # wider than the subject
+            lambda: edges.trimap(m, 200),
+        ],
+        "mask": [
+            lambda: edges.matte(image, empty),
+            lambda: edges.matte(image, full),
+            lambda: edges.matte(image, m[:100]),
+            lambda: edges.trimap(empty, 4),
+        ],
+        "method": [lambda: edges.matte(image, m, method="levin")],
+        "alpha": [
+            lambda: edges.estimate_foreground(image, a[:100]),
+            lambda: edges.estimate_foreground(image, a * 2),
+            lambda: edges.estimate_foreground(image, np.full_like(a, np.nan)),
+            lambda: edges.blend(image, image, a - 0.5),
+            lambda: edges.blend(image, image, (a * 255).astype(np.uint8)),
+            lambda: edges.contact_shadow(a[..., None]),
+        ],
+        "shadow": [
+            lambda: edges.blend(image, image, a, shadow=a[:50]),
+            lambda: edges.blend(image, image, a, shadow=a + 1),
+        ],
+        "background": [lambda: edges.blend(image, image[:100], a)],
+        "direction": [
+            lambda: edges.contact_shadow(a, direction=(0, 0)),
+            lambda: edges.contact_shadow(a, direction=(1, 2, 3)),
+            lambda: edges.contact_shadow(a, direction="down"),
+        ],
+        "softness": [lambda: edges.contact_shadow(a, softness=-1)],
+        "squash": [lambda: edges.contact_shadow(a, squash=0)],
+        "opacity": [lambda: edges.contact_shadow(a, opacity=1.5)],
+        "distance": [lambda: edges.contact_shadow(a, distance=float("inf"))],
+    }
+
+
+def test_bad_input_raises_one_line_value_error_naming_the_argument(scene):
+    for name, calls in _bad_cases(scene).items():
+        for k, call in enumerate(calls):
+            with pytest.raises(ValueError) as info:
+                call()
+            message = str(info.value)
+            assert name in message and "\n" not in message, (name, k, message)
