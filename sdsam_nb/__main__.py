@@ -7,6 +7,8 @@
     sdsam-nb run --notebooks 03 -p run_dir outputs/<run-id>   continue a run
     sdsam-nb replay outputs/<run-id>   re-run from its run.json; compare the pictures
     sdsam-nb notebooks DIR             copy the notebooks into DIR (for a pip-installed kit)
+    sdsam-nb batch items.yaml -o OUT   every item into OUT/<id>/, models loaded once; run it
+                                       again to resume (exit 0: all done, 1: some failed)
 
 Parameter values are YAML (``-p points "[[250, 180, 1]]"``), as with papermill. Each notebook
 receives the parameters its ``parameters`` cell declares; a ``-p`` that none of the notebooks
@@ -215,6 +217,8 @@ def replay(run_dir: str | os.PathLike, *, output_root=None, progress: bool = Tru
             per_notebook[name]["clicks"] = record["clicks"]  # interactive clicks, exactly
         if original.file("input") is not None and "image_path" in params:
             per_notebook[name]["image_path"] = str(original.file("input"))  # the kept copy
+        if params.get("mask_path") and original.file("mask") is not None:
+            per_notebook[name]["mask_path"] = str(original.file("mask"))  # likewise
     new = execute_chain(
         names,
         {},
@@ -296,6 +300,36 @@ def _parser() -> argparse.ArgumentParser:
     rep_p.add_argument("--no-progress", action="store_true")
     nb_p = sub.add_parser("notebooks", help="copy the notebooks into a folder")
     nb_p.add_argument("dir", help="the folder (created if needed); existing files are kept")
+    bat_p = sub.add_parser(
+        "batch",
+        help="many subjects headless into OUT/<id>/, models loaded once; run again to resume",
+        description="Run every item of MANIFEST into OUT/<id>/ and list them in OUT/index.csv. "
+        "Running it again skips the items done and redoes the others (their old folders are "
+        "moved aside, never deleted). Exit status: 0 every item done, 1 some failed, 2 the "
+        "batch could not start.",
+    )
+    bat_p.add_argument(
+        "manifest",
+        help="a .csv, .yaml or .jsonl file of items, or a folder of pictures with "
+        "a prompt.txt (the background prompt)",
+    )
+    bat_p.add_argument(
+        "-o",
+        "--out",
+        default=None,
+        help="the batch's folder (default: batch-<manifest name> where run folders go)",
+    )
+    bat_p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a default for every item (YAML value): a notebook parameter, method, mask, auto_mask",
+    )
+    bat_p.add_argument("-f", "--parameters-file", help="a YAML file of defaults for every item")
+    bat_p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -363,12 +397,44 @@ def _replay(args) -> int:
     return 0
 
 
+def _batch(args) -> int:
+    from .batch import read_manifest, run_batch
+    from .runs import default_output_root
+
+    params = {}
+    if args.parameters_file:
+        try:
+            loaded = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CommandError(f"-f {args.parameters_file}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise CommandError(f"-f {args.parameters_file} must hold a mapping of parameters")
+        params.update(loaded)
+    params.update({name: _yaml_value(value) for name, value in args.parameter})
+    try:
+        manifest = read_manifest(args.manifest)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"batch: {exc}") from None
+    out = args.out or default_output_root() / f"batch-{Path(args.manifest).resolve().stem}"
+    try:
+        result = run_batch(manifest, out_dir=out, params=params, progress=not args.no_progress)
+    except ValueError as exc:  # a bad default, or another batch in OUT: nothing was run
+        raise CommandError(f"batch: {exc}") from None
+    print(
+        f"{len(result.done)} done ({len(result.skipped)} by an earlier pass), "
+        f"{len(result.failed)} failed: {result.index}"
+    )
+    return result.exit_code
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         if args.command == "replay":
             return _replay(args)
+        if args.command == "batch":
+            return _batch(args)
         if args.command == "notebooks":
             written = copy_notebooks(args.dir)
             print(f"{len(written)} notebooks copied into {Path(args.dir).resolve()}")

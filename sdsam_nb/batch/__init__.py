@@ -1,0 +1,31 @@
+"""Batches: many subjects headless, each into its own run folder, models loaded once, resumable.
+
+``sdsam-nb batch MANIFEST -o OUT`` (or :func:`run_batch`) runs each item of a manifest
+(:mod:`.manifest`: CSV, YAML, JSON Lines, or a folder of pictures with a ``prompt.txt``)
+through the notebooks' steps into ``OUT/<id>/``, a run folder ``sdsam-nb replay`` replays,
+and lists them in ``OUT/index.csv``.
+
+=============  ==============================================================================
+module         holds
+=============  ==============================================================================
+``manifest``   :func:`read_manifest`, the item keys and their checks (:func:`check_item`)
+``plan``       an item -> the notebooks it runs and their parameters (:class:`Plan`)
+``execute``    one item's steps in its run folder, as the notebooks' cells run them
+``index``      ``index.csv`` / ``index.parquet``: one row per item
+``runner``     :func:`run_batch`: the loop, resume, the progress bar
+=============  ==============================================================================
+"""
+
+from .manifest import Manifest, check_item, read_manifest
+from .plan import Plan, plan_item
+from .runner import BatchResult, run_batch
+
+__all__ = [
+    "BatchResult",
+    "Manifest",
+    "Plan",
+    "check_item",
+    "plan_item",
+    "read_manifest",
+    "run_batch",
+]

@@ -1,0 +1,151 @@
+"""What one batch item runs: which notebooks' steps, each with the parameters that notebook would
+record for it.
+
+An item runs the steps of up to three notebooks into its run folder, as ``sdsam-nb run``
+chains them: ``01_generate_subject`` (when it has a ``subject_prompt`` instead of an
+``image``), ``02_click_to_mask`` (when its mask comes from ``points`` / ``box`` /
+``text_prompt`` / ``clicks``) and ``03_inpaint_background`` or ``04_composite_background``
+(its ``method``). Each notebook's parameters are its ``parameters`` cell's defaults, updated by
+the batch's defaults and then by the item (the names that notebook declares), checked with
+:func:`sdsam_nb.runs.check_params`: the record ``sdsam_nb.start`` writes, so that
+``sdsam-nb replay`` re-runs the item through the notebooks themselves.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..runs import SPEC, check_params, kit_dir
+from .manifest import METHODS, PROMPTS, check_item
+
+GENERATE = "01_generate_subject"
+CLICK = "02_click_to_mask"
+MASK_FILE = "mask.png"  # the mask a batch keeps in a new run folder (mask: auto or a file)
+NO_PROMPT = {"points": [], "box": None, "text_prompt": None, "clicks": None}
+
+
+@functools.cache
+def notebook_defaults(name: str) -> dict:
+    """The values notebook ``name``'s ``parameters`` cell assigns (a fresh copy each call)."""
+    return json.loads(json.dumps(_parameters_cell(name)))
+
+
+def _parameters_cell(name: str) -> dict:
+    path = kit_dir("notebooks") / f"{name}.ipynb"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    source = next(
+        "".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])
+    )
+    out = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                out[target.id] = ast.literal_eval(node.value)
+    return out
+
+
+@dataclass
+class Plan:
+    """One item's work.
+
+    Attributes:
+        id: the item's id (its run folder's name).
+        notebooks: notebook name -> its checked parameters, in the order they run (without
+            the run folder: :meth:`params_for`).
+        image: the item's picture (absolute), or ``None`` when the subject is generated.
+        mask: ``None`` (notebook 02's prompts make it), ``"auto"``, or a mask file (absolute).
+        auto_mask: :func:`sdsam_nb.segment.auto_subject_mask` settings for ``mask="auto"``.
+        sam_model: the SAM model of ``mask="auto"``.
+    """
+
+    id: str
+    notebooks: dict[str, dict]
+    image: Path | None
+    mask: str | Path | None
+    auto_mask: dict = field(default_factory=dict)
+    sam_model: str = "vit_b"
+
+    def params_for(self, run_path: Path) -> dict[str, dict]:
+        """Each notebook's parameters in run folder ``run_path``, as ``sdsam-nb run`` gives
+        them (``run_dir`` that folder, ``progress`` off); a mask the batch keeps
+        (``mask="auto"`` or a file) is read back by 03 / 04 through ``mask_path``."""
+        out = {}
+        for name, params in self.notebooks.items():
+            params = {**params, "run_dir": str(run_path), "progress": False}
+            if self.mask is not None and name in METHODS.values():
+                params["mask_path"] = str(run_path / MASK_FILE)
+            out[name] = check_params(**params)
+        return out
+
+
+def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
+    """The :class:`Plan` of ``item`` (a manifest entry, with its ``id``).
+
+    ``defaults`` are the batch's checked defaults (:func:`check_item` with ``defaults=True``,
+    paths absolute); ``base`` is what the item's relative paths are relative to.
+
+    Raises:
+        ValueError, FileNotFoundError: one line: a bad key or value, an unreadable picture, a
+            missing mask file, or prompts that contradict each other.
+    """
+    from ..images import to_rgb
+
+    given = check_item(item)
+    # the subject: the item's picture, else generated from a subject_prompt
+    image = given.get("image")
+    if image is not None and "subject_prompt" in given:
+        raise ValueError("give image or subject_prompt, not both")
+    if image is None and "subject_prompt" not in given and "subject_prompt" not in defaults:
+        raise ValueError("the item needs an image or a subject_prompt")
+    if image is not None:
+        image = (base / Path(image).expanduser()).resolve()
+        to_rgb(image, name="image")  # readable, before a run folder is made for it
+    # the mask: the item's own prompts or mask, else the defaults', else automatic
+    prompts, mask = _mask_source(given)
+    if not prompts and mask is None:
+        prompts, mask = _mask_source(defaults)
+    elif mask is not None and mask != "auto":
+        mask = base / Path(mask).expanduser()
+    if not prompts and mask is None:
+        mask = "auto"
+    if mask is not None and mask != "auto":
+        mask = Path(mask).resolve()
+        if not mask.is_file():
+            raise FileNotFoundError(f"mask: no mask file at {str(mask)!r}")
+    method = given.get("method", defaults.get("method", "inpaint"))
+    spec = {k: v for k, v in {**defaults, **given}.items() if k in SPEC}
+    names = [GENERATE] if image is None else []
+    names += [CLICK] if prompts else []
+    names.append(METHODS[method])
+    notebooks = {}
+    for name in names:
+        params = notebook_defaults(name)
+        params.update({k: v for k, v in spec.items() if k in params})
+        if name == CLICK:
+            params.update({**NO_PROMPT, **prompts})
+        if "image_path" in params:
+            params["image_path"] = str(image) if image is not None else ""
+        notebooks[name] = check_params(**params)
+    auto = {**defaults.get("auto_mask", {}), **given.get("auto_mask", {})}
+    sam = spec.get("sam_model", notebook_defaults(CLICK)["sam_model"])
+    return Plan(str(item["id"]), notebooks, image, mask, auto, sam)
+
+
+def _mask_source(given: dict) -> tuple[dict, str | None]:
+    prompts = {k: given[k] for k in PROMPTS if given.get(k) not in (None, [], "")}
+    mask = given.get("mask")
+    if prompts and mask is not None:
+        raise ValueError(
+            f"give mask or {' / '.join(prompts)}, not both: mask is a file or 'auto', "
+            "the others are notebook 02's prompts"
+        )
+    if "clicks" in prompts and len(prompts) > 1:
+        raise ValueError("clicks replays a recorded session: give it without points, box, text")
+    if "text_prompt" in prompts and "box" in prompts:
+        raise ValueError("give text_prompt or box, not both: the text prompt finds the box")
+    return prompts, mask

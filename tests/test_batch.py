@@ -1,0 +1,286 @@
+"""sdsam-nb batch: many items into run folders on the tiny models; a bad item fails alone, a
+killed batch resumes without redoing or losing anything, a run replays bit for bit, and an
+item's pictures do not depend on its position."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from sdsam_nb import runs
+from sdsam_nb.__main__ import main, replay
+from sdsam_nb.batch import plan_item, read_manifest, run_batch
+from sdsam_nb.batch.index import COLUMNS
+
+QUICK = {
+    "sd_model": "tiny",
+    "sam_model": "tiny",
+    "detector_model": "tiny",
+    "steps": 2,
+    "size": 128,
+    "n_variations": 1,
+    "edge": "feather",
+}
+AUTO = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+ITEMS = [
+    {"id": "points", "image": "small.png", "points": [[64, 48, 1]], "seed": 3},
+    {"id": "box", "image": "small.png", "box": [30, 20, 100, 80], "method": "composite"},
+    {
+        "id": "text",
+        "image": "small.png",
+        "text_prompt": "the armchair",
+        "box_threshold": 0.0,
+        "text_threshold": 0.0,
+    },
+    {"id": "auto", "image": "small.png", "mask": "auto", "auto_mask": AUTO},
+    {"id": "file", "image": "sample_subject.png", "mask": "sample_mask.png", "seed": 7},
+    {"id": "missing", "image": "nope.png", "points": [[10, 10, 1]]},
+]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """The manifest's folder: a 128x96 copy of the sample picture, the sample and its mask."""
+    folder = tmp_path_factory.mktemp("batch")
+    with Image.open(runs.sample_subject()) as sample:
+        sample.save(folder / "sample_subject.png")
+        sample.convert("RGB").resize((128, 96), Image.BILINEAR).save(folder / "small.png")
+    with Image.open(runs.sample_mask()) as mask:
+        mask.save(folder / "sample_mask.png")
+    (folder / "items.yaml").write_text(yaml.safe_dump(ITEMS), encoding="utf-8")
+    (folder / "quick.yaml").write_text(yaml.safe_dump(QUICK), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def batch(folder):
+    """The six items through the command, in this process: ``(exit status, out folder)``."""
+    out = folder / "out"
+    code = main(
+        ["batch", str(folder / "items.yaml"), "-o", str(out), "-f", str(folder / "quick.yaml"),
+         "--no-progress"]
+    )  # fmt: skip
+    return code, out
+
+
+def _index(out: Path) -> dict[str, dict]:
+    with open(out / "index.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS
+    return {row["id"]: row for row in rows}
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def test_five_items_done_one_failed_with_its_error(batch):
+    code, out = batch
+    assert code == 1  # some failed
+    rows = _index(out)
+    assert list(rows) == [item["id"] for item in ITEMS]  # the manifest's order
+    assert {i for i, r in rows.items() if r["status"] == "done"} == set(rows) - {"missing"}
+    missing = rows["missing"]
+    assert missing["status"] == "failed" and missing["run_dir"] == ""
+    assert missing["error"].startswith("FileNotFoundError: image: no image file at")
+    assert missing["error"].endswith("nope.png'")
+    assert not (out / "missing").exists()  # nothing was made for it
+    for rid in set(rows) - {"missing"}:
+        row, run = rows[rid], runs.open_run(out / rid)
+        assert row["run_dir"] == rid and run.status == "done" and float(row["seconds"]) > 0
+        files = run.record["files"]
+        assert row["files"].split(";") == list(files.values())
+        assert all((out / rid / name).is_file() for name in files.values())
+        # inpainted items carry their object expansion, the composite none
+        assert (row["object_expansion"] == "") == (rid == "box")
+    # the notebooks each item ran, and its mask from what the item gave
+    record = {rid: runs.open_run(out / rid).record for rid in set(rows) - {"missing"}}
+    assert list(record["points"]["notebooks"]) == ["02_click_to_mask", "03_inpaint_background"]
+    assert list(record["box"]["notebooks"]) == ["02_click_to_mask", "04_composite_background"]
+    assert record["text"]["clicks"]["actions"][0]["op"] == "text"
+    assert record["auto"]["auto_mask"]["found"] and list(record["auto"]["notebooks"]) == [
+        "03_inpaint_background"
+    ]
+    with Image.open(runs.sample_mask()) as m:
+        given = np.asarray(m.convert("L")) > 127
+    assert np.array_equal(_pixels(out / "file" / "mask.png") > 127, given)
+    if importlib.util.find_spec("pyarrow"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out / "index.parquet").to_pylist()
+        assert [r["id"] for r in table] == list(rows) and table[-1]["status"] == "failed"
+    p = record["points"]["notebooks"]["03_inpaint_background"]["params"]
+    assert p["seed"] == 3 and p["steps"] == 2 and p["image_path"].endswith("small.png")
+    assert record["file"]["notebooks"]["03_inpaint_background"]["params"]["seed"] == 7
+
+
+def test_a_done_item_replays_bit_identical(batch, tmp_path):
+    _, out = batch
+    new, differ = replay(out / "points", output_root=tmp_path, progress=False)
+    assert differ == []
+    assert {"input", "mask", "mask-overlay", "inpaint-0"} <= set(new.record["files"])
+
+
+def test_items_in_another_order_give_the_same_pictures(batch, folder, tmp_path):
+    _, out = batch
+    manifest = read_manifest([ITEMS[1], ITEMS[0]], base=folder)  # "box" first, "points" next
+    again = run_batch(manifest, out_dir=tmp_path / "again", params=QUICK, progress=False)
+    assert again.done == ["box", "points"] and again.exit_code == 0
+    for rid in ("box", "points"):
+        for key, name in runs.open_run(out / rid).record["files"].items():
+            same = np.array_equal(_pixels(out / rid / name), _pixels(again.out_dir / rid / name))
+            assert same, (rid, key)
+    # an item changed since its run was done: run again, the old run kept aside
+    changed = read_manifest([ITEMS[1], {**ITEMS[0], "seed": 4}], base=folder)
+    third = run_batch(changed, out_dir=tmp_path / "again", params=QUICK, progress=False)
+    assert third.skipped == ["box"] and third.done == ["box", "points"]
+    (previous,) = (tmp_path / "again").glob("points.previous-*")
+    assert runs.open_run(previous).record["batch"]["spec"]["item"]["seed"] == 3
+    assert runs.open_run(third.out_dir / "points").record["batch"]["spec"]["item"]["seed"] == 4
+
+
+def test_a_killed_batch_resumes_without_redoing_or_losing(folder, tmp_path):
+    items = [
+        {"id": "gen", "subject_prompt": "a red chair", "seed": 5, "points": [[64, 64, 1]],
+         "width": 128, "height": 128},
+        *({"id": f"p{i}", "image": str(folder / "small.png"), "points": [[60 + i, 48, 1]]}
+          for i in range(3)),
+    ]  # fmt: skip
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text("".join(json.dumps(item) + "\n" for item in items))
+    out = tmp_path / "out"
+    command = ["batch", str(manifest), "-o", str(out), "-f", str(folder / "quick.yaml")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sdsam_nb", *command, "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not _done(out / "gen"):
+            assert proc.poll() is None and time.monotonic() < deadline, "gen never finished"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "gen").iterdir()}
+
+    assert main([*command, "--no-progress"]) == 0
+
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "gen").iterdir()}
+    assert after == before  # not redone: the same files, bytes and times
+    rows = _index(out)
+    assert [r["status"] for r in rows.values()] == ["done"] * 4
+    assert rows["gen"]["skipped"] == "True"
+    assert "False" in [r["skipped"] for r in rows.values()]  # the rest was done now
+    ids = {item["id"] for item in items}
+    for entry in out.iterdir():  # each item once; an interrupted one moved aside, kept
+        if entry.is_dir() and entry.name not in ids:
+            rid, _, stamp = entry.name.partition(".incomplete-")
+            assert rid in ids and stamp, entry.name
+    for rid in ids:
+        record = runs.open_run(out / rid).record
+        names = [e["notebook"] for e in record["executions"]]
+        assert len(names) == len(set(names)) and all(
+            e["status"] == "done" for e in record["executions"]
+        )
+        assert not any(name.endswith("-1.png") for name in os.listdir(out / rid)), rid
+    # a third pass has nothing left to do
+    assert main([*command, "--no-progress"]) == 0
+    assert all(r["skipped"] == "True" for r in _index(out).values())
+
+
+def _done(folder: Path) -> bool:
+    try:
+        return runs.open_run(folder).status == "done"
+    except (FileNotFoundError, ValueError):  # not yet, or run.json being replaced
+        return False
+
+
+# ---------------------------------------------------------------------- manifests, no models
+
+
+def test_csv_jsonl_and_folder_manifests(tmp_path):
+    (tmp_path / "items.csv").write_text(
+        "id,image,points,seed,background_prompt,reframe_aspect,box\n"
+        'a,x.png,"[[1, 2, 1]]",4,"a beach: sunny, wide",16:9,\n'
+        ',y.png,,,,,"[0, 0, 5, 5]"\n'
+    )
+    a, b = read_manifest(tmp_path / "items.csv").items
+    assert a == {
+        "id": "a",
+        "image": "x.png",
+        "points": [[1, 2, 1]],
+        "seed": 4,
+        "background_prompt": "a beach: sunny, wide",
+        "reframe_aspect": "16:9",
+    }
+    assert b == {"id": "2", "image": "y.png", "box": [0, 0, 5, 5]}
+    (tmp_path / "items.jsonl").write_text('{"image": "x.png"}\n\n{"id": 7, "image": "y.png"}\n')
+    assert [i["id"] for i in read_manifest(tmp_path / "items.jsonl").items] == ["1", "7"]
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for name in ("chair.png", "lamp.jpg", "notes.txt"):
+        (pictures / name).touch()
+    with pytest.raises(FileNotFoundError, match="prompt.txt"):
+        read_manifest(pictures)
+    (pictures / "prompt.txt").write_text("a sunlit room\n")
+    manifest = read_manifest(pictures)
+    assert manifest.items == [
+        {"id": "chair", "image": "chair.png", "background_prompt": "a sunlit room"},
+        {"id": "lamp", "image": "lamp.jpg", "background_prompt": "a sunlit room"},
+    ]
+    assert manifest.base == pictures.resolve()
+    (tmp_path / "twice.yaml").write_text("- {id: a}\n- {id: a}\n")
+    with pytest.raises(ValueError, match="items 1 and 2 have the same id 'a'"):
+        read_manifest(tmp_path / "twice.yaml")
+    with pytest.raises(ValueError, match="cannot name a folder"):
+        read_manifest([{"id": "../up"}])
+
+
+def test_an_item_fails_in_one_line_naming_what_is_wrong(tmp_path):
+    Image.new("RGB", (64, 48)).save(tmp_path / "x.png")
+
+    def error(item, defaults=None):
+        with pytest.raises((ValueError, FileNotFoundError)) as caught:
+            plan_item({"id": "a", **item}, defaults or {}, tmp_path)
+        return str(caught.value)
+
+    assert error({"image": "x.png", "seeed": 1}) == "unknown parameter 'seeed' (did you mean seed?)"
+    assert error({"image": "x.png", "steps": "ten"}).startswith("parameter steps must be")
+    assert "not both" in error({"image": "x.png", "subject_prompt": "a cat"})
+    assert "not both" in error({"image": "x.png", "mask": "auto", "points": [[1, 1]]})
+    assert "image_path is not for a batch item" in error({"image_path": "x.png"})
+    assert error({"image": "x.png", "mask": "m.png"}).startswith("mask: no mask file at")
+    assert "needs an image or a subject_prompt" in error({"seed": 1})
+    # the item's own prompts win over the defaults'; none at all: the automatic mask
+    plan = plan_item({"id": "a", "image": "x.png", "box": [1, 1, 9, 9]}, {"points": [[5, 5]]},
+                     tmp_path)  # fmt: skip
+    assert plan.notebooks["02_click_to_mask"]["points"] == []
+    assert plan.notebooks["02_click_to_mask"]["box"] == [1, 1, 9, 9]
+    plan = plan_item({"id": "a", "image": "x.png"}, {}, tmp_path)
+    assert plan.mask == "auto" and list(plan.notebooks) == ["03_inpaint_background"]
+
+
+def test_bad_defaults_and_manifests_stop_the_command_in_one_line(tmp_path, capsys):
+    (tmp_path / "items.yaml").write_text("- {image: x.png}\n")
+    assert main(["batch", str(tmp_path / "items.yaml"), "-p", "stepz", "2"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == ["sdsam-nb: batch: unknown parameter 'stepz' (did you mean steps?)"]
+    assert main(["batch", str(tmp_path / "nope.yaml")]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("sdsam-nb: batch: manifest: no file")
