@@ -43,6 +43,9 @@ BENCHMARKS = {
     "weight_sharing": "benchmarks.weight_sharing",
     "end_to_end": "benchmarks.end_to_end",
     "speedups": "benchmarks.speedups",
+    "segmenters": "benchmarks.segmenters",
+    "background_methods": "benchmarks.background_methods",
+    "edges": "benchmarks.edges",
 }
 PACKAGES = (
     "torch",

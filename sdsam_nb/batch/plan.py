@@ -27,6 +27,8 @@ CLICK = "02_click_to_mask"
 MASK_FILE = "mask.png"  # the mask a batch keeps in a new run folder (mask: auto or a file)
 NO_PROMPT = {"points": [], "box": None, "text_prompt": None, "clicks": None}
 
+AUTO_SAM = "vit_b"  # the SAM of mask="auto" unless an item names one
+
 
 @functools.cache
 def notebook_defaults(name: str) -> dict:
@@ -132,7 +134,9 @@ def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
             params["image_path"] = str(image) if image is not None else ""
         notebooks[name] = check_params(**params)
     auto = {**defaults.get("auto_mask", {}), **given.get("auto_mask", {})}
-    sam = spec.get("sam_model", notebook_defaults(CLICK)["sam_model"])
+    # automatic masks are segment_anything's (SamAutomaticMaskGenerator): unless the item
+    # names a SAM, mask="auto" uses vit_b whatever notebook 02's click default is
+    sam = spec.get("sam_model", AUTO_SAM)
     return Plan(str(item["id"]), notebooks, image, mask, auto, sam)
 
 
