@@ -21,7 +21,7 @@ from .background import (
     score_results,
 )
 from .background import reframe as reframe_subject
-from .background.edge import DEFAULT_BAND, subject_alpha
+from .background.edge import DEFAULT_BAND, fit_band, subject_alpha
 from .background.edge import edge_closeups as edge_views
 from .images import check_subject
 from .models import load_sam, load_sd
@@ -187,10 +187,11 @@ def edge_closeups(subject: Image.Image, mask: np.ndarray, background, p: dict) -
     return edge_views(subject, mask, background, feather=p["feather"])
 
 
-def _kept(p: dict) -> float:
+def _kept(p: dict, mask: np.ndarray) -> float:
     """How far inside the mask the subject's pixels are kept exactly: the feather's width,
-    or the matting band (where the matte's alpha is exactly 1)."""
-    return max(p["feather"], DEFAULT_BAND) if p.get("edge") == "matte" else p["feather"]
+    or, for a matted edge, its band (where the matte's alpha is exactly 1)."""
+    fitted = fit_band(mask, DEFAULT_BAND) if p.get("edge") == "matte" else None
+    return p["feather"] if fitted is None else fitted
 
 
 def score(
@@ -207,7 +208,7 @@ def score(
             mask,
             predictor=predictor if predictor is not None else load_sam(p["sam_model"]),
             clicks=clicks,
-            shrink=_kept(p),
+            shrink=_kept(p, mask),
         )
     run.set("inpaint_scores", scores)
     return scores

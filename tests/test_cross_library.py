@@ -22,14 +22,15 @@ W, H = 300, 200  # not square: exercises the resize, the padding and the point r
 # Tolerances, measured on this picture (CPU, float32) and set with a margin:
 # - backend "pil" resizes exactly like segment_anything (PIL bilinear on uint8): the pixel
 #   values agree to 2e-7; what is left is float32 summation order (SDPA vs explicit softmax
-#   attention). Measured: logits 3e-7 for a logit scale of ~0.2 (1.5e-6 of it), IoU 3e-8,
-#   no mask pixel differs.
+#   attention). Measured: logits 3e-7 for a logit scale of ~0.2 (1.5e-6 of it), IoU 3e-8;
+#   alone no mask pixel differed, in the full suite (other thread scheduling) one of 180,000
+#   did, where the upsampled logit is within rounding of the 0 threshold.
 # - the default torchvision backend resizes with its own antialiased kernel: pixels differ by
 #   up to one grey level (0.0175 after normalising), which moves logits by up to 2e-4 (1e-3 of
 #   their scale) and flips up to 9 of 3x60,000 full-size mask pixels where a logit is near 0.
 TOLERANCES = {
     # backend: (max |logit diff| / max |logit|, max |IoU diff|, fraction of mask pixels)
-    "pil": (1e-5, 1e-5, 0.0),
+    "pil": (1e-5, 1e-5, 5e-5),
     "torchvision": (5e-3, 1e-4, 1e-3),
 }
 

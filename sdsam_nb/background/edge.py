@@ -14,6 +14,18 @@ EDGES = ("feather", "matte")
 DEFAULT_BAND = 8  # px either side of the mask's edge that matting estimates
 
 
+def fit_band(mask: np.ndarray, band: float) -> float | None:
+    """``band``, narrowed for a subject too thin for it: at most the subject's half-thickness
+    less a pixel, so that the mask shrunk by the band keeps some sure subject. ``None`` when
+    the subject is under 4 px thick everywhere (then the feather is used)."""
+    from scipy import ndimage
+
+    half = float(ndimage.distance_transform_edt(np.pad(mask, 1)).max())
+    if half < 2:
+        return None
+    return min(float(band), half - 1)
+
+
 def subject_alpha(
     picture: Image.Image, mask: np.ndarray, edge, *, feather: float, band: float = DEFAULT_BAND
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -22,7 +34,8 @@ def subject_alpha(
 
     * ``"feather"``: ``masks.feather(mask, feather)`` and the picture's own pixels;
     * ``"matte"``: :func:`sdsam_nb.edges.matte` (``band`` px either side of the mask's
-      edge) and :func:`sdsam_nb.edges.estimate_foreground` (decontaminated colours);
+      edge, narrowed by :func:`fit_band` for a thin subject) and
+      :func:`sdsam_nb.edges.estimate_foreground` (decontaminated colours);
     * an ``HxW`` float array in ``[0, 1]``: that alpha and the picture's own pixels (the
       textbook ``alpha * F + (1 - alpha) * B``).
 
@@ -33,7 +46,10 @@ def subject_alpha(
     if isinstance(edge, str) and edge == "feather":
         return masks.feather(mask, feather), pixels
     if isinstance(edge, str) and edge == "matte":
-        alpha = edges.matte(picture, mask, band=band)
+        fitted = fit_band(mask, band)
+        if fitted is None:  # thinner than 4 px everywhere: no band leaves a sure subject
+            return masks.feather(mask, feather), pixels
+        alpha = edges.matte(picture, mask, band=fitted)
         return alpha, edges.estimate_foreground(picture, alpha)
     if isinstance(edge, np.ndarray):
         h, w = mask.shape
