@@ -24,7 +24,7 @@ from .common import (
     processing_size,
 )
 from .edge import subject_alpha
-from .methods import method_for
+from .methods import BackgroundMethod, method_for
 from .methods.auto import AUTO, auto_model
 
 
@@ -44,7 +44,7 @@ def inpaint_background(
     grow: float = 0,
     keep_subject: bool = True,
     feather: float = DEFAULT_FEATHER,
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike | BackgroundMethod | None = None,
     scheduler=None,
     edge="feather",
 ) -> Variations:
@@ -87,7 +87,10 @@ def inpaint_background(
             ``sdsam_nb.INPAINTING_SD``, ``"tiny-inpainting"`` or a local folder) is loaded
             once and used instead, sharing ``pipe``'s text encoder and VAE where they are the
             same weights; ``"auto"`` is the dedicated checkpoint on a GPU and the own weights
-            on the CPU (:mod:`~sdsam_nb.background.methods.auto` says why). Each result's
+            on the CPU (:mod:`~sdsam_nb.background.methods.auto` says why); ``"salient"`` is
+            the salient-object-aware ControlNet
+            (:class:`~sdsam_nb.background.methods.SalientControlNet`, whose objects can also
+            be passed, e.g. with another ``conditioning_scale``). Each result's
             ``info["method"]`` names the method used.
         scheduler: ``None`` samples with the pipeline's scheduler (:func:`sdsam_nb.load_sd`'s
             choice, DPM-Solver++ by default); a name from :data:`SCHEDULERS` or a scheduler
