@@ -270,13 +270,17 @@ def quick_backends() -> list[Backend]:
 
         return build
 
-    return [
+    from sdsam_nb.models import hf_sam
+
+    every = [
         Backend("sa-tiny", "segment_anything", "tiny", load("tiny")),
         Backend("tiny-sam", "sam", "tiny-sam", load("tiny-sam")),
         Backend("tiny-slimsam", "slimsam", "tiny-slimsam", load("tiny-slimsam")),
         Backend("tiny-sam-hq", "sam_hq", "tiny-sam-hq", load("tiny-sam-hq")),
         Backend("tiny-sam2", "sam2", "tiny-sam2", load("tiny-sam2")),
     ]
+    # an older transformers (the kit's floor) has SAM but not SAM-HQ or SAM 2
+    return [b for b in every if b.source == "tiny" or hf_sam.available(b.source)]
 
 
 # --------------------------------------------------------------------------- measuring

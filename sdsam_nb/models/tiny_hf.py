@@ -125,8 +125,12 @@ VARIANTS = {
 def folder(name: str, root: Path) -> Path:
     """The folder of tiny variant ``name`` (a key of :data:`VARIANTS`) under ``root``,
     built on first use: model and processor written with ``save_pretrained``."""
+    import transformers
+
     recipe, build, _ = VARIANTS[name]
-    final = Path(root) / recipe
+    # transformers 5 writes processor_config.json, which 4.x cannot read: one build per major
+    major = transformers.__version__.split(".")[0]
+    final = Path(root) / f"{recipe}-transformers{major}"
     if (final / "config.json").is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
