@@ -9,7 +9,6 @@ alphas are arbitrary inside the trimap's unknown band. Never judge matte quality
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 
 from .cache import MODELS, resolve_model, unavailable
 from .devices import pick_device
-from .tiny import SEED, _publish
+from .tiny import build_folder, save_model_and_processor
 
 DEFAULT_VITMATTE = "hustvl/vitmatte-small-composition-1k"
 VITMATTE_RECIPE = "vitmatte-tiny-r1"
@@ -105,17 +104,9 @@ def vitmatte_folder(root: Path) -> Path:
     image processor), so ``VitMatteForImageMatting`` / ``VitMatteImageProcessor``
     ``.from_pretrained(folder)`` load it like a downloaded model.
     """
-    final = Path(root) / VITMATTE_RECIPE
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        processor, model = _build_vitmatte()
-        model.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
-    return _publish(tmp, final)
+    return build_folder(
+        Path(root) / VITMATTE_RECIPE, "config.json", save_model_and_processor(_build_vitmatte)
+    )
 
 
 def load_vitmatte(

@@ -18,7 +18,7 @@ import torch
 from ..images import ImageLike, to_rgb
 from .cache import MODELS, remember, resolve_model, unavailable
 from .devices import pick_device
-from .tiny import SEED, _publish, write_clip_vocab
+from .tiny import build_folder, save_model_and_processor, write_clip_vocab
 
 DEFAULT_SAM3 = "facebook/sam3"
 # "sam3_video" checkpoints (facebook/sam3 itself) hold the image detector as detector_config,
@@ -261,14 +261,6 @@ def sam3_folder(root: Path) -> Path:
     processor, tokenizer), so ``Sam3Processor`` / ``Sam3Model`` ``.from_pretrained(folder)``
     load it like a downloaded model.
     """
-    final = Path(root) / SAM3_RECIPE
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        processor, model = _build_sam3()
-        model.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
-    return _publish(tmp, final)
+    return build_folder(
+        Path(root) / SAM3_RECIPE, "config.json", save_model_and_processor(_build_sam3)
+    )

@@ -191,16 +191,40 @@ def _publish(tmp: Path, final: Path) -> Path:
     return final
 
 
-def sd_folder(root: Path) -> Path:
-    """Return the tiny SD pipeline folder under ``root``, building it on first use (~1 s)."""
-    final = Path(root) / SD_RECIPE
-    if (final / "model_index.json").is_file():
+def build_folder(final: Path, marker: str, write) -> Path:
+    """``final``, written once: unless ``final / marker`` exists, ``write(tmp)`` fills a
+    temporary folder beside it (torch's RNG seeded with :data:`SEED` and restored after)
+    and the folder is moved into place (:func:`_publish`: another process may win the race)."""
+    final = Path(final)
+    if (final / marker).is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
     with torch.random.fork_rng(devices=[]):
-        _build_sd_pipeline().save_pretrained(tmp, safe_serialization=True)
+        torch.manual_seed(SEED)
+        write(tmp)
     return _publish(tmp, final)
+
+
+def save_model_and_processor(build):
+    """A ``write(folder)`` for :func:`build_folder` that saves ``build()``'s
+    ``(processor, model)`` as ``save_pretrained`` does for a real checkpoint."""
+
+    def write(folder: Path) -> None:
+        processor, model = build()
+        model.save_pretrained(folder, safe_serialization=True)
+        processor.save_pretrained(folder)
+
+    return write
+
+
+def sd_folder(root: Path) -> Path:
+    """Return the tiny SD pipeline folder under ``root``, building it on first use (~1 s)."""
+    return build_folder(
+        Path(root) / SD_RECIPE,
+        "model_index.json",
+        lambda tmp: _build_sd_pipeline().save_pretrained(tmp, safe_serialization=True),
+    )
 
 
 def _build_sd_inpainting_pipeline(text_to_image):
@@ -235,11 +259,13 @@ def sd_inpainting_folder(root: Path) -> Path:
 
     with loading_bars(False):
         text_to_image = StableDiffusionPipeline.from_pretrained(sd_folder(root))
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    with torch.random.fork_rng(devices=[]):
-        _build_sd_inpainting_pipeline(text_to_image).save_pretrained(tmp, safe_serialization=True)
-    return _publish(tmp, final)
+    return build_folder(
+        final,
+        "model_index.json",
+        lambda tmp: _build_sd_inpainting_pipeline(text_to_image).save_pretrained(
+            tmp, safe_serialization=True
+        ),
+    )
 
 
 def sam_checkpoint(root: Path) -> Path:
@@ -365,14 +391,6 @@ def grounding_dino_folder(root: Path) -> Path:
     processor, tokenizer), so ``AutoProcessor`` / ``AutoModelForZeroShotObjectDetection``
     ``.from_pretrained(folder)`` load it like a downloaded model.
     """
-    final = Path(root) / GD_RECIPE
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        processor, model = _build_grounding_dino()
-        model.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
-    return _publish(tmp, final)
+    return build_folder(
+        Path(root) / GD_RECIPE, "config.json", save_model_and_processor(_build_grounding_dino)
+    )

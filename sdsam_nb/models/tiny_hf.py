@@ -9,13 +9,10 @@ which is enough to test shapes, prompts, undo, replay and errors, never quality.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-import torch
-
 from .cache import loading_bars
-from .tiny import SEED, _publish
+from .tiny import build_folder
 
 IMAGE = 256  # the tiny encoders' input side (the real ones take 1024)
 
@@ -131,14 +128,11 @@ def folder(name: str, root: Path) -> Path:
     # transformers 5 writes processor_config.json, which 4.x cannot read: one build per major
     major = transformers.__version__.split(".")[0]
     final = Path(root) / f"{recipe}-transformers{major}"
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
+
+    def write(folder: Path) -> None:
         model, processor = build()
-    with loading_bars(False):
-        model.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
-    return _publish(tmp, final)
+        with loading_bars(False):
+            model.save_pretrained(folder, safe_serialization=True)
+            processor.save_pretrained(folder)
+
+    return build_folder(final, "config.json", write)

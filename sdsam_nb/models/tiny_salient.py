@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .tiny import SEED, _publish, write_clip_vocab
+from .tiny import SEED, build_folder, write_clip_vocab
 
 SALIENT_RECIPE = "salient-tiny-r1"
 
@@ -108,11 +108,8 @@ def _build_salient_pipeline():
 
 def salient_folder(root: Path) -> Path:
     """Return the tiny salient-ControlNet folder under ``root``, building it on first use (~1 s)."""
-    final = Path(root) / SALIENT_RECIPE
-    if (final / "model_index.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
-    with torch.random.fork_rng(devices=[]):
-        _build_salient_pipeline().save_pretrained(tmp, safe_serialization=True)
-    return _publish(tmp, final)
+    return build_folder(
+        Path(root) / SALIENT_RECIPE,
+        "model_index.json",
+        lambda tmp: _build_salient_pipeline().save_pretrained(tmp, safe_serialization=True),
+    )
