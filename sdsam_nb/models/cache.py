@@ -178,3 +178,22 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def load_pair(processor_cls, model_cls, source: str, *, local: bool, model: str, **kwargs):
+    """``(processor, net)``: ``processor_cls`` and ``model_cls`` ``.from_pretrained(source)``.
+
+    A hub id that is neither cached nor downloadable raises :func:`unavailable`'s one-line
+    error naming ``model``; a local folder's own error passes through.
+    """
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        return (
+            processor_cls.from_pretrained(source, **kwargs),
+            model_cls.from_pretrained(source, **kwargs),
+        )
+    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
+        if local:
+            raise
+        raise unavailable(model, exc) from None

@@ -11,7 +11,7 @@ import torch
 
 from ..images import ImageLike, to_rgb
 from . import tiny
-from .cache import MODELS, resolve_model, unavailable
+from .cache import MODELS, load_pair, resolve_model
 from .devices import pick_device
 
 DEFAULT_GROUNDING_DINO = "IDEA-Research/grounding-dino-tiny"
@@ -129,7 +129,6 @@ def load_grounding_dino(
         ValueError: ``model`` or ``device`` is malformed.
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
-    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
     dev = pick_device(device)
@@ -137,13 +136,9 @@ def load_grounding_dino(
     if key in MODELS:
         return MODELS.get(key)
     source, local = _resolve_grounding_dino(model)
-    try:
-        processor = AutoProcessor.from_pretrained(source)
-        net = AutoModelForZeroShotObjectDetection.from_pretrained(source)
-    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
-        if local:
-            raise
-        raise unavailable(str(model), exc) from None
+    processor, net = load_pair(
+        AutoProcessor, AutoModelForZeroShotObjectDetection, source, local=local, model=str(model)
+    )
     net.to(dev).eval()
     detector = GroundingDinoDetector(processor, net, str(model))
     MODELS.put(key, detector)

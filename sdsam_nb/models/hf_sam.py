@@ -16,7 +16,16 @@ from pathlib import Path
 import torch
 
 from . import tiny_hf
-from .cache import MODELS, TINY, cache_dir, loading_bars, remember, resolve_model, unavailable
+from .cache import (
+    MODELS,
+    TINY,
+    cache_dir,
+    load_pair,
+    loading_bars,
+    remember,
+    resolve_model,
+    unavailable,
+)
 from .devices import pick_device
 
 # config model_type -> (family, model class, processor class) in transformers
@@ -130,16 +139,15 @@ def load_transformers_sam(
                 "pip install -U transformers"
             )
         extra = {} if local or revision is None else {"revision": revision}
-        from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
-
-        try:
-            with loading_bars(not local):  # a download shows its bar; reading a folder is quick
-                net = getattr(transformers, model_cls).from_pretrained(source, **extra)
-                processor = getattr(transformers, processor_cls).from_pretrained(source, **extra)
-        except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
-            if local:
-                raise
-            raise unavailable(str(model), exc) from None
+        with loading_bars(not local):  # a download shows its bar; reading a folder is quick
+            processor, net = load_pair(
+                getattr(transformers, processor_cls),
+                getattr(transformers, model_cls),
+                source,
+                local=local,
+                model=str(model),
+                **extra,
+            )
         net.to(dev).eval()
         remember(
             net,

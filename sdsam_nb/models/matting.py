@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import MODELS, resolve_model, unavailable
+from .cache import MODELS, load_pair, resolve_model
 from .devices import pick_device
 from .tiny import build_folder, save_model_and_processor
 
@@ -129,7 +129,6 @@ def load_vitmatte(
         ValueError: ``model`` or ``device`` is malformed.
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
-    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
     from transformers import VitMatteForImageMatting, VitMatteImageProcessor
 
     dev = pick_device(device)
@@ -139,12 +138,8 @@ def load_vitmatte(
     source, local = resolve_model(
         model, "model", build_tiny=vitmatte_folder, marker="config.json", example=DEFAULT_VITMATTE
     )
-    try:
-        processor = VitMatteImageProcessor.from_pretrained(source)
-        net = VitMatteForImageMatting.from_pretrained(source)
-    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
-        if local:
-            raise
-        raise unavailable(str(model), exc) from None
+    processor, net = load_pair(
+        VitMatteImageProcessor, VitMatteForImageMatting, source, local=local, model=str(model)
+    )
     net.to(dev).eval()
     return MODELS.put(key, VitMatte(processor, net, str(model)))
