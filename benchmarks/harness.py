@@ -327,6 +327,30 @@ def update_results_md(path: Path, kind: str, sections: Sequence[Section], stamp:
     path.write_text("\n\n".join(p.strip("\n") for p in parts) + "\n", encoding="utf-8")
 
 
+def run_worker(module: str, args: list[str], *, timeout: float, what: str) -> dict:
+    """``python -m module *args`` in a fresh process (offline, no progress bars), from the
+    repository root; its last stdout line that starts with ``{`` is its JSON result.
+
+    Raises:
+        RuntimeError: the worker failed or printed no result; ``what`` names it.
+    """
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} worker failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
 # --------------------------------------------------------------------------- running
 
 

@@ -44,8 +44,6 @@ import argparse
 import gc
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +54,7 @@ import numpy as np
 import torch
 
 from .click_latency import SESSION
-from .harness import Context, Section, format_value, median
+from .harness import Context, Section, format_value, median, run_worker
 
 NAME = "segmenters"
 TITLE = "Segmentation backends: embedding, click and memory against segment_anything vit_b"
@@ -465,28 +463,9 @@ def measure_backend(backend: Backend, ctx: Context, reps: int, n_clicks: int) ->
 
 def _measure_in_subprocess(backend: Backend, ctx: Context, reps: int, n_clicks: int) -> dict:
     """:func:`measure_backend` in a fresh Python process (see :func:`_worker`)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.segmenters",
-        "--backend",
-        backend.name,
-        "--device",
-        str(ctx.device),
-        "--reps",
-        str(reps),
-        "--clicks",
-        str(n_clicks),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        cmd, cwd=root, env=env, capture_output=True, text=True, timeout=3600, check=False
-    )
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"worker failed (exit {done.returncode}): {done.stderr[-1500:]}")
-    return json.loads(lines[-1])
+    args = ["--backend", backend.name, "--device", str(ctx.device)]
+    args += ["--reps", str(reps), "--clicks", str(n_clicks)]
+    return run_worker("benchmarks.segmenters", args, timeout=3600, what=backend.name)
 
 
 # --------------------------------------------------------------------------- table

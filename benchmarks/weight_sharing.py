@@ -44,14 +44,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .harness import Context, Section
+from .harness import Context, Section, run_worker
 
 NAME = "weight_sharing"
 TITLE = "Weight sharing: text-to-image + inpainting + img2img in memory"
@@ -231,32 +230,9 @@ def measure_variant(
 def _measure_in_subprocess(
     variant: str, folder: Path, ctx: Context, dtype: str, inpainting: Path
 ) -> dict:
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.weight_sharing",
-        "--variant",
-        variant,
-        "--folder",
-        str(folder),
-        "--device",
-        str(ctx.device),
-        "--dtype",
-        dtype,
-        "--inpainting-folder",
-        str(inpainting),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False
-    )
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"variant {variant} worker failed (exit {done.returncode}): {done.stderr[-2000:]}"
-        )
-    return json.loads(lines[-1])
+    args = ["--variant", variant, "--folder", str(folder), "--device", str(ctx.device)]
+    args += ["--dtype", dtype, "--inpainting-folder", str(inpainting)]
+    return run_worker("benchmarks.weight_sharing", args, timeout=900, what=f"variant {variant}")
 
 
 def run(ctx: Context) -> Section:
