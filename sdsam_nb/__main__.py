@@ -264,20 +264,29 @@ def copy_notebooks(target: str | os.PathLike) -> list[Path]:
     return written
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdsam-nb", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="execute the notebooks into a run folder")
-    run_p.add_argument(
+def _parameters(sub: argparse.ArgumentParser, one: str, file: str) -> None:
+    """``-p NAME VALUE`` (repeatable) and ``-f FILE``, as ``run`` and ``batch`` take them."""
+    sub.add_argument(
         "-p",
         "--parameter",
         nargs=2,
         action="append",
         default=[],
         metavar=("NAME", "VALUE"),
-        help="a notebook parameter (YAML value); -p run_dir DIR continues that run",
+        help=one,
     )
-    run_p.add_argument("-f", "--parameters-file", help="a YAML file of parameters")
+    sub.add_argument("-f", "--parameters-file", help=file)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdsam-nb", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="execute the notebooks into a run folder")
+    _parameters(
+        run_p,
+        "a notebook parameter (YAML value); -p run_dir DIR continues that run",
+        "a YAML file of parameters",
+    )
     run_p.add_argument(
         "--tiny", action="store_true", help="built-in tiny models with quick settings (offline)"
     )
@@ -319,16 +328,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the batch's folder (default: batch-<manifest name> where run folders go)",
     )
-    bat_p.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="a default for every item (YAML value): a notebook parameter, method, mask, auto_mask",
+    _parameters(
+        bat_p,
+        "a default for every item (YAML value): a notebook parameter, method, mask, auto_mask",
+        "a YAML file of defaults for every item",
     )
-    bat_p.add_argument("-f", "--parameters-file", help="a YAML file of defaults for every item")
     bat_p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
