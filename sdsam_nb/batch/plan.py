@@ -30,13 +30,15 @@ NO_PROMPT = {"points": [], "box": None, "text_prompt": None, "clicks": None}
 AUTO_SAM = "vit_b"  # the SAM of mask="auto" unless an item names one
 
 
-@functools.cache
 def notebook_defaults(name: str) -> dict:
-    """The values notebook ``name``'s ``parameters`` cell assigns (a fresh copy each call)."""
-    return json.loads(json.dumps(_parameters_cell(name)))
+    """The values notebook ``name``'s ``parameters`` cell assigns (a fresh copy each call:
+    one item's values never reach the next item's)."""
+    return json.loads(_parameters_cell(name))
 
 
-def _parameters_cell(name: str) -> dict:
+@functools.cache
+def _parameters_cell(name: str) -> str:
+    """The parameters cell's values as JSON text (read once per process)."""
     path = kit_dir("notebooks") / f"{name}.ipynb"
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     source = next(
@@ -48,7 +50,7 @@ def _parameters_cell(name: str) -> dict:
             target = node.targets[0]
             if isinstance(target, ast.Name):
                 out[target.id] = ast.literal_eval(node.value)
-    return out
+    return json.dumps(out)
 
 
 @dataclass
