@@ -46,6 +46,7 @@ BENCHMARKS = {
     "segmenters": "benchmarks.segmenters",
     "background_methods": "benchmarks.background_methods",
     "edges": "benchmarks.edges",
+    "batches": "benchmarks.batches",
 }
 PACKAGES = (
     "torch",

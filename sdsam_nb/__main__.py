@@ -9,6 +9,8 @@
     sdsam-nb notebooks DIR             copy the notebooks into DIR (for a pip-installed kit)
     sdsam-nb batch items.yaml -o OUT   every item into OUT/<id>/, models loaded once; run it
                                        again to resume (exit 0: all done, 1: some failed)
+    sdsam-nb batch items.yaml --ray    the same on Ray (this machine; --ray auto: the cluster)
+    sdsam-nb sweep 01 -p seed 1 2 -p guidance 5 7.5   a grid of runs of one notebook
 
 Parameter values are YAML (``-p points "[[250, 180, 1]]"``), as with papermill. Each notebook
 receives the parameters its ``parameters`` cell declares; a ``-p`` that none of the notebooks
@@ -110,6 +112,7 @@ def execute_chain(
     notebooks: Path | None = None,
     kernel: str = "python3",
     per_notebook: dict[str, dict] | None = None,
+    echo: bool = True,
 ):
     """Execute ``names`` (notebook stems) in order into one run folder; return the Run.
 
@@ -118,7 +121,8 @@ def execute_chain(
     gets the entries of ``params`` its parameters cell declares, updated by
     ``per_notebook[name]``, and runs in the current directory. Each executed notebook is
     saved in the run folder under a free name, also when it fails (papermill keeps the error
-    in it); a failure stops the chain and raises papermill's execution error.
+    in it); a failure stops the chain and raises papermill's execution error. ``echo``: print
+    a line per notebook.
     """
     import papermill as pm
 
@@ -134,13 +138,14 @@ def execute_chain(
         run = runs.new_run(Path(output_root or runs.default_output_root()).expanduser())
     params = _absolute(params)
     total = time.perf_counter()
+    say = print if echo else _silent
     for i, name in enumerate(names, 1):
         source = notebooks / f"{name}.ipynb"
         given = {**params, **_absolute((per_notebook or {}).get(name, {}))}
         given.update(run_dir=str(run.path), progress=False)
         wanted = declared(name, notebooks)
         given = {k: v for k, v in given.items() if k in wanted}
-        print(f"[{i}/{len(names)}] {name}", flush=True)
+        say(f"[{i}/{len(names)}] {name}", flush=True)
         start = time.perf_counter()
         executed = run.reserve(f"{name}.ipynb")
         before = len(run.record.get("executions", []))
@@ -156,12 +161,16 @@ def execute_chain(
             )
         except pm.PapermillExecutionError as exc:
             _note_executed(run, name, before, executed, given, _one_line(exc))
-            print(f"      failed: the error is shown in {executed}", flush=True)
+            say(f"      failed: the error is shown in {executed}", flush=True)
             raise
         _note_executed(run, name, before, executed, given)
-        print(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
-    print(f"run folder: {run.path}  ({time.perf_counter() - total:.1f} s)")
+        say(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
+    say(f"run folder: {run.path}  ({time.perf_counter() - total:.1f} s)")
     return run
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
 
 
 def _one_line(exc) -> str:
@@ -189,7 +198,8 @@ def _note_executed(
 
 
 def replay(run_dir: str | os.PathLike, *, output_root=None, progress: bool = True):
-    """Re-run a run folder's notebooks with their newest recorded parameters and clicks.
+    """Re-run a run folder's notebooks with their newest recorded parameters and clicks,
+    with the disk caches off (every picture and embedding computed again).
 
     Returns ``(new_run, differences)``: ``differences`` lists the picture keys whose pixels
     differ from the original (empty when the replay is bit-identical).
@@ -219,6 +229,8 @@ def replay(run_dir: str | os.PathLike, *, output_root=None, progress: bool = Tru
             per_notebook[name]["image_path"] = str(original.file("input"))  # the kept copy
         if params.get("mask_path") and original.file("mask") is not None:
             per_notebook[name]["mask_path"] = str(original.file("mask"))  # likewise
+        if "cache" in declared(name):  # recomputed, not taken from the caches: a replay
+            per_notebook[name]["cache"] = False  # proves the run reproduces from scratch
     new = execute_chain(
         names,
         {},
@@ -334,7 +346,67 @@ def _parser() -> argparse.ArgumentParser:
         "a YAML file of defaults for every item",
     )
     bat_p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _ray_options(
+        bat_p,
+        "items",
+        "with --ray: the actor pool's size (default: one per GPU, else 2 CPU workers)",
+    )
+    sw_p = sub.add_parser(
+        "sweep",
+        help="one notebook over a grid of parameters, one run folder per point",
+        description="Run NOTEBOOK once per point of the cartesian grid of the -p values into "
+        "OUT/p001, OUT/p002... and list the points in OUT/index.csv. Running it again skips "
+        "the points done. Exit status: 0 every point done, 1 some failed, 2 the sweep could "
+        "not start.",
+    )
+    sw_p.add_argument("notebook", help="a notebook's name or number (01, 03_inpaint_background)")
+    sw_p.add_argument(
+        "-p",
+        "--parameter",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="NAME VALUE",
+        help="a parameter and the values to sweep (YAML each): -p seed 1 2 3",
+    )
+    sw_p.add_argument(
+        "-f",
+        "--parameters-file",
+        help="a YAML mapping: a list is swept, any other value is fixed",
+    )
+    sw_p.add_argument(
+        "-o", "--out", default=None, help="default: sweep-<notebook> where run folders go"
+    )
+    sw_p.add_argument(
+        "--tiny", action="store_true", help="built-in tiny models with quick settings (offline)"
+    )
+    sw_p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _ray_options(
+        sw_p,
+        "points",
+        "how many kernels at once (default 1 here; with --ray, all the cluster runs)",
+    )
     return parser
+
+
+def _ray_options(sub: argparse.ArgumentParser, what: str, workers: str) -> None:
+    """``--ray [auto|ADDRESS]`` and ``--workers N``, as ``batch`` and ``sweep`` take them."""
+    sub.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="auto|ADDRESS",
+        help=f"run the {what} on Ray: alone, a Ray instance on this machine; 'auto', the "
+        "cluster running here (ray start --head); or a cluster's address "
+        '(needs pip install "sdsam-nb[ray]")',
+    )
+    sub.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=workers,
+    )
 
 
 def _select(spec: str | None, walkthrough: bool) -> list[str]:
@@ -419,13 +491,72 @@ def _batch(args) -> int:
         manifest = read_manifest(args.manifest)
     except (OSError, ValueError) as exc:
         raise CommandError(f"batch: {exc}") from None
+    if args.workers is not None and args.ray is None:
+        raise CommandError(
+            "batch: --workers needs --ray (here the items run one after the other, each "
+            "model loaded once)"
+        )
     out = args.out or default_output_root() / f"batch-{Path(args.manifest).resolve().stem}"
     try:
-        result = run_batch(manifest, out_dir=out, params=params, progress=not args.no_progress)
-    except ValueError as exc:  # a bad default, or another batch in OUT: nothing was run
+        result = run_batch(
+            manifest,
+            out_dir=out,
+            params=params,
+            progress=not args.no_progress,
+            ray=args.ray,
+            workers=args.workers,
+        )
+    except ValueError as exc:  # a bad default, another batch in OUT, no Ray: nothing was run
         raise CommandError(f"batch: {exc}") from None
     print(
         f"{len(result.done)} done ({len(result.skipped)} by an earlier pass), "
+        f"{len(result.failed)} failed: {result.index}"
+    )
+    return result.exit_code
+
+
+def _sweep(args) -> int:
+    from .batch.sweep import run_sweep
+    from .runs import default_output_root
+
+    (notebook,) = _select(args.notebook, False) if "," not in args.notebook else [None]
+    if notebook is None:
+        raise CommandError("sweep: give one notebook")
+    values, fixed = {}, dict(TINY) if args.tiny else {}
+    if args.parameters_file:
+        try:
+            loaded = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CommandError(f"-f {args.parameters_file}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise CommandError(f"-f {args.parameters_file} must hold a mapping of parameters")
+        check_names(loaded, [notebook], what="-f")
+        for name, value in loaded.items():
+            (values if isinstance(value, list) else fixed)[name] = value
+    for name, *given in args.parameter:
+        if not given:
+            raise CommandError(f"-p {name}: give the values to sweep after its name")
+        values[name] = [_yaml_value(v) for v in given]
+        fixed.pop(name, None)
+    check_names(values, [notebook])
+    if not values:
+        raise CommandError("sweep: nothing to sweep: give -p NAME VALUE... or a list in -f")
+    fixed = {k: v for k, v in fixed.items() if k in declared(notebook) and k not in values}
+    out = args.out or default_output_root() / f"sweep-{notebook}"
+    try:
+        result = run_sweep(
+            notebook,
+            values,
+            out_dir=out,
+            fixed=fixed,
+            workers=args.workers or 1 if args.ray is None else args.workers,
+            ray=args.ray,
+            progress=not args.no_progress,
+        )
+    except ValueError as exc:
+        raise CommandError(f"sweep: {exc}") from None
+    print(
+        f"{len(result.done)} points done ({len(result.skipped)} by an earlier pass), "
         f"{len(result.failed)} failed: {result.index}"
     )
     return result.exit_code
@@ -439,6 +570,8 @@ def main(argv=None) -> int:
             return _replay(args)
         if args.command == "batch":
             return _batch(args)
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "notebooks":
             written = copy_notebooks(args.dir)
             print(f"{len(written)} notebooks copied into {Path(args.dir).resolve()}")

@@ -67,3 +67,22 @@ def subject_mask() -> np.ndarray:
     """The disc of ``subject_image`` as an HxW bool mask."""
     yy, xx = np.mgrid[0:200, 0:300]
     return (xx - 150) ** 2 + (yy - 100) ** 2 < 50**2
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A Ray instance on this machine for one test module, on the loopback address only,
+    stopped after it. Skipped without ``ray[data]``; under CI, where ``make setup`` installs
+    the ``ray`` extra, its absence fails."""
+    from sdsam_nb.batch.ray_pool import import_ray
+
+    try:
+        ray = import_ray("local")
+    except ValueError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (make setup installs it)")
+        pytest.skip(str(exc))
+    # two logical CPUs, as on this machine: the pool must not hold every one of them
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -136,17 +137,18 @@ def test_a_done_item_replays_bit_identical(batch, tmp_path):
 
 def test_items_in_another_order_give_the_same_pictures(batch, folder, tmp_path):
     _, out = batch
-    manifest = read_manifest([ITEMS[1], ITEMS[0]], base=folder)  # "box" first, "points" next
+    # "text" (no seed of its own) first, then "points" (seed 3), the reverse of the batch's
+    manifest = read_manifest([ITEMS[2], ITEMS[0]], base=folder)
     again = run_batch(manifest, out_dir=tmp_path / "again", params=QUICK, progress=False)
-    assert again.done == ["box", "points"] and again.exit_code == 0
-    for rid in ("box", "points"):
+    assert again.done == ["text", "points"] and again.exit_code == 0
+    for rid in ("text", "points"):
         for key, name in runs.open_run(out / rid).record["files"].items():
             same = np.array_equal(_pixels(out / rid / name), _pixels(again.out_dir / rid / name))
             assert same, (rid, key)
     # an item changed since its run was done: run again, the old run kept aside
-    changed = read_manifest([ITEMS[1], {**ITEMS[0], "seed": 4}], base=folder)
+    changed = read_manifest([ITEMS[2], {**ITEMS[0], "seed": 4}], base=folder)
     third = run_batch(changed, out_dir=tmp_path / "again", params=QUICK, progress=False)
-    assert third.skipped == ["box"] and third.done == ["box", "points"]
+    assert third.skipped == ["text"] and third.done == ["text", "points"]
     (previous,) = (tmp_path / "again").glob("points.previous-*")
     assert runs.open_run(previous).record["batch"]["spec"]["item"]["seed"] == 3
     assert runs.open_run(third.out_dir / "points").record["batch"]["spec"]["item"]["seed"] == 4
@@ -211,7 +213,102 @@ def _done(folder: Path) -> bool:
         return False
 
 
+# ---------------------------------------------------------------------- Ray
+
+
+@pytest.mark.slow
+def test_the_manifest_on_ray_gives_the_local_pictures(batch, folder, ray_local, tmp_path):
+    _, local = batch
+    code = main(
+        ["batch", str(folder / "items.yaml"), "-o", str(tmp_path / "ray"), "-f",
+         str(folder / "quick.yaml"), "--ray", "--workers", "2", "--no-progress"]
+    )  # fmt: skip
+    assert code == 1  # the missing picture, as locally
+    rows, local_rows = _index(tmp_path / "ray"), _index(local)
+    assert {r: rows[r]["status"] for r in rows} == {r: local_rows[r]["status"] for r in rows}
+    assert rows["missing"]["error"] == local_rows["missing"]["error"]
+    assert len({rows[r]["worker"] for r in rows if rows[r]["status"] == "done"}) == 2
+    assert all(int(rows[r]["peak_memory_mb"]) > 0 for r in rows if rows[r]["status"] == "done")
+    for rid in (r for r in rows if rows[r]["status"] == "done"):
+        files = runs.open_run(local / rid).record["files"]
+        assert runs.open_run(tmp_path / "ray" / rid).record["files"] == files
+        for name in files.values():
+            there = tmp_path / "ray" / rid / name
+            assert np.array_equal(_pixels(local / rid / name), _pixels(there)), (rid, name)
+
+
+@pytest.mark.slow
+def test_a_ray_worker_that_dies_has_its_item_redone(folder, ray_local, tmp_path):
+    items = [{"id": f"p{i}", "image": str(folder / "small.png"), "points": [[60 + 3 * i, 48, 1]]}
+             for i in range(4)]  # fmt: skip
+    manifest = read_manifest(items, base=folder)
+    out = tmp_path / "out"
+    killed = []
+
+    def kill_a_worker_mid_item() -> None:  # both actors, once an item is under way
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            if any(_running(out / item["id"]) for item in items):
+                for pid in _item_workers():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_a_worker_mid_item, daemon=True)
+    watcher.start()
+    result = run_batch(manifest, out_dir=out, params=QUICK, progress=False, ray="local", workers=2)
+    watcher.join(timeout=1)
+    assert killed, "no worker was killed"
+    assert result.done == [item["id"] for item in items] and result.exit_code == 0
+    aside = [p.name for p in out.iterdir() if ".incomplete-" in p.name]
+    assert aside, "the interrupted item's folder was not kept aside"
+    alone = run_batch(manifest, out_dir=tmp_path / "alone", params=QUICK, progress=False)
+    for item in items:  # redone, not patched: the same pictures as an undisturbed batch
+        for name in runs.open_run(out / item["id"]).record["files"].values():
+            here, there = out / item["id"] / name, alone.out_dir / item["id"] / name
+            assert np.array_equal(_pixels(here), _pixels(there)), (item["id"], name)
+
+
+def _running(folder: Path) -> bool:
+    try:
+        return runs.open_run(folder).status == "running"
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def _item_workers() -> list[int]:
+    """The pids of the Ray actors running :class:`~sdsam_nb.batch.ray_pool.ItemWorker`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if b"ItemWorker" in cmdline and b"ray::" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_ray_without_ray_installed_says_how_to_install_it(folder, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as when not installed
+    code = main(["batch", str(folder / "items.yaml"), "--ray", "-o", str(folder / "no-ray")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("sdsam-nb: batch: --ray needs Ray Data")
+    assert 'pip install "sdsam-nb[ray]"' in err[-1]
+    assert main(["batch", str(folder / "items.yaml"), "--workers", "2"]) == 2
+    assert "--workers needs --ray" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------- manifests, no models
+
+
+def test_an_items_values_never_reach_the_next_item(folder):
+    first = plan_item({"id": "a", "image": "small.png", "seed": 9, "steps": 3}, {}, folder)
+    second = plan_item({"id": "b", "image": "small.png"}, {}, folder)
+    assert first.notebooks["03_inpaint_background"]["seed"] == 9
+    assert second.notebooks["03_inpaint_background"]["seed"] == 0  # the notebook's default
+    assert second.notebooks["03_inpaint_background"]["steps"] != 3
 
 
 def test_csv_jsonl_and_folder_manifests(tmp_path):

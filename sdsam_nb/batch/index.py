@@ -6,7 +6,9 @@ run folder, relative to the index; empty when the item failed before one was mad
 (the run's files, ``;``-separated); ``object_expansion`` (the mean over the inpainted
 variations; empty for composites) and ``object_expansion_original`` (the segmentation's own
 part of it, see :func:`sdsam_nb.score_results`); ``seconds`` (the item's wall time);
-``skipped`` (``True``: done by an earlier pass of the batch, not redone).
+``skipped`` (``True``: done by an earlier pass of the batch, not redone); ``worker`` (the
+``host:pid`` that ran it) and ``peak_memory_mb`` (that process's peak resident memory when the
+item ended: its models included).
 
 Both files are replaced atomically (a temporary file + rename), after every item.
 """
@@ -30,6 +32,8 @@ COLUMNS = (
     "object_expansion_original",
     "seconds",
     "skipped",
+    "worker",
+    "peak_memory_mb",
 )
 INDEX = "index.csv"
 PARQUET = "index.parquet"
@@ -39,8 +43,11 @@ def pending(item_id: str) -> dict:
     return _row(id=item_id, status="pending")
 
 
-def failed(item_id: str, error: str, run_dir: str = "", seconds: float | None = None) -> dict:
-    return _row(id=item_id, status="failed", error=error, run_dir=run_dir, seconds=seconds)
+def failed(item_id: str, error: str, run_dir: str = "", seconds: float | None = None, **worker):
+    """A failed item's row; ``worker``: ``worker`` and ``peak_memory_mb`` when it ran."""
+    return _row(
+        id=item_id, status="failed", error=error, run_dir=run_dir, seconds=seconds, **worker
+    )
 
 
 def done(run: Run, item_id: str, *, skipped: bool) -> dict:
@@ -58,6 +65,8 @@ def done(run: Run, item_id: str, *, skipped: bool) -> dict:
         object_expansion_original=original[0] if original else None,
         seconds=record.get("batch", {}).get("seconds"),
         skipped=skipped,
+        worker=record.get("batch", {}).get("worker"),
+        peak_memory_mb=record.get("batch", {}).get("peak_memory_mb"),
     )
 
 
@@ -89,6 +98,7 @@ def _schema(pa):
         object_expansion_original=pa.float64(),
         seconds=pa.float64(),
         skipped=pa.bool_(),
+        peak_memory_mb=pa.float64(),
     )
     return pa.schema(list(types.items()))
 

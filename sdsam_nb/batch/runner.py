@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import traceback
@@ -80,6 +81,8 @@ def run_batch(
     out_dir: str | os.PathLike,
     params: dict | None = None,
     progress: bool = True,
+    ray: str | None = None,
+    workers: int | None = None,
 ) -> BatchResult:
     """Run every item of ``manifest`` into ``out_dir/<id>/``; write ``out_dir/index.csv``.
 
@@ -90,6 +93,12 @@ def run_batch(
             and ``method``, ``mask`` (a relative file: to the current directory),
             ``auto_mask``.
         progress: a tqdm progress bar on stderr (done, failed, items per minute, time left).
+        ray: ``None`` runs the items here, one after the other. Else they run on Ray
+            (:mod:`sdsam_nb.batch.ray_pool`): ``"local"`` a Ray instance on this machine (or
+            the one this process already joined), ``"auto"`` the running cluster,
+            or a cluster's address. Needs the ``ray`` extra.
+        workers: with ``ray``, the actor pool's size (default: one per GPU of the cluster,
+            else 2 CPU workers).
 
     A failing item (an unreadable picture, nothing found for its text, a bad parameter) is
     recorded with its one-line error and the batch goes on.
@@ -113,13 +122,24 @@ def run_batch(
             f"another batch is writing into {out}: wait for it, or use another -o"
         ) from None
     try:
-        return _run(manifest, out, defaults, progress)
+        return _run(manifest, out, defaults, progress, ray, workers)
     finally:
         lock.release()
 
 
-def _run(manifest: Manifest, out: Path, defaults: dict, progress: bool) -> BatchResult:
+def _run(
+    manifest: Manifest,
+    out: Path,
+    defaults: dict,
+    progress: bool,
+    ray: str | None,
+    workers: int | None,
+) -> BatchResult:
     specs = {item["id"]: _spec(item, defaults) for item in manifest.items}
+    if ray is not None:  # Ray's absence or a bad pool size: said before anything is written
+        from .ray_pool import check_ray
+
+        check_ray(ray, workers)
     states = {rid: _state(out / rid, spec) for rid, spec in specs.items()}
     rows = {}
     for item in manifest.items:
@@ -132,6 +152,15 @@ def _run(manifest: Manifest, out: Path, defaults: dict, progress: bool) -> Batch
     todo = [item for item in manifest.items if states[item["id"]] != "done"]
     before = len(manifest.items) - len(todo)
     counts = {"done": 0, "failed": 0}
+    if ray is not None:  # Ray's absence or a bad pool size: said before anything runs
+        from .ray_pool import ray_rows
+
+        finished = ray_rows(todo, out, manifest, defaults, specs, address=ray, workers=workers)
+    else:
+        finished = (
+            _item(item, out, manifest, defaults, specs[item["id"]], states[item["id"]])
+            for item in todo
+        )
     bar = tqdm(
         total=len(todo),
         desc=f"batch ({before} done before)" if before else "batch",
@@ -142,9 +171,8 @@ def _run(manifest: Manifest, out: Path, defaults: dict, progress: bool) -> Batch
     )
     start = time.perf_counter()
     try:
-        for item in todo:
-            rid = item["id"]
-            row = _item(item, out, manifest, defaults, specs[rid], states[rid])
+        for row in finished:
+            rid = row["id"]
             rows[rid] = row
             path = index.write(out, list(rows.values()))
             counts[row["status"]] += 1
@@ -162,6 +190,19 @@ def _run(manifest: Manifest, out: Path, defaults: dict, progress: bool) -> Batch
     finally:
         bar.close()
     return BatchResult(out, list(rows.values()), path)
+
+
+def run_item(item: dict, out: Path, manifest: Manifest, defaults: dict, spec: dict) -> dict:
+    """Run one item where this process is (a Ray worker); its index row.
+
+    The item's folder is looked at here, not where the batch was planned: a retried item (its
+    worker died) finds its own unfinished attempt and moves it aside, and an item that had
+    finished before its worker died is not run again.
+    """
+    state = _state(out / item["id"], spec)
+    if state == "done":
+        return index.done(open_run(out / item["id"]), item["id"], skipped=False)
+    return _item(item, out, manifest, defaults, spec, state)
 
 
 def _item(
@@ -182,15 +223,29 @@ def _item(
 
     def seconds() -> None:  # recorded before the run reads done: nothing changes it after
         took = _since(start)
-        run.update(lambda r: r["batch"].update(seconds=took))
+        run.update(lambda r: r["batch"].update(seconds=took, **_worker()))
 
     try:
         execute(run, plan, before_done=seconds)
     except Exception as exc:  # recorded in run.json and the index; the batch goes on
         line, trace, took = one_line(exc), traceback.format_exc(), _since(start)
-        run.update(lambda r: r["batch"].update(error=line, traceback=trace, seconds=took))
-        return index.failed(rid, line, run_dir=rid, seconds=took)
+        worker = _worker()
+        run.update(lambda r: r["batch"].update(error=line, traceback=trace, seconds=took, **worker))
+        return index.failed(rid, line, run_dir=rid, seconds=took, **worker)
     return index.done(run, rid, skipped=False)
+
+
+def _worker() -> dict:
+    """Which process ran the item (``host:pid``) and its peak memory so far (MB): a
+    process's models stay loaded, so the peak is the worker's, not the item's own."""
+    worker = {"worker": f"{socket.gethostname()}:{os.getpid()}", "peak_memory_mb": None}
+    try:
+        import resource
+    except ImportError:  # Windows: no peak memory
+        return worker
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
+    worker["peak_memory_mb"] = round(peak / (2**20 if sys.platform == "darwin" else 2**10))
+    return worker
 
 
 def _since(start: float) -> float:
@@ -202,9 +257,10 @@ def _spec(item: dict, defaults: dict) -> dict:
     return json.loads(json.dumps(jsonable({"item": item, "defaults": defaults})))
 
 
-def _state(folder: Path, spec: dict) -> str:
+def _state(folder: Path, spec: dict, key: str = "batch") -> str:
     """``"new"`` (no folder), ``"done"`` (finished, from ``spec``), ``"changed"`` (finished
-    from another item or other defaults) or ``"incomplete"`` (anything else there)."""
+    from another item or other defaults) or ``"incomplete"`` (anything else there).
+    ``key``: where ``run.json`` keeps the spec (``"batch"``, ``"sweep"``)."""
     if not os.path.lexists(folder):
         return "new"
     if not (folder / RUN_JSON).is_file():
@@ -216,7 +272,7 @@ def _state(folder: Path, spec: dict) -> str:
         return "incomplete"
     if status != "done":
         return "incomplete"
-    return "done" if record.get("batch", {}).get("spec") == spec else "changed"
+    return "done" if record.get(key, {}).get("spec") == spec else "changed"
 
 
 def _move_aside(folder: Path, kind: str) -> Path:
