@@ -9,6 +9,7 @@ masks are ``HxW bool`` with ``True`` = subject; points are ``(x, y)`` in image p
 from importlib import metadata as _metadata
 
 from . import (
+    caching,
     edges,
     images,
     masks,
@@ -73,6 +74,7 @@ except _metadata.PackageNotFoundError:  # imported from a checkout that is not i
     __version__ = "0+unknown"
 
 __all__ = [
+    "caching",
     "edges",
     "DEFAULT_FEATHER",
     "SCHEDULERS",

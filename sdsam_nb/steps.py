@@ -4,7 +4,10 @@ same calls as 01-04 in one place.
 
 Each step takes the run (:class:`sdsam_nb.runs.Run`) and the checked parameters ``p`` that
 :func:`sdsam_nb.start` returned, times itself in ``run.json`` (``steps``) and records the
-models it loads; the ``save_*`` steps write the pictures into the run folder.
+models it loads; the ``save_*`` steps write the pictures into the run folder. The steps that
+generate pictures or embed them use the disk caches unless ``p["cache"]`` is False, and their
+entry under ``steps`` says what came from the cache (``"cache"``: hits, misses, and each
+lookup's key; see :mod:`sdsam_nb.caching`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from . import caching
 from . import masks as mask_tools
 from .background import (
     composite,
@@ -28,6 +32,11 @@ from .models import load_sam, load_sd
 from .runs import Run, load_subject, model_info
 from .segment.clicks import ClickSegmenter
 from .segment.text import load_text_detector
+
+
+def _cache(p: dict) -> bool:
+    """The ``cache`` parameter; True for parameters that predate it (a batch item's)."""
+    return p.get("cache", True)
 
 
 def stable_diffusion(run: Run, p: dict):
@@ -53,7 +62,7 @@ def subject_variations(run: Run, pipe, p: dict) -> tuple[list[Image.Image], Imag
         raise ValueError(
             f"parameter pick must be below n_variations={p['n_variations']}, got {p['pick']}"
         )
-    with run.step("generate_subject"):
+    with run.step("generate_subject") as entry, caching.recorded(entry):
         variations = generate(
             pipe,
             p["subject_prompt"],
@@ -64,6 +73,7 @@ def subject_variations(run: Run, pipe, p: dict) -> tuple[list[Image.Image], Imag
             guidance=p["guidance"],
             width=p["width"],
             height=p["height"],
+            cache=_cache(p),
         )
     return variations, variations[p["pick"]]
 
@@ -77,9 +87,10 @@ def segmenter(run: Run, subject: Image.Image, p: dict):
     with run.step("load_sam"):
         predictor = load_sam(p["sam_model"])
     run.log_model("sam", model_info(predictor, p["sam_model"]))
-    with run.step("embed_and_replay_clicks"):
+    cache = _cache(p)
+    with run.step("embed_and_replay_clicks") as entry, caching.recorded(entry):
         if p.get("clicks"):
-            seg = ClickSegmenter.from_dict(predictor, subject, p["clicks"])
+            seg = ClickSegmenter.from_dict(predictor, subject, p["clicks"], cache=cache)
         elif p.get("text_prompt"):
             seg = ClickSegmenter.from_prompts(
                 predictor,
@@ -91,10 +102,16 @@ def segmenter(run: Run, subject: Image.Image, p: dict):
                 box_threshold=p["box_threshold"],
                 text_threshold=p["text_threshold"],
                 chosen=p["candidate"],
+                cache=cache,
             )
         else:
             seg = ClickSegmenter.from_prompts(
-                predictor, subject, points=p["points"], box=p["box"], chosen=p["candidate"]
+                predictor,
+                subject,
+                points=p["points"],
+                box=p["box"],
+                chosen=p["candidate"],
+                cache=cache,
             )
     return predictor, seg
 
@@ -201,7 +218,7 @@ def score(
     ``inpaint_scores``. ``clicks``: the segmenter (its embedding is reused) or a click
     record; ``None`` re-segments with the mask's box. ``predictor`` defaults to SAM
     ``p["sam_model"]``."""
-    with run.step("score"):
+    with run.step("score") as entry, caching.recorded(entry):
         scores = score_results(
             subject,
             inpainted,
@@ -209,6 +226,7 @@ def score(
             predictor=predictor if predictor is not None else load_sam(p["sam_model"]),
             clicks=clicks,
             shrink=_kept(p, mask),
+            cache=_cache(p),
         )
     run.set("inpaint_scores", scores)
     return scores
@@ -216,7 +234,7 @@ def score(
 
 def backgrounds(run: Run, pipe, subject: Image.Image, p: dict):
     """``n_variations`` backgrounds at ``subject``'s aspect ratio and size."""
-    with run.step("generate_backgrounds"):
+    with run.step("generate_backgrounds") as entry, caching.recorded(entry):
         return generate_background(
             pipe,
             p["background_prompt"],
@@ -227,6 +245,7 @@ def backgrounds(run: Run, pipe, subject: Image.Image, p: dict):
             steps=p["steps"],
             guidance=p["guidance"],
             size=p["size"],
+            cache=_cache(p),
         )
 
 

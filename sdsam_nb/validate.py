@@ -120,3 +120,10 @@ def is_points(value) -> bool:
     except ValueError:
         return False
     return value is not None and all(is_finite(x) and is_finite(y) for x, y, _ in rows)
+
+
+def check_flag(value, name: str) -> bool:
+    """``value`` as a bool: ``True`` or ``False`` (numpy's too), nothing else."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
+    return bool(value)

@@ -19,7 +19,18 @@ def _private_cache(tmp_path_factory):
         os.environ["SDSAM_CACHE"] = os.environ["SDSAM_TEST_CACHE"]
     else:
         os.environ["SDSAM_CACHE"] = str(tmp_path_factory.mktemp("sdsam-cache"))
+    # the disk caches of embeddings and pictures: never the reused SDSAM_TEST_CACHE
+    os.environ["SDSAM_RESULTS_CACHE"] = str(tmp_path_factory.mktemp("results-cache"))
+    os.environ.pop("SDSAM_CACHE_GB", None)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _own_results_cache(_private_cache, tmp_path_factory, monkeypatch):
+    """Each test starts with empty disk caches of its own: what one test computed never
+    turns into another test's cache hit (which would change what it counts)."""
+    folder = tmp_path_factory.mktemp("results") / "cache"  # not there until written
+    monkeypatch.setenv("SDSAM_RESULTS_CACHE", str(folder))
 
 
 @pytest.fixture(scope="session")

@@ -377,13 +377,17 @@ def test_score_results_replays_the_clicks_on_each_result(
     monkeypatch.setattr(
         tiny_sam, "set_image", lambda *a, **k: embeds.append(1) or set_image(*a, **k)
     )
-    same = score_results(
-        subject_image, [subject_image, changed], subject_mask, predictor=tiny_sam, clicks=seg
-    )
+    pictures = [subject_image, changed]
+    kwargs = {"predictor": tiny_sam, "cache": False}  # count the encoder's runs
+    same = score_results(subject_image, pictures, subject_mask, clicks=seg, **kwargs)
     assert same == scores and len(embeds) == 2  # one per result, none for the original
     embeds.clear()
-    score_results(subject_image, [changed], subject_mask, predictor=tiny_sam, clicks=record)
+    score_results(subject_image, [changed], subject_mask, clicks=record, **kwargs)
     assert len(embeds) == 2  # the original once, the result once
+    # with the disk cache (the default) both pictures' embeddings are stored already
+    embeds.clear()
+    cached = score_results(subject_image, pictures, subject_mask, predictor=tiny_sam, clicks=record)
+    assert cached == scores and embeds == []
 
 
 def test_score_results_without_clicks_uses_the_mask_box(tiny_sam, subject_image, subject_mask):

@@ -262,6 +262,30 @@ def test_fed_back_logits_make_the_order_matter(tiny_sam, subject_image):
     )
 
 
+def test_add_points_is_one_prediction_one_action_and_replays(monkeypatch, own_sam, subject_image):
+    seg = ClickSegmenter(own_sam, subject_image)
+    seg.add_point(150, 100)
+    calls = []
+    original = own_sam.predict
+    monkeypatch.setattr(own_sam, "predict", lambda *a, **k: calls.append(1) or original(*a, **k))
+    mask = seg.add_points([[40, 30, 0], [160, 110], (250.5, 180, 1)])
+    assert len(calls) == 1
+    assert seg.points == [(150.0, 100.0), (40.0, 30.0), (160.0, 110.0), (250.5, 180.0)]
+    assert seg.labels == [1, 0, 1, 1] and np.array_equal(mask, seg.mask)
+    d = json.loads(json.dumps(seg.to_dict()))
+    assert d["actions"][1] == {
+        "op": "points",
+        "points": [[40.0, 30.0, 0], [160.0, 110.0, 1], [250.5, 180.0, 1]],
+    }
+    assert np.array_equal(ClickSegmenter.from_dict(own_sam, subject_image, d).mask, seg.mask)
+    assert seg.undo() and seg.points == [(150.0, 100.0)]  # one undo step
+    with pytest.raises(ValueError, match=r"points\[1\]: y=200 is outside"):
+        seg.add_points([[10, 10], [10, 200]])
+    with pytest.raises(ValueError, match="at least one point"):
+        seg.add_points([])
+    assert seg.points == [(150.0, 100.0)]
+
+
 def test_to_dict_after_reset_keeps_only_later_actions(tiny_sam, subject_image):
     seg = ClickSegmenter(tiny_sam, subject_image, multimask=False)
     seg.add_point(150, 100)

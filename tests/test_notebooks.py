@@ -161,6 +161,11 @@ def test_replay_is_bit_identical(chain_run):
     assert new.record["clicks"] == chain_run.record["clicks"]
     for key in ("mask", "inpaint-1", "composite-0"):
         assert np.array_equal(_png(chain_run.file(key)), _png(new.file(key))), key
+    # computed from scratch: the replay never took a picture or an embedding from the caches
+    for name, entry in new.record["notebooks"].items():
+        assert entry["params"].get("cache", False) is False, name
+    lookups = [s["cache"] for s in new.record.get("steps", {}).values() if "cache" in s]
+    assert lookups and not any(c.get("hits") for c in lookups)
 
 
 @pytest.mark.slow

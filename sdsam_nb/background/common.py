@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import caching
 from ..images import MIN_SIDE, ImageLike, check_min_size, check_subject, to_mask, to_rgb
 from ..validate import check_int, check_number
 
@@ -130,17 +131,32 @@ def _generator_device(pipe) -> torch.device:
     return torch.device(device) if device is not None else torch.device(pipe.device)
 
 
-def _sample(pipe, *, seed: int, n: int, **call) -> Variations:
-    """``n`` pipeline calls of batch 1, generator ``seed + i`` each; flags what was blacked out."""
+def _sample(pipe, *, seed: int, n: int, cache: bool | None = None, **call) -> Variations:
+    """``n`` pipeline calls of batch 1, generator ``seed + i`` each; flags what was blacked out.
+
+    ``cache``: ``None`` always calls the pipeline (the call's arguments are not all plain
+    values, e.g. pictures); ``True`` / ``False`` is :func:`sdsam_nb.caching.picture`'s switch,
+    one entry per variation.
+    """
     device = _generator_device(pipe)
     images = Variations()
     for i in range(n):
-        generator = torch.Generator(device=device).manual_seed(seed + i)
-        out = pipe(generator=generator, num_images_per_prompt=1, **call)
-        image = out.images[0]
-        flags = getattr(out, "nsfw_content_detected", None)
-        image.info.update(seed=seed + i, nsfw=bool(flags[0]) if flags else False)
-        images.append(image)
+
+        def make(s: int = seed + i) -> Image.Image:
+            generator = torch.Generator(device=device).manual_seed(s)
+            out = pipe(generator=generator, num_images_per_prompt=1, **call)
+            image = out.images[0]
+            flags = getattr(out, "nsfw_content_detected", None)
+            image.info.update(seed=s, nsfw=bool(flags[0]) if flags else False)
+            return image
+
+        if cache is None:
+            images.append(make())
+        else:
+            image = caching.picture(
+                pipe, seed=seed + i, call=call, device=device, make=make, cache=cache
+            )
+            images.append(image)
     _warn_nsfw(images)
     return images
 

@@ -6,7 +6,7 @@ from PIL import Image
 
 from ..images import MIN_SIDE, ImageLike, check_min_size, to_rgb
 from ..models import make_scheduler
-from ..validate import check_int
+from ..validate import check_flag, check_int
 from .common import (
     Variations,
     _check_sampling,
@@ -28,6 +28,7 @@ def generate(
     width: int = 512,
     height: int = 512,
     scheduler=None,
+    cache: bool = True,
 ) -> Variations:
     """Text to image: ``n`` variations of ``prompt``.
 
@@ -44,16 +45,22 @@ def generate(
             ``"euler_a"``, ``"ddim"``, ``"pndm"``, ...) is built from the pipeline's scheduler
             config; a scheduler instance is used as is. ``pipe`` itself is left unchanged: the
             scheduler is swapped in for this call only (see :func:`_scheduler_swapped`).
+        cache: take each variation from the disk cache of generated pictures when it holds
+            it (keyed by the model's checksum or commit, the sampler and its config, the
+            arguments, the seed, dtype, device type and library versions; see
+            :mod:`sdsam_nb.caching.generations`), else make and store it. ``False`` neither
+            reads nor writes the cache; ``$SDSAM_CACHE_GB=0`` turns it off everywhere.
 
     Returns:
         :class:`Variations`: ``n`` ``RGB`` ``PIL.Image`` of ``width x height``, each with
-        ``info["seed"]`` and ``info["nsfw"]``. Blacked-out images also raise a
-        :class:`SafetyCheckerWarning`.
+        ``info["seed"]``, ``info["nsfw"]`` and ``info["cache"]`` (``"hit"``, ``"miss"`` or
+        ``"off"``). Blacked-out images also raise a :class:`SafetyCheckerWarning`.
 
     Raises:
         ValueError: a bad argument (the message names it).
     """
     _check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
+    check_flag(cache, "cache")
     width = check_int(width, "width", low=MIN_SIDE, multiple=8)
     height = check_int(height, "height", low=MIN_SIDE, multiple=8)
     own = None if scheduler is None else make_scheduler(scheduler, pipe)
@@ -62,6 +69,7 @@ def generate(
             pipe,
             seed=seed,
             n=n,
+            cache=bool(cache),
             prompt=prompt,
             negative_prompt=negative_prompt,
             num_inference_steps=steps,
@@ -83,12 +91,14 @@ def generate_background(
     steps: int = 25,
     guidance: float = 7.5,
     scheduler=None,
+    cache: bool = True,
 ) -> Variations:
     """A background for a subject picture, at that picture's aspect ratio and exact size.
 
     The picture is generated at :func:`processing_size` of ``like`` (long side ``size``,
     multiples of 8) and resized (LANCZOS) to ``like``'s size; ``like=None`` gives
-    ``size x size``. The other arguments are :func:`generate`'s.
+    ``size x size``. The other arguments are :func:`generate`'s (``cache``: the picture at
+    the processing size is what is cached; the resize is redone).
 
     Returns:
         :class:`Variations` of ``n`` ``RGB`` images of ``like``'s size, ready for
@@ -113,6 +123,7 @@ def generate_background(
         width=width,
         height=height,
         scheduler=scheduler,
+        cache=cache,
     )
     if target is None or target == (width, height):
         return images

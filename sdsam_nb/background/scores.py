@@ -11,6 +11,7 @@ from PIL import Image
 from .. import masks
 from ..images import ImageLike, to_mask, to_rgb
 from ..segment.clicks import ClickSegmenter
+from ..validate import check_flag
 from .common import (
     DEFAULT_FEATHER,
     _check_pixels,
@@ -79,6 +80,7 @@ def score_results(
     predictor=None,
     clicks: Mapping[str, Any] | ClickSegmenter | None = None,
     shrink: float = DEFAULT_FEATHER,
+    cache: bool = True,
 ) -> list[dict[str, Any]]:
     """Score each result of :func:`inpaint_background` against the original picture.
 
@@ -107,6 +109,8 @@ def score_results(
         clicks: the click record or segmenter that made the mask, or ``None``.
         shrink: pixels the subject mask is shrunk by before comparing (use the ``feather``
             the results were made with).
+        cache: take the embeddings from the disk cache of embeddings (and store those
+            computed); ``False`` neither reads nor writes it (see :class:`ClickSegmenter`).
 
     Returns:
         One dict per result, in order; the expansion values rounded to 4 decimals.
@@ -116,6 +120,7 @@ def score_results(
             picture of another size.
     """
     picture, mask = _subject(image, subject_mask)
+    check_flag(cache, "cache")
     if isinstance(results, (Image.Image, np.ndarray, str)) or not isinstance(results, Sequence):
         raise ValueError("results must be a list of pictures, e.g. what inpaint_background returns")
     baseline = record = None
@@ -124,9 +129,11 @@ def score_results(
             original = clicks
         elif clicks is None:
             x0, y0, x1, y1 = masks.bbox(mask)
-            original = ClickSegmenter.from_prompts(predictor, picture, box=[x0, y0, x1, y1])
+            original = ClickSegmenter.from_prompts(
+                predictor, picture, box=[x0, y0, x1, y1], cache=cache
+            )
         else:
-            original = ClickSegmenter.from_dict(predictor, picture, clicks)
+            original = ClickSegmenter.from_dict(predictor, picture, clicks, cache=cache)
         record = original.to_dict()
         baseline = round(object_expansion(mask, original.mask), 4)
     scores = []
@@ -135,7 +142,9 @@ def score_results(
         if isinstance(result, Image.Image) and "method" in result.info:
             score["method"] = result.info["method"]
         if record is not None:
-            again = ClickSegmenter.from_dict(predictor, to_rgb(result, name="result"), record).mask
+            again = ClickSegmenter.from_dict(
+                predictor, to_rgb(result, name="result"), record, cache=cache
+            ).mask
             score["object_expansion"] = round(object_expansion(mask, again), 4)
             score["object_expansion_original"] = baseline
         scores.append(score)

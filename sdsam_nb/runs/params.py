@@ -67,6 +67,8 @@ BEFORE_IT_EXISTED: dict[str, Any] = {
     "shadow": False,
     "reframe_size": None,
     "reframe_aspect": "",
+    # runs recorded before the disk caches computed every embedding and picture
+    "cache": False,
 }
 
 
@@ -167,6 +169,8 @@ SPEC: dict[str, Param] = {
     "output_root": _text_or_none(),
     "use_drive": _flag(),
     "progress": _flag(),
+    # the disk caches of embeddings and generated pictures (sdsam_nb.caching)
+    "cache": _flag(),
 }
 
 

@@ -70,10 +70,15 @@ def _snapshot_commit(folder: Path) -> str | None:
 
 
 def _hub_commit(repo_id: str, revision: str | None) -> str | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
+    """The commit of the cached snapshot of a diffusers pipeline (``model_index.json``) or a
+    transformers model (``config.json``)."""
+    for marker in ("model_index.json", "config.json"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
 
-        hit = try_to_load_from_cache(repo_id, "model_index.json", revision=revision)
-    except Exception:  # an unusual cache layout only costs us the commit field
-        return None
-    return _snapshot_commit(Path(hit).parent) if isinstance(hit, str) else None
+            hit = try_to_load_from_cache(repo_id, marker, revision=revision)
+        except Exception:  # an unusual cache layout only costs us the commit field
+            return None
+        if isinstance(hit, str):
+            return _snapshot_commit(Path(hit).parent)
+    return None

@@ -23,13 +23,14 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from .. import caching
 from ..images import ImageLike, to_rgb
-from ..validate import is_number, parse_points
+from ..validate import check_flag, is_number, parse_points
 from .base import as_segmenter
 from .detect import Detector, detect
 
 FORMAT_VERSION = 1
-_OPS = ("point", "box", "text", "clear_box", "choose", "reset")
+_OPS = ("point", "points", "box", "text", "clear_box", "choose", "reset")
 
 
 class Candidate(NamedTuple):
@@ -70,23 +71,36 @@ class ClickSegmenter:
         multimask: ``"auto"`` (default) asks SAM for 3 candidates when the prompt is a single
             point without a box and for 1 otherwise, as SAM's authors advise; ``True`` or
             ``False`` forces 3 or 1.
+        cache: take the embedding from the disk cache of embeddings when it holds this
+            picture's for this model (:func:`sdsam_nb.caching.embed`: bit-identical to
+            computing it), else compute and store it; ``False`` neither reads nor writes the
+            cache. :attr:`embedding_cache` says which happened.
 
-    Every action (:meth:`add_point`, :meth:`set_box`, :meth:`clear_box`, :meth:`choose`,
-    :meth:`reset`) returns the new ``HxW bool`` mask and can be undone. After each prediction
-    the candidate with the best score is chosen.
+    Every action (:meth:`add_point`, :meth:`add_points`, :meth:`set_box`, :meth:`clear_box`,
+    :meth:`choose`, :meth:`reset`) returns the new ``HxW bool`` mask and can be undone. After
+    each prediction the candidate with the best score is chosen.
     """
 
-    def __init__(self, predictor, image: ImageLike, *, multimask: bool | str = "auto"):
+    def __init__(
+        self,
+        predictor,
+        image: ImageLike,
+        *,
+        multimask: bool | str = "auto",
+        cache: bool = True,
+    ):
         segmenter = as_segmenter(predictor)
         if multimask != "auto" and not isinstance(multimask, (bool, np.bool_)):
             raise ValueError(f'multimask must be "auto", True or False, not {multimask!r}')
+        check_flag(cache, "cache")
         self._segmenter = segmenter
         self._multimask: bool | str = multimask if multimask == "auto" else bool(multimask)
         self._image = to_rgb(image)
         self._w, self._h = self._image.size
 
-        self._embedding = segmenter.embed(np.asarray(self._image))
-        self._embedding_computations = 1
+        self._embedding, use = caching.embed(segmenter, np.asarray(self._image), cache=cache)
+        self._embedding_computations = 0 if use["hit"] else 1
+        self._embedding_cache = "off" if "off" in use else "hit" if use["hit"] else "miss"
 
         self._empty = _State()
         self._done: list[tuple[dict, _State]] = []  # (action, state after it)
@@ -113,8 +127,16 @@ class ClickSegmenter:
 
     @property
     def embedding_computations(self) -> int:
-        """How many times this segmenter ran SAM's image encoder: always 1."""
+        """How many times this segmenter ran SAM's image encoder: 1, or 0 when the embedding
+        came from the disk cache."""
         return self._embedding_computations
+
+    @property
+    def embedding_cache(self) -> str:
+        """Where the embedding came from: ``"hit"`` (the disk cache), ``"miss"`` (computed
+        and stored) or ``"off"`` (computed, not cached: ``cache=False``, the cache turned
+        off, or a model whose identity is unknown)."""
+        return self._embedding_cache
 
     @property
     def embedding_restores(self) -> int:
@@ -146,6 +168,12 @@ class ClickSegmenter:
         """SAM's answers to the current prompt (3 or 1; none without a prompt)."""
         masks = self._masks(self._state)
         return [Candidate(m.copy(), s) for m, s in zip(masks, self._state.scores, strict=True)]
+
+    @property
+    def scores(self) -> list[float]:
+        """SAM's predicted IoU of each candidate, in :attr:`candidates` order (no masks
+        copied: what a candidate chooser needs)."""
+        return list(self._state.scores)
 
     @property
     def chosen(self) -> int:
@@ -203,6 +231,29 @@ class ClickSegmenter:
                 f"positive must be True (include) or False (exclude), not {positive!r}"
             )
         return self._do({"op": "point", "x": fx, "y": fy, "positive": positive})
+
+    def add_points(self, points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+        """Add several clicks at once with **one** prediction (one undo step).
+
+        ``points`` are ``[[x, y], ...]`` or ``[[x, y, label], ...]`` in image pixels, label ``1``
+        include (default) or ``0`` exclude. SAM sees the same prompt as after clicking them one
+        by one, but without the intermediate masks fed back as ``mask_input``, so the mask may
+        differ from one-by-one clicks; :meth:`to_dict` records the batch as one ``"points"``
+        action and a replay gives the same mask. The widget uses it for clicks that queued up
+        while the kernel was busy. Returns the new ``HxW bool`` mask.
+        """
+        rows = parse_points(points)
+        if not rows:
+            raise ValueError("add_points needs at least one point [x, y] or [x, y, label]")
+        checked = [
+            [
+                self._with_name(f"points[{k}]", self._coordinate, x, "x", self._w),
+                self._with_name(f"points[{k}]", self._coordinate, y, "y", self._h),
+                int(label),
+            ]
+            for k, (x, y, label) in enumerate(rows)
+        ]
+        return self._do({"op": "points", "points": checked})
 
     def set_box(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
         """Set (or replace) the box prompt; the corners may come in any order.
@@ -349,6 +400,7 @@ class ClickSegmenter:
 
         ``actions`` is the history that produced the current mask (undone actions are left
         out; everything before the last reset too): ``{"op": "point", "x", "y", "positive"}``,
+        ``{"op": "points", "points": [[x, y, label], ...]}`` (:meth:`add_points`),
         ``{"op": "box", "x0", "y0", "x1", "y1"}``, ``{"op": "clear_box"}``,
         ``{"op": "choose", "i"}``. ``points`` (``[x, y]`` lists), ``labels``, ``box`` and
         ``chosen`` describe the current prompt for reading; :meth:`from_dict` uses ``actions``.
@@ -370,9 +422,12 @@ class ClickSegmenter:
         }
 
     @classmethod
-    def from_dict(cls, predictor, image: ImageLike, d: Mapping[str, Any]) -> ClickSegmenter:
+    def from_dict(
+        cls, predictor, image: ImageLike, d: Mapping[str, Any], *, cache: bool = True
+    ) -> ClickSegmenter:
         """Replay a :meth:`to_dict` record on ``image``: the same actions in the same order give
-        the bit-identical mask (on the same model and device).
+        the bit-identical mask (on the same model and device). ``cache``: as for the
+        constructor.
 
         Raises:
             ValueError: ``d`` is malformed, of another version, or made on an image of another
@@ -394,7 +449,7 @@ class ClickSegmenter:
                 f"d was recorded on a {_size_text(size)} image but this image is "
                 f"{rgb.width}x{rgb.height}: replay it on the same picture"
             )
-        seg = cls(predictor, rgb, multimask=d.get("multimask", "auto"))
+        seg = cls(predictor, rgb, multimask=d.get("multimask", "auto"), cache=cache)
         for k, action in enumerate(actions):
             seg._replay(action, f"d['actions'][{k}]")
         return seg
@@ -413,6 +468,7 @@ class ClickSegmenter:
         box_threshold: float = 0.35,
         text_threshold: float = 0.25,
         multimask: bool | str = "auto",
+        cache: bool = True,
     ) -> ClickSegmenter:
         """Replay prompts given as plain values (e.g. papermill parameters).
 
@@ -431,11 +487,13 @@ class ClickSegmenter:
         Raises:
             ValueError: malformed ``points``/``box``/``chosen``, both ``text`` and ``box``, or a
                 ``text`` for which nothing was found (the message says what to try).
+
+        ``multimask`` and ``cache`` are the constructor's.
         """
         rows = parse_points(points)
         if text is not None and box is not None:
             raise ValueError("give text or box, not both: the text prompt sets the box")
-        seg = cls(predictor, image, multimask=multimask)
+        seg = cls(predictor, image, multimask=multimask, cache=cache)
         if text is not None:
             found = seg.set_text(
                 text, detector=detector, box_threshold=box_threshold, text_threshold=text_threshold
@@ -474,6 +532,8 @@ class ClickSegmenter:
         try:
             if op == "point":
                 self.add_point(action["x"], action["y"], action["positive"])
+            elif op == "points":
+                self.add_points(action["points"])
             elif op == "box":
                 self.set_box(action["x0"], action["y0"], action["x1"], action["y1"])
             elif op == "text":
@@ -516,6 +576,9 @@ class ClickSegmenter:
             if action["op"] == "point":
                 points = (*points, (action["x"], action["y"]))
                 labels = (*labels, int(action["positive"]))
+            elif action["op"] == "points":
+                points = (*points, *((float(x), float(y)) for x, y, _ in action["points"]))
+                labels = (*labels, *(int(label) for _, _, label in action["points"]))
             elif action["op"] in ("box", "text"):
                 box = (action["x0"], action["y0"], action["x1"], action["y1"])
             else:
@@ -524,7 +587,7 @@ class ClickSegmenter:
             if action["op"] == "text":
                 boxes = tuple(tuple(b) for b in action["boxes"])
                 after = replace(after, detections=boxes, text=action["text"])
-            elif action["op"] == "point":  # clicks refine the text prompt's box
+            elif action["op"] in ("point", "points"):  # clicks refine the text prompt's box
                 after = replace(after, detections=before.detections, text=before.text)
         self._done.append((action, after))
         self._undone.clear()

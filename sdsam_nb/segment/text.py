@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from .. import caching
 from ..images import ImageLike, to_rgb
 from ..models.detectors import DEFAULT_GROUNDING_DINO, load_grounding_dino
 from ..models.sam import load_sam
 from ..models.sam3 import DEFAULT_SAM3, load_sam3
+from ..validate import check_flag
 from .base import as_segmenter
 from .detect import Detector, check_request, detect
 from .text_sam3 import sam3_instances
@@ -89,20 +91,26 @@ class TextMaskResult:
         }
 
 
-def box_masks(predictor, image: ImageLike, boxes, *, batch: int = 16) -> np.ndarray:
+def box_masks(
+    predictor, image: ImageLike, boxes, *, batch: int = 16, cache: bool = True
+) -> np.ndarray:
     """Masks for XYXY ``boxes`` (image pixels), one per box: ``NxHxW bool``.
 
     ``predictor`` is any segmentation model :func:`sdsam_nb.segment.as_segmenter` accepts.
-    The image encoder runs once, then the boxes are decoded in batches of ``batch`` with one
-    candidate each (a box is an unambiguous prompt; SAM's README does the same).
+    The image encoder runs once (or not at all when the disk cache of embeddings holds the
+    picture's embedding; ``cache=False`` neither reads nor writes it), then the boxes are
+    decoded in batches of ``batch`` with one candidate each (a box is an unambiguous prompt;
+    SAM's README does the same).
     """
     segmenter = as_segmenter(predictor)
+    check_flag(cache, "cache")
     array = np.asarray(to_rgb(image))
     h, w = array.shape[:2]
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     if len(boxes) == 0:
         return np.zeros((0, h, w), dtype=bool)
-    return segmenter.predict_boxes(segmenter.embed(array), boxes, batch=batch)
+    embedding, _ = caching.embed(segmenter, array, cache=cache)
+    return segmenter.predict_boxes(embedding, boxes, batch=batch)
 
 
 def find_boxes(

@@ -1,0 +1,155 @@
+"""The disk cache of image embeddings, for every segmenter backend.
+
+:func:`embed` is ``segmenter.embed(image)`` with the result kept on disk: the click
+segmenter, the scores (which re-segment each result) and box masks call it instead of the
+backend's ``embed``. It needs nothing of a backend beyond the segmenter interface
+(:class:`sdsam_nb.segment.PromptSegmenter`): a ``model`` attribute holding a
+``torch.nn.Module`` and an embedding that is a dataclass of tensors and plain values
+(:class:`~sdsam_nb.segment.SamEmbedding`, :class:`~sdsam_nb.segment.hf.TransformersEmbedding`),
+saved with ``torch.save`` and read back with ``torch.load(weights_only=True)`` onto the
+model's device: bit for bit what the encoder gave.
+
+The key is a sha256 over the picture (its ``HxWx3 uint8`` bytes and shape), the model's
+identity (:func:`~sdsam_nb.caching.keys.model_identity`: checksum, sha256 or hub commit;
+a model without one is never cached), the backend, its class and ``info()``, the versions of
+the model's library, torch and the kit, and the model's device type and dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import io
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..validate import check_flag
+from .keys import array_digest, digest, library_versions, model_identity
+from .store import ENV_GB, DiskCache, default_store
+from .usage import use
+
+KIND = "embedding"
+FORMAT = 1  # of the key and the payload; a change here makes every old entry a miss
+
+
+def _module(segmenter) -> torch.nn.Module | None:
+    model = getattr(segmenter, "model", None)
+    return model if isinstance(model, torch.nn.Module) else None
+
+
+def embedding_key(segmenter, image: np.ndarray) -> tuple[str | None, str | None]:
+    """``(key, None)`` for ``segmenter``'s embedding of ``image`` (``HxWx3 uint8``), or
+    ``(None, why)`` when it cannot be cached (the model's identity is unknown)."""
+    model = _module(segmenter)
+    if model is None:
+        return None, "the segmenter has no torch model"
+    identity = model_identity(model)
+    if identity is None:
+        return None, "model identity unknown"
+    param = next(model.parameters(), None)
+    info = segmenter.info() if callable(getattr(segmenter, "info", None)) else {}
+    fields = {
+        "what": KIND,
+        "format": FORMAT,
+        "backend": getattr(segmenter, "backend", None),
+        "segmenter": f"{type(segmenter).__module__}.{type(segmenter).__qualname__}",
+        "info": info,
+        "model": identity,
+        "libraries": library_versions(model),
+        "device": None if param is None else param.device.type,
+        "dtype": None if param is None else str(param.dtype),
+        "image": array_digest(image),
+    }
+    try:
+        return digest(fields), None
+    except TypeError:
+        return None, "the segmenter's info() is not plain values"
+
+
+def _plain(value) -> bool:
+    """Whether ``value`` is tensors and plain values only (what ``weights_only`` loads)."""
+    if isinstance(value, torch.Tensor) or value is None:
+        return True
+    if isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(map(_plain, value))
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def encode(embedding) -> bytes | None:
+    """``embedding`` (a dataclass of tensors and plain values) as bytes, or ``None`` when it
+    is not such a dataclass."""
+    if not dataclasses.is_dataclass(embedding) or isinstance(embedding, type):
+        return None
+    fields = {f.name: getattr(embedding, f.name) for f in dataclasses.fields(embedding)}
+    if not _plain(fields):
+        return None
+    cls = type(embedding)
+    buffer = io.BytesIO()
+    torch.save({"class": [cls.__module__, cls.__qualname__], "fields": fields}, buffer)
+    return buffer.getvalue()
+
+
+def decode(payload: bytes, device: torch.device | str | None = None, *, package: str = "sdsam_nb"):
+    """The embedding :func:`encode` wrote, its tensors on ``device`` (as saved when
+    ``None``); ``None`` when ``payload`` is not one, or names a class outside ``package`` (only
+    the backends' own dataclasses are ever imported)."""
+    try:
+        data = torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
+        module, qualname = data["class"]
+        if module.split(".")[0] != package:
+            return None
+        cls = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            return None
+        return cls(**data["fields"])
+    except Exception:  # an entry of another format or version: a miss, computed again
+        return None
+
+
+def embed(
+    segmenter, image: np.ndarray, *, cache: bool = True, store: DiskCache | None = None
+) -> tuple[Any, dict]:
+    """``segmenter.embed(image)``, read from the disk cache when it holds it.
+
+    Args:
+        segmenter: a :class:`~sdsam_nb.segment.PromptSegmenter`.
+        image: ``HxWx3 uint8 RGB``.
+        cache: ``False`` neither reads nor writes the cache (nor creates its folder).
+        store: the cache; ``None`` is :func:`~sdsam_nb.caching.store.default_store` (the
+            settings ``$SDSAM_RESULTS_CACHE`` and ``$SDSAM_CACHE_GB``).
+
+    Returns:
+        ``(embedding, use)``: the embedding, on the model's device, bit-identical to
+        computing it; ``use`` says whether it came from the cache (see
+        :mod:`sdsam_nb.caching.usage`).
+    """
+    check_flag(cache, "cache")
+    if not cache:
+        return segmenter.embed(image), use(KIND, None, False, "cache=False")
+    store = store if store is not None else default_store()
+    if store is None:
+        return segmenter.embed(image), use(KIND, None, False, f"{ENV_GB}=0")
+    key, why = embedding_key(segmenter, image)
+    if key is None:
+        return segmenter.embed(image), use(KIND, None, False, why)
+    payload = store.get(key, KIND)
+    if payload is not None:
+        param = next(_module(segmenter).parameters(), None)
+        package = type(segmenter).__module__.split(".")[0]
+        found = decode(payload, None if param is None else param.device, package=package)
+        if found is not None:
+            return found, use(KIND, key, True)
+    embedding = segmenter.embed(image)
+    payload = encode(embedding)
+    if payload is None:
+        return embedding, use(KIND, None, False, "the embedding is not a dataclass of tensors")
+    store.put(key, KIND, payload)
+    return embedding, use(KIND, key, False)

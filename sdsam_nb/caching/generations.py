@@ -1,0 +1,131 @@
+"""The disk cache of generated pictures (subjects and backgrounds from text).
+
+One entry per variation: the picture :func:`sdsam_nb.generate` makes with seed ``seed + i``
+is keyed by everything that decides its pixels, so that a rerun that changes only what comes
+after (the mask, the composite, more variations) takes them from the cache, and
+``generate(..., seed=s + 2, n=1)`` finds what ``generate(..., seed=s, n=3)[2]`` stored:
+
+* the model: its identity (:func:`~sdsam_nb.caching.keys.model_identity`: folder checksum,
+  hub commit; a pipeline whose identity is unknown is never cached) and pipeline class;
+* the sampler: the scheduler's class and its whole config (the one used for the call, also
+  when ``scheduler=`` swaps one in for it);
+* the call: prompt, negative prompt, steps, guidance, width, height, and the seed;
+* the pipeline's dtype, the device type the generator runs on, whether a safety checker is
+  present, and the versions of torch, diffusers, transformers and the kit.
+
+Pictures are stored as PNG (lossless: the same ``RGB`` pixels come back). A picture the
+safety checker blacked out is not stored. A pipeline changed after loading in a way its
+identity does not show (LoRA weights, a textual inversion) must be called with
+``cache=False``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from PIL import Image
+
+from ..validate import check_flag
+from .keys import digest, library_versions, model_identity
+from .store import ENV_GB, DiskCache, default_store
+from .usage import use
+
+KIND = "picture"
+FORMAT = 1
+
+
+def picture_key(pipe, *, seed: int, call: Mapping[str, Any], device) -> tuple[str | None, str]:
+    """``(key, "")`` for the picture ``pipe(**call)`` makes with generator seed ``seed`` on
+    ``device``, or ``(None, why)`` when it cannot be cached."""
+    identity = model_identity(pipe)
+    if identity is None:
+        return None, "model identity unknown"
+    scheduler = pipe.scheduler
+    # the settings themselves; diffusers' own bookkeeping ("_use_default_values" is a list
+    # made from a set, in another order in each process) is left out
+    config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
+    fields = {
+        "what": KIND,
+        "format": FORMAT,
+        "pipeline": f"{type(pipe).__module__}.{type(pipe).__qualname__}",
+        "model": identity,
+        "scheduler": {
+            "class": f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",
+            "config": config,
+        },
+        "call": dict(call),
+        "seed": int(seed),
+        "dtype": str(pipe.dtype),
+        "device": device.type,
+        "safety_checker": getattr(pipe, "safety_checker", None) is not None,
+        "libraries": library_versions(pipe, "diffusers", "transformers"),
+    }
+    try:
+        return digest(fields), ""
+    except TypeError:
+        return None, "the call's arguments are not plain values"
+
+
+def _encode(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _decode(payload: bytes, mode: str = "RGB") -> Image.Image | None:
+    try:
+        with Image.open(io.BytesIO(payload)) as found:
+            if found.mode != mode:
+                return None
+            image = found.copy()
+    except Exception:  # not a PNG: a miss, made again
+        return None
+    image.info.clear()
+    return image
+
+
+def picture(
+    pipe,
+    *,
+    seed: int,
+    call: Mapping[str, Any],
+    device,
+    make: Callable[[], Image.Image],
+    cache: bool = True,
+    store: DiskCache | None = None,
+) -> Image.Image:
+    """The picture ``make()`` returns for ``pipe(**call)`` with seed ``seed``, taken from the
+    disk cache when it holds it, else made and stored.
+
+    ``make`` returns an ``RGB`` picture with ``info["nsfw"]`` set; a flagged one is not
+    stored. The picture returned has ``info["cache"]``: ``"hit"``, ``"miss"`` or ``"off"``.
+    ``cache=False`` neither reads nor writes the cache.
+    """
+    check_flag(cache, "cache")
+    key, why = None, "cache=False"
+    store = (store if store is not None else default_store()) if cache else None
+    if cache and store is None:
+        why = f"{ENV_GB}=0"
+    elif store is not None:
+        key, why = picture_key(pipe, seed=seed, call=call, device=device)
+    if key is not None:
+        payload = store.get(key, KIND)
+        found = None if payload is None else _decode(payload)
+        if found is not None:
+            found.info.update(seed=int(seed), nsfw=False, cache="hit")
+            use(KIND, key, True, seed=int(seed))
+            return found
+    image = make()
+    if key is None:
+        image.info["cache"] = "off"
+        use(KIND, None, False, why, seed=int(seed))
+    elif image.info.get("nsfw"):
+        image.info["cache"] = "off"
+        use(KIND, None, False, "blacked out by the safety checker", seed=int(seed))
+    else:
+        store.put(key, KIND, _encode(image))
+        image.info["cache"] = "miss"
+        use(KIND, key, False, seed=int(seed))
+    return image

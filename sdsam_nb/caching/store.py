@@ -1,0 +1,271 @@
+"""A size-capped folder of cached values, shared safely by any number of processes.
+
+Layout under the store's folder::
+
+    entries/<key>.<kind>    one finished entry: a header (magic + sha256 of the payload) and
+                            the payload bytes
+    tmp/                    entries being written (never read)
+    .lock                   the inter-process lock (the ``filelock`` package) for eviction
+
+* An entry is written to a unique name in ``tmp/`` and moved into ``entries/`` with
+  ``os.replace`` (atomic on one file system): a reader sees a whole entry or none, never a
+  half-written one. Two processes writing one key write the same bytes; the later one wins.
+* Every read checks the payload against the sha256 in its header; an entry that fails (a
+  damaged disk, a file written by something else) is deleted and counts as a miss.
+* Least recently used first out: a read or a write sets the entry's modification time to
+  now, and after each write, under the lock, the oldest entries are deleted until the folder
+  holds at most ``max_bytes``. An entry larger than ``max_bytes`` is not stored.
+
+Settings, read when :func:`default_store` is called: ``$SDSAM_RESULTS_CACHE`` (the folder;
+default ``<sdsam_nb.cache_dir()>/results``) and ``$SDSAM_CACHE_GB`` (the cap in GB, 10**9
+bytes; default :data:`DEFAULT_GB`; ``0`` turns the disk caches off).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import threading
+import time
+from pathlib import Path
+
+from filelock import FileLock
+
+from ..validate import is_finite, is_int
+
+DEFAULT_GB = 5.0
+"""The default cap of the disk caches, in GB (``$SDSAM_CACHE_GB`` changes it)."""
+
+ENV_DIR = "SDSAM_RESULTS_CACHE"
+ENV_GB = "SDSAM_CACHE_GB"
+
+_MAGIC = b"SDSAMC1\n"
+_HEADER = len(_MAGIC) + 32  # magic + sha256 digest
+_KEY = re.compile(r"^[0-9a-f]{16,128}$")
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_STALE_TMP_S = 3600  # a temporary file this old belongs to a writer that died
+
+_clock_lock = threading.Lock()
+_last_ns = 0
+
+
+def _now_ns() -> int:
+    """Wall-clock nanoseconds, strictly increasing within this process (so that two accesses
+    in a row are ordered even where the clock is coarse)."""
+    global _last_ns
+    with _clock_lock:
+        _last_ns = max(time.time_ns(), _last_ns + 1)
+        return _last_ns
+
+
+class DiskCache:
+    """A folder of ``key -> bytes`` entries with a size cap (least recently used out first).
+
+    Args:
+        root: the folder (created on the first write, never on a read).
+        max_bytes: the cap on the entries' total size in bytes, an integer >= 0; 0 stores
+            nothing.
+
+    Keys are lowercase hex digests (16-128 characters); ``kind`` is a short lowercase word
+    (``"embedding"``, ``"picture"``) that names the entry's file suffix, so that one folder
+    holds every kind under one cap.
+    """
+
+    def __init__(self, root: str | os.PathLike, max_bytes: int):
+        if not isinstance(root, (str, os.PathLike)) or not str(root):
+            raise ValueError(f"root must be a folder path, not {root!r}")
+        if not is_int(max_bytes) or max_bytes < 0:
+            raise ValueError(f"max_bytes must be an integer >= 0, got {max_bytes!r}")
+        self.root = Path(root).expanduser()
+        self.max_bytes = int(max_bytes)
+
+    def __repr__(self) -> str:
+        return f"DiskCache({str(self.root)!r}, max_bytes={self.max_bytes})"
+
+    @property
+    def entries(self) -> Path:
+        return self.root / "entries"
+
+    def path(self, key: str, kind: str) -> Path:
+        """Where the entry ``key`` of ``kind`` lives (whether or not it exists)."""
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise ValueError(f"key must be a lowercase hex digest, got {key!r}")
+        if not isinstance(kind, str) or not _KIND.match(kind):
+            raise ValueError(f"kind must be a short lowercase word, got {kind!r}")
+        return self.entries / f"{key}.{kind}"
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, key: str, kind: str) -> bytes | None:
+        """The payload stored under ``key``, or ``None`` (absent, evicted or damaged).
+
+        A hit marks the entry as just used. A damaged entry is deleted.
+        """
+        path = self.path(key, kind)
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        payload = data[_HEADER:]
+        if (
+            data[: len(_MAGIC)] != _MAGIC
+            or hashlib.sha256(payload).digest() != data[len(_MAGIC) : _HEADER]
+        ):
+            path.unlink(missing_ok=True)
+            return None
+        self._touch(path)
+        return payload
+
+    def __contains__(self, item: tuple[str, str]) -> bool:
+        key, kind = item
+        return self.path(key, kind).is_file()
+
+    @staticmethod
+    def _touch(path: Path) -> None:
+        now = _now_ns()
+        try:
+            os.utime(path, ns=(now, now))
+        except FileNotFoundError:  # evicted by another process meanwhile: the bytes are read
+            pass
+
+    # ------------------------------------------------------------------ writing
+
+    def put(self, key: str, kind: str, payload: bytes) -> bool:
+        """Store ``payload`` under ``key`` (replacing what was there), then evict the least
+        recently used entries beyond the cap. Returns whether it was stored (an entry larger
+        than the cap is not)."""
+        path = self.path(key, kind)
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise ValueError(f"payload must be bytes, not {type(payload).__name__}")
+        payload = bytes(payload)
+        if _HEADER + len(payload) > self.max_bytes:
+            return False
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.entries.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+                f.flush()
+                os.fsync(f.fileno())
+            now = _now_ns()
+            os.utime(tmp, ns=(now, now))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.evict()
+        return True
+
+    def evict(self) -> list[str]:
+        """Delete the least recently used entries until the total is at most the cap (and
+        temporary files of writers that died). Returns the names deleted."""
+        if not self.entries.is_dir():
+            return []
+        with FileLock(str(self.root / ".lock"), timeout=120):
+            listed = []
+            for entry in os.scandir(self.entries):
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                listed.append((st.st_mtime_ns, entry.name, st.st_size))
+            total = sum(size for _, _, size in listed)
+            deleted = []
+            for _, name, size in sorted(listed):
+                if total <= self.max_bytes:
+                    break
+                (self.entries / name).unlink(missing_ok=True)
+                total -= size
+                deleted.append(name)
+            self._sweep_tmp()
+        return deleted
+
+    def _sweep_tmp(self) -> None:
+        tmp_dir = self.root / "tmp"
+        if not tmp_dir.is_dir():
+            return
+        cutoff = time.time() - _STALE_TMP_S
+        for entry in os.scandir(tmp_dir):
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+
+    # ------------------------------------------------------------------ the whole folder
+
+    def size(self) -> int:
+        """The entries' total size in bytes."""
+        if not self.entries.is_dir():
+            return 0
+        total = 0
+        for entry in os.scandir(self.entries):
+            try:
+                total += entry.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def keys(self, kind: str | None = None) -> list[str]:
+        """The keys stored (of ``kind``, or all), least recently used first."""
+        if not self.entries.is_dir():
+            return []
+        found = []
+        for entry in os.scandir(self.entries):
+            key, _, suffix = entry.name.partition(".")
+            if kind is None or suffix == kind:
+                try:
+                    found.append((entry.stat().st_mtime_ns, key))
+                except FileNotFoundError:
+                    pass
+        return [key for _, key in sorted(found)]
+
+    def clear(self) -> None:
+        """Delete every entry."""
+        if not self.entries.is_dir():
+            return
+        with FileLock(str(self.root / ".lock"), timeout=120):
+            for entry in os.scandir(self.entries):
+                Path(entry.path).unlink(missing_ok=True)
+
+
+def cache_gb() -> float:
+    """The cap in GB: ``$SDSAM_CACHE_GB`` if set, else :data:`DEFAULT_GB`.
+
+    Raises:
+        ValueError: ``$SDSAM_CACHE_GB`` is not a number >= 0 (the message names it).
+    """
+    text = os.environ.get(ENV_GB, "").strip()
+    if not text:
+        return DEFAULT_GB
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not is_finite(value) or value < 0:
+        raise ValueError(
+            f"{ENV_GB}={text!r} must be a number of GB >= 0 (0 turns the disk caches off)"
+        )
+    return value
+
+
+def results_dir() -> Path:
+    """The disk caches' folder: ``$SDSAM_RESULTS_CACHE`` if set, else
+    ``<sdsam_nb.cache_dir()>/results``."""
+    from ..models.cache import cache_dir
+
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR]).expanduser()
+    return cache_dir() / "results"
+
+
+def default_store() -> DiskCache | None:
+    """The store the embedding and picture caches use, from the settings; ``None`` when
+    ``$SDSAM_CACHE_GB`` is 0 (off)."""
+    gb = cache_gb()
+    if gb == 0:
+        return None
+    return DiskCache(results_dir(), int(gb * 1e9))
