@@ -178,6 +178,20 @@ class LabServer:
         with urllib.request.urlopen(self.url(path), timeout=5) as r:
             return json.loads(r.read())
 
+    def shutdown_kernels(self) -> int:
+        """Shut down every kernel of the server (REST ``DELETE /api/kernels/<id>``); returns
+        how many there were."""
+        kernels = self.api("/api/kernels")
+        for kernel in kernels:
+            request = urllib.request.Request(
+                self.url(f"/api/kernels/{kernel['id']}"),
+                method="DELETE",
+                headers={"Authorization": f"token {self.token}"},
+            )
+            with urllib.request.urlopen(request, timeout=15):
+                pass
+        return len(kernels)
+
     def log_tail(self, n: int = 40) -> str:
         try:
             lines = self.log_path.read_text(errors="replace").splitlines()
@@ -236,9 +250,16 @@ class Chromium:
         return "--- browser console (tail) ---\n" + "\n".join(self.console[-n:])
 
 
-def open_notebook(page, server: LabServer, name: str, timeout: float = 60.0) -> None:
-    """Open ``name`` (relative to the server root) in the Lab UI and wait for an idle kernel."""
-    page.goto(server.url(f"/lab/tree/{name}"), timeout=timeout * 1000)
+def open_notebook(
+    page, server: LabServer, name: str, timeout: float = 60.0, workspace: str | None = None
+) -> None:
+    """Open ``name`` (relative to the server root) in the Lab UI and wait for an idle kernel.
+
+    ``workspace``: a Lab workspace of that name (a new one opens only this notebook; the
+    default workspace reopens the tabs of earlier pages).
+    """
+    path = f"/lab/workspaces/{workspace}/tree/{name}" if workspace else f"/lab/tree/{name}"
+    page.goto(server.url(path), timeout=timeout * 1000)
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=timeout * 1000)
     page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
     wait_kernel_idle(page, timeout)
@@ -284,3 +305,106 @@ def run_all_confirmed(
                 raise TimeoutError(
                     f"Run All never reached the kernel ({tries} tries){extra}"
                 ) from None
+
+
+# --------------------------------------------------------------------------- latency mode
+
+PAINT_PROBE = """(selector) => {
+    // Record, in the page's clock (performance.now(), ms): every mousedown on the canvas
+    // (the event's own timeStamp) and every time the visible canvas is drawn into (ipycanvas'
+    // view copies its model's picture with drawImage), plus the next animation frame after it.
+    if (window.__sdsamProbe) { window.__sdsamProbe.selector = selector; return true; }
+    const probe = { selector, downs: [], paints: [] };
+    window.__sdsamProbe = probe;
+    document.addEventListener('mousedown', (e) => {
+        if (e.target instanceof Element && e.target.matches(probe.selector)) {
+            probe.downs.push(e.timeStamp);
+        }
+    }, true);
+    const draw = CanvasRenderingContext2D.prototype.drawImage;
+    CanvasRenderingContext2D.prototype.drawImage = function (...args) {
+        const out = draw.apply(this, args);
+        const el = this.canvas;
+        if (el instanceof HTMLCanvasElement && el.matches(probe.selector)) {
+            const entry = [performance.now(), null];
+            probe.paints.push(entry);
+            requestAnimationFrame(() => { entry[1] = performance.now(); });
+        }
+        return out;
+    };
+    return true;
+}"""
+
+
+def install_paint_probe(page, selector: str) -> None:
+    """Start recording mouse-downs on, and repaints of, the canvas matching ``selector``.
+
+    A repaint is a ``drawImage`` into the visible canvas element (how an ipycanvas view shows
+    its model's picture); its time is taken right after the call (the page's pixels have
+    changed) and again at the next ``requestAnimationFrame`` (the frame that shows them).
+    """
+    page.evaluate(PAINT_PROBE, selector)
+
+
+def timed_click(
+    page,
+    x: float,
+    y: float,
+    done: Callable[[], Any],
+    *,
+    button: str = "left",
+    settle_s: float = 0.2,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Click at page pixel ``(x, y)`` and time its repaints, in ms from the mouse-down event.
+
+    ``done()`` says when the kernel has handled the click (it is polled, then the page gets
+    ``settle_s`` more for the last batch to paint); its value is returned as ``"done"``.
+    Returns ``{"first_paint", "last_paint", "last_frame", "paints", "done"}``: the first and
+    the last repaint after the mouse-down (the pixels changed), the animation frame after the
+    last one, and how many repaints there were. Raises ``RuntimeError`` without a repaint.
+    """
+    page.evaluate("() => { __sdsamProbe.downs = []; __sdsamProbe.paints = []; }")
+    page.mouse.click(x, y, button=button)
+    value = wait_for(done, timeout, "the kernel to handle the click", 0.01)
+    time.sleep(settle_s)
+    data = page.evaluate("() => ({downs: __sdsamProbe.downs, paints: __sdsamProbe.paints})")
+    if not data["downs"]:
+        raise RuntimeError("the mouse-down never reached the canvas")
+    down = data["downs"][0]
+    paints = [p for p in data["paints"] if p[0] >= down]
+    if not paints:
+        raise RuntimeError("the canvas was not repainted after the click")
+    last_frame = paints[-1][1]
+    return {
+        "first_paint": paints[0][0] - down,
+        "last_paint": paints[-1][0] - down,
+        "last_frame": None if last_frame is None else last_frame - down,
+        "paints": len(paints),
+        "done": value,
+    }
+
+
+def canvas_pixels(page, selector: str, points: list[tuple[int, int]]) -> list[list[int]]:
+    """``[r, g, b, a]`` of the visible canvas at canvas pixels ``points`` (``(x, y)``)."""
+    return page.evaluate(
+        """([selector, points]) => {
+            const el = document.querySelector(selector);
+            const ctx = el.getContext('2d');
+            return points.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data));
+        }""",
+        [selector, [list(p) for p in points]],
+    )
+
+
+def execute_in_kernel(page, code: str) -> None:
+    """Run ``code`` in the current notebook's kernel as a cell would (``pre_run_cell`` and
+    ``post_run_cell`` fire), without adding a cell; not awaited."""
+    page.evaluate(
+        """(code) => {
+            const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+            kernel.requestExecute({ code, silent: false, store_history: false });
+            return true;
+        }""",
+        code,
+    )

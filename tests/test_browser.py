@@ -2,9 +2,12 @@
 
 The notebook (written by the test) shows a MaskPicker over a tiny model (segment_anything's
 tiny SAM, then transformers' tiny SAM 2: the picker talks to both through one interface) and,
-after every
-change, writes the segmenter's state to ``state.json`` through ``picker.on_change``: the test
-clicks with playwright and reads what the *kernel* saw. Run it with ``pytest -m browser``.
+after every change, writes the segmenter's state to ``state.json`` through
+``picker.on_change``: the test clicks with playwright and reads what the *kernel* saw, then
+reads the canvas' pixels in the page (the browser composes the picture, mask and marker
+layers) and compares them with what the kernel says it sent. Last, a cell keeps the kernel
+busy: the status line must say so, and the clicks made meanwhile must be computed once, as
+one action. Run it with ``pytest -m browser``.
 
 In CI (``CI=true``) a missing Chromium is a failure; elsewhere it skips. Every wait is bounded
 and the server and browser are always shut down.
@@ -19,7 +22,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser_harness import Chromium, LabServer, find_chromium, open_notebook, run_all_confirmed
+from browser_harness import (
+    Chromium,
+    LabServer,
+    canvas_pixels,
+    execute_in_kernel,
+    find_chromium,
+    open_notebook,
+    run_all_confirmed,
+)
 from browser_harness import wait_for as _wait_for
 from conftest import load_or_skip
 
@@ -38,10 +49,12 @@ PICKER = """\
 import hashlib
 import json
 
+import cv2
 import numpy as np
 from PIL import Image
 
 import sdsam_nb
+import sdsam_nb.segment.widget
 from sdsam_nb.segment.clicks import ClickSegmenter
 from sdsam_nb.segment.widget import MaskPicker
 
@@ -51,6 +64,29 @@ pixels[(xx - {w} // 2) ** 2 + (yy - {h} // 2) ** 2 < ({h} // 4) ** 2] = (220, 30
 picker = MaskPicker(ClickSegmenter(sdsam_nb.load_sam({model!r}), Image.fromarray(pixels)))
 picker.canvas.add_class("sdsam-test-canvas")
 changes = 0
+
+
+def display_xy(p, x, y):
+    (iw, ih), (dw, dh) = p.image_size, p.display_size
+    return (x + 0.5) * dw / iw, (y + 0.5) * dh / ih
+
+
+def probes(p):
+    # A display pixel deep inside the mask and one deep outside it, away from the markers,
+    # with the RGB the canvas should show there (the picture with the mask layer over it,
+    # which the kernel composes as the browser composes the layers).
+    alpha = p.mask_rgba[..., 3]
+    inside = alpha == sdsam_nb.segment.widget.MASK_ALPHA
+    out = {{}}
+    for name, region in (("inside", inside), ("outside", alpha == 0)):
+        depth = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 3)
+        for x, y in p.points:
+            dx, dy = (int(v) for v in display_xy(p, x, y))
+            depth[max(0, dy - 12) : dy + 13, max(0, dx - 12) : dx + 13] = 0
+        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        if depth[y, x] >= 3:
+            out[name] = [int(x), int(y), p.rendered[y, x].tolist()]
+    return out
 
 
 def save_state(p):
@@ -67,6 +103,9 @@ def save_state(p):
         "mask_sha1": hashlib.sha1(np.packbits(m).tobytes()).hexdigest(),
         "display_size": list(p.display_size),
         "latency_s": p.last_latency_s,
+        "actions": [a["op"] for a in p.segmenter.to_dict()["actions"]],
+        "probes": probes(p),
+        "markers": [list(display_xy(p, x, y)) for x, y in p.points],
     }}
     changes += 1
     tmp = OUT / "state.json.tmp"
@@ -190,6 +229,7 @@ def test_clicks_in_chromium_reach_the_kernel(lab, browser):
     picker = page.locator(".sdsam-picker")
     picker.get_by_text("1 point (1 include, 0 exclude)").wait_for(timeout=10_000)
     page.wait_for_timeout(300)  # let the canvas paint the last batch
+    check_layers(page, first)
     shot = Path(os.environ.get("SDSAM_BROWSER_SCREENSHOT", out / "picker.png"))
     picker.screenshot(path=str(shot.with_name(shot.stem + "-first.png")), timeout=10_000)
 
@@ -206,6 +246,7 @@ def test_clicks_in_chromium_reach_the_kernel(lab, browser):
     # The front end shows the new state: status line, then a screenshot to look at.
     picker.get_by_text("2 points (1 include, 1 exclude)").wait_for(timeout=10_000)
     page.wait_for_timeout(300)  # let the canvas paint the last batch
+    check_layers(page, second)
     picker.screenshot(path=str(shot), timeout=10_000)
     assert shot.stat().st_size > 10_000
 
@@ -240,5 +281,49 @@ def test_clicks_in_chromium_reach_the_kernel(lab, browser):
     page.wait_for_timeout(300)
     picker.screenshot(path=str(shot.with_name(shot.stem + "-box.png")), timeout=10_000)
 
+    # A cell keeps the kernel busy: the status line says so at once, and the clicks made
+    # meanwhile (right clicks: exclude points in every mode) are computed once, as one action.
+    execute_in_kernel(page, "import time; time.sleep(3)")
+    picker.get_by_text("kernel busy running a cell").wait_for(timeout=10_000)
+    queued = [(0.1, 0.1), (0.9, 0.15), (0.85, 0.9)]
+    for fx, fy in queued:
+        x, y = box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+        page.mouse.click(x, y, button="right")
+    assert state()["changes"] == 5, "a click was computed while the kernel was busy"
+    sixth = state_after(6, timeout=30)
+    assert sixth["actions"][-1] == "points" and sixth["labels"][-3:] == [0, 0, 0]
+    assert len(sixth["points"]) == len(fifth["points"]) + 3
+    for (x, y), (fx, fy) in zip(sixth["points"][-3:], queued, strict=True):
+        assert abs(x - box["width"] * fx * scale_x) <= 2
+        assert abs(y - box["height"] * fy * scale_y) <= 2
+    picker.get_by_text("SAM ran once for all of them").wait_for(timeout=10_000)
+    assert picker.get_by_text("kernel busy").count() == 0
+    time.sleep(0.5)
+    assert state()["changes"] == 6, "the queued clicks were computed more than once"
+    page.wait_for_timeout(300)
+    check_layers(page, sixth)
+
     elapsed = time.monotonic() - started
     assert elapsed < 180, f"browser round trip took {elapsed:.0f} s"
+
+
+def check_layers(page, state: dict) -> None:
+    """The canvas in the page shows what the kernel sent: a green or red marker at each point,
+    the tinted mask inside it and the bare picture outside (within JPEG's error: the picture
+    layer is a JPEG, the mask layer a lossless PNG)."""
+    selector = ".jp-OutputArea-output canvas.sdsam-test-canvas"
+    spots = [(round(x - 0.5), round(y - 0.5)) for x, y in state["markers"]]
+    probes = state["probes"]
+    assert "inside" in probes and "outside" in probes, probes
+    spots += [(x, y) for x, y, _ in probes.values()]
+    pixels = canvas_pixels(page, selector, spots)
+    markers, seen = pixels[: len(state["markers"])], pixels[len(state["markers"]) :]
+    for label, (r, g, b, a) in zip(state["labels"], markers, strict=True):
+        want = (0, 255, 0) if label == 1 else (255, 0, 0)
+        assert a == 255 and max(abs(r - want[0]), abs(g - want[1]), abs(b - want[2])) <= 40, (
+            label,
+            (r, g, b),
+        )
+    for (name, (x, y, rgb)), got in zip(probes.items(), seen, strict=True):
+        error = max(abs(int(u) - int(v)) for u, v in zip(rgb, got[:3], strict=True))
+        assert error <= 16, f"{name} the mask at ({x}, {y}): canvas {got[:3]}, kernel {rgb}"

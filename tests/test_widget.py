@@ -3,25 +3,31 @@
 A mouse event is the dict ipyevents' front end sends (CSS pixels plus the element's bounding
 rectangle), handed to ``Event._handle_custom_msg`` exactly as the kernel's comm would hand it
 over. What the widget draws is read back from the ipycanvas command stream (the canvas
-manager's ``_send_custom`` is recorded and decoded) and from ``picker.rendered``. The tiny SAM
-has random weights: assertions are on coordinates, labels, state and pixels, never on how good
-a mask looks.
+manager's ``_send_custom`` is recorded and decoded, layer by layer) and from
+``picker.rendered`` / ``picker.mask_rgba``. The tiny SAM has random weights: assertions are on
+coordinates, labels, state and pixels, never on how good a mask looks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sys
+import time
 import types
 
+import cv2
+import IPython
 import numpy as np
 import pytest
 from conftest import load_or_skip
 from ipycanvas import canvas as ipc
+from IPython.core.events import EventManager, available_events
 from PIL import Image
 
 from sdsam_nb import masks
 from sdsam_nb.segment import widget
+from sdsam_nb.segment.base import as_segmenter
 from sdsam_nb.segment.clicks import ClickSegmenter
 from sdsam_nb.segment.widget import MaskPicker
 
@@ -42,11 +48,25 @@ def smooth_image(w: int, h: int) -> Image.Image:
     return Image.fromarray(a.astype(np.uint8))
 
 
+def expected_overlay(picture: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """What the browser shows under the markers, computed here on its own: the mask tinted at
+    115/255 over the picture, its outline (mask pixels with a 4-neighbour outside) opaque."""
+    out = picture.astype(np.float64)
+    a = widget.MASK_ALPHA / 255
+    out[mask] = np.rint(out[mask] * (1 - a) + np.array(widget.MASK_COLOR) * a)
+    padded = np.pad(mask, 1, mode="edge")
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    out[mask & ~inner] = widget.MASK_COLOR
+    return out.astype(np.uint8)
+
+
 class Drawn:
-    """Decoded ipycanvas commands: ``(name, args, buffers)``; ``set`` becomes ``set:<attr>``."""
+    """Decoded ipycanvas commands per batch: ``(layer model id, name, args, buffers)``;
+    ``set`` becomes ``set:<attr>``; ``switchCanvas`` only changes the layer that follows."""
 
     def __init__(self):
-        self.batches: list[list[tuple[str, list, list[bytes]]]] = []
+        self.batches: list[list[tuple[str, str, list, list[bytes]]]] = []
+        self.current: str | None = None
 
     def record(self, command, buffers=()):
         commands = command if command and isinstance(command[0], list) else [command]
@@ -54,10 +74,13 @@ class Drawn:
         batch = []
         for c in commands:
             name, args = _NAMES[c[0]], c[1]
+            if name == "switchCanvas":
+                self.current = args[0].removeprefix("IPY_MODEL_")
+                continue
             if name == "set":
                 name, args = f"set:{_ATTRS[args[0]]}", [args[1]]
             n = c[2] if len(c) > 2 else 0
-            batch.append((name, args, buffers[:n]))
+            batch.append((self.current, name, args, buffers[:n]))
             buffers = buffers[n:]
         self.batches.append(batch)
 
@@ -65,25 +88,42 @@ class Drawn:
     def last(self):
         return self.batches[-1]
 
-    def names(self, batch=None):
-        return [name for name, _, _ in (self.last if batch is None else batch)]
+    def on(self, layer, batch=None) -> list[tuple[str, list, list[bytes]]]:
+        """The commands of ``batch`` (default: the last) that went to canvas ``layer``."""
+        batch = self.last if batch is None else batch
+        return [(n, a, b) for lid, n, a, b in batch if lid == layer.model_id]
 
-    def markers(self, batch=None):
-        """``[(x, y, css colour)]`` of the coloured discs in a batch, in drawing order."""
+    def names(self, layer, batch=None):
+        return [name for name, _, _ in self.on(layer, batch)]
+
+    def markers(self, picker, batch=None):
+        """``[(x, y, css colour)]`` of the coloured discs on the markers layer, in order."""
         out, fill = [], None
-        for name, args, _ in self.last if batch is None else batch:
+        for name, args, _ in self.on(picker.layers["overlay"], batch):
             if name == "set:fill_style":
                 fill = args[0]
             elif name == "fillCircle" and fill != "white":
                 out.append((args[0], args[1], fill))
         return out
 
-    def picture(self, batch=None) -> np.ndarray:
-        """The image sent with ``putImageData`` (JPEG, so only approximately ``rendered``)."""
-        for name, _, bufs in self.last if batch is None else batch:
+    def rects(self, picker, batch=None):
+        on = self.on(picker.layers["overlay"], batch)
+        return [args for name, args, _ in on if name == "strokeRect"]
+
+    def image(self, layer, batch=None):
+        """``(pixels, x, y)`` of the last ``putImageData`` on ``layer`` in a batch (decoded:
+        JPEG for the picture, so only approximately; PNG for the mask layer, exactly)."""
+        found = None
+        for name, args, bufs in self.on(layer, batch):
             if name == "putImageData":
-                return np.asarray(Image.open(io.BytesIO(bufs[0])).convert("RGB"))
-        raise AssertionError("no putImageData in the batch")
+                im = Image.open(io.BytesIO(bufs[0]))
+                im = im.convert("RGBA" if im.mode in ("P", "RGBA", "LA") else "RGB")
+                found = (np.asarray(im), args[0], args[1], bufs[0])
+            elif name == "clear":
+                found = None
+        if found is None:
+            raise AssertionError("no putImageData on this layer in the batch")
+        return found
 
 
 @pytest.fixture
@@ -130,7 +170,19 @@ def test_left_click_on_a_scaled_image_lands_on_image_pixels(make_picker, drawn):
     picker = make_picker(smooth_image(900, 600))  # wider than the default 768 px
     assert picker.display_size == (768, 512)
     assert picker.canvas.width == 768 and picker.canvas.height == 512
+    assert [layer.width for layer in picker.layers.values()] == [768] * 2
+    # The picture went out once, when the picker was made (JPEG: compare 8x8 block means).
+    (built,) = [b for b in drawn.batches if drawn.on(picker.layers["picture"], b)]
+    picture, px, py, _ = drawn.image(picker.layers["picture"], built)
+    assert (px, py) == (0, 0) and picture.shape == (512, 768, 3)
+
+    def blocks(a):
+        return a.astype(float).reshape(64, 8, 96, 8, 3).mean(axis=(1, 3))
+
+    assert np.abs(blocks(picture) - blocks(picker.display_image)).mean() < 3
     empty = picker.rendered.copy()
+    np.testing.assert_array_equal(empty, picker.display_image)
+    sent_before = len(drawn.batches)
 
     mouse(picker, "mousedown", 384, 256)
     mouse(picker, "mouseup", 384, 256)
@@ -142,29 +194,68 @@ def test_left_click_on_a_scaled_image_lands_on_image_pixels(make_picker, drawn):
     np.testing.assert_array_equal(picker.mask, seg.mask)
     assert picker.mask.any(), "the tiny SAM gave an empty mask for this click"
 
-    # The overlay shown is the mask at display size, tinted: pixels change where the mask is.
+    # The mask layer is the mask at display size, tinted, its outline opaque; the picture
+    # under it is unchanged and what the canvas shows is the two composed.
     small = np.asarray(Image.fromarray(picker.mask).resize((768, 512), Image.NEAREST))
-    np.testing.assert_array_equal(
-        picker.rendered, np.asarray(masks.overlay(empty, small), dtype=np.uint8)
-    )
+    layer = picker.mask_rgba
+    np.testing.assert_array_equal(layer[..., 3] > 0, small)
+    assert set(np.unique(layer[..., 3])) <= {0, widget.MASK_ALPHA, 255}
+    assert (layer[small][:, :3] == widget.MASK_COLOR).all()
+    np.testing.assert_array_equal(picker.rendered, expected_overlay(empty, small))
     changed = (picker.rendered != empty).any(axis=2)
     assert changed[small].mean() > 0.9 and changed[~small].mean() < 0.01
 
-    # One batch: clear, the picture, then a white rim and a green disc at the scaled position.
-    assert drawn.names()[:2] == ["clear", "putImageData"]
-    assert drawn.picture().shape == (512, 768, 3)
-
-    # JPEG: compare 8x8 block means (the random-weight mask is speckled; its edges blur).
-    def blocks(a):
-        return a.astype(float).reshape(64, 8, 96, 8, 3).mean(axis=(1, 3))
-
-    assert np.abs(blocks(drawn.picture()) - blocks(picker.rendered)).mean() < 3
-    ((x, y, colour),) = drawn.markers()
+    # One batch for the click: the overlay layer, the mask (a small lossless PNG of its
+    # bounding box) under the markers; the picture is not sent again.
+    assert len(drawn.batches) == sent_before + 1
+    assert drawn.on(picker.layers["picture"]) == []
+    overlay = picker.layers["overlay"]
+    assert drawn.names(overlay)[:2] == ["clear", "putImageData"]
+    rgba, x0, y0, png = drawn.image(overlay)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 768 * 512 // 8
+    h, w = rgba.shape[:2]
+    np.testing.assert_array_equal(rgba, layer[y0 : y0 + h, x0 : x0 + w])
+    assert layer[..., 3].sum() == rgba[..., 3].sum()  # nothing of the mask outside the crop
+    ((x, y, colour),) = drawn.markers(picker)
     assert colour == GREEN
     assert x == pytest.approx(450.5 * 768 / 900) and y == pytest.approx(300.5 * 512 / 600)
     assert "1 point (1 include, 0 exclude)" in picker.status.value
     assert f"mask {100 * picker.mask.mean():.1f}%" in picker.status.value
     assert "ms" in picker.status.value and picker.last_latency_s > 0
+
+
+def test_mask_layer_encoding_is_exact_and_small():
+    rng = np.random.default_rng(1)
+    mask = np.zeros((576, 768), bool)
+    yy, xx = np.mgrid[0:576, 0:768]
+    mask[(xx - 300) ** 2 + (yy - 260) ** 2 < 150**2] = True
+    mask[rng.random(mask.shape) < 0.02] = True  # specks, as random-weight masks have
+    index, x, y = widget.mask_layer(mask)
+    full = np.zeros(mask.shape, np.uint8)
+    full[y : y + index.shape[0], x : x + index.shape[1]] = index
+    np.testing.assert_array_equal(full > 0, mask)
+    eroded = cv2.erode(mask.astype(np.uint8), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8))
+    np.testing.assert_array_equal(full == 2, mask & (eroded == 0))
+    png = widget.layer_png(index)
+    decoded = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    np.testing.assert_array_equal(decoded, widget.layer_rgba(index))
+    # ipycanvas' own encoding of the same layer (RGBA, 8 bits a channel) is much larger.
+    rgba = np.zeros((576, 768, 4), np.uint8)
+    rgba[y : y + index.shape[0], x : x + index.shape[1]] = widget.layer_rgba(index)
+    from ipycanvas.utils import binary_image
+
+    assert len(png) < len(binary_image(rgba))
+    assert widget.mask_layer(np.zeros((4, 4), bool)) is None
+
+
+def test_put_png_is_put_image_data_with_ready_bytes(drawn):
+    layer = ipc.Canvas(width=8, height=8)
+    with ipc.hold_canvas():
+        layer.put_image_data(np.zeros((2, 2, 4), np.uint8), 3, 4)
+        widget._put_png(layer, b"png", 3, 4)
+    (name1, args1, bufs1), (name2, args2, bufs2) = drawn.on(layer)
+    assert name1 == name2 == "putImageData" and args1 == args2 == [3, 4]
+    assert len(bufs1) == len(bufs2) == 1 and bytes(bufs2[0]) == b"png"
 
 
 def test_css_shrunk_canvas_maps_with_the_bounding_rect(make_picker):
@@ -186,7 +277,7 @@ def test_right_click_and_shift_click_exclude(make_picker, drawn):
     mouse(picker, "mousedown", 200, 150, shift=True)
     assert picker.points == [(100.0, 50.0), (20.0, 30.0), (200.0, 150.0)]
     assert picker.labels == [1, 0, 0]
-    assert [c for _, _, c in drawn.markers()] == [GREEN, RED, RED]
+    assert [c for _, _, c in drawn.markers(picker)] == [GREEN, RED, RED]
     assert "3 points (1 include, 2 exclude)" in picker.status.value
 
     picker.mode = "exclude"  # the toggle: a plain left click now excludes
@@ -217,17 +308,19 @@ def test_undo_redo_reset_buttons(make_picker, drawn):
 
     picker.undo_button.click()
     assert picker.points == [(100.0, 50.0)] and picker.labels == [1]
-    assert len(drawn.markers()) == 1
+    assert len(drawn.markers(picker)) == 1
     assert not picker.redo_button.disabled
 
     picker.redo_button.click()
     assert picker.points == [(100.0, 50.0), (200.0, 150.0)] and picker.labels == [1, 0]
     np.testing.assert_array_equal(picker.mask, mask_two)
-    assert len(drawn.markers()) == 2
+    assert len(drawn.markers(picker)) == 2
 
     picker.reset_button.click()
     assert picker.points == [] and picker.box is None and not picker.mask.any()
-    assert drawn.markers() == []
+    assert drawn.markers(picker) == []
+    assert "putImageData" not in drawn.names(picker.layers["overlay"])  # no mask drawn
+    assert not picker.mask_rgba.any()
     np.testing.assert_array_equal(picker.rendered, picker.display_image)
     picker.undo_button.click()  # reset is undoable too
     assert len(picker.points) == 2
@@ -266,17 +359,18 @@ def test_box_mode_drag_and_two_clicks(make_picker, drawn):
     picker.drag(100, 80, 500, 400)
     assert picker.box == (100.0, 80.0, 500.0, 400.0) and picker.points == []
     s = 768 / 900
-    rect = [args for name, args, _ in drawn.last if name == "strokeRect"]
-    assert rect == [[pytest.approx(v) for v in (100 * s, 80 * s, 400 * s, 320 * s)]]
+    assert drawn.rects(picker) == [[pytest.approx(v) for v in (100 * s, 80 * s, 400 * s, 320 * s)]]
     assert "box" in picker.status.value and not picker.clear_box_button.disabled
 
     # Two clicks: the first leaves a pending corner (a cross), the second makes the box.
+    markers = picker.layers["overlay"]
     picker.click(700, 500)
     assert picker.box == (100.0, 80.0, 500.0, 400.0)
-    assert drawn.names().count("strokeLine") == 2
+    assert drawn.names(markers).count("strokeLine") == 2
+    assert "putImageData" in drawn.names(markers)  # a pending corner: the mask is kept
     picker.click(300, 100)
     assert picker.box == (300.0, 100.0, 700.0, 500.0)
-    assert "strokeLine" not in drawn.names()
+    assert "strokeLine" not in drawn.names(markers)
 
     # A right click in box mode is still an exclude point; the mode stays "box".
     picker.click(400, 300, button=2)
@@ -284,7 +378,7 @@ def test_box_mode_drag_and_two_clicks(make_picker, drawn):
 
     picker.clear_box_button.click()
     assert picker.box is None and picker.clear_box_button.disabled
-    assert "strokeRect" not in drawn.names()
+    assert "strokeRect" not in drawn.names(markers)
 
     # A second corner in the same row cannot make a box: it says so and waits.
     picker.click(100, 100)
@@ -319,17 +413,27 @@ def test_replay_from_prompts_renders_the_state(tiny_sam, subject_image, drawn):
     assert picker.points == [(150.0, 100.0), (40.0, 40.0)] and picker.labels == [1, 0]
     assert picker.box == (90.0, 40.0, 210.0, 160.0)
     np.testing.assert_array_equal(picker.mask, reference.mask)
-    # Drawn at once: picture with the overlay, box, both markers (display = image size here).
-    assert [(x, y, c) for x, y, c in drawn.markers()] == [(150.5, 100.5, GREEN), (40.5, 40.5, RED)]
-    assert [a for n, a, _ in drawn.last if n == "strokeRect"] == [[90, 40, 120, 120]]
+    # Drawn at once: picture, mask layer, box, both markers (display = image size here).
+    picture, _, _, _ = drawn.image(picker.layers["picture"])
+    assert picture.shape == (200, 300, 3)
+    assert drawn.markers(picker) == [(150.5, 100.5, GREEN), (40.5, 40.5, RED)]
+    assert drawn.rects(picker) == [[90, 40, 120, 120]]
     np.testing.assert_array_equal(
-        picker.rendered, np.asarray(masks.overlay(subject_image, picker.mask))
+        picker.rendered, expected_overlay(np.asarray(subject_image), picker.mask)
     )
+    # masks.overlay (the saved overlay.png) tints the same: they differ only on the outline.
+    reference_overlay = np.asarray(masks.overlay(subject_image, picker.mask)).astype(int)
+    differ = np.abs(picker.rendered.astype(int) - reference_overlay).max(axis=2) > 1
+    assert differ.mean() < 0.02
 
-    # A front end that attaches later asks for the picture again.
+    # A front end that attaches later asks for every layer again.
     before = len(drawn.batches)
     picker.canvas._handle_custom_msg({"event": "client_ready"}, [])
-    assert len(drawn.batches) == before + 1 and len(drawn.markers()) == 2
+    assert len(drawn.batches) == before + 1 and len(drawn.markers(picker)) == 2
+    drawn.image(picker.layers["picture"])
+    rgba, x0, y0, _ = drawn.image(picker.layers["overlay"])
+    h, w = rgba.shape[:2]
+    np.testing.assert_array_equal(rgba, picker.mask_rgba[y0 : y0 + h, x0 : x0 + w])
 
     # Passing a segmenter built from prompts is the same path.
     again = MaskPicker(reference)
@@ -359,8 +463,8 @@ def test_starts_from_a_text_prompt_draws_its_boxes_and_refines(tiny_sam, subject
     assert picker.mask.any()
 
     # Both detections dashed, then the box prompt solid on top.
-    batch = drawn.last
-    names = drawn.names()
+    batch = drawn.on(picker.layers["overlay"])
+    names = [n for n, _, _ in batch]
     dash_on = names.index("setLineDash")
     assert batch[dash_on][1] == [[6, 4]]
     rects = [(i, a) for i, (n, a, _) in enumerate(batch) if n == "strokeRect"]
@@ -373,7 +477,7 @@ def test_starts_from_a_text_prompt_draws_its_boxes_and_refines(tiny_sam, subject
     # A click refines the text prompt's box; the detections and the text stay.
     picker.click(20, 20, button=2)
     assert picker.labels == [0] and seg.text == "the disc" and seg.detections == boxes
-    assert drawn.names().count("strokeRect") == 3
+    assert len(drawn.rects(picker)) == 3
 
     # The record keeps the text; a replay without the detector gives the same mask.
     record = seg.to_dict()
@@ -387,9 +491,10 @@ def test_starts_from_a_text_prompt_draws_its_boxes_and_refines(tiny_sam, subject
     picker.mode = "box"
     picker.drag(100, 50, 200, 150)
     assert picker.box == (100.0, 50.0, 200.0, 150.0)
-    assert seg.text is None and seg.detections == [] and "setLineDash" not in drawn.names()
+    markers = picker.layers["overlay"]
+    assert seg.text is None and seg.detections == [] and "setLineDash" not in drawn.names(markers)
     picker.undo_button.click()
-    assert seg.text == "the disc" and drawn.names().count("strokeRect") == 3
+    assert seg.text == "the disc" and len(drawn.rects(picker)) == 3
 
 
 def test_text_prompt_that_finds_nothing_is_a_clear_error(tiny_sam, subject_image):
@@ -445,3 +550,151 @@ def test_bad_arguments_say_what_to_do(tiny_sam, make_picker):
         picker.click(300, 10)
     with pytest.raises(ValueError, match="points"):
         MaskPicker.from_prompts(tiny_sam, noise_image(300, 200), points=[1, 2])
+
+
+class Counting:
+    """A backend that counts (and can slow down) the predictions of the one it wraps."""
+
+    def __init__(self, model, delay_s: float = 0.0):
+        self.inner = as_segmenter(model)
+        self.backend = self.inner.backend
+        self.calls = 0
+        self.delay_s = delay_s
+
+    def embed(self, image):
+        return self.inner.embed(image)
+
+    def predict(self, embedding, **prompt):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return self.inner.predict(embedding, **prompt)
+
+    def predict_boxes(self, embedding, boxes, *, batch=16):
+        return self.inner.predict_boxes(embedding, boxes, batch=batch)
+
+    def info(self):
+        return self.inner.info()
+
+
+@pytest.fixture
+def shell(monkeypatch):
+    """An IPython shell's event hooks (what a kernel has), without a kernel."""
+    stub = types.SimpleNamespace(events=EventManager(None, available_events))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: stub)
+    return stub.events
+
+
+def run_cell(events, seconds: float) -> None:
+    """What a kernel does around a cell that keeps it busy for ``seconds``."""
+    events.trigger("pre_run_cell", types.SimpleNamespace(raw_cell="time.sleep(...)"))
+    time.sleep(seconds)  # the mouse events wait in the kernel's queue meanwhile
+    events.trigger("post_run_cell", types.SimpleNamespace(success=True))
+
+
+def test_clicks_queued_behind_a_busy_cell_are_computed_once(tiny_sam, shell, drawn):
+    image = noise_image(300, 200)
+    backend = Counting(tiny_sam)
+    picker = MaskPicker(ClickSegmenter(backend, image))
+    picker.click(150, 100)
+    assert backend.calls == 1
+    statuses = []
+    picker.status.observe(lambda change: statuses.append(change["new"]), "value")
+
+    async def kernel():
+        shell.trigger("pre_run_cell", None)
+        assert "kernel busy running a cell" in picker.status.value
+        time.sleep(widget.BUSY_S + 0.02)
+        shell.trigger("post_run_cell", None)
+        assert "kernel busy" not in picker.status.value
+        # The queue is read back to back: three clicks (one of them a right click).
+        for x, y, button in [(20, 30, 0), (200, 50, 2), (250, 150, 0)]:
+            mouse(picker, "mousedown", x, y, button=button)
+            mouse(picker, "mouseup", x, y, button=button)
+        assert backend.calls == 1 and picker.points == [(150.0, 100.0)]
+        assert picker.queued == [[20, 30, 1], [200, 50, 0], [250, 150, 1]]
+        # Their markers are shown at once, each drawn on top of the overlay.
+        assert [len(drawn.markers(picker, b)) for b in drawn.batches[-3:]] == [1, 1, 1]
+        assert "3 clicks made while the kernel was busy" in picker.status.value
+        await asyncio.sleep(3 * widget.QUEUE_WINDOW_S)
+        assert picker.queued == [] and backend.calls == 2  # SAM ran once for the three
+        # Later, on an idle kernel, a click is computed at once, inside the event loop too.
+        await asyncio.sleep(3 * widget.QUEUE_WINDOW_S)
+        mouse(picker, "mousedown", 100, 20)
+        assert backend.calls == 3 and len(picker.points) == 5
+
+    asyncio.run(kernel())
+    assert picker.points == [(150.0, 100.0), (20.0, 30.0), (200.0, 50.0), (250.0, 150.0)] + [
+        (100.0, 20.0)
+    ]
+    assert picker.labels == [1, 1, 0, 1, 1]
+    assert any("SAM ran once for all of them" in s for s in statuses)
+    record = picker.segmenter.to_dict()
+    assert [a["op"] for a in record["actions"]] == ["point", "points", "point"]
+    assert record["actions"][1]["points"] == [[20.0, 30.0, 1], [200.0, 50.0, 0], [250.0, 150.0, 1]]
+    replay = ClickSegmenter.from_dict(tiny_sam, image, record)
+    np.testing.assert_array_equal(replay.mask, picker.mask)
+    picker.undo_button.click()  # the batch is one undo step
+    assert picker.points == [(150.0, 100.0), (20.0, 30.0), (200.0, 50.0), (250.0, 150.0)]
+    picker.undo_button.click()
+    assert picker.points == [(150.0, 100.0)]
+
+
+def test_a_button_or_a_new_cell_computes_collected_clicks_first(tiny_sam, shell):
+    backend = Counting(tiny_sam)
+    picker = MaskPicker(ClickSegmenter(backend, noise_image(300, 200)))
+
+    async def kernel():
+        run_cell(shell, widget.BUSY_S + 0.02)
+        mouse(picker, "mousedown", 20, 30)
+        mouse(picker, "mousedown", 40, 50)
+        assert len(picker.queued) == 2
+        picker.undo_button.click()  # the clicks came first: computed, then undone
+        assert picker.queued == [] and picker.points == [] and picker.segmenter.can_redo
+        run_cell(shell, widget.BUSY_S + 0.02)
+        mouse(picker, "mousedown", 60, 70)
+        shell.trigger("pre_run_cell", None)  # a cell starts before the window closed
+        assert picker.points == [(60.0, 70.0)] and picker.queued == []
+        shell.trigger("post_run_cell", None)
+
+    asyncio.run(kernel())
+    assert backend.calls == 2
+
+
+def test_a_slow_prediction_shows_the_marker_first_and_collects_what_queued(tiny_sam, drawn):
+    backend = Counting(tiny_sam, delay_s=widget.SLOW_S + 0.01)
+    picker = MaskPicker(ClickSegmenter(backend, noise_image(300, 200)))
+    picker.click(150, 100)  # slow: the next click knows it will be slow
+    statuses = []
+    picker.status.observe(lambda change: statuses.append(change["new"]), "value")
+    before = len(drawn.batches)
+
+    async def kernel():
+        mouse(picker, "mousedown", 20, 30)
+        # Two batches: first the new marker alone, drawn on top, then the whole overlay.
+        early, late = drawn.batches[before:]
+        overlay = picker.layers["overlay"]
+        assert drawn.markers(picker, early) == [(20.5, 30.5, GREEN)]
+        assert set(drawn.names(overlay, early)) == {"set:fill_style", "fillCircle"}
+        assert drawn.names(overlay, late)[:2] == ["clear", "putImageData"]
+        assert len(drawn.markers(picker, late)) == 2
+        assert "computing the mask" in statuses[0] and "2 points" not in statuses[0]
+        # Clicks made during that slow prediction are read right after it: collected.
+        mouse(picker, "mousedown", 200, 50, button=2)
+        mouse(picker, "mousedown", 250, 150)
+        assert len(picker.queued) == 2 and backend.calls == 2
+        await asyncio.sleep(3 * widget.QUEUE_WINDOW_S)
+        assert picker.queued == [] and backend.calls == 3
+
+    asyncio.run(kernel())
+    assert picker.labels == [1, 1, 0, 1]
+
+
+def test_hooks_follow_the_picker_and_leave_with_close(tiny_sam, shell):
+    picker = MaskPicker(ClickSegmenter(tiny_sam, noise_image(300, 200)))
+    assert len(shell.callbacks["pre_run_cell"]) == 1
+    assert len(shell.callbacks["post_run_cell"]) == 1
+    run_cell(shell, 0)  # a quick cell outside an event loop: nothing is collected
+    mouse(picker, "mousedown", 20, 30)
+    assert picker.points == [(20.0, 30.0)] and "busy" not in picker.status.value
+    picker.close()
+    assert shell.callbacks["pre_run_cell"] == [] and shell.callbacks["post_run_cell"] == []
