@@ -222,6 +222,10 @@ def test_a_hub_model_is_keyed_by_the_commit_of_its_cached_snapshot(tmp_path, mon
     (repo / "snapshots" / commit).mkdir(parents=True)
     (repo / "snapshots" / commit / "config.json").write_text("{}")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    # huggingface_hub before 0.26 read the default from its own copy of the constant
+    from huggingface_hub import file_download
+
+    monkeypatch.setattr(file_download, "HF_HUB_CACHE", str(tmp_path / "hub"), raising=False)
 
     def loaded(name):
         net = torch.nn.Linear(2, 2)
