@@ -40,6 +40,7 @@ SCHEMA = 1
 # Benchmark name -> module, in the order they run and appear in tables.
 BENCHMARKS = {
     "click_latency": "benchmarks.click_latency",
+    "browser_latency": "benchmarks.browser_latency",
     "weight_sharing": "benchmarks.weight_sharing",
     "end_to_end": "benchmarks.end_to_end",
     "speedups": "benchmarks.speedups",
@@ -47,6 +48,7 @@ BENCHMARKS = {
     "background_methods": "benchmarks.background_methods",
     "edges": "benchmarks.edges",
     "batches": "benchmarks.batches",
+    "reruns": "benchmarks.reruns",
 }
 PACKAGES = (
     "torch",
