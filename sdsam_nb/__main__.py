@@ -423,20 +423,27 @@ def _select(spec: str | None, walkthrough: bool) -> list[str]:
     return names
 
 
+def _parameters_file(path: str | None) -> dict:
+    """The mapping a ``-f`` YAML file holds (empty without one)."""
+    if not path:
+        return {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CommandError(f"-f {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise CommandError(f"-f {path} must hold a mapping of parameters")
+    return loaded
+
+
 def _run(args) -> int:
     from papermill import PapermillExecutionError
 
     names = _select(args.notebooks, args.walkthrough)
     params = dict(TINY) if args.tiny else {}
-    if args.parameters_file:
-        try:
-            loaded = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise CommandError(f"-f {args.parameters_file}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise CommandError(f"-f {args.parameters_file} must hold a mapping of parameters")
-        check_names(loaded, EVERY, what="-f")  # a general file may name other notebooks'
-        params.update(loaded)
+    loaded = _parameters_file(args.parameters_file)
+    check_names(loaded, EVERY, what="-f")  # a general file may name other notebooks'
+    params.update(loaded)
     given = {name: _yaml_value(value) for name, value in args.parameter}
     check_names(given, names)
     params.update(given)
@@ -478,14 +485,7 @@ def _batch(args) -> int:
     from .runs import default_output_root
 
     params = {}
-    if args.parameters_file:
-        try:
-            loaded = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise CommandError(f"-f {args.parameters_file}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise CommandError(f"-f {args.parameters_file} must hold a mapping of parameters")
-        params.update(loaded)
+    params.update(_parameters_file(args.parameters_file))
     params.update({name: _yaml_value(value) for name, value in args.parameter})
     try:
         manifest = read_manifest(args.manifest)
@@ -523,16 +523,10 @@ def _sweep(args) -> int:
     if notebook is None:
         raise CommandError("sweep: give one notebook")
     values, fixed = {}, dict(TINY) if args.tiny else {}
-    if args.parameters_file:
-        try:
-            loaded = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise CommandError(f"-f {args.parameters_file}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise CommandError(f"-f {args.parameters_file} must hold a mapping of parameters")
-        check_names(loaded, [notebook], what="-f")
-        for name, value in loaded.items():
-            (values if isinstance(value, list) else fixed)[name] = value
+    loaded = _parameters_file(args.parameters_file)
+    check_names(loaded, [notebook], what="-f")
+    for name, value in loaded.items():  # a list is swept; box: [[x0, y0, x1, y1]] is one box
+        (values if isinstance(value, list) else fixed)[name] = value
     for name, *given in args.parameter:
         if not given:
             raise CommandError(f"-p {name}: give the values to sweep after its name")
