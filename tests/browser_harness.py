@@ -310,14 +310,18 @@ def run_all_confirmed(
 # --------------------------------------------------------------------------- latency mode
 
 PAINT_PROBE = """(selector) => {
-    // Record, in the page's clock (performance.now(), ms): every mousedown on the canvas
-    // (the event's own timeStamp) and every time the visible canvas is drawn into (ipycanvas'
-    // view copies its model's picture with drawImage), plus the next animation frame after it.
+    // Record, in the page's clock (performance.now(), ms): every mousedown on the canvas or
+    // on an element holding it (the event's own timeStamp) and every time the visible canvas
+    // is drawn into (ipycanvas' view copies its model's picture with drawImage), plus the
+    // next animation frame after it.
     if (window.__sdsamProbe) { window.__sdsamProbe.selector = selector; return true; }
     const probe = { selector, downs: [], paints: [] };
     window.__sdsamProbe = probe;
     document.addEventListener('mousedown', (e) => {
-        if (e.target instanceof Element && e.target.matches(probe.selector)) {
+        // On the canvas, or on the element around it that gets its mouse (MaskPicker.surface)
+        const t = e.target;
+        const sel = probe.selector;
+        if (t instanceof Element && (t.matches(sel) || t.querySelector(sel))) {
             probe.downs.push(e.timeStamp);
         }
     }, true);

@@ -110,6 +110,33 @@ class Drawn:
         on = self.on(picker.layers["overlay"], batch)
         return [args for name, args, _ in on if name == "strokeRect"]
 
+    def mask_layer(self, picker, batch=None) -> np.ndarray:
+        """The overlay's mask as the browser draws it from a batch, ``dh x dw x 4 uint8``:
+        its ``fillRects`` (whole pixels, in the last fill style) or its ``putImageData``."""
+        dw, dh = picker.display_size
+        out = np.zeros((dh, dw, 4), np.uint8)
+        fill = None
+        for name, args, bufs in self.on(picker.layers["overlay"], batch):
+            if name == "set:fill_style":
+                fill = args[0]
+            elif name == "fillRects":
+                r, g, b, a = (float(v) for v in fill.removeprefix("rgba(")[:-1].split(","))
+                colour = [int(r), int(g), int(b), round(a * 255)]
+                arrays = [
+                    np.frombuffer(bufs[m["idx"]], m["dtype"]).reshape(m["shape"])
+                    if isinstance(m, dict)
+                    else m
+                    for m in args
+                ]
+                xs, ys, ws, hs = np.broadcast_arrays(*arrays)
+                for x, y, w, h in zip(xs, ys, ws, hs, strict=True):
+                    out[y : y + h, x : x + w] = colour
+            elif name == "putImageData":
+                im = np.asarray(Image.open(io.BytesIO(bufs[0])).convert("RGBA"))
+                x, y = args
+                out[y : y + im.shape[0], x : x + im.shape[1]] = im
+        return out
+
     def image(self, layer, batch=None):
         """``(pixels, x, y)`` of the last ``putImageData`` on ``layer`` in a batch (decoded:
         JPEG for the picture, so only approximately; PNG for the mask layer, exactly)."""
@@ -205,17 +232,18 @@ def test_left_click_on_a_scaled_image_lands_on_image_pixels(make_picker, drawn):
     changed = (picker.rendered != empty).any(axis=2)
     assert changed[small].mean() > 0.9 and changed[~small].mean() < 0.01
 
-    # One batch for the click: the overlay layer, the mask (a small lossless PNG of its
-    # bounding box) under the markers; the picture is not sent again.
+    # One batch for the click: the overlay layer, the mask (its rows' runs as rectangles, or,
+    # speckled, a small lossless PNG of its bounding box) under the markers; the picture is
+    # not sent again. Drawn, it is exactly the mask layer.
     assert len(drawn.batches) == sent_before + 1
     assert drawn.on(picker.layers["picture"]) == []
     overlay = picker.layers["overlay"]
-    assert drawn.names(overlay)[:2] == ["clear", "putImageData"]
-    rgba, x0, y0, png = drawn.image(overlay)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 768 * 512 // 8
-    h, w = rgba.shape[:2]
-    np.testing.assert_array_equal(rgba, layer[y0 : y0 + h, x0 : x0 + w])
-    assert layer[..., 3].sum() == rgba[..., 3].sum()  # nothing of the mask outside the crop
+    names = drawn.names(overlay)
+    assert names[:3] == ["clear", "set:fill_style", "fillRects"] or names[:2] == [
+        "clear",
+        "putImageData",
+    ]
+    np.testing.assert_array_equal(drawn.mask_layer(picker), layer)
     ((x, y, colour),) = drawn.markers(picker)
     assert colour == GREEN
     assert x == pytest.approx(450.5 * 768 / 900) and y == pytest.approx(300.5 * 512 / 600)
@@ -246,6 +274,51 @@ def test_mask_layer_encoding_is_exact_and_small():
 
     assert len(png) < len(binary_image(rgba))
     assert widget.mask_layer(np.zeros((4, 4), bool)) is None
+
+
+def test_layer_runs_cover_exactly_the_pixels():
+    rng = np.random.default_rng(3)
+    index = rng.integers(0, 3, (37, 53)).astype(np.uint8)
+    index[5] = 1  # a full row
+    index[6] = 0
+    index[7, -3:] = 2  # a run at a row's end, then one at the next row's start
+    index[8, :2] = 2
+    tint, outline = widget.layer_runs(index)
+    again = np.zeros_like(index)
+    for runs, value in ((tint, 1), (outline, 2)):
+        assert runs.dtype == np.int32 and runs.shape[1] == 3 and (runs[:, 2] > 0).all()
+        for x, y, w in runs:
+            assert not again[y, x : x + w].any()  # no overlaps
+            again[y, x : x + w] = value
+    np.testing.assert_array_equal(again, index)
+    assert [r.tolist() for r in tint if r[1] == 5] == [[0, 5, 53]]
+    # maximal runs: a run's neighbours on its row hold other values
+    for runs, value in ((tint, 1), (outline, 2)):
+        for x, y, w in runs:
+            assert x == 0 or index[y, x - 1] != value
+            assert x + w == 53 or index[y, x + w] != value
+    empty = widget.layer_runs(np.zeros((4, 4), np.uint8))
+    assert [r.shape for r in empty] == [(0, 3), (0, 3)]
+    n = len(tint) + len(outline)
+    assert widget.layer_runs(index, limit=n - 1) is None
+    assert [len(r) for r in widget.layer_runs(index, limit=n)] == [len(tint), len(outline)]
+
+
+def test_a_speckled_mask_goes_as_a_png(make_picker, drawn, monkeypatch):
+    """Rectangles for a mask of few runs (a real SAM's), a 2-bit PNG for specks; both draw
+    exactly the mask layer."""
+    monkeypatch.setattr(widget, "MAX_RUNS", 10**9)
+    picker = make_picker(noise_image(300, 200))
+    picker.click(150, 100)
+    assert "fillRects" in drawn.names(picker.layers["overlay"])
+    assert "putImageData" not in drawn.names(picker.layers["overlay"])
+    np.testing.assert_array_equal(drawn.mask_layer(picker), picker.mask_rgba)
+    monkeypatch.setattr(widget, "MAX_RUNS", 0)
+    picker.undo_button.click()
+    picker.redo_button.click()  # the same mask, drawn again
+    names = drawn.names(picker.layers["overlay"])
+    assert "putImageData" in names and "fillRects" not in names
+    np.testing.assert_array_equal(drawn.mask_layer(picker), picker.mask_rgba)
 
 
 def test_put_png_is_put_image_data_with_ready_bytes(drawn):
@@ -367,7 +440,7 @@ def test_box_mode_drag_and_two_clicks(make_picker, drawn):
     picker.click(700, 500)
     assert picker.box == (100.0, 80.0, 500.0, 400.0)
     assert drawn.names(markers).count("strokeLine") == 2
-    assert "putImageData" in drawn.names(markers)  # a pending corner: the mask is kept
+    assert drawn.mask_layer(picker).any()  # a pending corner: the mask is kept
     picker.click(300, 100)
     assert picker.box == (300.0, 100.0, 700.0, 500.0)
     assert "strokeLine" not in drawn.names(markers)
@@ -431,9 +504,7 @@ def test_replay_from_prompts_renders_the_state(tiny_sam, subject_image, drawn):
     picker.canvas._handle_custom_msg({"event": "client_ready"}, [])
     assert len(drawn.batches) == before + 1 and len(drawn.markers(picker)) == 2
     drawn.image(picker.layers["picture"])
-    rgba, x0, y0, _ = drawn.image(picker.layers["overlay"])
-    h, w = rgba.shape[:2]
-    np.testing.assert_array_equal(rgba, picker.mask_rgba[y0 : y0 + h, x0 : x0 + w])
+    np.testing.assert_array_equal(drawn.mask_layer(picker), picker.mask_rgba)
 
     # Passing a segmenter built from prompts is the same path.
     again = MaskPicker(reference)
@@ -675,7 +746,8 @@ def test_a_slow_prediction_shows_the_marker_first_and_collects_what_queued(tiny_
         overlay = picker.layers["overlay"]
         assert drawn.markers(picker, early) == [(20.5, 30.5, GREEN)]
         assert set(drawn.names(overlay, early)) == {"set:fill_style", "fillCircle"}
-        assert drawn.names(overlay, late)[:2] == ["clear", "putImageData"]
+        assert drawn.names(overlay, late)[0] == "clear"
+        np.testing.assert_array_equal(drawn.mask_layer(picker, late), picker.mask_rgba)
         assert len(drawn.markers(picker, late)) == 2
         assert "computing the mask" in statuses[0] and "2 points" not in statuses[0]
         # Clicks made during that slow prediction are read right after it: collected.

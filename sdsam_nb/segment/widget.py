@@ -6,9 +6,11 @@ widget maps mouse events to its methods and draws its state.
 
 How a click travels
 -------------------
-The canvas (an ``ipycanvas.MultiCanvas``) only draws. Clicks come from **one** source, an
-``ipyevents.Event`` watching ``mousedown``, ``mouseup`` and ``contextmenu`` on the canvas
-with ``prevent_default_action=True`` (no browser or JupyterLab context menu on a right click):
+The canvas (an ``ipycanvas.MultiCanvas``) only draws, and ignores the mouse (CSS
+``pointer-events: none``, :data:`SURFACE_CSS`). Clicks come from **one** source, an
+``ipyevents.Event`` watching ``mousedown``, ``mouseup`` and ``contextmenu`` on the box around
+the canvas (``MaskPicker.surface``, exactly the canvas' size) with
+``prevent_default_action=True`` (no browser or JupyterLab context menu on a right click):
 
 1. the browser sends ``{"event": "mousedown", "button": 0|2, "shiftKey": ..., "relativeX":
    ..., "boundingRectWidth": ..., ...}`` (CSS pixels) to the kernel as a custom message;
@@ -20,7 +22,10 @@ with ``prevent_default_action=True`` (no browser or JupyterLab context menu on a
 
 ipycanvas' own ``on_mouse_down`` is deliberately *not* used: it reports only ``(x, y)`` — no
 button, no modifier keys — and it also fires for a right click, so listening to both sources
-would add every point twice (once as "include" from ipycanvas, once from ipyevents).
+would add every point twice (once as "include" from ipycanvas, once from ipyevents). Nor may
+the canvas see the mouse at all: its views send every mouse event, moves included, to the
+kernel, which must read them before the click's own message (two or three a click, and a
+queue of moves behind a slow prediction).
 :meth:`MaskPicker.click` sends a synthetic event through the very same message handler; tests
 and headless runs use it.
 
@@ -32,13 +37,16 @@ only what changed:
 * ``picture``: the picture at display size, sent once (JPEG, ``put_image_data``) and again
   only when a view reports ``client_ready`` (ipycanvas does not replay drawings to a view that
   appears later);
-* ``overlay``, redrawn per click in one batch: the chosen mask as a small PNG, cropped to the
-  mask's bounding box, with a 3-entry palette (transparent; :data:`MASK_COLOR` at
-  :data:`MASK_ALPHA`; the opaque outline), 2 bits a pixel (:func:`layer_png`; ipycanvas' own
-  encoding of the same pixels as an RGBA array takes about ten times as long), then the
-  include (green) / exclude (red) markers, the box, a text prompt's detections (dashed) and a
-  pending box corner as canvas shapes. One layer per click: the browser composes the layers
-  once (a separate markers layer would double that work).
+* ``overlay``, redrawn per click in one batch: the chosen mask (:func:`mask_layer`: tinted
+  with :data:`MASK_COLOR` at :data:`MASK_ALPHA`, its outline opaque) as the rows' runs of
+  each colour, one ``fill_rects`` each (:func:`layer_runs`: whole pixels, so the browser fills
+  exactly the mask's pixels, with nothing to decode: a picture sent to ipycanvas is loaded
+  as an ``<img>`` from a blob, a round of the browser's image loading on every click), then
+  the include (green) / exclude (red) markers, the box, a text prompt's detections (dashed)
+  and a pending box corner as canvas shapes. A speckled mask with more than
+  :data:`MAX_RUNS` runs goes as a PNG of its bounding box instead, 2 bits a pixel
+  (:func:`layer_png`). One layer per click: the browser composes the layers once (a
+  separate markers layer would double that work).
 
 Headless, ``canvas.image_data`` stays ``None``: all state is in the segmenter and in numpy
 arrays; :attr:`MaskPicker.rendered` composes the picture and the mask layer in numpy exactly
@@ -87,7 +95,7 @@ DEFAULT_WIDTH = 768
 """Default display width in CSS pixels: ``min(image width, DEFAULT_WIDTH)``."""
 MODES = ("include", "exclude", "box")
 LAYERS = ("picture", "overlay")
-"""The canvas layers, bottom to top (``MaskPicker.layers``); the top one gets the events."""
+"""The canvas layers, bottom to top (``MaskPicker.layers``)."""
 MARKER_RADIUS = 6
 """Radius of a point marker in display pixels (plus a 2 px white rim)."""
 DRAG_THRESHOLD = 4
@@ -108,6 +116,16 @@ first queued click may come up to ``2 * QUEUE_WINDOW_S`` after the kernel is fre
 SLOW_S = 0.25
 """When the last prediction took this long (seconds) or longer, the next click's marker is
 drawn and "computing" shown before SAM runs."""
+MAX_RUNS = 5_000
+"""A mask layer with more rows' runs than this is sent as a PNG, not as rectangles: a
+subject's mask is a few runs a row (the browser benchmark's disc: under a thousand at
+768x576), the speckled masks of random weights tens of thousands, for which the browser's loop
+of rectangles costs more than loading the small PNG."""
+SURFACE_CSS = "<style>.sdsam-picker-surface canvas { pointer-events: none; }</style>"
+"""The canvas ignores the mouse; the box around it (``MaskPicker.surface``) gets it. ipycanvas'
+views send every mouse event they see to the kernel, moves included, one message each: a
+click would queue two or three messages the kernel must read before the click's own, and a
+mouse moved over the picture while SAM computes would queue dozens."""
 
 _colab_widgets_enabled = False
 
@@ -134,6 +152,12 @@ def _rgb_css(rgb: Sequence[int]) -> str:
     return "rgb({}, {}, {})".format(*(int(c) for c in rgb))
 
 
+def _rgba_css(rgb: Sequence[int], alpha: int) -> str:
+    """CSS for ``rgb`` at opacity ``alpha`` / 255 (six decimals: the browser's 8 bits get
+    ``alpha`` back)."""
+    return "rgba({}, {}, {}, {:.6f})".format(*(int(c) for c in rgb), alpha / 255)
+
+
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
@@ -155,6 +179,28 @@ def mask_layer(mask: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     inside = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.uint8)
     index = inside + (inside & (1 - cv2.erode(inside, _CROSS)))
     return index, int(x0), int(y0)
+
+
+def layer_runs(index: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows' runs of a mask layer's ``index`` (:func:`mask_layer`): ``(tint, outline)``,
+    each ``n x 3 int32`` of ``(x, y, width)`` (the runs of 1, the runs of 2), row by row;
+    ``None`` if there are more than ``limit`` runs in all.
+
+    One pass over the pixels: a zero column closes every row, so a run never crosses into
+    the next one.
+    """
+    h, w = index.shape
+    padded = np.zeros((h, w + 1), np.uint8)
+    padded[:, :w] = index
+    flat = padded.ravel()
+    starts = np.flatnonzero(np.diff(flat, prepend=np.uint8(0)))  # where a new value begins
+    values = flat[starts]
+    if limit is not None and np.count_nonzero(values) > limit:
+        return None
+    widths = np.diff(starts, append=flat.size)
+    y, x = np.divmod(starts, w + 1)
+    runs = np.stack([x, y, widths], axis=1).astype(np.int32)
+    return runs[values == 1], runs[values == 2]
 
 
 _PALETTE = [0, 0, 0, *MASK_COLOR, *MASK_COLOR]
@@ -237,6 +283,8 @@ class MaskPicker(widgets.VBox):
     Attributes:
         segmenter: the :class:`~sdsam_nb.segment.clicks.ClickSegmenter`.
         canvas: the ``ipycanvas.MultiCanvas`` (CSS class ``sdsam-picker-canvas``).
+        surface: the ``ipywidgets.Box`` around the canvas that gets the mouse events (CSS
+            class ``sdsam-picker-surface``).
         layers: ``{"picture": Canvas, "overlay": Canvas}`` (see :data:`LAYERS`).
         events: the ``ipyevents.Event`` that delivers the mouse events.
         mode_buttons, undo_button, redo_button, reset_button, clear_box_button,
@@ -270,7 +318,8 @@ class MaskPicker(widgets.VBox):
         base = image if (dw, dh) == (iw, ih) else image.resize((dw, dh), Image.LANCZOS)
         self._base = np.asarray(base, dtype=np.uint8)
         self._layer: tuple[np.ndarray, int, int] | None = None  # mask_layer() of the mask
-        self._png: bytes | None = None  # the mask layer as sent
+        self._runs: tuple[np.ndarray, np.ndarray] | None = None  # tint, outline; or
+        self._png: bytes | None = None  # the mask layer as a PNG (more than MAX_RUNS runs)
         self._area = 0.0
         self.last_latency_s: float | None = None
         self._anchor: tuple[int, int] | None = None  # first box corner, image pixels
@@ -289,14 +338,23 @@ class MaskPicker(widgets.VBox):
         self.canvas = MultiCanvas(len(LAYERS), width=dw, height=dh)
         self.layers = {name: self.canvas[k] for k, name in enumerate(LAYERS)}
         self.canvas.add_class("sdsam-picker-canvas")
-        # Natural size (a VBox would stretch it to the cell's width), shrunk to fit a narrow
-        # cell with its aspect kept; clicks are mapped with the element's real CSS size.
-        self.canvas.layout.width = f"{dw}px"
-        self.canvas.layout.max_width = "100%"
+        self.canvas.layout.width = "100%"
         self.canvas.layout.height = "auto"
+        self.canvas.layout.margin = "0"
         self.canvas.on_client_ready(self._draw_all)
+        # The surface gets the mouse; the canvas in it ignores it (SURFACE_CSS). Natural size
+        # (a VBox would stretch it to the cell's width), shrunk to fit a narrow cell with its
+        # aspect kept; clicks are mapped with the element's real CSS size.
+        self.surface = widgets.Box(
+            [self.canvas],
+            layout=widgets.Layout(
+                width=f"{dw}px", max_width="100%", overflow="hidden", align_items="flex-start"
+            ),
+        )
+        self.surface.add_class("sdsam-picker-surface")
+        self._css = widgets.HTML(SURFACE_CSS, layout=widgets.Layout(display="none"))
         self.events = Event(
-            source=self.canvas,
+            source=self.surface,
             watched_events=["mousedown", "mouseup", "contextmenu"],
             prevent_default_action=True,
         )
@@ -340,7 +398,7 @@ class MaskPicker(widgets.VBox):
                 self.clear_box_button,
             ]
         )
-        super().__init__([toolbar, self.canvas, self.candidates_buttons, self.status])
+        super().__init__([toolbar, self.surface, self.candidates_buttons, self.status, self._css])
         self.add_class("sdsam-picker")
         self._watch_kernel()
         self._refresh(picture=True)
@@ -394,7 +452,7 @@ class MaskPicker(widgets.VBox):
         if handle is not None:
             handle.cancel()
             self._flush_handle = None
-        for name in ("events", "canvas"):
+        for name in ("events", "canvas", "surface", "_css"):
             part = getattr(self, name, None)
             if part is not None:
                 part.close()
@@ -778,7 +836,11 @@ class MaskPicker(widgets.VBox):
                 mask.view(np.uint8), self.display_size, interpolation=cv2.INTER_NEAREST_EXACT
             ).view(bool)
         self._layer = mask_layer(mask)
-        self._png = None if self._layer is None else layer_png(self._layer[0])
+        self._runs = self._png = None
+        if self._layer is not None:
+            self._runs = layer_runs(self._layer[0], MAX_RUNS)
+            if self._runs is None:
+                self._png = layer_png(self._layer[0])
 
     def _to_display(self, x: float, y: float) -> tuple[float, float]:
         """Centre of image pixel ``(x, y)`` in display pixels."""
@@ -803,7 +865,13 @@ class MaskPicker(widgets.VBox):
                 self._draw_markers(c, [((x, y), label) for x, y, label in extra])
                 return
             c.clear()
-            if self._png is not None:
+            if self._runs is not None:
+                _, x, y = self._layer
+                for runs, alpha in zip(self._runs, (MASK_ALPHA, 255), strict=True):
+                    if len(runs):
+                        c.fill_style = _rgba_css(MASK_COLOR, alpha)
+                        c.fill_rects(runs[:, 0] + x, runs[:, 1] + y, runs[:, 2], 1)
+            elif self._png is not None:
                 _put_png(c, self._png, self._layer[1], self._layer[2])
             self._draw_shapes(c, extra)
 
