@@ -12,15 +12,16 @@ Per click the kernel reports SAM's share (``ClickSegmenter.last_latency_s``: the
 ``predict``) and its own handling time; **the widget's share** is everything else, kernel and
 browser together: mouse-down to the last repaint minus SAM's share. Configurations: the tiny
 SAM, full-size ``vit_b`` and SAM 2.1 Hiera tiny (random weights, built by
-``benchmarks.segmenters``' builders), each with the layered widget, and the tiny SAM with the
+``benchmarks.segmenters``' builders) and :class:`SubjectMask` (the subject's true mask at no
+cost, shaped as a trained model's would be), each with the layered widget, and the tiny SAM with the
 widget as it was before the layers (``sdsam_nb/segment/widget.py`` at
 :data:`LEGACY_COMMIT`, read with ``git show``: every click re-sent the whole picture with the
 overlay as a JPEG). A 1024x768 picture (shown 768x576), :data:`CLICKS` clicks in sessions of 5
 (reset between them, not timed) after :data:`WARM_UP` untimed ones; include clicks are left
 clicks on the subject, exclude clicks right clicks around it. Target: the layered widget's
 median share ≤ :data:`TARGET_WIDGET_MS` ms. A first configuration measures what any click costs in
-messaging: a bare ipycanvas ``Canvas`` with an ``ipyevents.Event`` that draws one disc per
-mouse-down (no SAM, no widget).
+messaging: a bare ipycanvas ``Canvas`` in a box with an ``ipyevents.Event`` that draws one disc
+per mouse-down (no SAM, no widget).
 
 ``--quick`` (no browser): the tiny SAM in this process, the widget's kernel-side share of
 :data:`QUICK_CLICKS` synthetic clicks (``MaskPicker.click``).
@@ -54,14 +55,16 @@ QUICK_CLICKS = 10
 TARGET_WIDGET_MS = 15
 CONFIGS = (
     ("none", "floor"),
-    ("tiny", "layers"),
     ("tiny", "legacy"),
+    ("tiny", "layers"),
+    ("subject", "layers"),
     ("vit_b", "layers"),
     ("sam2.1-hiera-tiny", "layers"),
 )
 MODEL_LABEL = {
     "none": "no SAM",
     "tiny": "tiny SAM",
+    "subject": "the subject's true mask, no model",
     "vit_b": "vit_b",
     "sam2.1-hiera-tiny": "SAM 2.1 tiny",
 }
@@ -96,12 +99,54 @@ def click_plan(n: int, seed: int = 0) -> list[tuple[float, float, bool]]:
     return out
 
 
+class SubjectMask:
+    """A segmenter (the kit's interface) that answers every prompt with the subject's true
+    mask, the disc of :func:`picture`, at no cost: the widget's share for a mask shaped like a
+    trained SAM's (the disc's rows: about :func:`subject_runs` runs), where random weights
+    answer with speckled masks of tens of thousands of runs."""
+
+    backend = "benchmark-subject-mask"
+
+    def __init__(self):
+        w, h = PICTURE_SIZE
+        yy, xx = np.mgrid[0:h, 0:w]
+        self.mask = (xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (h / 4) ** 2
+
+    def embed(self, image):
+        return None
+
+    def predict(self, embedding, *, points, labels, box, mask_input, multimask):
+        from sdsam_nb.segment.base import Prediction
+
+        n = 3 if multimask else 1
+        masks = np.repeat(self.mask[None], n, axis=0)
+        return Prediction(masks, np.linspace(0.9, 0.8, n), np.zeros((n, 256, 256), np.float32))
+
+    def predict_boxes(self, embedding, boxes, *, batch=16):
+        return np.repeat(self.mask[None], len(boxes), axis=0)
+
+    def info(self) -> dict:
+        return {"family": self.backend}
+
+
+def subject_runs() -> int:
+    """Rows' runs of :class:`SubjectMask`'s mask layer at display size (the widget's rectangles)."""
+    from sdsam_nb.segment.widget import layer_runs, mask_layer
+
+    w, h = PICTURE_SIZE
+    small = np.asarray(Image.fromarray(SubjectMask().mask).resize((768, 768 * h // w)))
+    index = mask_layer(small)[0]
+    return sum(len(runs) for runs in layer_runs(index))
+
+
 def build_model(name: str, device: str = "cpu"):
     """What ``ClickSegmenter`` takes for configuration ``name`` (random weights at full size)."""
     import torch
 
     from .segmenters import full_size_backends
 
+    if name == "subject":
+        return SubjectMask()
     if name == "tiny":
         import sdsam_nb
 
@@ -182,15 +227,23 @@ picker
 
 
 FLOOR = """\
+import ipywidgets as widgets
 from ipycanvas import Canvas, hold_canvas
 from ipyevents import Event
 
+from sdsam_nb.segment.widget import SURFACE_CSS
+
 # What any click costs in messaging: a canvas that draws one disc per mouse-down, no more.
+# The mouse goes to a box around it, as in MaskPicker (the canvas' own views would send the
+# kernel two or three messages of their own first).
 canvas = Canvas(width=768, height=576)
 canvas.add_class("sdsam-bench-canvas")
-canvas.layout.width = "768px"
+canvas.layout.width = "100%"
+canvas.layout.margin = "0"
+surface = widgets.Box([canvas], layout=widgets.Layout(width="768px", overflow="hidden"))
+surface.add_class("sdsam-picker-surface")
 events = Event(
-    source=canvas, watched_events=["mousedown", "contextmenu"], prevent_default_action=True
+    source=surface, watched_events=["mousedown", "contextmenu"], prevent_default_action=True
 )
 clicks = []
 
@@ -211,7 +264,7 @@ def record(event):
 
 events.on_dom_event(record)
 (OUT / "ready").write_text(json.dumps({{"embed_s": 0.0}}))
-canvas
+widgets.VBox([surface, widgets.HTML(SURFACE_CSS, layout=widgets.Layout(display="none"))])
 """
 
 
@@ -255,16 +308,17 @@ def _harness():
 def measure_config(bh, server, chromium, root: Path, model: str, widget: str, device: str):
     """Open the notebook of one configuration, click :data:`WARM_UP` + :data:`CLICKS` times
     and return the per-click timings (ms) and the embedding time."""
-    out = root / f"out-{model}-{widget}"
+    stem = f"{model}-{widget}"
+    out = root / f"out-{stem}"
     out.mkdir()
-    name = f"bench-{model}-{widget}.ipynb"
+    name = f"bench-{stem}.ipynb"
     write_notebook(root / name, out, model, widget, device)
     page = chromium.page
 
     def detail() -> str:
         return f"{server.log_tail()}\n{chromium.console_tail()}"
 
-    workspace = re.sub(r"[^a-z0-9]+", "-", f"{model}-{widget}")  # no dots in a workspace name
+    workspace = re.sub(r"[^a-z0-9]+", "-", stem)  # no dots in a workspace name
     bh.open_notebook(page, server, name, timeout=60, workspace=workspace)
     bh.run_all_confirmed(page, out / "started", tries=3, timeout=15, detail=detail)
     bh.wait_for((out / "ready").exists, 300, f"{model}: the picker", 0.2, detail)
@@ -421,14 +475,13 @@ def run(ctx: Context) -> Section:
         add("widget's share, p90", s["widget"]["p90"])
         add("widget's share in the kernel, median", s["widget_kernel"]["median"])
         add("next animation frame after the repaint, median", s["frame"]["median"])
-    for key in MODEL_LABEL:
-        new, old = summaries.get(f"{key}/layers"), summaries.get(f"{key}/legacy")
-        if new and old:
-            sec.add(
-                f"{MODEL_LABEL[key]}: widget's share, before / layers (medians)",
-                old["widget"]["median"] / new["widget"]["median"],
-                "x",
-            )
+    new, old = summaries.get("tiny/layers"), summaries.get("tiny/legacy")
+    if new and old:
+        sec.add(
+            "tiny SAM: widget's share, before / layers (medians)",
+            old["widget"]["median"] / new["widget"]["median"],
+            "x",
+        )
 
     sec.notes.append(
         f"JupyterLab + headless Debian Chromium (software rendering) on {ctx.device}, one "
@@ -442,6 +495,28 @@ def run(ctx: Context) -> Section:
         "mouse-down and nothing else: what any click costs in messaging (kernel, Jupyter server, "
         "browser); it is not a strict lower bound (it varies from run to run on a busy machine)"
     )
+    floor, subject = summaries.get("none/floor"), summaries.get("subject/layers")
+    shares = [v["widget"]["median"] for k, v in summaries.items() if k.endswith("/layers")]
+    if floor and subject and shares and max(shares) > TARGET_WIDGET_MS:
+        bare = floor["total"]["median"]
+        sec.notes.append(
+            f"the {TARGET_WIDGET_MS} ms target is not met: in this run a bare canvas that draws "
+            f"one disc per click took {bare:.1f} ms from mouse-down to repaint, the messaging "
+            "alone (browser, Jupyter server, kernel, and back); the layered widget adds "
+            f"{subject['widget']['median'] - bare:.1f} ms to it for a subject-shaped mask (its "
+            f"kernel part {subject['widget_kernel']['median']:.1f} ms) and "
+            f"{summaries['tiny/layers']['widget']['median'] - bare:.1f} ms for the tiny SAM's "
+            "speckled masks (sent as a PNG, which the browser loads as an image)"
+            if "tiny/layers" in summaries
+            else f"the {TARGET_WIDGET_MS} ms target is not met (bare canvas: {bare:.1f} ms)"
+        )
+    sec.notes.append(
+        f"'the subject's true mask, no model' = {SubjectMask.__name__}: every prompt answered "
+        f"with the disc of the picture at no cost, drawn as {subject_runs()} rows' runs "
+        "(rectangles) as a trained SAM's mask of a subject would be; the random-weight and "
+        "tiny models answer with speckled masks of tens of thousands of runs, which the widget "
+        f"sends as a PNG (more than MAX_RUNS = {_max_runs()})"
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if load is not None:
         sec.notes.append(
@@ -449,6 +524,12 @@ def run(ctx: Context) -> Section:
             "machine slows every hop of a click: browser, server, kernel)"
         )
     return sec
+
+
+def _max_runs() -> int:
+    from sdsam_nb.segment.widget import MAX_RUNS
+
+    return MAX_RUNS
 
 
 def _cache_dir() -> Path:
