@@ -34,8 +34,13 @@ demo: setup
 
 # The whole suite: the checkout's tests (editable install, ipywidgets 8), then the installed
 # wheel at the declared lower bounds (test-floors, below).
+# Two pytest processes (pytest-xdist), each test file in one of them: most tests wait on
+# notebook kernels, so two share the two cores of the CI machine well. JOBS=1: one process.
+JOBS   ?= 2
+XDIST  := $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadfile)
+
 test: setup browser
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not installed" tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(XDIST) -m "not installed" tests
 	$(MAKE) --no-print-directory test-floors
 
 test-fast: setup
@@ -57,7 +62,7 @@ test-floors: setup
 	$(FPY) -m pip install -q --force-reinstall --no-deps build/wheel/sdsam_nb-*.whl
 	$(FPY) -m pip list 2>/dev/null | grep -iE '^(diffusers|transformers|huggingface.hub|accelerate|ipywidgets|ipycanvas|papermill) '
 	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
-	  -m "not slow and not browser" $(CURDIR)/tests
+	  $(XDIST) -m "not slow and not browser" $(CURDIR)/tests
 	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
 	  $(CURDIR)/tests/test_installed.py
 

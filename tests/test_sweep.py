@@ -101,10 +101,12 @@ def test_a_2x2_sweep_makes_one_run_folder_per_point(local):
 
 @pytest.mark.slow
 def test_the_sweep_on_ray_gives_the_local_pictures(local, ray_local, tmp_path):
+    # the grid's first row (seed 1, both prompts): the local sweep's p001 and p002
+    values = {**VALUES, "seed": VALUES["seed"][:1]}
     result = run_sweep(
-        NOTEBOOK, VALUES, out_dir=tmp_path / "ray", fixed=FIXED, ray="local", progress=False
+        NOTEBOOK, values, out_dir=tmp_path / "ray", fixed=FIXED, ray="local", progress=False
     )
-    assert result.done == ["p001", "p002", "p003", "p004"] and result.exit_code == 0
+    assert result.done == ["p001", "p002"] and result.exit_code == 0
     for point in result.done:
         files = runs.open_run(local / point).record["files"]
         assert runs.open_run(tmp_path / "ray" / point).record["files"] == files
