@@ -62,7 +62,7 @@ test-floors: setup
 	$(FPY) -m pip install -q --force-reinstall --no-deps build/wheel/sdsam_nb-*.whl
 	$(FPY) -m pip list 2>/dev/null | grep -iE '^(diffusers|transformers|huggingface.hub|accelerate|ipywidgets|ipycanvas|papermill) '
 	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
-	  $(XDIST) -m "not slow and not browser" $(CURDIR)/tests
+	  -m "not slow and not browser" $(CURDIR)/tests
 	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
 	  $(CURDIR)/tests/test_installed.py
 

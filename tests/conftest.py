@@ -12,11 +12,36 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+# The files that take longest, first: with pytest-xdist (make test: a file per process) the
+# two processes then end at about the same time instead of one finishing a long file alone.
+SLOW_FILES_FIRST = (
+    "test_notebook_options.py",
+    "test_notebooks.py",
+    "test_cli.py",
+    "test_batch.py",
+    "test_sweep.py",
+    "test_benchmarks.py",
+    "test_browser.py",
+    "test_caching.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: k for k, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Tests build the tiny models into their own cache, never the user's."""
     if "SDSAM_TEST_CACHE" in os.environ:  # reuse a warm cache between local runs
         os.environ["SDSAM_CACHE"] = os.environ["SDSAM_TEST_CACHE"]
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        # pytest-xdist's processes of one run share one cache: a model is built once (two
+        # processes building it at once publish atomically and keep one of the two)
+        shared = tmp_path_factory.getbasetemp().parent / "sdsam-cache"
+        shared.mkdir(exist_ok=True)
+        os.environ["SDSAM_CACHE"] = str(shared)
     else:
         os.environ["SDSAM_CACHE"] = str(tmp_path_factory.mktemp("sdsam-cache"))
     # the disk caches of embeddings and pictures: never the reused SDSAM_TEST_CACHE
