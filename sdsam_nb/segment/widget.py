@@ -318,8 +318,9 @@ class MaskPicker(widgets.VBox):
         base = image if (dw, dh) == (iw, ih) else image.resize((dw, dh), Image.LANCZOS)
         self._base = np.asarray(base, dtype=np.uint8)
         self._layer: tuple[np.ndarray, int, int] | None = None  # mask_layer() of the mask
-        self._runs: tuple[np.ndarray, np.ndarray] | None = None  # tint, outline; or
-        self._png: bytes | None = None  # the mask layer as a PNG (more than MAX_RUNS runs)
+        # the mask layer as sent: its rows' runs (tint, outline), or, past MAX_RUNS, a PNG
+        self._runs: tuple[np.ndarray, np.ndarray] | None = None
+        self._png: bytes | None = None
         self._area = 0.0
         self.last_latency_s: float | None = None
         self._anchor: tuple[int, int] | None = None  # first box corner, image pixels
