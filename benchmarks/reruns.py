@@ -101,13 +101,22 @@ def sam_vit_b_folder(root: Path | None = None) -> Path:
     ``sdsam_nb.cache_dir()/bench/`` (about 0.4 GB)."""
     from sdsam_nb import cache_dir
     from sdsam_nb.models.convert import save_as_transformers
+    from sdsam_nb.models.tiny import build_folder
 
     from .fullsize import _log, build_sam
 
     root = Path(root) if root is not None else cache_dir() / "bench"
     final = root / SAM_RECIPE
-    if (final / "config.json").is_file():
-        return final
+    if not (final / "config.json").is_file():
+        _log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")
+
+    def write(folder: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix=".checkpoint-", dir=root) as scratch:
+            checkpoint = Path(scratch) / "sam_vit_b_random.pth"
+            torch.save(build_sam("vit_b").state_dict(), checkpoint)
+            save_as_transformers(checkpoint, folder)
+
+    return build_folder(final, "config.json", write)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
     _log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")
