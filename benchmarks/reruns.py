@@ -204,17 +204,13 @@ def _per_notebook(run: dict) -> str:
 
 
 def _differ(a: str, b: str) -> tuple[list[str], list[str]]:
-    """``(compared, differing)``: the PNG keys both runs wrote, and those whose pixels differ."""
-    from sdsam_nb.__main__ import compare_runs
+    """``(compared, differing)``: the PNG keys both runs wrote, and the keys that differ (or
+    that one run wrote and the other did not)."""
     from sdsam_nb.runs import open_run
+    from sdsam_nb.runs.chain import compare_runs
 
-    ra, rb = open_run(a), open_run(b)
-    compared = sorted(
-        k
-        for k, name in ra.record.get("files", {}).items()
-        if name.endswith(".png") and rb.file(k) is not None
-    )
-    return compared, compare_runs(ra, rb)
+    comparison = compare_runs(open_run(a), open_run(b))
+    return comparison.pictures, [*comparison.differ, *comparison.missing, *comparison.extra]
 
 
 def run(ctx: Context) -> Section:

@@ -12,34 +12,35 @@
     sdsam-nb batch items.yaml --ray    the same on Ray (this machine; --ray auto: the cluster)
     sdsam-nb sweep 01 -p seed 1 2 -p guidance 5 7.5   a grid of runs of one notebook
 
-Parameter values are YAML (``-p points "[[250, 180, 1]]"``), as with papermill. Each notebook
-receives the parameters its ``parameters`` cell declares; a ``-p`` that none of the notebooks
-run declares is an error. Relative paths (``--output-root``, ``image_path``, ``run_dir``...)
-are relative to the current directory, which is also where the kernels run.
+Parameter values are YAML 1.2 (``-p points "[[250, 180, 1]]"``; ``010`` is 10, ``1:00`` is
+text). Each notebook receives the parameters its ``parameters`` cell declares; a ``-p`` that
+none of the notebooks run declares is an error. Relative paths (``--output-root``,
+``image_path``, ``run_dir``...) are relative to the current directory, which is also where the
+kernels run.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import yaml
-
-CHAIN = (
-    "01_generate_subject",
-    "02_click_to_mask",
-    "03_inpaint_background",
-    "04_composite_background",
+from .runs import SPEC, check_params, load_yaml, open_run
+from .runs.chain import (
+    EVERY,
+    KernelDied,
+    check_names,
+    declared,
+    execute_chain,
+    notebooks_dir,
+    one_line,
+    replay,
+    select,
 )
-WALKTHROUGH = ("00_walkthrough",)
-EVERY = (*WALKTHROUGH, *CHAIN)
+
 # Small settings that make the tiny models quick; real models keep the notebooks' defaults.
 TINY = {
     "sd_model": "tiny",
@@ -49,211 +50,19 @@ TINY = {
     "size": 256,
     "n_variations": 2,
 }
-PATH_PARAMS = ("image_path", "mask_path", "run_dir", "output_root")
-NOT_REPLAYED = ("run_dir", "output_root", "use_drive", "progress")
+MAX_POINTS = 10_000  # a sweep's grid at most; more is refused before anything runs
 
 
 class CommandError(Exception):
     """A one-line answer to a command that cannot be done as asked."""
 
 
-def notebooks_dir() -> Path:
-    """The kit's notebooks, wherever it is installed (see :func:`sdsam_nb.runs.kit_dir`)."""
-    from .runs import kit_dir
-
-    return kit_dir("notebooks")
-
-
-def declared(name: str, notebooks: Path | None = None) -> dict:
-    """The parameters notebook ``name`` declares (papermill's reading of its parameters cell)."""
-    import papermill as pm
-
-    source = (notebooks or notebooks_dir()) / f"{name}.ipynb"
-    if not source.is_file():
-        raise CommandError(f"no notebook {source}")
-    return pm.inspect_notebook(str(source))
-
-
-def check_names(given, names, notebooks: Path | None = None, *, what: str = "-p") -> None:
-    """Fail on a parameter that none of ``names`` declares, naming the close matches."""
-    known = set()
-    for name in names:
-        known |= set(declared(name, notebooks))
-    for param in given:
-        if param not in known:
-            close = difflib.get_close_matches(param, sorted(known), n=3)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            where = "any notebook" if set(names) == set(EVERY) else ", ".join(names)
-            raise CommandError(f"{what} {param}: no parameter {param!r} in {where}{hint}")
-
-
-def _yaml_value(text: str):
+def _yaml_value(text: str, name: str):
+    """A ``-p`` value: its YAML 1.2 reading (``010`` is 10, ``1:00`` stays text)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CommandError(f"-p value {text!r} is not YAML ({exc})") from None
-
-
-def _absolute(params: dict) -> dict:
-    out = dict(params)
-    for name in PATH_PARAMS:
-        if out.get(name):
-            out[name] = str(Path(out[name]).expanduser().resolve())
-    return out
-
-
-def execute_chain(
-    names,
-    params: dict,
-    *,
-    output_root: str | os.PathLike | None = None,
-    run_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-    notebooks: Path | None = None,
-    kernel: str = "python3",
-    per_notebook: dict[str, dict] | None = None,
-    echo: bool = True,
-):
-    """Execute ``names`` (notebook stems) in order into one run folder; return the Run.
-
-    The run folder is ``run_dir`` (continued: its record and files are kept) or a new one
-    under ``output_root`` (default :func:`sdsam_nb.runs.default_output_root`). Each notebook
-    gets the entries of ``params`` its parameters cell declares, updated by
-    ``per_notebook[name]``, and runs in the current directory. Each executed notebook is
-    saved in the run folder under a free name, also when it fails (papermill keeps the error
-    in it); a failure stops the chain and raises papermill's execution error. ``echo``: print
-    a line per notebook.
-    """
-    import papermill as pm
-
-    from . import runs
-
-    notebooks = notebooks or notebooks_dir()
-    if run_dir:
-        try:
-            run = runs.open_run(Path(run_dir).expanduser().resolve())
-        except FileNotFoundError as exc:
-            raise CommandError(f"run_dir: {exc}") from None
-    else:
-        run = runs.new_run(Path(output_root or runs.default_output_root()).expanduser())
-    params = _absolute(params)
-    total = time.perf_counter()
-    say = print if echo else _silent
-    for i, name in enumerate(names, 1):
-        source = notebooks / f"{name}.ipynb"
-        given = {**params, **_absolute((per_notebook or {}).get(name, {}))}
-        given.update(run_dir=str(run.path), progress=False)
-        wanted = declared(name, notebooks)
-        given = {k: v for k, v in given.items() if k in wanted}
-        say(f"[{i}/{len(names)}] {name}", flush=True)
-        start = time.perf_counter()
-        executed = run.reserve(f"{name}.ipynb")
-        before = len(run.record.get("executions", []))
-        try:
-            pm.execute_notebook(
-                str(source),
-                str(executed),
-                parameters=given,
-                kernel_name=kernel,
-                cwd=os.getcwd(),
-                progress_bar=progress,
-                log_output=False,
-            )
-        except pm.PapermillExecutionError as exc:
-            _note_executed(run, name, before, executed, given, _one_line(exc))
-            say(f"      failed: the error is shown in {executed}", flush=True)
-            raise
-        _note_executed(run, name, before, executed, given)
-        say(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
-    say(f"run folder: {run.path}  ({time.perf_counter() - total:.1f} s)")
-    return run
-
-
-def _silent(*args, **kwargs) -> None:
-    pass
-
-
-def _one_line(exc) -> str:
-    return f"{exc.ename}: {exc.evalue}".splitlines()[0]
-
-
-def _note_executed(
-    run, name: str, before: int, executed: Path, params: dict, error: str | None = None
-) -> None:
-    """Name the executed notebook file in the execution(s) that notebook recorded; a
-    notebook that failed before recording one (a bad parameter) gets a failed entry."""
-    from .runs import jsonable
-
-    def change(record):
-        executions = record.setdefault("executions", [])
-        mine = [e for e in executions[before:] if e.get("notebook") == name]
-        if not mine and error is not None:
-            mine = [{"id": len(executions), "notebook": name, "params": jsonable(params)}]
-            mine[0].update(status="failed", errors=[error])
-            executions.append(mine[0])
-        for entry in mine:
-            entry["executed_notebook"] = executed.name
-
-    run.update(change)
-
-
-def replay(run_dir: str | os.PathLike, *, output_root=None, progress: bool = True):
-    """Re-run a run folder's notebooks with their newest recorded parameters and clicks,
-    with the disk caches off (every picture and embedding computed again).
-
-    Returns ``(new_run, differences)``: ``differences`` lists the picture keys whose pixels
-    differ from the original (empty when the replay is bit-identical).
-    """
-    from . import runs
-
-    try:
-        original = runs.open_run(Path(run_dir).expanduser().resolve())
-    except FileNotFoundError as exc:
-        raise CommandError(f"replay: {exc}") from None
-    record = original.record
-    names = [n for n in EVERY if n in record.get("notebooks", {})]
-    if not names:
-        raise CommandError(f"replay: {run_dir} records no notebook to replay")
-    per_notebook = {}
-    for name in names:
-        params = record["notebooks"][name]["params"]
-        per_notebook[name] = {k: v for k, v in params.items() if k not in NOT_REPLAYED}
-        # a parameter added since the run was recorded takes the value that did what the
-        # notebook did then (a newer default may differ, e.g. edge="matte")
-        for key, value in runs.BEFORE_IT_EXISTED.items():
-            if key not in params and key in declared(name):
-                per_notebook[name][key] = value
-        if record.get("clicks") and "clicks" in params:
-            per_notebook[name]["clicks"] = record["clicks"]  # interactive clicks, exactly
-        if original.file("input") is not None and "image_path" in params:
-            per_notebook[name]["image_path"] = str(original.file("input"))  # the kept copy
-        if params.get("mask_path") and original.file("mask") is not None:
-            per_notebook[name]["mask_path"] = str(original.file("mask"))  # likewise
-        if "cache" in declared(name):  # recomputed, not taken from the caches: a replay
-            per_notebook[name]["cache"] = False  # proves the run reproduces from scratch
-    new = execute_chain(
-        names,
-        {},
-        output_root=output_root or original.path.parent,
-        progress=progress,
-        per_notebook=per_notebook,
-    )
-    return new, compare_runs(original, new)
-
-
-def compare_runs(a, b) -> list[str]:
-    """Keys of the PNG files present in both runs whose pixels differ."""
-    from PIL import Image
-
-    differ = []
-    for key, name in sorted(a.record.get("files", {}).items()):
-        other = b.file(key)
-        if not name.endswith(".png") or other is None:
-            continue
-        with Image.open(a.path / name) as x, Image.open(other) as y:
-            if x.size != y.size or not np.array_equal(np.asarray(x), np.asarray(y)):
-                differ.append(key)
-    return differ
+        return load_yaml(text, name=f"-p {name} value {text!r}")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def copy_notebooks(target: str | os.PathLike) -> list[Path]:
@@ -409,44 +218,55 @@ def _ray_options(sub: argparse.ArgumentParser, what: str, workers: str) -> None:
     )
 
 
-def _select(spec: str | None, walkthrough: bool) -> list[str]:
-    if not spec:
-        return list(WALKTHROUGH if walkthrough else CHAIN)
-    names = []
-    for w in (n.strip() for n in spec.split(",")):
-        if not w:
-            continue
-        match = [n for n in EVERY if n == w or n.startswith(w + "_")]
-        if not match:
-            raise CommandError(f"--notebooks: no notebook {w!r} (the notebooks: {EVERY})")
-        names += match
-    return names
+MAX_FILE_BYTES = 16 << 20  # a -f parameters file at most (16 MiB)
 
 
 def _parameters_file(path: str | None) -> dict:
-    """The mapping a ``-f`` YAML file holds (empty without one)."""
+    """The mapping a ``-f`` YAML file holds (empty without one), read as YAML 1.2."""
     if not path:
         return {}
     try:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise CommandError(f"-f {path}: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise CommandError(f"-f {path} must hold a mapping of parameters")
+        if Path(path).stat().st_size > MAX_FILE_BYTES:
+            raise CommandError(
+                f"-f {path} is over {MAX_FILE_BYTES >> 20} MiB: is it a parameters file?"
+            )
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"-f {path}: {one_line(exc)}") from None
+    try:
+        loaded = load_yaml(text, name=f"-f {path}")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
+        raise CommandError(f"-f {path} must hold a mapping of parameter names to values")
     return loaded
+
+
+def _check_values(params: dict) -> None:
+    """Check the values of the notebook parameters here, before a kernel starts (the notebooks
+    check them again); ``run_dir`` must be a run folder."""
+    check_params(**{k: v for k, v in params.items() if k in SPEC})
+    if params.get("run_dir"):
+        try:
+            open_run(Path(params["run_dir"]).expanduser())
+        except FileNotFoundError as exc:
+            raise CommandError(f"-p run_dir: {exc}") from None
 
 
 def _run(args) -> int:
     from papermill import PapermillExecutionError
 
-    names = _select(args.notebooks, args.walkthrough)
+    names = select(args.notebooks, args.walkthrough)
     params = dict(TINY) if args.tiny else {}
     loaded = _parameters_file(args.parameters_file)
     check_names(loaded, EVERY, what="-f")  # a general file may name other notebooks'
     params.update(loaded)
-    given = {name: _yaml_value(value) for name, value in args.parameter}
+    given = {name: _yaml_value(value, name) for name, value in args.parameter}
     check_names(given, names)
     params.update(given)
+    _check_values(params)
     run_dir = params.pop("run_dir", None)
     try:
         run = execute_chain(
@@ -456,8 +276,8 @@ def _run(args) -> int:
             run_dir=run_dir,
             progress=not args.no_progress,
         )
-    except PapermillExecutionError as exc:
-        print(f"sdsam-nb: a notebook failed: {_one_line(exc)}", file=sys.stderr)
+    except (PapermillExecutionError, KernelDied) as exc:
+        print(f"sdsam-nb: a notebook failed: {one_line(exc)}", file=sys.stderr)
         return 1
     print(json.dumps(run.record.get("files", {}), indent=1))
     return 0
@@ -467,17 +287,14 @@ def _replay(args) -> int:
     from papermill import PapermillExecutionError
 
     try:
-        _new, differ = replay(
+        _new, comparison = replay(
             args.run_dir, output_root=args.output_root, progress=not args.no_progress
         )
-    except PapermillExecutionError as exc:
-        print(f"sdsam-nb: the replay failed: {_one_line(exc)}", file=sys.stderr)
+    except (PapermillExecutionError, KernelDied) as exc:
+        print(f"sdsam-nb: the replay failed: {one_line(exc)}", file=sys.stderr)
         return 1
-    if differ:
-        print("differs from the original: " + ", ".join(differ))
-        return 1
-    print("identical to the original: every picture, bit for bit")
-    return 0
+    print(comparison.summary())
+    return 0 if comparison.identical else 1
 
 
 def _batch(args) -> int:
@@ -486,7 +303,7 @@ def _batch(args) -> int:
 
     params = {}
     params.update(_parameters_file(args.parameters_file))
-    params.update({name: _yaml_value(value) for name, value in args.parameter})
+    params.update({name: _yaml_value(value, name) for name, value in args.parameter})
     try:
         manifest = read_manifest(args.manifest)
     except (OSError, ValueError) as exc:
@@ -519,9 +336,12 @@ def _sweep(args) -> int:
     from .batch.sweep import run_sweep
     from .runs import default_output_root
 
-    (notebook,) = _select(args.notebook, False) if "," not in args.notebook else [None]
-    if notebook is None:
-        raise CommandError("sweep: give one notebook")
+    chosen = select(args.notebook) if args.notebook.strip() else []
+    if len(chosen) != 1 or "," in args.notebook:
+        raise CommandError(
+            f"sweep: give one notebook by name or number (01 ... 04, 00), not {args.notebook!r}"
+        )
+    (notebook,) = chosen
     values, fixed = {}, dict(TINY) if args.tiny else {}
     loaded = _parameters_file(args.parameters_file)
     check_names(loaded, [notebook], what="-f")
@@ -530,11 +350,23 @@ def _sweep(args) -> int:
     for name, *given in args.parameter:
         if not given:
             raise CommandError(f"-p {name}: give the values to sweep after its name")
-        values[name] = [_yaml_value(v) for v in given]
+        values[name] = [_yaml_value(v, name) for v in given]
         fixed.pop(name, None)
     check_names(values, [notebook])
+    _check_values(fixed)
+    for name, options in values.items():
+        for value in options if isinstance(options, list) else [options]:
+            _check_values({name: value})
     if not values:
         raise CommandError("sweep: nothing to sweep: give -p NAME VALUE... or a list in -f")
+    points = 1
+    for name, options in values.items():
+        points *= len(options) if isinstance(options, list) else 1
+        if points > MAX_POINTS:
+            raise CommandError(
+                f"sweep: the grid has more than {MAX_POINTS:,} points (at {name}): sweep fewer "
+                "values, or split it into several sweeps"
+            )
     fixed = {k: v for k, v in fixed.items() if k in declared(notebook) and k not in values}
     out = args.out or default_output_root() / f"sweep-{notebook}"
     try:
@@ -572,8 +404,8 @@ def main(argv=None) -> int:
             print(f"open them with: jupyter lab {args.dir}")
             return 0
         return _run(args)
-    except CommandError as exc:
-        print(f"sdsam-nb: {exc}", file=sys.stderr)
+    except (CommandError, ValueError) as exc:  # bad input: said in one line, nothing run
+        print(f"sdsam-nb: {(str(exc).strip().splitlines() or [repr(exc)])[0]}", file=sys.stderr)
         return 2
 
 

@@ -29,7 +29,7 @@ from .background.edge import DEFAULT_BAND, fit_band, subject_alpha
 from .background.edge import edge_closeups as edge_views
 from .images import check_subject
 from .models import load_sam, load_sd
-from .runs import Run, load_subject, model_info
+from .runs import Run, load_subject, model_info, record_mask_made
 from .segment.clicks import ClickSegmenter
 from .segment.text import load_text_detector
 
@@ -281,9 +281,15 @@ def save_subject(run: Run, variations, subject: Image.Image) -> None:
 
 def save_mask(run: Run, mask: np.ndarray, overlay: Image.Image, seg: ClickSegmenter) -> None:
     """The mask, its overlay and the click history (enough to replay)."""
+    clicks = seg.to_dict()
     run.save_mask("mask", mask)
     run.save_image("mask-overlay", overlay)
-    run.set("clicks", seg.to_dict())
+    run.set("clicks", clicks)
+    texts = [a["text"] for a in clicks["actions"] if a.get("op") == "text"]
+    if texts:
+        record_mask_made(run, "text", text_prompt=texts[-1])
+    else:
+        record_mask_made(run, "clicks")
 
 
 def save_inpainted(run: Run, inpainted, reframed=()) -> None:

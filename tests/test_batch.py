@@ -21,7 +21,8 @@ import yaml
 from PIL import Image
 
 from sdsam_nb import runs
-from sdsam_nb.__main__ import main, replay
+from sdsam_nb.__main__ import main
+from sdsam_nb.runs.chain import replay
 from sdsam_nb.batch import plan_item, read_manifest, run_batch
 from sdsam_nb.batch.index import COLUMNS
 
@@ -130,8 +131,8 @@ def test_five_items_done_one_failed_with_its_error(batch):
 
 def test_a_done_item_replays_bit_identical(batch, tmp_path):
     _, out = batch
-    new, differ = replay(out / "points", output_root=tmp_path, progress=False)
-    assert differ == []
+    new, comparison = replay(out / "points", output_root=tmp_path, progress=False)
+    assert comparison.identical
     assert {"input", "mask", "mask-overlay", "inpaint-0"} <= set(new.record["files"])
 
 

@@ -464,7 +464,7 @@ def test_the_steps_record_what_came_from_the_cache(tmp_path, tiny_sam, subject_i
 def test_a_rerun_of_the_notebook_takes_its_pictures_from_the_cache(tmp_path):
     from test_notebooks import FAST
 
-    from sdsam_nb.__main__ import execute_chain
+    from sdsam_nb.runs.chain import execute_chain
 
     name = "01_generate_subject"
     first = execute_chain([name], FAST, output_root=tmp_path / "a", progress=False)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sdsam_nb import runs
-from sdsam_nb.__main__ import execute_chain, main
+from sdsam_nb.__main__ import main
+from sdsam_nb.runs.chain import execute_chain
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 TINY = ["-p", "sd_model", "tiny", "-p", "sam_model", "tiny", "-p", "steps", "2"]

@@ -12,7 +12,7 @@ from PIL import Image
 from test_notebooks import FAST, _png
 
 from sdsam_nb import runs
-from sdsam_nb.__main__ import WALKTHROUGH, execute_chain, replay
+from sdsam_nb.runs.chain import WALKTHROUGH, execute_chain, replay
 from sdsam_nb.background.edge import DEFAULT_BAND
 from sdsam_nb.models import hf_sam
 
@@ -89,8 +89,8 @@ def test_click_notebook_with_a_text_prompt(tmp_path):
     assert action["op"] == "text" and action["text"] == "the red ball"
     assert Image.open(run.file("mask")).size == (512, 384)
     # replaying the record needs no detector and gives the same mask
-    new, differ = replay(run.path, progress=False)
-    assert differ == [] and new.record["clicks"]["actions"][0]["op"] == "text"
+    new, comparison = replay(run.path, progress=False)
+    assert comparison.identical and new.record["clicks"]["actions"][0]["op"] == "text"
 
 
 @pytest.mark.slow
@@ -105,8 +105,8 @@ def test_click_notebook_with_a_transformers_segmenter(tmp_path):
     assert sam["backend"] == "transformers" and sam["family"] == "sam2"
     assert sam["requested"] == sam["model"] == "tiny-sam2" and len(sam["checksum"]) == 64
     assert Image.open(run.file("mask")).size == (512, 384)
-    new, differ = replay(run.path, progress=False)
-    assert differ == [] and new.record["models"]["sam"]["family"] == "sam2"
+    new, comparison = replay(run.path, progress=False)
+    assert comparison.identical and new.record["models"]["sam"]["family"] == "sam2"
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from sdsam_nb import runs
-from sdsam_nb.__main__ import CHAIN, WALKTHROUGH, compare_runs, execute_chain, replay
+from sdsam_nb.runs.chain import CHAIN, WALKTHROUGH, compare_runs, execute_chain, replay
 
 NOTEBOOKS = runs.kit_dir("notebooks")
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -152,10 +152,10 @@ def test_chain_makes_a_complete_run_folder(chain_run):
 
 @pytest.mark.slow
 def test_replay_is_bit_identical(chain_run):
-    new, differ = replay(chain_run.path, progress=False)
+    new, comparison = replay(chain_run.path, progress=False)
     assert new.path != chain_run.path and new.path.parent == chain_run.path.parent
-    assert differ == []
-    assert compare_runs(chain_run, new) == []
+    assert comparison.identical and comparison == compare_runs(chain_run, new)
+    assert set(comparison.pictures) == set(chain_run.record["files"]) and not comparison.others
     assert new.record["clicks"] == chain_run.record["clicks"]
     for key in ("mask", "inpaint-1", "composite-0"):
         assert np.array_equal(_png(chain_run.file(key)), _png(new.file(key))), key
@@ -199,6 +199,6 @@ def test_a_run_recorded_before_executions_replays_identically(tmp_path):
         entry.pop("execution")
     (old / "run.json").write_text(json.dumps(record))
     assert runs.open_run(old).status == "done"
-    new, differ = replay(old, progress=False)
-    assert differ == [] and new.path.parent == old.parent
+    new, comparison = replay(old, progress=False)
+    assert comparison.identical and new.path.parent == old.parent
     assert new.status == "done"

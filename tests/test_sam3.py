@@ -200,7 +200,7 @@ def test_text_method_parameter():
 @pytest.mark.slow
 def test_click_notebook_with_a_sam3_text_prompt(tmp_path):
     """02 with text_method="sam3": SAM 3's best box replaces the clicks, and is recorded."""
-    from sdsam_nb.__main__ import execute_chain, replay
+    from sdsam_nb.runs.chain import execute_chain, replay
 
     params = {
         "sam_model": "tiny",
@@ -216,5 +216,5 @@ def test_click_notebook_with_a_sam3_text_prompt(tmp_path):
     assert action["detector"] == "tiny" and action["boxes"]
     assert Image.open(run.file("mask")).size == (512, 384)
     # replaying the record needs no detector and gives the same mask
-    new, differ = replay(run.path, progress=False)
-    assert differ == [] and new.record["clicks"]["actions"][0]["op"] == "text"
+    new, comparison = replay(run.path, progress=False)
+    assert comparison.identical and new.record["clicks"]["actions"][0]["op"] == "text"

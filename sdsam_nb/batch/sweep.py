@@ -34,7 +34,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from ..runs import jsonable, new_run, open_run
+from ..runs import ensure_folder, jsonable, new_run, open_run
+from ..runs.chain import absolute_paths, execute_chain, one_line
 from .index import _replace
 
 LOCK = ".sweep.lock"
@@ -117,8 +118,7 @@ def run_sweep(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a whole number of at least 1, not {workers!r}")
     points = grid(values)
-    out = Path(out_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(out_dir, name="out_dir (-o)")
     lock = FileLock(str(out / LOCK))
     try:
         lock.acquire(timeout=0)
@@ -134,13 +134,11 @@ def run_sweep(
 
 
 def _sweep(notebook, points, names, fixed, out, workers, ray, progress, kernel) -> SweepResult:
-    from ..__main__ import _absolute
-
     width = max(3, len(str(len(points))))
     jobs = []
     for i, point in enumerate(points, 1):
         # relative paths: to the current directory here, not to a worker's
-        params = _absolute({**fixed, **point})
+        params = absolute_paths({**fixed, **point})
         spec = json.loads(json.dumps(jsonable({"notebook": notebook, "params": params})))
         jobs.append((f"p{i:0{width}d}", point, params, spec))
     rows = {}
@@ -173,9 +171,6 @@ def run_point(notebook: str, name: str, point: dict, params: dict, spec: dict, o
               kernel: str = "python3") -> dict:  # fmt: skip
     """Run one point's notebook into ``out/name`` (where this process is: a thread here, a Ray
     worker there); its index row, failed with the one-line error rather than raised."""
-    from papermill import PapermillExecutionError
-
-    from ..__main__ import CommandError, _one_line, execute_chain
     from .runner import _move_aside, _since
 
     folder, start = Path(out) / name, time.perf_counter()
@@ -190,12 +185,8 @@ def run_point(notebook: str, name: str, point: dict, params: dict, spec: dict, o
         execute_chain(
             [notebook], params, run_dir=run.path, progress=False, kernel=kernel, echo=False
         )
-    except PapermillExecutionError as exc:
-        row = {**_row(name, point), "status": "failed", "error": _one_line(exc)}
-        return {**row, "run_dir": name, "seconds": _since(start)}
-    except (CommandError, ValueError, OSError) as exc:
-        line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        row = {**_row(name, point), "status": "failed", "error": line}
+    except Exception as exc:  # a cell's error, a dead kernel, a bad value: this point only
+        row = {**_row(name, point), "status": "failed", "error": one_line(exc)}
         return {**row, "run_dir": name, "seconds": _since(start)}
     run.update(lambda r: r["sweep"].update(seconds=_since(start)))
     return _done_row(folder, name, point, skipped=False)
@@ -206,12 +197,19 @@ def _here(notebook, todo, out, kernel, workers) -> Iterator[dict]:
     if not todo:
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [
-            pool.submit(run_point, notebook, name, point, params, spec, str(out), kernel)
+        futures = {
+            pool.submit(run_point, notebook, name, point, params, spec, str(out), kernel): (
+                name,
+                point,
+            )
             for name, point, params, spec in todo
-        ]
+        }
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                yield future.result()
+            except Exception as exc:  # the point's folder could not even be set up
+                name, point = futures[future]
+                yield {**_row(name, point), "status": "failed", "error": one_line(exc)}
 
 
 def _on_ray(notebook, todo, out, kernel, address, workers) -> Iterator[dict]:

@@ -20,20 +20,32 @@ from .inputs import (
     kit_dir,
     load_subject,
     load_subject_mask,
+    record_mask_made,
+    record_mask_source,
     sample_mask,
     sample_subject,
 )
-from .params import BEFORE_IT_EXISTED, SPEC, Param, check_params, parse_text
+from .params import (
+    BEFORE_IT_EXISTED,
+    SPEC,
+    Param,
+    check_params,
+    check_plain,
+    load_yaml,
+    parse_text,
+)
 from .provenance import folder_checksum, model_info
 from .record import (
     RUN_JSON,
     Run,
+    ensure_folder,
     jsonable,
     new_run,
     new_run_id,
     open_or_new_run,
     open_run,
     package_versions,
+    read_record,
 )
 from .session import start
 
@@ -44,11 +56,14 @@ __all__ = [
     "Param",
     "Run",
     "check_params",
+    "check_plain",
     "default_output_root",
     "drive_root",
+    "ensure_folder",
     "folder_checksum",
     "jsonable",
     "kit_dir",
+    "load_yaml",
     "load_subject",
     "load_subject_mask",
     "model_info",
@@ -57,6 +72,9 @@ __all__ = [
     "open_or_new_run",
     "open_run",
     "package_versions",
+    "record_mask_made",
+    "record_mask_source",
+    "read_record",
     "parse_text",
     "sample_mask",
     "sample_subject",

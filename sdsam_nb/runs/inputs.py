@@ -97,24 +97,81 @@ def load_subject(run: Run, image_path: str | None = None) -> Image.Image:
     return to_rgb(sample_subject(), name="sample subject")
 
 
-def load_subject_mask(run: Run, image: Image.Image, mask_path: str | None = None) -> np.ndarray:
-    """The subject mask (``HxW bool``) for ``image``: ``mask_path``, else the run's ``mask``
-    (made by ``02_click_to_mask``), else the sample mask when ``image`` is the sample picture.
-    """
-    from ..images import to_mask
+MASK_SOURCES = ("clicks", "text", "file", "automatic", "sample")
 
-    if mask_path:
-        with Image.open(mask_path) as m:
-            return to_mask(m, image.size, name="mask_path")
-    if run.file("mask") is not None:
-        return to_mask(run.load_mask("mask"), image.size, name="run mask")
-    with Image.open(sample_mask()) as m:
-        sample = to_mask(m, name="sample mask")
-    if sample.shape == (image.size[1], image.size[0]):
-        return sample
+
+def load_subject_mask(run: Run, image: Image.Image, mask_path: str | None = None) -> np.ndarray:
+    """The subject mask (``HxW bool``) for ``image``, in this order:
+
+    1. ``mask_path`` (a mask file, white = subject);
+    2. the run's ``mask`` (made by ``02_click_to_mask``, or kept by a batch);
+    3. the sample mask, only when ``image`` is the sample picture itself (the same pixels):
+       a photo of the sample's size is never given the sample's mask.
+
+    Where the mask came from is recorded as ``mask_source`` (:func:`record_mask_source`).
+
+    Raises:
+        FileNotFoundError: none of the three applies (the message says what to do).
+        ValueError: the mask file is not a picture, or its size is not ``image``'s.
+    """
+    from ..images import to_mask, to_rgb
+
+    own = run.file("mask")
+    if mask_path and not (own is not None and Path(mask_path).resolve() == own.resolve()):
+        mask = to_mask(_open_mask(mask_path), image.size, name="mask_path")
+        record_mask_source(run, "file", path=str(mask_path), sha256=sha256_file(mask_path))
+        return mask
+    if own is not None:  # made by 02 (or kept by a batch); mask_path may name it
+        mask = to_mask(run.load_mask("mask"), image.size, name="run mask")
+        made = run.record.get("mask_made_by") or {"source": "clicks"}  # older runs: 02's
+        record_mask_source(run, **{**made, "mask": own.name})
+        return mask
+    if _is_sample(image, to_rgb(sample_subject(), name="sample subject")):
+        mask = to_mask(_open_mask(sample_mask()), image.size, name="sample mask")
+        record_mask_source(run, "sample")
+        return mask
     raise FileNotFoundError(
-        f"run {run.id} has no mask: run 02_click_to_mask first, or set mask_path"
+        f"run {run.id} has no mask for this picture: run 02_click_to_mask first (clicks, "
+        "points or text_prompt), or set mask_path"
     )
+
+
+def record_mask_source(run: Run, source: str, **details) -> None:
+    """Record where the mask a step uses came from, as ``mask_source`` (also in the
+    execution's ``values``): ``source`` is one of :data:`MASK_SOURCES` (``clicks``: points,
+    a box or clicks in the picker; ``text``: a text prompt; ``file``: ``mask_path`` or a
+    batch item's ``mask``; ``automatic``: SAM's automatic masks; ``sample``: the sample
+    picture's own mask); ``details`` add e.g. the file and its sha256."""
+    run.set("mask_source", _source(source, details))
+
+
+def record_mask_made(run: Run, source: str, **details) -> None:
+    """Record how the run's own ``mask`` file was made, as ``mask_made_by`` (the steps that
+    later read the run's mask record it as their ``mask_source``); ``source`` as in
+    :func:`record_mask_source`."""
+    run.set("mask_made_by", _source(source, details))
+
+
+def _source(source: str, details: dict) -> dict:
+    if source not in MASK_SOURCES:
+        raise ValueError(f"source must be one of {', '.join(MASK_SOURCES)}, got {source!r}")
+    return {"source": source, **details}
+
+
+def _open_mask(path, name: str = "mask_path") -> Image.Image:
+    """The mask file at ``path`` as an ``L`` image (its alpha ignored), or a one-line error."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{name}: no mask file at {str(path)!r}")
+    try:
+        with Image.open(path) as m:
+            return m.convert("L")
+    except OSError as exc:
+        raise ValueError(f"{name}: {str(path)!r} is not a picture PIL can read ({exc})") from None
+
+
+def _is_sample(image: Image.Image, sample: Image.Image) -> bool:
+    """Whether ``image`` has exactly the sample picture's pixels."""
+    return image.size == sample.size and np.array_equal(np.asarray(image), np.asarray(sample))
 
 
 def drive_root(output_root: str = "sdsam-nb/outputs") -> str:

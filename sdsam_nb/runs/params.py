@@ -4,6 +4,10 @@ papermill's ``-p NAME VALUE`` passes a list, a dict or a mapping as text (only n
 ``True``/``False`` and ``None`` are converted), so parameters that take lists or dicts
 (``points``, ``box``, ``clicks``, ``position``) accept YAML text too, as ``sdsam-nb run -p``
 and papermill's own ``-y`` / ``-f`` do.
+
+Text is read as YAML 1.2 (:func:`load_yaml`), everywhere the kit reads it (``-p``, ``-f``,
+manifests, a list given as text): ``010`` is 10, not 8 (YAML 1.1's octal), ``1:00`` stays the
+text ``"1:00"`` (not 60, base 60), ``yes`` stays ``"yes"``.
 """
 
 from __future__ import annotations
@@ -13,12 +17,62 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from ..background.reframe import POSITIONS
 from ..models import SCHEDULERS
 from ..segment.text import TEXT_METHODS
 from ..validate import is_finite, is_int, is_points
+
+# What one YAML or JSON value may hold before the kit refuses it (a manifest, a -f file, a
+# parameter): nested deeper than MAX_DEPTH, or more than MAX_NODES values once aliases are
+# followed (a 1 KB alias bomb stands for billions), is refused before anything walks it.
+MAX_DEPTH = 32
+MAX_NODES = 1_000_000
+
+
+def load_yaml(text: str, *, name: str = "value") -> Any:
+    """``text`` read as YAML 1.2 (ruamel.yaml's safe loader): plain data only.
+
+    Raises:
+        ValueError: one line naming ``name``: not YAML, nested deeper than
+            :data:`MAX_DEPTH`, or more than :data:`MAX_NODES` values (aliases followed).
+    """
+    try:
+        value = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        line = (str(exc).strip().splitlines() or ["not YAML"])[0].rstrip(":")
+        raise ValueError(f"{name} is not YAML ({line})") from None
+    except RecursionError:
+        raise ValueError(f"{name} is nested too deeply (at most {MAX_DEPTH} levels)") from None
+    check_plain(value, name=name)
+    return value
+
+
+def check_plain(value: Any, *, name: str = "value") -> None:
+    """Check that ``value`` (loaded YAML or JSON) is nested at most :data:`MAX_DEPTH` deep
+    and holds at most :data:`MAX_NODES` values, counting a shared (aliased) value each time
+    it is reached; walks without recursion and stops at the first limit crossed.
+
+    Raises:
+        ValueError: one line naming ``name`` and the limit.
+    """
+    stack = [(value, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise ValueError(
+                f"{name} holds more than {MAX_NODES:,} values (a YAML alias repeated many "
+                "times?): write the values out, or split it"
+            )
+        if isinstance(item, (dict, list, tuple)):
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"{name} is nested too deeply (at most {MAX_DEPTH} levels)")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 @dataclass(frozen=True)
@@ -190,11 +244,11 @@ def parse_text(name: str, value: Any) -> Any:
     if not (SPEC[name].structured and isinstance(value, str)):
         return value
     try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
+        return load_yaml(value, name=f"parameter {name}")
+    except ValueError as exc:
         raise ValueError(
-            f"parameter {name} must be {SPEC[name].what}, got {value!r} (str), which is not "
-            f"YAML; with papermill give it as YAML: -y '{name}: [...]'"
+            f"{exc}; it must be {SPEC[name].what}: with papermill give it as YAML: "
+            f"-y '{name}: [...]'"
         ) from None
 
 

@@ -38,6 +38,8 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
+from ..models import sha256_file
+
 RUN_JSON = "run.json"
 LOCK = ".run.json.lock"
 RECORD_VERSION = 2
@@ -115,8 +117,13 @@ class Run:
 
     @property
     def record(self) -> dict:
-        """The record as it is on disk now (every writer's changes included)."""
-        return json.loads((self.path / RUN_JSON).read_text(encoding="utf-8"))
+        """The record as it is on disk now (every writer's changes included).
+
+        Raises:
+            ValueError: ``run.json`` is damaged (not JSON, or not the shape the kit writes);
+                the message names the folder and what is wrong.
+        """
+        return read_record(self.path)
 
     @property
     def id(self) -> str:
@@ -306,9 +313,12 @@ class Run:
         try:
             write(tmp)
 
+            digest = sha256_file(tmp)
+
             def change(record):
                 target = self._claim(tmp, filename)
                 record.setdefault("files", {})[key] = target.name
+                record.setdefault("sha256", {})[target.name] = digest  # replay checks it
                 entry = self._exec_entry(record)
                 if entry is not None:
                     entry.setdefault("files", {})[key] = target.name
@@ -371,16 +381,101 @@ class Run:
         return f"Run({str(self.path)!r})"
 
 
+def read_record(folder: str | os.PathLike) -> dict:
+    """``folder``'s ``run.json``, checked to be the shape the kit writes.
+
+    Raises:
+        FileNotFoundError: no ``run.json`` in ``folder``.
+        ValueError: one line: not JSON (truncated, empty), not a mapping, or a key of the
+            wrong type (``notebooks``, ``executions``, ``files``, a notebook's ``params``).
+    """
+    path = Path(folder) / RUN_JSON
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = None
+    record = None
+    if text is not None:
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            pass
+    problem = _record_problem(record) if text is not None else "it is not UTF-8 text"
+    if problem:
+        raise ValueError(
+            f"{path} is damaged ({problem}): restore it from a copy; the pictures in the "
+            "folder are untouched, but this run cannot be continued or replayed as it is"
+        )
+    return record
+
+
+def _record_problem(record: Any) -> str | None:
+    """What is wrong with a loaded ``run.json`` (``None``: nothing)."""
+    if record is None:
+        return "not JSON: empty or cut short"
+    if not isinstance(record, dict):
+        return f"a {type(record).__name__}, not a mapping"
+    if not isinstance(record.get("run_id", ""), str):
+        return "run_id is not text"
+    for key in ("notebooks", "files", "steps", "models", "sha256"):
+        if not isinstance(record.get(key, {}), dict):
+            return f"{key} is not a mapping"
+    for name, entry in record.get("notebooks", {}).items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("params"), dict):
+            return f"notebooks.{name} has no params mapping"
+    if not all(isinstance(v, str) for v in record.get("files", {}).values()):
+        return "files holds a name that is not text"
+    executions = record.get("executions", [])
+    if not isinstance(executions, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("notebook"), str) for e in executions
+    ):
+        return "executions is not a list of entries with a notebook name"
+    if record.get("clicks") is not None and not isinstance(record["clicks"], dict):
+        return "clicks is not a mapping"
+    return None
+
+
+def ensure_folder(folder: str | os.PathLike, *, name: str = "output folder") -> Path:
+    """``folder`` (absolute; relative to the current directory), created if needed, and
+    writable.
+
+    Raises:
+        ValueError: one line naming ``name``: ``folder`` is a file, lies under a file, or
+            cannot be created or written (read-only, no permission).
+    """
+    path = Path(folder).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {path} is a file, not a folder: give a folder")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{name} {path} lies under {parent}, which is a file: give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"{name} {path} cannot be created ({exc.strerror}): give another folder"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {path} is not writable: give a folder you can write to")
+    return path
+
+
 def new_run(root: str | os.PathLike = "outputs", run_id: str | None = None) -> Run:
-    """Create a new, empty run folder under ``root``. Never reuses an existing folder."""
-    root = Path(root).expanduser().resolve()  # relative: to the current directory
-    root.mkdir(parents=True, exist_ok=True)
+    """Create a new, empty run folder under ``root``. Never reuses an existing folder.
+
+    Raises:
+        ValueError: ``root`` is not a folder that can be written (see :func:`ensure_folder`),
+            or ``run_id`` exists there already.
+    """
+    root = ensure_folder(root, name="output_root")  # relative: to the current directory
     rid = run_id or new_run_id()
     path = root / rid
     try:
         path.mkdir()
     except FileExistsError:
         raise ValueError(f"run_id={rid!r} exists already in {root}: pick another name") from None
+    except OSError as exc:
+        raise ValueError(f"output_root {root}: cannot create {rid} ({exc.strerror})") from None
     run = Run(path)
     with run._lock:
         run._write(
@@ -399,10 +494,16 @@ def new_run(root: str | os.PathLike = "outputs", run_id: str | None = None) -> R
 
 
 def open_run(path: str | os.PathLike) -> Run:
-    """Open an existing run folder (its ``run.json`` must exist)."""
+    """Open an existing run folder.
+
+    Raises:
+        FileNotFoundError: no ``run.json`` in ``path``.
+        ValueError: a damaged ``run.json`` (:func:`read_record`).
+    """
     path = Path(path).expanduser()
     if not (path / RUN_JSON).is_file():
         raise FileNotFoundError(f"{str(path)!r} is not a run folder (no {RUN_JSON})")
+    read_record(path)
     return Run(path)
 
 
