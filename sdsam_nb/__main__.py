@@ -251,7 +251,7 @@ def _check_values(params: dict) -> None:
     if params.get("run_dir"):
         try:
             open_run(Path(params["run_dir"]).expanduser())
-        except FileNotFoundError as exc:
+        except OSError as exc:  # no run.json there, or no such path at all
             raise CommandError(f"-p run_dir: {exc}") from None
 
 

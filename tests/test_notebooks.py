@@ -126,6 +126,12 @@ def test_chain_makes_a_complete_run_folder(chain_run):
         "y": 90.0,
         "positive": True,
     }
+    # where each step's mask came from: 02's clicks, read back by 03 and 04 from mask.png
+    values = {e["notebook"]: e.get("values", {}) for e in record["executions"]}
+    assert values["02_click_to_mask"]["mask_made_by"] == {"source": "clicks"}
+    for name in ("03_inpaint_background", "04_composite_background"):
+        assert values[name]["mask_source"] == {"source": "clicks", "mask": "mask.png"}, name
+    assert set(record["sha256"]) == set(record["files"].values())
     assert (
         record["models"]["sd"]["model"] == "tiny" and len(record["models"]["sd"]["checksum"]) == 64
     )

@@ -423,8 +423,13 @@ def _record_problem(record: Any) -> str | None:
     for name, entry in record.get("notebooks", {}).items():
         if not isinstance(entry, dict) or not isinstance(entry.get("params"), dict):
             return f"notebooks.{name} has no params mapping"
-    if not all(isinstance(v, str) for v in record.get("files", {}).values()):
-        return "files holds a name that is not text"
+    for name in record.get("files", {}).values():
+        if not isinstance(name, str):
+            return "files holds a name that is not text"
+        if Path(name).name != name or name in ("", ".", "..") or "\0" in name:
+            return f"files holds {name!r}, not a file name in the run folder"
+    if not all(isinstance(v, str) for v in record.get("sha256", {}).values()):
+        return "sha256 holds a value that is not text"
     executions = record.get("executions", [])
     if not isinstance(executions, list) or not all(
         isinstance(e, dict) and isinstance(e.get("notebook"), str) for e in executions
