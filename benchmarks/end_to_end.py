@@ -132,14 +132,22 @@ class _Stage:
 
 
 def _usable(mask: np.ndarray, notes: list[str], who: str) -> np.ndarray:
-    """``mask``, or a central disc if random weights made it empty or full."""
+    """``mask``, or a central disc if random weights made it empty, full, or specks too thin
+    for the composite's default feather (which refuses a subject it would not paste whole)."""
+    from sdsam_nb.background.common import DEFAULT_FEATHER
+    from sdsam_nb.masks import inner_radius
+
     if mask.any() and not mask.all():
-        return mask
+        if inner_radius(np.pad(mask, 1)) > DEFAULT_FEATHER:
+            return mask
+        what = f"specks (under {DEFAULT_FEATHER} px from their edge)"
+    else:
+        what = "an empty" if not mask.any() else "a full"
+        what += " mask"
     h, w = mask.shape
     yy, xx = np.mgrid[0:h, 0:w]
     notes.append(
-        f"{who}: SAM (random weights) gave an {'empty' if not mask.any() else 'full'} mask; "
-        "a central disc was used for the later stages"
+        f"{who}: SAM (random weights) gave {what}; a central disc was used for the later stages"
     )
     return (xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (min(h, w) / 4) ** 2
 

@@ -293,8 +293,10 @@ def contact_shadow(
         alpha: ``HxW`` float alpha of the subject in ``[0, 1]``.
         direction: ``(dx, dy)`` in picture axes (x right, y down), any non-zero length;
             default ``(0, 1)``: the light is above, the shadow falls downwards.
-        distance: how far the shadow is moved along ``direction``, pixels (default 4).
-        softness: Gaussian blur sigma in pixels, >= 0 (default 8; 0 is a hard shadow).
+        distance: how far the shadow is moved along ``direction``, pixels (default 4), at
+            most the picture's longer side either way (further, it would leave the picture).
+        softness: Gaussian blur sigma in pixels, >= 0 (default 8; 0 is a hard shadow), at
+            most the picture's longer side (wider, the shadow would be an even haze).
         squash: the shadow's extent along ``direction`` as a fraction of the subject's, in
             ``(0, 1]`` (default 0.2; 1 is the full silhouette, a cast shadow).
         opacity: the darkest the shadow gets, in ``[0, 1]`` (default 0.4).
@@ -302,17 +304,28 @@ def contact_shadow(
     Returns:
         ``HxW float32`` shadow strength in ``[0, opacity]``: the fraction of the background's
         light taken away (``B * (1 - shadow)`` in :func:`blend`); 0 where ``alpha == 1``.
+
+    Raises:
+        ValueError: a bad argument (named in the message), e.g. a ``distance`` or
+            ``softness`` beyond the picture's longer side.
     """
     a = _check_alpha(alpha, None)
     try:
         d = np.asarray(direction, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         d = np.array([np.nan])
-    if d.size != 2 or not np.isfinite(d).all() or not np.hypot(*d) > 0:
+    if d.size != 2 or not np.isfinite(d).all() or not np.abs(d).max() > 0:
         raise ValueError(f"direction must be a non-zero (dx, dy) pair, got {direction!r}")
+    d = d / np.abs(d).max()  # first to at most 1: hypot cannot overflow or underflow
     d = d / np.hypot(*d)
+    reach = max(a.shape)  # beyond the picture's longer side the arguments mean nothing here
     distance = check_pixels(distance, "distance")
-    softness = check_number(softness, "softness", low=0)
+    if abs(distance) > reach:
+        raise ValueError(
+            f"distance={distance:g} px moves the shadow off the {a.shape[1]}x{a.shape[0]} "
+            f"picture: use at most {reach} px either way"
+        )
+    softness = check_number(softness, "softness", low=0, high=reach)
     squash = check_number(squash, "squash", low=0, high=1, open_low=True)
     opacity = check_fraction(opacity, "opacity")
     solid = a > 0.5
@@ -327,9 +340,35 @@ def contact_shadow(
     h, w = a.shape
     shadow = cv2.warpAffine(a.astype(np.float32), forward, (w, h), flags=cv2.INTER_LINEAR)
     if softness > 0:
-        shadow = cv2.GaussianBlur(shadow, (0, 0), softness, borderType=cv2.BORDER_CONSTANT)
+        shadow = _gaussian_blur(shadow, softness)
     shadow = np.clip(shadow, 0.0, 1.0) * opacity * (1.0 - a)
     return np.minimum(shadow, opacity).astype(np.float32)
+
+
+_BLUR_SIGMA = 16.0
+"""Above this sigma (pixels) :func:`_gaussian_blur` blurs a reduced copy of the picture."""
+
+
+def _gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """``values`` (``HxW float32``) blurred with a Gaussian of ``sigma`` px, zero outside.
+
+    OpenCV's kernel is about ``8 * sigma`` px wide, so the cost grows with ``sigma`` (a
+    2048x2048 picture: 0.03 s at sigma 8, 9 s at 256, 270 s at 1024). Above
+    :data:`_BLUR_SIGMA` the picture is reduced ``k = sigma / _BLUR_SIGMA`` times (area
+    average), blurred with sigma ``_BLUR_SIGMA`` and enlarged back (bilinear): the same
+    smooth result to within 3 % of its peak (measured up to sigma = the picture's side), at
+    the cost of a sigma-16 blur (0.1 s on 2048x2048)."""
+    if sigma <= _BLUR_SIGMA:
+        return cv2.GaussianBlur(values, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    h, w = values.shape
+    k = sigma / _BLUR_SIGMA
+    small = (max(1, round(w / k)), max(1, round(h / k)))
+    reduced = cv2.resize(values, small, interpolation=cv2.INTER_AREA)
+    sx, sy = small[0] / w, small[1] / h  # the sigma in the reduced picture, per axis
+    blurred = cv2.GaussianBlur(
+        reduced, (0, 0), sigma * sx, sigmaY=sigma * sy, borderType=cv2.BORDER_CONSTANT
+    )
+    return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def blend(

@@ -10,14 +10,56 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike
 MIN_SIDE = 64
+
+MAX_PIXELS = 50_000_000
+"""The largest picture (width x height) the kit takes or makes by default: 50 megapixels,
+e.g. 8660x5773 or a 7071x7071 square. An RGB picture that size is 150 MB; the steps that work
+on it (feathering, matting, resizing, float copies) need ten to twenty times that, which a
+notebook machine with 16 GB still has. ``$SDSAM_MAX_PIXELS`` changes it (:func:`max_pixels`)."""
+ENV_MAX_PIXELS = "SDSAM_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``$SDSAM_MAX_PIXELS`` (a whole number of pixels, e.g. ``100000000`` or
+    ``1e8``) if set, else :data:`MAX_PIXELS` (50 megapixels). Read at each call.
+
+    Raises:
+        ValueError: ``$SDSAM_MAX_PIXELS`` is not a whole number >= 1 (the message names it).
+    """
+    text = os.environ.get(ENV_MAX_PIXELS, "").strip()
+    if not text:
+        return MAX_PIXELS
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (1 <= value < 2**63) or value != int(value):
+        raise ValueError(
+            f"{ENV_MAX_PIXELS}={text!r} must be a whole number of pixels >= 1, e.g. 100000000"
+        )
+    return int(value)
+
+
+def check_pixel_limit(width: float, height: float, what: str, *, fix: str = "downscale it") -> None:
+    """Raise a one-line ``ValueError`` if a ``width x height`` picture (pixels; floats allowed,
+    e.g. a size times a scale) is above :func:`max_pixels`. The message starts with ``what``
+    (the argument, e.g. ``"image"`` or ``"size=(20000, 20000)"``) and ends with ``fix``."""
+    limit = max_pixels()
+    if not width * height <= limit:  # also refuses NaN
+        raise ValueError(
+            f"{what} is {width:.0f}x{height:.0f} px ({width * height / 1e6:.4g} megapixels), "
+            f"above the limit of {limit / 1e6:g} megapixels: {fix}, or raise ${ENV_MAX_PIXELS}"
+        )
 
 
 def to_rgb(image: ImageLike, *, name: str = "image", background=(255, 255, 255)) -> Image.Image:
@@ -31,34 +73,60 @@ def to_rgb(image: ImageLike, *, name: str = "image", background=(255, 255, 255))
     * 16-bit and 32-bit greyscale (``I;16``, ``I``) are scaled to 8 bits from their full
       range (``I;16``: divided by 257); float images (``F``) are taken as 0..1;
     * ``L``, ``1``, ``P``, ``CMYK``, ``YCbCr``, ``HSV`` and ``LAB`` go through PIL's own conversion;
+    * ``LAB`` goes through littlecms (PIL's ``ImageCms``, D50 CIE LAB to sRGB);
     * a numpy array may be ``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4``, uint8 (0..255),
       uint16 (0..65535) or float (0..1).
 
+    Size: at least one pixel, at most :func:`max_pixels` (``width x height``; default
+    :data:`MAX_PIXELS`, 50 megapixels; ``$SDSAM_MAX_PIXELS`` changes it). A file is measured
+    from its header before it is decoded, so a picture over the limit is refused at once.
+
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the input cannot be read as an image (the message names ``name``).
+        ValueError: the input cannot be read as an image, has no pixel, or is over the pixel
+            limit (the message names ``name``).
     """
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"{name}: no image file at {str(path)!r}")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                pil = ImageOps.exif_transpose(opened)
-        except OSError as exc:
-            raise ValueError(
-                f"{name}: {str(path)!r} is not an image PIL can read ({exc})"
-            ) from None
+        pil = _open(image, name)
     elif isinstance(image, np.ndarray):
+        if image.ndim in (2, 3):
+            check_pixel_limit(image.shape[1], image.shape[0], name)
         pil = _array_to_pil(image, name)
     elif isinstance(image, Image.Image):
+        check_pixel_limit(*image.size, name)
         pil = ImageOps.exif_transpose(image) if image.getexif() else image
     else:
         raise ValueError(
             f"{name} must be a PIL image, a numpy array or a path, not {type(image).__name__}"
         )
-    return _pil_to_rgb(pil, background)
+    if min(pil.size) < 1:
+        raise ValueError(f"{name} is {pil.size[0]}x{pil.size[1]}: a picture needs pixels")
+    return _pil_to_rgb(pil, background, name)
+
+
+def _open(image: str | os.PathLike, name: str) -> Image.Image:
+    """The picture at the path ``image``, decoded only once its header's size is checked.
+
+    PIL's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) is second to
+    :func:`max_pixels`: its warning is silenced, its error becomes the same one-line
+    ``ValueError`` (it fires only where ``$SDSAM_MAX_PIXELS`` was raised above PIL's limit)."""
+    path = Path(image)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: no image file at {str(path)!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                check_pixel_limit(*opened.size, f"{name} {str(path)!r}")
+                opened.load()
+                return ImageOps.exif_transpose(opened)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(
+            f"{name}: {str(path)!r} is over PIL's decompression-bomb limit ({exc}): downscale "
+            "it, or raise PIL.Image.MAX_IMAGE_PIXELS as well as $" + ENV_MAX_PIXELS
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"{name}: {str(path)!r} is not an image PIL can read ({exc})") from None
 
 
 def _array_to_pil(array: np.ndarray, name: str) -> Image.Image:
@@ -83,10 +151,18 @@ def _array_to_pil(array: np.ndarray, name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a), mode=mode)
 
 
-def _pil_to_rgb(pil: Image.Image, background) -> Image.Image:
+@functools.cache
+def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
+    lab, srgb = ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB")
+    return ImageCms.buildTransform(lab, srgb, "LAB", "RGB")
+
+
+def _pil_to_rgb(pil: Image.Image, background, name: str) -> Image.Image:
     mode = pil.mode
     if mode == "RGB":
         return pil
+    if mode == "LAB":
+        return ImageCms.applyTransform(pil, _lab_to_srgb())
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         a = np.asarray(pil, dtype=np.uint32)
         return Image.fromarray((a * 255 // 65535).astype(np.uint8), mode="L").convert("RGB")
@@ -105,7 +181,10 @@ def _pil_to_rgb(pil: Image.Image, background) -> Image.Image:
         rgba = pil.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, tuple(background) + (255,))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return pil.convert("RGB")
+    try:
+        return pil.convert("RGB")
+    except ValueError as exc:  # a mode PIL cannot convert ("conversion ... not supported")
+        raise ValueError(f"{name}: a PIL image of mode {mode} cannot be read ({exc})") from None
 
 
 def check_min_size(image: Image.Image, *, name: str = "image", min_side: int = MIN_SIDE) -> None:
@@ -121,21 +200,32 @@ def check_min_size(image: Image.Image, *, name: str = "image", min_side: int = M
 def to_mask(mask, size: tuple[int, int] | None = None, *, name: str = "mask") -> np.ndarray:
     """Return ``mask`` as an ``HxW bool`` array (``True`` = subject).
 
-    Accepts a bool array, a 0/1 or 0/255 integer array, a float array (> 0.5 is True), an
-    ``HxWx1`` array, or a PIL image (converted to ``L``; > 127 is True). ``size`` is the
-    expected ``(width, height)``; a mismatch raises ``ValueError`` naming ``name``.
+    Accepts a bool array, a 0/1 or 0/255 integer array, a float array (> 0.5 is True; NaN or
+    infinite values are refused), an ``HxWx1`` array, or a PIL image (converted to ``L``;
+    > 127 is True). ``size`` is the expected ``(width, height)``; a mismatch raises
+    ``ValueError`` naming ``name``. A mask over :func:`max_pixels` is refused, as pictures are.
     """
     if isinstance(mask, Image.Image):
-        a = np.asarray(mask.convert("L")) > 127
+        check_pixel_limit(*mask.size, name)
+        try:
+            a = np.asarray(mask.convert("L")) > 127
+        except ValueError as exc:  # a mode PIL cannot convert ("conversion ... not supported")
+            raise ValueError(
+                f"{name}: a PIL image of mode {mask.mode} cannot be read as a mask ({exc}); "
+                "give an L or 1 image or an HxW array"
+            ) from None
     elif isinstance(mask, np.ndarray):
         a = mask[:, :, 0] if mask.ndim == 3 and mask.shape[2] == 1 else mask
         if a.ndim != 2:
             raise ValueError(f"{name} must be HxW, got shape {mask.shape}")
+        check_pixel_limit(a.shape[1], a.shape[0], name)
         if a.dtype == bool:
             pass
         elif np.issubdtype(a.dtype, np.integer):
             a = a > (127 if a.max(initial=0) > 1 else 0)
         elif np.issubdtype(a.dtype, np.floating):
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name} has NaN or infinite values: give 0/1 or True/False")
             a = a > 0.5
         else:
             raise ValueError(f"{name} must be bool, integer or float, not {a.dtype}")

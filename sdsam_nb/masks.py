@@ -135,6 +135,17 @@ def _shrink(m: np.ndarray, px: float) -> np.ndarray:
     return _inside_distance(m) > px
 
 
+def inner_radius(mask) -> float:
+    """The largest distance (pixels, Euclidean, centre to centre) from a True pixel to the
+    nearest False pixel: the radius of the thickest part of the mask. ``shrink(mask, px)``
+    and the fully opaque part of ``feather(mask, px)`` are empty exactly when
+    ``px >= inner_radius(mask)``. 0 for an empty mask, ``inf`` for a full one (the picture's
+    border is not an edge; pad the mask with False to make it one).
+    """
+    m = to_mask(mask)
+    return float(_inside_distance(m).max()) if m.any() else 0.0
+
+
 def feather(mask, radius: float) -> np.ndarray:
     """A soft alpha matte of ``mask`` whose ramp lies inside the mask.
 

@@ -7,10 +7,23 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to about 60 characters a part, for error messages: a message
+    stays one readable line whatever a user passed (a 5,000-character string, a huge list)."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an integer of thousands of digits
+        return f"an integer of {value.bit_length()} bits"
 
 
 def is_int(value) -> bool:
@@ -31,7 +44,7 @@ def is_finite(value) -> bool:
 def check_int(value, name: str, *, low: int, multiple: int = 1) -> int:
     """``value`` as an ``int >= low`` and a multiple of ``multiple``."""
     if not is_int(value):
-        raise ValueError(f"{name} must be an integer, not {value!r}")
+        raise ValueError(f"{name} must be an integer, not {short_repr(value)}")
     value = int(value)
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
@@ -49,13 +62,13 @@ def check_number(
     """``value`` as a finite float with ``low <= value`` (``<`` with ``open_low``) and
     ``value <= high``."""
     if not is_number(value):
-        raise ValueError(f"{name} must be a number, not {value!r}")
+        raise ValueError(f"{name} must be a number, not {short_repr(value)}")
     value = float(value)
     bad = not math.isfinite(value) or value < low or (open_low and value == low)
     if bad or (high is not None and value > high):
         lower = f"> {low:g}" if open_low else f">= {low:g}"
         upper = f" and <= {high:g}" if high is not None else ""
-        raise ValueError(f"{name} must be {lower}{upper}, got {value!r}")
+        raise ValueError(f"{name} must be {lower}{upper}, got {short_repr(value)}")
     return value
 
 
@@ -72,9 +85,9 @@ def check_pixels(value, name: str) -> float:
 def check_fraction(value, name: str) -> float:
     """``value`` as a float in 0..1."""
     if not is_number(value):
-        raise ValueError(f"{name} must be a number between 0 and 1, not {value!r}")
+        raise ValueError(f"{name} must be a number between 0 and 1, not {short_repr(value)}")
     if not (0.0 <= float(value) <= 1.0):  # also rejects NaN
-        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+        raise ValueError(f"{name} must be between 0 and 1, got {short_repr(value)}")
     return float(value)
 
 
@@ -94,20 +107,22 @@ def parse_points(points) -> list[tuple[Any, Any, int]]:
             raise ValueError(f"{POINTS_HINT}; got an array of shape {points.shape}")
         points = points.tolist()
     if isinstance(points, (str, bytes)) or not isinstance(points, Sequence):
-        raise ValueError(f"{POINTS_HINT}; got {points!r}")
+        raise ValueError(f"{POINTS_HINT}; got {short_repr(points)}")
     rows = []
     for k, row in enumerate(points):
         if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
             extra = " (for one point write [[x, y]])" if is_number(row) else ""
-            raise ValueError(f"{POINTS_HINT}{extra}; points[{k}] is {row!r}")
+            raise ValueError(f"{POINTS_HINT}{extra}; points[{k}] is {short_repr(row)}")
         if len(row) not in (2, 3):
-            raise ValueError(f"{POINTS_HINT}; points[{k}] has {len(row)} values: {list(row)!r}")
+            raise ValueError(
+                f"{POINTS_HINT}; points[{k}] has {len(row)} values: {short_repr(list(row))}"
+            )
         label = row[2] if len(row) == 3 else 1
         if isinstance(label, (bool, np.bool_)):
             label = int(label)
         if not isinstance(label, numbers.Real) or label not in (0, 1):
             raise ValueError(
-                f"points[{k}]: label must be 1 (include) or 0 (exclude), got {label!r}"
+                f"points[{k}]: label must be 1 (include) or 0 (exclude), got {short_repr(label)}"
             )
         rows.append((row[0], row[1], int(label)))
     return rows
@@ -125,5 +140,5 @@ def is_points(value) -> bool:
 def check_flag(value, name: str) -> bool:
     """``value`` as a bool: ``True`` or ``False`` (numpy's too), nothing else."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, not {value!r}")
+        raise ValueError(f"{name} must be True or False, not {short_repr(value)}")
     return bool(value)

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,11 +21,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from sdsam_nb import runs
+from sdsam_nb import models, runs
 from sdsam_nb.__main__ import main
-from sdsam_nb.runs.chain import replay
 from sdsam_nb.batch import plan_item, read_manifest, run_batch
 from sdsam_nb.batch.index import COLUMNS
+from sdsam_nb.runs.chain import replay
 
 QUICK = {
     "sd_model": "tiny",
@@ -119,6 +120,18 @@ def test_five_items_done_one_failed_with_its_error(batch):
     with Image.open(runs.sample_mask()) as m:
         given = np.asarray(m.convert("L")) > 127
     assert np.array_equal(_pixels(out / "file" / "mask.png") > 127, given)
+    # where each mask came from, as the step that used it recorded it
+    source = {rid: record[rid]["mask_source"]["source"] for rid in record}
+    assert source == {
+        "points": "clicks",
+        "box": "clicks",
+        "text": "text",
+        "auto": "automatic",
+        "file": "file",
+    }
+    given_file = out.parent / "sample_mask.png"  # the manifest's folder
+    made = record["file"]["mask_source"]
+    assert made["path"] == str(given_file) and made["sha256"] == models.sha256_file(given_file)
     if importlib.util.find_spec("pyarrow"):
         import pyarrow.parquet as pq
 
@@ -246,13 +259,12 @@ def test_a_ray_worker_that_dies_has_its_item_redone(folder, ray_local, tmp_path)
     out = tmp_path / "out"
     killed = []
 
-    def kill_a_worker_mid_item() -> None:  # both actors, once an item is under way
+    def kill_a_worker_mid_item() -> None:  # the workers running an item, once one is
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
-            if any(_running(out / item["id"]) for item in items):
-                for pid in _item_workers():
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
+            for pid in _item_workers(out, items):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
             time.sleep(0.05)
 
     watcher = threading.Thread(target=kill_a_worker_mid_item, daemon=True)
@@ -260,6 +272,7 @@ def test_a_ray_worker_that_dies_has_its_item_redone(folder, ray_local, tmp_path)
     result = run_batch(manifest, out_dir=out, params=QUICK, progress=False, ray="local", workers=2)
     watcher.join(timeout=1)
     assert killed, "no worker was killed"
+    assert os.getpid() not in killed
     assert result.done == [item["id"] for item in items] and result.exit_code == 0
     aside = [p.name for p in out.iterdir() if ".incomplete-" in p.name]
     assert aside, "the interrupted item's folder was not kept aside"
@@ -270,23 +283,19 @@ def test_a_ray_worker_that_dies_has_its_item_redone(folder, ray_local, tmp_path)
             assert np.array_equal(_pixels(here), _pixels(there)), (item["id"], name)
 
 
-def _running(folder: Path) -> bool:
-    try:
-        return runs.open_run(folder).status == "running"
-    except (FileNotFoundError, ValueError):
-        return False
-
-
-def _item_workers() -> list[int]:
-    """The pids of the Ray actors running :class:`~sdsam_nb.batch.ray_pool.ItemWorker`."""
+def _item_workers(out: Path, items: list[dict]) -> list[int]:
+    """The pids of this batch's Ray workers that are running an item now, as each worker
+    recorded itself (``host:pid``) in its item's ``run.json``: never another process."""
     pids = []
-    for entry in Path("/proc").iterdir():
+    for item in items:
         try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError):
+            run = runs.open_run(out / item["id"])
+            status, worker = run.status, run.record["batch"]["worker"]
+        except (FileNotFoundError, ValueError, KeyError):  # not yet, or being replaced
             continue
-        if b"ItemWorker" in cmdline and b"ray::" in cmdline:
-            pids.append(int(entry.name))
+        host, _, pid = worker.rpartition(":")
+        if status == "running" and host == socket.gethostname():
+            pids.append(int(pid))
     return pids
 
 
@@ -382,3 +391,190 @@ def test_bad_defaults_and_manifests_stop_the_command_in_one_line(tmp_path, capsy
     assert main(["batch", str(tmp_path / "nope.yaml")]) == 2
     said = capsys.readouterr().err.strip().splitlines()
     assert len(said) == 1 and said[0].startswith("sdsam-nb: batch: manifest: no file")
+
+
+# ---------------------------------------------------------------------- hostile, ordinary input
+
+
+def _tree(root: Path) -> dict[str, bytes | str | None]:
+    """Everything under ``root``: a file's bytes, a link's target, ``None`` for a folder."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        name = str(path.relative_to(root))
+        if path.is_symlink():
+            tree[name] = os.readlink(path)
+        else:
+            tree[name] = path.read_bytes() if path.is_file() else None
+    return tree
+
+
+def test_an_id_naming_what_no_batch_made_stops_the_batch_and_nothing_moves(
+    folder, tmp_path, capsys
+):
+    project = tmp_path / "project"  # sdsam-nb batch items.yaml -o . in a project folder
+    (project / "photos").mkdir(parents=True)
+    (project / "photos" / "cat.png").write_bytes((folder / "small.png").read_bytes())
+    (project / "notes").write_text("mine\n")
+    (project / "link").symlink_to(project / "photos")
+    runs.new_run(project, run_id="mine")  # a notebook's run folder: no marker, no batch entry
+    ids = ["photos", "fresh", "notes", "link", "mine"]
+    manifest = tmp_path / "items.yaml"
+    manifest.write_text(yaml.safe_dump([{"id": rid, "image": "small.png"} for rid in ids]))
+    before = _tree(project)
+    assert main(["batch", str(manifest), "-o", str(project), "--no-progress"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1
+    assert said[0].startswith(
+        f"sdsam-nb: batch: {project} already holds 'photos', 'notes', 'link', 'mine', which "
+        "no batch or sweep made: choose another -o, or move them away"
+    )
+    assert _tree(project) == before  # nothing moved, renamed or written (no index, no lock)
+    with pytest.raises(ValueError, match="already holds 'photos', 'notes', 'link', 'mine',"):
+        run_batch(read_manifest(str(manifest)), out_dir=project, progress=False)
+    assert _tree(project) == before
+    # what a batch made is its own: a folder with the marker, or from before the marker one
+    # whose run.json has a batch entry; each is moved aside when unfinished
+    from sdsam_nb.batch import runner
+
+    marked = runs.new_run(tmp_path / "out", run_id="marked")
+    (marked.path / runner.MARKER).touch()
+    legacy = runs.new_run(tmp_path / "out", run_id="legacy")
+    legacy.set("batch", {"id": "legacy"})
+    assert runner._state(marked.path, {}) == runner._state(legacy.path, {}) == "incomplete"
+    assert runner._state(project / "photos", {}) == "foreign"
+    assert runner._state(project / "link", {}) == "foreign"
+
+
+def test_a_replaced_picture_or_mask_is_redone_on_resume(folder, tmp_path):
+    with Image.open(folder / "small.png") as small:
+        small.save(tmp_path / "pic.png")
+        small.save(tmp_path / "still.png")
+        flipped = small.transpose(Image.FLIP_LEFT_RIGHT)
+    mask = np.zeros((96, 128), np.uint8)
+    mask[24:72, 32:96] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    items = [
+        {"id": "pic", "image": "pic.png", "points": [[64, 48, 1]]},
+        {"id": "masked", "image": "still.png", "mask": "m.png"},
+    ]
+    manifest = read_manifest(items, base=tmp_path)
+    out = tmp_path / "out"
+
+    def batch():
+        return run_batch(manifest, out_dir=out, params=QUICK, progress=False)
+
+    assert batch().done == ["pic", "masked"]
+    old = _pixels(out / "pic" / "input.png")
+    flipped.save(tmp_path / "pic.png")  # another photo at the same path
+    again = batch()
+    assert again.skipped == ["masked"] and again.done == ["pic", "masked"]
+    (previous,) = out.glob("pic.previous-*")  # the old run kept aside, whole
+    assert np.array_equal(_pixels(previous / "input.png"), old)
+    assert np.array_equal(_pixels(out / "pic" / "input.png"), np.asarray(flipped))
+    hashes = [runs.open_run(p).record["batch"]["spec"]["sha256"] for p in (previous, out / "pic")]
+    assert hashes[0]["image"] != hashes[1]["image"] and len(hashes[1]["image"]) == 64
+    mask[24:72, 16:80] = 255  # another mask at the same path
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    third = batch()
+    assert third.skipped == ["pic"] and third.done == ["pic", "masked"]
+    assert len(list(out.glob("masked.previous-*"))) == 1
+    assert np.array_equal(_pixels(out / "masked" / "mask.png") > 127, mask > 127)
+    assert batch().skipped == ["pic", "masked"]  # nothing changed: nothing redone
+
+
+def test_an_empty_manifest_is_refused_in_one_line(tmp_path, capsys):
+    files = {
+        "empty.csv": "",
+        "header.csv": "id,image,seed\n",
+        "empty.yaml": "",
+        "list.yaml": "[]\n",
+        "comments.yml": "# nothing yet\n",
+        "empty.jsonl": "\n  \n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=rf"^manifest {name} has no items: \S"):
+            read_manifest(tmp_path / name)
+    with pytest.raises(ValueError, match="^manifest has no items"):
+        read_manifest([])
+    assert main(["batch", str(tmp_path / "header.csv"), "-o", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("sdsam-nb: batch: manifest header.csv has no")
+    assert not (tmp_path / "out").exists()
+
+
+def test_csv_cells_read_as_yaml_1_2_and_bad_csv_in_one_line(tmp_path):
+    (tmp_path / "items.csv").write_text(
+        "id,image,seed,reframe_aspect,text_prompt,points\n"
+        'a,x.png,010,16:9,yes,"[[1, 2, 1]]"\n'
+        "b,x.png,1:00,,,\n"
+    )
+    a, b = read_manifest(tmp_path / "items.csv").items
+    assert a["seed"] == 10 and a["reframe_aspect"] == "16:9" and a["text_prompt"] == "yes"
+    assert a["points"] == [[1, 2, 1]]
+    assert b["seed"] == "1:00"  # text (YAML 1.1 read 60): the item's check refuses it
+    # a cell over csv's limit, often an unclosed quote
+    (tmp_path / "long.csv").write_text(f'id,background_prompt\na,ok\nb,"{"x" * 140_000}"\n')
+    with pytest.raises(ValueError) as caught:
+        read_manifest(tmp_path / "long.csv")
+    assert str(caught.value).startswith(
+        "manifest long.csv line 3: a cell is longer than 131,072 characters: shorten it, or "
+    )
+    (tmp_path / "latin1.csv").write_bytes("id,background_prompt\na,café\n".encode("latin-1"))
+    utf8 = r"^manifest latin1.csv is not UTF-8 text \(at byte 26\): save it as UTF-8$"
+    with pytest.raises(ValueError, match=utf8):
+        read_manifest(tmp_path / "latin1.csv")
+    (tmp_path / "latin1.yaml").write_bytes("- background_prompt: café\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="^manifest latin1.yaml is not UTF-8 text"):
+        read_manifest(tmp_path / "latin1.yaml")
+
+
+def test_deep_nesting_and_alias_bombs_are_refused_in_one_line(tmp_path):
+    deep = "[" * 5000 + "]" * 5000
+    (tmp_path / "deep.jsonl").write_text('{"id": "a"}\n{"points": ' + deep + "}\n")
+    with pytest.raises(ValueError, match="^manifest deep.jsonl line 2 is nested too deeply"):
+        read_manifest(tmp_path / "deep.jsonl")
+    (tmp_path / "deep40.jsonl").write_text('{"points": ' + "[" * 40 + "]" * 40 + "}\n")
+    with pytest.raises(ValueError, match="^manifest deep40.jsonl line 1 is nested too deeply"):
+        read_manifest(tmp_path / "deep40.jsonl")
+    (tmp_path / "deep.yaml").write_text("- points: " + deep + "\n")
+    with pytest.raises(ValueError, match="^manifest deep.yaml is nested too deeply"):
+        read_manifest(tmp_path / "deep.yaml")
+    # 1 KB that stands for a billion values once its aliases are followed
+    levels = ["  l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    levels += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (tmp_path / "bomb.yaml").write_text("- id: a\n" + "\n".join(levels) + "\n  points: *l8\n")
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="^manifest bomb.yaml holds more than 1,000,000 values"):
+        read_manifest(tmp_path / "bomb.yaml")
+    assert time.perf_counter() - start < 10
+
+
+def test_a_manifest_too_large_is_refused_before_it_is_read(tmp_path):
+    from sdsam_nb.batch.manifest import MAX_BYTES, MAX_ITEMS
+
+    assert (MAX_BYTES, MAX_ITEMS) == (64 << 20, 100_000)
+    with open(tmp_path / "huge.csv", "wb") as f:
+        f.truncate(MAX_BYTES + 1)  # sparse: nothing on disk, nothing read
+    with pytest.raises(ValueError, match="^manifest huge.csv is larger than 64 MiB: split it"):
+        read_manifest(tmp_path / "huge.csv")
+    (tmp_path / "many.jsonl").write_text("{}\n" * (MAX_ITEMS + 1))
+    with pytest.raises(ValueError, match="^manifest many.jsonl has more than 100,000 items: spl"):
+        read_manifest(tmp_path / "many.jsonl")
+    with pytest.raises(ValueError, match="^manifest has more than 100,000 items"):
+        read_manifest([{}] * (MAX_ITEMS + 1))
+
+
+def test_a_picture_of_too_many_pixels_fails_fast_alone(folder, tmp_path):
+    Image.new("1", (9000, 9000)).save(tmp_path / "huge.png")  # 81 megapixels in 10 KB
+    assert (tmp_path / "huge.png").stat().st_size < 100_000
+    items = [{"id": "huge", "image": "huge.png", "points": [[10, 10, 1]]}]
+    start = time.perf_counter()
+    result = run_batch(
+        read_manifest(items, base=tmp_path), out_dir=tmp_path / "out", params=QUICK,
+        progress=False,
+    )  # fmt: skip
+    assert time.perf_counter() - start < 5
+    assert result.failed == ["huge"]
+    (row,) = result.rows
+    assert "pixels" in row["error"], row["error"]

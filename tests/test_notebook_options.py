@@ -12,9 +12,9 @@ from PIL import Image
 from test_notebooks import FAST, _png
 
 from sdsam_nb import runs
-from sdsam_nb.runs.chain import WALKTHROUGH, execute_chain, replay
 from sdsam_nb.background.edge import DEFAULT_BAND
 from sdsam_nb.models import hf_sam
+from sdsam_nb.runs.chain import WALKTHROUGH, execute_chain, replay
 
 
 @pytest.mark.slow

@@ -73,7 +73,7 @@ def test_every_declared_dependency_is_used():
         "pillow": "PIL",
         "opencv-python-headless": "cv2",
         "segment-anything": "segment_anything",
-        "pyyaml": "yaml",
+        "ruamel.yaml": "ruamel",
     }
     for name in requirements():
         if name in needed_not_imported:

@@ -219,7 +219,10 @@ def test_list_parameters_given_as_text_are_parsed():
     [
         ({"stepz": 3}, r"unknown parameter 'stepz' \(did you mean steps\?\)"),
         ({"steps": "ten"}, "parameter steps must be an integer >= 1, got 'ten'"),
-        ({"points": "[[1, 2"}, r"parameter points is not YAML \(.*with papermill give it as YAML: -y"),
+        (
+            {"points": "[[1, 2"},
+            r"parameter points is not YAML \(.*with papermill give it as YAML: -y",
+        ),
         ({"seed": "010"}, "parameter seed must be an integer >= 0, got '010'"),
         ({"points": "256, 200"}, "with papermill give it as YAML: -y 'points: ...'"),
         ({"box": [1, 2, 3]}, r"parameter box must be None or \[x0, y0, x1, y1\]"),

@@ -12,7 +12,15 @@ import torch
 from PIL import Image
 
 from .. import caching
-from ..images import MIN_SIDE, ImageLike, check_min_size, check_subject, to_mask, to_rgb
+from ..images import (
+    MIN_SIDE,
+    ImageLike,
+    check_min_size,
+    check_pixel_limit,
+    check_subject,
+    to_mask,
+    to_rgb,
+)
 from ..validate import check_int, check_number
 
 DEFAULT_FEATHER = 3
@@ -107,7 +115,8 @@ def processing_size(width: int, height: int, size: int = 512) -> tuple[int, int]
     same factor and rounded to the *nearest* multiple of 8 (halves round up), at least 64 px.
     The aspect ratio is thus kept to within 4 px on the short side: no letterbox, no squash,
     except that a picture longer than ``size:64`` gets the 64-px floor. ``300x200`` at
-    ``size=128`` gives ``128x88`` (85.3 rounds to 88).
+    ``size=128`` gives ``128x88`` (85.3 rounds to 88). A result over
+    :func:`~sdsam_nb.images.max_pixels` (50 megapixels by default) is refused, naming ``size``.
     """
     size = check_int(size, "size", low=MIN_SIDE, multiple=8)
     width = check_int(width, "width", low=1)
@@ -119,7 +128,9 @@ def processing_size(width: int, height: int, size: int = 512) -> tuple[int, int]
             return size
         return max(MIN_SIDE, math.floor(length * size / long_side / 8 + 0.5) * 8)
 
-    return side(width), side(height)
+    work = side(width), side(height)
+    check_pixel_limit(*work, f"at size={size} the picture to paint", fix="lower size")
+    return work
 
 
 # --------------------------------------------------------------------------- sampling

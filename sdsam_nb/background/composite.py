@@ -10,7 +10,7 @@ from PIL import Image
 
 from .. import masks
 from ..edges import contact_shadow
-from ..images import ImageLike, check_min_size, to_rgb
+from ..images import ImageLike, check_min_size, check_pixel_limit, to_rgb
 from ..validate import check_number
 from .common import (
     DEFAULT_FEATHER,
@@ -20,7 +20,7 @@ from .common import (
     _resize_mask,
     _subject,
 )
-from .edge import subject_alpha
+from .edge import check_feather, subject_alpha
 
 
 def _harmonize(pixels: np.ndarray, where: np.ndarray, target: np.ndarray, t: float) -> np.ndarray:
@@ -63,8 +63,8 @@ def _shadow_options(shadow) -> dict:
         unknown = set(shadow) - {"direction", "distance", "softness", "squash", "opacity"}
         if unknown:
             raise ValueError(
-                f"shadow: unknown option(s) {sorted(unknown)}; use direction, distance, "
-                "softness, squash, opacity"
+                f"shadow: unknown option(s) {sorted(unknown, key=repr)}; use direction, "
+                "distance, softness, squash, opacity"
             )
         return dict(shadow)
     raise ValueError(f"shadow must be True, False or a dict of options, not {shadow!r}")
@@ -100,7 +100,9 @@ def composite(
             ``"bottom"`` (centred horizontally, resting on the bottom edge: products), or
             ``(x, y)``: the bounding box's top-left corner in background pixels. Whatever falls
             outside the background is clipped; a subject entirely outside is an error.
-        feather: soft-edge width in pixels (>= 0).
+        feather: soft-edge width in pixels (>= 0), less than the (scaled) subject is thick
+            (:func:`~sdsam_nb.background.edge.check_feather`: a wider feather would leave no
+            pixel of the subject whole, and is refused).
         harmonize: ``True`` moves the subject's per-channel mean and std in CIE LAB (OpenCV)
             ``HARMONIZE_STRENGTH`` (half) of the way towards the background's; a number in
             ``[0, 1]`` sets that fraction. The subject's pixels then change by design.
@@ -122,7 +124,10 @@ def composite(
 
     Raises:
         ValueError: a bad argument (named in the message), a mask of another size than the
-            image, an empty or full mask, or a subject placed entirely outside the background.
+            image, an empty or full mask, a picture under 64 px or over the pixel limit
+            (:func:`~sdsam_nb.images.max_pixels`, also for the cut-out at ``scale``), a
+            ``feather`` wider than the subject, or a subject placed entirely outside the
+            background.
     """
     picture, mask = _subject(image, subject_mask)
     back = to_rgb(background, name="background")
@@ -137,6 +142,10 @@ def composite(
         strength = check_number(harmonize, "harmonize", low=0.0, high=1.0)
     if not isinstance(return_mask, bool):
         raise ValueError(f"return_mask must be True or False, not {return_mask!r}")
+    shadow_options = None if shadow is False else _shadow_options(shadow)
+    bx0, by0, bx1, by1 = masks.bbox(mask)  # the work below is bounded before it is done
+    what = f"at scale={scale:g} the {bx1 - bx0}x{by1 - by0} px subject"
+    check_pixel_limit((bx1 - bx0) * scale, (by1 - by0) * scale, what, fix="lower scale")
 
     if isinstance(edge, str) and edge == "feather":
         x0, y0, x1, y1 = masks.bbox(mask)
@@ -169,7 +178,10 @@ def composite(
         pixels = _harmonize(pixels, cut_mask, np.asarray(back), strength)
     if soft is None:
         # One px of padding makes the cut-out's border an edge of the mask for feathering.
-        alpha = masks.feather(np.pad(cut_mask, 1), feather)[1:-1, 1:-1]
+        padded = np.pad(cut_mask, 1)
+        scaled = "the subject" if scale == 1 else f"the subject at scale={scale:g}"
+        check_feather(padded, feather, subject=scaled)
+        alpha = masks.feather(padded, feather)[1:-1, 1:-1]
     else:
         alpha = soft
 
@@ -192,10 +204,10 @@ def composite(
     region = (slice(y + cy0, y + cy1), slice(x + cx0, x + cx1))
     inside = (slice(cy0, cy1), slice(cx0, cx1))
     out = np.array(back)
-    if shadow is not False:
+    if shadow_options is not None:
         placed_alpha = np.zeros((bh, bw), np.float32)
         placed_alpha[region] = alpha[inside]
-        dark = contact_shadow(placed_alpha, **_shadow_options(shadow))
+        dark = contact_shadow(placed_alpha, **shadow_options)
         out = np.clip(np.rint(out * (1.0 - dark[..., None])), 0, 255).astype(np.uint8)
     out[region] = _paste(out[region], pixels[inside], alpha[inside])
     result = Image.fromarray(out, mode="RGB")

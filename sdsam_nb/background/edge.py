@@ -4,6 +4,8 @@ edge (:mod:`sdsam_nb.edges`), or an alpha the caller made."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -18,12 +20,25 @@ def fit_band(mask: np.ndarray, band: float) -> float | None:
     """``band``, narrowed for a subject too thin for it: at most the subject's half-thickness
     less a pixel, so that the mask shrunk by the band keeps some sure subject. ``None`` when
     the subject is under 4 px thick everywhere (then the feather is used)."""
-    from scipy import ndimage
-
-    half = float(ndimage.distance_transform_edt(np.pad(mask, 1)).max())
+    half = masks.inner_radius(np.pad(mask, 1))
     if half < 2:
         return None
     return min(float(band), half - 1)
+
+
+def check_feather(mask: np.ndarray, feather: float, *, subject: str = "the subject") -> None:
+    """Raise a one-line ``ValueError`` if ``masks.feather(mask, feather)`` leaves no pixel of
+    ``mask`` fully opaque, i.e. ``feather >= masks.inner_radius(mask)``: such a subject would
+    be pasted as a faint ghost, or not at all (an alpha that rounds to 0 on every pixel), while
+    its mask still says it is there. ``subject`` names it in the message (e.g. with its scale).
+    """
+    depth = masks.inner_radius(mask)
+    if feather >= depth:
+        raise ValueError(
+            f"feather={feather:g} px is too wide for {subject}: its thickest part is "
+            f"{depth:.4g} px from its edge, so no pixel of it would be pasted whole; use "
+            f"feather < {depth:.4g} (e.g. {math.ceil(depth) - 1})"
+        )
 
 
 def subject_alpha(
@@ -32,7 +47,8 @@ def subject_alpha(
     """``(alpha, foreground)`` for pasting ``picture``'s subject: ``HxW float`` alpha in
     ``[0, 1]`` and the ``HxWx3 uint8`` colours to paste.
 
-    * ``"feather"``: ``masks.feather(mask, feather)`` and the picture's own pixels;
+    * ``"feather"``: ``masks.feather(mask, feather)`` and the picture's own pixels (a
+      ``feather`` at least as wide as the subject is refused, :func:`check_feather`);
     * ``"matte"``: :func:`sdsam_nb.edges.matte` (``band`` px either side of the mask's
       edge, narrowed by :func:`fit_band` for a thin subject) and
       :func:`sdsam_nb.edges.estimate_foreground` (decontaminated colours);
@@ -40,14 +56,17 @@ def subject_alpha(
       textbook ``alpha * F + (1 - alpha) * B``).
 
     Raises:
-        ValueError: another ``edge``, or an alpha of the wrong size or outside ``[0, 1]``.
+        ValueError: another ``edge``, an alpha of the wrong size or outside ``[0, 1]``, or a
+            ``feather`` the subject is too thin for.
     """
     pixels = np.asarray(picture)
     if isinstance(edge, str) and edge == "feather":
+        check_feather(mask, feather)
         return masks.feather(mask, feather), pixels
     if isinstance(edge, str) and edge == "matte":
         fitted = fit_band(mask, band)
         if fitted is None:  # thinner than 4 px everywhere: no band leaves a sure subject
+            check_feather(mask, feather)
             return masks.feather(mask, feather), pixels
         alpha = edges.matte(picture, mask, band=fitted)
         return alpha, edges.estimate_foreground(picture, alpha)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from ..images import MIN_SIDE, ImageLike, check_min_size, to_rgb
+from ..images import MIN_SIDE, ImageLike, check_min_size, check_pixel_limit, to_rgb
 from ..models import make_scheduler
 from ..validate import check_flag, check_int
 from .common import (
@@ -40,7 +40,8 @@ def generate(
         n: number of variations (>= 1), one pipeline call each.
         steps: denoising steps (>= 1); ``guidance``: classifier-free guidance scale (>= 0;
             <= 1 turns guidance off).
-        width, height: in pixels, multiples of 8 and >= 64. SD v1 is trained at 512x512.
+        width, height: in pixels, multiples of 8 and >= 64, ``width * height`` at most
+            :func:`~sdsam_nb.images.max_pixels`. SD v1 is trained at 512x512.
         scheduler: ``None`` keeps the pipeline's; a name from :data:`SCHEDULERS` (``"dpm++"``,
             ``"euler_a"``, ``"ddim"``, ``"pndm"``, ...) is built from the pipeline's scheduler
             config; a scheduler instance is used as is. ``pipe`` itself is left unchanged: the
@@ -63,6 +64,7 @@ def generate(
     check_flag(cache, "cache")
     width = check_int(width, "width", low=MIN_SIDE, multiple=8)
     height = check_int(height, "height", low=MIN_SIDE, multiple=8)
+    check_pixel_limit(width, height, f"width={width}, height={height}", fix="lower them")
     own = None if scheduler is None else make_scheduler(scheduler, pipe)
     with _scheduler_swapped(pipe, own):
         return _sample(

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
-from ..images import ImageLike
+from ..images import MIN_SIDE, ImageLike, check_pixel_limit
 from ..validate import check_int, check_number, is_number
 from .common import DEFAULT_FEATHER, Variations, _resize_mask, _subject
 from .edge import subject_alpha
@@ -66,17 +66,30 @@ def canvas_size(
 ) -> tuple[int, int]:
     """The new canvas ``(w, h)``: ``size`` as given, or the smallest canvas of ``aspect``
     that holds the whole ``width`` x ``height`` picture (so a square shot turned 16:9 gains
-    width and keeps its height)."""
+    width and keeps its height).
+
+    Both sides are at least 64 px (``width`` and ``height`` too) and the canvas is at most
+    :func:`~sdsam_nb.images.max_pixels` (50 megapixels by default); either is refused with a
+    ``ValueError`` naming ``size`` or ``aspect`` before anything is allocated."""
     if (size is None) == (aspect is None):
         raise ValueError("give either size=(w, h) or aspect='W:H' for the new canvas")
     if size is not None:
         if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) or len(size) != 2:
             raise ValueError(f"size must be (width, height) in pixels, not {size!r}")
-        return (check_int(size[0], "size[0]", low=64), check_int(size[1], "size[1]", low=64))
+        w = check_int(size[0], "size[0]", low=MIN_SIDE)
+        h = check_int(size[1], "size[1]", low=MIN_SIDE)
+        check_pixel_limit(w, h, f"size=({w}, {h})", fix="give a smaller size")
+        return w, h
+    width = check_int(width, "width", low=MIN_SIDE)
+    height = check_int(height, "height", low=MIN_SIDE)
     ratio = parse_aspect(aspect)
     if ratio >= width / height:
-        return max(64, round(height * ratio)), height
-    return width, max(64, round(width / ratio))
+        w, h = max(MIN_SIDE, round(height * ratio)), height
+    else:
+        w, h = width, max(MIN_SIDE, round(width / ratio))
+    what = f"the canvas of aspect={aspect!r} around the {width}x{height} picture"
+    check_pixel_limit(w, h, what, fix="downscale the picture or choose a squarer aspect")
+    return w, h
 
 
 def _position(position) -> tuple[float, float]:
@@ -114,7 +127,8 @@ def place_subject(
     ``colours``), the pixels it touches come along and the placed alpha is returned fourth.
 
     Raises:
-        ValueError: a bad ``scale`` or ``position``, or a subject that does not fit.
+        ValueError: a bad ``scale`` or ``position``, a picture over the pixel limit at
+            ``scale`` (:func:`~sdsam_nb.images.max_pixels`), or a subject that does not fit.
     """
     picture, mask = _subject(image, subject_mask)
     scale = check_number(scale, "scale", low=0.0, open_low=True)
@@ -122,6 +136,8 @@ def place_subject(
     if colours is not None:
         picture = Image.fromarray(colours, mode="RGB")
     if scale != 1:
+        what = f"at scale={scale:g} the {picture.size[0]}x{picture.size[1]} picture"
+        check_pixel_limit(picture.size[0] * scale, picture.size[1] * scale, what, fix="lower scale")
         w, h = (max(1, round(v * scale)) for v in picture.size)
         picture, mask = picture.resize((w, h), Image.LANCZOS), _resize_mask(mask, (w, h))
         if not mask.any():
@@ -179,8 +195,9 @@ def reframe(
         pipe: the text-to-image pipeline of :func:`sdsam_nb.load_sd`.
         image: the subject picture; ``subject_mask``: ``HxW bool``, True = subject.
         prompt: what the new picture shows around the subject.
-        size: the canvas ``(width, height)`` in pixels (each >= 64): larger, smaller or as
-            large as the picture, any aspect.
+        size: the canvas ``(width, height)`` in pixels (each >= 64, at most
+            :func:`~sdsam_nb.images.max_pixels` in all): larger, smaller or as large as the
+            picture, any aspect.
         aspect: instead of ``size``, an aspect ratio such as ``"16:9"``: the smallest canvas
             of that aspect that holds the whole picture.
         scale: the subject's size on the canvas relative to the picture (> 0; 0.6: smaller).
@@ -204,7 +221,9 @@ def reframe(
 
     Raises:
         ValueError: a bad ``size``/``aspect`` (e.g. ``"16:0"``), ``scale`` or ``position``,
-            a subject larger than the canvas at that scale, or a bad inpainting argument.
+            a canvas or scaled picture over the pixel limit, a subject larger than the canvas
+            at that scale, a ``feather`` wider than the placed subject, or a bad inpainting
+            argument.
     """
     picture, mask = _subject(image, subject_mask)
     canvas = canvas_size(*picture.size, size=size, aspect=aspect)

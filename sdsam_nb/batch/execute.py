@@ -122,12 +122,13 @@ def _mask(run: Run, p: dict, plan: Plan, subject: Image.Image) -> np.ndarray:
         run.set("auto_mask", result.to_dict())
         if not result.found:
             raise ValueError(f"mask: auto: {result.message}")
+        runs.record_mask_made(run, "automatic")
         _keep(run, result.mask, p)
     elif plan.mask is not None:
         with Image.open(plan.mask) as opened:
             mask = to_mask(opened, subject.size, name="mask")
         check_subject(mask, name="mask")
-        run.set("mask_input", {"path": str(plan.mask), "sha256": sha256_file(plan.mask)})
+        runs.record_mask_made(run, "file", path=str(plan.mask), sha256=sha256_file(plan.mask))
         _keep(run, mask, p)
     return runs.load_subject_mask(run, subject, p["mask_path"])
 

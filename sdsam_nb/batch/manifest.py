@@ -30,21 +30,26 @@ in the folder's ``prompt.txt``. In a CSV file an empty cell is no value, and a c
 ``"16:9"``). Reading checks only what concerns the whole manifest (its form, the ids); each
 item's keys and values are checked when the batch reaches it (:func:`check_item`), so one bad
 item fails alone.
+
+Text is read as YAML 1.2 and JSON with :func:`sdsam_nb.runs.load_yaml` /
+:func:`sdsam_nb.runs.check_plain`'s limits (nesting, values once aliases are followed). A
+manifest file is at most :data:`MAX_BYTES` of UTF-8 text and holds 1 to :data:`MAX_ITEMS`
+items; anything else is refused, in one line, before any item runs.
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
+import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..runs import SPEC, check_params
+from ..runs import SPEC, check_params, check_plain, load_yaml
+from ..validate import short_repr
 
 # the keys an item has besides the notebook parameters
 ITEM_KEYS = ("id", "image", "mask", "method", "auto_mask")
@@ -73,6 +78,14 @@ SET_BY_BATCH = {
 PICTURES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 RESERVED_IDS = ("index.csv", "index.parquet")
 MOVED_ASIDE = (".incomplete-", ".previous-")  # what resume appends to a folder it moves aside
+MAX_BYTES = 64 << 20  # a manifest file's size at most (64 MiB)
+MAX_ITEMS = 100_000  # items in one manifest at most
+# what each kind of manifest holds, for the message that it holds no items
+HOW = {
+    ".csv": "a header row of keys (id,image,...) and one row per item",
+    ".yaml": "a list of items (- image: a.png)",
+    ".jsonl": "one JSON object per line",
+}
 
 
 @dataclass
@@ -90,24 +103,30 @@ class Manifest:
     source: str | None = None
 
 
-def read_manifest(source: str | os.PathLike | list, *, base: str | os.PathLike | None = None):
+def read_manifest(
+    source: str | os.PathLike | list, *, base: str | os.PathLike | None = None
+) -> Manifest:
     """Read a batch's items; returns a :class:`Manifest`.
 
     Args:
         source: a ``.csv``, ``.yaml`` / ``.yml`` (a list of mappings), ``.jsonl`` /
-            ``.ndjson`` file, a folder of pictures with a ``prompt.txt``, or a list of dicts.
+            ``.ndjson`` file (UTF-8, at most :data:`MAX_BYTES`), a folder of pictures with a
+            ``prompt.txt``, or a list of dicts; 1 to :data:`MAX_ITEMS` items.
         base: what relative paths are relative to; default: the manifest's folder (the
             current directory for a list).
 
     Raises:
         FileNotFoundError: no such file or folder, or a folder without ``prompt.txt``.
-        ValueError: an unreadable file, an item that is not a mapping, a bad or repeated id
-            (the message says which row).
+        ValueError: one line: an unreadable, too large or empty file, no items or too many,
+            an item that is not a mapping, a bad or repeated id (the message says which row).
     """
     if isinstance(source, list):
+        _count(len(source), "manifest")
+        for n, item in enumerate(source, 1):
+            check_plain(item, name=f"item {n}")
         items, folder, where = _numbered(source, "item"), Path.cwd(), None
     else:
-        path = Path(source).expanduser()
+        path = Path(os.path.expanduser(source))
         if not path.exists():
             raise FileNotFoundError(f"manifest: no file or folder {str(path)!r}")
         folder, where = (path if path.is_dir() else path.parent).resolve(), str(path)
@@ -121,16 +140,48 @@ def read_manifest(source: str | os.PathLike | list, *, base: str | os.PathLike |
                 raise ValueError(
                     f"manifest {path.name}: not .csv, .yaml, .yml, .jsonl or a folder of pictures"
                 )
-            items = readers[suffix](path)
+            items = readers[suffix](path, _text(path))
+    _count(len(items), f"manifest {Path(where).name}" if where else "manifest")
     _check_ids(items, where or "the items")
-    return Manifest(items, Path(base).expanduser().resolve() if base else folder, where)
+    base = Path(os.path.expanduser(base)).resolve() if base else folder
+    return Manifest(items, base, where)
 
 
-def _numbered(items, what: str) -> list[dict]:
+def _text(path: Path) -> str:
+    """A manifest file's text: UTF-8 (a byte-order mark is dropped), at most :data:`MAX_BYTES`."""
+    try:
+        if not path.is_file():
+            raise ValueError(f"manifest {path.name} is not a file: give a file or a folder")
+        if path.stat().st_size > MAX_BYTES:
+            raise ValueError(
+                f"manifest {path.name} is larger than {MAX_BYTES >> 20} MiB: split it into "
+                "several batches"
+            )
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"manifest {path.name} is not UTF-8 text (at byte {exc.start}): save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"manifest {path.name}: cannot read it ({exc.strerror})") from None
+
+
+def _count(n: int, what: str) -> None:
+    """Refuse ``n`` items (of manifest ``what``) when there are none or more than
+    :data:`MAX_ITEMS`."""
+    if n == 0:
+        raise ValueError(f"{what} has no items: give at least one")
+    if n > MAX_ITEMS:
+        raise ValueError(f"{what} has more than {MAX_ITEMS:,} items: split it into several batches")
+
+
+def _numbered(items: list, what: str) -> list[dict]:
     out = []
     for n, item in enumerate(items, 1):
         if not isinstance(item, dict):
-            raise ValueError(f"{what} {n} must be a mapping of keys to values, got {item!r}")
+            raise ValueError(
+                f"{what} {n} must be a mapping of keys to values, got {short_repr(item)}"
+            )
         item = dict(item)
         if item.get("id") is None or item.get("id") == "":
             item["id"] = str(n)
@@ -138,49 +189,72 @@ def _numbered(items, what: str) -> list[dict]:
     return out
 
 
-def _yaml(path: Path) -> list[dict]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"manifest {path.name}: {_first_line(exc)}") from None
+def _yaml(path: Path, text: str) -> list[dict]:
+    data = load_yaml(text, name=f"manifest {path.name}")
+    if data is None or data == []:
+        raise ValueError(f"manifest {path.name} has no items: write {HOW['.yaml']}")
     if not isinstance(data, list):
         raise ValueError(f"manifest {path.name} must hold a list of items (- id: ...)")
     return _numbered(data, "item")
 
 
-def _jsonl(path: Path) -> list[dict]:
+def _jsonl(path: Path, text: str) -> list[dict]:
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        where = f"manifest {path.name} line {n}"
         try:
-            items.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"manifest {path.name} line {n}: not JSON ({exc})") from None
+            item = json.loads(line)
+        except RecursionError:
+            raise ValueError(f"{where} is nested too deeply: flatten it") from None
+        except ValueError as exc:  # not JSON, or an integer of thousands of digits
+            raise ValueError(f"{where}: not JSON ({_first_line(exc)})") from None
+        check_plain(item, name=where)
+        items.append(item)
+        _count(len(items), f"manifest {path.name}")
+    if not items:
+        raise ValueError(f"manifest {path.name} has no items: write {HOW['.jsonl']}")
     return _numbered(items, "item")
 
 
-def _csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
+def _csv(path: Path, text: str) -> list[dict]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     items = []
-    for n, row in enumerate(rows, 1):
-        if None in row:
-            raise ValueError(f"manifest {path.name} row {n}: more cells than column names")
-        items.append({k.strip(): _cell(k.strip(), v) for k, v in row.items() if v and v.strip()})
+    try:
+        for row in reader:
+            if None in row:
+                raise ValueError(
+                    f"manifest {path.name} row {len(items) + 1}: more cells than column names"
+                )
+            items.append(
+                {k.strip(): _cell(k.strip(), v) for k, v in row.items() if v and v.strip()}
+            )
+            _count(len(items), f"manifest {path.name}")
+    except csv.Error as exc:
+        where = f"manifest {path.name} line {reader.reader.line_num}"
+        if "field larger than field limit" in str(exc):
+            raise ValueError(
+                f"{where}: a cell is longer than {csv.field_size_limit():,} characters: "
+                'shorten it, or close the quote (") that runs on to the end'
+            ) from None
+        raise ValueError(f"{where}: not CSV ({_first_line(exc)})") from None
+    if not items:
+        raise ValueError(f"manifest {path.name} has no items: write {HOW['.csv']}")
     return _numbered(items, "row")
 
 
 def _cell(name: str, text: str) -> Any:
-    """A CSV cell's value: the text itself where the parameter takes it so, else its YAML."""
+    """A CSV cell's value: the text itself where the parameter takes it so, else its YAML
+    (1.2: ``010`` is 10, ``1:00`` stays text)."""
     text = text.strip()
     if name in ("id", "image", "mask", "method"):
         return text
     if name in SPEC and SPEC[name].check(text):
         return text
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml(text, name=name)
+    except ValueError:
         return text  # the item's check says what is wrong with it
 
 
@@ -190,7 +264,7 @@ def _folder(path: Path) -> list[dict]:
         raise FileNotFoundError(
             f"manifest folder {str(path)!r} has no prompt.txt (the background prompt)"
         )
-    text = prompt.read_text(encoding="utf-8").strip()
+    text = _text(prompt).strip()
     if not text:
         raise ValueError(f"{prompt} is empty: write the background prompt in it")
     pictures = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICTURES)
@@ -202,7 +276,15 @@ def _folder(path: Path) -> list[dict]:
 def _check_ids(items: list[dict], where: str) -> None:
     seen = {}
     for n, item in enumerate(items, 1):
-        rid = item["id"] = str(item["id"])
+        raw = item["id"]
+        # text or a number (of at most 100 digits), written as the folder's name
+        number = isinstance(raw, (int, float)) and not isinstance(raw, bool)
+        if not (isinstance(raw, str) or number) or (isinstance(raw, int) and abs(raw) >= 10**100):
+            raise ValueError(
+                f"{where}: item {n} has id {short_repr(raw)}: an id is text or a number that names "
+                "its folder"
+            )
+        rid = item["id"] = str(raw)
         bad = (
             not rid
             or rid != rid.strip()
@@ -215,8 +297,8 @@ def _check_ids(items: list[dict], where: str) -> None:
         )
         if bad:
             raise ValueError(
-                f"{where}: item {n} has id {rid!r}, which cannot name a folder: use letters, "
-                "digits, spaces, '_', '-' and '.' (not first), at most 100 characters"
+                f"{where}: item {n} has id {short_repr(rid)}, which cannot name a folder: use "
+                "letters, digits, spaces, '_', '-' and '.' (not first), at most 100 characters"
             )
         if rid in seen:
             raise ValueError(f"{where}: items {seen[rid]} and {n} have the same id {rid!r}")
@@ -226,7 +308,7 @@ def _check_ids(items: list[dict], where: str) -> None:
 def _unknown(name: str) -> ValueError:
     close = difflib.get_close_matches(name, [*SPEC, *ITEM_KEYS], n=3)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    return ValueError(f"unknown parameter {name!r}{hint}")
+    return ValueError(f"unknown parameter {short_repr(name)}{hint}")
 
 
 def check_item(item: dict, *, defaults: bool = False) -> dict:
@@ -242,6 +324,10 @@ def check_item(item: dict, *, defaults: bool = False) -> dict:
     """
     out = {}
     for name, value in item.items():
+        if not isinstance(name, str):
+            raise ValueError(
+                f"parameter names are text, got {short_repr(name)}: write it as a name"
+            )
         if name in SET_BY_BATCH:
             raise ValueError(f"parameter {name} is not for a batch item: {SET_BY_BATCH[name]}")
         if name in ("id", "image") and defaults:
@@ -258,33 +344,28 @@ def check_item(item: dict, *, defaults: bool = False) -> dict:
 def _check_own(name: str, value: Any) -> Any:
     if name == "id":
         return value
-    if name == "image":
-        if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-            raise ValueError(f"image must be a picture's path, got {value!r}")
-        return value
-    if name == "mask":
-        if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-            raise ValueError(f"mask must be 'auto' or a mask file's path, got {value!r}")
+    if name in ("image", "mask"):
+        text = str(value) if isinstance(value, (str, os.PathLike)) else ""
+        if not text.strip() or "\0" in text:
+            what = "a picture's path" if name == "image" else "'auto' or a mask file's path"
+            raise ValueError(f"{name} must be {what}, got {short_repr(value)}")
         return value
     if name == "method":
-        if value not in METHODS:
-            raise ValueError(f"method must be 'inpaint' or 'composite', got {value!r}")
+        if not isinstance(value, str) or value not in METHODS:
+            raise ValueError(f"method must be 'inpaint' or 'composite', got {short_repr(value)}")
         return value
     # auto_mask
     if isinstance(value, str):
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            pass
+        value = load_yaml(value, name="auto_mask")
     if not isinstance(value, dict):
         raise ValueError(
-            f"auto_mask must be a mapping of {', '.join(AUTO_SETTINGS)}, got {value!r}"
+            f"auto_mask must be a mapping of {', '.join(AUTO_SETTINGS)}, got {short_repr(value)}"
         )
     for key in value:
         if key not in AUTO_SETTINGS:
             close = difflib.get_close_matches(str(key), AUTO_SETTINGS, n=2)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise ValueError(f"auto_mask: unknown setting {key!r}{hint}")
+            raise ValueError(f"auto_mask: unknown setting {short_repr(key)}{hint}")
     return dict(value)
 
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from PIL import Image
 
 from ..runs import SPEC, check_params, kit_dir
 from .manifest import METHODS, PROMPTS, check_item
@@ -91,35 +94,33 @@ def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
     """The :class:`Plan` of ``item`` (a manifest entry, with its ``id``).
 
     ``defaults`` are the batch's checked defaults (:func:`check_item` with ``defaults=True``,
-    paths absolute); ``base`` is what the item's relative paths are relative to.
+    paths absolute); ``base`` is what the item's relative paths are relative to. The picture's
+    header is read here (a file PIL reads, its size); its pixels are decoded once, when the
+    item runs.
 
     Raises:
         ValueError, FileNotFoundError: one line: a bad key or value, an unreadable picture, a
             missing mask file, or prompts that contradict each other.
     """
-    from ..images import to_rgb
-
     given = check_item(item)
+    files = input_files(given, defaults, base)
     # the subject: the item's picture, else generated from a subject_prompt
-    image = given.get("image")
+    image = files.get("image")
     if image is not None and "subject_prompt" in given:
         raise ValueError("give image or subject_prompt, not both")
     if image is None and "subject_prompt" not in given and "subject_prompt" not in defaults:
         raise ValueError("the item needs an image or a subject_prompt")
     if image is not None:
-        image = (base / Path(image).expanduser()).resolve()
-        to_rgb(image, name="image")  # readable, before a run folder is made for it
+        _check_picture(image)  # before a run folder is made for it
     # the mask: the item's own prompts or mask, else the defaults', else automatic
     prompts, mask = _mask_source(given)
     if not prompts and mask is None:
         prompts, mask = _mask_source(defaults)
-    elif mask is not None and mask != "auto":
-        mask = base / Path(mask).expanduser()
     if not prompts and mask is None:
         mask = "auto"
     if mask is not None and mask != "auto":
-        mask = Path(mask).resolve()
-        if not mask.is_file():
+        mask = files["mask"]
+        if not _is_file(mask, "mask"):
             raise FileNotFoundError(f"mask: no mask file at {str(mask)!r}")
     method = given.get("method", defaults.get("method", "inpaint"))
     spec = {k: v for k, v in {**defaults, **given}.items() if k in SPEC}
@@ -140,6 +141,50 @@ def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
     # names a SAM, mask="auto" uses vit_b whatever notebook 02's click default is
     sam = spec.get("sam_model", AUTO_SAM)
     return Plan(str(item["id"]), notebooks, image, mask, auto, sam)
+
+
+def input_files(item: dict, defaults: dict, base: Path) -> dict[str, Path]:
+    """The files ``item`` reads, as absolute paths: ``"image"`` (its picture) and ``"mask"``
+    (its mask file; the defaults' when the item gives neither a mask nor prompts of its own),
+    each only when there is one. Nothing is checked or opened here."""
+    files = {}
+    image = item.get("image")
+    if isinstance(image, (str, os.PathLike)) and str(image).strip():
+        files["image"] = _absolute(base, image)
+    mask = item.get("mask")
+    if mask is None and not any(item.get(k) not in (None, [], "") for k in PROMPTS):
+        mask = defaults.get("mask")  # absolute: run_batch makes it so
+    if isinstance(mask, (str, os.PathLike)) and str(mask).strip() and mask != "auto":
+        files["mask"] = _absolute(base, mask)
+    return files
+
+
+def _absolute(base: Path, path: str | os.PathLike) -> Path:
+    """``path`` (``~`` expanded) relative to ``base``, made absolute."""
+    return (base / os.path.expanduser(path)).resolve()
+
+
+def _is_file(path: Path, name: str) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise ValueError(f"{name}: {str(path)[:200]!r} cannot be a file's path ({exc})") from None
+
+
+def _check_picture(path: Path) -> None:
+    """``path`` is a picture PIL reads, from its header alone (nothing is decoded).
+
+    Raises:
+        FileNotFoundError: no file there.
+        ValueError: not a picture PIL reads.
+    """
+    if not _is_file(path, "image"):
+        raise FileNotFoundError(f"image: no image file at {str(path)!r}")
+    try:
+        with Image.open(path):
+            pass
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"image: {str(path)!r} is not an image PIL can read ({exc})") from None
 
 
 def _mask_source(given: dict) -> tuple[dict, str | None]:

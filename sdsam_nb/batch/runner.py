@@ -10,11 +10,17 @@ The models are loaded once per process: the steps call :func:`sdsam_nb.load_sd`,
 (:data:`sdsam_nb.models.MODELS`); the first item that needs a model pays for loading it.
 
 Resume: running a batch again into the same folder skips each item whose run folder is done
-(``run.status == "done"``) and was made from the same item and defaults. Any other folder
-under the item's id is moved aside, never deleted: an unfinished or failed one to
-``<id>.incomplete-<time>``, a finished one made with other settings to ``<id>.previous-<time>``;
-the item is then run again. A run's pictures depend on its item alone (its own ``seed``), never
-on its position, so a subset or a reordered manifest gives the same pictures per item.
+(``run.status == "done"``) and was made from the same item, defaults and input files (the
+sha256 of its picture and mask file). Any other run folder the batch made under the item's id
+is moved aside, never deleted: an unfinished or failed one to ``<id>.incomplete-<time>``, a
+finished one made with other settings or files to ``<id>.previous-<time>``; the item is then
+run again. A run's pictures depend on its item alone (its own ``seed``), never on its
+position, so a subset or a reordered manifest gives the same pictures per item.
+
+The batch's own run folders hold a :data:`MARKER` file, written as each is made (a folder
+whose ``run.json`` has a ``batch`` entry, from before the marker, counts too). Anything else
+under an item's id in the batch's folder (a file, a link, the user's own folder) is never
+moved, renamed or written into: the batch refuses to start, naming the ids.
 """
 
 from __future__ import annotations
@@ -32,13 +38,17 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from ..runs import RUN_JSON, jsonable, new_run, open_run
+from ..models import sha256_file
+from ..runs import RUN_JSON, ensure_folder, jsonable, new_run, open_run
 from . import index
 from .execute import execute, one_line
 from .manifest import Manifest, check_item, read_manifest
-from .plan import plan_item
+from .plan import input_files, plan_item
 
 LOCK = ".batch.lock"
+# the file in each run folder a batch makes: only such folders are ever moved aside
+MARKER = ".sdsam-batch"
+MARKER_TEXT = "a run folder of sdsam-nb batch or sweep: resuming it may move this folder aside"
 
 
 @dataclass
@@ -104,16 +114,19 @@ def run_batch(
     recorded with its one-line error and the batch goes on.
 
     Raises:
-        ValueError: a bad default (one line, naming it), or another batch writing into
-            ``out_dir``.
+        ValueError: one line, before anything is written: a bad default (naming it), another
+            batch writing into ``out_dir``, or an item id that names something in ``out_dir``
+            the batch did not make (a file, a link, a folder without :data:`MARKER`).
     """
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest)
     defaults = check_item(params or {}, defaults=True)
     if defaults.get("mask") not in (None, "auto"):
-        defaults["mask"] = str(Path(defaults["mask"]).expanduser().resolve())
-    out = Path(out_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+        defaults["mask"] = str(Path(os.path.expanduser(defaults["mask"])).resolve())
+    out = Path(os.path.expanduser(out_dir)).resolve()
+    ids = [item["id"] for item in manifest.items]
+    _refuse(out, [rid for rid in ids if os.path.lexists(out / rid) and not _owned(out / rid)])
+    out = ensure_folder(out, name="-o")
     lock = FileLock(str(out / LOCK))
     try:
         lock.acquire(timeout=0)
@@ -135,12 +148,14 @@ def _run(
     ray: str | None,
     workers: int | None,
 ) -> BatchResult:
-    specs = {item["id"]: _spec(item, defaults) for item in manifest.items}
+    hashes: dict[Path, str | None] = {}
+    specs = {item["id"]: _spec(item, defaults, manifest.base, hashes) for item in manifest.items}
     if ray is not None:  # Ray's absence or a bad pool size: said before anything is written
         from .ray_pool import check_ray
 
         check_ray(ray, workers)
     states = {rid: _state(out / rid, spec) for rid, spec in specs.items()}
+    _refuse(out, [rid for rid, state in states.items() if state == "foreign"])
     rows = {}
     for item in manifest.items:
         rid = item["id"]
@@ -210,6 +225,8 @@ def _item(
 ) -> dict:
     """Run one item; its index row (failed with its error line, never raised)."""
     rid, start = item["id"], time.perf_counter()
+    if state == "foreign":  # appeared since the batch was planned: left alone
+        return index.failed(rid, f"ValueError: {_foreign(out, [rid])}", seconds=_since(start))
     try:
         plan = plan_item(item, defaults, manifest.base)
     except Exception as exc:  # a bad item: recorded, no run folder, the batch goes on
@@ -219,7 +236,10 @@ def _item(
         why = "made with other settings" if state == "changed" else "unfinished or failed"
         tqdm.write(f"{rid}: the earlier run was {why}; it is now {moved.name}", file=sys.stderr)
     run = new_run(out, run_id=rid)
-    run.set("batch", {"id": rid, "manifest": manifest.source, "spec": spec})
+    (run.path / MARKER).write_text(f"{MARKER_TEXT}\n", encoding="utf-8")
+    # the worker (host:pid) from the start: a running item says which process runs it
+    worker = _worker()["worker"]
+    run.set("batch", {"id": rid, "manifest": manifest.source, "spec": spec, "worker": worker})
 
     def seconds() -> None:  # recorded before the run reads done: nothing changes it after
         took = _since(start)
@@ -252,27 +272,78 @@ def _since(start: float) -> float:
     return round(time.perf_counter() - start, 2)
 
 
-def _spec(item: dict, defaults: dict) -> dict:
-    """What an item's run is made from, as ``run.json`` stores it (compared on resume)."""
-    return json.loads(json.dumps(jsonable({"item": item, "defaults": defaults})))
+def _spec(item: dict, defaults: dict, base: Path, hashes: dict[Path, str | None]) -> dict:
+    """What an item's run is made from, as ``run.json`` stores it (compared on resume): the
+    item, the batch's defaults, and ``sha256``: the hex sha256 of each file the item reads
+    (``image``, ``mask``; ``None`` when it cannot be read: the item fails when it runs).
+    ``hashes`` keeps each file's hash for the other items that read it."""
+    try:
+        files = input_files(check_item(item), defaults, base)
+    except Exception:  # a bad item: it fails alone, when the batch reaches it
+        files = {}
+    for path in files.values():
+        if path not in hashes:
+            hashes[path] = _sha256(path)
+    sha = {name: hashes[path] for name, path in files.items()}
+    return json.loads(json.dumps(jsonable({"item": item, "defaults": defaults, "sha256": sha})))
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return sha256_file(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _owned(folder: Path, key: str = "batch") -> bool:
+    """Whether ``folder`` is a run folder a batch (or a sweep: ``key``) made: a folder, not a
+    link, holding :data:`MARKER` or a ``run.json`` with a ``key`` entry."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    if (folder / MARKER).is_file():
+        return True
+    try:
+        record = open_run(folder).record
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and key in record
+
+
+def _foreign(out: Path, ids: list[str]) -> str:
+    """The message for item ids that name something in ``out`` that no batch made."""
+    names = ", ".join(repr(rid) for rid in ids[:5])
+    names += f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    return (
+        f"{out} already holds {names}, which no batch or sweep made: choose another -o, or "
+        "move them away (a batch or sweep never moves or writes into what is not its own)"
+    )
+
+
+def _refuse(out: Path, ids: list[str]) -> None:
+    if ids:
+        raise ValueError(_foreign(out, ids))
 
 
 def _state(folder: Path, spec: dict, key: str = "batch") -> str:
-    """``"new"`` (no folder), ``"done"`` (finished, from ``spec``), ``"changed"`` (finished
-    from another item or other defaults) or ``"incomplete"`` (anything else there).
-    ``key``: where ``run.json`` keeps the spec (``"batch"``, ``"sweep"``)."""
+    """``"new"`` (nothing there), ``"foreign"`` (something there that no batch made: see
+    :func:`_owned`; never to be moved), ``"done"`` (finished, from ``spec``), ``"changed"``
+    (finished from another item, other defaults or other files) or ``"incomplete"`` (a batch's
+    folder, unfinished or failed). ``key``: where ``run.json`` keeps the spec (``"batch"``,
+    ``"sweep"``)."""
     if not os.path.lexists(folder):
         return "new"
+    if not _owned(folder, key):
+        return "foreign"
     if not (folder / RUN_JSON).is_file():
         return "incomplete"
     try:
         run = open_run(folder)
-        status, record = run.status, run.record
-    except (OSError, ValueError, KeyError, TypeError):
-        return "incomplete"
-    if status != "done":
-        return "incomplete"
-    return "done" if record.get(key, {}).get("spec") == spec else "changed"
+        if run.status != "done":
+            return "incomplete"
+        same = run.record[key]["spec"] == spec
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        return "incomplete"  # run.json unreadable, or no spec in it
+    return "done" if same else "changed"
 
 
 def _move_aside(folder: Path, kind: str) -> Path:

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..runs import ensure_folder, jsonable, new_run, open_run
 from ..runs.chain import absolute_paths, execute_chain, one_line
+from ..validate import short_repr
 from .index import _replace
 
 LOCK = ".sweep.lock"
@@ -68,19 +69,32 @@ class SweepResult:
         return 1 if self.failed else 0
 
 
+MAX_POINTS = 10_000  # a sweep's grid at most: a larger one is refused before it is built
+
+
 def grid(values: dict[str, list]) -> list[dict]:
     """The cartesian product of ``values`` (name -> its values), the last name varying
     fastest: ``{"a": [1, 2], "b": [3, 4]}`` -> ``[{a:1,b:3}, {a:1,b:4}, {a:2,b:3}, {a:2,b:4}]``.
 
     Raises:
-        ValueError: a name with no values, or with the same value twice.
+        ValueError: a name with no values, or with the same value twice, or a grid of more
+            than :data:`MAX_POINTS` points (refused before it is built).
     """
+    points = 1
     for name, options in values.items():
         if not isinstance(options, list) or not options:
-            raise ValueError(f"{name}: give a list of one or more values to sweep, not {options!r}")
+            raise ValueError(
+                f"{name}: give a list of one or more values to sweep, not {short_repr(options)}"
+            )
         texts = [json.dumps(jsonable(v), sort_keys=True) for v in options]
         if len(set(texts)) != len(texts):
-            raise ValueError(f"{name}: a value appears twice in {options!r}")
+            raise ValueError(f"{name}: a value appears twice in {short_repr(options)}")
+        points *= len(options)
+        if points > MAX_POINTS:
+            raise ValueError(
+                f"sweep: the grid has more than {MAX_POINTS:,} points (at {name}): sweep fewer "
+                "values, or split it into several sweeps"
+            )
     names = list(values)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
 
@@ -141,9 +155,11 @@ def _sweep(notebook, points, names, fixed, out, workers, ray, progress, kernel) 
         params = absolute_paths({**fixed, **point})
         spec = json.loads(json.dumps(jsonable({"notebook": notebook, "params": params})))
         jobs.append((f"p{i:0{width}d}", point, params, spec))
+    states = {name: _state(out / name, spec) for name, _point, _params, spec in jobs}
+    _refuse(out, [name for name, state in states.items() if state == "foreign"])
     rows = {}
-    for name, point, _params, spec in jobs:
-        if _state(out / name, spec) == "done":
+    for name, point, _params, _spec in jobs:
+        if states[name] == "done":
             rows[name] = _done_row(out / name, name, point, skipped=True)
         else:
             rows[name] = {**_row(name, point), "status": "pending"}
@@ -171,15 +187,19 @@ def run_point(notebook: str, name: str, point: dict, params: dict, spec: dict, o
               kernel: str = "python3") -> dict:  # fmt: skip
     """Run one point's notebook into ``out/name`` (where this process is: a thread here, a Ray
     worker there); its index row, failed with the one-line error rather than raised."""
-    from .runner import _move_aside, _since
+    from .runner import MARKER, MARKER_TEXT, _foreign, _move_aside, _since
 
     folder, start = Path(out) / name, time.perf_counter()
     state = _state(folder, spec)
     if state == "done":  # a retried task whose point had finished
         return _done_row(folder, name, point, skipped=False)
+    if state == "foreign":  # appeared since the sweep began: never moved, never written
+        row = {**_row(name, point), "status": "failed", "error": _foreign(Path(out), [name])}
+        return {**row, "seconds": _since(start)}
     if state != "new":
         _move_aside(folder, "previous" if state == "changed" else "incomplete")
     run = new_run(out, run_id=name)
+    (run.path / MARKER).write_text(f"{MARKER_TEXT}\n", encoding="utf-8")
     run.set("sweep", {"point": name, "values": jsonable(point), "spec": spec})
     try:
         execute_chain(
@@ -247,6 +267,12 @@ def _state(folder: Path, spec: dict) -> str:
     from .runner import _state as state
 
     return state(folder, spec, key="sweep")
+
+
+def _refuse(out: Path, names: list[str]) -> None:
+    from .runner import _refuse as refuse
+
+    refuse(out, names)
 
 
 def _row(name: str, point: dict) -> dict:

@@ -40,12 +40,14 @@ DEFAULT_GB = 5.0
 
 ENV_DIR = "SDSAM_RESULTS_CACHE"
 ENV_GB = "SDSAM_CACHE_GB"
+_MAX_GB = 1e9  # an exabyte: any larger cap is a typo (and 1e300 GB would overflow int)
 
 _MAGIC = b"SDSAMC1\n"
 _HEADER = len(_MAGIC) + 32  # magic + sha256 digest
 _KEY = re.compile(r"^[0-9a-f]{16,128}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _STALE_TMP_S = 3600  # a temporary file this old belongs to a writer that died
+_FIX = f"point ${ENV_DIR} at a folder you can write, or set ${ENV_GB}=0 to turn the caches off"
 
 _clock_lock = threading.Lock()
 _last_ns = 0
@@ -74,12 +76,14 @@ class DiskCache:
     """
 
     def __init__(self, root: str | os.PathLike, max_bytes: int):
-        if not isinstance(root, (str, os.PathLike)) or not str(root):
+        if not isinstance(root, (str, os.PathLike)) or not str(root) or "\0" in str(root):
             raise ValueError(f"root must be a folder path, not {root!r}")
         if not is_int(max_bytes) or max_bytes < 0:
             raise ValueError(f"max_bytes must be an integer >= 0, got {max_bytes!r}")
         self.root = Path(root).expanduser()
         self.max_bytes = int(max_bytes)
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"root {str(self.root)!r} is a file, not a folder: {_FIX}")
 
     def __repr__(self) -> str:
         return f"DiskCache({str(self.root)!r}, max_bytes={self.max_bytes})"
@@ -90,9 +94,9 @@ class DiskCache:
 
     def path(self, key: str, kind: str) -> Path:
         """Where the entry ``key`` of ``kind`` lives (whether or not it exists)."""
-        if not isinstance(key, str) or not _KEY.match(key):
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
             raise ValueError(f"key must be a lowercase hex digest, got {key!r}")
-        if not isinstance(kind, str) or not _KIND.match(kind):
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
             raise ValueError(f"kind must be a short lowercase word, got {kind!r}")
         return self.entries / f"{key}.{kind}"
 
@@ -106,8 +110,10 @@ class DiskCache:
         path = self.path(key, kind)
         try:
             data = path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            return None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None  # absent (or a folder in an entry's place, or root is not a folder)
+        except OSError as exc:
+            raise self._unusable(exc) from None
         payload = data[_HEADER:]
         if (
             data[: len(_MAGIC)] != _MAGIC
@@ -143,27 +149,41 @@ class DiskCache:
         if _HEADER + len(payload) > self.max_bytes:
             return False
         tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.entries.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}"
         try:
-            with open(tmp, "wb") as f:
-                f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-                f.flush()
-                os.fsync(f.fileno())
-            now = _now_ns()
-            os.utime(tmp, ns=(now, now))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            self.entries.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+                    f.flush()
+                    os.fsync(f.fileno())
+                now = _now_ns()
+                os.utime(tmp, ns=(now, now))
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._unusable(exc) from None
         self.evict()
         return True
+
+    def _unusable(self, exc: OSError) -> ValueError:
+        """The one-line error for a cache folder that cannot be read or written."""
+        reason = exc.strerror or type(exc).__name__
+        return ValueError(f"the cache folder {str(self.root)!r} cannot be used ({reason}): {_FIX}")
 
     def evict(self) -> list[str]:
         """Delete the least recently used entries until the total is at most the cap (and
         temporary files of writers that died). Returns the names deleted."""
         if not self.entries.is_dir():
             return []
+        try:
+            return self._evict()
+        except OSError as exc:
+            raise self._unusable(exc) from None
+
+    def _evict(self) -> list[str]:
         with FileLock(str(self.root / ".lock"), timeout=120):
             listed = []
             for entry in os.scandir(self.entries):
@@ -236,7 +256,7 @@ def cache_gb() -> float:
     """The cap in GB: ``$SDSAM_CACHE_GB`` if set, else :data:`DEFAULT_GB`.
 
     Raises:
-        ValueError: ``$SDSAM_CACHE_GB`` is not a number >= 0 (the message names it).
+        ValueError: ``$SDSAM_CACHE_GB`` is not a number from 0 to 1e9 (the message names it).
     """
     text = os.environ.get(ENV_GB, "").strip()
     if not text:
@@ -245,9 +265,10 @@ def cache_gb() -> float:
         value = float(text)
     except ValueError:
         value = None
-    if value is None or not is_finite(value) or value < 0:
+    if value is None or not is_finite(value) or not 0 <= value <= _MAX_GB:
         raise ValueError(
-            f"{ENV_GB}={text!r} must be a number of GB >= 0 (0 turns the disk caches off)"
+            f"{ENV_GB}={text!r} must be a number of GB from 0 to {_MAX_GB:g} (0 turns the disk "
+            "caches off)"
         )
     return value
 

@@ -23,7 +23,7 @@ from ruamel.yaml.error import YAMLError
 from ..background.reframe import POSITIONS
 from ..models import SCHEDULERS
 from ..segment.text import TEXT_METHODS
-from ..validate import is_finite, is_int, is_points
+from ..validate import is_finite, is_int, is_points, short_repr
 
 # What one YAML or JSON value may hold before the kit refuses it (a manifest, a -f file, a
 # parameter): nested deeper than MAX_DEPTH, or more than MAX_NODES values once aliases are
@@ -231,7 +231,7 @@ SPEC: dict[str, Param] = {
 def _unknown(name: str) -> ValueError:
     close = difflib.get_close_matches(name, SPEC, n=3)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    return ValueError(f"unknown parameter {name!r}{hint}")
+    return ValueError(f"unknown parameter {short_repr(name)}{hint}")
 
 
 def parse_text(name: str, value: Any) -> Any:
@@ -269,7 +269,7 @@ def check_params(**params) -> dict:
             if isinstance(value, str) and param.structured:
                 hint = f"; with papermill give it as YAML: -y '{name}: ...'"
             raise ValueError(
-                f"parameter {name} must be {param.what}, got {value!r} "
+                f"parameter {name} must be {param.what}, got {short_repr(value)} "
                 f"({type(value).__name__}){hint}"
             )
         out[name] = parsed
