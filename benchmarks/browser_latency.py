@@ -3,10 +3,10 @@
 What the user waits for after a click: the mouse-down in the page, the comm message to the
 kernel, SAM's prompt encoder and mask decoder, the widget's drawing commands back, and the
 browser decoding and composing them into the canvas. Measured with the real-browser test
-harness (``tests/browser_harness.py``): JupyterLab serves a notebook per configuration, Debian's
-Chromium runs it headless under playwright, and a probe in the page records the mouse-down
-event's own time stamp and every repaint of the visible canvas (a ``drawImage`` into it: the
-page's pixels change), plus the animation frame after the last one.
+harness (:mod:`benchmarks.browser_harness`): JupyterLab serves a notebook per configuration,
+Debian's Chromium runs it headless under playwright, and a probe in the page records the
+mouse-down event's own time stamp and every repaint of the visible canvas (a ``drawImage``
+into it: the page's pixels change), plus the animation frame after the last one.
 
 Per click the kernel reports SAM's share (``ClickSegmenter.last_latency_s``: the backend's
 ``predict``) and its own handling time; **the widget's share** is everything else, kernel and
@@ -33,7 +33,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import browser_harness as bh
 from .harness import REPO, Context, Section, median, p90
 
 NAME = "browser_latency"
@@ -295,17 +295,7 @@ def write_notebook(path: Path, out: Path, model: str, widget: str, device: str) 
 # --------------------------------------------------------------------------- measuring
 
 
-def _harness():
-    """``tests/browser_harness.py`` (the real-browser test harness) as a module."""
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    import browser_harness
-
-    return browser_harness
-
-
-def measure_config(bh, server, chromium, root: Path, model: str, widget: str, device: str):
+def measure_config(server, chromium, root: Path, model: str, widget: str, device: str):
     """Open the notebook of one configuration, click :data:`WARM_UP` + :data:`CLICKS` times
     and return the per-click timings (ms) and the embedding time."""
     stem = f"{model}-{widget}"
@@ -402,7 +392,6 @@ def run(ctx: Context) -> Section:
     sec = Section(NAME, TITLE)
     if ctx.quick:
         return _quick(ctx, sec)
-    bh = _harness()
     chromium_path = bh.find_chromium()
     try:
         import playwright  # noqa: F401
@@ -436,7 +425,7 @@ def run(ctx: Context) -> Section:
                 key = f"{model}/{widget}"
                 ctx.log(f"{NAME}: {key}: {CLICKS} clicks in Chromium")
                 start = time.perf_counter()
-                results[key] = measure_config(bh, server, chromium, root, model, widget, device)
+                results[key] = measure_config(server, chromium, root, model, widget, device)
                 ctx.log(f"{NAME}: {key} done in {time.perf_counter() - start:.0f} s")
         finally:
             if chromium is not None:

@@ -161,7 +161,7 @@ def _transformers(family: str, source: str, make_model: Callable[[], Any]):
     def build(device: torch.device):
         import transformers
 
-        from sdsam_nb.segment.hf import TransformersSam
+        from sdsam_nb.models.hf_sam import TransformersSam
 
         model = _seeded(make_model).to(device).eval()
         if family == "sam2":

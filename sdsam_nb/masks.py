@@ -81,21 +81,6 @@ def remove_small(mask, min_area: int) -> np.ndarray:
     return keep[labels]
 
 
-def keep_largest(mask) -> np.ndarray:
-    """Only the largest 8-connected island of ``mask`` (the first one in raster order on a tie).
-
-    Returns:
-        ``HxW bool``; all False for an empty mask.
-    """
-    m = to_mask(mask)
-    labels, count = ndimage.label(m, structure=_EIGHT)
-    if count <= 1:
-        return m
-    areas = np.bincount(labels.ravel())
-    areas[0] = 0
-    return labels == int(np.argmax(areas))
-
-
 def grow(mask, px: float) -> np.ndarray:
     """Dilate ``mask`` by ``px`` pixels (a negative ``px`` shrinks, see :func:`shrink`).
 
@@ -175,11 +160,6 @@ def feather(mask, radius: float) -> np.ndarray:
     # For a huge radius float32 could round a ramp value up to 1.0: keep it strictly below.
     ramp = np.minimum(ramp, np.nextafter(np.float32(1), np.float32(0)))
     return np.where(inner, np.float32(1), np.where(m, ramp, np.float32(0))).astype(np.float32)
-
-
-def invert(mask) -> np.ndarray:
-    """``True`` where ``mask`` is False: the background. Returns ``HxW bool``."""
-    return ~to_mask(mask)
 
 
 def bbox(mask) -> tuple[int, int, int, int] | None:

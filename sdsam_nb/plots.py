@@ -43,3 +43,16 @@ def show_images(
     fig.tight_layout()
     plt.show()
     return fig
+
+
+def table(rows, *, digits: int = 4):
+    """``rows`` (a list of dicts, e.g. :func:`~sdsam_nb.score_results`' scores, or a dict of
+    dicts such as :func:`~sdsam_nb.expansion_by_method`'s) as a ``pandas.DataFrame``, which a
+    notebook shows as a table; floats rounded to ``digits``."""
+    import pandas as pd
+
+    if isinstance(rows, dict):
+        frame = pd.DataFrame.from_dict(rows, orient="index")
+    else:
+        frame = pd.DataFrame(list(rows))
+    return frame.round(digits)

@@ -512,3 +512,13 @@ def test_non_rgb_inputs_are_converted(tiny_sd, subject_image, subject_mask):
     assert out[0].mode == "RGB" and out[0].size == (300, 200)
     result = composite(grey, Image.fromarray(subject_mask), rgba)
     assert result.mode == "RGB" and result.size == (300, 200)
+
+
+def test_pick_names_the_variations_there_are():
+    from sdsam_nb import Variations
+
+    made = Variations([Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8), "red")])
+    assert made.pick(1) is made[1]
+    for bad in (2, -1, True, "0"):
+        with pytest.raises(ValueError, match="^pick must be one of the 2 variations, 0 to 1"):
+            made.pick(bad)

@@ -7,20 +7,12 @@ are run by ``python -m benchmarks`` (see benchmarks/README.md).
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-# benchmarks/ is a top-level package of the checkout, not installed: make it importable under a
-# bare `pytest` too (`python -m pytest` from the root already has it on sys.path).
-ROOT = str(Path(__file__).resolve().parents[1])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks import BENCHMARKS, Section  # noqa: E402
-from benchmarks.__main__ import main  # noqa: E402
-from benchmarks.harness import update_results_md  # noqa: E402
+from benchmarks import BENCHMARKS, Section  # benchmarks/ on sys.path: see conftest.py
+from benchmarks.__main__ import main
+from benchmarks.harness import update_results_md
 
 ROW_KEYS = {"metric", "value", "unit", "target", "met", "note"}
 

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser_harness import (
+from conftest import load_or_skip
+
+from benchmarks.browser_harness import (
     Chromium,
     LabServer,
     canvas_pixels,
@@ -31,8 +33,7 @@ from browser_harness import (
     open_notebook,
     run_all_confirmed,
 )
-from browser_harness import wait_for as _wait_for
-from conftest import load_or_skip
+from benchmarks.browser_harness import wait_for as _wait_for
 
 pytestmark = pytest.mark.browser
 

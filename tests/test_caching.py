@@ -462,15 +462,15 @@ def test_the_steps_record_what_came_from_the_cache(tmp_path, tiny_sam, subject_i
 
 @pytest.mark.slow
 def test_a_rerun_of_the_notebook_takes_its_pictures_from_the_cache(tmp_path):
-    from test_notebooks import FAST
+    from test_notebooks import FAST, _call
 
     from sdsam_nb.runs.chain import execute_chain
 
     name = "01_generate_subject"
     first = execute_chain([name], FAST, output_root=tmp_path / "a", progress=False)
     second = execute_chain([name], FAST, output_root=tmp_path / "b", progress=False)
-    made = first.record["executions"][0]["steps"]["generate_subject"]["cache"]
-    taken = second.record["executions"][0]["steps"]["generate_subject"]["cache"]
+    made = _call(first.record, name, "generate")["cache"]  # the call's own record
+    taken = _call(second.record, name, "generate")["cache"]
     n = FAST["n_variations"]
     assert (made["hits"], made["misses"], made["off"]) == (0, n, 0)
     assert (taken["hits"], taken["misses"], taken["off"]) == (n, 0, 0)

@@ -284,7 +284,7 @@ def test_a_kernel_killed_mid_run_leaves_a_failed_record(tmp_path, monkeypatch, c
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "P"}
     params = nbformat.v4.new_code_cell('run_dir = ""\nprogress = True')
     params.metadata["tags"] = ["parameters"]
-    setup = 'import sdsam_nb\nrun, params = sdsam_nb.start("02_click_to_mask", globals())'
+    setup = 'import sdsam_nb\nrun = sdsam_nb.start("02_click_to_mask", globals())'
     work = f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(120)"
     nb.cells = [params, nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell(work)]
     nbformat.write(nb, folder / "02_click_to_mask.ipynb")

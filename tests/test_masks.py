@@ -54,15 +54,6 @@ def test_remove_small_counts_diagonal_neighbours_as_one_island():
     assert masks.remove_small(m, 3).sum() == 3
 
 
-def test_keep_largest():
-    m = np.zeros((40, 40), bool)
-    m[0:3, 0:3] = True  # 9 px
-    m[10:20, 10:20] = True  # 100 px
-    m[30:35, 30:35] = True  # 25 px
-    assert np.array_equal(masks.keep_largest(m), square(40, 40, 10, 10, 10))
-    assert masks.keep_largest(np.zeros((5, 5), bool)).sum() == 0
-
-
 # ------------------------------------------------------------------ grow / shrink
 
 
@@ -136,7 +127,7 @@ def test_feather_radius_zero_and_edge_cases():
     assert masks.feather(np.zeros((8, 8), bool), 3).max() == 0.0
 
 
-# ------------------------------------------------------------------ bbox / invert / input
+# ------------------------------------------------------------------ bbox / input
 
 
 def test_bbox_is_inclusive_exclusive_like_slices():
@@ -152,9 +143,8 @@ def test_bbox_is_inclusive_exclusive_like_slices():
     assert masks.bbox(np.zeros((5, 5), bool)) is None
 
 
-def test_invert_and_mask_forms_accepted():
+def test_mask_forms_accepted():
     m = square()
-    assert np.array_equal(masks.invert(m), ~m)
     as_255 = m.astype(np.uint8) * 255
     assert np.array_equal(masks.grow(as_255, 1), masks.grow(m, 1))
     as_image = Image.fromarray(as_255)

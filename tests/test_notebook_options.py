@@ -9,7 +9,7 @@ import numpy as np
 import papermill as pm
 import pytest
 from PIL import Image
-from test_notebooks import FAST, _png
+from test_notebooks import FAST, _call, _png
 
 from sdsam_nb import runs
 from sdsam_nb.background.edge import DEFAULT_BAND
@@ -29,7 +29,8 @@ def test_walkthrough_with_your_own_photo(tmp_path):
     assert np.array_equal(_png(run.file("subject")), sample)
     for key in ("inpaint-0", "composite-0", "background-0"):
         assert Image.open(run.file(key)).size == (512, 384), key
-    assert "00_walkthrough/generate_subject" not in run.record["steps"]
+    calls = [c["call"] for c in run.record["executions"][-1]["calls"]]
+    assert "generate" not in calls and "generate_background" in calls
 
 
 @pytest.mark.slow
@@ -121,10 +122,11 @@ def test_inpaint_notebook_with_the_dedicated_checkpoint_and_reframing(tmp_path):
         "reframe_position": "bottom",
     }
     run = execute_chain(["03_inpaint_background"], params, output_root=tmp_path, progress=False)
-    assert run.record["inpaint_method"] == "tiny-inpainting"
+    inpainted = _call(run.record, "03_inpaint_background", "inpaint_background")
+    assert inpainted["returned"][0]["info"]["method"] == "tiny-inpainting"
     assert [s["method"] for s in run.record["inpaint_scores"]] == ["tiny-inpainting"] * 2
     assert Image.open(run.file("inpaint-0")).size == (512, 384)
-    frame = run.record["reframe"]
+    frame = _call(run.record, "03_inpaint_background", "reframe")["returned"][0]["info"]["reframe"]
     assert Image.open(run.file("reframe-1")).size == tuple(frame["canvas"]) == (683, 384)
     assert frame["box"][3] == 384 and frame["scale"] == 0.6
 
@@ -134,8 +136,10 @@ def test_inpaint_notebook_with_the_salient_controlnet(tmp_path):
     """03 with inpaint_model="salient" (the tiny replica beside the tiny SD), reframed too."""
     params = {**FAST, "inpaint_model": "salient", "reframe_size": [640, 320]}
     run = execute_chain(["03_inpaint_background"], params, output_root=tmp_path, progress=False)
-    assert run.record["inpaint_method"] == "salient"
+    inpainted = _call(run.record, "03_inpaint_background", "inpaint_background")
+    assert inpainted["returned"][0]["info"]["method"] == "salient"
     assert [s["method"] for s in run.record["inpaint_scores"]] == ["salient"] * 2
     assert Image.open(run.file("inpaint-0")).size == (512, 384)
     assert Image.open(run.file("reframe-0")).size == (640, 320)
-    assert run.record["reframe"]["method"] == "salient"
+    reframed = _call(run.record, "03_inpaint_background", "reframe")["returned"][0]
+    assert reframed["info"]["reframe"]["method"] == "salient"

@@ -68,12 +68,81 @@ def test_papermill_reads_every_parameter(path):
         if "=" in line and not line.startswith(("#", " "))
     }
     assert set(pm.inspect_notebook(str(path))) == assigned
-    assert {"run_dir", "output_root", "use_drive", "progress"} <= assigned
+    assert {"run_dir", "output_root", "use_drive"} <= assigned
+    assert ("progress" in assigned) == ("sd_model" in assigned)  # diffusers' progress bars
+
+
+# the call that does each step's work, as a reader sees it in the notebook: the kit's public
+# function (or the run's own saving), with the arguments that matter written out
+CALLS = {
+    "01_generate_subject": ["sdsam_nb.load_sd(sd_model", "sdsam_nb.generate(", "seed=seed"],
+    "02_click_to_mask": [
+        "sdsam_nb.load_sam(sam_model)",
+        "ClickSegmenter.from_prompts(",
+        "ClickSegmenter.from_dict(",
+        "sdsam_nb.MaskPicker(segmenter)",
+        "sdsam_nb.masks.fill_holes(mask)",
+        "runs.keep_mask(run, mask, segmenter, overlay)",
+    ],
+    "03_inpaint_background": [
+        "sdsam_nb.inpaint_background(",
+        "model=inpaint_model",
+        "sdsam_nb.score_results(",
+        "sdsam_nb.reframe(",
+        "table(scores)",
+    ],
+    "04_composite_background": [
+        "sdsam_nb.generate_background(",
+        "sdsam_nb.composite(",
+        "edge=edge",
+        "shadow=shadow",
+    ],
+}
+CALLS["00_walkthrough"] = [
+    *CALLS["01_generate_subject"],
+    *CALLS["02_click_to_mask"][:-1],
+    "sdsam_nb.inpaint_background(",
+    "sdsam_nb.score_results(",
+    *CALLS["04_composite_background"],
+]
+# read by start() from the notebook's globals, not by a step
+SETUP_ONLY = {"run_dir", "output_root", "use_drive"}
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_each_step_shows_its_call_and_uses_every_parameter(path):
+    """No hidden parameter dict: the steps call the kit's public functions with the notebook's
+    variables, so a value changed and its cell rerun is the value used."""
+    import ast
+
+    nb = nbformat.read(path, as_version=4)
+    code = [c.source for c in nb.cells[3:] if c.cell_type == "code"]
+    text = "\n".join(code)
+    for call in CALLS[path.stem]:
+        assert call in text, (path.stem, call)
+    assert "sdsam_nb.steps" not in text and "params" not in text
+    assert code[0].splitlines()[-1] == f'run = sdsam_nb.start("{path.stem}", globals())'
+    read = {
+        node.id
+        for source in code
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
+    unused = set(pm.inspect_notebook(str(path))) - read - SETUP_ONLY
+    assert not unused, f"{path.stem}: parameters no step reads: {sorted(unused)}"
 
 
 def _png(path: Path) -> np.ndarray:
     with Image.open(path) as img:
         return np.asarray(img)
+
+
+def _call(record: dict, notebook: str, name: str) -> dict:
+    """The first call ``name`` that the newest execution of ``notebook`` recorded."""
+    execution = record["executions"][record["notebooks"][notebook]["execution"]]
+    calls = [c for c in execution.get("calls", []) if c["call"] == name]
+    assert calls, f"{notebook} recorded no {name}: {[c['call'] for c in execution['calls']]}"
+    return calls[0]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +174,8 @@ def test_chain_makes_a_complete_run_folder(chain_run):
             o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
         ]
         assert len(widgets) == (name == "02_click_to_mask"), name
+        tables = [o for o in outputs if "<table" in o.get("data", {}).get("text/html", "")]
+        assert bool(tables) == (name in ("02_click_to_mask", "03_inpaint_background")), name
         assert "Loading pipeline components" not in json.dumps(outputs), name
     assert [e["status"] for e in run.record["executions"]] == ["done"] * len(CHAIN)
     # the subject is the size asked for; everything after it keeps that size
@@ -137,17 +208,25 @@ def test_chain_makes_a_complete_run_folder(chain_run):
     )
     assert record["models"]["sam"]["model_type"] == "tiny"
     assert record["models"]["sd"]["scheduler"] == "dpm++"  # load_sd's default sampler
-    assert record["inpaint_method"] == "own"  # "auto" on the CPU: the model's own weights
+    inpainted = _call(record, "03_inpaint_background", "inpaint_background")
+    assert inpainted["args"]["model"] == "auto" and inpainted["args"]["seed"] == 0
+    methods = {picture["info"]["method"] for picture in inpainted["returned"]}
+    assert methods == {"own"}  # "auto" on the CPU: the model's own weights
     assert record["packages"]["torch"] and record["packages"]["diffusers"]
     assert record["notebooks"]["01_generate_subject"]["device"]["device"] == "cpu"
     assert set(record["notebooks"]) == set(CHAIN)
-    for step in (
-        "01_generate_subject/generate_subject",
-        "02_click_to_mask/load_sam",
-        "03_inpaint_background/inpaint",
-        "04_composite_background/composite",
+    # each notebook's calls, recorded by the active run with the values they ran with
+    for notebook, call in (
+        ("01_generate_subject", "generate"),
+        ("02_click_to_mask", "load_sam"),
+        ("02_click_to_mask", "ClickSegmenter.from_prompts"),
+        ("03_inpaint_background", "score_results"),
+        ("04_composite_background", "composite"),
     ):
-        assert record["steps"][step]["seconds"] >= 0, step
+        assert _call(record, notebook, call)["seconds"] >= 0, (notebook, call)
+    generated = _call(record, "01_generate_subject", "generate")
+    assert generated["args"]["n"] == FAST["n_variations"] and generated["args"]["steps"] == 2
+    assert [p["info"]["seed"] for p in generated["returned"]] == [0, 1]
     # keep_subject: the subject's pixels survive inpainting exactly inside the shrunk mask
     assert all(s["max_abs"] == 0 for s in record["inpaint_scores"])
     assert all("object_expansion" in s for s in record["inpaint_scores"])
@@ -168,8 +247,14 @@ def test_replay_is_bit_identical(chain_run):
     # computed from scratch: the replay never took a picture or an embedding from the caches
     for name, entry in new.record["notebooks"].items():
         assert entry["params"].get("cache", False) is False, name
-    lookups = [s["cache"] for s in new.record.get("steps", {}).values() if "cache" in s]
+    lookups = [
+        call["cache"]
+        for execution in new.record["executions"]
+        for call in execution.get("calls", [])
+        if "cache" in call
+    ]
     assert lookups and not any(c.get("hits") for c in lookups)
+    assert comparison.calls_compared >= 10 and not comparison.calls
 
 
 @pytest.mark.slow

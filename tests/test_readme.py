@@ -30,7 +30,22 @@ QUICK = [
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    """The README's Python examples, less the notebook cells it quotes (``# notebook ...``:
+    they run in the notebooks, which tests/test_notebooks.py executes and checks for them)."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    return [b for b in blocks if not b.startswith("# notebook ")]
+
+
+def test_the_notebook_cells_the_readme_quotes_are_the_notebooks_own():
+    import nbformat
+
+    blocks = re.findall(r"```python\n(# notebook (\d\d).*?\n)(.*?)```", README.read_text(), re.S)
+    assert blocks
+    for _, number, cell in blocks:
+        (path,) = (README.parent / "notebooks").glob(f"{number}_*.ipynb")
+        sources = [c.source for c in nbformat.read(path, as_version=4).cells]
+        quoted = any(cell.strip() in source for source in sources)
+        assert quoted, f"README quotes a cell that {path.name} does not have"
 
 
 def quick(code: str) -> str:

@@ -241,14 +241,14 @@ def test_start_checks_parses_and_opens_the_run(tmp_path, capsys):
         "use_drive": False,
         "unrelated": object(),  # not a parameter: left alone
     }
-    run, params = runs.start("02_click_to_mask", namespace)
-    assert namespace["points"] == [[10, 20, 1]] == params["points"]
-    assert "unrelated" not in params
+    run = runs.start("02_click_to_mask", namespace)
+    assert namespace["points"] == [[10, 20, 1]]
+    assert "unrelated" not in run.record["notebooks"]["02_click_to_mask"]["params"]
     assert run.path.parent == tmp_path
     assert run.record["notebooks"]["02_click_to_mask"]["params"]["points"] == [[10, 20, 1]]
     assert "run folder:" in capsys.readouterr().out
     # a second notebook continues the same run
-    run2, _ = runs.start("03_inpaint_background", {"run_dir": str(run.path)}, echo=False)
+    run2 = runs.start("03_inpaint_background", {"run_dir": str(run.path)}, echo=False)
     assert run2.path == run.path and len(run.record["executions"]) == 2
 
 

@@ -15,9 +15,9 @@ from conftest import load_or_skip
 
 import sdsam_nb
 from sdsam_nb import ClickSegmenter, ModelUnavailableError
+from sdsam_nb.models.hf_sam import TransformersSam
 from sdsam_nb.runs import model_info
 from sdsam_nb.segment import PromptSegmenter, as_segmenter
-from sdsam_nb.segment.hf import TransformersSam
 
 FAMILY = {"tiny-sam": "sam", "tiny-slimsam": "sam", "tiny-sam-hq": "sam_hq", "tiny-sam2": "sam2"}
 

@@ -34,6 +34,7 @@ from .common import (
     processing_size,
 )
 from .composite import composite
+from .edge import edge_closeups, kept_width
 from .generate import generate, generate_background
 from .inpaint import inpaint_background
 from .methods import METHODS, BackgroundMethod, method_for
@@ -49,6 +50,8 @@ __all__ = [
     "SafetyCheckerWarning",
     "Variations",
     "composite",
+    "edge_closeups",
+    "kept_width",
     "generate",
     "generate_background",
     "inpainting",

@@ -57,6 +57,19 @@ class Variations(list):
         """Whether the safety checker blacked out each variation."""
         return [bool(image.info.get("nsfw", False)) for image in self]
 
+    def pick(self, index: int) -> Image.Image:
+        """Variation ``index`` (0 is the first, made with ``seed``).
+
+        Raises:
+            ValueError: ``index`` is not one of the variations (the message names ``pick``).
+        """
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self):
+            raise ValueError(
+                f"pick must be one of the {len(self)} variations, 0 to {len(self) - 1}, got "
+                f"{index!r}: make more variations (n) or pick another"
+            )
+        return self[index]
+
 
 # --------------------------------------------------------------------------- schedulers
 # SCHEDULERS and make_scheduler live in models.schedulers (load_sd sets the default sampler) and are
@@ -64,7 +77,7 @@ class Variations(list):
 
 
 @contextmanager
-def _scheduler_swapped(pipe, scheduler) -> Iterator[None]:
+def scheduler_swapped(pipe, scheduler) -> Iterator[None]:
     """Run ``pipe`` with ``scheduler`` for the duration of the block, then put its own back.
 
     Why a swap and not a copy of the pipeline: in diffusers 0.42 ``from_pipe`` casts every
@@ -91,7 +104,7 @@ def _scheduler_swapped(pipe, scheduler) -> Iterator[None]:
 # (the general checks are in sdsam_nb.validate)
 
 
-def _check_sampling(prompt, negative_prompt, seed, n, steps, guidance) -> None:
+def check_sampling(prompt, negative_prompt, seed, n, steps, guidance) -> None:
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
     if negative_prompt is not None and not isinstance(negative_prompt, str):
@@ -104,7 +117,7 @@ def _check_sampling(prompt, negative_prompt, seed, n, steps, guidance) -> None:
     check_number(guidance, "guidance", low=0.0)
 
 
-def _check_pixels(value, name: str) -> float:
+def check_nonnegative(value, name: str) -> float:
     return check_number(value, name, low=0.0)
 
 
@@ -142,7 +155,7 @@ def _generator_device(pipe) -> torch.device:
     return torch.device(device) if device is not None else torch.device(pipe.device)
 
 
-def _sample(pipe, *, seed: int, n: int, cache: bool | None = None, **call) -> Variations:
+def sample(pipe, *, seed: int, n: int, cache: bool | None = None, **call) -> Variations:
     """``n`` pipeline calls of batch 1, generator ``seed + i`` each; flags what was blacked out.
 
     ``cache``: ``None`` always calls the pipeline (the call's arguments are not all plain
@@ -184,7 +197,9 @@ def _warn_nsfw(images: Variations) -> None:
         )
 
 
-def _subject(image: ImageLike, subject_mask, name: str = "image") -> tuple[Image.Image, np.ndarray]:
+def checked_subject(
+    image: ImageLike, subject_mask, name: str = "image"
+) -> tuple[Image.Image, np.ndarray]:
     """The checked picture and its checked subject mask."""
     picture = to_rgb(image, name=name)
     check_min_size(picture, name=name)
@@ -193,7 +208,7 @@ def _subject(image: ImageLike, subject_mask, name: str = "image") -> tuple[Image
     return picture, mask
 
 
-def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``mask`` at ``size`` (w, h): area average (PIL ``BOX``), True where half or more."""
     if (mask.shape[1], mask.shape[0]) == tuple(size):
         return mask
@@ -201,7 +216,7 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(scaled) >= 128
 
 
-def _paste(base: np.ndarray, top: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def paste(base: np.ndarray, top: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``alpha * top + (1 - alpha) * base`` rounded to uint8; exactly ``top`` where alpha is 1."""
     a = alpha[..., None]
     blended = np.rint(a * top.astype(np.float32) + (1.0 - a) * base.astype(np.float32))

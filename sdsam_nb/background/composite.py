@@ -11,14 +11,15 @@ from PIL import Image
 from .. import masks
 from ..edges import contact_shadow
 from ..images import ImageLike, check_min_size, check_pixel_limit, to_rgb
+from ..recording import recorded
 from ..validate import check_number
 from .common import (
     DEFAULT_FEATHER,
     HARMONIZE_STRENGTH,
-    _check_pixels,
-    _paste,
-    _resize_mask,
-    _subject,
+    check_nonnegative,
+    checked_subject,
+    paste,
+    resize_mask,
 )
 from .edge import check_feather, subject_alpha
 
@@ -70,6 +71,7 @@ def _shadow_options(shadow) -> dict:
     raise ValueError(f"shadow must be True, False or a dict of options, not {shadow!r}")
 
 
+@recorded("composite")
 def composite(
     image: ImageLike,
     subject_mask,
@@ -129,11 +131,11 @@ def composite(
             ``feather`` wider than the subject, or a subject placed entirely outside the
             background.
     """
-    picture, mask = _subject(image, subject_mask)
+    picture, mask = checked_subject(image, subject_mask)
     back = to_rgb(background, name="background")
     check_min_size(back, name="background")
     scale = check_number(scale, "scale", low=0.0, open_low=True)
-    feather = _check_pixels(feather, "feather")
+    feather = check_nonnegative(feather, "feather")
     if harmonize is True:
         strength = HARMONIZE_STRENGTH
     elif harmonize is False:
@@ -163,7 +165,7 @@ def composite(
         soft = full_alpha[y0:y1, x0:x1]
     if scale != 1.0:
         new = (round((x1 - x0) * scale), round((y1 - y0) * scale))
-        cut_mask = _resize_mask(cut_mask, new) if min(new) >= 1 else cut_mask[:0, :0]
+        cut_mask = resize_mask(cut_mask, new) if min(new) >= 1 else cut_mask[:0, :0]
         if not cut_mask.any():
             raise ValueError(
                 f"scale={scale:g} shrinks the {x1 - x0}x{y1 - y0} px subject to nothing"
@@ -209,7 +211,7 @@ def composite(
         placed_alpha[region] = alpha[inside]
         dark = contact_shadow(placed_alpha, **shadow_options)
         out = np.clip(np.rint(out * (1.0 - dark[..., None])), 0, 255).astype(np.uint8)
-    out[region] = _paste(out[region], pixels[inside], alpha[inside])
+    out[region] = paste(out[region], pixels[inside], alpha[inside])
     result = Image.fromarray(out, mode="RGB")
     if not return_mask:
         return result

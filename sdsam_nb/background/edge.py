@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .. import edges, masks
+from ..recording import recorded
 
 EDGES = ("feather", "matte")
 DEFAULT_BAND = 8  # px either side of the mask's edge that matting estimates
@@ -24,6 +25,15 @@ def fit_band(mask: np.ndarray, band: float) -> float | None:
     if half < 2:
         return None
     return min(float(band), half - 1)
+
+
+def kept_width(mask: np.ndarray, edge, feather: float) -> float:
+    """How far inside ``mask`` (pixels) the subject's own pixels are kept exactly when it is
+    pasted with ``edge``: ``feather`` for a feathered edge; for ``"matte"`` the band of
+    :func:`fit_band` (where the matte's alpha is exactly 1), or ``feather`` for a subject
+    too thin for a band. :func:`~sdsam_nb.background.score_results`' ``shrink``."""
+    fitted = fit_band(mask, DEFAULT_BAND) if isinstance(edge, str) and edge == "matte" else None
+    return feather if fitted is None else fitted
 
 
 def check_feather(mask: np.ndarray, feather: float, *, subject: str = "the subject") -> None:
@@ -86,6 +96,7 @@ def subject_alpha(
     )
 
 
+@recorded("edge_closeups")
 def edge_closeups(
     picture: Image.Image,
     mask: np.ndarray,

@@ -6,16 +6,18 @@ from PIL import Image
 
 from ..images import MIN_SIDE, ImageLike, check_min_size, check_pixel_limit, to_rgb
 from ..models import make_scheduler
+from ..recording import recorded
 from ..validate import check_flag, check_int
 from .common import (
     Variations,
-    _check_sampling,
-    _sample,
-    _scheduler_swapped,
+    check_sampling,
     processing_size,
+    sample,
+    scheduler_swapped,
 )
 
 
+@recorded("generate")
 def generate(
     pipe,
     prompt: str,
@@ -45,7 +47,7 @@ def generate(
         scheduler: ``None`` keeps the pipeline's; a name from :data:`SCHEDULERS` (``"dpm++"``,
             ``"euler_a"``, ``"ddim"``, ``"pndm"``, ...) is built from the pipeline's scheduler
             config; a scheduler instance is used as is. ``pipe`` itself is left unchanged: the
-            scheduler is swapped in for this call only (see :func:`_scheduler_swapped`).
+            scheduler is swapped in for this call only (see :func:`scheduler_swapped`).
         cache: take each variation from the disk cache of generated pictures when it holds
             it (keyed by the model's checksum or commit, the sampler and its config, the
             arguments, the seed, dtype, device type and library versions; see
@@ -60,14 +62,14 @@ def generate(
     Raises:
         ValueError: a bad argument (the message names it).
     """
-    _check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
+    check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
     check_flag(cache, "cache")
     width = check_int(width, "width", low=MIN_SIDE, multiple=8)
     height = check_int(height, "height", low=MIN_SIDE, multiple=8)
     check_pixel_limit(width, height, f"width={width}, height={height}", fix="lower them")
     own = None if scheduler is None else make_scheduler(scheduler, pipe)
-    with _scheduler_swapped(pipe, own):
-        return _sample(
+    with scheduler_swapped(pipe, own):
+        return sample(
             pipe,
             seed=seed,
             n=n,
@@ -81,6 +83,7 @@ def generate(
         )
 
 
+@recorded("generate_background")
 def generate_background(
     pipe,
     prompt: str,

@@ -10,24 +10,26 @@ from PIL import Image
 from .. import masks
 from ..images import ImageLike
 from ..models import make_scheduler
+from ..recording import recorded
 from ..validate import check_number
 from .common import (
     DEFAULT_FEATHER,
     Variations,
-    _check_pixels,
-    _check_sampling,
-    _paste,
-    _resize_mask,
-    _sample,
-    _scheduler_swapped,
-    _subject,
+    check_nonnegative,
+    check_sampling,
+    checked_subject,
+    paste,
     processing_size,
+    resize_mask,
+    sample,
+    scheduler_swapped,
 )
 from .edge import subject_alpha
 from .methods import BackgroundMethod, method_for
 from .methods.auto import AUTO, auto_model
 
 
+@recorded("inpaint_background")
 def inpaint_background(
     pipe,
     image: ImageLike,
@@ -103,18 +105,18 @@ def inpaint_background(
         ValueError: a bad argument (named in the message), a mask of another size than the
             image, an empty or full mask, a picture under 64 px.
     """
-    _check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
+    check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
     strength = check_number(strength, "strength", low=0.0, high=1.0, open_low=True)
     if int(steps * strength) < 1:
         raise ValueError(
             f"strength={strength:g} with steps={steps} leaves no denoising step: "
             "raise steps or strength so that steps * strength >= 1"
         )
-    grow = _check_pixels(grow, "grow")
-    feather = _check_pixels(feather, "feather")
+    grow = check_nonnegative(grow, "grow")
+    feather = check_nonnegative(feather, "feather")
     if not isinstance(keep_subject, bool):
         raise ValueError(f"keep_subject must be True or False, not {keep_subject!r}")
-    picture, mask = _subject(image, subject_mask)
+    picture, mask = checked_subject(image, subject_mask)
     # the paste-back's alpha first: a bad edge fails before any sampling
     alpha, original = (
         subject_alpha(picture, mask, edge, feather=feather) if keep_subject else (None, None)
@@ -122,7 +124,7 @@ def inpaint_background(
     work = processing_size(*picture.size, size)
 
     protected = masks.grow(mask, grow) if grow else mask
-    repaint = ~_resize_mask(protected, work)
+    repaint = ~resize_mask(protected, work)
     if not repaint.any():
         raise ValueError(f"grow={grow:g} covers the whole picture: nothing is left to repaint")
     mask_image = Image.fromarray(repaint.astype(np.uint8) * 255, mode="L")  # white = repaint
@@ -131,8 +133,8 @@ def inpaint_background(
     method = method_for(auto_model(pipe) if model == AUTO else model)
     painter = method.pipeline(pipe)
     own = None if scheduler is None else make_scheduler(scheduler, painter)
-    with _scheduler_swapped(painter, own):
-        results = _sample(
+    with scheduler_swapped(painter, own):
+        results = sample(
             painter,
             seed=seed,
             n=n,
@@ -156,7 +158,7 @@ def inpaint_background(
             result = result.resize(picture.size, Image.LANCZOS)
         if alpha is not None:
             out.painted.append(result)
-            result = Image.fromarray(_paste(np.asarray(result), original, alpha), mode="RGB")
+            result = Image.fromarray(paste(np.asarray(result), original, alpha), mode="RGB")
         result.info.update(info, method=method.name)
         out.append(result)
     return out

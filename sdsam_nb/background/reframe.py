@@ -20,8 +20,9 @@ from PIL import Image
 
 from .. import masks
 from ..images import MIN_SIDE, ImageLike, check_pixel_limit
+from ..recording import recorded
 from ..validate import check_int, check_number, is_number
-from .common import DEFAULT_FEATHER, Variations, _resize_mask, _subject
+from .common import DEFAULT_FEATHER, Variations, checked_subject, resize_mask
 from .edge import subject_alpha
 from .inpaint import inpaint_background
 
@@ -130,7 +131,7 @@ def place_subject(
         ValueError: a bad ``scale`` or ``position``, a picture over the pixel limit at
             ``scale`` (:func:`~sdsam_nb.images.max_pixels`), or a subject that does not fit.
     """
-    picture, mask = _subject(image, subject_mask)
+    picture, mask = checked_subject(image, subject_mask)
     scale = check_number(scale, "scale", low=0.0, open_low=True)
     fx, fy = _position(position)
     if colours is not None:
@@ -139,7 +140,7 @@ def place_subject(
         what = f"at scale={scale:g} the {picture.size[0]}x{picture.size[1]} picture"
         check_pixel_limit(picture.size[0] * scale, picture.size[1] * scale, what, fix="lower scale")
         w, h = (max(1, round(v * scale)) for v in picture.size)
-        picture, mask = picture.resize((w, h), Image.LANCZOS), _resize_mask(mask, (w, h))
+        picture, mask = picture.resize((w, h), Image.LANCZOS), resize_mask(mask, (w, h))
         if not mask.any():
             raise ValueError(f"scale={scale:g} shrinks the subject to nothing: raise scale")
         if alpha is not None:
@@ -173,6 +174,7 @@ def place_subject(
     return (*placed, new_alpha)
 
 
+@recorded("reframe")
 def reframe(
     pipe,
     image: ImageLike,
@@ -225,7 +227,7 @@ def reframe(
             at that scale, a ``feather`` wider than the placed subject, or a bad inpainting
             argument.
     """
-    picture, mask = _subject(image, subject_mask)
+    picture, mask = checked_subject(image, subject_mask)
     canvas = canvas_size(*picture.size, size=size, aspect=aspect)
     if isinstance(edge, str) and edge == "matte":
         alpha, colours = subject_alpha(picture, mask, edge, feather=feather)

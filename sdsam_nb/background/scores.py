@@ -10,12 +10,13 @@ from PIL import Image
 
 from .. import masks
 from ..images import ImageLike, to_mask, to_rgb
+from ..recording import recorded
 from ..segment.clicks import ClickSegmenter
 from ..validate import check_flag
 from .common import (
     DEFAULT_FEATHER,
-    _check_pixels,
-    _subject,
+    check_nonnegative,
+    checked_subject,
 )
 
 
@@ -52,14 +53,14 @@ def subject_fidelity(
         absolute difference over the R, G and B values (0..255) of the ``pixels`` compared.
         ``max_abs == 0`` means the subject is pixel-identical there.
     """
-    picture, mask = _subject(image, subject_mask)
+    picture, mask = checked_subject(image, subject_mask)
     other = to_rgb(result, name="result")
     if other.size != picture.size:
         raise ValueError(
             f"result is {other.size[0]}x{other.size[1]} but image is "
             f"{picture.size[0]}x{picture.size[1]}: compare pictures of the same size"
         )
-    inner = masks.shrink(mask, _check_pixels(shrink, "shrink"))
+    inner = masks.shrink(mask, check_nonnegative(shrink, "shrink"))
     if not inner.any():
         raise ValueError(f"shrink={shrink!r} leaves no subject pixel to compare: use less")
     a = np.asarray(picture, dtype=np.int16)[inner]
@@ -72,6 +73,7 @@ def subject_fidelity(
     }
 
 
+@recorded("score_results")
 def score_results(
     image: ImageLike,
     results: Sequence[ImageLike],
@@ -119,7 +121,7 @@ def score_results(
         ValueError: a result of another size, a bad mask, or a ``clicks`` record made on a
             picture of another size.
     """
-    picture, mask = _subject(image, subject_mask)
+    picture, mask = checked_subject(image, subject_mask)
     check_flag(cache, "cache")
     if isinstance(results, (Image.Image, np.ndarray, str)) or not isinstance(results, Sequence):
         raise ValueError("results must be a list of pictures, e.g. what inpaint_background returns")

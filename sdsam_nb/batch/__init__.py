@@ -12,7 +12,11 @@ module         holds
 ``plan``       an item -> the notebooks it runs and their parameters (:class:`Plan`)
 ``execute``    one item's steps in its run folder, as the notebooks' cells run them
 ``index``      ``index.csv`` / ``index.parquet``: one row per item
+``folders``    the run folders a batch or sweep owns: their state, moving aside, refusals
+``item``       :func:`run_item`: one item into its run folder, its index row
 ``runner``     :func:`run_batch`: the loop, resume, the progress bar
+``ray_pool``   the items on a Ray actor pool
+``sweep``      :func:`run_sweep`: one notebook over a grid of parameters
 =============  ==============================================================================
 """
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
 from pathlib import Path
 
 from ..runs import Run
+from .folders import replace
 
 COLUMNS = (
     "id",
@@ -80,14 +80,14 @@ def _row(**values) -> dict:
 def write(out_dir: Path, rows: list[dict]) -> Path:
     """Write ``index.csv`` (and ``index.parquet`` when pyarrow imports); returns the CSV."""
     target = out_dir / INDEX
-    _replace(target, lambda tmp: _csv(tmp, rows))
+    replace(target, lambda tmp: _csv(tmp, rows))
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         return target
     table = pa.Table.from_pylist([{k: row[k] for k in COLUMNS} for row in rows], schema=_schema(pa))
-    _replace(out_dir / PARQUET, lambda tmp: pq.write_table(table, tmp))
+    replace(out_dir / PARQUET, lambda tmp: pq.write_table(table, tmp))
     return target
 
 
@@ -111,12 +111,3 @@ def _csv(path: Path, rows: list[dict]) -> None:
             writer.writerow({k: "" if row[k] is None else row[k] for k in COLUMNS})
         f.flush()
         os.fsync(f.fileno())
-
-
-def _replace(target: Path, write_to) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        write_to(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

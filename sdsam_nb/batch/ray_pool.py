@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from . import index
+from .item import run_item
 from .manifest import Manifest
 
 INSTALL = 'pip install "sdsam-nb[ray]"'
@@ -90,9 +92,6 @@ class ItemWorker:
 
     def __call__(self, batch: dict) -> dict:
         """``{"item": [JSON of an item]...}`` -> ``{"row": [JSON of its index row]...}``."""
-        from . import index
-        from .runner import run_item
-
         rows = []
         for text in batch["item"]:
             item = json.loads(str(text))

@@ -17,38 +17,35 @@ finished one made with other settings or files to ``<id>.previous-<time>``; the 
 run again. A run's pictures depend on its item alone (its own ``seed``), never on its
 position, so a subset or a reordered manifest gives the same pictures per item.
 
-The batch's own run folders hold a :data:`MARKER` file, written as each is made (a folder
-whose ``run.json`` has a ``batch`` entry, from before the marker, counts too). Anything else
-under an item's id in the batch's folder (a file, a link, the user's own folder) is never
-moved, renamed or written into: the batch refuses to start, naming the ids.
+The batch's own run folders hold a :data:`~sdsam_nb.batch.folders.MARKER` file, written as
+each is made (a folder whose ``run.json`` has a ``batch`` entry, from before the marker, counts
+too). Anything else under an item's id in the batch's folder (a file, a link, the user's own
+folder) is never moved, renamed or written into: the batch refuses to start, naming the ids
+(:mod:`sdsam_nb.batch.folders`). One item runs in :func:`sdsam_nb.batch.item.run_item`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
-import traceback
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from ..models import sha256_file
-from ..runs import RUN_JSON, ensure_folder, jsonable, new_run, open_run
+from ..runs import ensure_folder, jsonable, open_run
 from . import index
-from .execute import execute, one_line
+from .folders import owned, refuse, state
+from .item import run_item
 from .manifest import Manifest, check_item, read_manifest
-from .plan import input_files, plan_item
+from .plan import input_files
+from .ray_pool import check_ray, ray_rows
 
 LOCK = ".batch.lock"
-# the file in each run folder a batch makes: only such folders are ever moved aside
-MARKER = ".sdsam-batch"
-MARKER_TEXT = "a run folder of sdsam-nb batch or sweep: resuming it may move this folder aside"
 
 
 @dataclass
@@ -116,7 +113,8 @@ def run_batch(
     Raises:
         ValueError: one line, before anything is written: a bad default (naming it), another
             batch writing into ``out_dir``, or an item id that names something in ``out_dir``
-            the batch did not make (a file, a link, a folder without :data:`MARKER`).
+            the batch did not make (a file, a link, a folder without
+            :data:`~sdsam_nb.batch.folders.MARKER`).
     """
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest)
@@ -125,7 +123,7 @@ def run_batch(
         defaults["mask"] = str(Path(os.path.expanduser(defaults["mask"])).resolve())
     out = Path(os.path.expanduser(out_dir)).resolve()
     ids = [item["id"] for item in manifest.items]
-    _refuse(out, [rid for rid in ids if os.path.lexists(out / rid) and not _owned(out / rid)])
+    refuse(out, [rid for rid in ids if os.path.lexists(out / rid) and not owned(out / rid)])
     out = ensure_folder(out, name="-o")
     lock = FileLock(str(out / LOCK))
     try:
@@ -151,11 +149,9 @@ def _run(
     hashes: dict[Path, str | None] = {}
     specs = {item["id"]: _spec(item, defaults, manifest.base, hashes) for item in manifest.items}
     if ray is not None:  # Ray's absence or a bad pool size: said before anything is written
-        from .ray_pool import check_ray
-
         check_ray(ray, workers)
-    states = {rid: _state(out / rid, spec) for rid, spec in specs.items()}
-    _refuse(out, [rid for rid, state in states.items() if state == "foreign"])
+    states = {rid: state(out / rid, spec) for rid, spec in specs.items()}
+    refuse(out, [rid for rid, found in states.items() if found == "foreign"])
     rows = {}
     for item in manifest.items:
         rid = item["id"]
@@ -168,12 +164,10 @@ def _run(
     before = len(manifest.items) - len(todo)
     counts = {"done": 0, "failed": 0}
     if ray is not None:  # Ray's absence or a bad pool size: said before anything runs
-        from .ray_pool import ray_rows
-
         finished = ray_rows(todo, out, manifest, defaults, specs, address=ray, workers=workers)
     else:
         finished = (
-            _item(item, out, manifest, defaults, specs[item["id"]], states[item["id"]])
+            run_item(item, out, manifest, defaults, specs[item["id"]], states[item["id"]])
             for item in todo
         )
     bar = tqdm(
@@ -207,71 +201,6 @@ def _run(
     return BatchResult(out, list(rows.values()), path)
 
 
-def run_item(item: dict, out: Path, manifest: Manifest, defaults: dict, spec: dict) -> dict:
-    """Run one item where this process is (a Ray worker); its index row.
-
-    The item's folder is looked at here, not where the batch was planned: a retried item (its
-    worker died) finds its own unfinished attempt and moves it aside, and an item that had
-    finished before its worker died is not run again.
-    """
-    state = _state(out / item["id"], spec)
-    if state == "done":
-        return index.done(open_run(out / item["id"]), item["id"], skipped=False)
-    return _item(item, out, manifest, defaults, spec, state)
-
-
-def _item(
-    item: dict, out: Path, manifest: Manifest, defaults: dict, spec: dict, state: str
-) -> dict:
-    """Run one item; its index row (failed with its error line, never raised)."""
-    rid, start = item["id"], time.perf_counter()
-    if state == "foreign":  # appeared since the batch was planned: left alone
-        return index.failed(rid, f"ValueError: {_foreign(out, [rid])}", seconds=_since(start))
-    try:
-        plan = plan_item(item, defaults, manifest.base)
-    except Exception as exc:  # a bad item: recorded, no run folder, the batch goes on
-        return index.failed(rid, one_line(exc), seconds=_since(start))
-    if state != "new":
-        moved = _move_aside(out / rid, "previous" if state == "changed" else "incomplete")
-        why = "made with other settings" if state == "changed" else "unfinished or failed"
-        tqdm.write(f"{rid}: the earlier run was {why}; it is now {moved.name}", file=sys.stderr)
-    run = new_run(out, run_id=rid)
-    (run.path / MARKER).write_text(f"{MARKER_TEXT}\n", encoding="utf-8")
-    # the worker (host:pid) from the start: a running item says which process runs it
-    worker = _worker()["worker"]
-    run.set("batch", {"id": rid, "manifest": manifest.source, "spec": spec, "worker": worker})
-
-    def seconds() -> None:  # recorded before the run reads done: nothing changes it after
-        took = _since(start)
-        run.update(lambda r: r["batch"].update(seconds=took, **_worker()))
-
-    try:
-        execute(run, plan, before_done=seconds)
-    except Exception as exc:  # recorded in run.json and the index; the batch goes on
-        line, trace, took = one_line(exc), traceback.format_exc(), _since(start)
-        worker = _worker()
-        run.update(lambda r: r["batch"].update(error=line, traceback=trace, seconds=took, **worker))
-        return index.failed(rid, line, run_dir=rid, seconds=took, **worker)
-    return index.done(run, rid, skipped=False)
-
-
-def _worker() -> dict:
-    """Which process ran the item (``host:pid``) and its peak memory so far (MB): a
-    process's models stay loaded, so the peak is the worker's, not the item's own."""
-    worker = {"worker": f"{socket.gethostname()}:{os.getpid()}", "peak_memory_mb": None}
-    try:
-        import resource
-    except ImportError:  # Windows: no peak memory
-        return worker
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
-    worker["peak_memory_mb"] = round(peak / (2**20 if sys.platform == "darwin" else 2**10))
-    return worker
-
-
-def _since(start: float) -> float:
-    return round(time.perf_counter() - start, 2)
-
-
 def _spec(item: dict, defaults: dict, base: Path, hashes: dict[Path, str | None]) -> dict:
     """What an item's run is made from, as ``run.json`` stores it (compared on resume): the
     item, the batch's defaults, and ``sha256``: the hex sha256 of each file the item reads
@@ -293,66 +222,3 @@ def _sha256(path: Path) -> str | None:
         return sha256_file(path) if path.is_file() else None
     except OSError:
         return None
-
-
-def _owned(folder: Path, key: str = "batch") -> bool:
-    """Whether ``folder`` is a run folder a batch (or a sweep: ``key``) made: a folder, not a
-    link, holding :data:`MARKER` or a ``run.json`` with a ``key`` entry."""
-    if folder.is_symlink() or not folder.is_dir():
-        return False
-    if (folder / MARKER).is_file():
-        return True
-    try:
-        record = open_run(folder).record
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and key in record
-
-
-def _foreign(out: Path, ids: list[str]) -> str:
-    """The message for item ids that name something in ``out`` that no batch made."""
-    names = ", ".join(repr(rid) for rid in ids[:5])
-    names += f" and {len(ids) - 5} more" if len(ids) > 5 else ""
-    return (
-        f"{out} already holds {names}, which no batch or sweep made: choose another -o, or "
-        "move them away (a batch or sweep never moves or writes into what is not its own)"
-    )
-
-
-def _refuse(out: Path, ids: list[str]) -> None:
-    if ids:
-        raise ValueError(_foreign(out, ids))
-
-
-def _state(folder: Path, spec: dict, key: str = "batch") -> str:
-    """``"new"`` (nothing there), ``"foreign"`` (something there that no batch made: see
-    :func:`_owned`; never to be moved), ``"done"`` (finished, from ``spec``), ``"changed"``
-    (finished from another item, other defaults or other files) or ``"incomplete"`` (a batch's
-    folder, unfinished or failed). ``key``: where ``run.json`` keeps the spec (``"batch"``,
-    ``"sweep"``)."""
-    if not os.path.lexists(folder):
-        return "new"
-    if not _owned(folder, key):
-        return "foreign"
-    if not (folder / RUN_JSON).is_file():
-        return "incomplete"
-    try:
-        run = open_run(folder)
-        if run.status != "done":
-            return "incomplete"
-        same = run.record[key]["spec"] == spec
-    except (OSError, ValueError, LookupError, TypeError, AttributeError):
-        return "incomplete"  # run.json unreadable, or no spec in it
-    return "done" if same else "changed"
-
-
-def _move_aside(folder: Path, kind: str) -> Path:
-    """Rename ``folder`` to ``<name>.<kind>-<time>`` (a free name); returns the new path."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = folder.with_name(f"{folder.name}.{kind}-{stamp}")
-    n = 1
-    while os.path.lexists(target):
-        n += 1
-        target = folder.with_name(f"{folder.name}.{kind}-{stamp}-{n}")
-    os.rename(folder, target)
-    return target

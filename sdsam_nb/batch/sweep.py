@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from ..runs import ensure_folder, jsonable, new_run, open_run
 from ..runs.chain import absolute_paths, execute_chain, one_line
 from ..validate import short_repr
-from .index import _replace
+from . import folders
+from .ray_pool import connect, import_ray
 
 LOCK = ".sweep.lock"
 INDEX = "index.csv"
@@ -155,8 +156,8 @@ def _sweep(notebook, points, names, fixed, out, workers, ray, progress, kernel) 
         params = absolute_paths({**fixed, **point})
         spec = json.loads(json.dumps(jsonable({"notebook": notebook, "params": params})))
         jobs.append((f"p{i:0{width}d}", point, params, spec))
-    states = {name: _state(out / name, spec) for name, _point, _params, spec in jobs}
-    _refuse(out, [name for name, state in states.items() if state == "foreign"])
+    states = {name: folders.state(out / name, spec, key="sweep") for name, _, _, spec in jobs}
+    folders.refuse(out, [name for name, state in states.items() if state == "foreign"])
     rows = {}
     for name, point, _params, _spec in jobs:
         if states[name] == "done":
@@ -187,19 +188,18 @@ def run_point(notebook: str, name: str, point: dict, params: dict, spec: dict, o
               kernel: str = "python3") -> dict:  # fmt: skip
     """Run one point's notebook into ``out/name`` (where this process is: a thread here, a Ray
     worker there); its index row, failed with the one-line error rather than raised."""
-    from .runner import MARKER, MARKER_TEXT, _foreign, _move_aside, _since
-
     folder, start = Path(out) / name, time.perf_counter()
-    state = _state(folder, spec)
+    state = folders.state(folder, spec, key="sweep")
     if state == "done":  # a retried task whose point had finished
         return _done_row(folder, name, point, skipped=False)
     if state == "foreign":  # appeared since the sweep began: never moved, never written
-        row = {**_row(name, point), "status": "failed", "error": _foreign(Path(out), [name])}
-        return {**row, "seconds": _since(start)}
+        error = folders.foreign(Path(out), [name])
+        row = {**_row(name, point), "status": "failed", "error": error}
+        return {**row, "seconds": folders.since(start)}
     if state != "new":
-        _move_aside(folder, "previous" if state == "changed" else "incomplete")
+        folders.move_aside(folder, "previous" if state == "changed" else "incomplete")
     run = new_run(out, run_id=name)
-    (run.path / MARKER).write_text(f"{MARKER_TEXT}\n", encoding="utf-8")
+    folders.mark(run.path)
     run.set("sweep", {"point": name, "values": jsonable(point), "spec": spec})
     try:
         execute_chain(
@@ -207,8 +207,8 @@ def run_point(notebook: str, name: str, point: dict, params: dict, spec: dict, o
         )
     except Exception as exc:  # a cell's error, a dead kernel, a bad value: this point only
         row = {**_row(name, point), "status": "failed", "error": one_line(exc)}
-        return {**row, "run_dir": name, "seconds": _since(start)}
-    run.update(lambda r: r["sweep"].update(seconds=_since(start)))
+        return {**row, "run_dir": name, "seconds": folders.since(start)}
+    run.update(lambda r: r["sweep"].update(seconds=folders.since(start)))
     return _done_row(folder, name, point, skipped=False)
 
 
@@ -234,8 +234,6 @@ def _here(notebook, todo, out, kernel, workers) -> Iterator[dict]:
 
 def _on_ray(notebook, todo, out, kernel, address, workers) -> Iterator[dict]:
     """The points as Ray tasks (one kernel each), ``workers`` at most at once."""
-    from .ray_pool import connect, import_ray
-
     ray = import_ray(address)
     return _ray_tasks(ray, connect, notebook, todo, out, kernel, address, workers)
 
@@ -261,18 +259,6 @@ def _ray_tasks(ray, connect: Callable, notebook, todo, out, kernel, address, wor
     finally:
         if started:
             ray.shutdown()
-
-
-def _state(folder: Path, spec: dict) -> str:
-    from .runner import _state as state
-
-    return state(folder, spec, key="sweep")
-
-
-def _refuse(out: Path, names: list[str]) -> None:
-    from .runner import _refuse as refuse
-
-    refuse(out, names)
 
 
 def _row(name: str, point: dict) -> dict:
@@ -312,5 +298,5 @@ def _write(out: Path, rows: list[dict], names: list[str]) -> Path:
                 values = [_cell(row["values"].get(n)) for n in names]
                 writer.writerow([*cells, *values])
 
-    _replace(target, write)
+    folders.replace(target, write)
     return target

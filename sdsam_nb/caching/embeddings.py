@@ -5,7 +5,7 @@ segmenter, the scores (which re-segment each result) and box masks call it inste
 backend's ``embed``. It needs nothing of a backend beyond the segmenter interface
 (:class:`sdsam_nb.segment.PromptSegmenter`): a ``model`` attribute holding a
 ``torch.nn.Module`` and an embedding that is a dataclass of tensors and plain values
-(:class:`~sdsam_nb.segment.SamEmbedding`, :class:`~sdsam_nb.segment.hf.TransformersEmbedding`),
+(:class:`~sdsam_nb.segment.SamEmbedding`, :class:`~sdsam_nb.models.hf_sam.TransformersEmbedding`),
 saved with ``torch.save`` and read back with ``torch.load(weights_only=True)`` onto the
 model's device: bit for bit what the encoder gave.
 
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..usage import use
 from ..validate import check_flag
 from .keys import array_digest, digest, library_versions, model_identity
 from .store import ENV_GB, DiskCache, default_store
-from .usage import use
 
 KIND = "embedding"
 FORMAT = 1  # of the key and the payload; a change here makes every old entry a miss
@@ -129,7 +129,7 @@ def embed(
     Returns:
         ``(embedding, use)``: the embedding, on the model's device, bit-identical to
         computing it; ``use`` says whether it came from the cache (see
-        :mod:`sdsam_nb.caching.usage`).
+        :mod:`sdsam_nb.usage`).
     """
     check_flag(cache, "cache")
     if not cache:

@@ -27,10 +27,10 @@ from typing import Any
 
 from PIL import Image
 
+from ..usage import use
 from ..validate import check_flag
 from .keys import digest, library_versions, model_identity
 from .store import ENV_GB, DiskCache, default_store
-from .usage import use
 
 KIND = "picture"
 FORMAT = 1

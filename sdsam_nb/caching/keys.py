@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
-# the fields of runs.model_info that say which weights a model holds; without one of them
-# (a model built in memory, a hub id whose cached commit is unknown) nothing is cached
+from ..models.identity import model_info
+
+# the fields of models.identity.model_info that say which weights a model holds; without one
+# of them (a model built in memory, a hub id whose cached commit is unknown) nothing is cached
 _FINGERPRINTS = ("checksum", "sha256", "commit")
 _IDENTITY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -41,8 +43,8 @@ def array_digest(array: np.ndarray) -> dict:
 
 def model_identity(model: Any) -> dict | None:
     """What identifies ``model``'s weights, as ``run.json`` records it
-    (:func:`sdsam_nb.runs.model_info` without ``requested``): the id and hub commit, the
-    folder's checksum or the checkpoint's sha256, with the family, type and revision.
+    (:func:`sdsam_nb.models.identity.model_info` without ``requested``): the id and hub
+    commit, the folder's checksum or the checkpoint's sha256, with the family, type and revision.
 
     ``None`` when the kit cannot tell (a model that was not loaded through the kit's loaders
     or a ``save_pretrained`` folder, a hub snapshot whose commit is unknown): such a model
@@ -55,8 +57,6 @@ def model_identity(model: Any) -> dict | None:
     except TypeError:  # not weak-referenceable: computed each time
         known = None
     if known is None:
-        from ..runs.provenance import model_info
-
         info = model_info(model, "")
         info.pop("requested", None)
         known = info if any(info.get(k) for k in _FINGERPRINTS) else {}

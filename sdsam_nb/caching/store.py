@@ -33,6 +33,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ..models.cache import cache_dir
 from ..validate import is_finite, is_int
 
 DEFAULT_GB = 5.0
@@ -276,8 +277,6 @@ def cache_gb() -> float:
 def results_dir() -> Path:
     """The disk caches' folder: ``$SDSAM_RESULTS_CACHE`` if set, else
     ``<sdsam_nb.cache_dir()>/results``."""
-    from ..models.cache import cache_dir
-
     if os.environ.get(ENV_DIR):
         return Path(os.environ[ENV_DIR]).expanduser()
     return cache_dir() / "results"

@@ -6,6 +6,7 @@ module             holds
 =================  ==========================================================================
 ``cache``          :data:`MODELS` (loaded models, ``clear()``), :func:`provenance`,
                    :func:`cache_dir`, model-argument resolution, the "unavailable" error
+``identity``       :func:`~sdsam_nb.models.identity.model_info`: what identifies a model's weights
 ``devices``        :func:`pick_device`, :func:`pick_dtype`, :func:`device_report`, Colab
 ``schedulers``     :data:`SCHEDULERS`, :func:`make_scheduler`
 ``sd``             :func:`load_sd`, :func:`inpainting`, :func:`img2img` (shared weights)

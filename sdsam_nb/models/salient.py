@@ -26,7 +26,7 @@ import torch
 
 from . import tiny_salient
 from .cache import MODELS, provenance, resolve_model, unavailable
-from .sd import _cached_view, _dtype_kwarg, _foreign, _from_pretrained, _place
+from .sd import cached_view, dtype_kwarg, foreign_pipeline, from_pretrained, place
 
 SALIENT_BG = "yahoo-inc/photo-background-generation"
 
@@ -139,7 +139,7 @@ def _weights_kwargs(cls, dtype: torch.dtype) -> dict:
         major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
         key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
     else:
-        key = _dtype_kwarg()
+        key = dtype_kwarg()
     kwargs = {key: dtype}
     if dtype == torch.float16:
         kwargs["variant"] = "fp16"
@@ -196,14 +196,14 @@ def load_salient(
             ("text_encoder", CLIPTextModel),
         ):
             weights = _weights_kwargs(cls, dtype)
-            parts[name] = _from_pretrained(
+            parts[name] = from_pretrained(
                 cls, source, "model", progress=progress, subfolder=name, **weights
             )
-        parts["tokenizer"] = _from_pretrained(
+        parts["tokenizer"] = from_pretrained(
             CLIPTokenizer, source, "model", progress=progress, subfolder="tokenizer"
         )
         own = _scheduler_class(source, local, model)
-        parts["scheduler"] = _from_pretrained(
+        parts["scheduler"] = from_pretrained(
             own, source, "model", progress=progress, subfolder="scheduler"
         )
         base = _pipeline_class()(
@@ -213,9 +213,9 @@ def load_salient(
             requires_safety_checker=False,
         )
         base.register_to_config(_name_or_path=source)  # what from_pretrained records
-        _place(base, str(model), None, offload_device, dev)
+        place(base, str(model), None, offload_device, dev)
         MODELS.put(key, base)
-    return _cached_view(key, base, _pipeline_class(), scheduler, progress)
+    return cached_view(key, base, _pipeline_class(), scheduler, progress)
 
 
 def _scheduler_class(source: str, local: bool, model):
@@ -244,7 +244,7 @@ def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
     :func:`sdsam_nb.load_sd`: on its device and dtype, offloaded when it is, with the sampler
     :func:`~sdsam_nb.load_sd` chose for it, its progress setting, and its safety checker when
     it has one (shared, not loaded again). See :func:`load_salient`."""
-    info = provenance(pipe) or _foreign(pipe)
+    info = provenance(pipe) or foreign_pipeline(pipe)
     offload_device = info.get("offload_device")
     param = next(iter(pipe.unet.parameters()))
     checker = getattr(pipe, "safety_checker", None)

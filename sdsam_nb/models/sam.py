@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..recording import recorded
 from . import tiny
 from .cache import MODELS, TINY, ModelUnavailableError, cache_dir, remember, sha256_file
 from .devices import pick_device
@@ -105,6 +106,7 @@ def sam_type_of(state: dict) -> str | None:
     return _SAM_WIDTH.get(int(pos.shape[-1])) if pos is not None else None
 
 
+@recorded("load_sam", model=("sam", "model_type"))
 def load_sam(
     model_type: str = "vit_b",
     checkpoint: str | os.PathLike | None = None,
@@ -136,7 +138,7 @@ def load_sam(
 
     Returns:
         For segment_anything a new ``SamPredictor`` (its own image state); for transformers a
-        :class:`sdsam_nb.segment.hf.TransformersSam`. Either way the weights are loaded once
+        :class:`sdsam_nb.models.hf_sam.TransformersSam`. Either way the weights are loaded once
         per process, and :class:`sdsam_nb.ClickSegmenter` and the picker take it as it is.
 
     Raises:

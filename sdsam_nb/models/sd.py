@@ -15,6 +15,7 @@ import json
 
 import torch
 
+from ..recording import recorded
 from . import tiny
 from .cache import (
     MODELS,
@@ -49,7 +50,7 @@ def _resolve_sd(model: str, name: str) -> tuple[str, bool]:
     )
 
 
-def _from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwargs):
+def from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwargs):
     """``cls.from_pretrained`` with one short error for a model that cannot be had."""
     from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -64,19 +65,19 @@ def _from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwa
             raise
         if kwargs.get("variant") and "variant" in str(exc):
             # The repo has no fp16 files: load the full-precision ones and cast.
-            return _from_pretrained(
+            return from_pretrained(
                 cls, model, name, progress=progress, **{**kwargs, "variant": None}
             )
         raise unavailable(model, exc) from None
     except ValueError as exc:
         if kwargs.get("variant") and "variant" in str(exc):
-            return _from_pretrained(
+            return from_pretrained(
                 cls, model, name, progress=progress, **{**kwargs, "variant": None}
             )
         raise
 
 
-def _dtype_kwarg() -> str:
+def dtype_kwarg() -> str:
     """diffusers 0.42 renamed ``torch_dtype`` to ``dtype`` (the old name warns)."""
     import diffusers
 
@@ -85,7 +86,7 @@ def _dtype_kwarg() -> str:
 
 
 def _pipeline_kwargs(device: torch.device, dtype: torch.dtype, safety_checker: bool, **extra):
-    kwargs = {_dtype_kwarg(): dtype, "low_cpu_mem_usage": True, **extra}
+    kwargs = {dtype_kwarg(): dtype, "low_cpu_mem_usage": True, **extra}
     if dtype == torch.float16 and "variant" not in extra:
         kwargs["variant"] = "fp16"
     if not safety_checker:
@@ -93,6 +94,7 @@ def _pipeline_kwargs(device: torch.device, dtype: torch.dtype, safety_checker: b
     return kwargs
 
 
+@recorded("load_sd", model=("sd", "model"))
 def load_sd(
     model: str = DEFAULT_SD,
     *,
@@ -167,21 +169,21 @@ def load_sd(
         extra = {"revision": revision} if revision else {}
         if variant is not None:
             extra["variant"] = variant
-        base = _from_pretrained(
+        base = from_pretrained(
             StableDiffusionPipeline,
             model,
             "model",
             progress=progress,
             **_pipeline_kwargs(dev, dt, safety_checker, **extra),
         )
-        _place(base, model, revision, dev if offload else None, dev)
+        place(base, model, revision, dev if offload else None, dev)
         if compile_unet:
             base.unet.compile()  # in place: the same parameters, so sharing still holds
         MODELS.put(key, base)
-    return _cached_view(key, base, type(base), scheduler, progress)
+    return cached_view(key, base, type(base), scheduler, progress)
 
 
-def _place(base, model, revision, offload_device, device) -> None:
+def place(base, model, revision, offload_device, device) -> None:
     """Put a freshly loaded pipeline on its device (or under model CPU offload to
     ``offload_device``) and record where it came from."""
     if offload_device is not None:
@@ -200,7 +202,7 @@ def _place(base, model, revision, offload_device, device) -> None:
     )
 
 
-def _cached_view(key: tuple, base, cls, scheduler: str | None, progress: bool):
+def cached_view(key: tuple, base, cls, scheduler: str | None, progress: bool):
     """The ``cls`` view of ``base`` with ``scheduler`` (built from ``base``'s own scheduler
     config) and ``progress``, made once and kept in :data:`MODELS`."""
     view_key = (*key, "view", scheduler, bool(progress))
@@ -222,17 +224,17 @@ def _view(base, cls, sampler, scheduler_name, progress: bool):
         # from_pipe casts every shared module to its dtype argument (float32 by default):
         # pass the base's own, or an fp16 pipe would be turned to fp32 in place
         extra = {} if sampler is None else {"scheduler": sampler}
-        view = cls.from_pipe(base, **{_dtype_kwarg(): base.unet.dtype}, **extra)
+        view = cls.from_pipe(base, **{dtype_kwarg(): base.unet.dtype}, **extra)
     finally:
         dlogging.set_verbosity(level)
-    info = provenance(base) or _foreign(base)
+    info = provenance(base) or foreign_pipeline(base)
     if info.get("offload_device") is not None:  # the shared modules move to the GPU to run
         view.enable_model_cpu_offload(device=info["offload_device"])
     view.set_progress_bar_config(disable=not progress)
     return remember(view, **{**info, "scheduler": scheduler_name, "progress": bool(progress)})
 
 
-def _foreign(pipe) -> dict:
+def foreign_pipeline(pipe) -> dict:
     """What the kit can tell of a pipeline it did not load: whether model CPU offload is on,
     and where. diffusers has no public accessor for it, so its bookkeeping is read."""
     hooks = getattr(pipe, "_all_hooks", None)
@@ -248,7 +250,7 @@ def _same_weights(pipe, cls):
 
 
 def _dedicated(pipe, cls, model: str, name: str):
-    info = provenance(pipe) or _foreign(pipe)
+    info = provenance(pipe) or foreign_pipeline(pipe)
     offload_device = info.get("offload_device")
     param = next(iter(pipe.unet.parameters()))
     dev, dt = offload_device or param.device, param.dtype
@@ -262,12 +264,12 @@ def _dedicated(pipe, cls, model: str, name: str):
         kwargs = _pipeline_kwargs(dev, dt, safety)
         components = _components_for(pipe, cls, model, name, progress, kwargs)
         shared = sorted(k for k, v in components.items() if v is getattr(pipe, k, None))
-        base = _from_pretrained(cls, model, name, progress=progress, **kwargs, **components)
-        _place(base, model, None, offload_device, dev)
+        base = from_pretrained(cls, model, name, progress=progress, **kwargs, **components)
+        place(base, model, None, offload_device, dev)
         remember(base, **provenance(base), shared=shared)
         MODELS.put(key, base)
     # the sampler load_sd chose for pipe, built from this checkpoint's own scheduler config
-    return _cached_view(key, base, cls, info.get("scheduler"), progress)
+    return cached_view(key, base, cls, info.get("scheduler"), progress)
 
 
 def _components_for(pipe, cls, model: str, name: str, progress: bool, kwargs: dict) -> dict:
@@ -287,13 +289,11 @@ def _components_for(pipe, cls, model: str, name: str, progress: bool, kwargs: di
         if mine is None or not isinstance(entry, (list, tuple)) or entry[1] != type(mine).__name__:
             continue
         extra = {"variant": kwargs["variant"]} if "variant" in kwargs else {}
-        theirs = _from_pretrained(
-            type(mine), model, name, progress=progress, subfolder=sub, **extra
-        )
+        theirs = from_pretrained(type(mine), model, name, progress=progress, subfolder=sub, **extra)
         if _same_module(mine, theirs):
             out[sub] = mine
         else:  # loaded anyway: hand it over in the dtype the pipeline would have given it
-            dtype = kwargs[_dtype_kwarg()]
+            dtype = kwargs[dtype_kwarg()]
             out[sub] = theirs.to(dtype=dtype) if isinstance(theirs, torch.nn.Module) else theirs
     return out
 

@@ -11,12 +11,15 @@ A run folder holds the pictures, the mask, the clicks, the executed notebooks an
 
 Modules: :mod:`.record` (the folder and its record, safe with many writers), :mod:`.params`
 (the notebook parameter table), :mod:`.inputs` (the kit's files, sample data, where runs go),
-:mod:`.provenance` (model fingerprints), :mod:`.session` (a notebook's setup call).
+:mod:`.session` (a notebook's setup call); what it records of a model is
+:func:`sdsam_nb.models.identity.model_info`.
 """
 
+from ..models.identity import folder_checksum, model_info
 from .inputs import (
     default_output_root,
     drive_root,
+    keep_mask,
     kit_dir,
     load_subject,
     load_subject_mask,
@@ -34,7 +37,6 @@ from .params import (
     load_yaml,
     parse_text,
 )
-from .provenance import folder_checksum, model_info
 from .record import (
     RUN_JSON,
     Run,
@@ -62,6 +64,7 @@ __all__ = [
     "ensure_folder",
     "folder_checksum",
     "jsonable",
+    "keep_mask",
     "kit_dir",
     "load_yaml",
     "load_subject",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -321,17 +321,24 @@ class Comparison:
     differ: list[str]
     missing: list[str]
     extra: list[str]
+    calls: list[str] = field(default_factory=list)
+    """The recorded calls (:mod:`sdsam_nb.recording`) that differ, one line each, e.g. a
+    cell rerun by hand with another ``seed``; empty when they agree."""
+    calls_compared: int = 0
+    """How many recorded calls were compared (0: the original recorded none)."""
 
     @property
     def identical(self) -> bool:
-        """Every file of either run has its equal in the other."""
-        return not (self.differ or self.missing or self.extra)
+        """Every file of either run has its equal in the other, and every recorded call."""
+        return not (self.differ or self.missing or self.extra or self.calls)
 
     def summary(self) -> str:
         """One line: what was compared and what differs."""
         compared = f"{len(self.pictures)} pictures pixel for pixel"
         if self.others:
             compared += f", {len(self.others)} other files byte for byte"
+        if self.calls_compared:
+            compared += f", {self.calls_compared} recorded calls"
         if self.identical:
             return f"identical to the original: {compared}"
         parts = []
@@ -341,6 +348,8 @@ class Comparison:
             parts.append("not made by the replay: " + ", ".join(self.missing))
         if self.extra:
             parts.append("only in the replay: " + ", ".join(self.extra))
+        if self.calls:
+            parts.append("calls differ: " + "; ".join(self.calls))
         return f"differs from the original ({compared}): " + "; ".join(parts)
 
 
@@ -365,4 +374,67 @@ def compare_runs(a: Run, b: Run) -> Comparison:
             differ.append(key)
     missing = sorted(set(files_a) - set(files_b))
     extra = sorted(set(files_b) - set(files_a))
-    return Comparison(pictures, others, differ, missing, extra)
+    calls, compared = compare_calls(a.record, b.record)
+    return Comparison(pictures, others, differ, missing, extra, calls, compared)
+
+
+# arguments a replay changes on purpose: it computes everything again, quietly
+REPLAY_CHANGES = ("cache", "progress")
+# calls a replay makes in another way: the click history recorded, replayed exactly
+REPLAYED_AS = {
+    ("ClickSegmenter.from_prompts", "ClickSegmenter.from_dict"),
+    ("ClickSegmenter.from_dict", "ClickSegmenter.from_dict"),
+}
+
+
+def _calls(record: dict, notebook: str) -> list[dict] | None:
+    """The calls the newest execution of ``notebook`` recorded, or ``None`` without any."""
+    entry = record.get("notebooks", {}).get(notebook, {})
+    executions = record.get("executions", [])
+    number = entry.get("execution")
+    if not isinstance(number, int) or not 0 <= number < len(executions):
+        return None
+    return executions[number].get("calls")
+
+
+def compare_calls(a: dict, b: dict) -> tuple[list[str], int]:
+    """The recorded calls of run record ``a`` against ``b``'s, notebook by notebook (the
+    newest execution of each): ``(differences, how many calls were compared)``. A call
+    differs in its name, an argument (``cache`` and ``progress`` aside: a replay sets them)
+    or what it returned; a call made in one run only (a cell run twice) differs too. Nothing
+    is compared for a notebook whose original recorded no calls."""
+    out, compared = [], 0
+    for notebook in a.get("notebooks", {}):
+        mine, theirs = _calls(a, notebook), _calls(b, notebook)
+        if not mine:
+            continue
+        theirs = theirs or []
+        compared += len(mine)
+        for i, (x, y) in enumerate(zip(mine, theirs, strict=False)):
+            where = f"{notebook} call {i + 1} {x.get('call')}"
+            if (x.get("call"), y.get("call")) in REPLAYED_AS:
+                continue  # the clicks replayed exactly: the mask files are compared instead
+            if x.get("call") != y.get("call"):
+                out.append(f"{where}: the replay called {y.get('call')}")
+                continue
+            args_x, args_y = x.get("args", {}), y.get("args", {})
+            changed = [
+                f"{k}={_short(args_x.get(k))} (replay: {_short(args_y.get(k))})"
+                for k in sorted(set(args_x) | set(args_y))
+                if k not in REPLAY_CHANGES and args_x.get(k) != args_y.get(k)
+            ]
+            if changed:
+                out.append(f"{where}: " + ", ".join(changed))
+            elif x.get("returned") != y.get("returned"):
+                out.append(f"{where}: same arguments, another result")
+        for i, x in enumerate(mine[len(theirs) :], len(theirs)):
+            out.append(f"{notebook} call {i + 1} {x.get('call')}: not made by the replay")
+        for i, y in enumerate(theirs[len(mine) :], len(mine)):
+            out.append(f"{notebook} call {i + 1} {y.get('call')}: only in the replay")
+    return out, compared
+
+
+def _short(value) -> str:
+    from ..validate import short_repr
+
+    return short_repr(value)

@@ -136,6 +136,24 @@ def load_subject_mask(run: Run, image: Image.Image, mask_path: str | None = None
     )
 
 
+def keep_mask(run: Run, mask: np.ndarray, segmenter, overlay: Image.Image | None = None) -> None:
+    """Keep a clicked mask in ``run``: ``mask.png``, the ``overlay`` picture (if given) as
+    ``mask-overlay.png``, the segmenter's click history as ``clicks`` (enough to replay it:
+    :meth:`~sdsam_nb.segment.clicks.ClickSegmenter.to_dict`) and how the mask was made
+    (``mask_made_by``: ``text`` with the text prompt when one placed the box, else ``clicks``),
+    which the steps that read the run's mask record as their ``mask_source``."""
+    clicks = segmenter.to_dict()
+    run.save_mask("mask", mask)
+    if overlay is not None:
+        run.save_image("mask-overlay", overlay)
+    run.set("clicks", clicks)
+    texts = [a["text"] for a in clicks["actions"] if a.get("op") == "text"]
+    if texts:
+        record_mask_made(run, "text", text_prompt=texts[-1])
+    else:
+        record_mask_made(run, "clicks")
+
+
 def record_mask_source(run: Run, source: str, **details) -> None:
     """Record where the mask a step uses came from, as ``mask_source`` (also in the
     execution's ``values``): ``source`` is one of :data:`MASK_SOURCES` (``clicks``: points,

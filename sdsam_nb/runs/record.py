@@ -39,6 +39,8 @@ from filelock import FileLock
 from PIL import Image
 
 from ..models import sha256_file
+from ..models.identity import model_info
+from ..recording import deactivate
 
 RUN_JSON = "run.json"
 LOCK = ".run.json.lock"
@@ -217,9 +219,22 @@ class Run:
 
         self.update(change)
 
+    def add_call(self, entry: dict) -> None:
+        """Append a recorded call (:mod:`sdsam_nb.recording`) to this execution's ``calls``
+        (to the run's own ``calls`` before any execution)."""
+        entry = jsonable(entry)
+
+        def change(record):
+            where = self._exec_entry(record)
+            (record if where is None else where).setdefault("calls", []).append(entry)
+
+        self.update(change)
+
     def finish(self) -> None:
-        """Mark this execution ``"done"`` (the notebooks' last step calls it)."""
+        """Mark this execution ``"done"`` (the notebooks' last step calls it); if this run is
+        the active run (:func:`sdsam_nb.start`), it no longer is."""
         self._set_status("done")
+        deactivate(self)
 
     def fail(self, error: str) -> None:
         """Mark this execution ``"failed"`` with a one-line ``error``."""
@@ -254,6 +269,11 @@ class Run:
                 entry.setdefault("models", {})[role] = info
 
         self.update(change)
+
+    def log_loaded(self, role: str, model, requested: str) -> None:
+        """Record the loaded ``model`` under ``models[role]``: what was ``requested`` and
+        what was loaded (:func:`sdsam_nb.runs.model_info`: commit or checksum)."""
+        self.log_model(role, model_info(model, requested))
 
     @contextmanager
     def step(self, name: str):

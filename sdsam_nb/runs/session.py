@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..recording import activate, active_run
 from .inputs import default_output_root, drive_root
 from .params import SPEC, check_params
 from .record import Run, open_or_new_run
 
 
-def start(notebook: str, namespace: dict, *, echo: bool = True) -> tuple[Run, dict]:
-    """Set up a notebook from its parameters cell; returns ``(run, params)``.
+def start(notebook: str, namespace: dict, *, echo: bool = True) -> Run:
+    """Set up a notebook from its parameters cell; returns the run, now the active run.
 
-    Call it as ``run, params = sdsam_nb.start("02_click_to_mask", globals())`` right after
-    the cell tagged ``parameters``. It
+    Call it as ``run = sdsam_nb.start("02_click_to_mask", globals())`` right after the cell
+    tagged ``parameters``. It
 
     1. takes the parameters from ``namespace`` (every name of the parameter table
        :data:`sdsam_nb.runs.SPEC` that the notebook defines), checks them, and writes back
@@ -20,10 +23,15 @@ def start(notebook: str, namespace: dict, *, echo: bool = True) -> tuple[Run, di
        :func:`sdsam_nb.runs.default_output_root`; relative: to the current directory,
        which is the notebook's folder in Jupyter), or on Google Drive with ``use_drive``;
     3. records the parameters and the device as a new execution of ``notebook``;
-    4. in IPython, marks the execution ``"failed"`` in ``run.json`` (with the error line)
+    4. makes the run the active run (:mod:`sdsam_nb.recording`): until ``run.finish()``,
+       the kit's functions record each call with the arguments it actually used, so a cell
+       rerun after ``seed = 5`` is recorded with seed 5. Run again in the same kernel before
+       ``run.finish()``, the setup cell goes on in the same run folder (a new execution in
+       its ``run.json``) instead of starting another;
+    5. in IPython, marks the execution ``"failed"`` in ``run.json`` (with the error line)
        when a later cell fails, so a run that stopped early says so; the notebook's last
        step calls ``run.finish()``;
-    5. prints the run folder and the device.
+    6. prints the run folder and the device.
 
     Raises:
         ValueError: a parameter that is not what it must be (the message names it).
@@ -39,13 +47,27 @@ def start(notebook: str, namespace: dict, *, echo: bool = True) -> tuple[Run, di
     root = params.get("output_root") or default_output_root()
     if params.get("use_drive"):
         root = drive_root()
-    run = open_or_new_run(params.get("run_dir"), root)
+    active = active_run()
+    again = (
+        active is not None
+        and not params.get("run_dir")
+        and active.notebook == notebook
+        and active.path.parent == Path(root).expanduser().resolve()
+    )
+    run = active if again else open_or_new_run(params.get("run_dir"), root)
     run.log_params(notebook, params)
+    activate(run)
     _watch_failures(run)
     if echo:
-        print("run folder:", run.path)
+        if again:
+            print(
+                f"the setup cell ran again: run folder {run.path} goes on (a new execution in "
+                "its run.json); run.finish() first starts a new folder"
+            )
+        else:
+            print("run folder:", run.path)
         print(device_report())
-    return run, params
+    return run
 
 
 class _FailureWatch:

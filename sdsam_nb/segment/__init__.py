@@ -19,7 +19,7 @@ from .auto import SubjectResult, auto_subject_mask, pick_subject, subject_scores
 from .base import BACKENDS, Prediction, PromptSegmenter, as_segmenter, register
 from .clicks import Candidate, ClickSegmenter
 from .sam import SamBackend, SamEmbedding
-from .text import TextMaskResult, box_masks, find_boxes, text_mask
+from .text import TextMaskResult, box_masks, find_boxes, load_text_detector, text_mask
 
 __all__ = [
     "BACKENDS",
@@ -35,6 +35,7 @@ __all__ = [
     "auto_subject_mask",
     "box_masks",
     "find_boxes",
+    "load_text_detector",
     "pick_subject",
     "register",
     "subject_scores",

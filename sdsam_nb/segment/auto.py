@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..images import ImageLike, to_rgb
+from ..recording import recorded
 from .base import as_segmenter
 from .detect import check_fraction
 
@@ -156,6 +157,7 @@ class SubjectResult:
         }
 
 
+@recorded("auto_subject_mask")
 def auto_subject_mask(
     predictor,
     image: ImageLike,

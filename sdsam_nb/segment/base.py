@@ -14,26 +14,11 @@ with labels ``N`` int (1 include, 0 exclude); boxes XYXY in image pixels; masks 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Prediction:
-    """One decoding of a prompt.
-
-    Attributes:
-        masks: ``CxHxW bool`` candidate masks at the embedded picture's size.
-        scores: ``C`` float, the model's own quality estimate of each candidate.
-        low_res: ``Cx256x256 float32`` logits; one of them is given back as ``mask_input``
-            with the next prompt, so that a click refines the mask it sees.
-    """
-
-    masks: np.ndarray
-    scores: np.ndarray
-    low_res: np.ndarray
+from ..models.prediction import Prediction  # below segment: models' own wrappers return it
 
 
 @runtime_checkable

@@ -25,6 +25,7 @@ from PIL import Image
 
 from .. import caching
 from ..images import ImageLike, to_rgb
+from ..recording import recorded
 from ..validate import check_flag, is_number, parse_points
 from .base import as_segmenter
 from .detect import Detector, detect
@@ -422,6 +423,7 @@ class ClickSegmenter:
         }
 
     @classmethod
+    @recorded("ClickSegmenter.from_dict")
     def from_dict(
         cls, predictor, image: ImageLike, d: Mapping[str, Any], *, cache: bool = True
     ) -> ClickSegmenter:
@@ -455,6 +457,7 @@ class ClickSegmenter:
         return seg
 
     @classmethod
+    @recorded("ClickSegmenter.from_prompts")
     def from_prompts(
         cls,
         predictor,

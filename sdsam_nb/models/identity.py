@@ -1,4 +1,6 @@
-"""What ``run.json`` records about a loaded model: id and hub commit, or a checksum."""
+"""What identifies a loaded model's weights, as ``run.json`` records it and the disk caches
+key on it: the hub id and the commit of its cached snapshot, a folder's checksum, or a
+checkpoint's sha256 (:func:`model_info`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..models import provenance, sha256_file
+from .cache import provenance, sha256_file
 
 # what of the loaders' provenance run.json records (as it did before provenance was kept)
 _RECORDED = (

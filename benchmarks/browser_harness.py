@@ -1,6 +1,7 @@
 """JupyterLab in a temporary home, driven by headless Chromium through Python playwright.
 
-Used by ``tests/test_browser.py``. What made it reliable on a 2-core machine:
+Used by ``tests/test_browser.py`` and :mod:`benchmarks.browser_latency` (it lives here, not
+under ``tests/``: the benchmarks never import the tests). What made it reliable on a 2-core machine:
 
 * the server listens on 127.0.0.1 only, with a random token and a port that was free a moment
   ago (``--ServerApp.port_retries=0``: a taken port is an error, not a silent move);

@@ -1,0 +1,109 @@
+"""The run folders a batch or a sweep makes in its folder: which are its own, what state each
+is in, moving one aside, and the one-line refusal for what is not its own.
+
+A batch or sweep writes :data:`MARKER` into each run folder it makes; only such folders (or,
+from before the marker, one whose ``run.json`` has a ``batch`` or ``sweep`` entry) are ever
+moved aside, never deleted. Anything else under an item's or point's name (a file, a link,
+the user's own folder) is *foreign*: never moved, renamed or written into.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from ..runs import RUN_JSON, open_run
+
+# the file in each run folder a batch makes: only such folders are ever moved aside
+MARKER = ".sdsam-batch"
+MARKER_TEXT = "a run folder of sdsam-nb batch or sweep: resuming it may move this folder aside"
+
+
+def mark(folder: Path) -> None:
+    """Write :data:`MARKER` into ``folder``, a run folder just made by a batch or sweep."""
+    (folder / MARKER).write_text(f"{MARKER_TEXT}\n", encoding="utf-8")
+
+
+def owned(folder: Path, key: str = "batch") -> bool:
+    """Whether ``folder`` is a run folder a batch (or a sweep: ``key``) made: a folder, not a
+    link, holding :data:`MARKER` or a ``run.json`` with a ``key`` entry."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    if (folder / MARKER).is_file():
+        return True
+    try:
+        record = open_run(folder).record
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and key in record
+
+
+def state(folder: Path, spec: dict, key: str = "batch") -> str:
+    """``"new"`` (nothing there), ``"foreign"`` (something there that no batch made: see
+    :func:`owned`; never to be moved), ``"done"`` (finished, from ``spec``), ``"changed"``
+    (finished from another item, other defaults or other files) or ``"incomplete"`` (a batch's
+    folder, unfinished or failed). ``key``: where ``run.json`` keeps the spec (``"batch"``,
+    ``"sweep"``)."""
+    if not os.path.lexists(folder):
+        return "new"
+    if not owned(folder, key):
+        return "foreign"
+    if not (folder / RUN_JSON).is_file():
+        return "incomplete"
+    try:
+        run = open_run(folder)
+        if run.status != "done":
+            return "incomplete"
+        same = run.record[key]["spec"] == spec
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        return "incomplete"  # run.json unreadable, or no spec in it
+    return "done" if same else "changed"
+
+
+def move_aside(folder: Path, kind: str) -> Path:
+    """Rename ``folder`` to ``<name>.<kind>-<time>`` (a free name); returns the new path."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = folder.with_name(f"{folder.name}.{kind}-{stamp}")
+    n = 1
+    while os.path.lexists(target):
+        n += 1
+        target = folder.with_name(f"{folder.name}.{kind}-{stamp}-{n}")
+    os.rename(folder, target)
+    return target
+
+
+def foreign(out: Path, names: list[str]) -> str:
+    """The message for item ids (or sweep points) that name something in ``out`` that no
+    batch or sweep made (the first five named)."""
+    listed = ", ".join(repr(name) for name in names[:5])
+    listed += f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return (
+        f"{out} already holds {listed}, which no batch or sweep made: choose another -o, or "
+        "move them away (a batch or sweep never moves or writes into what is not its own)"
+    )
+
+
+def refuse(out: Path, names: list[str]) -> None:
+    """Raise :func:`foreign`'s message as a ``ValueError`` when ``names`` is not empty."""
+    if names:
+        raise ValueError(foreign(out, names))
+
+
+def replace(target: Path, write_to: Callable[[Path], object]) -> None:
+    """Write ``target`` atomically: ``write_to(tmp)`` writes a temporary file beside it, which
+    then replaces ``target`` (it is removed if writing fails)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        write_to(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def since(start: float) -> float:
+    """Seconds since ``start`` (a :func:`time.perf_counter` reading), to 0.01 s."""
+    return round(time.perf_counter() - start, 2)
