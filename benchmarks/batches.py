@@ -3,7 +3,7 @@
 Twenty items (:data:`ITEMS`; one with ``--quick``, which leaves Ray out), each a 128x96 crop
 of the sample picture and its mask (a different crop per item, so no two items share a
 picture), a new background
-inpainted by notebook 03's steps on the built-in tiny models (2 steps, 1 variation, scored
+inpainted by notebook 03 itself on the built-in tiny models (2 steps, 1 variation, scored
 with the tiny SAM). Three ways, each from a cold start and timed from the command to its
 last item:
 
@@ -210,7 +210,7 @@ def run(ctx: Context) -> Section:
             sec.extra["ray_peaks_mb"] = peaks
         sec.extra["items_per_minute"] = per_min
     sec.notes.append(
-        f"{n} items, each a 128x96 picture with its mask file, notebook 03's steps on the tiny "
+        f"{n} items, each a 128x96 picture with its mask file, notebook 03 on the tiny "
         "models (2 steps, 1 variation); timed from the command's start (process, kernel, Ray "
         "start and model loading included) to its last item; disk caches off; 2 cores"
     )

@@ -27,7 +27,7 @@ Models: the full-size architectures with random weights. SD v1-4 is the folder o
 (``sam_model``), and a name ``"vit_b"`` means the official file, checked against the sha256
 in its name, which random weights cannot match; so segment_anything's ``vit_b`` with random
 weights is written as a transformers ``SamModel`` folder (:func:`sam_vit_b_folder`, through
-:func:`sdsam_nb.models.convert.save_as_transformers`: the ``facebook/sam-vit-base``
+:func:`benchmarks.sam_convert.save_as_transformers`: the ``facebook/sam-vit-base``
 architecture, the same weights) and ``sam_model`` names that folder. On the CPU the pictures
 are smaller and the steps fewer (:data:`CPU_SIZES`; SAM still embeds at 1024 px), and each
 kernel flushes subnormal floats to zero before it starts (an IPython startup file), as the
@@ -100,10 +100,10 @@ def sam_vit_b_folder(root: Path | None = None) -> Path:
     ``sdsam_nb.load_sam(folder)`` and the notebooks' ``sam_model`` load; built once under
     ``sdsam_nb.cache_dir()/bench/`` (about 0.4 GB)."""
     from sdsam_nb import cache_dir
-    from sdsam_nb.models.convert import save_as_transformers
     from sdsam_nb.models.tiny import build_folder
 
     from .fullsize import _log, build_sam
+    from .sam_convert import save_as_transformers
 
     root = Path(root) if root is not None else cache_dir() / "bench"
     final = root / SAM_RECIPE

@@ -16,7 +16,6 @@ from . import (
     models,
     runs,
     segment,
-    steps,
     validate,
 )
 from .background import (
@@ -120,7 +119,6 @@ __all__ = [
     "reframe",
     "runs",
     "start",
-    "steps",
     "validate",
     "score_results",
     "segment",

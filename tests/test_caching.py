@@ -23,7 +23,7 @@ from conftest import load_or_skip
 from PIL import Image
 
 import sdsam_nb
-from sdsam_nb import caching, runs, steps
+from sdsam_nb import caching, runs
 from sdsam_nb.background import generate, generate_background, score_results
 from sdsam_nb.caching import DiskCache
 from sdsam_nb.caching.embeddings import embedding_key
@@ -430,22 +430,16 @@ def test_a_blacked_out_picture_is_not_stored(tiny_sd, monkeypatch):
 # --------------------------------------------------------------------------- run records
 
 
-def test_the_steps_record_what_came_from_the_cache(tmp_path, tiny_sam, subject_image):
-    run = runs.new_run(tmp_path)
-    p = {
-        "sam_model": "tiny",
-        "points": [[150, 100, 1]],
-        "box": None,
-        "candidate": None,
-        "clicks": None,
-        "text_prompt": None,
-        "cache": True,
-    }
-    entries = []
-    for cache in (True, True, False):
-        run.log_params("02_click_to_mask", {"cache": cache})
-        _, seg = steps.segmenter(run, subject_image, {**p, "cache": cache})
-        entries.append(run.record["executions"][-1]["steps"]["embed_and_replay_clicks"]["cache"])
+def test_each_call_records_what_came_from_the_cache(tmp_path, tiny_sam, subject_image):
+    from sdsam_nb import ClickSegmenter, recording
+
+    run = runs.start("02_click_to_mask", {"output_root": str(tmp_path)}, echo=False)
+    try:
+        for cache in (True, True, False):
+            ClickSegmenter.from_prompts(tiny_sam, subject_image, points=[[150, 100]], cache=cache)
+    finally:
+        recording.deactivate()
+    entries = [call["cache"] for call in run.record["executions"][-1]["calls"]]
     miss, hit, off = entries
     assert (miss["hits"], miss["misses"], miss["off"]) == (0, 1, 0)
     assert (hit["hits"], hit["misses"], hit["off"]) == (1, 0, 0)
@@ -454,7 +448,6 @@ def test_the_steps_record_what_came_from_the_cache(tmp_path, tiny_sam, subject_i
     assert hit["entries"] == [{"what": "embedding", "key": key, "hit": True}]
     off_entry = {"what": "embedding", "key": None, "hit": False, "off": "cache=False"}
     assert off["entries"] == [off_entry]
-    assert run.record["steps"]["02_click_to_mask/embed_and_replay_clicks"]["cache"] == off
     # the parameter exists, and a run recorded before it replays without the cache
     assert runs.check_params(cache=False) == {"cache": False}
     assert runs.BEFORE_IT_EXISTED["cache"] is False

@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks.sam_convert import sam_config_for, sam_to_transformers, save_as_transformers
 from sdsam_nb.models import sam_checkpoint_path, tiny
-from sdsam_nb.models.convert import sam_config_for, sam_to_transformers, save_as_transformers
 
 W, H = 300, 200  # not square: exercises the resize, the padding and the point rescaling
 

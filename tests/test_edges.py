@@ -146,7 +146,8 @@ def test_auto_is_vitmatte_on_a_gpu_and_closed_form_on_the_cpu():
 
 def test_tiny_vitmatte_loads_once_and_obeys_the_trimap(scene):
     from sdsam_nb.models import cache
-    from sdsam_nb.models.matting import VITMATTE_RECIPE, VitMatte, load_vitmatte
+    from sdsam_nb.models.matting import VitMatte, load_vitmatte
+    from sdsam_nb.models.tiny import VITMATTE_RECIPE
 
     net = load_vitmatte("tiny", device="cpu")
     assert isinstance(net, VitMatte) and net.model.config.model_type == "vitmatte"

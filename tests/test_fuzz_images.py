@@ -268,3 +268,15 @@ def test_a_cache_entry_is_inside_its_folder_or_its_key_is_refused(tmp_path, key,
     if path is not None:
         assert path.parent == cache.entries and path.name == f"{key}.{kind}"
         assert cache.put(key, kind, b"x") and cache.get(key, kind) == b"x"
+
+
+def test_a_subject_that_fills_the_frame_gets_a_narrower_band_or_the_feather():
+    from sdsam_nb.background.edge import edge_closeups, fit_band
+
+    mask = np.ones((80, 96), bool)
+    mask[:, :4] = False  # 4 px of background: room for a 3-px band, not an 8-px one
+    assert fit_band(mask, 8) == 3
+    mask[:, 1:4] = True  # 1 px of background: no band fits, the feather is used
+    assert fit_band(mask, 8) is None
+    closeups = edge_closeups(_picture(), mask, _picture(), feather=2)
+    assert len(closeups) == 2 and all(c.size == closeups[0].size for c in closeups)

@@ -49,6 +49,7 @@ def test_committed_clean_and_in_house_order(path):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert "colab.research.google.com/github/" in nb.cells[0].source
     assert "IN_COLAB" in nb.cells[1].source and "enable_custom_widget_manager" in nb.cells[1].source
+    assert nb.cells[1].metadata.get("tags") == ["colab"]  # left out where the batch runs it
     assert nb.cells[2].metadata.get("tags") == ["parameters"]
     assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
     # numbered steps, each with a sentence of markdown, ending with a save step

@@ -2,7 +2,7 @@
 
 ``SalientControlNet("tiny")`` (and ``model="salient"`` next to the tiny text-to-image pipe) is
 the replica of ``yahoo-inc/photo-background-generation`` that
-:mod:`sdsam_nb.models.tiny_salient` builds with the checkpoint's folder layout.
+:mod:`sdsam_nb.models.tiny.salient` builds with the checkpoint's folder layout.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sdsam_nb import masks
 from sdsam_nb.background import METHODS, method_for
 from sdsam_nb.background.common import DEFAULT_FEATHER
 from sdsam_nb.background.methods import KNOWN_CHECKPOINTS, SALIENT_BG, SalientControlNet
-from sdsam_nb.models import MODELS, cache_dir, provenance, tiny, tiny_salient
+from sdsam_nb.models import MODELS, cache_dir, provenance, tiny
 from sdsam_nb.models.salient import SalientInpaintPipeline
 
 QUICK = {"n": 1, "steps": 2, "size": 96}
@@ -40,7 +40,7 @@ def fresh_models():
 
 
 def test_the_tiny_replica_has_the_checkpoints_layout():
-    folder = tiny_salient.salient_folder(cache_dir() / "tiny")
+    folder = tiny.salient_folder(cache_dir() / "tiny")
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionControlNetInpaintPipeline"
     assert {p.name for p in folder.iterdir() if p.is_dir()} == LAYOUT
@@ -109,7 +109,7 @@ def test_loading_goes_through_each_components_from_pretrained(tiny_sd, fresh_mod
     assert isinstance(painter, SalientInpaintPipeline)
     info = provenance(painter)
     assert info["model"] == "tiny" and info["revision"] is None
-    assert info["path"] == str(tiny_salient.salient_folder(cache_dir() / "tiny"))
+    assert info["path"] == str(tiny.salient_folder(cache_dir() / "tiny"))
 
 
 def test_it_follows_the_text_to_image_pipe(tiny_sd):
@@ -210,7 +210,7 @@ def test_a_folder_of_another_layout_is_refused(tiny_sd, tmp_path):
     assert "\n" not in str(err.value) and str(sd) in str(err.value)
 
     four = tmp_path / "four-channel-unet"
-    shutil.copytree(tiny_salient.salient_folder(cache_dir() / "tiny"), four)
+    shutil.copytree(tiny.salient_folder(cache_dir() / "tiny"), four)
     config = json.loads((four / "unet" / "config.json").read_text())
     (four / "unet" / "config.json").write_text(json.dumps({**config, "in_channels": 4}))
     with pytest.raises(ValueError, match="in_channels=4.*9-channel") as err:

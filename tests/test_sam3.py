@@ -25,7 +25,7 @@ from sdsam_nb.models import (
     provenance,
     tiny,
 )
-from sdsam_nb.models.sam3 import SAM3_RECIPE, sam3_phrases
+from sdsam_nb.models.sam3 import sam3_phrases
 from sdsam_nb.runs import check_params
 from sdsam_nb.segment.text import TEXT_METHODS, load_text_detector
 
@@ -50,7 +50,7 @@ def test_tiny_sam3_loads_like_a_real_model_and_is_cached(tiny_sam3):
     assert isinstance(tiny_sam3.model, Sam3Model) and isinstance(tiny_sam3.processor, Sam3Processor)
     assert tiny_sam3.source == "tiny" and str(tiny_sam3.device) == "cpu"
     assert not tiny_sam3.model.training
-    folder = cache_dir() / "tiny" / SAM3_RECIPE
+    folder = cache_dir() / "tiny" / tiny.SAM3_RECIPE
     assert json.loads((folder / "config.json").read_text())["model_type"] == "sam3"
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert provenance(tiny_sam3.model) == {"model": "tiny", "revision": None, "path": str(folder)}

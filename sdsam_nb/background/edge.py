@@ -12,19 +12,23 @@ from PIL import Image
 
 from .. import edges, masks
 from ..recording import recorded
+from .common import paste
 
 EDGES = ("feather", "matte")
 DEFAULT_BAND = 8  # px either side of the mask's edge that matting estimates
 
 
 def fit_band(mask: np.ndarray, band: float) -> float | None:
-    """``band``, narrowed for a subject too thin for it: at most the subject's half-thickness
-    less a pixel, so that the mask shrunk by the band keeps some sure subject. ``None`` when
-    the subject is under 4 px thick everywhere (then the feather is used)."""
+    """``band``, narrowed where the picture has no room for it: at most the subject's
+    half-thickness less a pixel (so the mask shrunk by the band keeps some sure subject) and
+    the background's widest reach from the subject less a pixel (so the mask grown by it
+    leaves some sure background: a subject that fills the frame). ``None`` when either is
+    under 2 px (then the feather is used)."""
     half = masks.inner_radius(np.pad(mask, 1))
-    if half < 2:
+    room = masks.inner_radius(~np.asarray(mask, bool))  # the frame is not an edge
+    if half < 2 or room < 2:
         return None
-    return min(float(band), half - 1)
+    return min(float(band), half - 1, room - 1)
 
 
 def kept_width(mask: np.ndarray, edge, feather: float) -> float:
@@ -70,16 +74,15 @@ def subject_alpha(
             ``feather`` the subject is too thin for.
     """
     pixels = np.asarray(picture)
+    if isinstance(edge, str) and edge == "matte":
+        fitted = fit_band(mask, band)
+        if fitted is not None:
+            alpha = edges.matte(picture, mask, band=fitted)
+            return alpha, edges.estimate_foreground(picture, alpha)
+        edge = "feather"  # no band fits (see fit_band): the feather is used
     if isinstance(edge, str) and edge == "feather":
         check_feather(mask, feather)
         return masks.feather(mask, feather), pixels
-    if isinstance(edge, str) and edge == "matte":
-        fitted = fit_band(mask, band)
-        if fitted is None:  # thinner than 4 px everywhere: no band leaves a sure subject
-            check_feather(mask, feather)
-            return masks.feather(mask, feather), pixels
-        alpha = edges.matte(picture, mask, band=fitted)
-        return alpha, edges.estimate_foreground(picture, alpha)
     if isinstance(edge, np.ndarray):
         h, w = mask.shape
         if edge.shape != (h, w):
@@ -120,8 +123,7 @@ def edge_closeups(
     pasted = {}
     for edge in EDGES:
         alpha, colours = subject_alpha(picture, mask, edge, feather=feather, band=band)
-        a = alpha[..., None].astype(np.float32)
-        pasted[edge] = np.rint(a * colours + (1 - a) * back).astype(np.uint8)
+        pasted[edge] = paste(back, colours, alpha.astype(np.float32))
         if edge == "matte":
             soft = ((alpha > 0.02) & (alpha < 0.98)).astype(np.float32)
     h, w = mask.shape

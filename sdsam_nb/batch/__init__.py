@@ -10,7 +10,7 @@ module         holds
 =============  ==============================================================================
 ``manifest``   :func:`read_manifest`, the item keys and their checks (:func:`check_item`)
 ``plan``       an item -> the notebooks it runs and their parameters (:class:`Plan`)
-``execute``    one item's steps in its run folder, as the notebooks' cells run them
+``execute``    one item: its notebooks run in this process, into its run folder
 ``index``      ``index.csv`` / ``index.parquet``: one row per item
 ``folders``    the run folders a batch or sweep owns: their state, moving aside, refusals
 ``item``       :func:`run_item`: one item into its run folder, its index row

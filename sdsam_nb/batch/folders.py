@@ -44,7 +44,8 @@ def owned(folder: Path, key: str = "batch") -> bool:
 
 def state(folder: Path, spec: dict, key: str = "batch") -> str:
     """``"new"`` (nothing there), ``"foreign"`` (something there that no batch made: see
-    :func:`owned`; never to be moved), ``"done"`` (finished, from ``spec``), ``"changed"``
+    :func:`owned`; never to be moved), ``"done"`` (finished, from ``spec``: every execution
+    done and the entry's ``seconds`` recorded, without an ``error``), ``"changed"``
     (finished from another item, other defaults or other files) or ``"incomplete"`` (a batch's
     folder, unfinished or failed). ``key``: where ``run.json`` keeps the spec (``"batch"``,
     ``"sweep"``)."""
@@ -56,9 +57,12 @@ def state(folder: Path, spec: dict, key: str = "batch") -> str:
         return "incomplete"
     try:
         run = open_run(folder)
-        if run.status != "done":
+        entry = run.record[key]
+        # done: every execution done, and the batch (sweep) recorded the item (point) complete
+        # (its seconds, after the last notebook): a kill between notebooks is not done
+        if run.status != "done" or "seconds" not in entry or "error" in entry:
             return "incomplete"
-        same = run.record[key]["spec"] == spec
+        same = entry["spec"] == spec
     except (OSError, ValueError, LookupError, TypeError, AttributeError):
         return "incomplete"  # run.json unreadable, or no spec in it
     return "done" if same else "changed"

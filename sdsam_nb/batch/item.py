@@ -18,8 +18,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..runs import new_run, open_run
+from ..runs.chain import one_line
 from . import folders, index
-from .execute import execute, one_line
+from .execute import execute
 from .manifest import Manifest
 from .plan import plan_item
 

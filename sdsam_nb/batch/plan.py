@@ -83,7 +83,9 @@ class Plan:
         (``mask="auto"`` or a file) is read back by 03 / 04 through ``mask_path``."""
         out = {}
         for name, params in self.notebooks.items():
-            params = {**params, "run_dir": str(run_path), "progress": False}
+            params = {**params, "run_dir": str(run_path)}
+            if "progress" in params:  # the notebooks that load SD declare it
+                params["progress"] = False
             if self.mask is not None and name in METHODS.values():
                 params["mask_path"] = str(run_path / MASK_FILE)
             out[name] = check_params(**params)

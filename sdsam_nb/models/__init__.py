@@ -13,11 +13,11 @@ module             holds
 ``sam``            :func:`load_sam`, official SAM checkpoints (download, sha256 check)
 ``detectors``      :func:`load_grounding_dino` (text -> boxes)
 ``hf_sam``         transformers SAM / SlimSAM / SAM-HQ / SAM 2.1 for clicks (``FAMILIES``)
-``matting``        :func:`load_vitmatte` (ViTMatte alpha mattes), the tiny ViTMatte
+``matting``        :func:`load_vitmatte` (ViTMatte alpha mattes)
 ``salient``        the salient-object ControlNet pipeline (``model="salient"``)
-``convert``        segment_anything -> transformers SAM weights
-``sam3``           :func:`load_sam3` (text -> every instance's mask and box), the tiny SAM 3
-``tiny``           the built-in tiny models, built offline through the same classes
+``sam3``           :func:`load_sam3` (text -> every instance's mask and box)
+``tiny/``          every built-in tiny model, one module per family, built offline through
+                   the same classes
 =================  ==========================================================================
 """
 

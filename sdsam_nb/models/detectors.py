@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from ..images import ImageLike, to_rgb
-from . import tiny
 from .cache import MODELS, load_pair, resolve_model
 from .devices import pick_device
+from .tiny import grounding_dino_folder
 
 DEFAULT_GROUNDING_DINO = "IDEA-Research/grounding-dino-tiny"
 
@@ -95,17 +95,6 @@ class GroundingDinoDetector:
         return boxes, labels, scores
 
 
-def _resolve_grounding_dino(model) -> tuple[str, bool]:
-    """(path-or-id, is_local) for a Grounding DINO ``model`` argument."""
-    return resolve_model(
-        model,
-        "model",
-        build_tiny=tiny.grounding_dino_folder,
-        marker="config.json",
-        example=DEFAULT_GROUNDING_DINO,
-    )
-
-
 def load_grounding_dino(
     model: str = DEFAULT_GROUNDING_DINO,
     *,
@@ -135,7 +124,13 @@ def load_grounding_dino(
     key = ("grounding_dino", str(model), str(dev))
     if key in MODELS:
         return MODELS.get(key)
-    source, local = _resolve_grounding_dino(model)
+    source, local = resolve_model(
+        model,
+        "model",
+        build_tiny=grounding_dino_folder,
+        marker="config.json",
+        example=DEFAULT_GROUNDING_DINO,
+    )
     processor, net = load_pair(
         AutoProcessor, AutoModelForZeroShotObjectDetection, source, local=local, model=str(model)
     )

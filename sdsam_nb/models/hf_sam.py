@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import tiny_hf
 from .cache import (
     MODELS,
     TINY,
@@ -32,6 +31,7 @@ from .cache import (
 )
 from .devices import pick_device
 from .prediction import Prediction
+from .tiny import HF_SAM_VARIANTS, hf_sam_folder
 
 # config model_type -> (family, model class, processor class) in transformers
 FAMILIES = {
@@ -52,7 +52,7 @@ EXAMPLES = (
     "syscv-community/sam-hq-vit-base",
     "facebook/sam2.1-hiera-tiny",
 )
-TINY_VARIANTS = tuple(tiny_hf.VARIANTS)
+TINY_VARIANTS = tuple(HF_SAM_VARIANTS)
 
 
 def _config_type(source: str, local: bool, revision: str | None, model: str) -> str:
@@ -80,7 +80,7 @@ def family_of(model: str, revision: str | None = None) -> tuple[str, str, bool]:
         ValueError: not a SAM-family checkpoint, or one that cannot take clicks (SAM 3); the
             message names what was given and what is accepted.
     """
-    if model in tiny_hf.VARIANTS:
+    if model in HF_SAM_VARIANTS:
         return FAMILIES[_tiny_type(model)][0], str(_tiny_folder(model)), True
     if model == TINY:  # segment_anything's tiny model: load_sam serves it before this
         raise ValueError(f"model_type='tiny' is not a transformers model; try {TINY_VARIANTS}")
@@ -99,18 +99,18 @@ def family_of(model: str, revision: str | None = None) -> tuple[str, str, bool]:
 
 
 def _tiny_type(name: str) -> str:
-    return tiny_hf.VARIANTS[name][2]
+    return HF_SAM_VARIANTS[name][2]
 
 
 def _tiny_folder(name) -> Path:
-    return tiny_hf.folder(str(name), cache_dir() / "tiny")
+    return hf_sam_folder(str(name), cache_dir() / "tiny")
 
 
 def available(name: str) -> bool:
     """Whether the installed transformers has the classes of tiny variant or family ``name``."""
     import transformers
 
-    kind = _tiny_type(name) if name in tiny_hf.VARIANTS else name
+    kind = _tiny_type(name) if name in HF_SAM_VARIANTS else name
     return all(hasattr(transformers, n) for n in FAMILIES[kind][1:])
 
 

@@ -6,7 +6,7 @@ The checkpoint (:data:`SALIENT_BG`) is SD 2 inpainting plus a ControlNet conditi
 background mask. It is assembled from its component folders (``controlnet``, ``unet``,
 ``vae``, ``text_encoder``, ``tokenizer``, ``scheduler``), each loaded with its own diffusers or
 transformers class; no code from the hub runs. ``"tiny"`` is the built-in replica
-(:mod:`sdsam_nb.models.tiny_salient`).
+(:mod:`sdsam_nb.models.tiny.salient`).
 
 Why :class:`SalientInpaintPipeline` and not diffusers' ``StableDiffusionControlNetInpaintPipeline``
 as is: the checkpoint's ControlNet was initialised from the 9-channel inpainting UNet and takes
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from . import tiny_salient
 from .cache import MODELS, provenance, resolve_model, unavailable
 from .sd import cached_view, dtype_kwarg, foreign_pipeline, from_pretrained, place
+from .tiny import salient_folder
 
 SALIENT_BG = "yahoo-inc/photo-background-generation"
 
@@ -81,7 +81,7 @@ def _resolve(model) -> tuple[str, bool]:
     return resolve_model(
         model,
         "model",
-        build_tiny=tiny_salient.salient_folder,
+        build_tiny=salient_folder,
         marker="model_index.json",
         example=SALIENT_BG,
     )

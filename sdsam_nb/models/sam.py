@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from ..recording import recorded
-from . import tiny
 from .cache import MODELS, TINY, ModelUnavailableError, cache_dir, remember, sha256_file
 from .devices import pick_device
 from .hf_sam import TINY_VARIANTS, load_transformers_sam
+from .tiny import build_sam_model, sam_checkpoint
 
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
@@ -45,7 +45,7 @@ def sam_builders() -> dict:
         "vit_h": build_sam_vit_h,
         "vit_l": build_sam_vit_l,
         "vit_b": build_sam_vit_b,
-        TINY: lambda checkpoint=None: tiny.build_sam_model(),
+        TINY: lambda checkpoint=None: build_sam_model(),
     }
 
 
@@ -67,7 +67,7 @@ def sam_checkpoint_path(model_type: str = "vit_b", *, download: bool = True) -> 
     moved into place, so a failed or corrupt download leaves nothing behind.
     """
     if model_type == TINY:
-        return tiny.sam_checkpoint(cache_dir() / "tiny")
+        return sam_checkpoint(cache_dir() / "tiny")
     if model_type not in SAM_CHECKPOINTS:
         raise ValueError(
             f"model_type={model_type!r} is not one of {sorted([*SAM_CHECKPOINTS, TINY])}"

@@ -4,13 +4,10 @@
 returns a :class:`Sam3TextSegmenter`: ``segment(image, text)`` gives per-instance masks, boxes
 and scores; called as ``segmenter(image, text, box_threshold, text_threshold)`` it meets the
 :data:`sdsam_nb.segment.detect.Detector` contract (boxes only), so a click segmenter can
-start from its best box. :func:`sam3_folder` builds the tiny offline SAM 3.
+start from its best box. The tiny offline SAM 3 is built by :mod:`sdsam_nb.models.tiny.sam3`.
 """
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,13 +15,12 @@ import torch
 from ..images import ImageLike, to_rgb
 from .cache import MODELS, remember, resolve_model, unavailable
 from .devices import pick_device
-from .tiny import build_folder, save_model_and_processor, write_clip_vocab
+from .tiny import sam3_folder
 
 DEFAULT_SAM3 = "facebook/sam3"
 # "sam3_video" checkpoints (facebook/sam3 itself) hold the image detector as detector_config,
 # which Sam3Model loads.
 SAM3_MODEL_TYPES = ("sam3", "sam3_video")
-SAM3_RECIPE = "sam3-tiny-r1"
 
 
 def sam3_phrases(text: str) -> list[str]:
@@ -194,73 +190,3 @@ def load_sam3(
     segmenter = Sam3TextSegmenter(processor, net, str(model))
     MODELS.put(key, segmenter)
     return segmenter
-
-
-# --------------------------------------------------------------------------- tiny SAM 3
-# The tiny SAM 3 keeps the real architecture (RoPE ViT with windowed and global attention,
-# FPN neck at 4x/2x/1x/0.5x, CLIP text encoder, DETR encoder/decoder with a presence token,
-# dot-product scoring, the mask decoder) with 32-wide layers, a 112-px input (8x8 patches of
-# 14 px, as the real 1008 px gives 72x72) and the byte-level CLIP vocabulary of tiny.py.
-
-
-def _build_sam3():
-    """The tiny SAM 3 ``(processor, model)``, random weights (seed the caller's RNG)."""
-    from transformers import CLIPTextConfig, CLIPTokenizer, Sam3Config, Sam3Model, Sam3Processor
-    from transformers.models.sam3 import configuration_sam3 as c
-    from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
-
-    image_size, dim, heads, ffn = 112, 32, 2, 64
-    with tempfile.TemporaryDirectory() as tmp:
-        write_clip_vocab(Path(tmp))
-        # SAM 3's processor pads every prompt to 32 tokens
-        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=32)
-    small = dict(hidden_size=dim, num_attention_heads=heads, intermediate_size=ffn)
-    config = Sam3Config(
-        vision_config=c.Sam3VisionConfig(
-            backbone_config=c.Sam3ViTConfig(
-                num_hidden_layers=2,
-                image_size=image_size,
-                patch_size=14,
-                window_size=4,
-                global_attn_indexes=[1],
-                pretrain_image_size=56,  # position embeddings are tiled, as in the real model
-                **small,
-            ),
-            fpn_hidden_size=dim,
-            backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]],
-        ),
-        text_config=CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            projection_dim=dim,
-            num_hidden_layers=1,
-            max_position_embeddings=32,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            **small,
-        ),
-        geometry_encoder_config=c.Sam3GeometryEncoderConfig(num_layers=1, roi_size=2, **small),
-        detr_encoder_config=c.Sam3DETREncoderConfig(num_layers=1, **small),
-        detr_decoder_config=c.Sam3DETRDecoderConfig(num_layers=2, num_queries=10, **small),
-        mask_decoder_config=c.Sam3MaskDecoderConfig(
-            hidden_size=dim, num_attention_heads=heads, num_upsampling_stages=2
-        ),
-    )
-    model = Sam3Model(config).eval()
-    image_processor = Sam3ImageProcessor(
-        size={"height": image_size, "width": image_size}, mask_size={"height": 32, "width": 32}
-    )
-    processor = Sam3Processor(image_processor=image_processor, tokenizer=tokenizer)
-    return processor, model
-
-
-def sam3_folder(root: Path) -> Path:
-    """Return the tiny SAM 3 folder under ``root``, building it on first use (<1 s).
-
-    The folder holds what ``save_pretrained`` writes for a real checkpoint (config, weights,
-    processor, tokenizer), so ``Sam3Processor`` / ``Sam3Model`` ``.from_pretrained(folder)``
-    load it like a downloaded model.
-    """
-    return build_folder(
-        Path(root) / SAM3_RECIPE, "config.json", save_model_and_processor(_build_sam3)
-    )

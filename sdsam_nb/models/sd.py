@@ -16,7 +16,6 @@ import json
 import torch
 
 from ..recording import recorded
-from . import tiny
 from .cache import (
     MODELS,
     cache_dir,
@@ -28,6 +27,7 @@ from .cache import (
 )
 from .devices import pick_device, pick_dtype
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
+from .tiny import sd_folder, sd_inpainting_folder
 
 DEFAULT_SD = "CompVis/stable-diffusion-v1-4"
 
@@ -36,7 +36,7 @@ INPAINTING_SD = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 
 
 # built-in tiny checkpoints besides "tiny" (the text-to-image one): name -> builder(root)
-TINY_SD = {"tiny-inpainting": tiny.sd_inpainting_folder}
+TINY_SD = {"tiny-inpainting": sd_inpainting_folder}
 # components a dedicated checkpoint may take from the loaded text-to-image pipeline when they
 # are the same class, configuration and weights (never the UNet or the scheduler)
 SHAREABLE = ("text_encoder", "tokenizer", "vae", "safety_checker", "feature_extractor")
@@ -46,7 +46,7 @@ def _resolve_sd(model: str, name: str) -> tuple[str, bool]:
     if isinstance(model, str) and model in TINY_SD:
         return str(TINY_SD[model](cache_dir() / "tiny")), True
     return resolve_model(
-        model, name, build_tiny=tiny.sd_folder, marker="model_index.json", example=DEFAULT_SD
+        model, name, build_tiny=sd_folder, marker="model_index.json", example=DEFAULT_SD
     )
 
 

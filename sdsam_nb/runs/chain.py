@@ -9,7 +9,9 @@ papermill's ``PapermillExecutionError``, which is one) or :class:`KernelDied`.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import sha256_file
+from ..recording import deactivate
 from .inputs import default_output_root, kit_dir
 from .params import BEFORE_IT_EXISTED
 from .record import Run, jsonable, new_run, open_run
@@ -199,6 +202,55 @@ def execute_chain(
         say(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
     say(f"run folder: {run.path}  ({time.perf_counter() - total:.1f} s)")
     return run
+
+
+def execute_here(
+    name: str, params: dict, *, notebooks: Path | None = None, quiet: bool = False
+) -> dict:
+    """Run notebook ``name``'s code in this process, as papermill runs it in a kernel: its
+    code cells in order, ``params`` set right after the cell tagged ``parameters`` (only the
+    names that cell declares). The cell tagged ``colab`` (the Colab-only install) is left out;
+    the pictures its cells show are closed, not drawn; ``quiet``: what its cells print is
+    dropped. Models stay loaded between calls (the process's model cache): what a batch
+    wants from the notebooks it runs item after item. Returns the notebook's variables.
+
+    Raises:
+        Exception: a cell's own error, after the run the notebook started (its ``run``) has
+            marked its execution failed with the error line.
+    """
+    import nbformat
+
+    notebooks = notebooks or notebooks_dir()
+    wanted = declared(name, notebooks)
+    given = {k: v for k, v in absolute_paths(params).items() if k in wanted}
+    nb = nbformat.read(notebooks / f"{name}.ipynb", as_version=4)
+    variables: dict = {"__name__": "__main__"}
+    printed = contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
+    try:
+        with printed:
+            for number, cell in enumerate(nb.cells):
+                tags = cell.metadata.get("tags", [])
+                if cell.cell_type != "code" or "colab" in tags:
+                    continue
+                exec(compile(cell.source, f"<{name} cell {number}>", "exec"), variables)
+                if "parameters" in tags:
+                    variables.update(given)
+    except BaseException as exc:
+        run = variables.get("run")
+        if isinstance(run, Run):
+            run.fail(one_line(exc))  # as the kernel's failure watch does in a notebook
+        deactivate()
+        raise
+    finally:
+        _close_figures()
+    return variables
+
+
+def _close_figures() -> None:
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 def _silent(*args, **kwargs) -> None:

@@ -81,7 +81,8 @@ def load_subject(run: Run, image_path: str | None = None) -> Image.Image:
     """The subject picture for a notebook step, as ``RGB``; the rule, in order:
 
     1. ``image_path`` if given (your own photo; converted by :func:`sdsam_nb.to_rgb`), copied
-       into the run as ``input`` so that a replay does not depend on the original file;
+       into the run as ``input`` so that a replay does not depend on the original file (once:
+       a later notebook of the run given the same file, unchanged, keeps that copy);
     2. the run's ``subject`` (made by ``01_generate_subject``);
     3. the sample picture :func:`sample_subject` (so each notebook also runs alone).
     """
@@ -89,8 +90,10 @@ def load_subject(run: Run, image_path: str | None = None) -> Image.Image:
 
     if image_path:
         image = to_rgb(image_path, name="image_path")
-        run.save_image("input", image)
-        run.set("input", {"path": str(image_path), "sha256": sha256_file(image_path)})
+        given = {"path": str(image_path), "sha256": sha256_file(image_path)}
+        if run.record.get("input") != given or run.file("input") is None:
+            run.save_image("input", image)
+            run.set("input", given)
         return image
     if run.file("subject") is not None:
         return run.load_image("subject")

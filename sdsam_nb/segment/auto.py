@@ -15,8 +15,8 @@ import numpy as np
 
 from ..images import ImageLike, to_rgb
 from ..recording import recorded
+from ..validate import check_fraction
 from .base import as_segmenter
-from .detect import check_fraction
 
 
 def subject_scores(

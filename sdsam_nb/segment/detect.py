@@ -21,6 +21,18 @@ from ..validate import check_fraction
 Detector = Callable[[Image.Image, str, float, float], tuple[Any, Sequence[str], Sequence[float]]]
 
 
+def kept(boxes: np.ndarray, scores: Sequence[float], max_boxes: int | None) -> list[int]:
+    """Indices of the detections to keep, best score first (ties in the given order): boxes
+    (``Nx4`` XYXY) with a positive width and height and a finite score, at most ``max_boxes``
+    (``None``: all)."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    return [
+        int(i)
+        for i in order
+        if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1] and math.isfinite(scores[i])
+    ][:max_boxes]
+
+
 def detections(raw, size: tuple[int, int], max_boxes: int | None):
     """Validate a detector's output; clip boxes to the image, drop empty ones, sort by score."""
     try:
@@ -43,13 +55,7 @@ def detections(raw, size: tuple[int, int], max_boxes: int | None):
         )
     w, h = size
     boxes = np.clip(boxes, 0.0, [w, h, w, h])
-    keep = [
-        i
-        for i in np.argsort(-np.asarray(scores), kind="stable")
-        if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1] and math.isfinite(scores[i])
-    ]
-    if max_boxes is not None:
-        keep = keep[:max_boxes]
+    keep = kept(boxes, scores, max_boxes)
     return (
         [tuple(float(v) for v in boxes[i]) for i in keep],
         [labels[i] for i in keep],

@@ -4,13 +4,11 @@ phrase and masks it; no box detector, no SAM predictor.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from PIL import Image
 
 from ..models.sam3 import Sam3TextSegmenter, load_sam3
-from .detect import check_request
+from .detect import check_request, kept
 
 
 def sam3_instances(
@@ -52,16 +50,12 @@ def sam3_instances(
             f"not {type(detector).__name__}"
         )
     masks, boxes, scores, labels = detector.segment(image, text, threshold=box_threshold)
-    keep = [
-        i
-        for i in range(len(scores))
-        if boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1] and math.isfinite(scores[i])
-    ][:max_boxes]
-    kept = masks[keep]
+    keep = kept(boxes, scores, max_boxes)  # segment() sorted them: kept() keeps that order
+    instance_masks = masks[keep]
     return (
         [tuple(float(v) for v in boxes[i]) for i in keep],
         [labels[i] for i in keep],
         [float(scores[i]) for i in keep],
         detector.source,
-        lambda used: kept[np.asarray(used, dtype=int)],
+        lambda used: instance_masks[np.asarray(used, dtype=int)],
     )

@@ -5,6 +5,10 @@ a ``segment_anything.modeling.Sam`` (official ``vit_b`` / ``vit_l`` / ``vit_h`` 
 tiny one), :func:`sam_to_transformers` renames its state dict with the table :data:`RENAMES`,
 and :func:`save_as_transformers` writes a folder that ``SamModel.from_pretrained`` and
 ``SamProcessor.from_pretrained`` load. Nothing is downloaded.
+
+Not part of the kit: ``tests/test_cross_library.py`` checks that both libraries agree on the
+same weights, and :mod:`benchmarks.reruns` writes a random-weight ``vit_b`` as a transformers
+folder with it.
 """
 
 from __future__ import annotations
@@ -224,7 +228,7 @@ def save_as_transformers(checkpoint_path: str | os.PathLike, folder: str | os.Pa
 
     from transformers import SamModel
 
-    from .sam import sam_builders, sam_type_of
+    from sdsam_nb.models.sam import sam_builders, sam_type_of
 
     path = Path(checkpoint_path).expanduser()
     if not path.is_file():

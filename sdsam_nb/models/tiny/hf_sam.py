@@ -1,4 +1,4 @@
-"""Built-in tiny transformers segmenters: ``SamModel`` (SAM and SlimSAM), ``SamHQModel`` and
+"""The tiny transformers segmenters: ``SamModel`` (SAM and SlimSAM), ``SamHQModel`` and
 ``Sam2Model`` with small configs and random weights, saved with ``save_pretrained`` (model
 and processor) so that :func:`sdsam_nb.load_sam` reads them back through ``from_pretrained``
 exactly as it reads ``facebook/sam-vit-base`` or ``facebook/sam2.1-hiera-tiny``.
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cache import loading_bars
-from .tiny import build_folder
+from .build import build_folder, save_model_and_processor
 
 IMAGE = 256  # the tiny encoders' input side (the real ones take 1024)
 
@@ -52,7 +51,8 @@ def _sam():
     config = SamConfig(
         vision_config=_VIT, prompt_encoder_config=_PROMPT, mask_decoder_config=_DECODER
     )
-    return SamModel(config), _sam_processor("SamProcessor")
+    model = SamModel(config)
+    return _sam_processor("SamProcessor"), model
 
 
 def _slimsam():
@@ -63,7 +63,8 @@ def _slimsam():
     config = SamConfig(
         vision_config=vision, prompt_encoder_config=_PROMPT, mask_decoder_config=_DECODER
     )
-    return SamModel(config), _sam_processor("SamProcessor")
+    model = SamModel(config)
+    return _sam_processor("SamProcessor"), model
 
 
 def _sam_hq():
@@ -73,7 +74,8 @@ def _sam_hq():
     config = SamHQConfig(
         vision_config=_VIT, prompt_encoder_config=_PROMPT, mask_decoder_config=decoder
     )
-    return SamHQModel(config), _sam_processor("SamHQProcessor")
+    model = SamHQModel(config)
+    return _sam_processor("SamHQProcessor"), model
 
 
 def _sam2():
@@ -103,15 +105,16 @@ def _sam2():
         prompt_encoder_config={**_PROMPT, "mask_input_channels": 8},
         mask_decoder_config=_DECODER,
     )
+    model = Sam2Model(config)
     image_processor = Sam2ImageProcessor(
         size={"height": IMAGE, "width": IMAGE}, mask_size={"height": side, "width": side}
     )
-    return Sam2Model(config), Sam2Processor(image_processor=image_processor)
+    return Sam2Processor(image_processor=image_processor), model
 
 
 # name -> (recipe folder, builder, config model_type); the recipe changes whenever a
 # builder does
-VARIANTS = {
+HF_SAM_VARIANTS = {
     "tiny-sam": ("sam-hf-tiny-r1", _sam, "sam"),
     "tiny-slimsam": ("slimsam-hf-tiny-r1", _slimsam, "sam"),
     "tiny-sam-hq": ("sam-hq-hf-tiny-r1", _sam_hq, "sam_hq"),
@@ -119,20 +122,13 @@ VARIANTS = {
 }
 
 
-def folder(name: str, root: Path) -> Path:
-    """The folder of tiny variant ``name`` (a key of :data:`VARIANTS`) under ``root``,
-    built on first use: model and processor written with ``save_pretrained``."""
+def hf_sam_folder(name: str, root: Path) -> Path:
+    """The folder of tiny variant ``name`` (a key of :data:`HF_SAM_VARIANTS`) under ``root``,
+    built on first use: processor and model written with ``save_pretrained``."""
     import transformers
 
-    recipe, build, _ = VARIANTS[name]
+    recipe, build, _ = HF_SAM_VARIANTS[name]
     # transformers 5 writes processor_config.json, which 4.x cannot read: one build per major
     major = transformers.__version__.split(".")[0]
     final = Path(root) / f"{recipe}-transformers{major}"
-
-    def write(folder: Path) -> None:
-        model, processor = build()
-        with loading_bars(False):
-            model.save_pretrained(folder, safe_serialization=True)
-            processor.save_pretrained(folder)
-
-    return build_folder(final, "config.json", write)
+    return build_folder(final, "config.json", save_model_and_processor(build))

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .tiny import SEED, build_folder, write_clip_vocab
+from .build import SEED, build_folder
+from .sd import write_clip_vocab
 
 SALIENT_RECIPE = "salient-tiny-r1"
 

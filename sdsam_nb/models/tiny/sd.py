@@ -1,0 +1,174 @@
+"""The tiny Stable Diffusion v1 pipelines: text-to-image (``"tiny"``) and the 9-channel
+inpainting checkpoint (``"tiny-inpainting"``), and the byte-level CLIP vocabulary that they,
+the tiny salient replica and the tiny SAM 3 tokenize with.
+
+The recipe keeps the real v1 geometry where it matters: a VAE that downsamples 8x (latents
+are ``H/8 x W/8``, 4 channels), a UNet with cross-attention on the text encoder's states, a
+CLIP tokenizer (byte-level BPE whose vocabulary this module writes), and the v1-4 PNDM
+scheduler config.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..cache import loading_bars
+from .build import SEED, build_folder
+
+SD_RECIPE = "sd-v1-tiny-r1"
+SD_INPAINTING_RECIPE = "sd-v1-inpainting-tiny-r1"
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP byte-to-symbol table: printable bytes map to themselves, others above 255."""
+    keep = list(range(ord("!"), ord("~") + 1))
+    keep += list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), ord("\xff") + 1))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+# A few merges so that common words in our prompts become single tokens, like real CLIP.
+_MERGES = ["t h", "th e</w>", "a n", "an d</w>", "o n</w>", "i n", "e r</w>", "o f</w>"]
+
+
+def write_clip_vocab(folder: Path) -> tuple[Path, Path]:
+    """Write a byte-level CLIP ``vocab.json`` and ``merges.txt`` into ``folder``."""
+    symbols = list(_bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols]
+    tokens += ["".join(m.split()) for m in _MERGES]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges_file.write_text("#version: 0.2\n" + "\n".join(_MERGES) + "\n", encoding="utf-8")
+    return vocab_file, merges_file
+
+
+def _build_sd_pipeline():
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(SEED)
+    unet = UNet2DConditionModel(
+        sample_size=64,  # 64 latents = 512 px, the v1 default size
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=16,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 16, 32, 32),  # four levels: 8x downsampling, as in SD v1
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=512,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        write_clip_vocab(Path(tmp))
+        # from_pretrained reads vocab.json + merges.txt the same way in transformers 4 and 5
+        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=1000,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    scheduler = PNDMScheduler(  # the scheduler config of CompVis/stable-diffusion-v1-4
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        set_alpha_to_one=False,
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def sd_folder(root: Path) -> Path:
+    """Return the tiny SD pipeline folder under ``root``, building it on first use (~1 s)."""
+    return build_folder(
+        Path(root) / SD_RECIPE,
+        "model_index.json",
+        lambda tmp: _build_sd_pipeline().save_pretrained(tmp, safe_serialization=True),
+    )
+
+
+def _build_sd_inpainting_pipeline(text_to_image):
+    """The tiny dedicated inpainting checkpoint: a 9-channel UNet (latents, mask, masked
+    picture) of its own, with ``text_to_image``'s text encoder, tokenizer and VAE, as the
+    real SD 1.5 inpainting checkpoint shares SD v1's CLIP text encoder and VAE weights."""
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    torch.manual_seed(SEED + 1)
+    unet = UNet2DConditionModel.from_config({**dict(text_to_image.unet.config), "in_channels": 9})
+    return StableDiffusionInpaintPipeline(
+        vae=text_to_image.vae,
+        text_encoder=text_to_image.text_encoder,
+        tokenizer=text_to_image.tokenizer,
+        unet=unet,
+        scheduler=text_to_image.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def sd_inpainting_folder(root: Path) -> Path:
+    """Return the tiny inpainting checkpoint's folder under ``root`` (``"tiny-inpainting"``),
+    building it on first use from the tiny SD folder's own components."""
+    from diffusers import StableDiffusionPipeline
+
+    final = Path(root) / SD_INPAINTING_RECIPE
+    if (final / "model_index.json").is_file():
+        return final
+    with loading_bars(False):
+        text_to_image = StableDiffusionPipeline.from_pretrained(sd_folder(root))
+    return build_folder(
+        final,
+        "model_index.json",
+        lambda tmp: _build_sd_inpainting_pipeline(text_to_image).save_pretrained(
+            tmp, safe_serialization=True
+        ),
+    )
