@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 # ("operator torchvision::nms does not exist").
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup browser demo test test-fast test-floors bench lint format
+.PHONY: setup browser demo test test-all test-fast test-floors bench lint format
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ JOBS   ?= 2
 XDIST  := $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadfile)
 
 test: setup browser
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(XDIST) -m "not installed and not long" tests
+	$(MAKE) --no-print-directory test-floors
+
+# make test, and the longer second checks (marker "long": a Ray worker killed mid-item, the
+# sweep on Ray)
+test-all: setup browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(XDIST) -m "not installed" tests
 	$(MAKE) --no-print-directory test-floors
 
@@ -48,8 +54,14 @@ test-fast: setup
 
 # The kit as pip installs it on Colab: a wheel (not editable) in an environment of its own,
 # with the packages Colab brings at their own versions held at the lowest versions
-# pyproject.toml allows (.ci/floors.py), the fast tests run from outside the checkout.
+# pyproject.toml allows (.ci/floors.py) and the test tools pinned; the tests the floors can
+# break (FLOOR_TESTS, their fast ones) run from outside the checkout, then test_installed.py.
 FLOOR  ?= .venv-floor
+# what the floors can break: the imports, the parameters, the libraries held at their floors
+# (diffusers, transformers, huggingface_hub, accelerate: models and backgrounds; ipywidgets
+# 7.7.1 and ipycanvas: the widget), then test_installed.py (a notebook under papermill)
+FLOOR_TESTS := test_imports.py test_runs.py test_validate.py test_packaging.py test_models.py \
+               test_background.py test_segment_hf.py test_widget.py
 FPY    := $(FLOOR)/bin/python
 
 test-floors: setup
@@ -62,7 +74,7 @@ test-floors: setup
 	$(FPY) -m pip install -q --force-reinstall --no-deps build/wheel/sdsam_nb-*.whl
 	$(FPY) -m pip list 2>/dev/null | grep -iE '^(diffusers|transformers|huggingface.hub|accelerate|ipywidgets|ipycanvas|papermill) '
 	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
-	  -m "not slow and not browser" $(CURDIR)/tests
+	  -m "not slow and not browser" $(addprefix $(CURDIR)/tests/,$(FLOOR_TESTS))
 	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
 	  $(CURDIR)/tests/test_installed.py
 

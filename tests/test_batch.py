@@ -252,6 +252,7 @@ def test_the_manifest_on_ray_gives_the_local_pictures(batch, folder, ray_local, 
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_ray_worker_that_dies_has_its_item_redone(folder, ray_local, tmp_path):
     items = [{"id": f"p{i}", "image": str(folder / "small.png"), "points": [[60 + 3 * i, 48, 1]]}
              for i in range(3)]  # fmt: skip

@@ -455,13 +455,11 @@ def test_each_call_records_what_came_from_the_cache(tmp_path, tiny_sam, subject_
 
 @pytest.mark.slow
 def test_a_rerun_of_the_notebook_takes_its_pictures_from_the_cache(tmp_path):
-    from test_notebooks import FAST, _call
-
-    from sdsam_nb.runs.chain import execute_chain
+    from test_notebooks import FAST, _call, _here
 
     name = "01_generate_subject"
-    first = execute_chain([name], FAST, output_root=tmp_path / "a", progress=False)
-    second = execute_chain([name], FAST, output_root=tmp_path / "b", progress=False)
+    first = _here([name], FAST, tmp_path / "a")
+    second = _here([name], FAST, tmp_path / "b")
     made = _call(first.record, name, "generate")["cache"]  # the call's own record
     taken = _call(second.record, name, "generate")["cache"]
     n = FAST["n_variations"]

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_notebooks import _here
 
 from sdsam_nb import runs
 from sdsam_nb.__main__ import main
-from sdsam_nb.runs.chain import execute_chain
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 TINY = ["-p", "sd_model", "tiny", "-p", "sam_model", "tiny", "-p", "steps", "2"]
@@ -84,12 +84,7 @@ def test_copy_notebooks_for_an_installed_kit(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_run_dir_continues_the_given_run(tmp_path):
-    first = execute_chain(
-        ["02_click_to_mask"],
-        {"sam_model": "tiny", "points": [[256, 200, 1]]},
-        output_root=tmp_path,
-        progress=False,
-    )
+    first = _here(["02_click_to_mask"], {"sam_model": "tiny", "points": [[256, 200, 1]]}, tmp_path)
     done = _cli(
         "run",
         "--notebooks",

@@ -1,6 +1,8 @@
 """The notebooks run alone with other inputs and options: your own photo, the sample picture,
-a text prompt, other segmenters and background methods, and bad parameters (papermill on the
-built-in tiny models; the chain and its replays are in test_notebooks.py)."""
+a text prompt, other segmenters and background methods, and bad parameters, on the built-in
+tiny models. They run in this process (``_here``: the notebooks' own cells, as a batch runs
+them), which is quicker than a kernel each; their replays, the chain and the walkthrough run
+under papermill (test_notebooks.py), so both ways are checked to agree."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 import papermill as pm
 import pytest
 from PIL import Image
-from test_notebooks import FAST, _call, _png
+from test_notebooks import FAST, _call, _here, _png
 
 from sdsam_nb import runs
 from sdsam_nb.background.edge import DEFAULT_BAND
@@ -21,7 +23,7 @@ from sdsam_nb.runs.chain import WALKTHROUGH, execute_chain, replay
 def test_walkthrough_with_your_own_photo(tmp_path):
     """image_path skips generating the subject, but SD still paints the backgrounds."""
     params = {**FAST, "image_path": str(runs.sample_subject()), "points": [[256, 190, 1]]}
-    run = execute_chain(WALKTHROUGH, params, output_root=tmp_path, progress=False)
+    run = _here(WALKTHROUGH, params, tmp_path)
     files = run.record["files"]
     assert {"input", "subject", "mask", "inpaint-1", "composite-1"} <= set(files)
     assert "subject-variation-1" not in files  # nothing generated for the subject
@@ -36,7 +38,7 @@ def test_walkthrough_with_your_own_photo(tmp_path):
 @pytest.mark.slow
 def test_inpaint_notebook_alone_uses_the_sample(tmp_path):
     """Run alone, 03 takes the sample picture and its mask from data/."""
-    run = execute_chain(["03_inpaint_background"], FAST, output_root=tmp_path, progress=False)
+    run = _here(["03_inpaint_background"], FAST, tmp_path)
     sample = Image.open(runs.sample_subject())
     result = Image.open(run.file("inpaint-0"))
     assert result.size == sample.size == (512, 384)
@@ -51,19 +53,11 @@ def test_inpaint_notebook_alone_uses_the_sample(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("name", "params", "error"),
-    [
-        ("01_generate_subject", {"steps": "ten"}, "parameter steps must be an integer"),
-        ("02_click_to_mask", {"points": [[5000, 10, 1]]}, "outside the image"),
-        ("01_generate_subject", {"sd_model": "nobody/no-such-model"}, "Cannot load"),
-        ("03_inpaint_background", {"scheduler": "fast"}, "parameter scheduler must be"),
-    ],
-    ids=["wrong-type", "point-outside", "unknown-model", "unknown-scheduler"],
-)
-def test_bad_parameter_fails_with_a_clear_error(tmp_path, name, params, error):
+def test_a_bad_parameter_shows_its_error_in_the_executed_notebook(tmp_path):
+    """Under papermill: the error in the saved notebook, the run marked failed."""
+    name, error = "01_generate_subject", "parameter steps must be an integer"
     with pytest.raises(pm.PapermillExecutionError, match=error):
-        execute_chain([name], {**FAST, **params}, output_root=tmp_path, progress=False)
+        execute_chain([name], {**FAST, "steps": "ten"}, output_root=tmp_path, progress=False)
     (folder,) = tmp_path.iterdir()
     executed = nbformat.read(folder / f"{name}.ipynb", as_version=4)
     shown = [
@@ -81,11 +75,33 @@ def test_bad_parameter_fails_with_a_clear_error(tmp_path, name, params, error):
     assert error in entry["errors"][0] and entry["executed_notebook"] == f"{name}.ipynb"
 
 
+@pytest.mark.parametrize(
+    ("name", "params", "error", "started"),
+    [
+        ("02_click_to_mask", {"points": [[5000, 10, 1]]}, "outside the image", True),
+        ("01_generate_subject", {"sd_model": "nobody/no-such-model"}, "Cannot load", True),
+        ("03_inpaint_background", {"scheduler": "fast"}, "parameter scheduler must be", False),
+    ],
+    ids=["point-outside", "unknown-model", "unknown-scheduler"],
+)
+def test_bad_parameter_fails_with_a_clear_error(tmp_path, name, params, error, started):
+    """A value the setup call refuses starts no run; one a step refuses fails its run."""
+    with pytest.raises((ValueError, FileNotFoundError), match=error) as raised:
+        _here([name], {**FAST, **params}, tmp_path)
+    assert "\n" not in str(raised.value)
+    folders = list(tmp_path.iterdir())
+    assert len(folders) == started
+    if started:
+        run = runs.open_run(folders[0])
+        (entry,) = run.record["executions"]
+        assert run.status == "failed" and error in entry["errors"][0]
+
+
 @pytest.mark.slow
 def test_click_notebook_with_a_text_prompt(tmp_path):
     """02 with text_prompt: Grounding DINO's box replaces the clicks, and is recorded."""
     params = {**FAST, "text_prompt": "the red ball", "box_threshold": 0.0, "text_threshold": 0.0}
-    run = execute_chain(["02_click_to_mask"], params, output_root=tmp_path, progress=False)
+    run = _here(["02_click_to_mask"], params, tmp_path)
     action = run.record["clicks"]["actions"][0]
     assert action["op"] == "text" and action["text"] == "the red ball"
     assert Image.open(run.file("mask")).size == (512, 384)
@@ -101,7 +117,7 @@ def test_click_notebook_with_a_transformers_segmenter(tmp_path):
     if not hf_sam.available("tiny-sam2"):
         pytest.skip("the installed transformers has no SAM 2")
     params = {**FAST, "sam_model": "tiny-sam2"}
-    run = execute_chain(["02_click_to_mask"], params, output_root=tmp_path, progress=False)
+    run = _here(["02_click_to_mask"], params, tmp_path)
     sam = run.record["models"]["sam"]
     assert sam["backend"] == "transformers" and sam["family"] == "sam2"
     assert sam["requested"] == sam["model"] == "tiny-sam2" and len(sam["checksum"]) == 64
@@ -121,7 +137,7 @@ def test_inpaint_notebook_with_the_dedicated_checkpoint_and_reframing(tmp_path):
         "reframe_scale": 0.6,
         "reframe_position": "bottom",
     }
-    run = execute_chain(["03_inpaint_background"], params, output_root=tmp_path, progress=False)
+    run = _here(["03_inpaint_background"], params, tmp_path)
     inpainted = _call(run.record, "03_inpaint_background", "inpaint_background")
     assert inpainted["returned"][0]["info"]["method"] == "tiny-inpainting"
     assert [s["method"] for s in run.record["inpaint_scores"]] == ["tiny-inpainting"] * 2
@@ -135,7 +151,7 @@ def test_inpaint_notebook_with_the_dedicated_checkpoint_and_reframing(tmp_path):
 def test_inpaint_notebook_with_the_salient_controlnet(tmp_path):
     """03 with inpaint_model="salient" (the tiny replica beside the tiny SD), reframed too."""
     params = {**FAST, "inpaint_model": "salient", "reframe_size": [640, 320]}
-    run = execute_chain(["03_inpaint_background"], params, output_root=tmp_path, progress=False)
+    run = _here(["03_inpaint_background"], params, tmp_path)
     inpainted = _call(run.record, "03_inpaint_background", "inpaint_background")
     assert inpainted["returned"][0]["info"]["method"] == "salient"
     assert [s["method"] for s in run.record["inpaint_scores"]] == ["salient"] * 2

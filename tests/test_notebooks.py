@@ -16,7 +16,14 @@ import pytest
 from PIL import Image
 
 from sdsam_nb import runs
-from sdsam_nb.runs.chain import CHAIN, WALKTHROUGH, compare_runs, execute_chain, replay
+from sdsam_nb.runs.chain import (
+    CHAIN,
+    WALKTHROUGH,
+    compare_runs,
+    execute_chain,
+    execute_here,
+    replay,
+)
 
 NOTEBOOKS = runs.kit_dir("notebooks")
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -136,6 +143,17 @@ def test_each_step_shows_its_call_and_uses_every_parameter(path):
 def _png(path: Path) -> np.ndarray:
     with Image.open(path) as img:
         return np.asarray(img)
+
+
+def _here(names, params: dict, root: Path) -> runs.Run:
+    """``names`` run in this process (as ``sdsam-nb batch`` runs them: the notebooks' own
+    cells) into one new run folder under ``root``; the Run. Faster than a kernel each, for the
+    tests of options and errors; the chain above runs them under papermill."""
+    run_dir = ""
+    for name in names:
+        given = {**params, "output_root": str(root), "run_dir": run_dir, "progress": False}
+        run_dir = str(execute_here(name, given, quiet=True)["run"].path)
+    return runs.open_run(run_dir)
 
 
 def _call(record: dict, notebook: str, name: str) -> dict:

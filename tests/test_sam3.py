@@ -200,7 +200,9 @@ def test_text_method_parameter():
 @pytest.mark.slow
 def test_click_notebook_with_a_sam3_text_prompt(tmp_path):
     """02 with text_method="sam3": SAM 3's best box replaces the clicks, and is recorded."""
-    from sdsam_nb.runs.chain import execute_chain, replay
+    from test_notebooks import _here
+
+    from sdsam_nb.runs.chain import replay
 
     params = {
         "sam_model": "tiny",
@@ -209,7 +211,7 @@ def test_click_notebook_with_a_sam3_text_prompt(tmp_path):
         "text_method": "sam3",
         "box_threshold": 0.0,
     }
-    run = execute_chain(["02_click_to_mask"], params, output_root=tmp_path, progress=False)
+    run = _here(["02_click_to_mask"], params, tmp_path)  # its replay runs under papermill
     assert run.record["notebooks"]["02_click_to_mask"]["params"]["text_method"] == "sam3"
     action = run.record["clicks"]["actions"][0]
     assert action["op"] == "text" and action["text"] == "the red ball"

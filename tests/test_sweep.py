@@ -100,6 +100,7 @@ def test_a_2x2_sweep_makes_one_run_folder_per_point(local):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_sweep_on_ray_gives_the_local_pictures(local, ray_local, tmp_path):
     # the grid's first row (seed 1, both prompts): the local sweep's p001 and p002
     values = {**VALUES, "seed": VALUES["seed"][:1]}

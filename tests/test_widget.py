@@ -3,18 +3,21 @@
 A mouse event is the dict ipyevents' front end sends (CSS pixels plus the element's bounding
 rectangle), handed to ``Event._handle_custom_msg`` exactly as the kernel's comm would hand it
 over. What the widget draws is read back from the ipycanvas command stream (the canvas
-manager's ``_send_custom`` is recorded and decoded, layer by layer) and from
+manager's ``_send_custom`` is recorded and decoded, layer by layer, with the bytes of an
+``ipywidgets.Image`` a ``drawImage`` names as they were when it was drawn) and from
 ``picker.rendered`` / ``picker.mask_rgba``. The tiny SAM has random weights: assertions are on
 coordinates, labels, state and pixels, never on how good a mask looks.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import io
 import sys
 import time
 import types
+from pathlib import Path
 
 import cv2
 import IPython
@@ -23,6 +26,7 @@ import pytest
 from conftest import load_or_skip
 from ipycanvas import canvas as ipc
 from IPython.core.events import EventManager, available_events
+from ipywidgets import widget_serialization
 from PIL import Image
 
 from sdsam_nb import masks
@@ -80,7 +84,10 @@ class Drawn:
             if name == "set":
                 name, args = f"set:{_ATTRS[args[0]]}", [args[1]]
             n = c[2] if len(c) > 2 else 0
-            batch.append((self.current, name, args, buffers[:n]))
+            drawn = buffers[:n]
+            if name == "drawImage":  # an ipywidgets.Image: its bytes now, synced before this
+                drawn = [widget_serialization["from_json"](args[0], None).value]
+            batch.append((self.current, name, args, drawn))
             buffers = buffers[n:]
         self.batches.append(batch)
 
@@ -112,7 +119,7 @@ class Drawn:
 
     def mask_layer(self, picker, batch=None) -> np.ndarray:
         """The overlay's mask as the browser draws it from a batch, ``dh x dw x 4 uint8``:
-        its ``fillRects`` (whole pixels, in the last fill style) or its ``putImageData``."""
+        its ``fillRects`` (whole pixels, in the last fill style) or its ``drawImage``."""
         dw, dh = picker.display_size
         out = np.zeros((dh, dw, 4), np.uint8)
         fill = None
@@ -131,9 +138,9 @@ class Drawn:
                 xs, ys, ws, hs = np.broadcast_arrays(*arrays)
                 for x, y, w, h in zip(xs, ys, ws, hs, strict=True):
                     out[y : y + h, x : x + w] = colour
-            elif name == "putImageData":
+            elif name == "drawImage":
                 im = np.asarray(Image.open(io.BytesIO(bufs[0])).convert("RGBA"))
-                x, y = args
+                x, y = args[1:]
                 out[y : y + im.shape[0], x : x + im.shape[1]] = im
         return out
 
@@ -233,15 +240,15 @@ def test_left_click_on_a_scaled_image_lands_on_image_pixels(make_picker, drawn):
     assert changed[small].mean() > 0.9 and changed[~small].mean() < 0.01
 
     # One batch for the click: the overlay layer, the mask (its rows' runs as rectangles, or,
-    # speckled, a small lossless PNG of its bounding box) under the markers; the picture is
-    # not sent again. Drawn, it is exactly the mask layer.
+    # speckled, a small lossless PNG of its bounding box in an ipywidgets.Image) under the
+    # markers; the picture is not sent again. Drawn, it is exactly the mask layer.
     assert len(drawn.batches) == sent_before + 1
     assert drawn.on(picker.layers["picture"]) == []
     overlay = picker.layers["overlay"]
     names = drawn.names(overlay)
     assert names[:3] == ["clear", "set:fill_style", "fillRects"] or names[:2] == [
         "clear",
-        "putImageData",
+        "drawImage",
     ]
     np.testing.assert_array_equal(drawn.mask_layer(picker), layer)
     ((x, y, colour),) = drawn.markers(picker)
@@ -265,9 +272,11 @@ def test_mask_layer_encoding_is_exact_and_small():
     eroded = cv2.erode(mask.astype(np.uint8), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8))
     np.testing.assert_array_equal(full == 2, mask & (eroded == 0))
     png = widget.layer_png(index)
-    decoded = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
-    np.testing.assert_array_equal(decoded, widget.layer_rgba(index))
-    # ipycanvas' own encoding of the same layer (RGBA, 8 bits a channel) is much larger.
+    decoded = Image.open(io.BytesIO(png))
+    assert decoded.format == "PNG" and decoded.mode == "P"
+    assert png[24] == 2  # IHDR's bit depth: 2 bits a pixel
+    np.testing.assert_array_equal(np.asarray(decoded.convert("RGBA")), widget.layer_rgba(index))
+    # ipycanvas' own encoding of the same layer (RGBA, 8 bits a channel) is larger.
     rgba = np.zeros((576, 768, 4), np.uint8)
     rgba[y : y + index.shape[0], x : x + index.shape[1]] = widget.layer_rgba(index)
     from ipycanvas.utils import binary_image
@@ -305,30 +314,43 @@ def test_layer_runs_cover_exactly_the_pixels():
 
 
 def test_a_speckled_mask_goes_as_a_png(make_picker, drawn, monkeypatch):
-    """Rectangles for a mask of few runs (a real SAM's), a 2-bit PNG for specks; both draw
-    exactly the mask layer."""
+    """Rectangles for a mask of few runs (a real SAM's), for specks a 2-bit PNG in the
+    picker's ipywidgets.Image, drawn with draw_image; both draw exactly the mask layer."""
     monkeypatch.setattr(widget, "MAX_RUNS", 10**9)
     picker = make_picker(noise_image(300, 200))
     picker.click(150, 100)
     assert "fillRects" in drawn.names(picker.layers["overlay"])
-    assert "putImageData" not in drawn.names(picker.layers["overlay"])
+    assert "drawImage" not in drawn.names(picker.layers["overlay"])
     np.testing.assert_array_equal(drawn.mask_layer(picker), picker.mask_rgba)
     monkeypatch.setattr(widget, "MAX_RUNS", 0)
     picker.undo_button.click()
     picker.redo_button.click()  # the same mask, drawn again
     names = drawn.names(picker.layers["overlay"])
-    assert "putImageData" in names and "fillRects" not in names
+    assert "drawImage" in names and "fillRects" not in names
+    ((image_ref, x, y),) = [a for n, a, _ in drawn.on(picker.layers["overlay"]) if n == "drawImage"]
+    assert image_ref == f"IPY_MODEL_{picker.mask_image.model_id}"
+    assert picker.mask_image.format == "png"
+    index, x0, y0 = widget.mask_layer(picker.mask_rgba[..., 3] > 0)
+    assert (x, y) == (x0, y0) and picker.mask_image.value == widget.layer_png(index)
     np.testing.assert_array_equal(drawn.mask_layer(picker), picker.mask_rgba)
+    # A view that appears later gets the same drawing, from the Image's current bytes.
+    picker.canvas._handle_custom_msg({"event": "client_ready"}, [])
+    np.testing.assert_array_equal(drawn.mask_layer(picker), picker.mask_rgba)
+    picker.close()
+    assert picker.mask_image.comm is None  # closed with the picker
 
 
-def test_put_png_is_put_image_data_with_ready_bytes(drawn):
-    layer = ipc.Canvas(width=8, height=8)
-    with ipc.hold_canvas():
-        layer.put_image_data(np.zeros((2, 2, 4), np.uint8), 3, 4)
-        widget._put_png(layer, b"png", 3, 4)
-    (name1, args1, bufs1), (name2, args2, bufs2) = drawn.on(layer)
-    assert name1 == name2 == "putImageData" and args1 == args2 == [3, 4]
-    assert len(bufs1) == len(bufs2) == 1 and bytes(bufs2[0]) == b"png"
+def test_the_widget_uses_public_names_of_its_widget_libraries():
+    """ipycanvas, ipyevents and ipywidgets through their public names only (issue 25)."""
+    tree = ast.parse(Path(widget.__file__).read_text())
+    libraries = ("ipycanvas", "ipyevents", "ipywidgets")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in libraries:
+            assert node.module in libraries, node.module  # no private submodules
+            assert not any(alias.name.startswith("_") for alias in node.names)
+        if isinstance(node, ast.Attribute):
+            private = ("_canvas_manager", "_send_custom", "send_draw_command", "_handle_custom_msg")
+            assert node.attr not in private, node.attr
 
 
 def test_css_shrunk_canvas_maps_with_the_bounding_rect(make_picker):
@@ -392,7 +414,8 @@ def test_undo_redo_reset_buttons(make_picker, drawn):
     picker.reset_button.click()
     assert picker.points == [] and picker.box is None and not picker.mask.any()
     assert drawn.markers(picker) == []
-    assert "putImageData" not in drawn.names(picker.layers["overlay"])  # no mask drawn
+    overlay_names = drawn.names(picker.layers["overlay"])
+    assert not {"drawImage", "fillRects", "putImageData"} & set(overlay_names)  # no mask drawn
     assert not picker.mask_rgba.any()
     np.testing.assert_array_equal(picker.rendered, picker.display_image)
     picker.undo_button.click()  # reset is undoable too

@@ -20,12 +20,13 @@ module         holds
 =============  ==============================================================================
 """
 
+from .index import Result
 from .manifest import Manifest, check_item, read_manifest
 from .plan import Plan, plan_item
-from .runner import BatchResult, run_batch
+from .runner import run_batch
 
 __all__ = [
-    "BatchResult",
+    "Result",
     "Manifest",
     "Plan",
     "check_item",

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..runs import Run
@@ -77,10 +79,62 @@ def _row(**values) -> dict:
     return row
 
 
+@dataclass
+class Result:
+    """What a batch or a sweep did.
+
+    Attributes:
+        out_dir: its folder.
+        rows: one dict per item (point), in the manifest's (grid's) order: the index's rows.
+        index: the path of ``index.csv``.
+        key: the column that names a row: ``"id"`` (a batch's items), ``"point"`` (a sweep's).
+    """
+
+    out_dir: Path
+    rows: list[dict]
+    index: Path
+    key: str = "id"
+
+    @property
+    def done(self) -> list[str]:
+        """The rows done (in this pass or an earlier one)."""
+        return [r[self.key] for r in self.rows if r["status"] == "done"]
+
+    @property
+    def failed(self) -> list[str]:
+        return [r[self.key] for r in self.rows if r["status"] == "failed"]
+
+    @property
+    def skipped(self) -> list[str]:
+        """The rows an earlier pass had done."""
+        return [r[self.key] for r in self.rows if r["skipped"]]
+
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status: 0 every row done, 1 some failed."""
+        return 1 if self.failed else 0
+
+
+def write_csv(target: Path, columns: Sequence[str], rows: list[dict]) -> Path:
+    """``target`` (an index) written atomically: a header of ``columns``, then a line per row
+    (``None`` as an empty cell). Returns ``target``."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
+            f.flush()
+            os.fsync(f.fileno())
+
+    replace(target, write)
+    return target
+
+
 def write(out_dir: Path, rows: list[dict]) -> Path:
     """Write ``index.csv`` (and ``index.parquet`` when pyarrow imports); returns the CSV."""
-    target = out_dir / INDEX
-    replace(target, lambda tmp: _csv(tmp, rows))
+    target = write_csv(out_dir / INDEX, COLUMNS, rows)
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -101,13 +155,3 @@ def _schema(pa):
         peak_memory_mb=pa.float64(),
     )
     return pa.schema(list(types.items()))
-
-
-def _csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row[k] is None else row[k] for k in COLUMNS})
-        f.flush()
-        os.fsync(f.fileno())

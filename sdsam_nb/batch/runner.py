@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -40,46 +39,13 @@ from ..models import sha256_file
 from ..runs import ensure_folder, jsonable, open_run
 from . import index
 from .folders import owned, refuse, state
+from .index import Result
 from .item import run_item
 from .manifest import Manifest, check_item, read_manifest
 from .plan import input_files
 from .ray_pool import check_ray, ray_rows
 
 LOCK = ".batch.lock"
-
-
-@dataclass
-class BatchResult:
-    """What a batch did.
-
-    Attributes:
-        out_dir: the batch's folder.
-        rows: one dict per item, in manifest order (the index's rows, :data:`index.COLUMNS`).
-        index: the path of ``index.csv``.
-    """
-
-    out_dir: Path
-    rows: list[dict]
-    index: Path
-
-    @property
-    def done(self) -> list[str]:
-        """Ids of the items done (in this pass or an earlier one)."""
-        return [r["id"] for r in self.rows if r["status"] == "done"]
-
-    @property
-    def failed(self) -> list[str]:
-        return [r["id"] for r in self.rows if r["status"] == "failed"]
-
-    @property
-    def skipped(self) -> list[str]:
-        """Ids of the items an earlier pass had done."""
-        return [r["id"] for r in self.rows if r["skipped"]]
-
-    @property
-    def exit_code(self) -> int:
-        """The command's exit status: 0 every item done, 1 some failed."""
-        return 1 if self.failed else 0
 
 
 def run_batch(
@@ -90,7 +56,7 @@ def run_batch(
     progress: bool = True,
     ray: str | None = None,
     workers: int | None = None,
-) -> BatchResult:
+) -> Result:
     """Run every item of ``manifest`` into ``out_dir/<id>/``; write ``out_dir/index.csv``.
 
     Args:
@@ -145,7 +111,7 @@ def _run(
     progress: bool,
     ray: str | None,
     workers: int | None,
-) -> BatchResult:
+) -> Result:
     hashes: dict[Path, str | None] = {}
     specs = {item["id"]: _spec(item, defaults, manifest.base, hashes) for item in manifest.items}
     if ray is not None:  # Ray's absence or a bad pool size: said before anything is written
@@ -198,7 +164,7 @@ def _run(
             bar.update(1)
     finally:
         bar.close()
-    return BatchResult(out, list(rows.values()), path)
+    return Result(out, list(rows.values()), path)
 
 
 def _spec(item: dict, defaults: dict, base: Path, hashes: dict[Path, str | None]) -> dict:

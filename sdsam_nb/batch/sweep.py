@@ -20,7 +20,6 @@ pictures locally and on Ray, on the same kind of device.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
@@ -28,7 +27,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -38,36 +36,12 @@ from ..runs import ensure_folder, jsonable, new_run, open_run
 from ..runs.chain import absolute_paths, execute_chain, one_line
 from ..validate import short_repr
 from . import folders
+from .index import Result, write_csv
 from .ray_pool import connect, import_ray
 
 LOCK = ".sweep.lock"
 INDEX = "index.csv"
 COLUMNS = ("point", "status", "error", "run_dir", "files", "seconds", "skipped")
-
-
-@dataclass
-class SweepResult:
-    """What a sweep did: ``rows`` (one per point, in grid order) and the index's path."""
-
-    out_dir: Path
-    rows: list[dict]
-    index: Path
-
-    @property
-    def done(self) -> list[str]:
-        return [r["point"] for r in self.rows if r["status"] == "done"]
-
-    @property
-    def failed(self) -> list[str]:
-        return [r["point"] for r in self.rows if r["status"] == "failed"]
-
-    @property
-    def skipped(self) -> list[str]:
-        return [r["point"] for r in self.rows if r["skipped"]]
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
 
 
 MAX_POINTS = 10_000  # a sweep's grid at most: a larger one is refused before it is built
@@ -110,7 +84,7 @@ def run_sweep(
     ray: str | None = None,
     progress: bool = True,
     kernel: str = "python3",
-) -> SweepResult:
+) -> Result:
     """Run ``notebook`` (its name, e.g. ``"01_generate_subject"``) once per point of the grid
     of ``values`` into ``out_dir/p001``, ``p002``...; write ``out_dir/index.csv``.
 
@@ -148,7 +122,7 @@ def run_sweep(
         lock.release()
 
 
-def _sweep(notebook, points, names, fixed, out, workers, ray, progress, kernel) -> SweepResult:
+def _sweep(notebook, points, names, fixed, out, workers, ray, progress, kernel) -> Result:
     width = max(3, len(str(len(points))))
     jobs = []
     for i, point in enumerate(points, 1):
@@ -181,7 +155,7 @@ def _sweep(notebook, points, names, fixed, out, workers, ray, progress, kernel) 
             bar.update(1)
     finally:
         bar.close()
-    return SweepResult(out, list(rows.values()), index)
+    return Result(out, list(rows.values()), index, key="point")
 
 
 def run_point(notebook: str, name: str, point: dict, params: dict, spec: dict, out: str,
@@ -287,16 +261,5 @@ def _cell(value) -> str:
 
 def _write(out: Path, rows: list[dict], names: list[str]) -> Path:
     """``index.csv``: :data:`COLUMNS`, then each swept parameter's value."""
-    target = out / INDEX
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow([*COLUMNS, *names])
-            for row in rows:
-                cells = ["" if row[c] is None else row[c] for c in COLUMNS]
-                values = [_cell(row["values"].get(n)) for n in names]
-                writer.writerow([*cells, *values])
-
-    folders.replace(target, write)
-    return target
+    cells = [{**row, **{n: _cell(row["values"].get(n)) for n in names}} for row in rows]
+    return write_csv(out / INDEX, [*COLUMNS, *names], cells)

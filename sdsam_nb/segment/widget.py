@@ -1,88 +1,57 @@
 """``MaskPicker``: click on a picture to segment it with SAM, in a Jupyter / Colab notebook.
 
-The widget is a thin view over a :class:`sdsam_nb.segment.clicks.ClickSegmenter`: every decision
-(which points, which box, which candidate mask, undo and redo) lives in the segmenter; the
-widget maps mouse events to its methods and draws its state.
+The widget is a thin view over a :class:`sdsam_nb.segment.clicks.ClickSegmenter` (points,
+box, candidates, undo and redo live there): it maps mouse events to the segmenter's methods
+and draws its state, with the public APIs of ipycanvas, ipyevents and ipywidgets only.
 
-How a click travels
--------------------
-The canvas (an ``ipycanvas.MultiCanvas``) only draws, and ignores the mouse (CSS
-``pointer-events: none``, :data:`SURFACE_CSS`). Clicks come from **one** source, an
-``ipyevents.Event`` watching ``mousedown``, ``mouseup`` and ``contextmenu`` on the box around
-the canvas (``MaskPicker.surface``, exactly the canvas' size) with
-``prevent_default_action=True`` (no browser or JupyterLab context menu on a right click):
+Clicks: the canvas ignores the mouse (CSS ``pointer-events: none``, :data:`SURFACE_CSS`);
+an ``ipyevents.Event`` on the box around it (``MaskPicker.surface``) sends ``mousedown``,
+``mouseup`` and ``contextmenu`` with the button, the modifier keys and ``relativeX/Y`` in
+CSS pixels, mapped to image pixels with the element's bounding rectangle, and
+``prevent_default_action`` keeps the context menu away. ipycanvas' own mouse events are not
+used: they carry no button or keys, fire for a right click too, and a canvas' views send
+every move to the kernel, to be read before each click. :meth:`MaskPicker.click` sends a
+synthetic event, shaped as ipyevents sends it, to the same handler (tests, headless runs).
 
-1. the browser sends ``{"event": "mousedown", "button": 0|2, "shiftKey": ..., "relativeX":
-   ..., "boundingRectWidth": ..., ...}`` (CSS pixels) to the kernel as a custom message;
-2. :meth:`MaskPicker._on_dom_event` maps ``relativeX/Y`` to image pixels with the element's
-   bounding rectangle (so a canvas shrunk by CSS still maps right, and so does an image that
-   is shown smaller than it is), then calls ``segmenter.add_point`` / ``set_box``;
-3. the widget sends what changed (one ``hold_canvas()`` batch: the mask layer and the
-   markers) and calls the :meth:`on_change` callbacks.
+Drawing: a ``MultiCanvas`` with two layers (:data:`LAYERS`) inside ``hold_canvas()``:
 
-ipycanvas' own ``on_mouse_down`` is deliberately *not* used: it reports only ``(x, y)`` — no
-button, no modifier keys — and it also fires for a right click, so listening to both sources
-would add every point twice (once as "include" from ipycanvas, once from ipyevents). Nor may
-the canvas see the mouse at all: its views send every mouse event, moves included, to the
-kernel, which must read them before the click's own message (two or three a click, and a
-queue of moves behind a slow prediction).
-:meth:`MaskPicker.click` sends a synthetic event through the very same message handler; tests
-and headless runs use it.
+* ``picture``: the picture at display size, ``put_image_data`` (JPEG), sent once and again
+  only when a view reports ``client_ready`` (ipycanvas does not replay drawings);
+* ``overlay``, redrawn per click in one batch: the chosen mask tinted with
+  :data:`MASK_COLOR` at :data:`MASK_ALPHA`, its outline opaque (:func:`mask_layer`), as
+  ``fill_rects`` of its rows' runs (whole pixels, nothing for the browser to decode), or, for
+  a speckled mask of more than :data:`MAX_RUNS` runs, as a 2-bit palette PNG of its bounding
+  box encoded by Pillow (:func:`layer_png`) in an ``ipywidgets.Image`` that ``draw_image``
+  draws (the Image's new bytes go out as a state update before the batch, and the front end
+  applies them first); then the markers, the box, a text prompt's detections (dashed) and a
+  pending box corner as canvas shapes.
 
-Drawing: two layers
--------------------
-The browser composes two canvases (``MultiCanvas``, :data:`LAYERS`), so that a click sends
-only what changed:
+Headless, ``canvas.image_data`` stays ``None``: :attr:`MaskPicker.rendered` composes the
+picture and the mask layer in numpy as the browser does.
 
-* ``picture``: the picture at display size, sent once (JPEG, ``put_image_data``) and again
-  only when a view reports ``client_ready`` (ipycanvas does not replay drawings to a view that
-  appears later);
-* ``overlay``, redrawn per click in one batch: the chosen mask (:func:`mask_layer`: tinted
-  with :data:`MASK_COLOR` at :data:`MASK_ALPHA`, its outline opaque) as the rows' runs of
-  each colour, one ``fill_rects`` each (:func:`layer_runs`: whole pixels, so the browser fills
-  exactly the mask's pixels, with nothing to decode: a picture sent to ipycanvas is loaded
-  as an ``<img>`` from a blob, a round of the browser's image loading on every click), then
-  the include (green) / exclude (red) markers, the box, a text prompt's detections (dashed)
-  and a pending box corner as canvas shapes. A speckled mask with more than
-  :data:`MAX_RUNS` runs goes as a PNG of its bounding box instead, 2 bits a pixel
-  (:func:`layer_png`). One layer per click: the browser composes the layers once (a
-  separate markers layer would double that work).
-
-Headless, ``canvas.image_data`` stays ``None``: all state is in the segmenter and in numpy
-arrays; :attr:`MaskPicker.rendered` composes the picture and the mask layer in numpy exactly
-as the browser does.
-
-A busy kernel
--------------
-Mouse events are comm messages: while the kernel runs another cell they wait in its queue.
-The widget therefore watches IPython's ``pre_run_cell`` / ``post_run_cell`` events: while a
-cell runs, the status line says that the kernel is busy and that clicks wait (the status
-message goes out before the cell's code starts). Clicks that queued up behind a busy kernel
-(a cell, or a SAM prediction slower than :data:`BUSY_S`) are read back to back once it is
-free; the widget collects every click that arrives within :data:`QUEUE_WINDOW_S` of the
-previous one, draws their markers, and runs SAM **once** for the final state
-(``ClickSegmenter.add_points``: one action, one undo step, replayed exactly). A click on an
-idle kernel is computed at once. Before a prediction that is expected to be slow (the last
-one took :data:`SLOW_S` or more) the new marker is drawn and the status line says SAM is
-computing.
+A busy kernel: mouse events wait in the kernel's queue while a cell runs. The widget follows
+IPython's ``pre_run_cell`` / ``post_run_cell``: the status line says the kernel is busy, and
+the clicks read back to back once it is free (within :data:`QUEUE_WINDOW_S` of each other,
+after a cell or a prediction of :data:`BUSY_S` or more) are drawn at once and predicted
+**once** (``ClickSegmenter.add_points``: one action, one undo step). Before a prediction
+expected to be slow (the last took :data:`SLOW_S` or more) the marker is drawn and the
+status line says SAM is computing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import io
 import math
-import struct
 import time
 import weakref
-import zlib
 from collections.abc import Callable, Sequence
 
 import cv2
 import ipywidgets as widgets
 import numpy as np
 from ipycanvas import Canvas, MultiCanvas, hold_canvas
-from ipycanvas.canvas import COMMANDS
 from ipyevents import Event
 from PIL import Image
 
@@ -101,42 +70,29 @@ MARKER_RADIUS = 6
 DRAG_THRESHOLD = 4
 """In box mode, a press and release at least this many display pixels apart make a box."""
 DETECTION_COLOR = (0, 200, 255)
-"""Colour of the dashed boxes a text prompt found (the box prompt itself is ``BOX_COLOR``)."""
+"""Colour of the dashed boxes a text prompt found (the box prompt is ``masks.BOX_COLOR``)."""
 MASK_COLOR = (30, 144, 255)
 """Tint of the mask layer (``sdsam_nb.masks.overlay``'s default colour)."""
 MASK_ALPHA = 115
-"""Opacity of the tint, 0..255 (115 / 255 = 0.45, ``masks.overlay``'s default); the mask's
-outline is opaque."""
+"""Opacity of the tint, 0..255 (0.45, as ``masks.overlay``); the outline is opaque."""
 BUSY_S = 0.1
-"""A cell or a prediction that kept the kernel busy this long (seconds) may have queued
-clicks: the clicks read right after it are collected and predicted once."""
+"""A cell or prediction that kept the kernel busy this long (s) may have queued clicks."""
 QUEUE_WINDOW_S = 0.05
-"""Collected clicks are predicted once no other click arrived for this long (seconds); the
-first queued click may come up to ``2 * QUEUE_WINDOW_S`` after the kernel is free."""
+"""Collected clicks are predicted once no other click arrived for this long (s)."""
 SLOW_S = 0.25
-"""When the last prediction took this long (seconds) or longer, the next click's marker is
-drawn and "computing" shown before SAM runs."""
+"""After a prediction this slow (s), the next click's marker is drawn before SAM runs."""
 MAX_RUNS = 5_000
-"""A mask layer with more rows' runs than this is sent as a PNG, not as rectangles: a
-subject's mask is a few runs a row (the browser benchmark's disc: under a thousand at
-768x576), the speckled masks of random weights tens of thousands, for which the browser's loop
-of rectangles costs more than loading the small PNG."""
+"""A mask layer with more rows' runs than this goes as a PNG, not as rectangles: a subject's
+mask has a few runs a row, the speckled masks of random weights tens of thousands."""
 SURFACE_CSS = "<style>.sdsam-picker-surface canvas { pointer-events: none; }</style>"
-"""The canvas ignores the mouse; the box around it (``MaskPicker.surface``) gets it. ipycanvas'
-views send every mouse event they see to the kernel, moves included, one message each: a
-click would queue two or three messages the kernel must read before the click's own, and a
-mouse moved over the picture while SAM computes would queue dozens."""
+"""The canvas ignores the mouse; the box around it (``MaskPicker.surface``) gets it."""
 
 _colab_widgets_enabled = False
 
 
 def enable_colab_widgets() -> bool:
-    """On Google Colab, turn on the custom widget manager (once per process).
-
-    ipycanvas and ipyevents are third-party widgets, which Colab renders only after
-    ``google.colab.output.enable_custom_widget_manager()``. Returns True if it is enabled
-    (now or earlier), False outside Colab. :class:`MaskPicker` calls this itself.
-    """
+    """On Google Colab, turn on the custom widget manager (once per process), which
+    ipycanvas and ipyevents need. Returns True if it is on, False outside Colab."""
     global _colab_widgets_enabled
     if not in_colab():
         return False
@@ -148,95 +104,63 @@ def enable_colab_widgets() -> bool:
     return True
 
 
-def _rgb_css(rgb: Sequence[int]) -> str:
-    return "rgb({}, {}, {})".format(*(int(c) for c in rgb))
-
-
-def _rgba_css(rgb: Sequence[int], alpha: int) -> str:
-    """CSS for ``rgb`` at opacity ``alpha`` / 255 (six decimals: the browser's 8 bits get
-    ``alpha`` back)."""
+def _rgb_css(rgb: Sequence[int], alpha: int | None = None) -> str:
+    """CSS for ``rgb``, at opacity ``alpha`` / 255 if given (six decimals: exact in 8 bits)."""
+    if alpha is None:
+        return "rgb({}, {}, {})".format(*(int(c) for c in rgb))
     return "rgba({}, {}, {}, {:.6f})".format(*(int(c) for c in rgb), alpha / 255)
 
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+_PALETTE = [0, 0, 0, *MASK_COLOR, *MASK_COLOR]
+_ALPHAS = bytes([0, MASK_ALPHA, 255])
 
 
 def mask_layer(mask: np.ndarray) -> tuple[np.ndarray, int, int] | None:
-    """The mask layer of a display-size mask: ``(index, x, y)`` or ``None`` for an empty mask.
+    """The mask layer of an ``HxW bool`` mask: ``(index, x, y)``, or ``None`` if it is empty.
 
-    ``index`` is an ``h x w uint8`` crop of the mask's bounding box whose top-left corner is
-    display pixel ``(x, y)``: 0 outside the mask, 1 inside, 2 on its outline (mask pixels with a
-    4-neighbour outside it). :func:`layer_rgba` and :func:`layer_png` turn it into pixels.
+    ``index`` is an ``h x w uint8`` crop of the mask's bounding box (one pixel of margin)
+    whose top-left corner is pixel ``(x, y)``: 0 outside the mask, 1 inside, 2 on its outline
+    (mask pixels with a 4-neighbour outside it).
     """
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    # One pixel of margin keeps the outline of a mask that touches the crop's edge right.
-    y0, x0 = max(y0 - 1, 0), max(x0 - 1, 0)
-    y1, x1 = min(y1 + 1, mask.shape[0]), min(x1 + 1, mask.shape[1])
+    y0, x0 = max(rows[0] - 1, 0), max(cols[0] - 1, 0)
+    y1, x1 = min(rows[-1] + 2, mask.shape[0]), min(cols[-1] + 2, mask.shape[1])
     inside = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.uint8)
-    index = inside + (inside & (1 - cv2.erode(inside, _CROSS)))
-    return index, int(x0), int(y0)
+    return inside + (inside & (1 - cv2.erode(inside, _CROSS))), int(x0), int(y0)
 
 
 def layer_runs(index: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The rows' runs of a mask layer's ``index`` (:func:`mask_layer`): ``(tint, outline)``,
-    each ``n x 3 int32`` of ``(x, y, width)`` (the runs of 1, the runs of 2), row by row;
-    ``None`` if there are more than ``limit`` runs in all.
-
-    One pass over the pixels: a zero column closes every row, so a run never crosses into
-    the next one.
-    """
+    """The rows' runs of a layer's ``index`` (:func:`mask_layer`): ``(tint, outline)``, each
+    ``n x 3 int32`` of ``(x, y, width)``, row by row; ``None`` past ``limit`` runs in all."""
     h, w = index.shape
-    padded = np.zeros((h, w + 1), np.uint8)
+    padded = np.zeros((h, w + 1), np.uint8)  # a zero column: no run crosses into the next row
     padded[:, :w] = index
     flat = padded.ravel()
-    starts = np.flatnonzero(np.diff(flat, prepend=np.uint8(0)))  # where a new value begins
+    starts = np.flatnonzero(np.diff(flat, prepend=np.uint8(0)))
     values = flat[starts]
     if limit is not None and np.count_nonzero(values) > limit:
         return None
-    widths = np.diff(starts, append=flat.size)
     y, x = np.divmod(starts, w + 1)
-    runs = np.stack([x, y, widths], axis=1).astype(np.int32)
+    runs = np.stack([x, y, np.diff(starts, append=flat.size)], axis=1).astype(np.int32)
     return runs[values == 1], runs[values == 2]
 
 
-_PALETTE = [0, 0, 0, *MASK_COLOR, *MASK_COLOR]
-_ALPHAS = bytes([0, MASK_ALPHA, 255])
-
-
-def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-
 def layer_png(index: np.ndarray) -> bytes:
-    """``index`` (from :func:`mask_layer`) as a PNG: 2-bit palette with transparency, zlib RLE.
-
-    Written directly (IHDR, PLTE, tRNS, one IDAT): packing 4 pixels a byte with numpy and
-    compressing the runs takes about half the time of Pillow's palette PNG encoder, and a
-    768x576 layer is a few kB (tens of kB for the speckled masks of random weights).
-    """
-    h, w = index.shape
-    quads = np.pad(index, ((0, 0), (0, -w % 4))).reshape(h, -1, 4)
-    rows = np.zeros((h, quads.shape[1] + 1), np.uint8)  # column 0: filter type 0 (none)
-    rows[:, 1:] = (quads[..., 0] << 6) | (quads[..., 1] << 4) | (quads[..., 2] << 2) | quads[..., 3]
-    packer = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_RLE)
-    data = packer.compress(rows.tobytes()) + packer.flush()
-    header = struct.pack(">IIBBBBB", w, h, 2, 3, 0, 0, 0)  # 2 bits, palette colour
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"PLTE", bytes(_PALETTE))
-        + _png_chunk(b"tRNS", _ALPHAS)
-        + _png_chunk(b"IDAT", data)
-        + _png_chunk(b"IEND", b"")
-    )
+    """``index`` (:func:`mask_layer`) as a PNG encoded by Pillow: a 3-colour palette (Pillow
+    writes 2 bits a pixel) with transparency, zlib level 1 (a few kB, about a millisecond)."""
+    image = Image.fromarray(index, "P")
+    image.putpalette(_PALETTE)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=_ALPHAS, compress_level=1)
+    return buffer.getvalue()
 
 
 def layer_rgba(index: np.ndarray) -> np.ndarray:
-    """``index`` (from :func:`mask_layer`) as the ``h x w x 4 uint8`` RGBA pixels it shows."""
+    """``index`` (:func:`mask_layer`) as the ``h x w x 4 uint8`` RGBA pixels it shows."""
     rgba = np.zeros((*index.shape, 4), np.uint8)
     rgba[index > 0, :3] = MASK_COLOR
     rgba[..., 3] = np.frombuffer(_ALPHAS, np.uint8)[index]
@@ -255,44 +179,31 @@ def compose(picture: np.ndarray, rgba: np.ndarray, x: int = 0, y: int = 0) -> np
     return out
 
 
-def _put_png(layer: Canvas, png: bytes, x: int, y: int) -> None:
-    """``layer.put_image_data`` for bytes that are already an encoded image.
-
-    ``put_image_data`` encodes an array itself (RGBA: a full 8-bit PNG at zlib's default
-    level); the front end decodes whatever image the bytes hold, so the same command with
-    :func:`layer_png`'s bytes draws the small palette PNG.
-    """
-    layer._canvas_manager.send_draw_command(layer, COMMANDS["putImageData"], [x, y], [png])
-
-
 class MaskPicker(widgets.VBox):
     """Interactive SAM mask picker: picture, mask overlay, point markers and controls.
 
     Args:
         segmenter: the state this widget shows and edits (it may already hold points, e.g.
             one built with ``ClickSegmenter.from_prompts``; they are drawn at once).
-        width: display width of the picture in CSS pixels; default
-            ``min(image width, 768)``. The height keeps the aspect ratio. Clicks are mapped
-            back to image pixels, so points are always ``(x, y)`` in image pixels.
+        width: display width in CSS pixels, default ``min(image width, 768)``; the height
+            keeps the aspect ratio. Points are always ``(x, y)`` in image pixels.
 
-    Mouse:
-        * left click: a point in the current mode (include / exclude); in box mode, a press
-          and a release far apart (a drag), or two clicks, give opposite corners of the box;
-        * right click or shift + left click: an exclude point, in every mode.
+    Mouse: a left click adds a point in the current mode (include / exclude); in box mode a
+    drag, or two clicks, give opposite corners of the box. A right click or shift + left click
+    adds an exclude point in every mode.
 
     Attributes:
         segmenter: the :class:`~sdsam_nb.segment.clicks.ClickSegmenter`.
-        canvas: the ``ipycanvas.MultiCanvas`` (CSS class ``sdsam-picker-canvas``).
-        surface: the ``ipywidgets.Box`` around the canvas that gets the mouse events (CSS
-            class ``sdsam-picker-surface``).
-        layers: ``{"picture": Canvas, "overlay": Canvas}`` (see :data:`LAYERS`).
-        events: the ``ipyevents.Event`` that delivers the mouse events.
+        canvas: the ``ipycanvas.MultiCanvas`` (CSS class ``sdsam-picker-canvas``);
+            ``layers`` maps :data:`LAYERS` to its canvases.
+        surface: the ``ipywidgets.Box`` around the canvas that gets the mouse
+            (``sdsam-picker-surface``); ``events``: the ``ipyevents.Event`` on it.
+        mask_image: the ``ipywidgets.Image`` that carries a speckled mask layer's PNG.
         mode_buttons, undo_button, redo_button, reset_button, clear_box_button,
         candidates_buttons, status: the controls (ordinary ipywidgets).
-        display_image: ``dh x dw x 3 uint8``, the picture at the canvas size, no overlay.
-        rendered: ``dh x dw x 3 uint8``, the picture with the mask layer over it.
-        mask_rgba: ``dh x dw x 4 uint8``, the mask layer alone.
-        display_size: ``(dw, dh)`` of the canvas in pixels.
+        display_size: ``(dw, dh)`` of the canvas in pixels; ``display_image``: the picture at
+            that size (``dh x dw x 3 uint8``); ``mask_rgba``: the mask layer
+            (``dh x dw x 4 uint8``); ``rendered``: the two composed (``dh x dw x 3 uint8``).
         last_latency_s: seconds the last mouse event took in the kernel (SAM + redraw).
         queued: clicks collected behind a busy kernel, not predicted yet (``[x, y, label]``).
     """
@@ -306,30 +217,24 @@ class MaskPicker(widgets.VBox):
         enable_colab_widgets()
         self.segmenter = segmenter
         image = segmenter.image
-        self.image_size = image.size
-        iw, ih = image.size
+        self.image_size = iw, ih = image.size
         if width is None:
             width = min(iw, DEFAULT_WIDTH)
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 16:
             raise ValueError(f"width must be a whole number of pixels >= 16, got {width!r}")
-        dw = int(width)
-        dh = max(1, round(ih * dw / iw))
+        dw, dh = int(width), max(1, round(ih * int(width) / iw))
         self.display_size = (dw, dh)
         base = image if (dw, dh) == (iw, ih) else image.resize((dw, dh), Image.LANCZOS)
         self._base = np.asarray(base, dtype=np.uint8)
         self._layer: tuple[np.ndarray, int, int] | None = None  # mask_layer() of the mask
-        # the mask layer as sent: its rows' runs (tint, outline), or, past MAX_RUNS, a PNG
-        self._runs: tuple[np.ndarray, np.ndarray] | None = None
-        self._png: bytes | None = None
+        self._runs: tuple[np.ndarray, np.ndarray] | None = None  # its runs, up to MAX_RUNS
         self._area = 0.0
         self.last_latency_s: float | None = None
         self._anchor: tuple[int, int] | None = None  # first box corner, image pixels
         self._swallow_mouseup = False
         self._syncing = False
-        self._message = ""
-        self._busy_note = ""
+        self._message = self._busy_note = ""
         self._callbacks = widgets.CallbackDispatcher()
-        # Clicks that queued behind a busy kernel (see the module's docstring).
         self.queued: list[list] = []
         self._collect_until = 0.0  # perf_counter() time until which clicks are collected
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -339,13 +244,11 @@ class MaskPicker(widgets.VBox):
         self.canvas = MultiCanvas(len(LAYERS), width=dw, height=dh)
         self.layers = {name: self.canvas[k] for k, name in enumerate(LAYERS)}
         self.canvas.add_class("sdsam-picker-canvas")
-        self.canvas.layout.width = "100%"
-        self.canvas.layout.height = "auto"
+        self.canvas.layout.width, self.canvas.layout.height = "100%", "auto"
         self.canvas.layout.margin = "0"
         self.canvas.on_client_ready(self._draw_all)
-        # The surface gets the mouse; the canvas in it ignores it (SURFACE_CSS). Natural size
-        # (a VBox would stretch it to the cell's width), shrunk to fit a narrow cell with its
-        # aspect kept; clicks are mapped with the element's real CSS size.
+        self.mask_image = widgets.Image(format="png")
+        # Natural size, shrunk to fit a narrow cell; clicks map with the element's real size.
         self.surface = widgets.Box(
             [self.canvas],
             layout=widgets.Layout(
@@ -362,8 +265,7 @@ class MaskPicker(widgets.VBox):
         self.events.on_dom_event(self._on_dom_event)
 
         self.mode_buttons = widgets.ToggleButtons(
-            options=[("include", "include"), ("exclude", "exclude"), ("box", "box")],
-            value="include",
+            options=[(m, m) for m in MODES],
             tooltips=[
                 "left click adds an include point",
                 "left click adds an exclude point",
@@ -372,40 +274,32 @@ class MaskPicker(widgets.VBox):
             style={"button_width": "80px"},
         )
         self.mode_buttons.observe(self._on_mode, "value")
-        self.undo_button = widgets.Button(description="undo", icon="undo", tooltip="undo")
-        self.redo_button = widgets.Button(description="redo", icon="repeat", tooltip="redo")
-        self.reset_button = widgets.Button(
-            description="reset", icon="trash", tooltip="remove every point and the box"
+
+        def button(action, description, tooltip, icon="", width=""):
+            made = widgets.Button(description=description, tooltip=tooltip, icon=icon)
+            made.layout.width = width
+            made.on_click(lambda _: self._run(action))
+            return made
+
+        self.undo_button = button(segmenter.undo, "undo", "undo", "undo", "80px")
+        self.redo_button = button(segmenter.redo, "redo", "redo", "repeat", "80px")
+        self.reset_button = button(
+            segmenter.reset, "reset", "remove every point and the box", "trash", "80px"
         )
-        self.clear_box_button = widgets.Button(description="clear box", tooltip="remove the box")
-        for button in (self.undo_button, self.redo_button, self.reset_button):
-            button.layout.width = "80px"
-        self.undo_button.on_click(lambda _: self._run(self.segmenter.undo))
-        self.redo_button.on_click(lambda _: self._run(self.segmenter.redo))
-        self.reset_button.on_click(lambda _: self._run(self.segmenter.reset))
-        self.clear_box_button.on_click(lambda _: self._run(self.segmenter.clear_box))
+        self.clear_box_button = button(segmenter.clear_box, "clear box", "remove the box")
         self.candidates_buttons = widgets.ToggleButtons(
             options=[], description="mask", style={"button_width": "90px"}
         )
         self.candidates_buttons.observe(self._on_candidate, "value")
         self.status = widgets.HTML()
         self.status.add_class("sdsam-picker-status")
-        toolbar = widgets.HBox(
-            [
-                self.mode_buttons,
-                self.undo_button,
-                self.redo_button,
-                self.reset_button,
-                self.clear_box_button,
-            ]
-        )
+        buttons = (self.undo_button, self.redo_button, self.reset_button, self.clear_box_button)
+        toolbar = widgets.HBox([self.mode_buttons, *buttons])
         super().__init__([toolbar, self.surface, self.candidates_buttons, self.status, self._css])
         self.add_class("sdsam-picker")
         self._watch_kernel()
         self._refresh(picture=True)
         self._update_status()
-
-    # ------------------------------------------------------------------ construction
 
     @classmethod
     def from_prompts(
@@ -427,9 +321,8 @@ class MaskPicker(widgets.VBox):
 
         ``points`` are ``[[x, y, label], ...]`` in image pixels (label 1 include, 0 exclude),
         ``box`` is ``(x0, y0, x1, y1)``, ``chosen`` the candidate to keep; ``text`` starts from
-        a text prompt instead of a box (Grounding DINO's boxes are drawn dashed, the best one
-        becomes the box, and clicks refine it). See ``ClickSegmenter.from_prompts``, which
-        checks them.
+        a text prompt instead of a box (its detections are drawn dashed, the best one becomes
+        the box). ``ClickSegmenter.from_prompts`` checks them.
         """
         segmenter = ClickSegmenter.from_prompts(
             predictor,
@@ -446,17 +339,15 @@ class MaskPicker(widgets.VBox):
         return cls(segmenter, width=width)
 
     def close(self) -> None:
-        """Close the widget and its canvas, and stop watching the kernel's cells."""
+        """Close the widget and its parts, and stop watching the kernel's cells."""
         if getattr(self, "_hooks", None) is not None:
             self._unwatch_kernel()
-        handle = getattr(self, "_flush_handle", None)
-        if handle is not None:
-            handle.cancel()
+        if getattr(self, "_flush_handle", None) is not None:
+            self._flush_handle.cancel()
             self._flush_handle = None
-        for name in ("events", "canvas", "surface", "_css"):
-            part = getattr(self, name, None)
-            if part is not None:
-                part.close()
+        for name in ("events", "canvas", "surface", "_css", "mask_image"):
+            if getattr(self, name, None) is not None:
+                getattr(self, name).close()
         for layer in getattr(self, "layers", {}).values():
             layer.close()
         super().close()
@@ -513,7 +404,7 @@ class MaskPicker(widgets.VBox):
     @property
     def rendered(self) -> np.ndarray:
         """The picture with the mask layer over it (``dh x dw x 3 uint8``), composed in numpy
-        as the browser composes the layers (the markers are not included)."""
+        as the browser composes the layers (without the markers)."""
         if self._layer is None:
             return self._base.copy()
         index, x, y = self._layer
@@ -526,13 +417,9 @@ class MaskPicker(widgets.VBox):
     # ------------------------------------------------------------------ synthetic input
 
     def click(self, x: float, y: float, button: int = 0, shift: bool = False) -> None:
-        """Click at ``(x, y)`` in IMAGE pixels, as the browser would (tests, headless use).
-
-        Sends ``mousedown``, ``mouseup`` (and ``contextmenu`` for ``button=2``) through the
-        event widget's own message handler, the path real browser events take. ``button`` is
-        0 (left) or 2 (right); ``shift`` holds the shift key. The click is computed before
-        this returns (clicks collected behind a busy kernel too).
-        """
+        """Click at ``(x, y)`` in IMAGE pixels: the events ipyevents would send, given to the
+        picker's handler; ``button`` 0 (left) or 2 (right), ``shift`` held or not. The click is
+        computed before this returns."""
         for kind in ("mousedown", "mouseup") + (("contextmenu",) if button == 2 else ()):
             self._send_synthetic(kind, x, y, button, shift)
         self.flush()
@@ -543,38 +430,27 @@ class MaskPicker(widgets.VBox):
         self._send_synthetic("mouseup", x1, y1, 0, False)
 
     def _send_synthetic(self, kind: str, x: float, y: float, button: int, shift: bool) -> None:
-        iw, ih = self.image_size
+        (iw, ih), (dw, dh) = self.image_size, self.display_size
         if not (0 <= x < iw and 0 <= y < ih):
             raise ValueError(f"({x}, {y}) is outside the {iw}x{ih} image")
-        dw, dh = self.display_size
         content = {
             "event": kind,
             "type": kind,
             "button": int(button),
-            "buttons": 0 if kind == "mouseup" else (2 if button == 2 else 1),
             "shiftKey": bool(shift),
-            "altKey": False,
-            "ctrlKey": False,
-            "metaKey": False,
-            # The inverse of _to_image: the CSS position whose pixel maps back to (x, y).
-            "relativeX": (x + 0.5) * dw / iw - 0.5,
+            "relativeX": (x + 0.5) * dw / iw - 0.5,  # maps back to (x, y) in _to_image
             "relativeY": (y + 0.5) * dh / ih - 0.5,
             "boundingRectWidth": dw,
             "boundingRectHeight": dh,
         }
-        self.events._handle_custom_msg(content, [])
+        self._on_dom_event(content)  # the handler ipyevents calls with a browser's event
 
     # ------------------------------------------------------------------ event handling
 
     def _to_image(self, event: dict) -> tuple[int, int]:
-        """Image pixel ``(x, y)`` under the mouse of an ipyevents mouse event.
-
-        ``relativeX/Y`` are whole CSS pixels from the canvas' top-left corner; the element
-        is ``boundingRectWidth x boundingRectHeight`` CSS pixels and shows the whole image.
-        The centre of the CSS pixel decides which image pixel was hit.
-        """
-        iw, ih = self.image_size
-        dw, dh = self.display_size
+        """Image pixel under an ipyevents mouse event: ``relativeX/Y`` are whole CSS pixels in
+        an element of ``boundingRectWidth x boundingRectHeight`` that shows the whole image."""
+        (iw, ih), (dw, dh) = self.image_size, self.display_size
         rect_w = float(event.get("boundingRectWidth") or dw)
         rect_h = float(event.get("boundingRectHeight") or dh)
         x = math.floor((float(event["relativeX"]) + 0.5) * iw / rect_w)
@@ -583,53 +459,46 @@ class MaskPicker(widgets.VBox):
 
     def _on_dom_event(self, event: dict) -> None:
         kind = event.get("event")
-        # The right button's mousedown already added its point; contextmenu is watched only
-        # so that prevent_default_action suppresses the browser's / Lab's menu.
+        # contextmenu is watched only so that prevent_default_action suppresses the menu.
         if kind not in ("mousedown", "mouseup") or "relativeX" not in event:
             return
         start = time.perf_counter()
         button = int(event.get("button", 0))
-        shift = bool(event.get("shiftKey", False))
         x, y = self._to_image(event)
-        if kind == "mousedown":
-            if button == 2 or (button == 0 and shift):
-                positive = False
-            elif button != 0:
-                return
-            elif self.mode == "box":
-                self.flush()
-                changed = self._box_press(x, y)
-                self._after_event(changed, start)
-                return
-            else:
-                positive = self.mode == "include"
-            if self._collecting(start):
-                self._queue(x, y, positive, start)
-                return
-            self.flush()
-            changed = self._add_point(x, y, positive)
-        else:
+        if kind == "mouseup":
             if button != 0 or self.mode != "box" or self._swallow_mouseup:
                 self._swallow_mouseup = False
                 return
             self.flush()
-            changed = self._box_release(x, y)
-        self._after_event(changed, start)
+            return self._after_event(self._box_release(x, y), start)
+        if button == 2 or (button == 0 and event.get("shiftKey")):
+            positive = False
+        elif button != 0:
+            return
+        elif self.mode == "box":
+            self.flush()
+            return self._after_event(self._box_press(x, y), start)
+        else:
+            positive = self.mode == "include"
+        if self._collecting(start):
+            return self._queue(x, y, positive, start)
+        self.flush()
+        self._message = ""
+        self._before_prediction([[x, y, int(positive)]])
+        self.segmenter.add_point(x, y, positive=positive)
+        self._after_event(True, start)
 
     def _after_event(self, changed: bool, start: float) -> None:
         if changed:
             self._refresh()
         else:
             self._draw()  # only the pending box corner or a message is new
+        self._done(start)
+
+    def _done(self, start: float) -> None:
         self.last_latency_s = time.perf_counter() - start
         self._update_status()
         self._check_busy(start)
-
-    def _add_point(self, x: int, y: int, positive: bool) -> bool:
-        self._message = ""
-        self._before_prediction([[x, y, int(positive)]])
-        self.segmenter.add_point(x, y, positive=positive)
-        return True
 
     def _before_prediction(self, new: list[list]) -> None:
         """Before a prediction expected to be slow: draw the new markers, say "computing"."""
@@ -659,9 +528,7 @@ class MaskPicker(widgets.VBox):
         return self._finish_box(x, y)
 
     def _finish_box(self, x: int, y: int) -> bool:
-        ax, ay = self._anchor
-        x0, x1 = sorted((ax, x))
-        y0, y1 = sorted((ay, y))
+        (x0, x1), (y0, y1) = sorted((self._anchor[0], x)), sorted((self._anchor[1], y))
         if x0 == x1 or y0 == y1:
             self._message = "box: the opposite corner must differ in x and y; click again"
             return False
@@ -678,9 +545,7 @@ class MaskPicker(widgets.VBox):
         self._message = ""
         action()
         self._refresh()
-        self.last_latency_s = time.perf_counter() - start
-        self._update_status()
-        self._check_busy(start)
+        self._done(start)
 
     def _on_mode(self, change) -> None:
         if self._anchor is not None:
@@ -700,27 +565,21 @@ class MaskPicker(widgets.VBox):
     # ------------------------------------------------------------------ a busy kernel
 
     def _watch_kernel(self) -> None:
-        """Follow IPython's cells (``pre_run_cell`` / ``post_run_cell``), if there is a shell.
+        """Follow IPython's ``pre_run_cell`` / ``post_run_cell`` (weakly; :meth:`close`
+        removes the hooks), if there is a shell."""
+        from IPython import get_ipython
 
-        The callbacks hold the picker weakly; :meth:`close` removes them.
-        """
-        try:
-            from IPython import get_ipython
-        except ImportError:  # pragma: no cover - ipywidgets depends on IPython
-            return
         shell = get_ipython()
         if shell is None or not hasattr(shell, "events"):
             return
         ref = weakref.ref(self)
 
         def pre_run_cell(info=None):
-            picker = ref()
-            if picker is not None:
+            if (picker := ref()) is not None:
                 picker._on_pre_run_cell()
 
         def post_run_cell(result=None):
-            picker = ref()
-            if picker is not None:
+            if (picker := ref()) is not None:
                 picker._on_post_run_cell()
 
         shell.events.register("pre_run_cell", pre_run_cell)
@@ -728,8 +587,6 @@ class MaskPicker(widgets.VBox):
         self._hooks = (shell, pre_run_cell, post_run_cell)
 
     def _unwatch_kernel(self) -> None:
-        if self._hooks is None:
-            return
         shell, pre, post = self._hooks
         self._hooks = None
         shell.events.unregister("pre_run_cell", pre)
@@ -756,24 +613,21 @@ class MaskPicker(widgets.VBox):
             self._check_busy(since)
 
     def _check_busy(self, since: float) -> None:
-        """If the kernel was busy from ``since`` until now for :data:`BUSY_S` or longer, collect
-        the clicks that arrive in the next ``2 * QUEUE_WINDOW_S`` (they queued meanwhile)."""
+        """If the kernel was busy from ``since`` for :data:`BUSY_S` or longer, collect the
+        clicks that arrive in the next ``2 * QUEUE_WINDOW_S`` (they queued meanwhile)."""
         now = time.perf_counter()
-        if now - since < BUSY_S or _running_loop() is None:
-            return
-        self._collect_until = max(self._collect_until, now + 2 * QUEUE_WINDOW_S)
+        if now - since >= BUSY_S and _running_loop() is not None:
+            self._collect_until = max(self._collect_until, now + 2 * QUEUE_WINDOW_S)
 
     def _collecting(self, now: float) -> bool:
         return bool(self.queued) or now < self._collect_until
 
     def _queue(self, x: int, y: int, positive: bool, now: float) -> None:
         """Collect a click that queued behind a busy kernel; predict once they stop coming."""
+        self.queued.append([x, y, int(positive)])
         loop = _running_loop()
         if loop is None:  # nothing would call flush(): compute it now
-            self.queued.append([x, y, int(positive)])
-            self.flush()
-            return
-        self.queued.append([x, y, int(positive)])
+            return self.flush()
         self._collect_until = now + QUEUE_WINDOW_S
         if self._flush_handle is not None:
             self._flush_handle.cancel()
@@ -784,8 +638,8 @@ class MaskPicker(widgets.VBox):
         self._update_status()
 
     def flush(self) -> None:
-        """Compute the clicks collected behind a busy kernel (:attr:`queued`) now: one
-        prediction for all of them (``ClickSegmenter.add_points``). Nothing to do otherwise."""
+        """Compute the clicks collected behind a busy kernel (:attr:`queued`) now, with one
+        prediction for all of them (``ClickSegmenter.add_points``)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -794,54 +648,41 @@ class MaskPicker(widgets.VBox):
             return
         start = time.perf_counter()
         queued, self.queued = self.queued, []
-        n = len(queued)
         try:
             self._before_prediction([])
-            if n == 1:
+            if len(queued) == 1:
                 x, y, label = queued[0]
                 self.segmenter.add_point(x, y, positive=bool(label))
                 self._message = ""
             else:
                 self.segmenter.add_points(queued)
-                self._message = f"{n} queued clicks: SAM ran once for all of them"
+                self._message = f"{len(queued)} queued clicks: SAM ran once for all of them"
             self._refresh()
         except Exception as exc:  # runs from the event loop: show it, then raise
             self._message = html.escape(f"error: {type(exc).__name__}: {exc}")
             self._update_status()
             raise
-        self.last_latency_s = time.perf_counter() - start
-        self._update_status()
-        self._check_busy(start)
+        self._done(start)
 
     # ------------------------------------------------------------------ drawing
 
     def _refresh(self, notify: bool = True, picture: bool = False) -> None:
-        """Recompute the mask layer, redraw, update the candidates and (optionally) notify.
-
-        The caller updates the status line once after it (with the click's latency): each
-        update is a message, and a repaint of the status line in the browser.
-        """
-        self._render()
-        self._draw(picture=picture)
-        self._sync_candidates()
-        if notify:
-            self._callbacks(self)
-
-    def _render(self) -> None:
-        """The mask layer of the chosen mask at display size (:func:`mask_layer`), as a PNG."""
+        """Recompute the mask layer, redraw, sync the candidates, notify (the caller updates
+        the status line once after it)."""
         mask = self.segmenter.mask
         self._area = 100.0 * float(np.count_nonzero(mask)) / max(mask.size, 1)
-        if self.display_size != self.image_size:
-            # Nearest neighbour by pixel centres (PIL's NEAREST), about 4x faster than PIL.
+        if self.display_size != self.image_size:  # nearest by pixel centres, as PIL's NEAREST
             mask = cv2.resize(
                 mask.view(np.uint8), self.display_size, interpolation=cv2.INTER_NEAREST_EXACT
             ).view(bool)
         self._layer = mask_layer(mask)
-        self._runs = self._png = None
-        if self._layer is not None:
-            self._runs = layer_runs(self._layer[0], MAX_RUNS)
-            if self._runs is None:
-                self._png = layer_png(self._layer[0])
+        self._runs = None if self._layer is None else layer_runs(self._layer[0], MAX_RUNS)
+        if self._layer is not None and self._runs is None:
+            self.mask_image.value = layer_png(self._layer[0])  # sent now, drawn in _draw
+        self._draw(picture=picture)
+        self._sync_candidates()
+        if notify:
+            self._callbacks(self)
 
     def _to_display(self, x: float, y: float) -> tuple[float, float]:
         """Centre of image pixel ``(x, y)`` in display pixels."""
@@ -853,46 +694,45 @@ class MaskPicker(widgets.VBox):
         self._draw(picture=True)
 
     def _draw(self, *, picture: bool = False, extra=(), add: bool = False) -> None:
-        """Send what changed in one batch: the picture layer only when asked; the overlay
-        (mask, then markers, box, detections) redrawn, or with ``add=True`` only the markers
-        ``extra`` drawn on top of it (``[x, y, label]``: clicks not in the segmenter yet)."""
+        """Send one batch: the picture layer if asked; the overlay redrawn (mask, box,
+        detections, markers), or with ``add=True`` only the markers ``extra`` (``[x, y,
+        label]``, clicks not in the segmenter yet) drawn on top of it."""
         with hold_canvas():
             if picture:
-                layer = self.layers["picture"]
-                layer.clear()
-                layer.put_image_data(self._base, 0, 0)
+                self.layers["picture"].clear()
+                self.layers["picture"].put_image_data(self._base, 0, 0)
             c = self.layers["overlay"]
             if add:
-                self._draw_markers(c, [((x, y), label) for x, y, label in extra])
-                return
+                return self._draw_markers(c, [((x, y), label) for x, y, label in extra])
             c.clear()
-            if self._runs is not None:
+            if self._layer is not None:
                 _, x, y = self._layer
-                for runs, alpha in zip(self._runs, (MASK_ALPHA, 255), strict=True):
-                    if len(runs):
-                        c.fill_style = _rgba_css(MASK_COLOR, alpha)
-                        c.fill_rects(runs[:, 0] + x, runs[:, 1] + y, runs[:, 2], 1)
-            elif self._png is not None:
-                _put_png(c, self._png, self._layer[1], self._layer[2])
+                if self._runs is None:
+                    c.draw_image(self.mask_image, x, y)  # the PNG's bytes, synced before this
+                else:
+                    for runs, alpha in zip(self._runs, (MASK_ALPHA, 255), strict=True):
+                        if len(runs):
+                            c.fill_style = _rgb_css(MASK_COLOR, alpha)
+                            c.fill_rects(runs[:, 0] + x, runs[:, 1] + y, runs[:, 2], 1)
             self._draw_shapes(c, extra)
 
     def _draw_shapes(self, c: Canvas, extra=()) -> None:
         (iw, ih), (dw, dh) = self.image_size, self.display_size
-        # The text prompt's detections, dashed, under the box prompt they gave.
-        detections = self.segmenter.detections
-        if detections:
+
+        def rect(x0, y0, x1, y1):
+            c.stroke_rect(x0 * dw / iw, y0 * dh / ih, (x1 - x0) * dw / iw, (y1 - y0) * dh / ih)
+
+        if self.segmenter.detections:  # dashed, under the box prompt they gave
             c.stroke_style = _rgb_css(DETECTION_COLOR)
             c.line_width = 1
             c.set_line_dash([6, 4])
-            for x0, y0, x1, y1 in detections:
-                c.stroke_rect(x0 * dw / iw, y0 * dh / ih, (x1 - x0) * dw / iw, (y1 - y0) * dh / ih)
+            for box in self.segmenter.detections:
+                rect(*box)
             c.set_line_dash([])
-        box = self.segmenter.box
-        if box is not None:
-            x0, y0, x1, y1 = (float(v) for v in box)
+        if self.segmenter.box is not None:
             c.stroke_style = _rgb_css(masks.BOX_COLOR)
             c.line_width = 2
-            c.stroke_rect(x0 * dw / iw, y0 * dh / ih, (x1 - x0) * dw / iw, (y1 - y0) * dh / ih)
+            rect(*(float(v) for v in self.segmenter.box))
         if self._anchor is not None:
             ax, ay = self._to_display(*self._anchor)
             c.stroke_style = _rgb_css(masks.BOX_COLOR)
@@ -900,11 +740,10 @@ class MaskPicker(widgets.VBox):
             c.stroke_line(ax - 8, ay, ax + 8, ay)
             c.stroke_line(ax, ay - 8, ax, ay + 8)
         points = [*zip(self.segmenter.points, self.segmenter.labels, strict=True)]
-        points += [((px, py), label) for px, py, label in extra]
-        self._draw_markers(c, points)
+        self._draw_markers(c, points + [((px, py), label) for px, py, label in extra])
 
     def _draw_markers(self, c: Canvas, points) -> None:
-        """One plain fill_circle pair per ``((x, y), label)``: a handful, readable commands."""
+        """A white disc and a coloured one per ``((x, y), label)``."""
         for (px, py), label in points:
             x, y = self._to_display(px, py)
             color = masks.POSITIVE_COLOR if int(label) == 1 else masks.NEGATIVE_COLOR
@@ -930,8 +769,7 @@ class MaskPicker(widgets.VBox):
                 buttons.disabled = len(options) < 2
         finally:
             self._syncing = False
-        # Hidden without candidates; shown (greyed out when there is no choice) otherwise.
-        buttons.layout.display = "flex" if options else "none"
+        buttons.layout.display = "flex" if options else "none"  # greyed out with one
 
     def _update_status(self) -> None:
         seg = self.segmenter
@@ -939,23 +777,22 @@ class MaskPicker(widgets.VBox):
         self.redo_button.disabled = not seg.can_redo
         self.reset_button.disabled = not (seg.points or seg.box is not None)
         self.clear_box_button.disabled = seg.box is None
-        labels = [int(v) for v in self.segmenter.labels]
-        n_in, n_out = labels.count(1), labels.count(0)
+        labels = [int(v) for v in seg.labels]
         noun = "point" if len(labels) == 1 else "points"
         parts = [f"<b>{self._busy_note}</b>"] if self._busy_note else []
-        parts.append(f"{len(labels)} {noun} ({n_in} include, {n_out} exclude)")
-        if self.segmenter.text is not None:
-            n = len(self.segmenter.detections)
-            found = f"{n} box{'es' if n != 1 else ''} found"
-            parts.append(f"text {html.escape(repr(self.segmenter.text))} ({found})")
-        elif self.segmenter.box is not None:
+        parts.append(f"{len(labels)} {noun} ({labels.count(1)} include, {labels.count(0)} exclude)")
+        if seg.text is not None:
+            n = len(seg.detections)
+            parts.append(
+                f"text {html.escape(repr(seg.text))} ({n} box{'es' if n != 1 else ''} found)"
+            )
+        elif seg.box is not None:
             parts.append("box")
         parts.append(f"mask {self._area:.1f}% of the image")
         if self.last_latency_s is not None:
-            sam = getattr(self.segmenter, "last_latency_s", None)
             click = f"last click {1000 * self.last_latency_s:.0f} ms"
-            if sam is not None:
-                click += f" (SAM {1000 * sam:.0f} ms)"
+            if seg.last_latency_s is not None:
+                click += f" (SAM {1000 * seg.last_latency_s:.0f} ms)"
             parts.append(click)
         if self._message:
             parts.append(f"<b>{self._message}</b>")
