@@ -221,8 +221,11 @@ def test_a_killed_batch_resumes_without_redoing_or_losing(folder, tmp_path):
 
 
 def _done(folder: Path) -> bool:
+    """What resume takes for done: every execution done, and the batch's seconds recorded
+    after the item's last notebook (a kill between the two leaves it to be redone)."""
     try:
-        return runs.open_run(folder).status == "done"
+        run = runs.open_run(folder)
+        return run.status == "done" and "seconds" in run.record.get("batch", {})
     except (FileNotFoundError, ValueError):  # not yet, or run.json being replaced
         return False
 
