@@ -144,14 +144,15 @@ def feather(mask, radius: float) -> np.ndarray:
 
     Args:
         mask: ``HxW`` mask.
-        radius: width of the ramp in pixels, >= 0; ``0`` gives the hard mask as float.
+        radius: width of the ramp in pixels, >= 0; below 1 (``0`` too) it gives the hard
+            mask as float, since every mask pixel is at least 1 px from a False one.
 
     Returns:
         ``HxW float32`` in ``[0, 1]``.
     """
     m = to_mask(mask)
     radius = _amount(radius, "radius")
-    if radius == 0:
+    if radius < 1:  # d >= 1 on the mask: all of it is inner (and a tiny radius would overflow)
         return m.astype(np.float32)
     d = _inside_distance(m)
     inner = d > radius
