@@ -154,11 +154,7 @@ def _parser() -> argparse.ArgumentParser:
         "a YAML file of defaults for every item",
     )
     bat_p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _ray_options(
-        bat_p,
-        "items",
-        "with --ray: the actor pool's size (default: one per GPU, else 2 CPU workers)",
-    )
+    _ray_options(bat_p, "items")
     sw_p = sub.add_parser(
         "sweep",
         help="one notebook over a grid of parameters, one run folder per point",
@@ -189,15 +185,11 @@ def _parser() -> argparse.ArgumentParser:
         "--tiny", action="store_true", help="built-in tiny models with quick settings (offline)"
     )
     sw_p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _ray_options(
-        sw_p,
-        "points",
-        "how many kernels at once (default 1 here; with --ray, all the cluster runs)",
-    )
+    _ray_options(sw_p, "points")
     return parser
 
 
-def _ray_options(sub: argparse.ArgumentParser, what: str, workers: str) -> None:
+def _ray_options(sub: argparse.ArgumentParser, what: str) -> None:
     """``--ray [auto|ADDRESS]`` and ``--workers N``, as ``batch`` and ``sweep`` take them."""
     sub.add_argument(
         "--ray",
@@ -213,7 +205,7 @@ def _ray_options(sub: argparse.ArgumentParser, what: str, workers: str) -> None:
         "--workers",
         type=int,
         default=None,
-        help=workers,
+        help="with --ray: the actor pool's size (default: one per GPU, else 2 CPU workers)",
     )
 
 
@@ -361,6 +353,11 @@ def _sweep(args) -> int:
     if not values:
         raise CommandError("sweep: nothing to sweep: give -p NAME VALUE... or a list in -f")
     fixed = {k: v for k, v in fixed.items() if k in declared(notebook) and k not in values}
+    if args.workers is not None and args.ray is None:
+        raise CommandError(
+            "sweep: --workers needs --ray (here the points run one after the other, each "
+            "model loaded once)"
+        )
     out = args.out or default_output_root() / f"sweep-{notebook}"
     try:
         result = run_sweep(
@@ -368,8 +365,8 @@ def _sweep(args) -> int:
             values,
             out_dir=out,
             fixed=fixed,
-            workers=args.workers or 1 if args.ray is None else args.workers,
             ray=args.ray,
+            workers=args.workers,
             progress=not args.no_progress,
         )
     except ValueError as exc:

@@ -242,23 +242,30 @@ def test_selections_that_name_nothing_are_refused(args, message, capsys, tmp_pat
 # ---------------------------------------------------------------- faults: dead kernels
 
 
-def test_a_sweep_point_whose_kernel_died_is_failed_and_the_others_go_on(tmp_path, monkeypatch):
-    def flaky(names, params, *, run_dir, **kwargs):
+def test_a_sweep_point_that_fails_is_failed_and_the_others_go_on(tmp_path, monkeypatch):
+    def flaky(name, params, **kwargs):
         if params["seed"] == 2:
-            raise chain.KernelDied("01_generate_subject: the kernel stopped (DeadKernelError)")
-        run = runs.open_run(run_dir)
-        run.log_params(names[0], params)
+            raise RuntimeError("01_generate_subject: out of memory")
+        run = runs.open_run(params["run_dir"])
+        run.log_params(name, params)
         run.finish()
-        return run
 
-    monkeypatch.setattr(sweep_module, "execute_chain", flaky)
+    monkeypatch.setattr(sweep_module, "execute_here", flaky)
     result = sweep_module.run_sweep(
         "01_generate_subject", {"seed": [1, 2, 3]}, out_dir=tmp_path, progress=False
     )
     assert [r["status"] for r in result.rows] == ["done", "failed", "done"]
-    assert "DeadKernelError" in result.rows[1]["error"]
+    assert result.rows[1]["error"] == "RuntimeError: 01_generate_subject: out of memory"
     index = (tmp_path / "index.csv").read_text().splitlines()
     assert [line.split(",")[1] for line in index[1:]] == ["done", "failed", "done"]
+    # the failed point is redone by the next pass, its folder kept aside
+    monkeypatch.setattr(sweep_module, "execute_here", lambda name, params, **kw: flaky(
+        name, {**params, "seed": 0}))  # fmt: skip
+    again = sweep_module.run_sweep(
+        "01_generate_subject", {"seed": [1, 2, 3]}, out_dir=tmp_path, progress=False
+    )
+    assert again.skipped == ["p001", "p003"] and again.done == ["p001", "p002", "p003"]
+    assert len(list(tmp_path.glob("p002.incomplete-*"))) == 1
 
 
 class _Recorded:

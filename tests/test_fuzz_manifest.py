@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from sdsam_nb.batch import check_item, plan_item, read_manifest
+from sdsam_nb.batch.item import item_spec
 from sdsam_nb.batch.manifest import ITEM_KEYS, MAX_ITEMS, Manifest
-from sdsam_nb.batch.runner import _spec
 from sdsam_nb.runs import SPEC
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,7 +241,7 @@ def test_any_item_is_checked_planned_or_refused_in_one_line(folder, item, defaul
         assert plan.id == "a" and plan.notebooks
         assert plan.image is None or plan.image == (folder / "x.png").resolve()
     # what resume compares: made for any item, before anything runs (JSON, the files' hashes)
-    spec = _spec(item, defaults, folder, {})
+    spec = item_spec(item, defaults, folder)
     assert json.loads(json.dumps(spec)) == spec or _has_nan(spec)
     for name, sha in spec["sha256"].items():
         assert name in ("image", "mask") and (sha is None or len(sha) == 64)

@@ -1,6 +1,6 @@
-"""sdsam-nb sweep: a notebook over a grid of parameters, one run folder per point, locally in a
-pool of kernels and as Ray tasks, with the same pictures either way; a second pass skips what
-is done."""
+"""sdsam-nb sweep: a notebook over a grid of parameters, one run folder per point, here one
+after the other and on a Ray actor pool, with the same pictures either way; a second pass skips
+what is done."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from PIL import Image
 
 from sdsam_nb import runs
 from sdsam_nb.__main__ import main
-from sdsam_nb.batch.sweep import COLUMNS, grid, run_sweep
+from sdsam_nb.batch.index import COLUMNS
+from sdsam_nb.batch.sweep import grid, run_sweep
 
 NOTEBOOK = "01_generate_subject"
 FIXED = {"sd_model": "tiny", "width": 64, "height": 64, "steps": 2, "n_variations": 1}
@@ -32,12 +33,12 @@ def _pixels(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory) -> Path:
-    """The 2x2 sweep through the command, two kernels at once."""
+    """The 2x2 sweep through the command."""
     out = tmp_path_factory.mktemp("sweep") / "local"
     fixed = [a for k, v in FIXED.items() for a in ("-p", k, str(v))]
     code = main(
         ["sweep", "01", "-p", "seed", "1", "2", "-p", "subject_prompt", "a red chair",
-         "a blue vase", *fixed, "-o", str(out), "--workers", "2", "--no-progress"]
+         "a blue vase", *fixed, "-o", str(out), "--no-progress"]
     )  # fmt: skip
     assert code == 0
     return out
@@ -66,8 +67,13 @@ def test_bad_sweeps_stop_in_one_line(tmp_path, capsys):
     assert "-p seed: give the values to sweep" in error("01", "-p", "seed")
     assert "nothing to sweep" in error("01")
     assert "no notebook '09'" in error("09", "-p", "seed", "1")
-    with pytest.raises(ValueError, match="workers must be a whole number of at least 1"):
-        run_sweep(NOTEBOOK, {"seed": [1]}, out_dir=tmp_path / "w", workers=0)
+    assert "--workers needs --ray" in error("01", "-p", "seed", "1", "--workers", "2")
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        run_sweep(NOTEBOOK, {"seed": [1]}, out_dir=tmp_path / "w", ray="local", workers=0)
+    with pytest.raises(ValueError, match="run_dir: each point makes its own run folder"):
+        run_sweep("03_inpaint_background", {"run_dir": ["a", "b"]}, out_dir=tmp_path / "w")
+    with pytest.raises(ValueError, match="sed: 01_generate_subject has no such parameter"):
+        run_sweep(NOTEBOOK, {"sed": [1]}, out_dir=tmp_path / "w")
     assert not (tmp_path / "out").exists()  # nothing was written
 
 
@@ -75,7 +81,7 @@ def test_bad_sweeps_stop_in_one_line(tmp_path, capsys):
 def test_a_2x2_sweep_makes_one_run_folder_per_point(local):
     rows = _index(local)
     assert tuple(rows[0])[: len(COLUMNS)] == COLUMNS
-    assert [r["point"] for r in rows] == ["p001", "p002", "p003", "p004"]
+    assert [r["id"] for r in rows] == ["p001", "p002", "p003", "p004"]
     assert [(r["seed"], r["subject_prompt"]) for r in rows] == [
         ("1", "a red chair"),
         ("1", "a blue vase"),
@@ -91,7 +97,8 @@ def test_a_2x2_sweep_makes_one_run_folder_per_point(local):
             params["seed"] == int(row["seed"]) and params["subject_prompt"] == row["subject_prompt"]
         )
         assert params["width"] == 64 and params["steps"] == 2
-        assert run.status == "done" and (local / row["run_dir"] / f"{NOTEBOOK}.ipynb").is_file()
+        assert run.status == "done" and run.record["executions"][-1]["notebook"] == NOTEBOOK
+        assert float(row["seconds"]) > 0 and row["worker"] == run.record["sweep"]["worker"]
         pictures.append(_pixels(local / row["run_dir"] / run.record["files"]["subject"]))
     assert len({p.tobytes() for p in pictures}) == 4  # every point its own picture
     # a second pass: every point done already, nothing run again

@@ -11,19 +11,20 @@ module         holds
 ``manifest``   :func:`read_manifest`, the item keys and their checks (:func:`check_item`)
 ``plan``       an item -> the notebooks it runs and their parameters (:class:`Plan`)
 ``execute``    one item: its notebooks run in this process, into its run folder
-``index``      ``index.csv`` / ``index.parquet``: one row per item
+``index``      ``index.csv`` / ``index.parquet``: one row per item (point), :class:`Result`
 ``folders``    the run folders a batch or sweep owns: their state, moving aside, refusals
-``item``       :func:`run_item`: one item into its run folder, its index row
-``runner``     :func:`run_batch`: the loop, resume, the progress bar
-``ray_pool``   the items on a Ray actor pool
-``sweep``      :func:`run_sweep`: one notebook over a grid of parameters
+``jobs``       :class:`Jobs`: one item or point into its run folder, its index row
+``runner``     :func:`run_jobs`: the loop, resume, the progress bar, here or on Ray
+``ray_pool``   the jobs on a Ray actor pool
+``item``       :func:`run_batch`: a manifest's items as jobs
+``sweep``      :func:`run_sweep`: one notebook over a grid of parameters, its points as jobs
 =============  ==============================================================================
 """
 
 from .index import Result
+from .item import run_batch
 from .manifest import Manifest, check_item, read_manifest
 from .plan import Plan, plan_item
-from .runner import run_batch
 
 __all__ = [
     "Result",

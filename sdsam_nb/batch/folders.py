@@ -23,9 +23,24 @@ MARKER = ".sdsam-batch"
 MARKER_TEXT = "a run folder of sdsam-nb batch or sweep: resuming it may move this folder aside"
 
 
-def mark(folder: Path) -> None:
-    """Write :data:`MARKER` into ``folder``, a run folder just made by a batch or sweep."""
-    (folder / MARKER).write_text(f"{MARKER_TEXT}\n", encoding="utf-8")
+def make(out: Path, name: str) -> Path:
+    """Make the folder ``out/name`` holding :data:`MARKER`, atomically: made under a hidden
+    name, marked, then renamed, so that a batch killed at any moment leaves either nothing or
+    a folder it owns (and moves aside on resume).
+
+    Raises:
+        ValueError: ``out/name`` exists (something appeared there since the batch began).
+    """
+    tmp = out / f".{name}.new-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    (tmp / MARKER).write_text(f"{MARKER_TEXT}\n", encoding="utf-8")
+    target = out / name
+    if os.path.lexists(target):  # a rename would replace an empty folder
+        (tmp / MARKER).unlink()
+        tmp.rmdir()
+        raise ValueError(foreign(out, [name]))
+    os.rename(tmp, target)
+    return target
 
 
 def owned(folder: Path, key: str = "batch") -> bool:

@@ -1,97 +1,113 @@
-"""One item of a batch run into its own run folder, where this process is: one after the other
-in the batch's process, or in a Ray worker (:mod:`sdsam_nb.batch.ray_pool`).
+"""A batch: every item of a manifest into its own run folder (:func:`run_batch`), through the
+runner batches and sweeps share (:func:`sdsam_nb.batch.runner.run_jobs`).
 
-:func:`run_item` returns the item's index row; a failing item (a bad parameter, an unreadable
-picture, an error in a step) is recorded in its ``run.json`` and its row, never raised, so
-that the batch goes on.
+An item runs its notebooks themselves, in the batch's process or a Ray worker
+(:mod:`sdsam_nb.batch.execute`). A failing item (a bad parameter, an unreadable picture, an
+error in a cell) is recorded in its ``run.json`` and its index row, never raised, so that the
+batch goes on.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import socket
-import sys
-import time
-import traceback
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from ..runs import new_run, open_run
-from ..runs.chain import one_line
-from . import folders, index
+from ..models import sha256_file
+from ..runs import Run, jsonable
 from .execute import execute
-from .manifest import Manifest
-from .plan import plan_item
+from .index import Result
+from .jobs import Jobs
+from .manifest import Manifest, check_item, read_manifest
+from .plan import input_files, plan_item
+from .runner import run_jobs
 
 
-def run_item(
-    item: dict,
-    out: Path,
-    manifest: Manifest,
-    defaults: dict,
-    spec: dict,
-    state: str | None = None,
-) -> dict:
-    """Run one item into ``out/<id>/``; its index row (failed with its error line, never
-    raised).
+class Items(Jobs):
+    """A manifest's items as the runner's jobs (named by their ids).
 
     Args:
-        item: the manifest's item (checked).
-        out: the batch's folder.
-        manifest: the batch's manifest (for the item's relative paths).
+        manifest: the batch's manifest (for the items' relative paths).
         defaults: the batch's checked defaults.
-        spec: what the item's run is made from (stored in ``run.json``, compared on resume).
-        state: the item's folder as the batch found it (:func:`folders.state`). ``None``
-            looks at it here (a Ray worker), not where the batch was planned: a retried item
-            (its worker died) finds its own unfinished attempt and moves it aside, and an item
-            that had finished before its worker died is not run again.
     """
-    rid = item["id"]
-    if state is None:
-        state = folders.state(out / rid, spec)
-    if state == "done":
-        return index.done(open_run(out / rid), rid, skipped=False)
-    start = time.perf_counter()
-    if state == "foreign":  # appeared since the batch was planned: left alone
-        message = folders.foreign(out, [rid])
-        return index.failed(rid, f"ValueError: {message}", seconds=folders.since(start))
+
+    key, unit = "batch", "item"
+
+    def __init__(self, manifest: Manifest, defaults: dict):
+        self.manifest, self.defaults = manifest, defaults
+        self.items = {item["id"]: item for item in manifest.items}
+        hashes: dict[Path, str | None] = {}
+        specs = {rid: item_spec(item, defaults, manifest.base, hashes)
+                 for rid, item in self.items.items()}  # fmt: skip
+        super().__init__(list(self.items), specs)
+
+    def prepare(self, name: str):
+        return plan_item(self.items[name], self.defaults, self.manifest.base)
+
+    def entry(self, name: str) -> dict:
+        return {"id": name, "manifest": self.manifest.source}
+
+    def execute(self, name: str, run: Run, prepared, before_done) -> None:
+        execute(run, prepared, before_done=before_done)
+
+
+def run_batch(
+    manifest: Manifest | str | os.PathLike | list,
+    *,
+    out_dir: str | os.PathLike,
+    params: dict | None = None,
+    progress: bool = True,
+    ray: str | None = None,
+    workers: int | None = None,
+) -> Result:
+    """Run every item of ``manifest`` into ``out_dir/<id>/``; write ``out_dir/index.csv``.
+
+    Args:
+        manifest: a :class:`Manifest`, or what :func:`read_manifest` reads.
+        out_dir: the batch's folder (created). Run again into it to resume: the items done
+            from the same item, defaults and input files are skipped
+            (:mod:`sdsam_nb.batch.runner`).
+        params: defaults for every item (an item's own values win): notebook parameters
+            and ``method``, ``mask`` (a relative file: to the current directory),
+            ``auto_mask``.
+        progress, ray, workers: as :func:`sdsam_nb.batch.runner.run_jobs` takes them: a
+            progress bar; ``None`` here, else ``"local"``, ``"auto"`` or a Ray cluster's
+            address; the Ray actor pool's size.
+
+    Raises:
+        ValueError: one line, before anything is written: a bad default (naming it), another
+            batch writing into ``out_dir``, or an item id that names something in ``out_dir``
+            the batch did not make (a file, a link, a folder without
+            :data:`~sdsam_nb.batch.folders.MARKER`).
+    """
+    if not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest)
+    defaults = check_item(params or {}, defaults=True)
+    if defaults.get("mask") not in (None, "auto"):
+        defaults["mask"] = str(Path(os.path.expanduser(defaults["mask"])).resolve())
+    return run_jobs(Items(manifest, defaults), out_dir, progress=progress, ray=ray,
+                    workers=workers)  # fmt: skip
+
+
+def item_spec(item: dict, defaults: dict, base: Path, hashes: dict | None = None) -> dict:
+    """What an item's run is made from, as ``run.json`` stores it (compared on resume): the
+    item, the batch's defaults, and ``sha256``: the hex sha256 of each file the item reads
+    (``image``, ``mask``; ``None`` when it cannot be read: the item fails when it runs).
+    ``hashes`` keeps each file's hash for the other items that read it."""
+    hashes = {} if hashes is None else hashes
     try:
-        plan = plan_item(item, defaults, manifest.base)
-    except Exception as exc:  # a bad item: recorded, no run folder, the batch goes on
-        return index.failed(rid, one_line(exc), seconds=folders.since(start))
-    if state != "new":
-        moved = folders.move_aside(out / rid, "previous" if state == "changed" else "incomplete")
-        why = "made with other settings" if state == "changed" else "unfinished or failed"
-        tqdm.write(f"{rid}: the earlier run was {why}; it is now {moved.name}", file=sys.stderr)
-    run = new_run(out, run_id=rid)
-    folders.mark(run.path)
-    # the worker (host:pid) from the start: a running item says which process runs it
-    worker = _worker()["worker"]
-    run.set("batch", {"id": rid, "manifest": manifest.source, "spec": spec, "worker": worker})
+        files = input_files(check_item(item), defaults, base)
+    except Exception:  # a bad item: it fails alone, when the batch reaches it
+        files = {}
+    for path in files.values():
+        if path not in hashes:
+            hashes[path] = _sha256(path)
+    sha = {name: hashes[path] for name, path in files.items()}
+    return json.loads(json.dumps(jsonable({"item": item, "defaults": defaults, "sha256": sha})))
 
-    def seconds() -> None:  # recorded before the run reads done: nothing changes it after
-        took = folders.since(start)
-        run.update(lambda r: r["batch"].update(seconds=took, **_worker()))
 
+def _sha256(path: Path) -> str | None:
     try:
-        execute(run, plan, before_done=seconds)
-    except Exception as exc:  # recorded in run.json and the index; the batch goes on
-        line, trace, took = one_line(exc), traceback.format_exc(), folders.since(start)
-        worker = _worker()
-        run.update(lambda r: r["batch"].update(error=line, traceback=trace, seconds=took, **worker))
-        return index.failed(rid, line, run_dir=rid, seconds=took, **worker)
-    return index.done(run, rid, skipped=False)
-
-
-def _worker() -> dict:
-    """Which process ran the item (``host:pid``) and its peak memory so far (MB): a
-    process's models stay loaded, so the peak is the worker's, not the item's own."""
-    worker = {"worker": f"{socket.gethostname()}:{os.getpid()}", "peak_memory_mb": None}
-    try:
-        import resource
-    except ImportError:  # Windows: no peak memory
-        return worker
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
-    worker["peak_memory_mb"] = round(peak / (2**20 if sys.platform == "darwin" else 2**10))
-    return worker
+        return sha256_file(path) if path.is_file() else None
+    except OSError:
+        return None

@@ -1,8 +1,9 @@
-"""A batch on Ray: the items through a Ray Data actor pool, each actor holding the models.
+"""A batch or sweep on Ray: its jobs (items, points) through a Ray Data actor pool, each actor
+holding the models.
 
-:func:`ray_rows` is what :func:`sdsam_nb.batch.run_batch` uses with ``ray=``: the items still
-to do go into a Ray Dataset (one item per row, one row per batch), which
-``map_batches`` sends through a pool of :class:`ItemWorker` actors. An actor is one process:
+:func:`ray_rows` is what :func:`sdsam_nb.batch.runner.run_jobs` uses with ``ray=``: the jobs
+still to do go into a Ray Dataset (one job per row, one row per batch), which
+``map_batches`` sends through a pool of :class:`JobWorker` actors. An actor is one process:
 the models it loads for its first item (:data:`sdsam_nb.models.MODELS`) serve all the items it
 gets after, as in a local batch. On a cluster with GPUs each actor asks for one GPU
 (``num_gpus=1``), so the pool is one actor per GPU; without GPUs each asks for one CPU.
@@ -33,9 +34,7 @@ from pathlib import Path
 
 import torch
 
-from . import index
-from .item import run_item
-from .manifest import Manifest
+from .jobs import Jobs
 
 INSTALL = 'pip install "sdsam-nb[ray]"'
 ATTEMPTS = 3  # an item whose worker died this many times in one pass fails instead
@@ -65,69 +64,59 @@ def import_ray(address: str | None = None):
     return ray
 
 
-class ItemWorker:
-    """One actor of the pool: runs the items it is given, in its own process.
+class JobWorker:
+    """One actor of the pool: runs the jobs it is given (:meth:`Jobs.run_one`), in its own
+    process.
 
     Args:
-        out: the batch's folder.
-        manifest: the batch's manifest (for the items' relative paths).
-        defaults: the batch's checked defaults.
-        specs: item id -> what its run is made from (compared with a finished run).
+        jobs: the batch's (sweep's) jobs.
+        out: its folder.
         threads: torch's CPU threads in this actor (``None``: as Ray set them).
+        since: when this pass began (:func:`time.time`): the unfinished attempts made since
+            then are the ones whose worker died.
     """
 
-    def __init__(
-        self,
-        out: str,
-        manifest: Manifest,
-        defaults: dict,
-        specs: dict,
-        threads: int | None,
-        since: float,
-    ):
+    def __init__(self, jobs: Jobs, out: str, threads: int | None, since: float):
         if threads:
             torch.set_num_threads(threads)
-        self.out, self.manifest = Path(out), manifest
-        self.defaults, self.specs, self.since = defaults, specs, since
+        self.jobs, self.out, self.since = jobs, Path(out), since
 
     def __call__(self, batch: dict) -> dict:
-        """``{"item": [JSON of an item]...}`` -> ``{"row": [JSON of its index row]...}``."""
+        """``{"name": [a job's name]...}`` -> ``{"row": [JSON of its index row]...}``."""
         rows = []
-        for text in batch["item"]:
-            item = json.loads(str(text))
-            died = self._attempts(item["id"])
+        for name in map(str, batch["name"]):
+            died = self._attempts(name)
             if died >= ATTEMPTS:
-                row = index.failed(
-                    item["id"],
-                    f"RuntimeError: its worker died {died} times running it (out of memory?); "
-                    f"the attempts are kept as {item['id']}.incomplete-*",
+                row = self.jobs.row(
+                    name,
+                    status="failed",
+                    error=f"RuntimeError: its worker died {died} times running it (out of "
+                    f"memory?); the attempts are kept as {name}.incomplete-*",
                 )
             else:
-                spec = self.specs[item["id"]]
-                row = run_item(item, self.out, self.manifest, self.defaults, spec)
+                row = self.jobs.run_one(name, self.out)
             rows.append(json.dumps(row))
         return {"row": rows}
 
-    def _attempts(self, rid: str) -> int:
-        """How many runs of item ``rid`` this pass left unfinished (a worker died in each)."""
-        aside = self.out.glob(f"{rid}.incomplete-*")
+    def _attempts(self, name: str) -> int:
+        """How many runs of job ``name`` this pass left unfinished (a worker died in each)."""
+        aside = self.out.glob(f"{name}.incomplete-*")
         died = sum(1 for p in aside if p.stat().st_mtime >= self.since)
-        if (self.out / rid).is_dir() and (self.out / rid).stat().st_mtime >= self.since:
+        if (self.out / name).is_dir() and (self.out / name).stat().st_mtime >= self.since:
             died += 1  # the attempt still under its own name
         return died
 
 
 def ray_rows(
-    todo: list[dict],
+    jobs: Jobs,
+    todo: list[str],
     out: Path,
-    manifest: Manifest,
-    defaults: dict,
-    specs: dict,
     *,
     address: str = "local",
     workers: int | None = None,
 ) -> Iterator[dict]:
-    """Run ``todo`` on Ray; yield each item's index row as it finishes (in any order).
+    """Run the jobs named ``todo`` on Ray; yield each one's index row as it finishes (in any
+    order).
 
     ``address``: ``"local"`` joins the Ray instance this process already started
     (``ray.init``) or starts one on this machine and stops it at the end; ``"auto"`` joins the
@@ -139,7 +128,7 @@ def ray_rows(
             cluster cannot be reached.
     """
     ray = check_ray(address, workers)
-    return _rows(ray, todo, out, manifest, defaults, specs, address, workers)
+    return _rows(ray, jobs, todo, out, address, workers)
 
 
 def check_ray(address: str, workers: int | None):
@@ -152,7 +141,7 @@ def check_ray(address: str, workers: int | None):
     return import_ray(address)
 
 
-def _rows(ray, todo, out, manifest, defaults, specs, address, workers) -> Iterator[dict]:
+def _rows(ray, jobs: Jobs, todo: list[str], out: Path, address, workers) -> Iterator[dict]:
     if not todo:
         return
     started = connect(ray, address, workers)
@@ -172,16 +161,14 @@ def _rows(ray, todo, out, manifest, defaults, specs, address, workers) -> Iterat
         context.enable_progress_bars = False  # the batch has its own
         context.execution_options.preserve_order = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        items = ray.data.from_items(  # one block per item: any actor can take any item
-            [{"item": json.dumps(item)} for item in todo], override_num_blocks=len(todo)
+        names = ray.data.from_items(  # one block per job: any actor can take any job
+            [{"name": name} for name in todo], override_num_blocks=len(todo)
         )
-        rows = items.map_batches(
-            ItemWorker,
+        rows = names.map_batches(
+            JobWorker,
             fn_constructor_kwargs={
+                "jobs": jobs,
                 "out": str(out),
-                "manifest": manifest,
-                "defaults": defaults,
-                "specs": {item["id"]: specs[item["id"]] for item in todo},
                 "threads": threads,
                 "since": time.time(),
             },

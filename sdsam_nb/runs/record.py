@@ -485,18 +485,25 @@ def ensure_folder(folder: str | os.PathLike, *, name: str = "output folder") -> 
     return path
 
 
-def new_run(root: str | os.PathLike = "outputs", run_id: str | None = None) -> Run:
-    """Create a new, empty run folder under ``root``. Never reuses an existing folder.
+def new_run(
+    root: str | os.PathLike = "outputs", run_id: str | None = None, *, made: bool = False
+) -> Run:
+    """Create a new, empty run folder under ``root``. Never reuses a run folder.
+
+    ``made``: the folder ``root/run_id`` exists already, made by the caller (a batch makes it
+    with its marker in it, atomically), without a ``run.json``: the run starts in it.
 
     Raises:
         ValueError: ``root`` is not a folder that can be written (see :func:`ensure_folder`),
-            or ``run_id`` exists there already.
+            or ``run_id`` exists there already (with ``made``: holds a ``run.json``).
     """
     root = ensure_folder(root, name="output_root")  # relative: to the current directory
     rid = run_id or new_run_id()
     path = root / rid
     try:
-        path.mkdir()
+        path.mkdir(exist_ok=made)
+        if made and (path / RUN_JSON).exists():
+            raise FileExistsError(path)
     except FileExistsError:
         raise ValueError(f"run_id={rid!r} exists already in {root}: pick another name") from None
     except OSError as exc:
