@@ -6,6 +6,7 @@ from PIL import Image
 
 from ..images import MIN_SIDE, ImageLike, check_min_size, check_pixel_limit, to_rgb
 from ..models import make_scheduler
+from ..models.fast import sampling
 from ..recording import recorded
 from ..validate import check_flag, check_int
 from .common import (
@@ -25,8 +26,8 @@ def generate(
     negative_prompt: str | None = None,
     seed: int = 0,
     n: int = 1,
-    steps: int = 25,
-    guidance: float = 7.5,
+    steps: int | None = None,
+    guidance: float | None = None,
     width: int = 512,
     height: int = 512,
     scheduler=None,
@@ -41,7 +42,8 @@ def generate(
             ``generate(..., seed=s, n=3)[2]`` equals ``generate(..., seed=s + 2)[0]``.
         n: number of variations (>= 1), one pipeline call each.
         steps: denoising steps (>= 1); ``guidance``: classifier-free guidance scale (>= 0;
-            <= 1 turns guidance off).
+            <= 1 turns guidance off). ``None`` (default): 25 and 7.5, or what the pipeline's
+            few-step adapter needs (``load_sd(fast=...)``, :func:`sdsam_nb.models.fast.sampling`).
         width, height: in pixels, multiples of 8 and >= 64, ``width * height`` at most
             :func:`~sdsam_nb.images.max_pixels`. SD v1 is trained at 512x512.
         scheduler: ``None`` keeps the pipeline's; a name from :data:`SCHEDULERS` (``"dpm++"``,
@@ -62,6 +64,7 @@ def generate(
     Raises:
         ValueError: a bad argument (the message names it).
     """
+    steps, guidance, extra = sampling(pipe, steps, guidance, scheduler)
     check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
     check_flag(cache, "cache")
     width = check_int(width, "width", low=MIN_SIDE, multiple=8)
@@ -80,6 +83,7 @@ def generate(
             guidance_scale=guidance,
             width=width,
             height=height,
+            **extra,
         )
 
 
@@ -93,8 +97,8 @@ def generate_background(
     negative_prompt: str | None = None,
     seed: int = 0,
     n: int = 1,
-    steps: int = 25,
-    guidance: float = 7.5,
+    steps: int | None = None,
+    guidance: float | None = None,
     scheduler=None,
     cache: bool = True,
 ) -> Variations:

@@ -10,6 +10,7 @@ from PIL import Image
 from .. import masks
 from ..images import ImageLike
 from ..models import make_scheduler
+from ..models.fast import sampling
 from ..recording import recorded
 from ..validate import check_number
 from .common import (
@@ -39,8 +40,8 @@ def inpaint_background(
     negative_prompt: str | None = None,
     seed: int = 0,
     n: int = 1,
-    steps: int = 25,
-    guidance: float = 7.5,
+    steps: int | None = None,
+    guidance: float | None = None,
     strength: float = 1.0,
     size: int = 512,
     grow: float = 0,
@@ -64,7 +65,8 @@ def inpaint_background(
         pipe: the text-to-image pipeline of :func:`sdsam_nb.load_sd`.
         image: the subject picture (:func:`~sdsam_nb.images.to_rgb` converts), both sides >= 64.
         subject_mask: ``HxW bool`` of ``image``'s size, True = subject; not empty, not full.
-        prompt, negative_prompt, seed, n, steps, guidance: as in :func:`generate`.
+        prompt, negative_prompt, seed, n, steps, guidance: as in :func:`generate` (``None``:
+            25 and 7.5, or what ``pipe``'s few-step adapter needs).
         strength: how much of the background is re-noised, ``0 < strength <= 1``; 1 starts
             from pure noise, lower values keep the old background's layout and colours
             (``steps * strength`` must be >= 1).
@@ -105,6 +107,7 @@ def inpaint_background(
         ValueError: a bad argument (named in the message), a mask of another size than the
             image, an empty or full mask, a picture under 64 px.
     """
+    steps, guidance, extra = sampling(pipe, steps, guidance, scheduler)
     check_sampling(prompt, negative_prompt, seed, n, steps, guidance)
     strength = check_number(strength, "strength", low=0.0, high=1.0, open_low=True)
     if int(steps * strength) < 1:
@@ -148,6 +151,7 @@ def inpaint_background(
             num_inference_steps=steps,
             guidance_scale=guidance,
             **method.inputs(work_image, mask_image),
+            **extra,
         )
 
     out = Variations()

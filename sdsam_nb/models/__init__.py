@@ -10,6 +10,7 @@ module             holds
 ``devices``        :func:`pick_device`, :func:`pick_dtype`, :func:`device_report`, Colab
 ``schedulers``     :data:`SCHEDULERS`, :func:`make_scheduler`
 ``sd``             :func:`load_sd`, :func:`inpainting`, :func:`img2img` (shared weights)
+``fast``           ``load_sd(fast=...)``: the few-step LoRAs (``FAST``), ``sampling`` defaults
 ``sam``            :func:`load_sam`, official SAM checkpoints (download, sha256 check)
 ``detectors``      :func:`load_grounding_dino` (text -> boxes)
 ``hf_sam``         transformers SAM / SlimSAM / SAM-HQ / SAM 2.1 for clicks (``FAMILIES``)

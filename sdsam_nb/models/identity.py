@@ -21,6 +21,7 @@ _RECORDED = (
     "model_type",
     "checkpoint",
     "checkpoint_path",
+    "fast",  # load_sd's few-step adapter: its name, id, revision and commit (or sha256)
 )
 
 

@@ -243,8 +243,18 @@ def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
     """The salient ControlNet inpainting pipeline for the text-to-image ``pipe`` of
     :func:`sdsam_nb.load_sd`: on its device and dtype, offloaded when it is, with the sampler
     :func:`~sdsam_nb.load_sd` chose for it, its progress setting, and its safety checker when
-    it has one (shared, not loaded again). See :func:`load_salient`."""
+    it has one (shared, not loaded again). See :func:`load_salient`.
+
+    Raises:
+        ValueError: ``pipe`` has a few-step adapter (``load_sd(fast=...)``): it is for SD 1.x
+            and this checkpoint is SD 2.
+    """
     info = provenance(pipe) or foreign_pipeline(pipe)
+    if info.get("fast"):
+        raise ValueError(
+            f"the salient method is SD 2 inpainting: the fast={info['fast']['name']!r} adapter is "
+            "for SD 1.x and does not apply to it; load_sd with fast=None, or another method"
+        )
     offload_device = info.get("offload_device")
     param = next(iter(pipe.unet.parameters()))
     checker = getattr(pipe, "safety_checker", None)

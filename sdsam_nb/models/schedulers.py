@@ -15,8 +15,10 @@ def _scheduler_classes() -> dict[str, tuple[type, dict[str, Any]]]:
         DPMSolverMultistepScheduler,
         EulerAncestralDiscreteScheduler,
         EulerDiscreteScheduler,
+        LCMScheduler,
         LMSDiscreteScheduler,
         PNDMScheduler,
+        TCDScheduler,
         UniPCMultistepScheduler,
     )
 
@@ -29,12 +31,29 @@ def _scheduler_classes() -> dict[str, tuple[type, dict[str, Any]]]:
         "dpm++": (DPMSolverMultistepScheduler, {}),
         "dpm++_karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
         "unipc": (UniPCMultistepScheduler, {}),
+        # the samplers of load_sd's few-step adapters (fast.FAST), as their model cards set them
+        "lcm": (LCMScheduler, {}),
+        "tcd": (TCDScheduler, {}),
+        "ddim_trailing": (DDIMScheduler, {"timestep_spacing": "trailing"}),
     }
 
 
-SCHEDULERS = ("pndm", "ddim", "euler", "euler_a", "lms", "dpm++", "dpm++_karras", "unipc")
+SCHEDULERS = (
+    "pndm",
+    "ddim",
+    "euler",
+    "euler_a",
+    "lms",
+    "dpm++",
+    "dpm++_karras",
+    "unipc",
+    "lcm",
+    "tcd",
+    "ddim_trailing",
+)
 """Sampler names for :func:`load_sd` and the ``scheduler=`` of the background functions.
-``"dpm++"`` is DPM-Solver++ (multistep), the default; ``"pndm"`` is SD v1-4's own."""
+``"dpm++"`` is DPM-Solver++ (multistep), the default; ``"pndm"`` is SD v1-4's own;
+``"lcm"``, ``"tcd"`` and ``"ddim_trailing"`` are what ``load_sd(fast=...)`` samples with."""
 
 
 DEFAULT_SCHEDULER = "dpm++"

@@ -1,5 +1,6 @@
 """Stable Diffusion v1 pipelines: :func:`load_sd`, and the inpainting and image-to-image
-pipelines that share its weights (:func:`inpainting`, :func:`img2img`).
+pipelines that share its weights (:func:`inpainting`, :func:`img2img`); the few-step mode
+(``load_sd(fast=...)``, :mod:`~sdsam_nb.models.fast`).
 
 Every loader takes a real model id *or* ``"tiny"`` (the built-in tiny models of
 :mod:`sdsam_nb.models.tiny`) and goes through the same code either way. A pipeline is loaded
@@ -26,6 +27,7 @@ from .cache import (
     unavailable,
 )
 from .devices import pick_device, pick_dtype
+from .fast import FastAdapter, fast_mode
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
 from .tiny import sd_folder, sd_inpainting_folder
 
@@ -33,7 +35,6 @@ DEFAULT_SD = "CompVis/stable-diffusion-v1-4"
 
 
 INPAINTING_SD = "stable-diffusion-v1-5/stable-diffusion-inpainting"
-
 
 # built-in tiny checkpoints besides "tiny" (the text-to-image one): name -> builder(root)
 TINY_SD = {"tiny-inpainting": sd_inpainting_folder}
@@ -107,6 +108,7 @@ def load_sd(
     offload: bool = False,
     compile_unet: bool = False,
     scheduler: str | None = DEFAULT_SCHEDULER,
+    fast: str | None = None,
 ):
     """Load a Stable Diffusion v1 text-to-image pipeline, once per process.
 
@@ -135,16 +137,33 @@ def load_sd(
             :func:`img2img` use it too. Calling again with another scheduler (or another
             ``progress``) returns another pipeline object on the same weights, without
             loading them again; the pipeline returned before is not changed.
+        fast: a few-step mode, a name from :data:`~sdsam_nb.models.fast.FAST`: ``"lcm"``
+            (LCM-LoRA), ``"tcd"`` (TCD) or ``"hyper-sd"`` (Hyper-SD, 8 steps); ``None``
+            (default): off. The adapter's LoRA file is read from the hub at its pinned
+            revision (``"tiny"`` reads a built-in tiny one), checked against this model,
+            loaded with diffusers' ``load_lora_weights`` and fused into a UNet of this
+            pipeline's own: a second UNet in memory (text encoder, tokenizer and VAE are the
+            plain pipeline's when it is loaded), and pipelines loaded without ``fast`` keep
+            their pictures. The pipeline samples with the adapter's scheduler, and
+            :func:`sdsam_nb.generate`, :func:`~sdsam_nb.inpaint_background` and
+            :func:`~sdsam_nb.reframe` take the adapter's steps and guidance where a call
+            gives none (:func:`~sdsam_nb.models.fast.sampling`). With ``fast``, leave
+            ``scheduler`` at its default (or give the adapter's own). :func:`inpainting` and
+            :func:`img2img` carry the adapter over (a dedicated inpainting checkpoint gets it
+            fused into its own UNet); the salient method (SD 2) refuses it. ``run.json``
+            records the adapter, its revision and commit.
 
     Returns:
         A ``diffusers.StableDiffusionPipeline`` on ``device``. Calling again with the same
         arguments returns the same object (:data:`MODELS` keeps it); :func:`provenance`
-        tells what it was loaded from.
+        tells what it was loaded from (with ``fast``: ``provenance(pipe)["fast"]``).
 
     Raises:
-        ValueError: ``model``, ``device`` or ``dtype`` is malformed, or ``offload`` without a
-            GPU.
-        ModelUnavailableError: a hub id that is neither cached nor downloadable.
+        ValueError: ``model``, ``device`` or ``dtype`` is malformed, ``offload`` without a
+            GPU, an unknown ``fast`` or a ``scheduler`` that does not go with it, or an
+            adapter that does not fit the model (made for another base model).
+        ModelUnavailableError: a hub id (model or adapter) that is neither cached nor
+            downloadable.
     """
     from diffusers import StableDiffusionPipeline
 
@@ -162,21 +181,27 @@ def load_sd(
         raise ValueError(
             f"scheduler={scheduler!r} is not one of {list(SCHEDULERS)} or None (the model's own)"
         )
+    mode = fast_mode(fast, scheduler)
     key = ("sd", str(model), str(dev), dt, bool(safety_checker), revision, variant)
     key += (bool(offload), bool(compile_unet))
+    plain = MODELS.get(key)
+    if mode is not None:
+        key, scheduler = (*key, "fast", fast), mode.scheduler
     base = MODELS.get(key)
     if base is None:
         extra = {"revision": revision} if revision else {}
         if variant is not None:
             extra["variant"] = variant
-        base = from_pretrained(
-            StableDiffusionPipeline,
-            model,
-            "model",
-            progress=progress,
-            **_pipeline_kwargs(dev, dt, safety_checker, **extra),
-        )
+        kwargs = _pipeline_kwargs(dev, dt, safety_checker, **extra)
+        adapter = None if mode is None else FastAdapter(model, fast)
+        if adapter is not None and plain is not None:  # only the UNet is loaded again
+            kwargs.update(adapter.shareable(plain, SHAREABLE, kwargs))
+        base = from_pretrained(StableDiffusionPipeline, model, "model", progress=progress, **kwargs)
+        if adapter is not None:
+            adapter.fuse_into(base)
         place(base, model, revision, dev if offload else None, dev)
+        if adapter is not None:
+            remember(base, **provenance(base), fast=adapter.identity)
         if compile_unet:
             base.unet.compile()  # in place: the same parameters, so sharing still holds
         MODELS.put(key, base)
@@ -257,16 +282,23 @@ def _dedicated(pipe, cls, model: str, name: str):
     safety = getattr(pipe, "safety_checker", None) is not None
     progress = info.get("progress", True)
     shareable = tuple(id(getattr(pipe, sub, None)) for sub in SHAREABLE)
+    fast = info.get("fast")
     key = (cls.__name__, str(model), str(dev), dt, safety, offload_device is not None)
     key += (shareable,)  # shares modules with this text-to-image pipeline (and its views)
+    key += () if fast is None else ("fast", fast["name"])
     base = MODELS.get(key)
     if base is None:
+        # pipe's few-step adapter, fused into this checkpoint's own UNet too
+        adapter = None if fast is None else FastAdapter(info.get("model"), fast["name"])
         kwargs = _pipeline_kwargs(dev, dt, safety)
         components = _components_for(pipe, cls, model, name, progress, kwargs)
         shared = sorted(k for k, v in components.items() if v is getattr(pipe, k, None))
         base = from_pretrained(cls, model, name, progress=progress, **kwargs, **components)
+        if adapter is not None:
+            adapter.fuse_into(base)
         place(base, model, None, offload_device, dev)
-        remember(base, **provenance(base), shared=shared)
+        known = {**provenance(base), "shared": shared}
+        remember(base, **known, **({} if fast is None else {"fast": fast}))
         MODELS.put(key, base)
     # the sampler load_sd chose for pipe, built from this checkpoint's own scheduler config
     return cached_view(key, base, cls, info.get("scheduler"), progress)
@@ -345,9 +377,17 @@ def inpainting(pipe, model: str | None = None):
     ``pipe``'s own where they are the same weights (SD 1.5 inpainting and SD v1-4 share them),
     so only its UNet is a second copy. ``"tiny-inpainting"`` is the built-in tiny one.
 
+    A ``pipe`` loaded with ``fast`` passes its few-step adapter on: the pipeline built from
+    its modules has it already; a dedicated checkpoint gets the same LoRA fused into its own
+    UNet. The 9-channel UNet differs from SD 1.5's in its first convolution's input only, so
+    an SD 1.5 LoRA that leaves that layer alone fits it; each layer is checked and a LoRA
+    that does not fit is refused in one line. LCM-LoRA's model card shows it with the SD 1.5
+    inpainting checkpoint.
+
     Raises:
         ValueError: ``model`` is not an inpainting checkpoint (its UNet does not take the 9
-            channels of latents, mask and masked picture).
+            channels of latents, mask and masked picture), or ``pipe``'s adapter does not fit
+            it.
     """
     from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
 

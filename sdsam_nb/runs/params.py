@@ -22,6 +22,7 @@ from ruamel.yaml.error import YAMLError
 
 from ..background.reframe import POSITIONS
 from ..models import SCHEDULERS
+from ..models.fast import FAST
 from ..segment.text import TEXT_METHODS
 from ..validate import is_finite, is_int, is_points, short_repr
 
@@ -138,6 +139,11 @@ SPEC: dict[str, Param] = {
     # generation
     "sd_model": _text(),
     "inpaint_model": _text_or_none(),
+    # the few-step mode of load_sd (docs/models.md): an adapter, its sampler, steps, guidance
+    "fast": Param(
+        lambda v: v is None or (isinstance(v, str) and v in FAST),
+        "None (off) or one of " + ", ".join(repr(n) for n in FAST),
+    ),
     # the subject's edge where it is pasted (notebooks 03, 04) and a contact shadow (04)
     "edge": Param(lambda v: v in ("feather", "matte"), "'feather' or 'matte'"),
     "shadow": Param(
@@ -166,12 +172,14 @@ SPEC: dict[str, Param] = {
     "background_prompt": _text(),
     "background_negative": _text_or_none(),
     "seed": _int_at_least(0),
-    "steps": _int_at_least(1),
+    # None: the sampler's default (25, or what the few-step mode needs)
+    "steps": Param(lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1"),
     "scheduler": Param(
         lambda v: v is None or v in SCHEDULERS,
         "None (the model's own) or one of " + ", ".join(repr(n) for n in SCHEDULERS),
     ),
-    "guidance": Param(lambda v: is_finite(v) and v >= 0, "a number >= 0"),
+    # None: the sampler's default (7.5, or what the few-step mode needs)
+    "guidance": Param(lambda v: v is None or (is_finite(v) and v >= 0), "a number >= 0"),
     "strength": Param(lambda v: is_finite(v) and 0 < v <= 1, "a number in (0, 1]"),
     "n_variations": Param(lambda v: is_int(v) and 1 <= v <= 16, "an integer from 1 to 16"),
     "pick": _int_at_least(0),

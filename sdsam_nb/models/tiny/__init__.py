@@ -14,6 +14,8 @@ module              builds
 ``build``           :func:`build_folder`, :data:`SEED`: how every one is written
 ``sd``              :func:`sd_folder` (``"tiny"``), :func:`sd_inpainting_folder`
                     (``"tiny-inpainting"``), the CLIP vocabulary (:func:`write_clip_vocab`)
+``lora``            :func:`lora_folder`: a few-step LoRA of each kind of ``fast.FAST`` for
+                    ``"tiny"`` (``load_sd("tiny", fast=...)``)
 ``sam``             :func:`build_sam_model`, :func:`sam_checkpoint` (segment_anything)
 ``hf_sam``          :func:`hf_sam_folder`: ``"tiny-sam"``, ``"tiny-slimsam"``,
                     ``"tiny-sam-hq"``, ``"tiny-sam2"`` (transformers)
@@ -27,6 +29,7 @@ module              builds
 from .build import SEED, build_folder, save_model_and_processor
 from .grounding_dino import GD_RECIPE, grounding_dino_folder
 from .hf_sam import HF_SAM_VARIANTS, hf_sam_folder
+from .lora import LORA_RECIPE, lora_folder
 from .salient import SALIENT_RECIPE, salient_folder
 from .sam import SAM_RECIPE, build_sam_model, sam_checkpoint
 from .sam3 import SAM3_RECIPE, sam3_folder
@@ -36,6 +39,7 @@ from .vitmatte import VITMATTE_RECIPE, vitmatte_folder
 __all__ = [
     "GD_RECIPE",
     "HF_SAM_VARIANTS",
+    "LORA_RECIPE",
     "SALIENT_RECIPE",
     "SAM3_RECIPE",
     "SAM_RECIPE",
@@ -47,6 +51,7 @@ __all__ = [
     "build_sam_model",
     "grounding_dino_folder",
     "hf_sam_folder",
+    "lora_folder",
     "salient_folder",
     "sam3_folder",
     "sam_checkpoint",

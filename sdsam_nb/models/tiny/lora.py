@@ -1,0 +1,68 @@
+"""Tiny few-step LoRAs for the tiny SD (``"tiny"``): one per kind of
+:data:`sdsam_nb.models.fast.FAST`, so that ``load_sd("tiny", fast="lcm")`` loads an adapter
+offline through the same ``lora_state_dict`` / ``load_lora_weights`` path the real ones take.
+
+Each is built as a LoRA is trained, with peft: adapters on the tiny UNet's attention,
+feed-forward, projection and ResNet layers (rank 4), here filled with seeded random numbers
+instead of trained ones (peft starts ``lora_B`` at zero, which would change nothing), and
+written with diffusers' ``save_lora_weights`` under the real adapter's file name. Its pictures
+differ from the plain model's; they are noise, as every tiny model's are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..cache import loading_bars
+from .build import SEED, build_folder
+from .sd import sd_folder
+
+LORA_RECIPE = "sd-v1-lora-tiny-r1"
+
+# the UNet layers the tiny adapters change (peft's target_modules: names' last parts)
+TARGETS = (
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "proj_in",
+    "proj_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "conv1",
+    "conv2",
+    "time_emb_proj",
+)
+
+
+def _write_lora(folder: Path, sd: Path, kind: str, weight_name: str) -> None:
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    with loading_bars(False):
+        unet = UNet2DConditionModel.from_pretrained(sd, subfolder="unet")
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=list(TARGETS)))
+    # one seed per kind: each kind's adapter is another one, as the real ones are
+    generator = torch.Generator().manual_seed(SEED + sum(kind.encode()))
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            if ".lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    layers = get_peft_model_state_dict(unet)
+    StableDiffusionPipeline.save_lora_weights(
+        folder, unet_lora_layers=layers, weight_name=weight_name, safe_serialization=True
+    )
+
+
+def lora_folder(root: Path, kind: str, weight_name: str) -> Path:
+    """The folder under ``root`` holding the tiny ``kind`` adapter as ``weight_name`` (the
+    real adapter's file name), built on first use from the tiny SD's UNet (~1 s)."""
+    sd = sd_folder(root)
+    return build_folder(
+        Path(root) / LORA_RECIPE / kind,
+        weight_name,
+        lambda tmp: _write_lora(tmp, sd, kind, weight_name),
+    )
