@@ -21,16 +21,18 @@ TINY = ["-p", "sd_model", "tiny", "-p", "sam_model", "tiny", "-p", "steps", "2"]
 QUICK = [*TINY, "-p", "size", "128", "-p", "n_variations", "1"]
 
 
-def _cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "sdsam_nb", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-    )
+@pytest.fixture
+def cli(capfd):
+    """``sdsam-nb ARGS`` in this process (``main``): its exit status and what it wrote,
+    with the kernels' own writes (they share this process's stderr)."""
+
+    def call(*args) -> subprocess.CompletedProcess:
+        capfd.readouterr()
+        code = main(list(args))
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return call
 
 
 def _said(stderr: str) -> list[str]:
@@ -63,8 +65,8 @@ def test_a_typo_in_a_parameters_file_fails(tmp_path, capsys):
     assert "no parameter 'background_promt' in any notebook (did you mean background_prompt" in err
 
 
-def test_replay_of_a_missing_folder_answers_in_one_line(tmp_path):
-    done = _cli("replay", str(tmp_path / "nope"))
+def test_replay_of_a_missing_folder_answers_in_one_line(tmp_path, cli):
+    done = cli("replay", str(tmp_path / "nope"))
     assert done.returncode == 2
     assert _said(done.stderr) == [
         f"sdsam-nb: replay: {str(tmp_path / 'nope')!r} is not a run folder (no run.json)"
@@ -83,9 +85,9 @@ def test_copy_notebooks_for_an_installed_kit(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_run_dir_continues_the_given_run(tmp_path):
+def test_run_dir_continues_the_given_run(tmp_path, cli):
     first = _here(["02_click_to_mask"], {"sam_model": "tiny", "points": [[256, 200, 1]]}, tmp_path)
-    done = _cli(
+    done = cli(
         "run",
         "--notebooks",
         "03",
@@ -112,8 +114,8 @@ def test_run_dir_continues_the_given_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_failed_replay_answers_in_one_line(tmp_path):
-    bad = _cli(
+def test_failed_replay_answers_in_one_line(tmp_path, cli):
+    bad = cli(
         "run",
         "--notebooks",
         "02",
@@ -134,7 +136,7 @@ def test_failed_replay_answers_in_one_line(tmp_path):
     run = runs.open_run(folder)
     assert run.status == "failed"
     assert "outside the image" in run.record["executions"][0]["errors"][0]
-    again = _cli("replay", str(folder), "--no-progress")
+    again = cli("replay", str(folder), "--no-progress")
     assert again.returncode == 1
     said = _said(again.stderr)
     assert len(said) == 1 and said[0].startswith("sdsam-nb: the replay failed: ValueError:"), said

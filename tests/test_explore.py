@@ -90,7 +90,7 @@ def test_a_value_changed_in_the_kernel_is_used_recorded_and_named_by_replay(kern
     assert json.loads((folder / "run.json").read_text()) == record
 
     # a replay runs the recorded parameters (seed 0): it says so rather than claim identity
-    new, comparison = replay(folder, output_root=tmp_path / "replays", progress=False)
+    new, comparison = replay(folder, output_root=tmp_path / "replays", progress=False, here=True)
     assert not comparison.identical
     assert "subject" in comparison.differ
     assert comparison.calls == ["01_generate_subject call 3 generate: not made by the replay"]

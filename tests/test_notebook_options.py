@@ -106,7 +106,7 @@ def test_click_notebook_with_a_text_prompt(tmp_path):
     assert action["op"] == "text" and action["text"] == "the red ball"
     assert Image.open(run.file("mask")).size == (512, 384)
     # replaying the record needs no detector and gives the same mask
-    new, comparison = replay(run.path, progress=False)
+    new, comparison = replay(run.path, progress=False, here=True)
     assert comparison.identical and new.record["clicks"]["actions"][0]["op"] == "text"
 
 
@@ -122,7 +122,7 @@ def test_click_notebook_with_a_transformers_segmenter(tmp_path):
     assert sam["backend"] == "transformers" and sam["family"] == "sam2"
     assert sam["requested"] == sam["model"] == "tiny-sam2" and len(sam["checksum"]) == 64
     assert Image.open(run.file("mask")).size == (512, 384)
-    new, comparison = replay(run.path, progress=False)
+    new, comparison = replay(run.path, progress=False, here=True)
     assert comparison.identical and new.record["models"]["sam"]["family"] == "sam2"
 
 

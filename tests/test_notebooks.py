@@ -149,7 +149,7 @@ def _here(names, params: dict, root: Path) -> runs.Run:
     """``names`` run in this process (as ``sdsam-nb batch`` runs them: the notebooks' own
     cells) into one new run folder under ``root``; the Run. Faster than a kernel each, for the
     tests of options and errors; the chain above runs them under papermill."""
-    run_dir = ""
+    run_dir = ""  # the first notebook's setup call starts the run (or refuses to)
     for name in names:
         given = {**params, "output_root": str(root), "run_dir": run_dir, "progress": False}
         run_dir = str(execute_here(name, given, quiet=True)["run"].path)
@@ -294,12 +294,8 @@ def test_a_run_recorded_before_executions_replays_identically(tmp_path):
     """Run folders written before run.json kept one entry per execution (record version 1:
     no ``executions``, no ``status``) still replay bit for bit (a run of 02 alone: the
     chain's replay is test_replay_is_bit_identical's)."""
-    first = execute_chain(
-        ["02_click_to_mask"],
-        {"sam_model": "tiny", "points": [[256, 200, 1]]},
-        output_root=tmp_path / "new",
-        progress=False,
-    )
+    first = _here(["02_click_to_mask"], {"sam_model": "tiny", "points": [[256, 200, 1]]},
+                  tmp_path / "new")  # fmt: skip
     (tmp_path / "old").mkdir()
     old = first.path.rename(tmp_path / "old" / first.path.name)
     record = json.loads((old / "run.json").read_text())
@@ -309,6 +305,6 @@ def test_a_run_recorded_before_executions_replays_identically(tmp_path):
         entry.pop("execution")
     (old / "run.json").write_text(json.dumps(record))
     assert runs.open_run(old).status == "done"
-    new, comparison = replay(old, progress=False)
+    new, comparison = replay(old, progress=False, here=True)
     assert comparison.identical and new.path.parent == old.parent
     assert new.status == "done"

@@ -218,5 +218,5 @@ def test_click_notebook_with_a_sam3_text_prompt(tmp_path):
     assert action["detector"] == "tiny" and action["boxes"]
     assert Image.open(run.file("mask")).size == (512, 384)
     # replaying the record needs no detector and gives the same mask
-    new, comparison = replay(run.path, progress=False)
+    new, comparison = replay(run.path, progress=False, here=True)
     assert comparison.identical and new.record["clicks"]["actions"][0]["op"] == "text"

@@ -133,6 +133,7 @@ def execute_chain(
     kernel: str = "python3",
     per_notebook: dict[str, dict] | None = None,
     echo: bool = True,
+    here: bool = False,
 ) -> Run:
     """Execute ``names`` (notebook stems) in order into one run folder; return the Run.
 
@@ -141,7 +142,9 @@ def execute_chain(
     gets the entries of ``params`` its parameters cell declares, updated by
     ``per_notebook[name]``, and runs in the current directory. Each executed notebook is
     saved in the run folder under a free name, also when it fails (papermill keeps the error
-    in it). ``echo``: print a line per notebook.
+    in it). ``echo``: print a line per notebook. ``here``: each notebook's cells run in this
+    process instead (:func:`execute_here`: no kernel, the models loaded once; no executed
+    notebook is saved).
 
     Raises:
         ValueError: ``names`` empty or unknown, ``run_dir`` no run folder or a damaged one,
@@ -177,6 +180,10 @@ def execute_chain(
         given = {k: v for k, v in given.items() if k in wanted}
         say(f"[{i}/{len(names)}] {name}", flush=True)
         start = time.perf_counter()
+        if here:
+            execute_here(name, given, notebooks=notebooks, quiet=True)
+            say(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
+            continue
         executed = run.reserve(f"{name}.ipynb")
         before = len(run.record.get("executions", []))
         try:
@@ -301,9 +308,12 @@ def _note_failed(run: Run, name: str, before: int, executed: Path, params: dict,
     run.update(change)
 
 
-def replay(run_dir: str | os.PathLike, *, output_root=None, progress: bool = True):
+def replay(
+    run_dir: str | os.PathLike, *, output_root=None, progress: bool = True, here: bool = False
+):
     """Re-run a run folder's notebooks with their newest recorded parameters and clicks,
-    with the disk caches off (every picture and embedding computed again).
+    with the disk caches off (every picture and embedding computed again). ``here``: in this
+    process (:func:`execute_chain`'s ``here``), not in a kernel per notebook.
 
     Before anything runs, the original is checked: its ``run.json`` readable, and every file
     it lists present, readable and (where the record holds its sha256) unchanged.
@@ -347,6 +357,7 @@ def replay(run_dir: str | os.PathLike, *, output_root=None, progress: bool = Tru
         output_root=output_root or original.path.parent,
         progress=progress,
         per_notebook=per_notebook,
+        here=here,
     )
     return new, compare_runs(original, new)
 
