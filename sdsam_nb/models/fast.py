@@ -30,8 +30,8 @@ DEFAULT_GUIDANCE = 7.5
 class FastMode:
     """A few-step LoRA for SD 1.x and how its model card samples with it.
 
-    ``adapter``: the hub repo; ``weight_name``: the file in it; ``revision``: the commit
-    pinned (the file is read at that commit); ``scheduler``: a sampler name
+    ``adapter``: the hub repo (or a local folder); ``weight_name``: the file in it;
+    ``revision``: the commit pinned (the hub file is read at that commit); ``scheduler``: a sampler name
     (:data:`~sdsam_nb.models.schedulers.SCHEDULERS`);
     ``steps`` / ``guidance``: the defaults of a call that gives none; ``call``: further
     pipeline-call arguments it needs, as ``(name, value)`` pairs; ``card``: where it is
@@ -135,8 +135,8 @@ _LORA_PARTS = ("unet", "text_encoder")
 
 class FastAdapter:
     """The LoRA file of few-step mode ``fast`` for ``model``: the hub file at the pinned
-    revision (from the Hugging Face cache, downloaded once), or the built-in tiny one for
-    ``"tiny"``; its state dict as diffusers reads it, the components it changes, and what
+    revision (from the Hugging Face cache, downloaded once) or the file in the entry's local
+    folder, or the built-in tiny one for ``"tiny"``; its state dict as diffusers reads it, the components it changes, and what
     identifies it in ``run.json`` (:attr:`identity`).
 
     Raises:
@@ -153,6 +153,9 @@ class FastAdapter:
         if str(model) == TINY:
             self.folder = lora_folder(cache_dir() / "tiny", fast, weight)
             found = {"adapter": TINY, "sha256": sha256_file(self.folder / weight)}
+        elif Path(self.mode.adapter).is_dir():  # a folder of one's own
+            self.folder = Path(self.mode.adapter)
+            found = {"adapter": str(self.folder), "sha256": sha256_file(self.folder / weight)}
         else:
             self.folder, commit = _hub_file(fast, self.mode)
             found = {"adapter": self.mode.adapter, "revision": self.mode.revision}
