@@ -1,27 +1,16 @@
 """Background methods compared: object expansion of own weights, a dedicated inpainting
-checkpoint and the salient-object-aware ControlNet, on the same subjects, seeds and prompts.
-
-This is the comparison *Salient Object-Aware Background Generation using Text-Guided
-Diffusion Models* (CVPR 2024 workshops) makes. It needs real weights (random ones expand
-nothing in particular), so the full run happens only on a CUDA GPU whose Hugging Face cache
-holds, or can download, ``CompVis/stable-diffusion-v1-4``,
-``stable-diffusion-v1-5/stable-diffusion-inpainting``, ``yahoo-inc/photo-background-generation``
-and SAM ``vit_b``::
-
-    HF_HUB_OFFLINE=0 python -m benchmarks --device cuda --only background_methods
-
-Elsewhere the section says it is pending that run. Subjects: the kit's sample picture with its
-mask, and three subjects SD v1-4 generates (masked with SAM's automatic subject mask); three
-background prompts; seeds 0-3; each method at 25 steps, fp16. Per method: object expansion
-(mean over all pictures, the segmentation's own part on the unedited pictures subtracted),
-its worst case, subject fidelity and the time per picture. ``--quick`` runs the same code on
-the tiny models (numbers mean nothing).
+checkpoint and the salient-object-aware ControlNet, on the same subjects, seeds and prompts:
+the comparison of *Salient Object-Aware Background Generation using Text-Guided Diffusion
+Models* (CVPR 2024 workshops). It needs real weights (random ones expand nothing in
+particular), so it runs only on a CUDA GPU whose Hugging Face cache holds (or can download)
+them: :data:`COMMAND`. Per method: object expansion (mean over all pictures, the
+segmentation's own part on the unedited pictures subtracted), its worst case, subject fidelity
+and the time per picture. ``--quick`` runs the same code on the tiny models.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
@@ -70,9 +59,7 @@ def _methods(quick: bool) -> list[str]:
 def run(ctx: Context) -> Section:
     sec = Section(NAME, TITLE)
     if not ctx.quick and not ctx.cuda:
-        sec.status = "skipped"
-        sec.reason = f"pending a GPU run with real weights: `{COMMAND}`"
-        return sec
+        return sec.skip(f"pending a GPU run with real weights: `{COMMAND}`")
     import sdsam_nb
 
     try:
@@ -81,33 +68,28 @@ def run(ctx: Context) -> Section:
         )
         predictor = sdsam_nb.load_sam("tiny" if ctx.quick else "vit_b", device=ctx.device)
     except sdsam_nb.ModelUnavailableError as exc:
-        sec.status = "skipped"
-        sec.reason = f"pending a GPU run with real weights ({exc}); `{COMMAND}`"
-        return sec
+        return sec.skip(f"pending a GPU run with real weights ({exc}); `{COMMAND}`")
     steps, size = (2, 128) if ctx.quick else (25, 512)
     seeds = (0,) if ctx.quick else (0, 1, 2, 3)
     prompts = PROMPTS[:1] if ctx.quick else PROMPTS
     subjects = _subjects(pipe, predictor, ctx.quick)
     per_method: dict[str, dict] = {}
     for method in _methods(ctx.quick):
-        scores, seconds, pictures = [], 0.0, 0
+        scores, seconds, pictures = [], {}, 0
         for _, picture, mask in subjects:
             for prompt in prompts:
-                ctx.sync()
-                start = time.perf_counter()
-                results = sdsam_nb.inpaint_background(
-                    pipe,
-                    picture,
-                    mask,
-                    prompt,
-                    seed=seeds[0],
-                    n=len(seeds),
-                    steps=steps,
-                    size=size,
-                    model=method,
-                )
-                ctx.sync()
-                seconds += time.perf_counter() - start
+                with ctx.timing(seconds, method):
+                    results = sdsam_nb.inpaint_background(
+                        pipe,
+                        picture,
+                        mask,
+                        prompt,
+                        seed=seeds[0],
+                        n=len(seeds),
+                        steps=steps,
+                        size=size,
+                        model=method,
+                    )
                 pictures += len(results)
                 scores += sdsam_nb.score_results(picture, results, mask, predictor=predictor)
         summary = sdsam_nb.expansion_by_method(scores)
@@ -118,7 +100,7 @@ def run(ctx: Context) -> Section:
             "expansion": float(np.mean(grown)),
             "expansion_worst": float(np.max(grown)),
             "fidelity_max_abs": float(max(s["max_abs"] for s in scores)),
-            "seconds_per_picture": seconds / pictures,
+            "seconds_per_picture": seconds[method] / pictures,
         }
         ctx.log(f"{NAME}: {name}: {per_method[name]}")
     sec.extra.update(methods=per_method, subjects=[s[0] for s in subjects], prompts=prompts)

@@ -1,37 +1,20 @@
 """Batches: the batch runner against one papermill notebook run per item, and on Ray.
 
-Twenty items (:data:`ITEMS`; one with ``--quick``, which leaves Ray out), each a 128x96 crop
-of the sample picture and its mask (a different crop per item, so no two items share a
-picture), a new background
-inpainted by notebook 03 itself on the built-in tiny models (2 steps, 1 variation, scored
-with the tiny SAM). Three ways, each from a cold start and timed from the command to its
-last item:
-
-* ``papermill per item`` (the naive way): ``papermill`` runs notebook 03 once per item, with
-  the item's ``image_path``, ``mask_path`` and ``seed``: a kernel started and the models
-  loaded for every item;
-* ``batch``: ``sdsam-nb batch`` in a new process, the models loaded once;
-* ``batch --ray``: ``sdsam-nb batch --ray --workers 2`` in a new process, which starts a Ray
-  instance on this machine (loopback only) with two CPU actors, each loading the models once.
-  Skipped when Ray Data is not installed.
-
-Reported: items per minute of each, the batch's speed-up over papermill per item and Ray's
-over the local batch (ratios within this one run), the peak resident memory of each worker
-(the batch's ``peak_memory_mb`` column: the process's peak when its last item ended, models
-included), and whether Ray's pictures are bit-identical to the local batch's. The disk caches
-are off (``SDSAM_CACHE_GB=0``) in all three, so no way takes another's results. On the tiny
-models an item's own work is a fraction of a second, so the ratios measure what a batch
-saves (kernel start, imports, model loading) and what Ray costs (its start, scheduling):
-with full-size models on GPUs, an item's own seconds dominate and the items per minute of a
-Ray pool grow with its GPUs.
+:data:`ITEMS` items (one with ``--quick``, which leaves Ray out), each a different 128x96 crop
+of the sample picture with its mask, whose background notebook 03 inpaints on the built-in
+tiny models (:data:`SETTINGS`). Three ways, each from a cold start, timed from the command to
+its last item, disk caches off (``SDSAM_CACHE_GB=0``) so that no way takes another's results:
+``papermill`` running notebook 03 once per item (a kernel and the models loaded per item),
+``sdsam-nb batch`` (the models loaded once) and ``sdsam-nb batch --ray --workers 2`` (a local
+Ray instance with two CPU actors; skipped without Ray Data). On the tiny models an item's own
+work is a fraction of a second, so the ratios measure what a batch saves (kernel start,
+imports, model loading) and what Ray costs (its start, scheduling).
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,20 +24,14 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from .harness import Context, Section
+from .harness import Context, Section, command, judged, offline_env
 
 NAME = "batches"
 TITLE = "Batches: the batch runner vs papermill per item, locally and on Ray (tiny models)"
 ITEMS, QUICK_ITEMS = 20, 1
-SETTINGS = {
-    "sd_model": "tiny",
-    "sam_model": "tiny",
-    "steps": 2,
-    "size": 128,
-    "n_variations": 1,
-    "edge": "feather",
-}
-TARGET_BATCH = 3.0  # the batch runner vs papermill per item, items per minute
+SETTINGS = {"sd_model": "tiny", "sam_model": "tiny", "steps": 2, "size": 128}
+SETTINGS.update(n_variations=1, edge="feather")
+TARGET_BATCH = 3  # the batch runner vs papermill per item, items per minute
 TIMEOUT = 1800
 
 
@@ -71,31 +48,24 @@ def _items(folder: Path, n: int) -> list[dict]:
         box = (dx, dy, dx + w * 7 // 8, dy + h * 7 // 8)
         subject.crop(box).resize((128, 96), Image.BILINEAR).save(folder / f"item{i:02d}.png")
         mask.crop(box).resize((128, 96), Image.NEAREST).save(folder / f"mask{i:02d}.png")
-        items.append(
-            {"id": f"item{i:02d}", "image": f"item{i:02d}.png", "mask": f"mask{i:02d}.png",
-             "seed": i}
-        )  # fmt: skip
+        items.append({"id": f"item{i:02d}", "image": f"item{i:02d}.png"})
+        items[-1].update(mask=f"mask{i:02d}.png", seed=i)
     return items
 
 
-def _env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "SDSAM_CACHE_GB": "0"}
-
-
-def _batch(folder: Path, out: Path, extra: list[str]) -> float:
-    command = [sys.executable, "-m", "sdsam_nb", "batch", str(folder / "items.yaml"), "-o",
-               str(out), "-f", str(folder / "settings.yaml"), "--no-progress", *extra]  # fmt: skip
-    start = time.perf_counter()
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"{' '.join(command[3:5])} failed: {' | '.join(tail)}")
-    return seconds
+def _batch(folder: Path, items: str, out: Path, *extra: str) -> tuple[float, list[dict]]:
+    """``sdsam-nb batch`` of ``folder / items`` into ``out`` in a new process: its seconds and
+    the rows of its ``index.csv``."""
+    args = [sys.executable, "-m", "sdsam_nb", "batch", str(folder / items), "-o", str(out)]
+    args += ["-f", str(folder / "settings.yaml"), "--no-progress", *extra]
+    env = offline_env(SDSAM_CACHE_GB="0")
+    seconds, _ = command(args, f"batch {' '.join(extra)}", timeout=TIMEOUT, env=env)
+    with open(out / "index.csv", newline="") as f:
+        return seconds, list(csv.DictReader(f))
 
 
 def _papermill(folder: Path, out: Path, items: list[dict]) -> float:
-    """One papermill run of notebook 03 per item, each in a new kernel."""
+    """One papermill run of notebook 03 per item, each in a new kernel: its seconds."""
     import papermill as pm
 
     from sdsam_nb.runs import kit_dir
@@ -104,28 +74,12 @@ def _papermill(folder: Path, out: Path, items: list[dict]) -> float:
     out.mkdir()
     start = time.perf_counter()
     for item in items:
-        params = {
-            **SETTINGS,
-            "image_path": str(folder / item["image"]),
-            "mask_path": str(folder / item["mask"]),
-            "seed": item["seed"],
-            "output_root": str(out),
-            "progress": False,
-        }
-        pm.execute_notebook(
-            str(source),
-            str(out / f"{item['id']}.ipynb"),
-            parameters=params,
-            kernel_name="python3",
-            progress_bar=False,
-            cwd=str(folder),
-        )
+        params = {**SETTINGS, "image_path": str(folder / item["image"]), "seed": item["seed"]}
+        params.update(mask_path=str(folder / item["mask"]), output_root=str(out), progress=False)
+        notebook = str(out / f"{item['id']}.ipynb")
+        kw = {"kernel_name": "python3", "progress_bar": False, "cwd": str(folder)}
+        pm.execute_notebook(str(source), notebook, parameters=params, **kw)
     return time.perf_counter() - start
-
-
-def _index(out: Path) -> list[dict]:
-    with open(out / "index.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _peaks(rows: list[dict]) -> dict[str, float]:
@@ -147,10 +101,9 @@ def _same_pictures(a: Path, b: Path, rows: list[dict]) -> bool:
 
 
 def run(ctx: Context) -> Section:
-    sec = ctx.section(NAME, TITLE)
+    sec = Section(NAME, TITLE)
     if ctx.cuda:
-        sec.status, sec.reason = "skipped", "a CPU benchmark of the batch machinery (tiny models)"
-        return sec
+        return sec.skip("a CPU benchmark of the batch machinery (tiny models)")
     n = QUICK_ITEMS if ctx.quick else ITEMS
     with tempfile.TemporaryDirectory(prefix="sdsam-bench-batches-") as tmp:
         folder = Path(tmp)
@@ -159,30 +112,19 @@ def run(ctx: Context) -> Section:
         (folder / "settings.yaml").write_text(yaml.safe_dump(SETTINGS), encoding="utf-8")
         if not ctx.quick:  # the tiny models built (numba compiled) before anything is timed
             ctx.log(f"batches: warm-up (1 item), then {n} items three ways")
-            warm = folder / "warm.yaml"
-            warm.write_text(yaml.safe_dump(items[:1]), encoding="utf-8")
-            subprocess.run(
-                [sys.executable, "-m", "sdsam_nb", "batch", str(warm), "-o",
-                 str(folder / "warm"), "-f", str(folder / "settings.yaml"), "--no-progress"],
-                env=_env(), capture_output=True, timeout=TIMEOUT, check=True,
-            )  # fmt: skip
+            (folder / "warm.yaml").write_text(yaml.safe_dump(items[:1]), encoding="utf-8")
+            _batch(folder, "warm.yaml", folder / "warm")
 
         naive = _papermill(folder, folder / "papermill", items)
         ctx.log(f"batches: papermill per item {naive:.1f} s")
-        local = _batch(folder, folder / "local", [])
+        local, rows = _batch(folder, "items.yaml", folder / "local")
         ctx.log(f"batches: batch {local:.1f} s")
-        rows = _index(folder / "local")
         per_min = {"papermill": n / naive * 60, "batch": n / local * 60}
         sec.add("papermill per item: items per minute", per_min["papermill"], "items/min")
         sec.add("batch: items per minute", per_min["batch"], "items/min")
         ratio = per_min["batch"] / per_min["papermill"]
-        sec.add(
-            "batch vs papermill per item (items per minute)",
-            ratio,
-            "x",
-            target=f"≥ {TARGET_BATCH:g}",
-            met=ratio >= TARGET_BATCH,
-        )
+        what = "batch vs papermill per item (items per minute)"
+        sec.add(what, ratio, "x", **judged(ratio, "≥", TARGET_BATCH, ctx))
         (peak,) = _peaks(rows).values()
         sec.add("batch: the worker's peak memory", peak, "MB")
 
@@ -191,22 +133,19 @@ def run(ctx: Context) -> Section:
         elif importlib.util.find_spec("ray") is None:
             sec.notes.append('Ray: not installed (pip install "sdsam-nb[ray]"), not measured')
         else:
-            on_ray = _batch(folder, folder / "ray", ["--ray", "--workers", "2"])
+            ray = ("--ray", "--workers", "2")
+            on_ray, ray_rows = _batch(folder, "items.yaml", folder / "ray", *ray)
             ctx.log(f"batches: batch --ray (2 workers) {on_ray:.1f} s")
-            ray_rows = _index(folder / "ray")
             per_min["ray"] = n / on_ray * 60
             sec.add("batch --ray, 2 CPU workers: items per minute", per_min["ray"], "items/min")
-            sec.add("batch --ray vs batch (items per minute)", per_min["ray"] / per_min["batch"],
-                    "x")  # fmt: skip
+            ray_ratio = per_min["ray"] / per_min["batch"]
+            sec.add("batch --ray vs batch (items per minute)", ray_ratio, "x")
             peaks = _peaks(ray_rows)
-            sec.add(
-                "batch --ray: peak memory per worker (the larger)",
-                max(peaks.values()),
-                "MB",
-                note=f"{len(peaks)} workers: " + ", ".join(f"{v:.0f}" for v in peaks.values()),
-            )
+            note = f"{len(peaks)} workers: " + ", ".join(f"{v:.0f}" for v in peaks.values())
+            what = "batch --ray: peak memory per worker (the larger)"
+            sec.add(what, max(peaks.values()), "MB", note=note)
             same = _same_pictures(folder / "local", folder / "ray", rows)
-            sec.add("batch --ray: pictures bit-identical to the batch's", float(same), "bool")
+            sec.add("batch --ray: pictures bit-identical to the batch's", same, "bool")
             sec.extra["ray_peaks_mb"] = peaks
         sec.extra["items_per_minute"] = per_min
     sec.notes.append(

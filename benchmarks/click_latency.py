@@ -1,20 +1,10 @@
 """Click latency: a click with the cached image embedding against recomputing it per click.
 
-* cached: ``sdsam_nb.segment.clicks.ClickSegmenter(predictor, image)`` runs SAM's image encoder
-  once; each ``add_point`` runs only the prompt encoder and mask decoder. Timed per click around
-  ``add_point`` (what the user waits for: prediction, mask copy, history), with SAM's own
-  part (``last_latency_s``) reported too. Clicks come in sessions of 5 (``reset()`` between
-  them keeps the embedding), so the prompt grows as in real use.
-* naive: what an app without the cache does: ``predictor.set_image(image)`` and
-  ``predictor.predict(...)`` for every click, with the same prompts (all points so far, the
-  previous best logits as ``mask_input``).
-
-Full size: ``vit_b`` on the CPU, ``vit_h`` on a GPU, random weights
-(``build_sam_vit_*(checkpoint=None)``, no download), a 512x512 picture (SD's output size;
-SAM resizes it to 1024). Repetitions: CPU 3 naive and 20 cached clicks (each naive click is
-a full image-encoder pass; only the decoder is warmed up, and the naive clicks run first),
-GPU 10 and 50 after a warm-up of both. Targets: median ratio ≥ 50 on the CPU; median cached
-click ≤ 10 ms on a GPU. ``--quick``: the tiny SAM, 2 naive and 5 cached clicks.
+cached: ``ClickSegmenter(predictor, image)`` runs SAM's image encoder once; each ``add_point``
+(timed: what the user waits for) runs only the prompt encoder and mask decoder. naive: what an
+app without the cache does, ``set_image`` + ``predict`` for every click with the same prompts
+(all points so far, the previous best logits as ``mask_input``). Clicks come in sessions of
+:data:`SESSION` (``reset()`` between them). Models, repetitions and targets: README.md.
 """
 
 from __future__ import annotations
@@ -24,7 +14,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from .harness import Context, Section, median, p90
+from .harness import Context, Section, judged, median, p90
 
 NAME = "click_latency"
 TITLE = "Click latency: cached SAM embedding vs recomputed per click"
@@ -58,58 +48,50 @@ def clicks(n: int, size: int = 512, seed: int = 0) -> list[tuple[float, float, b
     return out
 
 
-def _predictor(ctx: Context):
-    from segment_anything import SamPredictor
-
-    from .fullsize import build_sam
-
-    if ctx.quick:
-        return "tiny", SamPredictor(build_sam("tiny", ctx.device))
-    model_type = "vit_h" if ctx.cuda else "vit_b"
-    return model_type, SamPredictor(build_sam(model_type, ctx.device))
+def session_clicks(seg, points) -> tuple[list[float], list[float]]:
+    """``seg.add_point`` for each of ``points`` in sessions of :data:`SESSION`: the wall time
+    of each (it returns a numpy mask: the device work is done) and SAM's part of it."""
+    wall, sam = [], []
+    for k, (x, y, positive) in enumerate(points):
+        if k and k % SESSION == 0:
+            seg.reset()
+        start = time.perf_counter()
+        seg.add_point(x, y, positive)
+        wall.append(time.perf_counter() - start)
+        sam.append(seg.last_latency_s)
+    return wall, sam
 
 
 def cached_clicks(predictor, image, points, ctx: Context) -> dict:
     """Time ``ClickSegmenter``: the embedding once, then each click."""
     from sdsam_nb.segment.clicks import ClickSegmenter
 
-    ctx.sync()
-    start = time.perf_counter()
-    seg = ClickSegmenter(predictor, image)
-    ctx.sync()
-    embed_s = time.perf_counter() - start
-    wall, sam = [], []
-    for k, (x, y, positive) in enumerate(points):
-        if k and k % SESSION == 0:
-            seg.reset()
-        start = time.perf_counter()
-        seg.add_point(x, y, positive)  # returns a numpy mask: the GPU work is done
-        wall.append(time.perf_counter() - start)
-        sam.append(seg.last_latency_s)
-    return {"embedding_s": embed_s, "click_s": wall, "predict_s": sam}
+    times: dict[str, float] = {}
+    with ctx.timing(times, "embedding_s"):
+        seg = ClickSegmenter(predictor, image)
+    wall, sam = session_clicks(seg, points)
+    return {**times, "click_s": wall, "predict_s": sam}
 
 
 def naive_clicks(predictor, image, points, ctx: Context) -> dict:
     """Time ``set_image`` + ``predict`` per click, prompts as :func:`cached_clicks` makes them."""
     rgb = np.asarray(image)
+    times: dict[str, float] = {}
     wall = []
-    coords, labels, logits = [], [], None
     for k, (x, y, positive) in enumerate(points):
         if k % SESSION == 0:
             coords, labels, logits = [], [], None
         coords.append((x, y))
         labels.append(int(positive))
-        ctx.sync()
-        start = time.perf_counter()
-        predictor.set_image(rgb)
-        masks, scores, low_res = predictor.predict(
-            point_coords=np.array(coords, dtype=np.float64),
-            point_labels=np.array(labels, dtype=np.int64),
-            mask_input=logits,
-            multimask_output=len(coords) == 1,
-        )
-        ctx.sync()
-        wall.append(time.perf_counter() - start)
+        with ctx.timing(times, "click"):
+            predictor.set_image(rgb)
+            masks, scores, low_res = predictor.predict(
+                point_coords=np.array(coords, dtype=np.float64),
+                point_labels=np.array(labels, dtype=np.int64),
+                mask_input=logits,
+                multimask_output=len(coords) == 1,
+            )
+        wall.append(times.pop("click"))
         logits = low_res[int(np.argmax(scores))][None]
     return {"click_s": wall}
 
@@ -124,13 +106,13 @@ def warm_up(predictor, image, ctx: Context) -> None:
     import torch
 
     model = predictor.model
-    side = model.image_encoder.img_size
     h, w = image.height, image.width
     predictor.reset_image()
     predictor.original_size = (h, w)
+    side = model.image_encoder.img_size
     predictor.input_size = tuple(predictor.transform.get_preprocess_shape(h, w, side))
-    dim = model.prompt_encoder.embed_dim
     grid = model.prompt_encoder.image_embedding_size
+    dim = model.prompt_encoder.embed_dim
     predictor.features = torch.zeros(1, dim, *grid, device=predictor.device)
     predictor.is_image_set = True
     for x, y, positive in clicks(2, seed=1):
@@ -139,15 +121,15 @@ def warm_up(predictor, image, ctx: Context) -> None:
 
 
 def run(ctx: Context) -> Section:
+    from segment_anything import SamPredictor
+
+    from .fullsize import build_sam
+
     sec = Section(NAME, TITLE)
-    model_type, predictor = _predictor(ctx)
+    model_type = "tiny" if ctx.quick else "vit_h" if ctx.cuda else "vit_b"
+    predictor = SamPredictor(build_sam(model_type, ctx.device))
     image = test_picture(512)
-    if ctx.quick:
-        n_naive, n_cached = 2, 5
-    elif ctx.cuda:
-        n_naive, n_cached = 10, 50
-    else:
-        n_naive, n_cached = 3, 20
+    n_naive, n_cached = (2, 5) if ctx.quick else (10, 50) if ctx.cuda else (3, 20)
     warm_up(predictor, image, ctx)
     # Naive first: its first click also warms the image encoder up for the cached path.
     ctx.log(f"{NAME}: {n_naive} naive clicks on {model_type} (embedding recomputed each time)")
@@ -157,27 +139,16 @@ def run(ctx: Context) -> Section:
     sec.extra.update(model_type=model_type, cached=cached, naive=naive)
 
     c_med, n_med = median(cached["click_s"]), median(naive["click_s"])
-    ratio = n_med / c_med
+    gpu_target = judged(c_med * 1000, "≤", TARGET_CLICK_GPU_MS, ctx, f"≤ {TARGET_CLICK_GPU_MS} ms")
     sec.add("embedding, once per image", cached["embedding_s"], "s")
-    judge = not ctx.quick
-    sec.add(
-        f"cached click, median of {n_cached}",
-        c_med,
-        "s",
-        target=f"≤ {TARGET_CLICK_GPU_MS} ms" if ctx.cuda else "",
-        met=(c_med * 1000 <= TARGET_CLICK_GPU_MS) if (judge and ctx.cuda) else None,
-    )
+    sec.add(f"cached click, median of {n_cached}", c_med, "s", **(gpu_target if ctx.cuda else {}))
     sec.add("cached click, p90", p90(cached["click_s"]), "s")
     sec.add("cached click, SAM predict part, median", median(cached["predict_s"]), "s")
     sec.add(f"naive click (set_image + predict), median of {n_naive}", n_med, "s")
     sec.add("naive click, p90", p90(naive["click_s"]), "s")
-    sec.add(
-        "ratio naive / cached (medians)",
-        ratio,
-        "x",
-        target="" if ctx.cuda else f"≥ {TARGET_RATIO_CPU}",
-        met=(ratio >= TARGET_RATIO_CPU) if (judge and not ctx.cuda) else None,
-    )
+    ratio = n_med / c_med
+    cpu_target = {} if ctx.cuda else judged(ratio, "≥", TARGET_RATIO_CPU, ctx)
+    sec.add("ratio naive / cached (medians)", ratio, "x", **cpu_target)
     sec.notes.append(
         f"{model_type} with random weights on {ctx.device}, 512x512 picture, sessions of "
         f"{SESSION} clicks; 'cached' = ClickSegmenter.add_point wall time"

@@ -1,50 +1,26 @@
 """Soft edges on photographs: the subject re-composited through today's feathered SAM mask
 against :func:`sdsam_nb.edges.matte` and :func:`sdsam_nb.edges.estimate_foreground`.
 
-The ground truth is made, not guessed. Each subject has a known soft alpha and known colours
-``F`` (a crop of a photograph: Chelsea the cat's fur, from ``skimage.data``); it is composited
-over photograph A, ``I = alpha * F + (1 - alpha) * A`` (what the camera would have seen), and
-the alpha is binarised at 0.5 (what a perfect SAM click gives). The subject is then cut out of
-``I`` through that mask and put onto photograph B three ways, and compared with the true
-composite ``alpha * F + (1 - alpha) * B`` in the edge band (the pixels within
-:data:`BAND` px of the mask's edge, the unknown band of ``sdsam_nb.edges.trimap``), as the
-mean absolute error over those pixels and the three channels (0..255):
-
-(a) today: ``alpha = sdsam_nb.masks.feather(mask, 3)``, the raw pixels of ``I``;
-(b) ``alpha = edges.matte(I, mask, band=8, method="closed_form")``, the raw pixels;
-(c) the same alpha, colours from ``edges.estimate_foreground(I, alpha)``, through
-    ``edges.blend``.
-
-Plain closed-form matting (pymatting's ``estimate_alpha_cf``, no pull towards the mask) is
-measured the same way, (b0) and (c0), since it is what :data:`sdsam_nb.edges.PRIOR_WEIGHT`
-changes. On a GPU the default ViTMatte (``hustvl/vitmatte-small-composition-1k``) is measured
-too when the Hugging Face cache holds it; ``--quick`` runs the tiny ViTMatte (random weights,
-its numbers mean nothing) to check the code path.
-
-The subjects (all lengths in pixels, the picture :data:`SIZE` px square):
-
-* ``soft``: a disc of radius ``0.3 * SIZE`` wobbling by 8% (5 lobes) with a linear 6-px soft
-  edge (``alpha = clip((r0 - r) / 6 + 0.5, 0, 1)``): defocus or motion blur;
-* ``hair``: a disc of radius ``0.28 * SIZE`` wobbling by 6% (3 lobes), a 1-px anti-aliased edge
-  and ``0.6 * SIZE`` strands, each starting 3 px inside the edge, 4-12 px long, slightly bent,
-  0.5-1 px wide with a core alpha of 0.6-1 (drawn anti-aliased 4x supersampled and
-  area-averaged, so thin strands cover pixels partially).
-
-Photographs (``skimage.data``, centre square crops resized to ``SIZE``): ``chelsea`` is the
-subject's colours; (A -> B) pairs ``coffee -> astronaut`` and ``astronaut -> rocket``.
-:data:`sdsam_nb.edges.PRIOR_WEIGHT` was chosen on another arrangement (the astronaut's colours
-over the rocket, onto the coffee cup). Seconds per megapixel are per picture (of ``SIZE``
-squared pixels), after one warm-up call (pymatting's numba code is compiled on its first
-import, ~40 s once, then cached).
+The ground truth is made, not guessed: a subject with a known soft alpha (:data:`SUBJECTS`)
+and known colours ``F`` (Chelsea the cat's fur, ``skimage.data``) is composited over photograph
+A, ``I = alpha * F + (1 - alpha) * A``, and the alpha binarised at 0.5 (a perfect SAM click).
+The subject is cut out of ``I`` through that mask and put onto photograph B three ways: (a) the
+raw pixels through ``feather(mask, 3)``; (b) the raw pixels through ``edges.matte(I, mask,
+band=8)``; (c) that alpha with colours from ``edges.estimate_foreground`` through
+``edges.blend``. Each is compared with ``alpha * F + (1 - alpha) * B`` in the edge band (the
+unknown band of ``edges.trimap``): mean absolute error over those pixels and channels, 0..255.
+Plain closed-form matting (pymatting's ``estimate_alpha_cf``, no pull towards the mask: what
+``edges.PRIOR_WEIGHT`` changes) is measured the same way, (b0) and (c0); ViTMatte too on a GPU
+when the Hugging Face cache holds it (``--quick``: the tiny one, numbers meaningless). Pairs
+(A -> B): coffee -> astronaut, astronaut -> rocket (``PRIOR_WEIGHT`` was chosen on another).
+Seconds per megapixel follow one warm-up call (pymatting compiles its numba code once, ~40 s).
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from .harness import Context, Section
+from .harness import Context, Section, judged
 
 NAME = "edges"
 TITLE = "Soft edges: matte + decontamination against the feathered SAM mask, on photographs"
@@ -76,14 +52,18 @@ def _polar(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def soft_alpha(size: int) -> np.ndarray:
-    """The ``soft`` subject's alpha (see the module's docstring), ``HxW float64``."""
+    """``HxW float64``: a disc of radius ``0.3 * size`` wobbling by 8% (5 lobes) with a linear
+    6-px soft edge, as defocus or motion blur make."""
     r, theta = _polar(size)
     r0 = 0.3 * size * (1 + 0.08 * np.sin(5 * theta))
     return np.clip((r0 - r) / 6.0 + 0.5, 0.0, 1.0)
 
 
 def hair_alpha(size: int, seed: int = SEED) -> np.ndarray:
-    """The ``hair`` subject's alpha (see the module's docstring), ``HxW float64``."""
+    """``HxW float64``: a disc of radius ``0.28 * size`` wobbling by 6% (3 lobes), a 1-px
+    anti-aliased edge and ``0.6 * size`` strands, each starting 3 px inside the edge, 4-12 px
+    long, slightly bent, 0.5-1 px wide with a core alpha of 0.6-1 (drawn anti-aliased at 4x and
+    area-averaged, so that thin strands cover pixels partially)."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -141,18 +121,14 @@ def _case(ctx: Context, alpha, fg, a_photo, b_photo, matters) -> dict:
     f = feather(mask, FEATHER)[..., None]
     out = {"a": error(f * seen + (1 - f) * b_photo), "band_pixels": int(band.sum())}
     for key, matter in matters.items():
-        start = time.perf_counter()
-        est = matter(seen, mask)
-        ctx.sync()
-        matte_s = time.perf_counter() - start
-        start = time.perf_counter()
-        colours = edges.estimate_foreground(seen, est)
-        fg_s = time.perf_counter() - start
+        with ctx.timing(out, f"matte_s{key}"):
+            est = matter(seen, mask)
+        with ctx.timing(out, f"fg_s{key}"):
+            colours = edges.estimate_foreground(seen, est)
         e3 = est[..., None]
         out[f"b{key}"] = error(e3 * seen + (1 - e3) * b_photo)
         out[f"c{key}"] = error(edges.blend(colours, b_uint8, est))
         out[f"alpha{key}"] = float(np.abs(est - alpha)[band].mean())
-        out[f"matte_s{key}"], out[f"fg_s{key}"] = matte_s, fg_s
     out["alpha_feather"] = float(np.abs(f[..., 0] - alpha)[band].mean())
     return out
 
@@ -163,9 +139,9 @@ def run(ctx: Context) -> Section:
         import pymatting  # noqa: F401  (compiles its numba code on the first import ever)
         import skimage  # noqa: F401
     except ImportError as exc:
-        sec.status = "skipped"
-        sec.reason = f"needs pymatting and scikit-image ({exc}); pip install pymatting scikit-image"
-        return sec
+        return sec.skip(
+            f"needs pymatting and scikit-image ({exc}); pip install pymatting scikit-image"
+        )
     from sdsam_nb import edges
     from sdsam_nb.models import ModelUnavailableError
     from sdsam_nb.models.matting import DEFAULT_VITMATTE, load_vitmatte
@@ -210,7 +186,7 @@ def run(ctx: Context) -> Section:
     sec.add("(a) feather(mask, 3), raw pixels: error in the band", a, note="MAE, 0..255")
     sec.add("(b) matte, raw pixels: error in the band", b, note="MAE, 0..255")
     sec.add("(c) matte + decontamination: error in the band", c, note="MAE, 0..255")
-    sec.add("(a)/(c)", a / c, "x", target="≥ 3", met=None if ctx.quick else a / c >= 3)
+    sec.add("(a)/(c)", a / c, "x", **judged(a / c, "≥", 3, ctx))
     sec.add("(a)/(b)", a / b, "x")
     worst = min(k["a"] / k["c"] for k in cases.values())
     sec.add("(a)/(c), worst case", worst, "x")

@@ -1,18 +1,13 @@
 """Full-size model architectures with random weights (no download), for honest timings.
 
-* :func:`sd_v14_folder` builds Stable Diffusion v1-4 from its *published* configs (UNet,
-  VAE, CLIP ViT-L/14 text encoder, PNDM scheduler) with random weights, saves it once as a
-  diffusers pipeline folder in **fp16** (about 2.1 GB on disk; fp32 would be about 4.1 GB)
-  under ``sdsam_nb.cache_dir()/bench/``, and returns the folder. Every later call (and every
-  benchmark subprocess) loads that folder through the ordinary ``from_pretrained`` code, so
-  the sizes, the load path and the compute are those of the real model; only the numbers in
-  the weights differ. No safety checker is included (its weights cannot be had offline).
-  The tokenizer is the small byte-level vocabulary of :func:`sdsam_nb.models.tiny.write_clip_vocab`;
-  the text encoder keeps the real 49408-entry embedding table.
-* :func:`build_sam` builds ``vit_b`` / ``vit_l`` / ``vit_h`` with segment-anything's own
-  builders and ``checkpoint=None`` (random weights), or the built-in tiny model.
-
-Random weights make every picture noise: nothing here says anything about image quality.
+SD v1-4 (:func:`sd_v14_folder`) is built from its *published* configs (UNet, VAE, CLIP
+ViT-L/14 text encoder with the real 49408-entry embedding table, PNDM scheduler) and saved once
+as a diffusers folder in fp16 (about 2.1 GB) under ``sdsam_nb.cache_dir()/bench/``; every
+benchmark loads it through the ordinary ``from_pretrained`` code, so sizes, load path and compute
+are the real model's. No safety checker; the tokenizer is the kit's small byte-level vocabulary
+(:func:`sdsam_nb.models.tiny.write_clip_vocab`). SAM (:func:`build_sam`) comes from
+segment-anything's own builders with ``checkpoint=None``. Random weights make every picture
+noise: nothing here says anything about image quality.
 """
 
 from __future__ import annotations
@@ -22,13 +17,15 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from sdsam_nb.models.tiny import SEED, build_folder
+
 RECIPE = "sd-v1-4-arch-random-fp16-r1"
-SEED = 0
+INPAINTING_RECIPE = "sd-v1-inpainting-arch-random-fp16-r1"
+SAM_RECIPE = "sam-vit-b-arch-random-transformers-r1"
 
 # CompVis/stable-diffusion-v1-4, unet/config.json (published), minus bookkeeping keys.
 UNET_CONFIG = {
@@ -104,8 +101,14 @@ def _log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def build_sd_pipeline(dtype: torch.dtype = torch.float16):
-    """The SD v1-4 pipeline (published architecture, random weights, no safety checker)."""
+def _root(root: Path | None) -> Path:
+    from sdsam_nb import cache_dir
+
+    return Path(root) if root is not None else cache_dir() / "bench"
+
+
+def _write_sd(folder: Path) -> None:
+    """Save the SD v1-4 pipeline (published architecture, random fp16 weights) into ``folder``."""
     from diffusers import (
         AutoencoderKL,
         PNDMScheduler,
@@ -119,23 +122,15 @@ def build_sd_pipeline(dtype: torch.dtype = torch.float16):
 
     level = dlogging.get_verbosity()
     dlogging.set_verbosity_error()  # .to(fp16) warns about an empty "keep in fp32" list
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        unet = UNet2DConditionModel(**UNET_CONFIG).to(dtype)
-        vae = AutoencoderKL(**VAE_CONFIG).to(dtype)
-        with tempfile.TemporaryDirectory() as tmp:
-            write_clip_vocab(Path(tmp))
-            tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                **TEXT_CONFIG,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        ).to(dtype)
+    unet = UNet2DConditionModel(**UNET_CONFIG).to(torch.float16)
+    vae = AutoencoderKL(**VAE_CONFIG).to(torch.float16)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_clip_vocab(Path(tmp))
+        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
+    ids = {f"{k}_token_id": getattr(tokenizer, f"{k}_token_id") for k in ("bos", "eos", "pad")}
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG, **ids)).to(torch.float16)
     dlogging.set_verbosity(level)
-    return StableDiffusionPipeline(
+    pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -145,42 +140,16 @@ def build_sd_pipeline(dtype: torch.dtype = torch.float16):
         feature_extractor=None,
         requires_safety_checker=False,
     )
+    pipe.save_pretrained(folder, safe_serialization=True)
 
 
 def sd_v14_folder(root: Path | None = None) -> Path:
-    """The saved full-size SD v1-4 folder (random fp16 weights), built on first use.
-
-    The first call takes about a minute on 2 CPU cores and writes about 2.1 GB; later calls
-    return at once. ``root`` defaults to ``sdsam_nb.cache_dir() / "bench"``.
-    """
-    from sdsam_nb import cache_dir
-
-    root = Path(root) if root is not None else cache_dir() / "bench"
-    final = root / RECIPE
-    if (final / "model_index.json").is_file():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-    start = time.perf_counter()
-    _log(f"building full-size SD v1-4 (random weights, fp16) into {final} (once, ~2.1 GB)")
-    try:
-        pipe = build_sd_pipeline(torch.float16)
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        del pipe
-        try:
-            tmp.rename(final)
-        except OSError:
-            if not (final / "model_index.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another process won the race: keep theirs
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _log(f"built {final.name} in {time.perf_counter() - start:.0f} s")
-    return final
-
-
-INPAINTING_RECIPE = "sd-v1-inpainting-arch-random-fp16-r1"
+    """The saved full-size SD v1-4 folder (random fp16 weights) under ``root`` (default
+    ``sdsam_nb.cache_dir() / "bench"``), built on first use: about a minute on 2 CPU cores."""
+    final = _root(root) / RECIPE
+    if not (final / "model_index.json").is_file():
+        _log(f"building full-size SD v1-4 (random weights, fp16) into {final} (once, ~2.1 GB)")
+    return build_folder(final, "model_index.json", _write_sd)
 
 
 def sd_inpainting_folder(root: Path | None = None) -> Path:
@@ -190,36 +159,28 @@ def sd_inpainting_folder(root: Path | None = None) -> Path:
     text encoder and VAE. About 1.7 GB more on disk."""
     from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
 
-    from sdsam_nb import cache_dir
+    base, final = sd_v14_folder(root), _root(root) / INPAINTING_RECIPE
 
-    root = Path(root) if root is not None else cache_dir() / "bench"
-    final = root / INPAINTING_RECIPE
-    if (final / "model_index.json").is_file():
-        return final
-    base = sd_v14_folder(root)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-    _log(f"building a full-size 9-channel inpainting UNet (random, fp16) into {final} (once)")
-    try:
+    def write(folder: Path) -> None:
+        _log(f"building a full-size 9-channel inpainting UNet (random, fp16) into {final}")
         for sub in ("text_encoder", "tokenizer", "vae", "scheduler"):
-            shutil.copytree(base / sub, tmp / sub, copy_function=os.link)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(SEED + 1)
-            unet = UNet2DConditionModel(**{**UNET_CONFIG, "in_channels": 9}).to(torch.float16)
-        unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        del unet
+            shutil.copytree(base / sub, folder / sub, copy_function=os.link)
+        torch.manual_seed(SEED + 1)
+        unet = UNet2DConditionModel(**{**UNET_CONFIG, "in_channels": 9}).to(torch.float16)
+        unet.save_pretrained(folder / "unet", safe_serialization=True)
         index = json.loads((base / "model_index.json").read_text())
         index["_class_name"] = StableDiffusionInpaintPipeline.__name__
-        (tmp / "model_index.json").write_text(json.dumps(index, indent=2))
-        try:
-            tmp.rename(final)
-        except OSError:
-            if not (final / "model_index.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+        (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+    return build_folder(final, "model_index.json", write)
+
+
+def sd_folder(quick: bool) -> Path:
+    """The SD folder a benchmark loads: the kit's tiny one (``quick``) or :func:`sd_v14_folder`."""
+    from sdsam_nb import cache_dir
+    from sdsam_nb.models import tiny
+
+    return tiny.sd_folder(cache_dir() / "tiny") if quick else sd_v14_folder()
 
 
 def build_sam(model_type: str, device: torch.device | str = "cpu"):
@@ -239,6 +200,26 @@ def build_sam(model_type: str, device: torch.device | str = "cpu"):
         torch.manual_seed(SEED)
         sam = sam_model_registry[model_type](checkpoint=None)
     return sam.to(device).eval()
+
+
+def sam_vit_b_folder(root: Path | None = None) -> Path:
+    """segment_anything's ``vit_b`` with random weights (:func:`build_sam`), saved as a
+    transformers ``SamModel`` folder (through :func:`benchmarks.sam_convert.save_as_transformers`:
+    the ``facebook/sam-vit-base`` architecture, the same weights) that ``sdsam_nb.load_sam`` and
+    the notebooks' ``sam_model`` load: a name ``"vit_b"`` means the official file, checked
+    against the sha256 in its name, which random weights cannot match. Built once (~0.4 GB)."""
+    from .sam_convert import save_as_transformers
+
+    final = _root(root) / SAM_RECIPE
+
+    def write(folder: Path) -> None:
+        _log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")
+        with tempfile.TemporaryDirectory(prefix=".checkpoint-", dir=final.parent) as scratch:
+            checkpoint = Path(scratch) / "sam_vit_b_random.pth"
+            torch.save(build_sam("vit_b").state_dict(), checkpoint)
+            save_as_transformers(checkpoint, folder)
+
+    return build_folder(final, "config.json", write)
 
 
 def dir_size_gb(folder: Path) -> float:

@@ -1,17 +1,15 @@
-"""What every benchmark shares: the run context, result rows, statistics, the markdown table,
-the JSON record and the RESULTS.md update.
+"""What every benchmark shares: the run context, result rows, timing and memory helpers, the
+worker processes, the markdown table, the JSON record and the RESULTS.md update.
 
-A benchmark module exposes ``NAME``, ``TITLE`` and ``run(ctx: Context) -> Section``. A
-:class:`Section` holds :class:`Row` s (one measurement each: value, unit, target, whether the
-target is met) and free-text notes. :func:`run_all` runs the selected modules, prints one
-markdown table, writes ``benchmarks/results/<date>_<device>.json`` and (for a full run, not
-``--quick``) replaces that device's blocks in ``benchmarks/RESULTS.md``.
+A benchmark module exposes ``NAME``, ``TITLE`` and ``run(ctx: Context) -> Section``; a
+:class:`Section` holds :class:`Row` s (one measurement each) and notes that explain them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import gc
 import json
 import math
 import os
@@ -23,6 +21,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
@@ -36,32 +35,26 @@ REPO = HERE.parent
 RESULTS_DIR = HERE / "results"
 RESULTS_MD = HERE / "RESULTS.md"
 SCHEMA = 1
-
-# Benchmark name -> module, in the order they run and appear in tables.
+# The benchmarks (modules of this package), in the order they run and appear in tables.
 BENCHMARKS = {
-    "click_latency": "benchmarks.click_latency",
-    "browser_latency": "benchmarks.browser_latency",
-    "weight_sharing": "benchmarks.weight_sharing",
-    "end_to_end": "benchmarks.end_to_end",
-    "speedups": "benchmarks.speedups",
-    "segmenters": "benchmarks.segmenters",
-    "background_methods": "benchmarks.background_methods",
-    "edges": "benchmarks.edges",
-    "batches": "benchmarks.batches",
-    "reruns": "benchmarks.reruns",
+    name: f"benchmarks.{name}"
+    for name in (
+        "click_latency browser_latency weight_sharing end_to_end speedups segmenters "
+        "background_methods edges batches reruns"
+    ).split()
 }
-PACKAGES = (
-    "torch",
-    "torchvision",
-    "diffusers",
-    "transformers",
-    "accelerate",
-    "safetensors",
-    "segment-anything",
-    "numpy",
-    "sdsam-nb",
-)
+PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "safetensors")
+PACKAGES += ("segment-anything", "numpy", "sdsam-nb")
 GPU_COMMAND = "python -m benchmarks --device cuda"
+# Random weights drive activations into the subnormal float range, where CPU matrix products
+# run up to ~100x slower; trained weights do not. CPU workers therefore flush them to zero.
+FLUSH_DENORMAL_NOTE = (
+    "one fresh process per backend; on the CPU each flushes subnormal floats to zero "
+    "(torch.set_flush_denormal, set before its first operation so that every thread has it): "
+    "random weights drive activations into the subnormal range, where CPU matrix products run "
+    "up to ~100x slower (a 2048x2048 fp32 matmul here: 7.6 s against 0.05 s), which trained "
+    "weights do not"
+)
 
 
 # --------------------------------------------------------------------------- results
@@ -77,9 +70,6 @@ class Row:
     target: str = ""  # human-readable, e.g. "≥ 50"; empty when there is none
     met: bool | None = None  # None: no target, or not judged here
     note: str = ""
-
-    def formatted(self) -> str:
-        return format_value(self.value, self.unit)
 
 
 @dataclass
@@ -100,6 +90,10 @@ class Section:
         self.rows.append(row)
         return row
 
+    def skip(self, reason: str) -> Section:
+        self.status, self.reason = "skipped", reason
+        return self
+
 
 @dataclass
 class Context:
@@ -115,13 +109,28 @@ class Context:
     def cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def section(self, name: str, title: str) -> Section:
-        return Section(name, title)
-
     def sync(self) -> None:
         """Wait for queued GPU work, so a wall-clock timer measures it."""
         if self.cuda:
             torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def timing(self, into: dict[str, float], name: str):
+        """``with ctx.timing(times, "stage"):`` adds the block's seconds (GPU work included)."""
+        self.sync()
+        start = time.perf_counter()
+        yield
+        self.sync()
+        into[name] = into.get(name, 0.0) + time.perf_counter() - start
+
+
+def judged(value: float | None, op: str, limit: float, ctx: Context, text: str = "") -> dict:
+    """``target=`` and ``met=`` for :meth:`Section.add`: ``value op limit`` (``op`` "≥" or
+    "≤"), not judged in a quick run; ``text`` replaces the default target text."""
+    met = None
+    if not ctx.quick and value is not None:
+        met = value >= limit if op == "≥" else value <= limit
+    return {"target": text or f"{op} {limit}", "met": met}
 
 
 def format_value(value: float | None, unit: str = "") -> str:
@@ -130,8 +139,7 @@ def format_value(value: float | None, unit: str = "") -> str:
         return "n/a"
     a = abs(value)
     if unit == "x":
-        text = f"{value:.0f}" if a >= 100 else f"{value:.1f}" if a >= 10 else f"{value:.2f}"
-        return text + "x"
+        return (f"{value:.0f}" if a >= 100 else f"{value:.1f}" if a >= 10 else f"{value:.2f}") + "x"
     if unit == "":
         return f"{value:.4g}"
     if unit == "s" and 0 < a < 1:
@@ -154,21 +162,181 @@ def median(xs: Sequence[float]) -> float:
 def p90(xs: Sequence[float]) -> float:
     """90th percentile, linear interpolation between order statistics (numpy's default)."""
     s = sorted(xs)
-    if len(s) == 1:
-        return float(s[0])
     k = 0.9 * (len(s) - 1)
     lo = math.floor(k)
     hi = min(lo + 1, len(s) - 1)
     return float(s[lo] + (s[hi] - s[lo]) * (k - lo))
 
 
-def timed(fn: Callable[[], Any], ctx: Context) -> tuple[float, Any]:
-    """(seconds, result) of ``fn()``, GPU work included."""
-    ctx.sync()
+# --------------------------------------------------------------------------- measuring
+
+
+def time_reps(fn: Callable[[], Any], ctx: Context, reps: int, warmup: int = 0) -> list[float]:
+    """Seconds of ``reps`` calls of ``fn`` (GPU work included) after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        ctx.sync()
+        start = time.perf_counter()
+        fn()
+        ctx.sync()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def interleaved(
+    cases: dict[str, Callable[[], Callable[[], Any]]], ctx: Context, reps: int, warmup: int
+) -> dict[str, list[float]]:
+    """Time several variants in turns (A, B, A, B, ...), so that other work on a shared machine
+    slows them alike. ``cases[name]()`` prepares a variant (untimed) and returns the call to
+    time. Returns the timed seconds per variant."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for rep in range(warmup + reps):
+        for name, prepare in cases.items():
+            (seconds,) = time_reps(prepare(), ctx, 1)
+            if rep >= warmup:
+                times[name].append(seconds)
+    return times
+
+
+def free(ctx: Context) -> None:
+    """Drop the kit's loaded models and collect (and on a GPU, empty its cache)."""
+    import sdsam_nb
+
+    sdsam_nb.clear_loaded()
+    gc.collect()
+    if ctx.cuda:
+        torch.cuda.empty_cache()
+
+
+def status_kb(field: str, file: str = "status") -> int | None:
+    """A ``kB`` field of ``/proc/self/<file>`` (Linux), e.g. ``VmHWM``; ``None`` elsewhere."""
+    try:
+        for line in Path(f"/proc/self/{file}").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class PeakMemory:
+    """``with PeakMemory(ctx) as m:``; ``m.peak``: the block's peak memory in bytes on top of
+    what was held when it started. CUDA: ``torch.cuda.max_memory_allocated`` (tensors only);
+    CPU (Linux): the peak resident set (``VmHWM``), reset to the current one by writing ``5``
+    to ``/proc/self/clear_refs``; ``None`` where that is not possible."""
+
+    def __init__(self, ctx: Context):
+        self.ctx, self.before, self.peak = ctx, None, None
+        cpu = "peak RSS growth (VmHWM)"
+        self.method = "CUDA max_memory_allocated growth" if ctx.cuda else cpu
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        self.ctx.sync()
+        if self.ctx.cuda:
+            torch.cuda.reset_peak_memory_stats(self.ctx.device)
+            self.before = torch.cuda.memory_allocated(self.ctx.device)
+            return self
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.before = None
+            return self
+        self.before = (status_kb("VmRSS") or 0) * 1024
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ctx.sync()
+        self.peak = None
+        if self.before is None:
+            return
+        if self.ctx.cuda:
+            self.peak = torch.cuda.max_memory_allocated(self.ctx.device) - self.before
+        elif (hwm := status_kb("VmHWM")) is not None:
+            self.peak = max(hwm * 1024 - self.before, 0)
+
+
+class OtherLoad:
+    """``with OtherLoad() as load:``; ``load.share``: the share of the machine's CPU time
+    (``/proc/stat``, 0..1) that other processes used during the block, ``None`` without
+    ``/proc/stat``. Other work skews CPU timings, clicks most: a small parallel op stalls
+    while another core is busy."""
+
+    @staticmethod
+    def _read() -> tuple[float, float, float] | None:
+        import resource
+
+        try:
+            fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        except OSError:
+            return None
+        ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+        hz = os.sysconf("SC_CLK_TCK")
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        busy = sum(ticks) - ticks[3] - ticks[4]
+        return busy / hz, sum(ticks) / hz, own.ru_utime + own.ru_stime
+
+    def __enter__(self) -> OtherLoad:
+        self.start, self.share = self._read(), None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self._read()
+        if self.start is None or end is None or end[1] <= self.start[1]:
+            return
+        busy, total, own = (e - s for s, e in zip(self.start, end, strict=True))
+        self.share = min(max((busy - own) / total, 0.0), 1.0)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    """This process's environment, offline and without progress bars, plus ``extra``."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", **extra}
+
+
+def command(args: list[str], what: str, *, timeout: float, **kw) -> tuple[float, str]:
+    """Run ``args`` (a list; ``kw`` as for ``subprocess.run``, e.g. ``env``, ``cwd``); return
+    its wall-clock seconds and stdout. Raises RuntimeError naming ``what`` with the end of its
+    output if it fails."""
     start = time.perf_counter()
-    out = fn()
-    ctx.sync()
-    return time.perf_counter() - start, out
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        tail = [ln for ln in lines if "WARNING" not in ln][-5:]
+        raise RuntimeError(f"{what} failed (exit {done.returncode}): {' | '.join(tail)}")
+    return seconds, done.stdout
+
+
+def run_worker(target: str, kwargs: dict, *, timeout: float, flush_denormal: bool = False) -> dict:
+    """``target(**kwargs)`` (``"module:function"``, JSON arguments) in a fresh Python process
+    started from the repository root (:func:`offline_env`; subnormal floats flushed to zero
+    before the first operation if asked: see :data:`FLUSH_DENORMAL_NOTE`); its JSON result."""
+    spec = json.dumps({"target": target, "kwargs": kwargs, "flush": flush_denormal})
+    code = "import sys, benchmarks.harness as h; h.worker_main(sys.argv[1])"
+    args = [sys.executable, "-c", code, spec]
+    _, out = command(args, target, timeout=timeout, cwd=REPO, env=offline_env())
+    return json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+
+
+def worker_main(spec: str) -> None:
+    """The worker side of :func:`run_worker`: prints the result as one JSON line."""
+    spec = json.loads(spec)
+    for key in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(key, "1")  # everything is built locally
+    if spec["flush"]:  # before the first parallel op, so that every worker thread has it
+        torch.set_flush_denormal(True)
+    from diffusers.utils import logging as dlogging
+
+    dlogging.set_verbosity_error()
+    dlogging.disable_progress_bar()
+    module, _, function = spec["target"].partition(":")
+    result = getattr(import_module(module), function)(**spec["kwargs"])
+    print(json.dumps(jsonable(result)), flush=True)
 
 
 # --------------------------------------------------------------------------- environment
@@ -179,21 +347,8 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"CPU, {cores} cores"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def package_versions() -> dict[str, str | None]:
@@ -212,12 +367,9 @@ def git_commit() -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(
-                ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
+            return command(["git", *args], "git", timeout=10, cwd=REPO)[1].strip()
+        except (OSError, subprocess.SubprocessError, RuntimeError):
             return None
-        return done.stdout.strip()
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain") if commit else None
@@ -225,21 +377,24 @@ def git_commit() -> dict[str, Any]:
 
 
 def environment(ctx: Context) -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    models = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
     env = {
         "device": str(ctx.device),
         "device_name": device_name(ctx.device),
-        "cpu": cpu_model(),
+        "cpu": models[0] if models else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
+        # on a shared machine, other work skews CPU timings
+        "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
-    if hasattr(os, "getloadavg"):  # on a shared machine, other work skews CPU timings
-        env["loadavg_1min"] = round(os.getloadavg()[0], 2)
     if ctx.cuda:
         env["gpu_capability"] = ".".join(map(str, torch.cuda.get_device_capability(ctx.device)))
     return env
 
 
-# --------------------------------------------------------------------------- table
+# --------------------------------------------------------------------------- table, RESULTS.md
 
 
 def _cell(text: str) -> str:
@@ -254,28 +409,18 @@ def markdown_table(sections: Sequence[Section]) -> str:
     ]
     for sec in sections:
         if sec.status != "ok":
-            what = "skipped" if sec.status == "skipped" else "error"
-            lines.append(f"| {_cell(sec.name)} | {what}: {_cell(sec.reason)} | | | |")
-            continue
-        for row in sec.rows:
+            lines.append(f"| {_cell(sec.name)} | {sec.status}: {_cell(sec.reason)} | | | |")
+        for row in sec.rows if sec.status == "ok" else ():
             met = "" if row.met is None else ("yes" if row.met else "**no**")
             metric = row.metric + (f" ({row.note})" if row.note else "")
-            lines.append(
-                f"| {_cell(sec.name)} | {_cell(metric)} | {_cell(row.formatted())} "
-                f"| {_cell(row.target)} | {met} |"
-            )
+            cells = (sec.name, metric, format_value(row.value, row.unit), row.target, met)
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
 def notes_markdown(sections: Sequence[Section]) -> str:
-    out = []
-    for sec in sections:
-        for note in sec.notes:
-            out.append(f"- {sec.name}: {note}")
-    return "\n".join(out)
+    return "\n".join(f"- {sec.name}: {note}" for sec in sections for note in sec.notes)
 
-
-# --------------------------------------------------------------------------- RESULTS.md
 
 _BLOCK = re.compile(r"<!-- BEGIN (\w+)/(\w+) -->\n(.*?)<!-- END \1/\2 -->\n", re.S)
 
@@ -288,6 +433,13 @@ its **full-size architecture with random weights** (nothing can be downloaded wh
 run): timings and memory are real, pictures are noise, quality is not judged. Absolute
 times are quoted only from a GPU run; CPU blocks are there for the ratios measured in one run.
 """
+GPU_PENDING = (
+    "GPU numbers are **pending a GPU run**. On a machine with a CUDA GPU and this repository's "
+    f"environment, run\n\n    {GPU_COMMAND}\n\n(one command, nothing else needed: it builds the "
+    "full-size random-weight models itself, about 2.1 GB on disk, and uses nothing from the "
+    "network). It fills this section; until then quote only the ratios of the CPU section "
+    "below (its absolute times are those of a shared 2-core machine)."
+)
 
 
 def _block(kind: str, sec: Section, stamp: str) -> str:
@@ -300,58 +452,21 @@ def _block(kind: str, sec: Section, stamp: str) -> str:
         body.append(f"Skipped: {sec.reason}")
     else:
         body.append(f"Error: `{sec.reason}`")
-    return (
-        f"<!-- BEGIN {kind}/{sec.name} -->\n"
-        + "\n".join(body)
-        + f"\n<!-- END {kind}/{sec.name} -->\n"
-    )
+    tag = f"{kind}/{sec.name}"
+    return f"<!-- BEGIN {tag} -->\n" + "\n".join(body) + f"\n<!-- END {tag} -->\n"
 
 
 def update_results_md(path: Path, kind: str, sections: Sequence[Section], stamp: str) -> None:
     """Replace the ``kind`` (cpu | cuda) blocks of ``sections`` in ``path``; keep all others."""
     old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    blocks = {(k, n): m.group(0) for m in _BLOCK.finditer(old) for k, n in [m.group(1, 2)]}
+    blocks = {m.group(1, 2): m.group(0) for m in _BLOCK.finditer(old)}
     for sec in sections:
         blocks[(kind, sec.name)] = _block(kind, sec, stamp)
     parts = [RESULTS_HEADER]
     for k, heading in (("cuda", "GPU"), ("cpu", "CPU")):
-        parts.append(f"## {heading}")
-        have = [n for n in BENCHMARKS if (k, n) in blocks]
-        if k == "cuda" and not have:
-            parts.append(
-                "GPU numbers are **pending a GPU run**. On a machine with a CUDA GPU and this "
-                f"repository's environment, run\n\n    {GPU_COMMAND}\n\n"
-                "(one command, nothing else needed: it builds the full-size random-weight models "
-                "itself, about 2.1 GB on disk, and uses nothing from the network). It fills this "
-                "section; until then quote only the ratios of the CPU section below (its "
-                "absolute times are those of a shared 2-core machine)."
-            )
-        parts += [blocks[(k, n)] for n in have]
+        have = [blocks[(k, n)] for n in BENCHMARKS if (k, n) in blocks]
+        parts += [f"## {heading}", *(have or ([GPU_PENDING] if k == "cuda" else []))]
     path.write_text("\n\n".join(p.strip("\n") for p in parts) + "\n", encoding="utf-8")
-
-
-def run_worker(module: str, args: list[str], *, timeout: float, what: str) -> dict:
-    """``python -m module *args`` in a fresh process (offline, no progress bars), from the
-    repository root; its last stdout line that starts with ``{`` is its JSON result.
-
-    Raises:
-        RuntimeError: the worker failed or printed no result; ``what`` names it.
-    """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"{what} worker failed (exit {done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(lines[-1])
 
 
 # --------------------------------------------------------------------------- running
@@ -379,8 +494,7 @@ def run_one(name: str, ctx: Context) -> Section:
         sec = module.run(ctx)
     except Exception as exc:  # one failing benchmark must not hide the others' results
         ctx.log(f"{name}: FAILED\n{traceback.format_exc()}")
-        sec = Section(name, getattr(module, "TITLE", name), status="error")
-        sec.reason = f"{type(exc).__name__}: {exc}"
+        sec = Section(name, module.TITLE, status="error", reason=f"{type(exc).__name__}: {exc}")
     sec.seconds = time.perf_counter() - start
     ctx.log(f"{name}: {sec.status} in {sec.seconds:.1f} s")
     return sec
@@ -396,7 +510,7 @@ def run_all(
 ) -> tuple[dict[str, Any], Path]:
     """Run ``names``; print the table; write the JSON (and RESULTS.md unless ``None``)."""
     when = _dt.datetime.now().astimezone()
-    env_start = environment(ctx)
+    load_start = environment(ctx)["loadavg_1min"]
     threads = torch.get_num_threads()
     if ctx.quick:
         # Tiny models are all per-op overhead: a second thread only adds synchronisation, and
@@ -406,25 +520,21 @@ def run_all(
         sections = [run_one(name, ctx) for name in names]
     finally:
         torch.set_num_threads(threads)
-    env = environment(ctx)
-    env["loadavg_1min_start"] = env_start.get("loadavg_1min")
     record = {
         "schema": SCHEMA,
         "date": when.isoformat(timespec="seconds"),
         "command": "python -m benchmarks " + " ".join(argv),
         "quick": ctx.quick,
-        "environment": env,
+        "environment": {**environment(ctx), "loadavg_1min_start": load_start},
         "versions": package_versions(),
         "git": git_commit(),
         "benchmarks": {sec.name: jsonable(sec) for sec in sections},
     }
-    table = markdown_table(sections)
     dev = record["environment"]["device_name"]
     mode = "quick (tiny models)" if ctx.quick else "full-size architectures, random weights"
     print(f"\n## Benchmarks — {dev}, {when:%Y-%m-%d %H:%M %Z}, {mode}\n")
-    print(table)
-    notes = notes_markdown(sections)
-    if notes:
+    print(markdown_table(sections))
+    if notes := notes_markdown(sections):
         print("\n" + notes)
     results_dir.mkdir(parents=True, exist_ok=True)
     tag = "quick" if ctx.quick else "full"

@@ -4,36 +4,13 @@ The rerun a user makes after a first run, as the kit's command line makes it::
 
     sdsam-nb run --notebooks 01,02,03 -f settings.yaml -p background_prompt "<prompt>"
 
-01 generates the subject (``n_variations`` pictures), 02 replays a click given as ``points``
-through SAM, 03 inpaints the background and scores each result (the score segments every
-inpainted picture again with SAM: those pictures are new, no cache can hold them). Three
-runs, each ``python -m sdsam_nb run ...`` in a fresh process (``HF_HUB_OFFLINE=1``), each
-notebook in its own papermill kernel:
-
-* **A**: the first run, background prompt :data:`PROMPTS` [0], into a new empty cache folder
-  (``SDSAM_RESULTS_CACHE``);
-* **B**: the rerun, prompt :data:`PROMPTS` [1], the same cache folder (what A left in it);
-* **C**: the same rerun as B with the caches off (``SDSAM_CACHE_GB=0``, another empty folder).
-
-Reported: the seconds of each run (wall clock, from the command to its exit: kernel starts,
-imports and model loading included) and of each notebook, A / B against the target
-(:data:`TARGET`), C / B (what the caches save on this very rerun), whether B's pictures are
-bit-identical to C's (every PNG both runs wrote: subject and its variations, mask and its
-overlay, inpaint-*), and from B's ``run.json`` the cache hits and lookups of each step with
-the step's seconds, so that the reader sees where the time goes.
-
-Models: the full-size architectures with random weights. SD v1-4 is the folder of
-:func:`benchmarks.fullsize.sd_v14_folder`. SAM is ``vit_b``: the notebooks load SAM by name
-(``sam_model``), and a name ``"vit_b"`` means the official file, checked against the sha256
-in its name, which random weights cannot match; so segment_anything's ``vit_b`` with random
-weights is written as a transformers ``SamModel`` folder (:func:`sam_vit_b_folder`, through
-:func:`benchmarks.sam_convert.save_as_transformers`: the ``facebook/sam-vit-base``
-architecture, the same weights) and ``sam_model`` names that folder. On the CPU the pictures
-are smaller and the steps fewer (:data:`CPU_SIZES`; SAM still embeds at 1024 px), and each
-kernel flushes subnormal floats to zero before it starts (an IPython startup file), as the
-other CPU benchmarks do: random weights would otherwise time subnormal arithmetic. On a GPU
-the notebooks' own sizes and steps are used. ``--quick`` runs the tiny models at 128 px.
-Pictures are noise: nothing here judges quality.
+Three runs, each in a fresh process (``HF_HUB_OFFLINE=1``, a papermill kernel per notebook):
+**A** the first run (:data:`PROMPTS` [0]) into a new, empty cache folder
+(``SDSAM_RESULTS_CACHE``); **B** the rerun (:data:`PROMPTS` [1]) with the cache A left; **C**
+B again with the caches off (``SDSAM_CACHE_GB=0``). Models: full-size SD v1-4 and SAM vit_b
+(:func:`benchmarks.fullsize.sam_vit_b_folder`), random weights; on the CPU smaller pictures
+and fewer steps (:data:`CPU_SIZES`), each kernel flushing subnormal floats to zero (an IPython
+startup file). What is reported: README.md.
 """
 
 from __future__ import annotations
@@ -42,18 +19,14 @@ import json
 import os
 import re
 import resource
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
 import yaml
 
-from .harness import Context, Section, format_value
+from .harness import Context, Section, command, format_value, judged, offline_env
 
 NAME = "reruns"
 TITLE = "Reruns: notebooks 01-03 again with a new background prompt, with and without caches"
@@ -62,13 +35,12 @@ PROMPTS = (
     "a sunlit living room with wooden floor and plants, photo",  # notebook 03's default
     "a beach at sunset with palm trees, photo",
 )
-TARGET = 3.0  # A / B: the rerun at least this much faster than the first run
+TARGET = 3  # A / B: the rerun at least this much faster than the first run
 # Reduced sizes for 2 CPU cores; n_variations keeps the notebooks' defaults (01: 4, 03: 3).
 CPU_SIZES = {"width": 256, "height": 256, "size": 256, "steps": 4}
 # Quick: 128 px, since notebook 03's edge close-ups matte the edge, which needs sure background
 # beyond an 8-px band around the tiny SAM's large mask (at 64 px there is none).
 QUICK_SIZES = {"width": 128, "height": 128, "size": 128, "steps": 2, "n_variations": 1}
-SAM_RECIPE = "sam-vit-b-arch-random-transformers-r1"
 TIMEOUT = 1800  # one run
 FLUSH_DENORMAL = "import torch\n\ntorch.set_flush_denormal(True)  # random weights\n"
 
@@ -76,12 +48,11 @@ FLUSH_DENORMAL = "import torch\n\ntorch.set_flush_denormal(True)  # random weigh
 def settings(*, quick: bool, cuda: bool, sd_model: str, sam_model: str) -> dict:
     """The notebook parameters all three runs share (the ``-f`` file), background prompt aside.
 
-    Notebook 02's prompt: an include click at the centre of the subject (its size: ``width`` x
-    ``height``, 512 x 512 by default) and a box around its middle half. A random-weight SAM
+    Notebook 02's prompt: an include click at the centre of the subject (``width`` x
+    ``height``, 512 x 512 by default) and a box around its middle half: a random-weight SAM
     answers a click alone with a speckled mask that, holes filled, covers about 90% of the
-    picture, which leaves notebook 03's matted edge no sure background; with the box the mask
-    stays inside it. Quick: tiny sizes and one variation; CPU: the reduced
-    :data:`CPU_SIZES`; GPU: the notebooks' own sizes, steps and variations.
+    picture, which leaves notebook 03's matted edge no sure background. Quick: tiny sizes and
+    one variation; CPU: :data:`CPU_SIZES`; GPU: the notebooks' own sizes, steps, variations.
     """
     sizes = QUICK_SIZES if quick else {} if cuda else CPU_SIZES
     width, height = sizes.get("width", 512), sizes.get("height", 512)
@@ -94,84 +65,32 @@ def settings(*, quick: bool, cuda: bool, sd_model: str, sam_model: str) -> dict:
     }
 
 
-def sam_vit_b_folder(root: Path | None = None) -> Path:
-    """segment_anything's ``vit_b`` with random weights (seeded as
-    :func:`benchmarks.fullsize.build_sam`), saved as a transformers ``SamModel`` folder that
-    ``sdsam_nb.load_sam(folder)`` and the notebooks' ``sam_model`` load; built once under
-    ``sdsam_nb.cache_dir()/bench/`` (about 0.4 GB)."""
-    from sdsam_nb import cache_dir
-    from sdsam_nb.models.tiny import build_folder
-
-    from .fullsize import _log, build_sam
-    from .sam_convert import save_as_transformers
-
-    root = Path(root) if root is not None else cache_dir() / "bench"
-    final = root / SAM_RECIPE
-    if not (final / "config.json").is_file():
-        _log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")
-
-    def write(folder: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix=".checkpoint-", dir=root) as scratch:
-            checkpoint = Path(scratch) / "sam_vit_b_random.pth"
-            torch.save(build_sam("vit_b").state_dict(), checkpoint)
-            save_as_transformers(checkpoint, folder)
-
-    return build_folder(final, "config.json", write)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-    _log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")
-    try:
-        checkpoint = tmp / "sam_vit_b_random.pth"
-        torch.save(build_sam("vit_b").state_dict(), checkpoint)
-        save_as_transformers(checkpoint, tmp / "model")
-        try:
-            (tmp / "model").rename(final)
-        except OSError:
-            if not (final / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
 def _chain(folder: Path, label: str, prompt: str, cache: Path, *, off: bool, cuda: bool) -> dict:
-    """One ``sdsam-nb run --notebooks 01,02,03`` in a new process; its seconds (the whole
+    """One ``sdsam-nb run --notebooks 01,02,03`` in a new process: its seconds (the whole
     command and each notebook), the CPU seconds of its processes (user + system, kernels
     included; meaningful only when no other run of this module runs beside it), the load
-    average before it, its run folder and ``run.json``."""
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "SDSAM_RESULTS_CACHE": str(cache),
-        "SDSAM_CACHE_GB": "0" if off else os.environ.get("SDSAM_CACHE_GB", "5"),
-        "IPYTHONDIR": str(folder / "ipython"),  # the kernels' startup file (CPU: flush)
-    }
+    average before it, its run folder and ``run.json``'s steps."""
+    env = offline_env(
+        SDSAM_RESULTS_CACHE=str(cache),
+        SDSAM_CACHE_GB="0" if off else os.environ.get("SDSAM_CACHE_GB", "5"),
+        IPYTHONDIR=str(folder / "ipython"),  # the kernels' startup file (CPU: flush)
+    )
     if not cuda:
         env["CUDA_VISIBLE_DEVICES"] = ""  # what --device cpu asks for, in the kernels too
-    command = [sys.executable, "-m", "sdsam_nb", "run", "--notebooks", "01,02,03",
-               "--output-root", str(folder / "runs"), "--no-progress",
-               "-f", str(folder / "settings.yaml"),
-               "-p", "background_prompt", json.dumps(prompt)]  # fmt: skip
+    args = [sys.executable, "-m", "sdsam_nb", "run", "--notebooks", "01,02,03", "--no-progress"]
+    args += ["--output-root", str(folder / "runs"), "-f", str(folder / "settings.yaml")]
+    args += ["-p", "background_prompt", json.dumps(prompt)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=folder, env=env, capture_output=True, text=True, timeout=TIMEOUT
-    )
-    seconds = time.perf_counter() - start
+    seconds, out = command(args, f"run {label}", timeout=TIMEOUT, cwd=folder, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
-    if done.returncode != 0:
-        lines = (done.stdout + done.stderr).strip().splitlines()
-        tail = [ln for ln in lines if "WARNING" not in ln][-5:]
-        raise RuntimeError(f"run {label} failed: {' | '.join(tail)}")
-    per_notebook = [float(s) for s in re.findall(r"^\s+done in ([\d.]+) s$", done.stdout, re.M)]
-    (path,) = re.findall(r"^run folder: (.+?)  \(", done.stdout, re.M)
+    per_notebook = [float(s) for s in re.findall(r"^\s+done in ([\d.]+) s$", out, re.M)]
+    (path,) = re.findall(r"^run folder: (.+?)  \(", out, re.M)
     record = json.loads((Path(path) / "run.json").read_text(encoding="utf-8"))
     return {
         "seconds": seconds,
-        "cpu_seconds": cpu,  # the command's processes and kernels, once all have ended
+        # the command's processes and kernels, once all have ended
+        "cpu_seconds": (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime),
         "loadavg_1min_before": load,
         "notebooks": dict(zip(NOTEBOOKS, per_notebook, strict=True)),
         "path": path,
@@ -184,12 +103,9 @@ def _cache_counts(steps: dict) -> dict[str, dict]:
     out = {}
     for name, step in steps.items():
         cache = step.get("cache") or {}
-        out[name] = {
-            "hits": cache.get("hits", 0),
-            "lookups": cache.get("hits", 0) + cache.get("misses", 0),
-            "off": cache.get("off", 0),
-            "seconds": step.get("seconds"),
-        }
+        hits, misses = cache.get("hits", 0), cache.get("misses", 0)
+        out[name] = {"hits": hits, "lookups": hits + misses, "off": cache.get("off", 0)}
+        out[name]["seconds"] = step.get("seconds")
     return out
 
 
@@ -203,22 +119,22 @@ def _per_notebook(run: dict) -> str:
     return ", ".join(f"{n[:2]} {s:.0f} s" for n, s in run["notebooks"].items())
 
 
-def _differ(a: str, b: str) -> tuple[list[str], list[str]]:
-    """``(compared, differing)``: the PNG keys both runs wrote, and the keys that differ (or
-    that one run wrote and the other did not)."""
-    from sdsam_nb.runs import open_run
-    from sdsam_nb.runs.chain import compare_runs
-
-    comparison = compare_runs(open_run(a), open_run(b))
-    return comparison.pictures, [*comparison.differ, *comparison.missing, *comparison.extra]
+def _new_work(counts: dict[str, dict]) -> float:
+    """Seconds of the steps no cache can hold on this rerun: 03's inpainting with the new
+    prompt and its score (SAM embeds every new inpainted picture)."""
+    steps = (counts.get(f"03_inpaint_background/{n}") or {} for n in ("inpaint", "score"))
+    return sum(step.get("seconds") or 0 for step in steps)
 
 
 def run(ctx: Context) -> Section:
-    sec = ctx.section(NAME, TITLE)
+    from sdsam_nb.runs import open_run
+    from sdsam_nb.runs.chain import compare_runs
+
+    sec = Section(NAME, TITLE)
     if ctx.quick:
         sd_model, sam_model, models = "tiny", "tiny", "the built-in tiny SD and SAM"
     else:
-        from .fullsize import sd_v14_folder
+        from .fullsize import sam_vit_b_folder, sd_v14_folder
 
         sd_model, sam_model = str(sd_v14_folder()), str(sam_vit_b_folder())
         models = (
@@ -235,8 +151,8 @@ def run(ctx: Context) -> Section:
             (startup / "00-flush-denormal.py").write_text(FLUSH_DENORMAL, encoding="utf-8")
         warm, cold = folder / "cache", folder / "cache-off"
         warm.mkdir(), cold.mkdir()
-        plan = {"A": (PROMPTS[0], warm, False), "B": (PROMPTS[1], warm, False),
-                "C": (PROMPTS[1], cold, True)}  # fmt: skip
+        plan = {"A": (PROMPTS[0], warm, False), "B": (PROMPTS[1], warm, False)}
+        plan["C"] = (PROMPTS[1], cold, True)
 
         def one(label: str) -> dict:
             prompt, cache, off = plan[label]
@@ -247,61 +163,45 @@ def run(ctx: Context) -> Section:
 
         if ctx.quick:  # C takes nothing from A: side by side, to keep the smoke test short
             with ThreadPoolExecutor(2) as pool:
-                first = {k: pool.submit(one, k) for k in "AC"}
-                runs = {k: f.result() for k, f in first.items()}
+                runs = dict(zip("AC", pool.map(one, "AC"), strict=True))
             runs["B"] = one("B")
         else:  # one at a time, so that no run's seconds hold another's
             runs = {k: one(k) for k in "ABC"}
-        compared, differ = _differ(runs["B"]["path"], runs["C"]["path"])
+        comparison = compare_runs(open_run(runs["B"]["path"]), open_run(runs["C"]["path"]))
+        compared = comparison.pictures
+        differ = [*comparison.differ, *comparison.missing, *comparison.extra]
         left_in_off = sum(1 for p in cold.rglob("*") if p.is_file())
 
     a, b, c = (runs[k]["seconds"] for k in "ABC")
     where = "this 2-core CPU" if not ctx.cuda else "this GPU"
     sec.add("A: first run, caches empty", a, "s", note=f"{where}; {_per_notebook(runs['A'])}")
-    sec.add("B: rerun, new background prompt, caches from A", b, "s",
-            note=_per_notebook(runs["B"]))  # fmt: skip
+    note = _per_notebook(runs["B"])
+    sec.add("B: rerun, new background prompt, caches from A", b, "s", note=note)
     sec.add("C: the same rerun, caches off", c, "s", note=_per_notebook(runs["C"]))
     ratio = a / b
-    sec.add("A / B: rerun speed-up from the caches", ratio, "x", target=f"≥ {TARGET:g}",
-            met=ratio >= TARGET)  # fmt: skip
+    sec.add("A / B: rerun speed-up from the caches", ratio, "x", **judged(ratio, "≥", TARGET, ctx))
     sec.add("C / B: the same rerun without and with the caches", c / b, "x")
     if not ctx.quick:  # quick runs A and C side by side: their CPU seconds mix
         cpu = {k: runs[k]["cpu_seconds"] for k in "ABC"}
-        sec.add(
-            "A / B in CPU seconds (user + system of each run's processes)",
-            cpu["A"] / cpu["B"],
-            "x",
-            note="less skewed by other load than wall time; "
-            + ", ".join(f"{k} {v:.0f} s" for k, v in cpu.items()),
-        )
+        note = "less skewed by other load than wall time; "
+        note += ", ".join(f"{k} {v:.0f} s" for k, v in cpu.items())
+        what = "A / B in CPU seconds (user + system of each run's processes)"
+        sec.add(what, cpu["A"] / cpu["B"], "x", note=note)
+    same = not differ and bool(compared)
+    note = f"{len(compared)} PNGs compared" + (
+        f"; these differ: {', '.join(differ)}" if differ else ""
+    )
     sec.add(
-        "B's pictures bit-identical to C's",
-        float(not differ and bool(compared)),
-        "bool",
-        target="identical",
-        met=not differ and bool(compared),
-        note=f"{len(compared)} PNGs compared"
-        + (f"; these differ: {', '.join(differ)}" if differ else ""),
+        "B's pictures bit-identical to C's", same, "bool", target="identical", met=same, note=note
     )
     counts = {k: _cache_counts(r["steps"]) for k, r in runs.items()}
     looked = {s: v for s, v in counts["B"].items() if v["lookups"] or v["off"]}
     hits = sum(v["hits"] for v in looked.values())
-    lookups = sum(v["lookups"] for v in looked.values())
-    sec.add(
-        "B: cache hits / lookups",
-        hits,
-        "",
-        note=f"of {lookups}: " + ", ".join(
-            f"{_short(s)} {v['hits']}/{v['lookups']}" for s, v in looked.items()
-        ),
-    )  # fmt: skip
-    c_off = sum(v["off"] for v in counts["C"].values())
-    c_hits = sum(v["hits"] for v in counts["C"].values())
+    note = f"of {sum(v['lookups'] for v in looked.values())}: "
+    note += ", ".join(f"{_short(s)} {v['hits']}/{v['lookups']}" for s, v in looked.items())
+    sec.add("B: cache hits / lookups", hits, "", note=note)
 
-    step_times = ", ".join(
-        f"{_short(s)} {v['seconds']:.1f} s" for s, v in counts["B"].items() if v["seconds"]
-    )
-    steps_total = sum(v["seconds"] or 0 for v in counts["B"].values())
+    steps = {_short(s): v["seconds"] for s, v in counts["B"].items() if v["seconds"]}
     sizes = {k: params[k] for k in ("width", "height", "size", "steps") if k in params}
     variations = params.get("n_variations", "the notebooks' defaults: 01 4, 03 3")
     sec.notes.append(
@@ -318,34 +218,33 @@ def run(ctx: Context) -> Section:
         + ("; quick: A and C side by side, its numbers mean nothing" if ctx.quick else "")
     )
     sec.notes.append(
-        f"where B's {b:.0f} s go: its steps took {steps_total:.0f} s ({step_times}); the rest "
-        "is three kernel starts, imports and run records. Nothing caches loading the models, "
-        "inpainting with the new prompt, nor the score's SAM embedding of each new inpainted "
-        "picture; the caches save the subject's generation (01) and the subject's SAM "
+        f"where B's {b:.0f} s go: its steps took {sum(steps.values()):.0f} s ("
+        + ", ".join(f"{s} {t:.1f} s" for s, t in steps.items())
+        + "); the rest is three kernel starts, imports and run records. Nothing caches loading "
+        "the models, inpainting with the new prompt, nor the score's SAM embedding of each new "
+        "inpainted picture; the caches save the subject's generation (01) and the subject's SAM "
         "embedding (02, and 03's score)"
     )
     if ratio < TARGET:
-        b_steps = counts["B"]
-        new_work = sum(
-            (b_steps.get(f"03_inpaint_background/{n}") or {}).get("seconds") or 0
-            for n in ("inpaint", "score")
-        )
+        new_work = _new_work(counts["B"])
+        bound = format_value(a / new_work, "x") if new_work else "n/a"
         sec.notes.append(
-            f"A / B = {format_value(ratio, 'x')}, under the {TARGET:g}x target: the rerun "
+            f"A / B = {format_value(ratio, 'x')}, under the {TARGET}x target: the rerun "
             "still loads SD (01, 03) and SAM (02, 03), inpaints every variation anew and "
             "embeds each new inpainted picture in SAM for its score; only 01's generation and "
             "the subject's embedding come from the caches. No cache can hold that new work: "
             f"B's inpaint and score steps alone took {new_work:.0f} s, so even if everything "
-            "else in B (kernels, imports, loading, 01, 02) cost nothing, A / B would be at most "
-            f"{format_value(a / new_work, 'x') if new_work else 'n/a'}"
+            f"else in B (kernels, imports, loading, 01, 02) cost nothing, A / B would be at most "
+            f"{bound}"
         )
+    loads = [runs[k]["loadavg_1min_before"] for k in "ABC"]
+    c_off = sum(v["off"] for v in counts["C"].values())
+    c_hits = sum(v["hits"] for v in counts["C"].values())
     sec.notes.append(
         f"C (caches off): {c_off} lookups recorded as off, {c_hits} hits, {left_in_off} files "
         "written to its cache folder; 1-minute load average before A, B, C: "
-        + ", ".join(
-            "n/a" if (x := runs[k]["loadavg_1min_before"]) is None else f"{x:.1f}" for k in "ABC"
-        )
+        + ", ".join("n/a" if x is None else f"{x:.1f}" for x in loads)
     )
-    sec.extra = {"settings": params, "prompts": PROMPTS, "runs": runs, "cache": counts,
-                 "compared": compared, "differ": differ}  # fmt: skip
+    sec.extra.update(settings=params, prompts=PROMPTS, runs=runs, cache=counts)
+    sec.extra.update(compared=compared, differ=differ)
     return sec

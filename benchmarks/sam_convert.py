@@ -1,14 +1,9 @@
-"""Convert a ``segment_anything`` SAM into transformers' ``SamModel`` + ``SamProcessor``.
-
-The same weights then run in either library: :func:`sam_config_for` reads the architecture off
-a ``segment_anything.modeling.Sam`` (official ``vit_b`` / ``vit_l`` / ``vit_h`` or the built-in
-tiny one), :func:`sam_to_transformers` renames its state dict with the table :data:`RENAMES`,
-and :func:`save_as_transformers` writes a folder that ``SamModel.from_pretrained`` and
-``SamProcessor.from_pretrained`` load. Nothing is downloaded.
-
-Not part of the kit: ``tests/test_cross_library.py`` checks that both libraries agree on the
-same weights, and :mod:`benchmarks.reruns` writes a random-weight ``vit_b`` as a transformers
-folder with it.
+"""Convert a ``segment_anything`` SAM into transformers' ``SamModel`` + ``SamProcessor``, so
+that the same weights run in either library: :func:`sam_config_for` reads the architecture
+off a ``Sam``, :func:`sam_to_transformers` renames its state dict (:data:`RENAMES`),
+:func:`save_as_transformers` writes a ``from_pretrained`` folder. Not part of the kit:
+``tests/test_cross_library.py`` checks that both libraries agree on the same weights, and
+:func:`benchmarks.fullsize.sam_vit_b_folder` writes a random-weight ``vit_b`` with it.
 """
 
 from __future__ import annotations
@@ -52,10 +47,8 @@ _TIED = {"prompt_encoder.shared_embedding.positional_embedding": _POS}
 
 
 def _mlp_renames(iou_head_depth: int) -> list[tuple[str, str | Callable[[re.Match], str]]]:
-    """segment_anything's ``MLP.layers.0..n-1`` -> ``proj_in``, ``layers.0..n-3``, ``proj_out``.
-
-    The mask hypernetworks always have 3 layers; the IoU head has ``iou_head_depth``.
-    """
+    """``MLP.layers.0..n-1`` -> ``proj_in``, ``layers.0..n-3``, ``proj_out``: the mask
+    hypernetworks always have 3 layers, the IoU head ``iou_head_depth``."""
     head = r"(output_hypernetworks_mlps\.\d+|iou_prediction_head)"
     return [
         (r"(output_hypernetworks_mlps\.\d+)\.layers\.2\.", r"\1.proj_out."),
@@ -66,12 +59,9 @@ def _mlp_renames(iou_head_depth: int) -> list[tuple[str, str | Callable[[re.Matc
 
 
 def sam_config_for(sam: torch.nn.Module):
-    """The ``transformers.SamConfig`` of the architecture of a ``segment_anything`` ``Sam``.
-
-    Every size is read off the module, so the official ``vit_b`` / ``vit_l`` / ``vit_h`` and
-    the built-in tiny model (or any other ``Sam``) all convert. LayerNorm epsilons are read
-    too: segment_anything's decoder blocks use torch's 1e-5, transformers' default is 1e-6.
-    """
+    """The ``transformers.SamConfig`` of a ``segment_anything`` ``Sam``, every size read off
+    the module (any ``Sam`` converts), LayerNorm epsilons too: segment_anything's decoder
+    blocks use torch's 1e-5, transformers' default is 1e-6."""
     from transformers import (
         SamConfig,
         SamMaskDecoderConfig,
@@ -131,22 +121,14 @@ def _rename(key: str, table) -> str:
 
 
 def _some(names: list[str], shown: int = 3) -> str:
-    """``"a, b, c (+4 more)"``: a few names for a one-line message."""
     more = f" (+{len(names) - shown} more)" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
 
 
 def sam_to_transformers(state_dict: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
-    """Rename a segment_anything ``Sam`` state dict to ``transformers.SamModel``'s names.
-
-    Args:
-        state_dict: ``Sam.state_dict()`` or an official ``sam_vit_*.pth`` (``pixel_mean`` /
-            ``pixel_std``, if present, are dropped: they belong to the processor).
-        config: the ``SamConfig`` the result is for (:func:`sam_config_for`).
-
-    Returns:
-        A new dict (same tensors) that ``SamModel(config).load_state_dict(..., strict=True)``
-        accepts: every model key present with its shape, none left over.
+    """``state_dict`` (``Sam.state_dict()`` or an official ``sam_vit_*.pth``; ``pixel_mean`` /
+    ``pixel_std`` are dropped: they belong to the processor) renamed for ``SamModel(config)``:
+    a new dict of the same tensors that ``load_state_dict(..., strict=True)`` accepts.
 
     Raises:
         ValueError: one line naming the missing, left-over or mis-shaped keys.
@@ -183,14 +165,11 @@ def sam_to_transformers(state_dict: dict[str, torch.Tensor], config) -> dict[str
 
 
 def sam_processor_for(sam: torch.nn.Module):
-    """A ``SamProcessor`` that preprocesses like ``SamPredictor`` does for ``sam``.
-
-    Longest side resized (PIL bilinear on uint8, as segment_anything's ``ResizeLongestSide``)
-    to the encoder's ``img_size``, normalised with ``sam.pixel_mean`` / ``pixel_std`` (0-255
-    units), zero-padded bottom-right to a square; low-res masks are ``img_size / 4`` px.
-
-    Saved, it reads back as the torchvision backend unless loaded with ``backend="pil"``
-    (transformers stores the base class name): that resize differs by about one grey level.
+    """A ``SamProcessor`` that preprocesses like ``SamPredictor`` does for ``sam``: longest
+    side resized (PIL bilinear on uint8) to the encoder's ``img_size``, normalised with
+    ``sam.pixel_mean`` / ``pixel_std``, zero-padded bottom-right to a square; low-res masks
+    ``img_size / 4`` px. Saved, it reads back as the torchvision backend unless loaded with
+    ``backend="pil"`` (transformers stores the base class name): about one grey level apart.
     """
     import transformers
 
@@ -209,16 +188,9 @@ def sam_processor_for(sam: torch.nn.Module):
 
 
 def save_as_transformers(checkpoint_path: str | os.PathLike, folder: str | os.PathLike) -> Path:
-    """Write a segment_anything checkpoint as a transformers ``SamModel`` + ``SamProcessor``.
-
-    Args:
-        checkpoint_path: a SAM state-dict ``.pth`` (``vit_b`` / ``vit_l`` / ``vit_h`` or the
-            built-in tiny one); the architecture is recognised from the encoder's width.
-        folder: where ``save_pretrained`` writes (created if missing).
-
-    Returns:
-        ``folder``, loadable with ``SamModel.from_pretrained`` / ``SamProcessor.from_pretrained``
-        (``backend="pil"`` for segment_anything's exact resize; see :func:`sam_processor_for`).
+    """Write a SAM state-dict ``.pth`` (``vit_b`` / ``vit_l`` / ``vit_h`` or the built-in tiny
+    one, recognised from the encoder's width) into ``folder`` as a transformers ``SamModel`` +
+    ``SamProcessor`` (see :func:`sam_processor_for`); returns ``folder``.
 
     Raises:
         FileNotFoundError: no such checkpoint.

@@ -1,4 +1,5 @@
-"""Smoke test of the benchmark harness on the tiny models: shapes of the table and JSON only.
+"""The benchmark harness on the tiny models: the table, the JSON record, RESULTS.md blocks, and
+each benchmark's quick run (marker ``long``: ``make test-all``).
 
 Timings are not asserted (the tiny models' numbers mean nothing); the full-size benchmarks
 are run by ``python -m benchmarks`` (see benchmarks/README.md).
@@ -9,12 +10,25 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-from benchmarks import BENCHMARKS, Section  # benchmarks/ on sys.path: see conftest.py
+from benchmarks import BENCHMARKS, Context, Section  # benchmarks/ on sys.path: see conftest.py
 from benchmarks.__main__ import main
-from benchmarks.harness import update_results_md
+from benchmarks.harness import judged, run_worker, update_results_md
 
 ROW_KEYS = {"metric", "value", "unit", "target", "met", "note"}
+# one measurement each benchmark's quick run must report (browser_latency: its own tests)
+KEY_ROWS = {
+    "click_latency": "ratio naive / cached (medians)",
+    "weight_sharing": "weights (b)/(a)",
+    "end_to_end": "ours: end to end",
+    "speedups": "SDPA speed-up over classic attention",
+    "segmenters": "sa-tiny: embedding / sa-tiny",
+    "background_methods": "object expansion own / salient",
+    "edges": "(a)/(c)",
+    "batches": "batch vs papermill per item (items per minute)",
+    "reruns": "A / B: rerun speed-up from the caches",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -29,62 +43,80 @@ def _keep_loaded_models():
     models.MODELS.update(saved)
 
 
-# reruns' quick pass is nine `sdsam-nb run` kernels (two minutes): its parts are checked by
-# test_reruns_settings_and_cache_counts, and the command by the CLI and notebook tests
-SMOKED = [name for name in BENCHMARKS if name != "reruns"]
-
-
-def test_quick_run_prints_table_and_writes_json(tmp_path, capsys):
+def quick_run(tmp_path, names: list[str]) -> dict:
+    """``python -m benchmarks --quick --only NAME ...`` in this process: its JSON record."""
     results_md = tmp_path / "RESULTS.md"
-    only = [a for name in SMOKED for a in ("--only", name)]
-    rc = main(
-        [
-            "--quick",
-            "--device",
-            "cpu",
-            "--results-dir",
-            str(tmp_path),
-            "--results-md",
-            str(results_md),
-            *only,
-        ]
-    )
-    out = capsys.readouterr().out
-
-    assert rc == 0, out
+    only = [a for name in names for a in ("--only", name)]
+    args = ["--quick", "--device", "cpu", "--results-dir", str(tmp_path)]
+    rc = main([*args, "--results-md", str(results_md), *only])
+    assert rc == 0
     assert not results_md.exists(), "a --quick run must leave RESULTS.md alone"
-    lines = out.splitlines()
-    header = lines.index("| benchmark | measurement | value | target | met |")
-    assert lines[header + 1] == "| --- | --- | --- | --- | --- |"
-    table = [ln for ln in lines[header + 2 :] if ln.startswith("| ")]
-    assert {ln.split(" | ")[0][2:] for ln in table} == set(SMOKED)
-    assert all(ln.count(" | ") == 4 for ln in table)
-
     (path,) = tmp_path.glob("*_cpu_quick.json")
     record = json.loads(path.read_text())
-    assert record["schema"] == 1 and record["quick"] is True
-    assert record["environment"]["device"] == "cpu"
-    assert record["environment"]["device_name"].startswith("CPU, ")
-    assert record["date"][:2] == "20" and "T" in record["date"]
-    assert record["versions"]["torch"] and record["versions"]["diffusers"]
-    assert set(record["git"]) == {"commit", "dirty"}
-    assert list(record["benchmarks"]) == SMOKED
+    assert list(record["benchmarks"]) == names
     for name, bench in record["benchmarks"].items():
         assert bench["status"] == "ok", (name, bench["reason"])
         assert bench["rows"], name
         for row in bench["rows"]:
             assert set(row) == ROW_KEYS
             assert row["value"] is None or isinstance(row["value"], float)
-    metrics = {n: [r["metric"] for r in b["rows"]] for n, b in record["benchmarks"].items()}
-    assert "ratio naive / cached (medians)" in metrics["click_latency"]
-    assert "weights (b)/(a)" in metrics["weight_sharing"]
-    assert "ours: end to end" in metrics["end_to_end"]
-    assert "SDPA speed-up over classic attention" in metrics["speedups"]
-    # a guarded measurement that raised shows up as a "...: failed" row: none may
-    failed = [m for ms in metrics.values() for m in ms if m.endswith(": failed")]
-    assert failed == [], failed
-    assert any("SAM" in m and "encoder" in m for m in metrics["speedups"])
-    assert any("channels_last" in m for m in metrics["speedups"])
+            # a guarded measurement that raised shows up as a "...: failed" row: none may
+            assert not row["metric"].endswith(": failed"), (name, row)
+        if name in KEY_ROWS:
+            assert KEY_ROWS[name] in [row["metric"] for row in bench["rows"]], name
+    return record
+
+
+def test_quick_run_prints_table_and_writes_json(tmp_path, capsys):
+    names = ["click_latency", "weight_sharing"]
+    record = quick_run(tmp_path, names)
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index("| benchmark | measurement | value | target | met |")
+    assert lines[header + 1] == "| --- | --- | --- | --- | --- |"
+    table = [ln for ln in lines[header + 2 :] if ln.startswith("| ")]
+    assert {ln.split(" | ")[0][2:] for ln in table} == set(names)
+    assert all(ln.count(" | ") == 4 for ln in table)
+    assert len(table) == sum(len(b["rows"]) for b in record["benchmarks"].values())
+    assert record["schema"] == 1 and record["quick"] is True
+    assert record["environment"]["device"] == "cpu"
+    assert record["environment"]["device_name"].startswith("CPU, ")
+    assert record["date"][:2] == "20" and "T" in record["date"]
+    assert record["versions"]["torch"] and record["versions"]["diffusers"]
+    assert set(record["git"]) == {"commit", "dirty"}
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("name", list(BENCHMARKS))
+def test_every_benchmark_runs_quick(tmp_path, name):
+    record = quick_run(tmp_path, [name])
+    if name == "speedups":
+        metrics = [row["metric"] for row in record["benchmarks"][name]["rows"]]
+        assert any("SAM" in m and "encoder" in m for m in metrics)
+        assert any("channels_last" in m for m in metrics)
+
+
+@pytest.mark.long
+def test_worker_runs_in_a_fresh_process_and_fails_in_one_line():
+    """What a full run measures in a worker process (here a tiny variant of weight_sharing)."""
+    from benchmarks.fullsize import sd_folder
+    from sdsam_nb import cache_dir
+    from sdsam_nb.models import tiny
+
+    folder, inpainting = sd_folder(True), tiny.sd_inpainting_folder(cache_dir() / "tiny")
+    args = {"variant": "b", "folder": str(folder), "device": "cpu", "dtype": "bfloat16"}
+    args["inpainting"] = str(inpainting)
+    out = run_worker("benchmarks.weight_sharing:measure", args, timeout=300)
+    assert out["pipelines"] == 3 and out["weight_bytes"] > 0 and out["rss_peak"] > 0
+    with pytest.raises(RuntimeError, match=r"^benchmarks.weight_sharing:nope failed \(exit 1\)"):
+        run_worker("benchmarks.weight_sharing:nope", {}, timeout=300)
+
+
+def test_judged_targets():
+    full, quick = Context(torch.device("cpu")), Context(torch.device("cpu"), quick=True)
+    assert judged(60.0, "≥", 50, full) == {"target": "≥ 50", "met": True}
+    assert judged(1.1, "≤", 1.05, full) == {"target": "≤ 1.05", "met": False}
+    assert judged(1.1, "≤", 1.05, quick) == {"target": "≤ 1.05", "met": None}
+    assert judged(None, "≥", 3, full, "≥ 3 to keep") == {"target": "≥ 3 to keep", "met": None}
 
 
 def test_results_md_keeps_other_blocks(tmp_path):
@@ -112,32 +144,22 @@ def test_results_md_keeps_other_blocks(tmp_path):
 
 def test_end_to_end_cpu_mode_is_full_size_and_reports_ratios_only():
     """The CPU's default end_to_end mode: full-size models at the GPU's step ratio, run in a
-    worker whose command line carries the settings; its section states that its seconds are
-    the CPU's and derives no GPU or T4 time. No model is built here."""
-    import torch
-
+    worker that takes the settings; its section states that its seconds are the CPU's and
+    derives no GPU or T4 time. No model is built here."""
     from benchmarks import end_to_end as e2e
-    from benchmarks.harness import Context
 
     cpu = Context(device=torch.device("cpu"))
-    cfg = e2e._settings(cpu)
+    cfg = e2e.settings(cpu)
     assert cfg == e2e.CPU_SETTINGS and cfg["sam"] in ("vit_b", "vit_h")
-    assert cfg["naive_steps"] / cfg["steps"] == (
-        e2e.GPU_SETTINGS["naive_steps"] / e2e.GPU_SETTINGS["steps"]
-    )
+    gpu = e2e.GPU_SETTINGS
+    assert cfg["naive_steps"] / cfg["steps"] == gpu["naive_steps"] / gpu["steps"]
     assert cfg["size"] % 8 == 0 and cfg["size"] <= 256
-    assert e2e._settings(Context(device=torch.device("cpu"), quick=True))["sam"] == "tiny"
-    # the timed pass never reads a disk cache of pictures or embeddings, where one exists
-    assert e2e._no_cache(lambda image, cache=True: image) == {"cache": False}
-    assert e2e._no_cache(lambda image: image) == {}
-    # what run() hands the worker is what the worker measures
-    args = e2e._worker_args({**cfg, "size": 128, "steps": 5, "naive_steps": 10})
-    assert vars(e2e._parser().parse_args(args)) == {
-        **cfg,
-        "size": 128,
-        "steps": 5,
-        "naive_steps": 10,
-    }
+    assert e2e.settings(Context(device=torch.device("cpu"), quick=True))["sam"] == "tiny"
+    assert set(e2e.QUICK_SETTINGS) == set(cfg) == set(gpu)
+    # the command line of the CPU measurement alone: the CPU settings, each one an option
+    assert vars(e2e.parser().parse_args([])) == cfg
+    args = e2e.parser().parse_args(["--size", "128", "--naive-steps", "10", "--dtype", "float32"])
+    assert vars(args) == {**cfg, "size": 128, "naive_steps": 10, "dtype": "float32"}
 
     measured = {
         "loads": {"SD load": 3.0, "SAM load": 1.0},
@@ -199,6 +221,7 @@ def test_reruns_settings_and_cache_counts():
             "seconds": 0.5,
             "cache": {"hits": 4, "misses": 0, "off": 0, "entries": []},
         },
+        "03_inpaint_background/inpaint": {"seconds": 60.0},
         "03_inpaint_background/score": {
             "seconds": 30.0,
             "cache": {"hits": 1, "misses": 3, "off": 0, "entries": []},
@@ -212,5 +235,5 @@ def test_reruns_settings_and_cache_counts():
         "seconds": 9.0,
     }
     assert counts["03_inpaint_background/score"]["lookups"] == 4
+    assert reruns._new_work(counts) == 90.0  # 03's inpainting and its score: no cache holds them
     assert reruns._short("03_inpaint_background/score") == "03 score"
-    assert "reruns" in BENCHMARKS
