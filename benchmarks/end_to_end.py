@@ -25,15 +25,7 @@ import json
 import numpy as np
 import torch
 
-from .harness import (
-    Context,
-    OtherLoad,
-    Section,
-    free,
-    judged,
-    run_worker,
-    worker_main,
-)
+from .harness import Context, OtherLoad, Section, free, judged, run_worker, worker_main
 
 NAME = "end_to_end"
 TITLE = "End to end: subject, SAM clicks, inpainted background, composite (ours vs naive)"
@@ -49,13 +41,20 @@ CLICKS = ((0.5, 0.5, True), (0.45, 0.6, True), (0.1, 0.1, False))  # fractions o
 # of the untimed warm-up passes (0: none); "naive_warmup" 1 gives naive such a pass too (one
 # click): on the CPU a first call at a new shape and dtype is several times slower, which a
 # naive app pays once per process, not per picture.
-QUICK_SETTINGS = {"size": 64, "steps": 2, "naive_steps": 4, "sam": "tiny", "dtype": "float32"}
-QUICK_SETTINGS.update(warmup_steps=0, naive_warmup=0)
-GPU_SETTINGS = {"size": 512, "steps": 25, "naive_steps": 50, "sam": "vit_h", "dtype": "float16"}
-GPU_SETTINGS.update(warmup_steps=25, naive_warmup=0)
+QUICK_SETTINGS = {
+    "size": 64,
+    "steps": 2,
+    "naive_steps": 4,
+    "sam": "tiny",
+    "dtype": "float32",
+    "warmup_steps": 0,
+    "naive_warmup": 0,
+}
+GPU_SETTINGS = {**QUICK_SETTINGS, "size": 512, "steps": 25, "naive_steps": 50, "sam": "vit_h"}
+GPU_SETTINGS.update(dtype="float16", warmup_steps=25)
 # The GPU's step counts (their ratio is what the sampler buys), at a quarter of the pixels and
 # with vit_b (vit_h embeds ~6x slower and naive embeds three times): ~10 minutes on 2 cores.
-CPU_SETTINGS = {"size": 256, "steps": 25, "naive_steps": 50, "sam": "vit_b", "dtype": "bfloat16"}
+CPU_SETTINGS = {**GPU_SETTINGS, "size": 256, "sam": "vit_b", "dtype": "bfloat16"}
 CPU_SETTINGS.update(warmup_steps=2, naive_warmup=1)
 
 
