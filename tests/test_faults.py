@@ -4,7 +4,6 @@ the user did not ask for. In-process, except where a kernel is what is tested.""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -276,7 +275,6 @@ class _Recorded:
 
 @pytest.mark.slow
 def test_a_kernel_killed_mid_run_leaves_a_failed_record(tmp_path, monkeypatch, capsys):
-    import papermill as pm
     from jupyter_client.manager import AsyncKernelManager
 
     class Manager(AsyncKernelManager):
@@ -302,9 +300,7 @@ def test_a_kernel_killed_mid_run_leaves_a_failed_record(tmp_path, monkeypatch, c
             time.sleep(0.1)
         os.kill(_Recorded.managers[-1].provisioner.pid, signal.SIGKILL)
 
-    monkeypatch.setattr(
-        pm, "execute_notebook", functools.partial(pm.execute_notebook, kernel_manager_class=Manager)
-    )
+    monkeypatch.setattr(chain.SharedKernel, "manager_class", Manager)
     killer = threading.Thread(target=kill_when_started, daemon=True)
     killer.start()
     start = time.monotonic()

@@ -154,7 +154,6 @@ def execute_chain(
         KernelDied: the kernel died or could not start (killed, out of memory): the
             execution is marked failed with the reason.
     """
-    import papermill as pm
 
     names = list(names)
     if not names:
@@ -172,6 +171,19 @@ def execute_chain(
     params = absolute_paths(params)
     total = time.perf_counter()
     say = print if echo else _silent
+    shared = None if here else SharedKernel(kernel)
+    try:
+        _chain(names, params, run, notebooks, progress, per_notebook, say, shared)
+    finally:
+        if shared is not None:
+            shared.stop()
+    say(f"run folder: {run.path}  ({time.perf_counter() - total:.1f} s)")
+    return run
+
+
+def _chain(names, params, run, notebooks, progress, per_notebook, say, shared) -> None:
+    import papermill as pm
+
     for i, name in enumerate(names, 1):
         source = notebooks / f"{name}.ipynb"
         given = {**params, **absolute_paths((per_notebook or {}).get(name, {}))}
@@ -180,7 +192,7 @@ def execute_chain(
         given = {k: v for k, v in given.items() if k in wanted}
         say(f"[{i}/{len(names)}] {name}", flush=True)
         start = time.perf_counter()
-        if here:
+        if shared is None:
             execute_here(name, given, notebooks=notebooks, quiet=True)
             say(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
             continue
@@ -191,7 +203,8 @@ def execute_chain(
                 str(source),
                 str(executed),
                 parameters=given,
-                kernel_name=kernel,
+                kernel_name=shared.name,
+                km=shared.ready(),
                 cwd=os.getcwd(),
                 progress_bar=progress,
                 log_output=False,
@@ -207,8 +220,48 @@ def execute_chain(
             raise KernelDied(line, executed) from exc
         _note_executed(run, name, before, executed)
         say(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
-    say(f"run folder: {run.path}  ({time.perf_counter() - total:.1f} s)")
-    return run
+
+
+class SharedKernel:
+    """One Jupyter kernel for the notebooks of a chain: started for the first; before each
+    later one, cleared (:func:`sdsam_nb.runs.session.clear_kernel`: a fresh namespace, no
+    widgets, hooks or active run) while the modules it imported, and the models they loaded,
+    stay. A rerun of the chain pays one kernel start and one load of each model, not one
+    per notebook. ``manager_class``: the kernel manager (``AsyncKernelManager``)."""
+
+    manager_class = None
+
+    def __init__(self, name: str = "python3"):
+        self.name, self.km = name, None
+
+    def ready(self):
+        """The kernel manager, its kernel started (the first time) or cleared (after)."""
+        from jupyter_core.utils import run_sync
+
+        if self.km is None:
+            from jupyter_client.manager import AsyncKernelManager
+
+            self.km = (self.manager_class or AsyncKernelManager)(kernel_name=self.name)
+            run_sync(self.km.start_kernel)(cwd=os.getcwd())
+            return self.km
+        client = self.km.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            code = "from sdsam_nb.runs.session import clear_kernel\nclear_kernel()"
+            reply = client.execute_interactive(code, timeout=120, output_hook=_silent)
+        finally:
+            client.stop_channels()
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"the kernel could not be cleared: {reply['content'].get('evalue')}")
+        return self.km
+
+    def stop(self) -> None:
+        if self.km is not None:
+            from jupyter_core.utils import run_sync
+
+            run_sync(self.km.shutdown_kernel)(now=True)
+            self.km = None
 
 
 def execute_here(

@@ -97,3 +97,27 @@ def _watch_failures(run: Run) -> None:
         if isinstance(callback, _FailureWatch):  # the setup cell run again: watch the new run
             shell.events.unregister("post_run_cell", callback)
     shell.events.register("post_run_cell", _FailureWatch(run))
+
+
+def clear_kernel() -> None:
+    """Make this kernel as a new one for the next notebook of a chain (what
+    :func:`sdsam_nb.runs.chain.execute_chain` runs between two notebooks that share a
+    kernel): the kit's cell hooks (a run's failure watch, a picker's busy status) removed,
+    the figures closed, no active run, and IPython's namespace and execution count reset.
+    The imported modules stay, and with them the models they loaded: what sharing the kernel
+    is for."""
+    import sys
+
+    from IPython import get_ipython
+
+    from ..recording import deactivate
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    shell = get_ipython()
+    for event, callbacks in shell.events.callbacks.items():
+        for callback in list(callbacks):
+            if str(getattr(callback, "__module__", "")).startswith("sdsam_nb."):
+                shell.events.unregister(event, callback)
+    deactivate()
+    shell.reset(new_session=True)
