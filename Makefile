@@ -57,11 +57,11 @@ test-fast: setup
 # pyproject.toml allows (.ci/floors.py) and the test tools pinned; the tests the floors can
 # break (FLOOR_TESTS, their fast ones) run from outside the checkout, then test_installed.py.
 FLOOR  ?= .venv-floor
-# what the floors can break: the imports, the parameters, the libraries held at their floors
-# (diffusers, transformers, huggingface_hub, accelerate: models and backgrounds; ipywidgets
-# 7.7.1 and ipycanvas: the widget), then test_installed.py (a notebook under papermill)
-FLOOR_TESTS := test_imports.py test_runs.py test_validate.py test_packaging.py test_models.py \
-               test_background.py test_segment_hf.py test_widget.py
+# what the floors can break, in a small subset: the imports, the parameters, the widget (ipywidgets
+# 7.7.1, ipycanvas), then test_installed.py (notebook 02 under papermill and sdsam-nb run --tiny:
+# every notebook, the models and backgrounds on diffusers, transformers, huggingface_hub and
+# accelerate at their floors)
+FLOOR_TESTS := test_imports.py test_runs.py test_validate.py test_packaging.py test_widget.py
 FPY    := $(FLOOR)/bin/python
 
 test-floors: setup

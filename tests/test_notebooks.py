@@ -196,6 +196,9 @@ def test_chain_makes_a_complete_run_folder(chain_run):
         tables = [o for o in outputs if "<table" in o.get("data", {}).get("text/html", "")]
         assert bool(tables) == (name in ("02_click_to_mask", "03_inpaint_background")), name
         assert "Loading pipeline components" not in json.dumps(outputs), name
+        # one kernel for the chain, cleared before each notebook: counts start again at 1
+        counts = [c.execution_count for c in executed.cells if c.cell_type == "code"]
+        assert counts[0] == 1 and counts == sorted(counts), (name, counts)
     assert [e["status"] for e in run.record["executions"]] == ["done"] * len(CHAIN)
     # the subject is the size asked for; everything after it keeps that size
     assert Image.open(run.file("subject")).size == (256, 192)
