@@ -3,8 +3,7 @@
 A mouse event is the dict ipyevents' front end sends (CSS pixels plus the element's bounding
 rectangle), handed to ``Event._handle_custom_msg`` exactly as the kernel's comm would hand it
 over. What the widget draws is read back from the ipycanvas command stream (the canvas
-manager's ``_send_custom`` is recorded and decoded, layer by layer, with the bytes of an
-``ipywidgets.Image`` a ``drawImage`` names as they were when it was drawn) and from
+manager's ``_send_custom`` is recorded and decoded, layer by layer) and from
 ``picker.rendered`` / ``picker.mask_rgba``. The tiny SAM has random weights: assertions are on
 coordinates, labels, state and pixels, never on how good a mask looks.
 """
@@ -26,7 +25,6 @@ import pytest
 from conftest import load_or_skip
 from ipycanvas import canvas as ipc
 from IPython.core.events import EventManager, available_events
-from ipywidgets import widget_serialization
 from PIL import Image
 
 from sdsam_nb import masks
@@ -84,10 +82,7 @@ class Drawn:
             if name == "set":
                 name, args = f"set:{_ATTRS[args[0]]}", [args[1]]
             n = c[2] if len(c) > 2 else 0
-            drawn = buffers[:n]
-            if name == "drawImage":  # an ipywidgets.Image: its bytes now, synced before this
-                drawn = [widget_serialization["from_json"](args[0], None).value]
-            batch.append((self.current, name, args, drawn))
+            batch.append((self.current, name, args, buffers[:n]))
             buffers = buffers[n:]
         self.batches.append(batch)
 
@@ -119,7 +114,7 @@ class Drawn:
 
     def mask_layer(self, picker, batch=None) -> np.ndarray:
         """The overlay's mask as the browser draws it from a batch, ``dh x dw x 4 uint8``:
-        its ``fillRects`` (whole pixels, in the last fill style) or its ``drawImage``."""
+        its ``fillRects`` (whole pixels, in the last fill style)."""
         dw, dh = picker.display_size
         out = np.zeros((dh, dw, 4), np.uint8)
         fill = None
@@ -138,21 +133,16 @@ class Drawn:
                 xs, ys, ws, hs = np.broadcast_arrays(*arrays)
                 for x, y, w, h in zip(xs, ys, ws, hs, strict=True):
                     out[y : y + h, x : x + w] = colour
-            elif name == "drawImage":
-                im = np.asarray(Image.open(io.BytesIO(bufs[0])).convert("RGBA"))
-                x, y = args[1:]
-                out[y : y + im.shape[0], x : x + im.shape[1]] = im
         return out
 
     def image(self, layer, batch=None):
         """``(pixels, x, y)`` of the last ``putImageData`` on ``layer`` in a batch (decoded:
-        JPEG for the picture, so only approximately; PNG for the mask layer, exactly)."""
+        a JPEG, so only approximately)."""
         found = None
         for name, args, bufs in self.on(layer, batch):
             if name == "putImageData":
                 im = Image.open(io.BytesIO(bufs[0]))
-                im = im.convert("RGBA" if im.mode in ("P", "RGBA", "LA") else "RGB")
-                found = (np.asarray(im), args[0], args[1], bufs[0])
+                found = (np.asarray(im.convert("RGB")), args[0], args[1], bufs[0])
             elif name == "clear":
                 found = None
         if found is None:
@@ -196,8 +186,8 @@ def mouse(picker, kind, css_x, css_y, *, button=0, shift=False, rect=None):
     )
 
 
-GREEN = "rgb(0, 255, 0)"
-RED = "rgb(255, 0, 0)"
+GREEN = "rgba(0, 255, 0, 1.000000)"
+RED = "rgba(255, 0, 0, 1.000000)"
 
 
 def test_left_click_on_a_scaled_image_lands_on_image_pixels(make_picker, drawn):
@@ -239,17 +229,11 @@ def test_left_click_on_a_scaled_image_lands_on_image_pixels(make_picker, drawn):
     changed = (picker.rendered != empty).any(axis=2)
     assert changed[small].mean() > 0.9 and changed[~small].mean() < 0.01
 
-    # One batch for the click: the overlay layer, the mask (its rows' runs as rectangles, or,
-    # speckled, a small lossless PNG of its bounding box in an ipywidgets.Image) under the
-    # markers; the picture is not sent again. Drawn, it is exactly the mask layer.
+    # One batch for the click: the overlay layer, the mask (its rows' runs as rectangles)
+    # under the markers; the picture is not sent again. Drawn, it is exactly the mask layer.
     assert len(drawn.batches) == sent_before + 1
     assert drawn.on(picker.layers["picture"]) == []
-    overlay = picker.layers["overlay"]
-    names = drawn.names(overlay)
-    assert names[:3] == ["clear", "set:fill_style", "fillRects"] or names[:2] == [
-        "clear",
-        "drawImage",
-    ]
+    assert drawn.names(picker.layers["overlay"])[:3] == ["clear", "set:fill_style", "fillRects"]
     np.testing.assert_array_equal(drawn.mask_layer(picker), layer)
     ((x, y, colour),) = drawn.markers(picker)
     assert colour == GREEN
@@ -259,7 +243,7 @@ def test_left_click_on_a_scaled_image_lands_on_image_pixels(make_picker, drawn):
     assert "ms" in picker.status.value and picker.last_latency_s > 0
 
 
-def test_mask_layer_encoding_is_exact_and_small():
+def test_mask_layer_marks_inside_and_outline():
     rng = np.random.default_rng(1)
     mask = np.zeros((576, 768), bool)
     yy, xx = np.mgrid[0:576, 0:768]
@@ -271,17 +255,10 @@ def test_mask_layer_encoding_is_exact_and_small():
     np.testing.assert_array_equal(full > 0, mask)
     eroded = cv2.erode(mask.astype(np.uint8), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8))
     np.testing.assert_array_equal(full == 2, mask & (eroded == 0))
-    png = widget.layer_png(index)
-    decoded = Image.open(io.BytesIO(png))
-    assert decoded.format == "PNG" and decoded.mode == "P"
-    assert png[24] == 2  # IHDR's bit depth: 2 bits a pixel
-    np.testing.assert_array_equal(np.asarray(decoded.convert("RGBA")), widget.layer_rgba(index))
-    # ipycanvas' own encoding of the same layer (RGBA, 8 bits a channel) is larger.
-    rgba = np.zeros((576, 768, 4), np.uint8)
-    rgba[y : y + index.shape[0], x : x + index.shape[1]] = widget.layer_rgba(index)
-    from ipycanvas.utils import binary_image
-
-    assert len(png) < len(binary_image(rgba))
+    rgba = widget.layer_rgba(index)
+    assert (rgba[index == 0] == 0).all()
+    np.testing.assert_array_equal(rgba[index > 0][:, :3], [widget.MASK_COLOR] * (index > 0).sum())
+    np.testing.assert_array_equal(rgba[..., 3], np.choose(index, [0, widget.MASK_ALPHA, 255]))
     assert widget.mask_layer(np.zeros((4, 4), bool)) is None
 
 
@@ -308,36 +285,23 @@ def test_layer_runs_cover_exactly_the_pixels():
             assert x + w == 53 or index[y, x + w] != value
     empty = widget.layer_runs(np.zeros((4, 4), np.uint8))
     assert [r.shape for r in empty] == [(0, 3), (0, 3)]
-    n = len(tint) + len(outline)
-    assert widget.layer_runs(index, limit=n - 1) is None
-    assert [len(r) for r in widget.layer_runs(index, limit=n)] == [len(tint), len(outline)]
 
 
-def test_a_speckled_mask_goes_as_a_png(make_picker, drawn, monkeypatch):
-    """Rectangles for a mask of few runs (a real SAM's), for specks a 2-bit PNG in the
-    picker's ipywidgets.Image, drawn with draw_image; both draw exactly the mask layer."""
-    monkeypatch.setattr(widget, "MAX_RUNS", 10**9)
+def test_a_speckled_mask_is_drawn_exactly_and_again_for_a_new_view(make_picker, drawn):
+    """Random weights answer with specks (thousands of runs): still rectangles, exactly the
+    mask layer, sent again with the picture when a view reports client_ready."""
     picker = make_picker(noise_image(300, 200))
     picker.click(150, 100)
-    assert "fillRects" in drawn.names(picker.layers["overlay"])
-    assert "drawImage" not in drawn.names(picker.layers["overlay"])
+    tint, outline = widget.layer_runs(widget.mask_layer(picker.mask)[0])
+    assert len(tint) + len(outline) > 100, "not a speckled mask"
     np.testing.assert_array_equal(drawn.mask_layer(picker), picker.mask_rgba)
-    monkeypatch.setattr(widget, "MAX_RUNS", 0)
-    picker.undo_button.click()
-    picker.redo_button.click()  # the same mask, drawn again
-    names = drawn.names(picker.layers["overlay"])
-    assert "drawImage" in names and "fillRects" not in names
-    ((image_ref, x, y),) = [a for n, a, _ in drawn.on(picker.layers["overlay"]) if n == "drawImage"]
-    assert image_ref == f"IPY_MODEL_{picker.mask_image.model_id}"
-    assert picker.mask_image.format == "png"
-    index, x0, y0 = widget.mask_layer(picker.mask_rgba[..., 3] > 0)
-    assert (x, y) == (x0, y0) and picker.mask_image.value == widget.layer_png(index)
-    np.testing.assert_array_equal(drawn.mask_layer(picker), picker.mask_rgba)
-    # A view that appears later gets the same drawing, from the Image's current bytes.
+    before = len(drawn.batches)
     picker.canvas._handle_custom_msg({"event": "client_ready"}, [])
+    assert len(drawn.batches) == before + 1
+    drawn.image(picker.layers["picture"])
     np.testing.assert_array_equal(drawn.mask_layer(picker), picker.mask_rgba)
     picker.close()
-    assert picker.mask_image.comm is None  # closed with the picker
+    assert all(layer.comm is None for layer in picker.layers.values())  # closed with it
 
 
 def test_the_widget_uses_public_names_of_its_widget_libraries():
@@ -476,10 +440,13 @@ def test_box_mode_drag_and_two_clicks(make_picker, drawn):
     assert picker.box is None and picker.clear_box_button.disabled
     assert "strokeRect" not in drawn.names(markers)
 
-    # A second corner in the same row cannot make a box: it says so and waits.
+    # A second corner in the same row (or within DRAG_THRESHOLD display px) cannot make a
+    # box: the first corner waits for one that can.
     picker.click(100, 100)
     picker.click(300, 100)
-    assert picker.box is None and "differ" in picker.status.value
+    picker.click(300, 103)  # 3 image px = 2.56 display px
+    assert picker.box is None and "opposite corner" in picker.status.value
+    assert drawn.names(markers).count("strokeLine") == 2
     picker.click(300, 200)
     assert picker.box == (100.0, 100.0, 300.0, 200.0)
 

@@ -1,57 +1,48 @@
 """``MaskPicker``: click on a picture to segment it with SAM, in a Jupyter / Colab notebook.
 
-The widget is a thin view over a :class:`sdsam_nb.segment.clicks.ClickSegmenter` (points,
-box, candidates, undo and redo live there): it maps mouse events to the segmenter's methods
-and draws its state, with the public APIs of ipycanvas, ipyevents and ipywidgets only.
+A thin view over a :class:`sdsam_nb.segment.clicks.ClickSegmenter` (points, box, candidates,
+undo and redo live there): it maps mouse events to the segmenter's methods and draws its
+state, with the public APIs of ipycanvas, ipyevents and ipywidgets only.
 
-Clicks: the canvas ignores the mouse (CSS ``pointer-events: none``, :data:`SURFACE_CSS`);
-an ``ipyevents.Event`` on the box around it (``MaskPicker.surface``) sends ``mousedown``,
-``mouseup`` and ``contextmenu`` with the button, the modifier keys and ``relativeX/Y`` in
-CSS pixels, mapped to image pixels with the element's bounding rectangle, and
-``prevent_default_action`` keeps the context menu away. ipycanvas' own mouse events are not
-used: they carry no button or keys, fire for a right click too, and a canvas' views send
-every move to the kernel, to be read before each click. :meth:`MaskPicker.click` sends a
-synthetic event, shaped as ipyevents sends it, to the same handler (tests, headless runs).
+Mouse: the canvas ignores the mouse (CSS ``pointer-events: none``, :data:`SURFACE_CSS`); an
+``ipyevents.Event`` on the box around it (``MaskPicker.surface``) sends ``mousedown`` and
+``mouseup`` with the button, the modifier keys and ``relativeX/Y`` in CSS pixels, mapped to
+image pixels with the element's bounding rectangle (``contextmenu`` is watched only so that
+``prevent_default_action`` keeps the menu away). ipycanvas' own mouse events carry no button
+or keys, and a canvas' views send the kernel every move, to be read before each click.
+:meth:`MaskPicker.click` and :meth:`MaskPicker.drag` hand events of the same shape to the
+same handler (tests, headless runs).
 
-Drawing: a ``MultiCanvas`` with two layers (:data:`LAYERS`) inside ``hold_canvas()``:
-
-* ``picture``: the picture at display size, ``put_image_data`` (JPEG), sent once and again
-  only when a view reports ``client_ready`` (ipycanvas does not replay drawings);
-* ``overlay``, redrawn per click in one batch: the chosen mask tinted with
-  :data:`MASK_COLOR` at :data:`MASK_ALPHA`, its outline opaque (:func:`mask_layer`), as
-  ``fill_rects`` of its rows' runs (whole pixels, nothing for the browser to decode), or, for
-  a speckled mask of more than :data:`MAX_RUNS` runs, as a 2-bit palette PNG of its bounding
-  box encoded by Pillow (:func:`layer_png`) in an ``ipywidgets.Image`` that ``draw_image``
-  draws (the Image's new bytes go out as a state update before the batch, and the front end
-  applies them first); then the markers, the box, a text prompt's detections (dashed) and a
-  pending box corner as canvas shapes.
-
-Headless, ``canvas.image_data`` stays ``None``: :attr:`MaskPicker.rendered` composes the
-picture and the mask layer in numpy as the browser does.
+Drawing: a ``MultiCanvas`` of two layers (:data:`LAYERS`), one ``hold_canvas()`` batch per
+change. ``picture``: the picture at display size (``put_image_data``, a JPEG), sent once and
+again only when a view reports ``client_ready`` (ipycanvas does not replay drawings).
+``overlay``: the chosen mask tinted with :data:`MASK_COLOR` at :data:`MASK_ALPHA`, its outline
+opaque (:func:`mask_layer`), as ``fill_rects`` of its rows' runs (:func:`layer_runs`: whole
+pixels, numbers only, nothing for the browser to decode), then a text prompt's detections
+(dashed), the box, a pending box corner and the markers. Headless, ``canvas.image_data``
+stays ``None``: :attr:`MaskPicker.rendered` composes the layers in numpy as the browser does.
 
 A busy kernel: mouse events wait in the kernel's queue while a cell runs. The widget follows
 IPython's ``pre_run_cell`` / ``post_run_cell``: the status line says the kernel is busy, and
 the clicks read back to back once it is free (within :data:`QUEUE_WINDOW_S` of each other,
 after a cell or a prediction of :data:`BUSY_S` or more) are drawn at once and predicted
 **once** (``ClickSegmenter.add_points``: one action, one undo step). Before a prediction
-expected to be slow (the last took :data:`SLOW_S` or more) the marker is drawn and the
-status line says SAM is computing.
+expected to be slow (the last took :data:`SLOW_S` or more) the new marker is drawn first and
+the status line says SAM is computing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import io
 import math
 import time
-import weakref
 from collections.abc import Callable, Sequence
 
 import cv2
 import ipywidgets as widgets
 import numpy as np
-from ipycanvas import Canvas, MultiCanvas, hold_canvas
+from ipycanvas import MultiCanvas, hold_canvas
 from ipyevents import Event
 from PIL import Image
 
@@ -68,7 +59,8 @@ LAYERS = ("picture", "overlay")
 MARKER_RADIUS = 6
 """Radius of a point marker in display pixels (plus a 2 px white rim)."""
 DRAG_THRESHOLD = 4
-"""In box mode, a press and release at least this many display pixels apart make a box."""
+"""In box mode, a release at least this many display pixels from the first corner in x and in
+y (the end of a drag, or of a second click) sets the opposite corner."""
 DETECTION_COLOR = (0, 200, 255)
 """Colour of the dashed boxes a text prompt found (the box prompt is ``masks.BOX_COLOR``)."""
 MASK_COLOR = (30, 144, 255)
@@ -81,9 +73,6 @@ QUEUE_WINDOW_S = 0.05
 """Collected clicks are predicted once no other click arrived for this long (s)."""
 SLOW_S = 0.25
 """After a prediction this slow (s), the next click's marker is drawn before SAM runs."""
-MAX_RUNS = 5_000
-"""A mask layer with more rows' runs than this goes as a PNG, not as rectangles: a subject's
-mask has a few runs a row, the speckled masks of random weights tens of thousands."""
 SURFACE_CSS = "<style>.sdsam-picker-surface canvas { pointer-events: none; }</style>"
 """The canvas ignores the mouse; the box around it (``MaskPicker.surface``) gets it."""
 
@@ -104,16 +93,12 @@ def enable_colab_widgets() -> bool:
     return True
 
 
-def _rgb_css(rgb: Sequence[int], alpha: int | None = None) -> str:
-    """CSS for ``rgb``, at opacity ``alpha`` / 255 if given (six decimals: exact in 8 bits)."""
-    if alpha is None:
-        return "rgb({}, {}, {})".format(*(int(c) for c in rgb))
+def _css(rgb: Sequence[int], alpha: int = 255) -> str:
+    """CSS for ``rgb`` at opacity ``alpha`` / 255 (six decimals: exact in 8 bits)."""
     return "rgba({}, {}, {}, {:.6f})".format(*(int(c) for c in rgb), alpha / 255)
 
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-_PALETTE = [0, 0, 0, *MASK_COLOR, *MASK_COLOR]
-_ALPHAS = bytes([0, MASK_ALPHA, 255])
 
 
 def mask_layer(mask: np.ndarray) -> tuple[np.ndarray, int, int] | None:
@@ -133,50 +118,26 @@ def mask_layer(mask: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     return inside + (inside & (1 - cv2.erode(inside, _CROSS))), int(x0), int(y0)
 
 
-def layer_runs(index: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+def layer_runs(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The rows' runs of a layer's ``index`` (:func:`mask_layer`): ``(tint, outline)``, each
-    ``n x 3 int32`` of ``(x, y, width)``, row by row; ``None`` past ``limit`` runs in all."""
+    ``n x 3 int32`` of ``(x, y, width)``, row by row."""
     h, w = index.shape
     padded = np.zeros((h, w + 1), np.uint8)  # a zero column: no run crosses into the next row
     padded[:, :w] = index
     flat = padded.ravel()
     starts = np.flatnonzero(np.diff(flat, prepend=np.uint8(0)))
     values = flat[starts]
-    if limit is not None and np.count_nonzero(values) > limit:
-        return None
     y, x = np.divmod(starts, w + 1)
     runs = np.stack([x, y, np.diff(starts, append=flat.size)], axis=1).astype(np.int32)
     return runs[values == 1], runs[values == 2]
-
-
-def layer_png(index: np.ndarray) -> bytes:
-    """``index`` (:func:`mask_layer`) as a PNG encoded by Pillow: a 3-colour palette (Pillow
-    writes 2 bits a pixel) with transparency, zlib level 1 (a few kB, about a millisecond)."""
-    image = Image.fromarray(index, "P")
-    image.putpalette(_PALETTE)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", transparency=_ALPHAS, compress_level=1)
-    return buffer.getvalue()
 
 
 def layer_rgba(index: np.ndarray) -> np.ndarray:
     """``index`` (:func:`mask_layer`) as the ``h x w x 4 uint8`` RGBA pixels it shows."""
     rgba = np.zeros((*index.shape, 4), np.uint8)
     rgba[index > 0, :3] = MASK_COLOR
-    rgba[..., 3] = np.frombuffer(_ALPHAS, np.uint8)[index]
+    rgba[..., 3] = np.array([0, MASK_ALPHA, 255], np.uint8)[index]
     return rgba
-
-
-def compose(picture: np.ndarray, rgba: np.ndarray, x: int = 0, y: int = 0) -> np.ndarray:
-    """``rgba`` (``h x w x 4 uint8``) drawn over ``picture`` (``H x W x 3 uint8``) at ``(x, y)``,
-    as a canvas composes layers ("source-over"); returns a new ``H x W x 3 uint8`` array."""
-    out = picture.copy()
-    h, w = rgba.shape[:2]
-    region = out[y : y + h, x : x + w]
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    blended = region.astype(np.float32) * (1.0 - a) + rgba[..., :3].astype(np.float32) * a
-    region[...] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return out
 
 
 class MaskPicker(widgets.VBox):
@@ -198,7 +159,6 @@ class MaskPicker(widgets.VBox):
             ``layers`` maps :data:`LAYERS` to its canvases.
         surface: the ``ipywidgets.Box`` around the canvas that gets the mouse
             (``sdsam-picker-surface``); ``events``: the ``ipyevents.Event`` on it.
-        mask_image: the ``ipywidgets.Image`` that carries a speckled mask layer's PNG.
         mode_buttons, undo_button, redo_button, reset_button, clear_box_button,
         candidates_buttons, status: the controls (ordinary ipywidgets).
         display_size: ``(dw, dh)`` of the canvas in pixels; ``display_image``: the picture at
@@ -208,55 +168,51 @@ class MaskPicker(widgets.VBox):
         queued: clicks collected behind a busy kernel, not predicted yet (``[x, y, label]``).
     """
 
+    _hooks = _flush_handle = None  # IPython's events while watched; a pending flush()
+    _parts: tuple = ()  # the widgets close() closes
+
     def __init__(self, segmenter: ClickSegmenter, *, width: int | None = None):
         if not isinstance(segmenter, ClickSegmenter):
             raise ValueError(
                 f"segmenter must be a ClickSegmenter, not {type(segmenter).__name__}; "
                 "use MaskPicker.from_prompts(predictor, image) to build one"
             )
-        enable_colab_widgets()
-        self.segmenter = segmenter
-        image = segmenter.image
-        self.image_size = iw, ih = image.size
-        if width is None:
-            width = min(iw, DEFAULT_WIDTH)
+        iw, ih = segmenter.image.size
+        width = min(iw, DEFAULT_WIDTH) if width is None else width
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 16:
             raise ValueError(f"width must be a whole number of pixels >= 16, got {width!r}")
-        dw, dh = int(width), max(1, round(ih * int(width) / iw))
-        self.display_size = (dw, dh)
-        base = image if (dw, dh) == (iw, ih) else image.resize((dw, dh), Image.LANCZOS)
-        self._base = np.asarray(base, dtype=np.uint8)
-        self._layer: tuple[np.ndarray, int, int] | None = None  # mask_layer() of the mask
-        self._runs: tuple[np.ndarray, np.ndarray] | None = None  # its runs, up to MAX_RUNS
-        self._area = 0.0
-        self.last_latency_s: float | None = None
+        enable_colab_widgets()
+        self.segmenter = segmenter
+        self.image_size = (iw, ih)
+        self.display_size = dw, dh = int(width), max(1, round(ih * int(width) / iw))
+        image = segmenter.image
+        self.display_image = np.asarray(
+            image.resize((dw, dh), Image.LANCZOS) if dw != iw else image
+        )
+        self._layer: tuple[np.ndarray, int, int] | None = None  # mask_layer() at display size
+        self._area = 0.0  # of the mask, % of the image
         self._anchor: tuple[int, int] | None = None  # first box corner, image pixels
-        self._swallow_mouseup = False
-        self._syncing = False
+        self._syncing = False  # the candidates' buttons follow the segmenter
         self._message = self._busy_note = ""
-        self._callbacks = widgets.CallbackDispatcher()
-        self.queued: list[list] = []
-        self._collect_until = 0.0  # perf_counter() time until which clicks are collected
-        self._flush_handle: asyncio.TimerHandle | None = None
         self._busy_since: float | None = None
-        self._hooks: tuple | None = None
+        self._collect_until = 0.0  # perf_counter() time until which clicks are collected
+        self._callbacks = widgets.CallbackDispatcher()
+        self.last_latency_s: float | None = None
+        self.queued: list[list] = []
 
         self.canvas = MultiCanvas(len(LAYERS), width=dw, height=dh)
         self.layers = {name: self.canvas[k] for k, name in enumerate(LAYERS)}
         self.canvas.add_class("sdsam-picker-canvas")
         self.canvas.layout.width, self.canvas.layout.height = "100%", "auto"
         self.canvas.layout.margin = "0"
-        self.canvas.on_client_ready(self._draw_all)
-        self.mask_image = widgets.Image(format="png")
+        self.canvas.on_client_ready(lambda: self._draw(picture=True))
         # Natural size, shrunk to fit a narrow cell; clicks map with the element's real size.
-        self.surface = widgets.Box(
-            [self.canvas],
-            layout=widgets.Layout(
-                width=f"{dw}px", max_width="100%", overflow="hidden", align_items="flex-start"
-            ),
+        layout = widgets.Layout(
+            width=f"{dw}px", max_width="100%", overflow="hidden", align_items="flex-start"
         )
+        self.surface = widgets.Box([self.canvas], layout=layout)
         self.surface.add_class("sdsam-picker-surface")
-        self._css = widgets.HTML(SURFACE_CSS, layout=widgets.Layout(display="none"))
+        css = widgets.HTML(SURFACE_CSS, layout=widgets.Layout(display="none"))
         self.events = Event(
             source=self.surface,
             watched_events=["mousedown", "mouseup", "contextmenu"],
@@ -265,7 +221,7 @@ class MaskPicker(widgets.VBox):
         self.events.on_dom_event(self._on_dom_event)
 
         self.mode_buttons = widgets.ToggleButtons(
-            options=[(m, m) for m in MODES],
+            options=MODES,
             tooltips=[
                 "left click adds an include point",
                 "left click adds an exclude point",
@@ -275,18 +231,18 @@ class MaskPicker(widgets.VBox):
         )
         self.mode_buttons.observe(self._on_mode, "value")
 
-        def button(action, description, tooltip, icon="", width=""):
+        def button(action, description, tooltip, icon="", width="80px"):
             made = widgets.Button(description=description, tooltip=tooltip, icon=icon)
             made.layout.width = width
-            made.on_click(lambda _: self._run(action))
+            made.on_click(lambda _: self._act(time.perf_counter(), action))
             return made
 
-        self.undo_button = button(segmenter.undo, "undo", "undo", "undo", "80px")
-        self.redo_button = button(segmenter.redo, "redo", "redo", "repeat", "80px")
+        self.undo_button = button(segmenter.undo, "undo", "undo", "undo")
+        self.redo_button = button(segmenter.redo, "redo", "redo", "repeat")
         self.reset_button = button(
-            segmenter.reset, "reset", "remove every point and the box", "trash", "80px"
+            segmenter.reset, "reset", "remove every point and the box", "trash"
         )
-        self.clear_box_button = button(segmenter.clear_box, "clear box", "remove the box")
+        self.clear_box_button = button(segmenter.clear_box, "clear box", "remove the box", "", "")
         self.candidates_buttons = widgets.ToggleButtons(
             options=[], description="mask", style={"button_width": "90px"}
         )
@@ -295,61 +251,39 @@ class MaskPicker(widgets.VBox):
         self.status.add_class("sdsam-picker-status")
         buttons = (self.undo_button, self.redo_button, self.reset_button, self.clear_box_button)
         toolbar = widgets.HBox([self.mode_buttons, *buttons])
-        super().__init__([toolbar, self.surface, self.candidates_buttons, self.status, self._css])
+        super().__init__([toolbar, self.surface, self.candidates_buttons, self.status, css])
         self.add_class("sdsam-picker")
+        self._parts = (self.events, self.canvas, *self.layers.values(), self.surface, css)
         self._watch_kernel()
         self._refresh(picture=True)
         self._update_status()
 
     @classmethod
     def from_prompts(
-        cls,
-        predictor,
-        image: ImageLike,
-        points: Sequence[Sequence[float]] | None = None,
-        box: Sequence[float] | None = None,
-        chosen: int | None = None,
-        *,
-        text: str | None = None,
-        detector=None,
-        box_threshold: float = 0.35,
-        text_threshold: float = 0.25,
-        width: int | None = None,
-        multimask: bool | str = "auto",
+        cls, predictor, image: ImageLike, *args, width: int | None = None, **kwargs
     ) -> MaskPicker:
         """A picker that starts from recorded prompts (the headless replay path).
 
-        ``points`` are ``[[x, y, label], ...]`` in image pixels (label 1 include, 0 exclude),
-        ``box`` is ``(x0, y0, x1, y1)``, ``chosen`` the candidate to keep; ``text`` starts from
-        a text prompt instead of a box (its detections are drawn dashed, the best one becomes
-        the box). ``ClickSegmenter.from_prompts`` checks them.
+        The arguments after ``image`` are ``ClickSegmenter.from_prompts``' (which checks them):
+        ``points`` ``[[x, y, label], ...]`` in image pixels (label 1 include, 0 exclude),
+        ``box`` ``(x0, y0, x1, y1)``, ``chosen`` the candidate to keep; ``text`` (with
+        ``detector``, ``box_threshold``, ``text_threshold``) starts from a text prompt instead
+        of a box (its detections are drawn dashed, the best one becomes the box); ``multimask``.
+        ``width`` is the picker's.
         """
-        segmenter = ClickSegmenter.from_prompts(
-            predictor,
-            image,
-            points=points,
-            box=box,
-            chosen=chosen,
-            text=text,
-            detector=detector,
-            box_threshold=box_threshold,
-            text_threshold=text_threshold,
-            multimask=multimask,
-        )
-        return cls(segmenter, width=width)
+        return cls(ClickSegmenter.from_prompts(predictor, image, *args, **kwargs), width=width)
 
     def close(self) -> None:
         """Close the widget and its parts, and stop watching the kernel's cells."""
-        if getattr(self, "_hooks", None) is not None:
-            self._unwatch_kernel()
-        if getattr(self, "_flush_handle", None) is not None:
+        if self._hooks is not None:
+            self._hooks.unregister("pre_run_cell", self._on_cell_start)
+            self._hooks.unregister("post_run_cell", self._on_cell_end)
+            self._hooks = None
+        if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        for name in ("events", "canvas", "surface", "_css", "mask_image"):
-            if getattr(self, name, None) is not None:
-                getattr(self, name).close()
-        for layer in getattr(self, "layers", {}).values():
-            layer.close()
+        for part in self._parts:
+            part.close()
         super().close()
 
     # ------------------------------------------------------------------ state, read-only
@@ -386,11 +320,6 @@ class MaskPicker(widgets.VBox):
         self.mode_buttons.value = value
 
     @property
-    def display_image(self) -> np.ndarray:
-        """The picture at the canvas size (``dh x dw x 3 uint8``), without the overlay."""
-        return self._base
-
-    @property
     def mask_rgba(self) -> np.ndarray:
         """The mask layer (``dh x dw x 4 uint8``): :data:`MASK_COLOR` at :data:`MASK_ALPHA`
         inside the mask, opaque on its outline, transparent elsewhere."""
@@ -404,11 +333,10 @@ class MaskPicker(widgets.VBox):
     @property
     def rendered(self) -> np.ndarray:
         """The picture with the mask layer over it (``dh x dw x 3 uint8``), composed in numpy
-        as the browser composes the layers (without the markers)."""
-        if self._layer is None:
-            return self._base.copy()
-        index, x, y = self._layer
-        return compose(self._base, layer_rgba(index), x, y)
+        as the browser composes the layers ("source-over"), without the markers."""
+        rgba = self.mask_rgba.astype(np.float32)
+        a = rgba[..., 3:] / 255.0
+        return np.rint(self.display_image * (1.0 - a) + rgba[..., :3] * a).astype(np.uint8)
 
     def on_change(self, callback: Callable[[MaskPicker], None], remove: bool = False) -> None:
         """Call ``callback(picker)`` after every change of points, box or chosen mask."""
@@ -459,40 +387,54 @@ class MaskPicker(widgets.VBox):
 
     def _on_dom_event(self, event: dict) -> None:
         kind = event.get("event")
-        # contextmenu is watched only so that prevent_default_action suppresses the menu.
         if kind not in ("mousedown", "mouseup") or "relativeX" not in event:
-            return
+            return  # contextmenu is watched only so that its default action is prevented
         start = time.perf_counter()
         button = int(event.get("button", 0))
         x, y = self._to_image(event)
-        if kind == "mouseup":
-            if button != 0 or self.mode != "box" or self._swallow_mouseup:
-                self._swallow_mouseup = False
-                return
-            self.flush()
-            return self._after_event(self._box_release(x, y), start)
-        if button == 2 or (button == 0 and event.get("shiftKey")):
-            positive = False
-        elif button != 0:
+        exclude = button == 2 or (button == 0 and bool(event.get("shiftKey")))
+        if button == 0 and not exclude and self.mode == "box":
+            return self._box_corner(kind, x, y, start)
+        if kind != "mousedown" or (button != 0 and not exclude):
             return
-        elif self.mode == "box":
-            self.flush()
-            return self._after_event(self._box_press(x, y), start)
-        else:
-            positive = self.mode == "include"
-        if self._collecting(start):
-            return self._queue(x, y, positive, start)
-        self.flush()
-        self._message = ""
-        self._before_prediction([[x, y, int(positive)]])
-        self.segmenter.add_point(x, y, positive=positive)
-        self._after_event(True, start)
+        click = [x, y, int(not exclude and self.mode == "include")]
+        if self.queued or start < self._collect_until:
+            return self._queue(click, start)
+        self._act(start, self._predict, [click], markers=[click])
 
-    def _after_event(self, changed: bool, start: float) -> None:
-        if changed:
-            self._refresh()
+    def _box_corner(self, kind: str, x: int, y: int, start: float) -> None:
+        """Box mode: a press sets the first corner (if none is pending); a release at least
+        :data:`DRAG_THRESHOLD` display pixels from it in x and in y sets the opposite one."""
+        if kind == "mousedown" and self._anchor is None:
+            self.flush()
+            self._anchor = (x, y)
+            self._message = "box: drag, or click the opposite corner"
+            self._draw()
+            self._done(start)
+        elif kind == "mouseup" and self._anchor is not None:
+            (ax, ay), scale = self._anchor, self.display_size[0] / self.image_size[0]
+            if min(abs(x - ax), abs(y - ay)) * scale >= DRAG_THRESHOLD:
+                self._act(start, self.segmenter.set_box, ax, ay, x, y)
+
+    def _predict(self, clicks: list[list]) -> None:
+        if len(clicks) == 1:
+            x, y, label = clicks[0]
+            self.segmenter.add_point(x, y, positive=bool(label))
         else:
-            self._draw()  # only the pending box corner or a message is new
+            self.segmenter.add_points(clicks)
+
+    def _act(self, start: float, action: Callable, *args, markers=None, message="") -> None:
+        """Compute the clicks collected so far, run ``action(*args)`` (a segmenter change),
+        redraw, notify and show ``message``. ``markers``: the clicks (``[x, y, label]``) the
+        action predicts, drawn first if SAM is expected to be slow."""
+        self.flush()
+        self._anchor = None
+        last = self.segmenter.last_latency_s
+        if markers is not None and last is not None and last >= SLOW_S:
+            self._show_clicks(markers, f"computing the mask (SAM took {last:.1f} s last time)…")
+        action(*args)
+        self._message = message
+        self._refresh()
         self._done(start)
 
     def _done(self, start: float) -> None:
@@ -500,99 +442,30 @@ class MaskPicker(widgets.VBox):
         self._update_status()
         self._check_busy(start)
 
-    def _before_prediction(self, new: list[list]) -> None:
-        """Before a prediction expected to be slow: draw the new markers, say "computing"."""
-        last = self.segmenter.last_latency_s
-        if last is None or last < SLOW_S:
-            return
-        self._draw(extra=new, add=True)
-        self._message = f"computing the mask (SAM took {last:.1f} s last time)…"
-        self._update_status()
-        self._message = ""
-
-    def _box_press(self, x: int, y: int) -> bool:
-        if self._anchor is None:
-            self._anchor = (x, y)
-            self._message = "box: release far away (drag) or click the opposite corner"
-            return False
-        self._swallow_mouseup = True  # this press finishes the box; ignore its release
-        return self._finish_box(x, y)
-
-    def _box_release(self, x: int, y: int) -> bool:
-        if self._anchor is None:
-            return False
-        ax, ay = self._anchor
-        sx = self.display_size[0] / self.image_size[0]
-        if max(abs(x - ax), abs(y - ay)) * sx < DRAG_THRESHOLD:
-            return False  # a click, not a drag: wait for the opposite corner
-        return self._finish_box(x, y)
-
-    def _finish_box(self, x: int, y: int) -> bool:
-        (x0, x1), (y0, y1) = sorted((self._anchor[0], x)), sorted((self._anchor[1], y))
-        if x0 == x1 or y0 == y1:
-            self._message = "box: the opposite corner must differ in x and y; click again"
-            return False
-        self._anchor = None
-        self._message = ""
-        self.segmenter.set_box(x0, y0, x1, y1)
-        return True
-
-    def _run(self, action: Callable[[], object]) -> None:
-        """Run a segmenter action from a button, then redraw and notify."""
-        self.flush()
-        start = time.perf_counter()
-        self._anchor = None
-        self._message = ""
-        action()
-        self._refresh()
-        self._done(start)
-
     def _on_mode(self, change) -> None:
-        if self._anchor is not None:
-            self._anchor = None
-            self._message = ""
-            self._draw()
+        self._anchor = None
+        self._message = ""
+        self._draw()
         self._update_status()
 
     def _on_candidate(self, change) -> None:
-        if self._syncing or change["new"] is None or change["new"] == self.segmenter.chosen:
-            return
-        self.flush()
-        self.segmenter.choose(int(change["new"]))
-        self._refresh()
-        self._update_status()
+        if not self._syncing and change["new"] not in (None, self.segmenter.chosen):
+            self._act(time.perf_counter(), self.segmenter.choose, int(change["new"]))
 
     # ------------------------------------------------------------------ a busy kernel
 
     def _watch_kernel(self) -> None:
-        """Follow IPython's ``pre_run_cell`` / ``post_run_cell`` (weakly; :meth:`close`
-        removes the hooks), if there is a shell."""
+        """Follow IPython's ``pre_run_cell`` / ``post_run_cell``, if there is a shell, until
+        :meth:`close` (ipywidgets holds every open widget anyway)."""
         from IPython import get_ipython
 
         shell = get_ipython()
-        if shell is None or not hasattr(shell, "events"):
-            return
-        ref = weakref.ref(self)
+        if shell is not None and hasattr(shell, "events"):
+            self._hooks = shell.events
+            shell.events.register("pre_run_cell", self._on_cell_start)
+            shell.events.register("post_run_cell", self._on_cell_end)
 
-        def pre_run_cell(info=None):
-            if (picker := ref()) is not None:
-                picker._on_pre_run_cell()
-
-        def post_run_cell(result=None):
-            if (picker := ref()) is not None:
-                picker._on_post_run_cell()
-
-        shell.events.register("pre_run_cell", pre_run_cell)
-        shell.events.register("post_run_cell", post_run_cell)
-        self._hooks = (shell, pre_run_cell, post_run_cell)
-
-    def _unwatch_kernel(self) -> None:
-        shell, pre, post = self._hooks
-        self._hooks = None
-        shell.events.unregister("pre_run_cell", pre)
-        shell.events.unregister("post_run_cell", post)
-
-    def _on_pre_run_cell(self) -> None:
+    def _on_cell_start(self, info=None) -> None:
         """A cell starts: clicks made now wait in the kernel's queue; say so."""
         self.flush()
         self._busy_since = time.perf_counter()
@@ -602,15 +475,12 @@ class MaskPicker(widgets.VBox):
         )
         self._update_status()
 
-    def _on_post_run_cell(self) -> None:
+    def _on_cell_end(self, result=None) -> None:
         """A cell is done: clicks that queued while it ran are read next; collect them."""
-        since, self._busy_since = self._busy_since, None
-        if not self._busy_note and since is None:
-            return
-        self._busy_note = ""
+        if self._busy_since is not None:
+            self._check_busy(self._busy_since)
+        self._busy_since, self._busy_note = None, ""
         self._update_status()
-        if since is not None:
-            self._check_busy(since)
 
     def _check_busy(self, since: float) -> None:
         """If the kernel was busy from ``since`` for :data:`BUSY_S` or longer, collect the
@@ -619,12 +489,9 @@ class MaskPicker(widgets.VBox):
         if now - since >= BUSY_S and _running_loop() is not None:
             self._collect_until = max(self._collect_until, now + 2 * QUEUE_WINDOW_S)
 
-    def _collecting(self, now: float) -> bool:
-        return bool(self.queued) or now < self._collect_until
-
-    def _queue(self, x: int, y: int, positive: bool, now: float) -> None:
+    def _queue(self, click: list, now: float) -> None:
         """Collect a click that queued behind a busy kernel; predict once they stop coming."""
-        self.queued.append([x, y, int(positive)])
+        self.queued.append(click)
         loop = _running_loop()
         if loop is None:  # nothing would call flush(): compute it now
             return self.flush()
@@ -633,9 +500,7 @@ class MaskPicker(widgets.VBox):
             self._flush_handle.cancel()
         self._flush_handle = loop.call_later(QUEUE_WINDOW_S, self.flush)
         n = len(self.queued)
-        self._message = f"{n} click{'s' if n != 1 else ''} made while the kernel was busy…"
-        self._draw(extra=self.queued[-1:], add=True)
-        self._update_status()
+        self._show_clicks([click], f"{n} click{'s' * (n != 1)} made while the kernel was busy…")
 
     def flush(self) -> None:
         """Compute the clicks collected behind a busy kernel (:attr:`queued`) now, with one
@@ -644,132 +509,105 @@ class MaskPicker(widgets.VBox):
             self._flush_handle.cancel()
             self._flush_handle = None
         self._collect_until = 0.0
-        if not self.queued:
-            return
-        start = time.perf_counter()
         queued, self.queued = self.queued, []
+        if not queued:
+            return
+        n = len(queued)
+        message = f"{n} queued clicks: SAM ran once for all of them" if n > 1 else ""
         try:
-            self._before_prediction([])
-            if len(queued) == 1:
-                x, y, label = queued[0]
-                self.segmenter.add_point(x, y, positive=bool(label))
-                self._message = ""
-            else:
-                self.segmenter.add_points(queued)
-                self._message = f"{len(queued)} queued clicks: SAM ran once for all of them"
-            self._refresh()
+            self._act(time.perf_counter(), self._predict, queued, markers=[], message=message)
         except Exception as exc:  # runs from the event loop: show it, then raise
             self._message = html.escape(f"error: {type(exc).__name__}: {exc}")
             self._update_status()
             raise
-        self._done(start)
 
     # ------------------------------------------------------------------ drawing
 
-    def _refresh(self, notify: bool = True, picture: bool = False) -> None:
-        """Recompute the mask layer, redraw, sync the candidates, notify (the caller updates
-        the status line once after it)."""
+    def _refresh(self, picture: bool = False) -> None:
+        """Recompute the mask layer, redraw, sync the candidates and notify (the caller
+        updates the status line after it)."""
         mask = self.segmenter.mask
-        self._area = 100.0 * float(np.count_nonzero(mask)) / max(mask.size, 1)
+        self._area = 100.0 * np.count_nonzero(mask) / mask.size
         if self.display_size != self.image_size:  # nearest by pixel centres, as PIL's NEAREST
             mask = cv2.resize(
                 mask.view(np.uint8), self.display_size, interpolation=cv2.INTER_NEAREST_EXACT
             ).view(bool)
         self._layer = mask_layer(mask)
-        self._runs = None if self._layer is None else layer_runs(self._layer[0], MAX_RUNS)
-        if self._layer is not None and self._runs is None:
-            self.mask_image.value = layer_png(self._layer[0])  # sent now, drawn in _draw
         self._draw(picture=picture)
         self._sync_candidates()
-        if notify:
-            self._callbacks(self)
+        self._callbacks(self)
 
     def _to_display(self, x: float, y: float) -> tuple[float, float]:
         """Centre of image pixel ``(x, y)`` in display pixels."""
         (iw, ih), (dw, dh) = self.image_size, self.display_size
         return (x + 0.5) * dw / iw, (y + 0.5) * dh / ih
 
-    def _draw_all(self) -> None:
-        """Draw every layer (a view that appears later starts empty)."""
-        self._draw(picture=True)
-
-    def _draw(self, *, picture: bool = False, extra=(), add: bool = False) -> None:
-        """Send one batch: the picture layer if asked; the overlay redrawn (mask, box,
-        detections, markers), or with ``add=True`` only the markers ``extra`` (``[x, y,
-        label]``, clicks not in the segmenter yet) drawn on top of it."""
-        with hold_canvas():
-            if picture:
-                self.layers["picture"].clear()
-                self.layers["picture"].put_image_data(self._base, 0, 0)
-            c = self.layers["overlay"]
-            if add:
-                return self._draw_markers(c, [((x, y), label) for x, y, label in extra])
-            c.clear()
-            if self._layer is not None:
-                _, x, y = self._layer
-                if self._runs is None:
-                    c.draw_image(self.mask_image, x, y)  # the PNG's bytes, synced before this
-                else:
-                    for runs, alpha in zip(self._runs, (MASK_ALPHA, 255), strict=True):
-                        if len(runs):
-                            c.fill_style = _rgb_css(MASK_COLOR, alpha)
-                            c.fill_rects(runs[:, 0] + x, runs[:, 1] + y, runs[:, 2], 1)
-            self._draw_shapes(c, extra)
-
-    def _draw_shapes(self, c: Canvas, extra=()) -> None:
-        (iw, ih), (dw, dh) = self.image_size, self.display_size
+    def _draw(self, picture: bool = False) -> None:
+        """Send one batch: the picture layer if asked, then the overlay redrawn: the mask
+        layer, the detections (dashed), the box, a pending corner and the markers."""
+        seg, c = self.segmenter, self.layers["overlay"]
+        sx, sy = (d / i for d, i in zip(self.display_size, self.image_size, strict=True))
 
         def rect(x0, y0, x1, y1):
-            c.stroke_rect(x0 * dw / iw, y0 * dh / ih, (x1 - x0) * dw / iw, (y1 - y0) * dh / ih)
+            c.stroke_rect(x0 * sx, y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy)
 
-        if self.segmenter.detections:  # dashed, under the box prompt they gave
-            c.stroke_style = _rgb_css(DETECTION_COLOR)
-            c.line_width = 1
-            c.set_line_dash([6, 4])
-            for box in self.segmenter.detections:
-                rect(*box)
-            c.set_line_dash([])
-        if self.segmenter.box is not None:
-            c.stroke_style = _rgb_css(masks.BOX_COLOR)
-            c.line_width = 2
-            rect(*(float(v) for v in self.segmenter.box))
-        if self._anchor is not None:
-            ax, ay = self._to_display(*self._anchor)
-            c.stroke_style = _rgb_css(masks.BOX_COLOR)
-            c.line_width = 2
-            c.stroke_line(ax - 8, ay, ax + 8, ay)
-            c.stroke_line(ax, ay - 8, ax, ay + 8)
-        points = [*zip(self.segmenter.points, self.segmenter.labels, strict=True)]
-        self._draw_markers(c, points + [((px, py), label) for px, py, label in extra])
+        with hold_canvas():
+            if picture:
+                self.layers["picture"].put_image_data(self.display_image, 0, 0)
+            c.clear()
+            if self._layer is not None:
+                index, x, y = self._layer
+                for runs, alpha in zip(layer_runs(index), (MASK_ALPHA, 255), strict=True):
+                    if len(runs):
+                        c.fill_style = _css(MASK_COLOR, alpha)
+                        c.fill_rects(runs[:, 0] + x, runs[:, 1] + y, runs[:, 2], 1)
+            if seg.detections:  # dashed, under the box prompt they gave
+                c.stroke_style, c.line_width = _css(DETECTION_COLOR), 1
+                c.set_line_dash([6, 4])
+                for box in seg.detections:
+                    rect(*box)
+                c.set_line_dash([])
+            c.stroke_style, c.line_width = _css(masks.BOX_COLOR), 2
+            if seg.box is not None:
+                rect(*(float(v) for v in seg.box))
+            if self._anchor is not None:
+                ax, ay = self._to_display(*self._anchor)
+                c.stroke_line(ax - 8, ay, ax + 8, ay)
+                c.stroke_line(ax, ay - 8, ax, ay + 8)
+            self._draw_markers([[*p, k] for p, k in zip(seg.points, seg.labels, strict=True)])
 
-    def _draw_markers(self, c: Canvas, points) -> None:
-        """A white disc and a coloured one per ``((x, y), label)``."""
-        for (px, py), label in points:
+    def _draw_markers(self, clicks: list[list]) -> None:
+        """A white disc and a coloured one per click ``[x, y, label]`` on the overlay (inside
+        the caller's ``hold_canvas()``)."""
+        c = self.layers["overlay"]
+        for px, py, label in clicks:
             x, y = self._to_display(px, py)
-            color = masks.POSITIVE_COLOR if int(label) == 1 else masks.NEGATIVE_COLOR
             c.fill_style = "white"
             c.fill_circle(x, y, MARKER_RADIUS + 2)
-            c.fill_style = _rgb_css(color)
+            c.fill_style = _css(masks.POSITIVE_COLOR if label == 1 else masks.NEGATIVE_COLOR)
             c.fill_circle(x, y, MARKER_RADIUS)
 
+    def _show_clicks(self, clicks: list[list], message: str) -> None:
+        """Clicks not predicted yet: their markers on top of the overlay, and ``message``."""
+        with hold_canvas():
+            self._draw_markers(clicks)
+        self._message = message
+        self._update_status()
+
     def _sync_candidates(self) -> None:
-        scores = self.segmenter.scores
+        scores, buttons = self.segmenter.scores, self.candidates_buttons
         options = [(f"{i + 1}: {score:.2f}", i) for i, score in enumerate(scores)]
-        buttons = self.candidates_buttons
         self._syncing = True
         try:
             with buttons.hold_sync():  # one message for all of its changes
                 if list(buttons.options) != options:
                     buttons.options = options
-                    buttons.tooltips = [
-                        f"candidate {i + 1}, SAM's predicted IoU {score:.3f}"
-                        for i, score in enumerate(scores)
-                    ]
+                    buttons.tooltips = [f"SAM's predicted IoU {score:.3f}" for score in scores]
                 buttons.value = self.segmenter.chosen if scores else None
-                buttons.disabled = len(options) < 2
+                buttons.disabled = len(options) < 2  # greyed out with one
         finally:
             self._syncing = False
-        buttons.layout.display = "flex" if options else "none"  # greyed out with one
+        buttons.layout.display = "flex" if options else "none"
 
     def _update_status(self) -> None:
         seg = self.segmenter
@@ -778,22 +616,21 @@ class MaskPicker(widgets.VBox):
         self.reset_button.disabled = not (seg.points or seg.box is not None)
         self.clear_box_button.disabled = seg.box is None
         labels = [int(v) for v in seg.labels]
-        noun = "point" if len(labels) == 1 else "points"
+        n = len(labels)
         parts = [f"<b>{self._busy_note}</b>"] if self._busy_note else []
-        parts.append(f"{len(labels)} {noun} ({labels.count(1)} include, {labels.count(0)} exclude)")
+        parts.append(
+            f"{n} point{'s' * (n != 1)} ({labels.count(1)} include, {n - labels.count(1)} exclude)"
+        )
         if seg.text is not None:
             n = len(seg.detections)
-            parts.append(
-                f"text {html.escape(repr(seg.text))} ({n} box{'es' if n != 1 else ''} found)"
-            )
+            parts.append(f"text {html.escape(repr(seg.text))} ({n} box{'es' * (n != 1)} found)")
         elif seg.box is not None:
             parts.append("box")
         parts.append(f"mask {self._area:.1f}% of the image")
         if self.last_latency_s is not None:
-            click = f"last click {1000 * self.last_latency_s:.0f} ms"
-            if seg.last_latency_s is not None:
-                click += f" (SAM {1000 * seg.last_latency_s:.0f} ms)"
-            parts.append(click)
+            sam = seg.last_latency_s
+            sam = f" (SAM {1000 * sam:.0f} ms)" if sam is not None else ""
+            parts.append(f"last click {1000 * self.last_latency_s:.0f} ms{sam}")
         if self._message:
             parts.append(f"<b>{self._message}</b>")
         self.status.value = " · ".join(parts)
