@@ -10,7 +10,8 @@ under ``tests/``: the benchmarks never import the tests). What made it reliable 
 * Debian's Chromium (``/usr/bin/chromium``) is launched with the flags that keep it quiet on a
   closed network; ``playwright install`` is never needed;
 * before "Run All" the page waits for the status bar to show a kernel that is ``Idle`` (not
-  ``No Kernel``); the caller confirms on the kernel side and may retry.
+  ``No Kernel``), and Run All is sent again until the first cell's marker file appears (one
+  sent just as the kernel connects is lost about a third of the time).
 
 Every wait is bounded; :meth:`LabServer.stop` and :meth:`Chromium.close` are safe to call
 twice and from a fixture finalizer.
@@ -33,16 +34,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM_FLAGS = (
+    "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+    "--disable-background-networking --disable-component-update --disable-sync"
+).split()
+JUPYTER_DIRS = (
+    "JUPYTER_CONFIG_DIR JUPYTER_DATA_DIR JUPYTER_RUNTIME_DIR JUPYTERLAB_SETTINGS_DIR "
+    "JUPYTERLAB_WORKSPACES_DIR IPYTHONDIR"
+).split()
+"""Each points to a folder of the server's home named after it in lower case."""
 
 
 def find_chromium() -> str | None:
@@ -50,18 +50,8 @@ def find_chromium() -> str | None:
     explicit = os.environ.get("SDSAM_CHROMIUM")
     if explicit:
         return explicit if Path(explicit).is_file() else None
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free when asked."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return found or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
 
 
 def wait_for(
@@ -73,14 +63,29 @@ def wait_for(
     returning text) is appended to the message, e.g. the tail of a server log.
     """
     deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
+    while not (value := check()):
         if time.monotonic() > deadline:
             extra = f"\n{detail()}" if detail is not None else ""
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
         time.sleep(interval)
+    return value
+
+
+def write_notebook(path: Path, *cells: str) -> None:
+    """A notebook of code ``cells`` for the ``python3`` kernel; every cell but the first has
+    its source collapsed, so that the outputs sit in the first screen."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    for cell in nb.cells[1:]:
+        cell.metadata["jupyter"] = {"source_hidden": True}
+    nbformat.write(nb, path)
 
 
 class LabServer:
@@ -90,8 +95,7 @@ class LabServer:
     """
 
     def __init__(self, home: Path, root: Path, env: dict[str, str] | None = None):
-        self.home = Path(home)
-        self.root = Path(root)
+        self.home, self.root = Path(home), Path(root)
         self.extra_env = dict(env or {})
         self.token = secrets.token_hex(16)
         self.port = 0
@@ -99,50 +103,30 @@ class LabServer:
         self.log_path = self.home / "jupyterlab.log"
         self._log = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def url(self, path: str) -> str:
-        """``base_url + path`` with the token as a query parameter."""
+        """The server's URL of ``path`` with the token as a query parameter."""
         sep = "&" if "?" in path else "?"
-        return f"{self.base_url}{path}{sep}token={self.token}"
+        return f"http://127.0.0.1:{self.port}{path}{sep}token={self.token}"
 
-    def _environment(self) -> dict[str, str]:
-        dirs = {
-            "JUPYTER_CONFIG_DIR": "config",
-            "JUPYTER_DATA_DIR": "data",
-            "JUPYTER_RUNTIME_DIR": "runtime",
-            "JUPYTERLAB_SETTINGS_DIR": "lab-settings",
-            "JUPYTERLAB_WORKSPACES_DIR": "lab-workspaces",
-            "IPYTHONDIR": "ipython",
-        }
-        env = dict(os.environ)
-        env.pop("JUPYTER_PATH", None)
-        for var, sub in dirs.items():
-            path = self.home / sub
-            path.mkdir(parents=True, exist_ok=True)
-            env[var] = str(path)
+    def start(self, timeout: float = 60.0) -> LabServer:
+        """Start the server and wait until ``/api/status`` answers (raises on timeout/exit)."""
+        env = {k: v for k, v in os.environ.items() if k != "JUPYTER_PATH"}
+        for var in JUPYTER_DIRS:
+            env[var] = str(self.home / var.lower())
+            (self.home / var.lower()).mkdir(parents=True, exist_ok=True)
         # No news feed or update check: nothing may try to reach the network.
-        notes = self.home / "lab-settings" / "@jupyterlab" / "apputils-extension"
+        notes = Path(env["JUPYTERLAB_SETTINGS_DIR"], "@jupyterlab", "apputils-extension")
         notes.mkdir(parents=True, exist_ok=True)
         (notes / "notification.jupyterlab-settings").write_text(
             json.dumps({"fetchNews": "false", "checkForUpdates": False})
         )
         env.update(self.extra_env)
-        return env
-
-    def start(self, timeout: float = 60.0) -> LabServer:
-        """Start the server and wait until ``/api/status`` answers (raises on timeout/exit)."""
-        self.port = free_port()
+        with socket.socket() as s:  # a port that is free now
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
         cmd = [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--allow-root",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={self.port}",
+            *(sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root"),
+            *("--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}"),
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root}",
@@ -150,7 +134,6 @@ class LabServer:
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ]
-        env = self._environment()  # creates self.home
         self._log = open(self.log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
             cmd,
@@ -174,15 +157,11 @@ class LabServer:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
-    def api(self, path: str) -> Any:
-        """GET a JSON REST endpoint of the server."""
-        with urllib.request.urlopen(self.url(path), timeout=5) as r:
-            return json.loads(r.read())
-
     def shutdown_kernels(self) -> int:
         """Shut down every kernel of the server (REST ``DELETE /api/kernels/<id>``); returns
         how many there were."""
-        kernels = self.api("/api/kernels")
+        with urllib.request.urlopen(self.url("/api/kernels"), timeout=5) as r:
+            kernels = json.loads(r.read())
         for kernel in kernels:
             request = urllib.request.Request(
                 self.url(f"/api/kernels/{kernel['id']}"),
@@ -228,9 +207,8 @@ class Chromium:
             self.browser = self._pw.chromium.launch(
                 executable_path=executable, headless=True, args=CHROMIUM_FLAGS, timeout=30_000
             )
-            self.page = self.browser.new_page(
-                viewport={"width": viewport[0], "height": viewport[1]}
-            )
+            width, height = viewport
+            self.page = self.browser.new_page(viewport={"width": width, "height": height})
         except Exception:
             self._pw.stop()
             raise
@@ -250,78 +228,73 @@ class Chromium:
     def console_tail(self, n: int = 20) -> str:
         return "--- browser console (tail) ---\n" + "\n".join(self.console[-n:])
 
+    def run_notebook(
+        self,
+        server: LabServer,
+        name: str,
+        marker: Path,
+        *,
+        workspace: str | None = None,
+        tries: int = 3,
+        timeout: float = 60.0,
+    ) -> None:
+        """Open ``name`` (relative to the server root) in the Lab UI and run all its cells
+        until the first cell's ``marker`` file appears on the kernel side.
 
-def open_notebook(
-    page, server: LabServer, name: str, timeout: float = 60.0, workspace: str | None = None
-) -> None:
-    """Open ``name`` (relative to the server root) in the Lab UI and wait for an idle kernel.
+        ``workspace``: a Lab workspace of that name (a new one opens only this notebook; the
+        default workspace reopens the tabs of earlier pages). Raises ``TimeoutError``.
+        """
+        page, ms = self.page, timeout * 1000
+        path = f"/lab/workspaces/{workspace}/tree/{name}" if workspace else f"/lab/tree/{name}"
+        page.goto(server.url(path), timeout=ms)
+        page.wait_for_function("() => window.jupyterapp !== undefined", timeout=ms)
+        page.wait_for_selector(".jp-Notebook", timeout=ms)
+        for attempt in range(1, tries + 1):
+            page.wait_for_function(KERNEL_IDLE, timeout=ms)
+            # Lab's command, not awaited: its promise settles only when every cell has run.
+            page.evaluate("() => { jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            try:
+                wait_for(marker.exists, 15, f"the first cell's marker (try {attempt})")
+                return
+            except TimeoutError:
+                pass
+        raise TimeoutError(
+            f"Run All never reached the kernel ({tries} tries)\n{self.detail(server)}"
+        )
 
-    ``workspace``: a Lab workspace of that name (a new one opens only this notebook; the
-    default workspace reopens the tabs of earlier pages).
-    """
-    path = f"/lab/workspaces/{workspace}/tree/{name}" if workspace else f"/lab/tree/{name}"
-    page.goto(server.url(path), timeout=timeout * 1000)
-    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=timeout * 1000)
-    page.wait_for_selector(".jp-Notebook", timeout=timeout * 1000)
-    wait_kernel_idle(page, timeout)
+    def canvas_box(self, selector: str) -> dict:
+        """Wait for the canvas ``selector``, scroll it into view, let it settle; its bounding
+        box in page pixels (``x``, ``y``, ``width``, ``height``)."""
+        canvas = self.page.locator(selector)
+        canvas.wait_for(state="visible", timeout=30_000)
+        canvas.scroll_into_view_if_needed(timeout=10_000)
+        self.page.wait_for_timeout(300)
+        return canvas.bounding_box()
 
-
-def wait_kernel_idle(page, timeout: float = 60.0) -> None:
-    """Wait for the status bar to show a kernel that is ``Idle`` (not ``No Kernel``)."""
-    page.wait_for_function(
-        """() => {
-            const bar = document.querySelector('#jp-main-statusbar');
-            if (!bar) return false;
-            const t = bar.innerText;
-            return t.includes('| Idle') && !t.includes('No Kernel');
-        }""",
-        timeout=timeout * 1000,
-    )
-
-
-def run_all_cells(page) -> None:
-    """Send Lab's "Run All Cells" command (not awaited: its promise settles only at the end)."""
-    page.evaluate(
-        "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }"
-    )
-
-
-def run_all_confirmed(
-    page, marker: Path, tries: int = 3, timeout: float = 10.0, detail=None
-) -> None:
-    """Run all cells until the first cell's ``marker`` file appears on the kernel side.
-
-    A Run All sent just as the kernel connects is lost about a third of the time, so it is
-    re-sent up to ``tries`` times; raises ``TimeoutError`` if the marker never appears.
-    """
-    for attempt in range(1, tries + 1):
-        wait_kernel_idle(page)
-        run_all_cells(page)
-        try:
-            wait_for(marker.exists, timeout, f"the first cell's marker (try {attempt})")
-            return
-        except TimeoutError:
-            if attempt == tries:
-                extra = f"\n{detail()}" if detail is not None else ""
-                raise TimeoutError(
-                    f"Run All never reached the kernel ({tries} tries){extra}"
-                ) from None
+    def detail(self, server: LabServer) -> str:
+        """The server log's and the browser console's tails, for an error message."""
+        return f"{server.log_tail()}\n{self.console_tail()}"
 
 
-# --------------------------------------------------------------------------- latency mode
+KERNEL_IDLE = """() => {
+    // The status bar shows a kernel that is idle (it reads "Idle" before a kernel exists).
+    const bar = document.querySelector('#jp-main-statusbar');
+    return !!bar && bar.innerText.includes('| Idle') && !bar.innerText.includes('No Kernel');
+}"""
 
 PAINT_PROBE = """(selector) => {
     // Record, in the page's clock (performance.now(), ms): every mousedown on the canvas or
     // on an element holding it (the event's own timeStamp) and every time the visible canvas
     // is drawn into (ipycanvas' view copies its model's picture with drawImage), plus the
-    // next animation frame after it.
-    if (window.__sdsamProbe) { window.__sdsamProbe.selector = selector; return true; }
+    // next animation frame after it. Installed once; called again, it starts afresh.
+    if (window.__sdsamProbe) {
+        Object.assign(window.__sdsamProbe, { selector, downs: [], paints: [] });
+        return true;
+    }
     const probe = { selector, downs: [], paints: [] };
     window.__sdsamProbe = probe;
     document.addEventListener('mousedown', (e) => {
-        // On the canvas, or on the element around it that gets its mouse (MaskPicker.surface)
-        const t = e.target;
-        const sel = probe.selector;
+        const t = e.target, sel = probe.selector;
         if (t instanceof Element && (t.matches(sel) || t.querySelector(sel))) {
             probe.downs.push(e.timeStamp);
         }
@@ -329,8 +302,7 @@ PAINT_PROBE = """(selector) => {
     const draw = CanvasRenderingContext2D.prototype.drawImage;
     CanvasRenderingContext2D.prototype.drawImage = function (...args) {
         const out = draw.apply(this, args);
-        const el = this.canvas;
-        if (el instanceof HTMLCanvasElement && el.matches(probe.selector)) {
+        if (this.canvas instanceof HTMLCanvasElement && this.canvas.matches(probe.selector)) {
             const entry = [performance.now(), null];
             probe.paints.push(entry);
             requestAnimationFrame(() => { entry[1] = performance.now(); });
@@ -341,18 +313,9 @@ PAINT_PROBE = """(selector) => {
 }"""
 
 
-def install_paint_probe(page, selector: str) -> None:
-    """Start recording mouse-downs on, and repaints of, the canvas matching ``selector``.
-
-    A repaint is a ``drawImage`` into the visible canvas element (how an ipycanvas view shows
-    its model's picture); its time is taken right after the call (the page's pixels have
-    changed) and again at the next ``requestAnimationFrame`` (the frame that shows them).
-    """
-    page.evaluate(PAINT_PROBE, selector)
-
-
 def timed_click(
     page,
+    selector: str,
     x: float,
     y: float,
     done: Callable[[], Any],
@@ -361,15 +324,18 @@ def timed_click(
     settle_s: float = 0.2,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
-    """Click at page pixel ``(x, y)`` and time its repaints, in ms from the mouse-down event.
+    """Click at page pixel ``(x, y)`` and time the repaints of the canvas ``selector``, in ms
+    from the mouse-down event.
 
-    ``done()`` says when the kernel has handled the click (it is polled, then the page gets
-    ``settle_s`` more for the last batch to paint); its value is returned as ``"done"``.
-    Returns ``{"first_paint", "last_paint", "last_frame", "paints", "done"}``: the first and
-    the last repaint after the mouse-down (the pixels changed), the animation frame after the
-    last one, and how many repaints there were. Raises ``RuntimeError`` without a repaint.
+    A repaint is a ``drawImage`` into the visible canvas element (how an ipycanvas view shows
+    its model's picture): the page's pixels have changed. ``done()`` says when the kernel has
+    handled the click (it is polled, then the page gets ``settle_s`` more for the last batch
+    to paint); its value is returned as ``"done"``. Returns ``{"first_paint", "last_paint",
+    "last_frame", "paints", "done"}``: the first and the last repaint after the mouse-down,
+    the animation frame after the last one, and how many repaints there were. Raises
+    ``RuntimeError`` without a mouse-down or a repaint.
     """
-    page.evaluate("() => { __sdsamProbe.downs = []; __sdsamProbe.paints = []; }")
+    page.evaluate(PAINT_PROBE, selector)
     page.mouse.click(x, y, button=button)
     value = wait_for(done, timeout, "the kernel to handle the click", 0.01)
     time.sleep(settle_s)
@@ -394,8 +360,7 @@ def canvas_pixels(page, selector: str, points: list[tuple[int, int]]) -> list[li
     """``[r, g, b, a]`` of the visible canvas at canvas pixels ``points`` (``(x, y)``)."""
     return page.evaluate(
         """([selector, points]) => {
-            const el = document.querySelector(selector);
-            const ctx = el.getContext('2d');
+            const ctx = document.querySelector(selector).getContext('2d');
             return points.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data));
         }""",
         [selector, [list(p) for p in points]],

@@ -2,26 +2,26 @@
 
 What the user waits for after a click: the mouse-down in the page, the comm message to the
 kernel, SAM's prompt encoder and mask decoder, the widget's drawing commands back, and the
-browser decoding and composing them into the canvas. Measured with the real-browser test
-harness (:mod:`benchmarks.browser_harness`): JupyterLab serves a notebook per configuration,
-Debian's Chromium runs it headless under playwright, and a probe in the page records the
-mouse-down event's own time stamp and every repaint of the visible canvas (a ``drawImage``
-into it: the page's pixels change), plus the animation frame after the last one.
+browser composing them into the canvas. Measured with the real-browser test harness
+(:mod:`benchmarks.browser_harness`): JupyterLab serves a notebook per configuration, Debian's
+Chromium runs it headless under playwright, and a probe in the page records the mouse-down
+event's own time stamp and every repaint of the visible canvas, plus the animation frame
+after the last one. Per click the kernel reports SAM's share (``ClickSegmenter.last_latency_s``:
+the backend's ``predict``) and its own handling time; **the widget's share** is everything
+else, kernel and browser together: mouse-down to the last repaint minus SAM's share.
 
-Per click the kernel reports SAM's share (``ClickSegmenter.last_latency_s``: the backend's
-``predict``) and its own handling time; **the widget's share** is everything else, kernel and
-browser together: mouse-down to the last repaint minus SAM's share. Configurations: the tiny
-SAM, full-size ``vit_b`` and SAM 2.1 Hiera tiny (random weights, built by
-``benchmarks.segmenters``' builders) and :class:`SubjectMask` (the subject's true mask at no
-cost, shaped as a trained model's would be), each with the layered widget, and the tiny SAM with the
-widget as it was before the layers (``sdsam_nb/segment/widget.py`` at
-:data:`LEGACY_COMMIT`, read with ``git show``: every click re-sent the whole picture with the
-overlay as a JPEG). A 1024x768 picture (shown 768x576), :data:`CLICKS` clicks in sessions of 5
-(reset between them, not timed) after :data:`WARM_UP` untimed ones; include clicks are left
-clicks on the subject, exclude clicks right clicks around it. Target: the layered widget's
-median share ≤ :data:`TARGET_WIDGET_MS` ms. A first configuration measures what any click costs in
-messaging: a bare ipycanvas ``Canvas`` in a box with an ``ipyevents.Event`` that draws one disc
-per mouse-down (no SAM, no widget).
+Configurations (:data:`CONFIGS`, a model and a widget): the tiny SAM, full-size ``vit_b`` and
+SAM 2.1 Hiera tiny (random weights, built by ``benchmarks.segmenters``' builders) and
+:class:`SubjectMask` (the subject's true mask at no cost, shaped as a trained model's would
+be) with the checkout's widget; the tiny SAM with the widget as it was before the layers
+(``sdsam_nb/segment/widget.py`` at :data:`LEGACY_COMMIT`, read with ``git show``: every click
+re-sent the whole picture); and a bare ipycanvas ``Canvas`` in a box with an
+``ipyevents.Event`` that draws one disc per mouse-down (no SAM, no widget: what any click
+costs in messaging). A 1024x768 picture (shown 768x576), :data:`CLICKS` clicks in sessions of
+:data:`SESSION` (reset between them, not timed) after :data:`WARM_UP` untimed ones; include
+clicks are left clicks on the subject, exclude clicks right clicks around it. Target: the
+checkout's widget's median share ≤ :data:`TARGET_WIDGET_MS` ms. :func:`measure` takes any
+configurations, e.g. a widget at another commit to compare with the checkout's.
 
 ``--quick`` (no browser): the tiny SAM in this process, the widget's kernel-side share of
 :data:`QUICK_CLICKS` synthetic clicks (``MaskPicker.click``).
@@ -55,12 +55,14 @@ QUICK_CLICKS = 10
 TARGET_WIDGET_MS = 15
 CONFIGS = (
     ("none", "floor"),
-    ("tiny", "legacy"),
+    ("tiny", LEGACY_COMMIT),
     ("tiny", "layers"),
     ("subject", "layers"),
     ("vit_b", "layers"),
     ("sam2.1-hiera-tiny", "layers"),
 )
+"""``(model, widget)``: widget ``"layers"`` is the checkout's, ``"floor"`` the bare canvas,
+anything else a commit whose widget is read with ``git show``."""
 MODEL_LABEL = {
     "none": "no SAM",
     "tiny": "tiny SAM",
@@ -72,14 +74,19 @@ CANVAS = ".jp-OutputArea-output canvas.sdsam-bench-canvas"
 
 
 def picture() -> Image.Image:
-    """The 1024x768 test picture: a red disc (the subject) on a gradient."""
+    """The 1024x768 test picture: a red disc (the subject, :func:`subject_mask`) on a gradient."""
     w, h = PICTURE_SIZE
     yy, xx = np.mgrid[0:h, 0:w]
-    img = np.zeros((h, w, 3), np.uint8)
-    img[..., 1] = xx * 255 // w
-    img[..., 2] = yy * 255 // h
-    img[(xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (h / 4) ** 2] = (220, 30, 30)
+    img = np.stack([np.zeros_like(xx), xx * 255 // w, yy * 255 // h], axis=-1).astype(np.uint8)
+    img[subject_mask()] = (220, 30, 30)
     return Image.fromarray(img)
+
+
+def subject_mask() -> np.ndarray:
+    """The disc of :func:`picture`, ``HxW bool``."""
+    w, h = PICTURE_SIZE
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (h / 4) ** 2
 
 
 def click_plan(n: int, seed: int = 0) -> list[tuple[float, float, bool]]:
@@ -102,15 +109,10 @@ def click_plan(n: int, seed: int = 0) -> list[tuple[float, float, bool]]:
 class SubjectMask:
     """A segmenter (the kit's interface) that answers every prompt with the subject's true
     mask, the disc of :func:`picture`, at no cost: the widget's share for a mask shaped like a
-    trained SAM's (the disc's rows: about :func:`subject_runs` runs), where random weights
-    answer with speckled masks of tens of thousands of runs."""
+    trained SAM's (about :func:`subject_runs` rows' runs), where random weights answer with
+    speckled masks of tens of thousands of runs."""
 
     backend = "benchmark-subject-mask"
-
-    def __init__(self):
-        w, h = PICTURE_SIZE
-        yy, xx = np.mgrid[0:h, 0:w]
-        self.mask = (xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (h / 4) ** 2
 
     def embed(self, image):
         return None
@@ -119,11 +121,11 @@ class SubjectMask:
         from sdsam_nb.segment.base import Prediction
 
         n = 3 if multimask else 1
-        masks = np.repeat(self.mask[None], n, axis=0)
+        masks = np.repeat(subject_mask()[None], n, axis=0)
         return Prediction(masks, np.linspace(0.9, 0.8, n), np.zeros((n, 256, 256), np.float32))
 
     def predict_boxes(self, embedding, boxes, *, batch=16):
-        return np.repeat(self.mask[None], len(boxes), axis=0)
+        return np.repeat(subject_mask()[None], len(boxes), axis=0)
 
     def info(self) -> dict:
         return {"family": self.backend}
@@ -134,9 +136,8 @@ def subject_runs() -> int:
     from sdsam_nb.segment.widget import layer_runs, mask_layer
 
     w, h = PICTURE_SIZE
-    small = np.asarray(Image.fromarray(SubjectMask().mask).resize((768, 768 * h // w)))
-    index = mask_layer(small)[0]
-    return sum(len(runs) for runs in layer_runs(index))
+    small = np.asarray(Image.fromarray(subject_mask()).resize((768, 768 * h // w)))
+    return sum(len(runs) for runs in layer_runs(mask_layer(small)[0]))
 
 
 def build_model(name: str, device: str = "cpu"):
@@ -152,28 +153,27 @@ def build_model(name: str, device: str = "cpu"):
 
         return sdsam_nb.load_sam("tiny", device=device)
     key = {"vit_b": "sa-vit_b"}.get(name, name)
-    backend = next(b for b in full_size_backends() if b.name == key)
-    return backend.build(torch.device(device))
+    return next(b for b in full_size_backends() if b.name == key).build(torch.device(device))
 
 
-def legacy_widget_source(commit: str = LEGACY_COMMIT) -> str:
+def widget_source(commit: str) -> str:
     """``sdsam_nb/segment/widget.py`` at ``commit`` as a top-level module (absolute imports).
 
     Raises:
         RuntimeError: git or the commit is not available (e.g. a checkout without history).
     """
     try:
-        done = subprocess.run(
+        source = subprocess.run(
             ["git", "show", f"{commit}:sdsam_nb/segment/widget.py"],
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=30,
             check=True,
-        )
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        raise RuntimeError(f"the widget before the layers (git {commit[:10]}): {exc}") from None
-    source = re.sub(r"^from \.\. import ", "from sdsam_nb import ", done.stdout, flags=re.M)
+        raise RuntimeError(f"the widget at git {commit[:10]}: {exc}") from None
+    source = re.sub(r"^from \.\. import ", "from sdsam_nb import ", source, flags=re.M)
     source = re.sub(r"^from \.\.(\w)", r"from sdsam_nb.\1", source, flags=re.M)
     return re.sub(r"^from \.(\w)", r"from sdsam_nb.segment.\1", source, flags=re.M)
 
@@ -187,13 +187,22 @@ sys.path.insert(0, {repo!r})
 import torch
 if {flush_denormal!r}:
     torch.set_flush_denormal(True)  # random weights: see benchmarks/segmenters.py
+clicks = []
+
+
+def log_click(kernel_s, sam_s):
+    clicks.append({{"kernel_s": kernel_s, "sam_s": sam_s}})
+    (OUT / "clicks.json.tmp").write_text(json.dumps(clicks))
+    (OUT / "clicks.json.tmp").replace(OUT / "clicks.json")
+
+
 (OUT / "started").write_text("1")
 """
 
 PICKER = """\
 from benchmarks.browser_latency import build_model, picture
 from sdsam_nb.segment.clicks import ClickSegmenter
-{widget_import}
+from {module} import MaskPicker
 
 model = build_model({model!r}, {device!r})
 start = time.perf_counter()
@@ -201,30 +210,18 @@ segmenter = ClickSegmenter(model, picture())
 embed_s = time.perf_counter() - start
 picker = MaskPicker(segmenter)
 picker.canvas.add_class("sdsam-bench-canvas")
-clicks = []
 
 
 def record(event):
     # After the picker's own handler (registered first): this click's times.
-    if event.get("event") != "mousedown":
-        return
-    clicks.append(
-        {{
-            "kernel_s": picker.last_latency_s,
-            "sam_s": picker.segmenter.last_latency_s,
-            "points": len(picker.points),
-        }}
-    )
-    tmp = OUT / "clicks.json.tmp"
-    tmp.write_text(json.dumps(clicks))
-    tmp.replace(OUT / "clicks.json")
+    if event.get("event") == "mousedown":
+        log_click(picker.last_latency_s, picker.segmenter.last_latency_s)
 
 
 picker.events.on_dom_event(record)
 (OUT / "ready").write_text(json.dumps({{"embed_s": embed_s}}))
 picker
 """
-
 
 FLOOR = """\
 import ipywidgets as widgets
@@ -245,10 +242,9 @@ surface.add_class("sdsam-picker-surface")
 events = Event(
     source=surface, watched_events=["mousedown", "contextmenu"], prevent_default_action=True
 )
-clicks = []
 
 
-def record(event):
+def draw(event):
     if event.get("event") != "mousedown":
         return
     start = time.perf_counter()
@@ -256,69 +252,37 @@ def record(event):
         canvas.clear()
         canvas.fill_style = "rgb(0, 255, 0)"
         canvas.fill_circle(event["relativeX"], event["relativeY"], 6)
-    clicks.append({{"kernel_s": time.perf_counter() - start, "sam_s": 0.0, "points": len(clicks)}})
-    tmp = OUT / "clicks.json.tmp"
-    tmp.write_text(json.dumps(clicks))
-    tmp.replace(OUT / "clicks.json")
+    log_click(time.perf_counter() - start, 0.0)
 
 
-events.on_dom_event(record)
+events.on_dom_event(draw)
 (OUT / "ready").write_text(json.dumps({{"embed_s": 0.0}}))
 widgets.VBox([surface, widgets.HTML(SURFACE_CSS, layout=widgets.Layout(display="none"))])
 """
 
 
-def write_notebook(path: Path, out: Path, model: str, widget: str, device: str) -> None:
-    import nbformat
-
-    widget_import = (
-        "from sdsam_nb.segment.widget import MaskPicker"
-        if widget == "layers"
-        else "from legacy_widget import MaskPicker"
-    )
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    setup = SETUP.format(out=str(out), repo=str(REPO), flush_denormal=device == "cpu")
-    if widget == "floor":
-        picker = FLOOR.format()
-    else:
-        picker = PICKER.format(model=model, device=device, widget_import=widget_import)
-    nb.cells = [nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell(picker)]
-    nb.cells[1].metadata["jupyter"] = {"source_hidden": True}
-    nbformat.write(nb, path)
-
-
 # --------------------------------------------------------------------------- measuring
 
 
-def measure_config(server, chromium, root: Path, model: str, widget: str, device: str):
+def measure_config(server, chromium, root: Path, model: str, widget: str, device: str) -> dict:
     """Open the notebook of one configuration, click :data:`WARM_UP` + :data:`CLICKS` times
     and return the per-click timings (ms) and the embedding time."""
-    stem = f"{model}-{widget}"
+    n = len(list(root.glob("out-*")))  # a configuration may come again
+    stem = re.sub(r"[^a-z0-9]+", "-", f"{n}-{model}-{widget[:10]}")  # no dots in a workspace
     out = root / f"out-{stem}"
     out.mkdir()
-    name = f"bench-{stem}.ipynb"
-    write_notebook(root / name, out, model, widget, device)
-    page = chromium.page
-
-    def detail() -> str:
-        return f"{server.log_tail()}\n{chromium.console_tail()}"
-
-    workspace = re.sub(r"[^a-z0-9]+", "-", stem)  # no dots in a workspace name
-    bh.open_notebook(page, server, name, timeout=60, workspace=workspace)
-    bh.run_all_confirmed(page, out / "started", tries=3, timeout=15, detail=detail)
+    module = "sdsam_nb.segment.widget" if widget == "layers" else f"widget_{widget[:10]}"
+    if widget == "floor":
+        cell = FLOOR.format()
+    else:
+        cell = PICKER.format(module=module, model=model, device=device)
+    setup = SETUP.format(out=str(out), repo=str(REPO), flush_denormal=device == "cpu")
+    bh.write_notebook(root / f"bench-{stem}.ipynb", setup, cell)
+    chromium.run_notebook(server, f"bench-{stem}.ipynb", out / "started", workspace=stem)
+    detail = lambda: chromium.detail(server)  # noqa: E731
     bh.wait_for((out / "ready").exists, 300, f"{model}: the picker", 0.2, detail)
-    ready = json.loads((out / "ready").read_text())
-    canvas = page.locator(CANVAS)
-    canvas.wait_for(state="visible", timeout=30_000)
-    canvas.scroll_into_view_if_needed(timeout=10_000)
-    page.wait_for_timeout(300)
-    box = canvas.bounding_box()
-    bh.install_paint_probe(page, CANVAS)
+    box = chromium.canvas_box(CANVAS)
+    page = chromium.page
     reset = page.locator(".sdsam-picker button", has_text="reset").first
 
     def clicks_done(n: int):
@@ -328,29 +292,59 @@ def measure_config(server, chromium, root: Path, model: str, widget: str, device
             return None
         return done[n - 1] if len(done) >= n else None
 
-    plan = click_plan(WARM_UP, seed=1) + click_plan(CLICKS)
     rows = []
-    for k, (fx, fy, positive) in enumerate(plan):
-        session = k - WARM_UP
-        if widget != "floor" and (k == WARM_UP or (session > 0 and session % SESSION == 0)):
+    for k, (fx, fy, positive) in enumerate(click_plan(WARM_UP, seed=1) + click_plan(CLICKS)):
+        if widget != "floor" and k >= WARM_UP and (k - WARM_UP) % SESSION == 0:
             reset.click()
             page.get_by_text("0 points (0 include").wait_for(timeout=30_000)
             page.wait_for_timeout(200)
         timing = bh.timed_click(
             page,
+            CANVAS,
             box["x"] + fx * box["width"],
             box["y"] + fy * box["height"],
             lambda n=k + 1: clicks_done(n),
             button="left" if positive else "right",
             timeout=60,
         )
+        kernel = timing.pop("done")
+        timing.update(sam=1000 * kernel["sam_s"], kernel=1000 * kernel["kernel_s"])
         if k >= WARM_UP:
-            kernel = timing.pop("done")
-            timing["sam"] = 1000 * kernel["sam_s"]
-            timing["kernel"] = 1000 * kernel["kernel_s"]
             rows.append(timing)
     server.shutdown_kernels()
-    return {"clicks": rows, "embed_s": ready["embed_s"], "css_width": box["width"]}
+    embed_s = json.loads((out / "ready").read_text())["embed_s"]
+    return {"clicks": rows, "embed_s": embed_s, "css_width": box["width"]}
+
+
+def measure(configs, device: str = "cpu", log=print) -> list[tuple[str, str, dict]]:
+    """``(model, widget, measure_config's result)`` for each configuration ``(model,
+    widget)`` (see :data:`CONFIGS`) in one JupyterLab server and one browser. A widget at a
+    commit git cannot show is left out, with a log line."""
+    with tempfile.TemporaryDirectory(prefix="sdsam-browser-bench-") as tmp:
+        home, root = Path(tmp) / "home", Path(tmp) / "root"
+        root.mkdir()
+        for commit in {w for _, w in configs} - {"layers", "floor"}:
+            try:
+                (root / f"widget_{commit[:10]}.py").write_text(widget_source(commit))
+            except RuntimeError as exc:
+                log(f"{NAME}: left out: {exc}")
+                configs = [c for c in configs if c[1] != commit]
+        env = {"SDSAM_CACHE": str(_cache_dir()), "HF_HUB_OFFLINE": "1"}
+        server, chromium, results = bh.LabServer(home, root, env=env), None, []
+        try:
+            server.start(timeout=60)
+            chromium = bh.Chromium(bh.find_chromium())
+            for model, widget in configs:
+                log(f"{NAME}: {model}/{widget[:10]}: {CLICKS} clicks in Chromium")
+                start = time.perf_counter()
+                result = measure_config(server, chromium, root, model, widget, device)
+                results.append((model, widget, result))
+                log(f"{NAME}: {model}/{widget[:10]} done in {time.perf_counter() - start:.0f} s")
+        finally:
+            if chromium is not None:
+                chromium.close()
+            server.stop()
+    return results
 
 
 def summarize(result: dict) -> dict:
@@ -370,11 +364,10 @@ def summarize(result: dict) -> dict:
 
 def _quick(ctx: Context, sec: Section) -> Section:
     """No browser: the tiny SAM and the widget's kernel-side share of synthetic clicks."""
-    import sdsam_nb
     from sdsam_nb.segment.clicks import ClickSegmenter
     from sdsam_nb.segment.widget import MaskPicker
 
-    picker = MaskPicker(ClickSegmenter(sdsam_nb.load_sam("tiny", device=ctx.device), picture()))
+    picker = MaskPicker(ClickSegmenter(build_model("tiny", ctx.device.type), picture()))
     w, h = PICTURE_SIZE
     share = []
     for k, (fx, fy, positive) in enumerate(click_plan(QUICK_CLICKS)):
@@ -392,85 +385,46 @@ def run(ctx: Context) -> Section:
     sec = Section(NAME, TITLE)
     if ctx.quick:
         return _quick(ctx, sec)
-    chromium_path = bh.find_chromium()
     try:
         import playwright  # noqa: F401
     except ImportError:
-        chromium_path = None
-    if chromium_path is None:
+        playwright = None
+    if bh.find_chromium() is None or playwright is None:
         sec.status = "skipped"
         sec.reason = "needs Chromium and the playwright package (`make browser`)"
         return sec
-    device = "cuda" if ctx.cuda else "cpu"
-    try:
-        legacy = legacy_widget_source()
-    except RuntimeError as exc:
-        legacy = None
-        sec.notes.append(f"before-the-layers rows left out: {exc}")
-    results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="sdsam-browser-bench-") as tmp:
-        home, root = Path(tmp) / "home", Path(tmp) / "root"
-        root.mkdir()
-        if legacy is not None:
-            (root / "legacy_widget.py").write_text(legacy)
-        env = {"SDSAM_CACHE": str(_cache_dir()), "HF_HUB_OFFLINE": "1"}
-        server = bh.LabServer(home, root, env=env)
-        chromium = None
-        try:
-            server.start(timeout=60)
-            chromium = bh.Chromium(chromium_path)
-            for model, widget in CONFIGS:
-                if widget == "legacy" and legacy is None:
-                    continue
-                key = f"{model}/{widget}"
-                ctx.log(f"{NAME}: {key}: {CLICKS} clicks in Chromium")
-                start = time.perf_counter()
-                results[key] = measure_config(server, chromium, root, model, widget, device)
-                ctx.log(f"{NAME}: {key} done in {time.perf_counter() - start:.0f} s")
-        finally:
-            if chromium is not None:
-                chromium.close()
-            server.stop()
-    sec.extra["results"] = results
-    summaries = {key: summarize(r) for key, r in results.items()}
-    sec.extra["summaries"] = summaries
+    done = measure(CONFIGS, "cuda" if ctx.cuda else "cpu", ctx.log)
+    sec.extra["results"] = {f"{m}/{w}": r for m, w, r in done}
+    summaries = sec.extra["summaries"] = {f"{m}/{w}": summarize(r) for m, w, r in done}
     for key, s in summaries.items():
         model, widget = key.split("/")
-        kind = {
-            "layers": "layers",
-            "legacy": "before (full repaint)",
-            "floor": "a bare canvas drawing one disc per click",
-        }[widget]
-        label = f"{MODEL_LABEL[model]}, {kind}"
-        judge = widget == "layers"
+        kind = {"layers": "layers", "floor": "a bare canvas drawing one disc per click"}
+        label = f"{MODEL_LABEL[model]}, {kind.get(widget, 'before (full repaint)')}"
 
         def add(what: str, ms: float, **kw) -> None:
             sec.add(f"{label}: {what}", ms / 1000, "s", **kw)  # noqa: B023
 
-        if widget == "floor":  # no SAM: its whole time is messaging
-            add(f"mouse-down to repaint, median of {CLICKS}", s["total"]["median"])
-            add("mouse-down to repaint, p90", s["total"]["p90"])
-            add("next animation frame after the repaint, median", s["frame"]["median"])
-            continue
         add(f"mouse-down to repaint, median of {CLICKS}", s["total"]["median"])
         add("mouse-down to repaint, p90", s["total"]["p90"])
-        add("SAM's share, median", s["sam"]["median"])
-        add(
-            "widget's share (kernel + browser), median",
-            s["widget"]["median"],
-            target=f"≤ {TARGET_WIDGET_MS} ms" if judge else "",
-            met=(s["widget"]["median"] <= TARGET_WIDGET_MS) if judge else None,
-        )
-        add("widget's share, p90", s["widget"]["p90"])
-        add("widget's share in the kernel, median", s["widget_kernel"]["median"])
+        if widget != "floor":  # the floor has no SAM: its whole time is messaging
+            share = s["widget"]["median"]
+            judged = widget == "layers"  # the checkout's widget
+            target = {"target": f"≤ {TARGET_WIDGET_MS} ms", "met": share <= TARGET_WIDGET_MS}
+            add("SAM's share, median", s["sam"]["median"])
+            add("widget's share (kernel + browser), median", share, **(target if judged else {}))
+            add("widget's share, p90", s["widget"]["p90"])
+            add("widget's share in the kernel, median", s["widget_kernel"]["median"])
         add("next animation frame after the repaint, median", s["frame"]["median"])
-    new, old = summaries.get("tiny/layers"), summaries.get("tiny/legacy")
+    new, old = summaries.get("tiny/layers"), summaries.get(f"tiny/{LEGACY_COMMIT}")
     if new and old:
-        sec.add(
-            "tiny SAM: widget's share, before / layers (medians)",
-            old["widget"]["median"] / new["widget"]["median"],
-            "x",
-        )
+        ratio = old["widget"]["median"] / new["widget"]["median"]
+        sec.add("tiny SAM: widget's share, before / layers (medians)", ratio, "x")
+    _notes(sec, ctx, summaries)
+    return sec
+
+
+def _notes(sec: Section, ctx: Context, summaries: dict) -> None:
+    from sdsam_nb.segment.widget import MaskPicker
 
     sec.notes.append(
         f"JupyterLab + headless Debian Chromium (software rendering) on {ctx.device}, one "
@@ -484,9 +438,10 @@ def run(ctx: Context) -> Section:
         "mouse-down and nothing else: what any click costs in messaging (kernel, Jupyter server, "
         "browser); it is not a strict lower bound (it varies from run to run on a busy machine)"
     )
-    floor, subject = summaries.get("none/floor"), summaries.get("subject/layers")
+    keys = ("none/floor", "subject/layers", "tiny/layers")
+    floor, subject, tiny = (summaries.get(k) for k in keys)
     shares = [v["widget"]["median"] for k, v in summaries.items() if k.endswith("/layers")]
-    if floor and subject and shares and max(shares) > TARGET_WIDGET_MS:
+    if floor and subject and tiny and max(shares) > TARGET_WIDGET_MS:
         bare = floor["total"]["median"]
         sec.notes.append(
             f"the {TARGET_WIDGET_MS} ms target is not met: in this run a bare canvas that draws "
@@ -494,31 +449,21 @@ def run(ctx: Context) -> Section:
             "alone (browser, Jupyter server, kernel, and back); the layered widget adds "
             f"{subject['widget']['median'] - bare:.1f} ms to it for a subject-shaped mask (its "
             f"kernel part {subject['widget_kernel']['median']:.1f} ms) and "
-            f"{summaries['tiny/layers']['widget']['median'] - bare:.1f} ms for the tiny SAM's "
-            "speckled masks (sent as a PNG, which the browser loads as an image)"
-            if "tiny/layers" in summaries
-            else f"the {TARGET_WIDGET_MS} ms target is not met (bare canvas: {bare:.1f} ms)"
+            f"{tiny['widget']['median'] - bare:.1f} ms for the tiny SAM's speckled masks (its "
+            f"kernel part {tiny['widget_kernel']['median']:.1f} ms)"
         )
     sec.notes.append(
         f"'the subject's true mask, no model' = {SubjectMask.__name__}: every prompt answered "
         f"with the disc of the picture at no cost, drawn as {subject_runs()} rows' runs "
         "(rectangles) as a trained SAM's mask of a subject would be; the random-weight and "
-        "tiny models answer with speckled masks of tens of thousands of runs, which the widget "
-        f"sends as a PNG (more than MAX_RUNS = {_max_runs()})"
+        "tiny models answer with speckled masks of tens of thousands of runs, drawn the same "
+        f"way ({MaskPicker.__name__} sends every mask layer as rectangles)"
     )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    if load is not None:
+    if hasattr(os, "getloadavg"):
         sec.notes.append(
-            f"load average at the end: {load:.1f} on {os.cpu_count()} cores (other work on the "
-            "machine slows every hop of a click: browser, server, kernel)"
+            f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other "
+            "work on the machine slows every hop of a click: browser, server, kernel)"
         )
-    return sec
-
-
-def _max_runs() -> int:
-    from sdsam_nb.segment.widget import MAX_RUNS
-
-    return MAX_RUNS
 
 
 def _cache_dir() -> Path:

@@ -20,7 +20,6 @@ import os
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 from conftest import load_or_skip
 
@@ -30,8 +29,7 @@ from benchmarks.browser_harness import (
     canvas_pixels,
     execute_in_kernel,
     find_chromium,
-    open_notebook,
-    run_all_confirmed,
+    write_notebook,
 )
 from benchmarks.browser_harness import wait_for as _wait_for
 
@@ -39,6 +37,7 @@ pytestmark = pytest.mark.browser
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 IMAGE_W, IMAGE_H = 900, 600  # wider than the default display width (768): clicks are scaled
+CANVAS = ".jp-OutputArea-output canvas.sdsam-test-canvas"
 
 SETUP = """\
 import pathlib
@@ -127,22 +126,6 @@ picker
 """
 
 
-def write_notebook(path: Path, out: Path, model: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell(SETUP.format(out=str(out))),
-        nbformat.v4.new_code_cell(PICKER.format(w=IMAGE_W, h=IMAGE_H, model=model)),
-    ]
-    # Collapse the long cell's source so that the widget sits in the first screen.
-    nb.cells[1].metadata["jupyter"] = {"source_hidden": True}
-    nbformat.write(nb, path)
-
-
 @pytest.fixture
 def chromium_path() -> str:
     path = find_chromium()
@@ -166,7 +149,8 @@ def lab(request, chromium_path, tmp_path):
     out = tmp_path / "kernel-out"
     root.mkdir()
     out.mkdir()
-    write_notebook(root / "picker.ipynb", out, request.param)
+    picker = PICKER.format(w=IMAGE_W, h=IMAGE_H, model=request.param)
+    write_notebook(root / "picker.ipynb", SETUP.format(out=str(out)), picker)
     env = {"SDSAM_CACHE": os.environ["SDSAM_CACHE"], "HF_HUB_OFFLINE": "1"}
     server = LabServer(tmp_path / "jupyter-home", root, env=env)
     try:
@@ -191,11 +175,8 @@ def test_clicks_in_chromium_reach_the_kernel(lab, browser):
     page = browser.page
     out: Path = lab.out
 
-    def detail() -> str:
-        return f"{lab.log_tail()}\n{browser.console_tail()}"
-
     def wait_for(check, timeout, what):
-        return _wait_for(check, timeout, what, 0.1, detail)
+        return _wait_for(check, timeout, what, 0.1, lambda: browser.detail(lab))
 
     def state() -> dict | None:
         try:
@@ -210,18 +191,13 @@ def test_clicks_in_chromium_reach_the_kernel(lab, browser):
             f"change #{n} in the kernel",
         )
 
-    open_notebook(page, lab, "picker.ipynb", timeout=60)
-    run_all_confirmed(page, out / "started", tries=3, timeout=10, detail=detail)
+    browser.run_notebook(lab, "picker.ipynb", out / "started")
     initial = state_after(0, timeout=90)  # imports torch, loads the tiny SAM
     wait_for((out / "client_ready").exists, 30, "the canvas view to report client_ready")
     assert initial["points"] == [] and initial["mask_area"] == 0
     assert initial["display_size"] == [768, 512]
 
-    canvas = page.locator(".jp-OutputArea-output canvas.sdsam-test-canvas")
-    canvas.wait_for(state="visible", timeout=30_000)
-    canvas.scroll_into_view_if_needed(timeout=10_000)
-    page.wait_for_timeout(200)  # settle after scrolling
-    box = canvas.bounding_box()
+    box = browser.canvas_box(CANVAS)
     assert box is not None and box["width"] > 100
     scale_x, scale_y = IMAGE_W / box["width"], IMAGE_H / box["height"]
 
@@ -318,13 +294,12 @@ def test_clicks_in_chromium_reach_the_kernel(lab, browser):
 def check_layers(page, state: dict) -> None:
     """The canvas in the page shows what the kernel sent: a green or red marker at each point,
     the tinted mask inside it and the bare picture outside (within JPEG's error: the picture
-    layer is a JPEG, the mask layer a lossless PNG)."""
-    selector = ".jp-OutputArea-output canvas.sdsam-test-canvas"
+    layer is a JPEG, the mask layer whole-pixel rectangles)."""
     spots = [(round(x - 0.5), round(y - 0.5)) for x, y in state["markers"]]
     probes = state["probes"]
     assert "inside" in probes and "outside" in probes, probes
     spots += [(x, y) for x, y, _ in probes.values()]
-    pixels = canvas_pixels(page, selector, spots)
+    pixels = canvas_pixels(page, CANVAS, spots)
     markers, seen = pixels[: len(state["markers"])], pixels[len(state["markers"]) :]
     for label, (r, g, b, a) in zip(state["labels"], markers, strict=True):
         want = (0, 255, 0) if label == 1 else (255, 0, 0)
