@@ -354,27 +354,3 @@ def timed_click(
         "paints": len(paints),
         "done": value,
     }
-
-
-def canvas_pixels(page, selector: str, points: list[tuple[int, int]]) -> list[list[int]]:
-    """``[r, g, b, a]`` of the visible canvas at canvas pixels ``points`` (``(x, y)``)."""
-    return page.evaluate(
-        """([selector, points]) => {
-            const ctx = document.querySelector(selector).getContext('2d');
-            return points.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data));
-        }""",
-        [selector, [list(p) for p in points]],
-    )
-
-
-def execute_in_kernel(page, code: str) -> None:
-    """Run ``code`` in the current notebook's kernel as a cell would (``pre_run_cell`` and
-    ``post_run_cell`` fire), without adding a cell; not awaited."""
-    page.evaluate(
-        """(code) => {
-            const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-            kernel.requestExecute({ code, silent: false, store_history: false });
-            return true;
-        }""",
-        code,
-    )

@@ -313,7 +313,7 @@ def measure_config(server, chromium, root: Path, model: str, widget: str, device
             rows.append(timing)
     server.shutdown_kernels()
     embed_s = json.loads((out / "ready").read_text())["embed_s"]
-    return {"clicks": rows, "embed_s": embed_s, "css_width": box["width"]}
+    return {"clicks": rows, "embed_s": embed_s}
 
 
 def measure(configs, device: str = "cpu", log=print) -> list[tuple[str, str, dict]]:
@@ -353,11 +353,9 @@ def summarize(result: dict) -> dict:
     series = {
         "total": [r["last_paint"] for r in rows],
         "frame": [r["last_frame"] for r in rows if r["last_frame"] is not None],
-        "first": [r["first_paint"] for r in rows],
         "sam": [r["sam"] for r in rows],
         "widget": [r["last_paint"] - r["sam"] for r in rows],
         "widget_kernel": [r["kernel"] - r["sam"] for r in rows],
-        "browser": [r["last_paint"] - r["kernel"] for r in rows],
     }
     return {k: {"median": median(v), "p90": p90(v)} for k, v in series.items() if v}
 

@@ -26,8 +26,6 @@ from conftest import load_or_skip
 from benchmarks.browser_harness import (
     Chromium,
     LabServer,
-    canvas_pixels,
-    execute_in_kernel,
     find_chromium,
     write_notebook,
 )
@@ -267,7 +265,12 @@ def test_clicks_in_chromium_reach_the_kernel(lab, browser):
 
     # A cell keeps the kernel busy: the status line says so at once, and the clicks made
     # meanwhile (right clicks: exclude points in every mode) are computed once, as one action.
-    execute_in_kernel(page, "import time; time.sleep(3)")
+    # (sent as Lab sends a cell: pre_run_cell and post_run_cell fire; no cell is added)
+    page.evaluate(
+        """() => jupyterapp.shell.currentWidget.sessionContext.session.kernel.requestExecute(
+            { code: 'import time; time.sleep(3)', silent: false, store_history: false }
+        ) && true"""
+    )
     picker.get_by_text("kernel busy running a cell").wait_for(timeout=10_000)
     queued = [(0.1, 0.1), (0.9, 0.15), (0.85, 0.9)]
     for fx, fy in queued:
@@ -299,7 +302,13 @@ def check_layers(page, state: dict) -> None:
     probes = state["probes"]
     assert "inside" in probes and "outside" in probes, probes
     spots += [(x, y) for x, y, _ in probes.values()]
-    pixels = canvas_pixels(page, CANVAS, spots)
+    pixels = page.evaluate(
+        """([selector, spots]) => {
+            const ctx = document.querySelector(selector).getContext('2d');
+            return spots.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data));
+        }""",
+        [CANVAS, spots],
+    )
     markers, seen = pixels[: len(state["markers"])], pixels[len(state["markers"]) :]
     for label, (r, g, b, a) in zip(state["labels"], markers, strict=True):
         want = (0, 255, 0) if label == 1 else (255, 0, 0)

@@ -4,23 +4,21 @@ A thin view over a :class:`sdsam_nb.segment.clicks.ClickSegmenter` (points, box,
 undo and redo live there): it maps mouse events to the segmenter's methods and draws its
 state, with the public APIs of ipycanvas, ipyevents and ipywidgets only.
 
-Mouse: the canvas ignores the mouse (CSS ``pointer-events: none``, :data:`SURFACE_CSS`); an
+Mouse: the canvas ignores it (CSS ``pointer-events: none``, :data:`SURFACE_CSS`); an
 ``ipyevents.Event`` on the box around it (``MaskPicker.surface``) sends ``mousedown`` and
-``mouseup`` with the button, the modifier keys and ``relativeX/Y`` in CSS pixels, mapped to
-image pixels with the element's bounding rectangle (``contextmenu`` is watched only so that
-``prevent_default_action`` keeps the menu away). ipycanvas' own mouse events carry no button
-or keys, and a canvas' views send the kernel every move, to be read before each click.
-:meth:`MaskPicker.click` and :meth:`MaskPicker.drag` hand events of the same shape to the
-same handler (tests, headless runs).
+``mouseup`` with the button, the modifier keys and ``relativeX/Y`` in CSS pixels (mapped to
+image pixels with the element's bounding rectangle), and keeps ``contextmenu``'s menu away.
+ipycanvas' own mouse events carry no button or keys, and a canvas' views send the kernel every
+move, to be read before each click. :meth:`MaskPicker.click` and :meth:`MaskPicker.drag` hand
+events of the same shape to the same handler (tests, headless runs).
 
 Drawing: a ``MultiCanvas`` of two layers (:data:`LAYERS`), one ``hold_canvas()`` batch per
-change. ``picture``: the picture at display size (``put_image_data``, a JPEG), sent once and
-again only when a view reports ``client_ready`` (ipycanvas does not replay drawings).
-``overlay``: the chosen mask tinted with :data:`MASK_COLOR` at :data:`MASK_ALPHA`, its outline
-opaque (:func:`mask_layer`), as ``fill_rects`` of its rows' runs (:func:`layer_runs`: whole
-pixels, numbers only, nothing for the browser to decode), then a text prompt's detections
-(dashed), the box, a pending box corner and the markers. Headless, ``canvas.image_data``
-stays ``None``: :attr:`MaskPicker.rendered` composes the layers in numpy as the browser does.
+change: the ``picture`` at display size (``put_image_data``, a JPEG), sent once and again only
+when a view reports ``client_ready`` (ipycanvas does not replay drawings), and the ``overlay``:
+the mask layer (:func:`mask_layer`) as ``fill_rects`` of its rows' runs (:func:`layer_runs`:
+whole pixels, nothing for the browser to decode), then a text prompt's detections (dashed), the
+box, a pending box corner and the markers. Headless, ``canvas.image_data`` stays ``None``:
+:attr:`MaskPicker.rendered` composes the layers in numpy as the browser does.
 
 A busy kernel: mouse events wait in the kernel's queue while a cell runs. The widget follows
 IPython's ``pre_run_cell`` / ``post_run_cell``: the status line says the kernel is busy, and
@@ -73,6 +71,10 @@ QUEUE_WINDOW_S = 0.05
 """Collected clicks are predicted once no other click arrived for this long (s)."""
 SLOW_S = 0.25
 """After a prediction this slow (s), the next click's marker is drawn before SAM runs."""
+BUSY_NOTE = (
+    "kernel busy running a cell: clicks made now wait until it is done "
+    "(then SAM runs once for all of them)"
+)
 SURFACE_CSS = "<style>.sdsam-picker-surface canvas { pointer-events: none; }</style>"
 """The canvas ignores the mouse; the box around it (``MaskPicker.surface``) gets it."""
 
@@ -193,8 +195,8 @@ class MaskPicker(widgets.VBox):
         self._area = 0.0  # of the mask, % of the image
         self._anchor: tuple[int, int] | None = None  # first box corner, image pixels
         self._syncing = False  # the candidates' buttons follow the segmenter
-        self._message = self._busy_note = ""
-        self._busy_since: float | None = None
+        self._message = ""
+        self._busy_since: float | None = None  # perf_counter() time the running cell started
         self._collect_until = 0.0  # perf_counter() time until which clicks are collected
         self._callbacks = widgets.CallbackDispatcher()
         self.last_latency_s: float | None = None
@@ -466,20 +468,16 @@ class MaskPicker(widgets.VBox):
             shell.events.register("post_run_cell", self._on_cell_end)
 
     def _on_cell_start(self, info=None) -> None:
-        """A cell starts: clicks made now wait in the kernel's queue; say so."""
+        """A cell starts: clicks made now wait in the kernel's queue (the status line says so)."""
         self.flush()
         self._busy_since = time.perf_counter()
-        self._busy_note = (
-            "kernel busy running a cell: clicks made now wait until it is done "
-            "(then SAM runs once for all of them)"
-        )
         self._update_status()
 
     def _on_cell_end(self, result=None) -> None:
         """A cell is done: clicks that queued while it ran are read next; collect them."""
         if self._busy_since is not None:
             self._check_busy(self._busy_since)
-        self._busy_since, self._busy_note = None, ""
+            self._busy_since = None
         self._update_status()
 
     def _check_busy(self, since: float) -> None:
@@ -617,7 +615,7 @@ class MaskPicker(widgets.VBox):
         self.clear_box_button.disabled = seg.box is None
         labels = [int(v) for v in seg.labels]
         n = len(labels)
-        parts = [f"<b>{self._busy_note}</b>"] if self._busy_note else []
+        parts = [] if self._busy_since is None else [f"<b>{BUSY_NOTE}</b>"]
         parts.append(
             f"{n} point{'s' * (n != 1)} ({labels.count(1)} include, {n - labels.count(1)} exclude)"
         )
