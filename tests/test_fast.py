@@ -114,6 +114,21 @@ def test_the_plain_pipeline_keeps_its_weights_and_pictures(models):
     assert quiet is not fast["lcm"] and quiet.unet is fast["lcm"].unet
 
 
+def test_the_disk_cache_of_pictures_tells_the_adapter_apart(models):
+    """The same call, sampler, steps and guidance: the plain pipeline's cached picture is not
+    the fast one's (the cache keys on the model's identity, which names the adapter)."""
+    plain = sdsam_nb.load_sd("tiny", progress=False)
+    fast = sdsam_nb.load_sd("tiny", fast="lcm", progress=False)
+    same = {"steps": 4, "guidance": 1.0, "scheduler": "lcm", "width": 64, "height": 64}
+    stored = sdsam_nb.generate(plain, "a red chair", **same)[0]
+    assert stored.info["cache"] == "miss"
+    assert sdsam_nb.generate(plain, "a red chair", **same)[0].info["cache"] == "hit"
+    made = sdsam_nb.generate(fast, "a red chair", **same)[0]
+    assert made.info["cache"] == "miss"
+    assert not np.array_equal(np.asarray(made), np.asarray(stored))
+    assert sdsam_nb.generate(fast, "a red chair", **same)[0].info["cache"] == "hit"
+
+
 def test_few_step_runs_are_seeded_and_repeat_bit_identically(models):
     for kind in KINDS:
         fast = sdsam_nb.load_sd("tiny", fast=kind, progress=False)

@@ -31,11 +31,10 @@ class FastMode:
     """A few-step LoRA for SD 1.x and how its model card samples with it.
 
     ``adapter``: the hub repo (or a local folder); ``weight_name``: the file in it;
-    ``revision``: the commit pinned (the hub file is read at that commit); ``scheduler``: a sampler name
-    (:data:`~sdsam_nb.models.schedulers.SCHEDULERS`);
-    ``steps`` / ``guidance``: the defaults of a call that gives none; ``call``: further
-    pipeline-call arguments it needs, as ``(name, value)`` pairs; ``card``: where it is
-    described.
+    ``revision``: the commit pinned (the hub file is read at that commit); ``scheduler``: a
+    sampler name (:data:`~sdsam_nb.models.schedulers.SCHEDULERS`); ``steps`` / ``guidance``:
+    the defaults of a call that gives none; ``call``: further pipeline-call arguments it
+    needs, as ``(name, value)`` pairs; ``card``: where it is described.
     """
 
     adapter: str
@@ -135,9 +134,9 @@ _LORA_PARTS = ("unet", "text_encoder")
 
 class FastAdapter:
     """The LoRA file of few-step mode ``fast`` for ``model``: the hub file at the pinned
-    revision (from the Hugging Face cache, downloaded once) or the file in the entry's local
-    folder, or the built-in tiny one for ``"tiny"``; its state dict as diffusers reads it, the components it changes, and what
-    identifies it in ``run.json`` (:attr:`identity`).
+    revision (from the Hugging Face cache, downloaded once), the file in the entry's local
+    folder, or the built-in tiny one for ``"tiny"``; its state dict as diffusers reads it,
+    the components it changes, and what identifies it in ``run.json`` (:attr:`identity`).
 
     Raises:
         ValueError: the file holds no LoRA weights, or weights of a component an SD v1

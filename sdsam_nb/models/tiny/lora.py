@@ -2,11 +2,12 @@
 :data:`sdsam_nb.models.fast.FAST`, so that ``load_sd("tiny", fast="lcm")`` loads an adapter
 offline through the same ``lora_state_dict`` / ``load_lora_weights`` path the real ones take.
 
-Each is built as a LoRA is trained, with peft: adapters on the tiny UNet's attention,
-feed-forward, projection and ResNet layers (rank 4), here filled with seeded random numbers
-instead of trained ones (peft starts ``lora_B`` at zero, which would change nothing), and
-written with diffusers' ``save_lora_weights`` under the real adapter's file name. Its pictures
-differ from the plain model's; they are noise, as every tiny model's are.
+Each is built as a LoRA is trained, with peft: adapters on the UNet's attention,
+feed-forward, projection and ResNet layers (rank 4 on the tiny UNet; another SD folder and
+rank can be given), here filled with seeded random numbers instead of trained ones (peft starts
+``lora_B`` at zero, which would change nothing), and written with diffusers'
+``save_lora_weights`` under the real adapter's file name. Its pictures differ from the plain
+model's; they are noise, as every tiny model's are.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ TARGETS = (
 )
 
 
-def _write_lora(folder: Path, sd: Path, kind: str, weight_name: str) -> None:
+def _write_lora(folder: Path, sd: Path, kind: str, weight_name: str, rank: int) -> None:
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
     with loading_bars(False):
         unet = UNet2DConditionModel.from_pretrained(sd, subfolder="unet")
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=list(TARGETS)))
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(TARGETS)))
     # one seed per kind: each kind's adapter is another one, as the real ones are
     generator = torch.Generator().manual_seed(SEED + sum(kind.encode()))
     with torch.no_grad():
@@ -57,12 +58,17 @@ def _write_lora(folder: Path, sd: Path, kind: str, weight_name: str) -> None:
     )
 
 
-def lora_folder(root: Path, kind: str, weight_name: str) -> Path:
-    """The folder under ``root`` holding the tiny ``kind`` adapter as ``weight_name`` (the
-    real adapter's file name), built on first use from the tiny SD's UNet (~1 s)."""
-    sd = sd_folder(root)
+def lora_folder(
+    root: Path, kind: str, weight_name: str, *, sd: Path | None = None, rank: int = 4
+) -> Path:
+    """The folder ``root / LORA_RECIPE / kind`` holding a random ``kind`` adapter as
+    ``weight_name`` (the real adapter's file name), built on first use (~1 s for the tiny
+    SD). ``sd``: the SD pipeline folder whose UNet it is for (default: the tiny SD under
+    ``root``); ``rank``: its LoRA rank. One folder per ``root`` and ``kind``: another ``sd`` or
+    ``rank`` needs another ``root`` (the benchmarks build one for a full-size UNet so)."""
+    sd = sd_folder(root) if sd is None else Path(sd)
     return build_folder(
         Path(root) / LORA_RECIPE / kind,
         weight_name,
-        lambda tmp: _write_lora(tmp, sd, kind, weight_name),
+        lambda tmp: _write_lora(tmp, sd, kind, weight_name, rank),
     )
