@@ -250,7 +250,7 @@ def _hub_file(fast: str, mode: FastMode) -> tuple[Path, str | None]:
     """The folder of ``mode``'s file in the Hugging Face cache (downloaded once) and the
     commit of that snapshot."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.utils import EntryNotFoundError
 
     try:
         path = Path(hf_hub_download(mode.adapter, mode.weight_name, revision=mode.revision))

@@ -137,21 +137,21 @@ def load_sd(
             :func:`img2img` use it too. Calling again with another scheduler (or another
             ``progress``) returns another pipeline object on the same weights, without
             loading them again; the pipeline returned before is not changed.
-        fast: a few-step mode, a name from :data:`~sdsam_nb.models.fast.FAST`: ``"lcm"``
-            (LCM-LoRA), ``"tcd"`` (TCD) or ``"hyper-sd"`` (Hyper-SD, 8 steps); ``None``
-            (default): off. The adapter's LoRA file is read from the hub at its pinned
-            revision (``"tiny"`` reads a built-in tiny one), checked against this model,
-            loaded with diffusers' ``load_lora_weights`` and fused into a UNet of this
-            pipeline's own: a second UNet in memory (text encoder, tokenizer and VAE are the
-            plain pipeline's when it is loaded), and pipelines loaded without ``fast`` keep
-            their pictures. The pipeline samples with the adapter's scheduler, and
+        fast: a few-step mode, a name from :data:`~sdsam_nb.models.fast.FAST`: ``"lcm"`` (LCM-LoRA),
+            ``"tcd"`` (TCD) or ``"hyper-sd"`` (Hyper-SD, 8 steps); ``None`` (default): off. The
+            adapter's LoRA file is read from the hub at its pinned revision (``"tiny"`` reads a
+            built-in tiny one), checked against this model, loaded with diffusers'
+            ``load_lora_weights`` and fused into a UNet of this pipeline's own: a second UNet in
+            memory where the plain pipeline is loaded too (whose text encoder, tokenizer and VAE it
+            shares when that was loaded first), and pipelines loaded without ``fast`` keep their
+            pictures. The pipeline samples with the adapter's scheduler, and
             :func:`sdsam_nb.generate`, :func:`~sdsam_nb.inpaint_background` and
-            :func:`~sdsam_nb.reframe` take the adapter's steps and guidance where a call
-            gives none (:func:`~sdsam_nb.models.fast.sampling`). With ``fast``, leave
-            ``scheduler`` at its default (or give the adapter's own). :func:`inpainting` and
-            :func:`img2img` carry the adapter over (a dedicated inpainting checkpoint gets it
-            fused into its own UNet); the salient method (SD 2) refuses it. ``run.json``
-            records the adapter, its revision and commit.
+            :func:`~sdsam_nb.reframe` take the adapter's steps and guidance where a call gives none
+            (:func:`~sdsam_nb.models.fast.sampling`). With ``fast``, leave ``scheduler`` at its
+            default (or give the adapter's own). :func:`inpainting` and :func:`img2img` carry the
+            adapter over (a dedicated inpainting checkpoint gets it fused into its own UNet); the
+            salient method (SD 2) refuses it. ``run.json`` records the adapter, its revision and
+            commit.
 
     Returns:
         A ``diffusers.StableDiffusionPipeline`` on ``device``. Calling again with the same
