@@ -14,7 +14,6 @@ Conventions (see :mod:`sdsam_nb.images`): points are ``(x, y)`` in image pixels,
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -26,12 +25,12 @@ from PIL import Image
 from .. import caching
 from ..images import ImageLike, to_rgb
 from ..recording import recorded
-from ..validate import check_flag, is_number, parse_points
+from ..validate import check_flag, is_int, is_number, parse_points
 from .base import as_segmenter
 from .detect import Detector, detect
 
 FORMAT_VERSION = 1
-_OPS = ("point", "points", "box", "text", "clear_box", "choose", "reset")
+_CORNERS = ("x0", "y0", "x1", "y1")
 
 
 class Candidate(NamedTuple):
@@ -77,9 +76,9 @@ class ClickSegmenter:
             computing it), else compute and store it; ``False`` neither reads nor writes the
             cache. :attr:`embedding_cache` says which happened.
 
-    Every action (:meth:`add_point`, :meth:`add_points`, :meth:`set_box`, :meth:`clear_box`,
-    :meth:`choose`, :meth:`reset`) returns the new ``HxW bool`` mask and can be undone. After
-    each prediction the candidate with the best score is chosen.
+    Every action (:meth:`add_point`, :meth:`add_points`, :meth:`set_box`, :meth:`set_text`,
+    :meth:`clear_box`, :meth:`choose`, :meth:`reset`) returns the new ``HxW bool`` mask and
+    can be undone. After each prediction the candidate with the best score is chosen.
     """
 
     def __init__(
@@ -165,6 +164,16 @@ class ClickSegmenter:
         return self._state.box
 
     @property
+    def detections(self) -> list[tuple[float, float, float, float]]:
+        """The boxes the current text prompt found (XYXY image pixels); ``[]`` without one."""
+        return list(self._state.detections)
+
+    @property
+    def text(self) -> str | None:
+        """The text prompt whose box is in effect (``None`` without one, or once replaced)."""
+        return self._state.text
+
+    @property
     def candidates(self) -> list[Candidate]:
         """SAM's answers to the current prompt (3 or 1; none without a prompt)."""
         masks = self._masks(self._state)
@@ -223,15 +232,13 @@ class ClickSegmenter:
         """
         fx = self._coordinate(x, "x", self._w)
         fy = self._coordinate(y, "y", self._h)
-        if isinstance(positive, (bool, np.bool_)) or (
-            isinstance(positive, numbers.Integral) and positive in (0, 1)
+        if not isinstance(positive, (bool, np.bool_)) and not (
+            is_int(positive) and positive in (0, 1)
         ):
-            positive = bool(positive)
-        else:
             raise ValueError(
                 f"positive must be True (include) or False (exclude), not {positive!r}"
             )
-        return self._do({"op": "point", "x": fx, "y": fy, "positive": positive})
+        return self._do({"op": "point", "x": fx, "y": fy, "positive": bool(positive)})
 
     def add_points(self, points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
         """Add several clicks at once with **one** prediction (one undo step).
@@ -248,8 +255,8 @@ class ClickSegmenter:
             raise ValueError("add_points needs at least one point [x, y] or [x, y, label]")
         checked = [
             [
-                self._with_name(f"points[{k}]", self._coordinate, x, "x", self._w),
-                self._with_name(f"points[{k}]", self._coordinate, y, "y", self._h),
+                _named(f"points[{k}]", self._coordinate, x, "x", self._w),
+                _named(f"points[{k}]", self._coordinate, y, "y", self._h),
                 int(label),
             ]
             for k, (x, y, label) in enumerate(rows)
@@ -262,13 +269,12 @@ class ClickSegmenter:
         The box must lie within the image (``0..width``, ``0..height``) and have a non-zero
         width and height. Returns the new ``HxW bool`` mask.
         """
-        xs = sorted(self._coordinate(v, n, self._w, end=True) for v, n in ((x0, "x0"), (x1, "x1")))
-        ys = sorted(self._coordinate(v, n, self._h, end=True) for v, n in ((y0, "y0"), (y1, "y1")))
-        if xs[0] == xs[1] or ys[0] == ys[1]:
+        box = self._corners(x0, y0, x1, y1)
+        if box is None:
             raise ValueError(
                 f"box ({x0}, {y0}, {x1}, {y1}) has zero area: drag a box with a width and a height"
             )
-        return self._do({"op": "box", "x0": xs[0], "y0": ys[0], "x1": xs[1], "y1": ys[1]})
+        return self._do({"op": "box", **box})
 
     def set_text(
         self,
@@ -310,11 +316,8 @@ class ClickSegmenter:
         if not found:
             return []
         boxes = [tuple(float(v) for v in b) for b in found]
-        if combine == "best":
-            x0, y0, x1, y1 = boxes[0]
-        else:
-            x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-            x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        x0, y0, x1, y1 = zip(*boxes, strict=True)
+        corners = boxes[0] if combine == "best" else (min(x0), min(y0), max(x1), max(y1))
         self._do_text(
             {
                 "op": "text",
@@ -324,30 +327,10 @@ class ClickSegmenter:
                 "text_threshold": float(text_threshold),
                 "combine": combine,
                 "boxes": [list(b) for b in boxes],
-                "x0": x0,
-                "y0": y0,
-                "x1": x1,
-                "y1": y1,
+                **dict(zip(_CORNERS, corners, strict=True)),
             }
         )
         return boxes
-
-    def _do_text(self, action: dict) -> np.ndarray:
-        xs = sorted(self._coordinate(action[k], k, self._w, end=True) for k in ("x0", "x1"))
-        ys = sorted(self._coordinate(action[k], k, self._h, end=True) for k in ("y0", "y1"))
-        if xs[0] == xs[1] or ys[0] == ys[1]:
-            raise ValueError(f"the text prompt's box {xs + ys} has zero area")
-        return self._do({**action, "x0": xs[0], "y0": ys[0], "x1": xs[1], "y1": ys[1]})
-
-    @property
-    def detections(self) -> list[tuple[float, float, float, float]]:
-        """The boxes the current text prompt found (XYXY image pixels); ``[]`` without one."""
-        return list(self._state.detections)
-
-    @property
-    def text(self) -> str | None:
-        """The text prompt whose box is in effect (``None`` without one, or once replaced)."""
-        return self._state.text
 
     def clear_box(self) -> np.ndarray:
         """Remove the box prompt (nothing happens without one). Returns the new mask."""
@@ -363,11 +346,7 @@ class ClickSegmenter:
         count = self._state.count
         if count == 0:
             raise ValueError("choose(i): there are no candidates yet; click a point or set a box")
-        if (
-            isinstance(i, (bool, np.bool_))
-            or not isinstance(i, numbers.Integral)
-            or not 0 <= i < count
-        ):
+        if not is_int(i) or not 0 <= i < count:
             raise ValueError(f"choose(i): i must be an integer in 0..{count - 1}, got {i!r}")
         if int(i) == self._state.chosen:
             return self.mask
@@ -402,9 +381,10 @@ class ClickSegmenter:
         ``actions`` is the history that produced the current mask (undone actions are left
         out; everything before the last reset too): ``{"op": "point", "x", "y", "positive"}``,
         ``{"op": "points", "points": [[x, y, label], ...]}`` (:meth:`add_points`),
-        ``{"op": "box", "x0", "y0", "x1", "y1"}``, ``{"op": "clear_box"}``,
-        ``{"op": "choose", "i"}``. ``points`` (``[x, y]`` lists), ``labels``, ``box`` and
-        ``chosen`` describe the current prompt for reading; :meth:`from_dict` uses ``actions``.
+        ``{"op": "box", "x0", "y0", "x1", "y1"}``, ``{"op": "text", ...}`` (:meth:`set_text`:
+        the box and what found it), ``{"op": "clear_box"}``, ``{"op": "choose", "i"}``.
+        ``points`` (``[x, y]`` lists), ``labels``, ``box`` and ``chosen`` describe the current
+        prompt for reading; :meth:`from_dict` uses ``actions``.
         """
         actions = [dict(a) for a, _ in self._done]
         resets = [k for k, a in enumerate(actions) if a["op"] == "reset"]
@@ -447,8 +427,9 @@ class ClickSegmenter:
         rgb = to_rgb(image)
         size = d.get("image_size")
         if not isinstance(size, Sequence) or list(size) != list(rgb.size):
+            shown = "x".join(map(str, size)) if len(size or ()) == 2 else f"{size!r}-sized"
             raise ValueError(
-                f"d was recorded on a {_size_text(size)} image but this image is "
+                f"d was recorded on a {shown} image but this image is "
                 f"{rgb.width}x{rgb.height}: replay it on the same picture"
             )
         seg = cls(predictor, rgb, multimask=d.get("multimask", "auto"), cache=cache)
@@ -507,48 +488,39 @@ class ClickSegmenter:
                     "(e.g. 0.25), name the subject with a short noun phrase, or use points"
                 )
         if box is not None:
-            if isinstance(box, (str, bytes)) or not isinstance(box, (Sequence, np.ndarray)):
-                raise ValueError(f"box must be [x0, y0, x1, y1], got {box!r}")
-            if len(box) != 4:
+            if (
+                isinstance(box, (str, bytes))
+                or not isinstance(box, (Sequence, np.ndarray))
+                or len(box) != 4
+            ):
                 raise ValueError(f"box must be [x0, y0, x1, y1] (4 numbers), got {box!r}")
-            seg._with_name("box", seg.set_box, *box)
+            _named("box", seg.set_box, *box)
         for k, (x, y, label) in enumerate(rows):
-            seg._with_name(f"points[{k}]", seg.add_point, x, y, label == 1)
+            _named(f"points[{k}]", seg.add_point, x, y, label == 1)
         if chosen is not None:
             if seg._state.count == 0:
                 raise ValueError("chosen needs points or a box to choose among")
-            seg._with_name("chosen", seg.choose, chosen)
+            _named("chosen", seg.choose, chosen)
         return seg
 
     # ------------------------------------------------------------------ internals
 
-    def _with_name(self, name: str, method, *args):
-        try:
-            return method(*args)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
-
     def _replay(self, action, where: str) -> None:
-        if not isinstance(action, Mapping) or action.get("op") not in _OPS:
-            raise ValueError(f"{where} must be a dict with 'op' one of {list(_OPS)}: {action!r}")
-        op = action["op"]
+        ops = {
+            "point": lambda a: self.add_point(a["x"], a["y"], a["positive"]),
+            "points": lambda a: self.add_points(a["points"]),
+            "box": lambda a: self.set_box(a["x0"], a["y0"], a["x1"], a["y1"]),
+            "text": lambda a: self._do_text(dict(a)),
+            "clear_box": lambda a: self.clear_box(),
+            "choose": lambda a: self.choose(a["i"]),
+            "reset": lambda a: self.reset(),
+        }
+        if not isinstance(action, Mapping) or action.get("op") not in ops:
+            raise ValueError(f"{where} must be a dict with 'op' one of {list(ops)}: {action!r}")
         try:
-            if op == "point":
-                self.add_point(action["x"], action["y"], action["positive"])
-            elif op == "points":
-                self.add_points(action["points"])
-            elif op == "box":
-                self.set_box(action["x0"], action["y0"], action["x1"], action["y1"])
-            elif op == "text":
-                self._do_text(dict(action))
-            elif op == "clear_box":
-                self.clear_box()
-            elif op == "choose":
-                self.choose(action["i"])
-            else:
-                self.reset()
+            ops[action["op"]](action)
         except KeyError as exc:
-            raise ValueError(f"{where} ({op!r}) lacks the key {exc}") from None
+            raise ValueError(f"{where} ({action['op']!r}) lacks the key {exc}") from None
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
 
@@ -560,37 +532,51 @@ class ClickSegmenter:
         v = float(value)
         if not math.isfinite(v):
             raise ValueError(f"{name}={v} is not a finite number; {size}")
-        inside = 0 <= v <= limit if end else 0 <= v < limit
-        if not inside:
+        if not (0 <= v <= limit if end else 0 <= v < limit):
             bound = "<=" if end else "<"
             raise ValueError(
                 f"{name}={v:g} is outside the image: need 0 <= {name} {bound} {limit}; {size}"
             )
         return v
 
+    def _corners(self, x0, y0, x1, y1) -> dict[str, float] | None:
+        """The box's corners checked and sorted (``x0 < x1``, ``y0 < y1``); ``None`` when the
+        box has no area."""
+        xs = sorted(self._coordinate(v, n, self._w, end=True) for v, n in ((x0, "x0"), (x1, "x1")))
+        ys = sorted(self._coordinate(v, n, self._h, end=True) for v, n in ((y0, "y0"), (y1, "y1")))
+        if xs[0] == xs[1] or ys[0] == ys[1]:
+            return None
+        return dict(zip(_CORNERS, (xs[0], ys[0], xs[1], ys[1]), strict=True))
+
+    def _do_text(self, action: dict) -> np.ndarray:
+        box = self._corners(*(action[k] for k in _CORNERS))
+        if box is None:
+            raise ValueError(f"the text prompt's box {[action[k] for k in _CORNERS]} has zero area")
+        return self._do({**action, **box})
+
     def _do(self, action: dict) -> np.ndarray:
-        before = self._state
-        if action["op"] == "choose":
+        before, op = self._state, action["op"]
+        if op == "choose":
             after = replace(before, chosen=action["i"])
-        elif action["op"] == "reset":
+        elif op == "reset":
             after = self._empty
         else:
             points, labels, box = before.points, before.labels, before.box
-            if action["op"] == "point":
+            if op == "point":
                 points = (*points, (action["x"], action["y"]))
                 labels = (*labels, int(action["positive"]))
-            elif action["op"] == "points":
+            elif op == "points":
                 points = (*points, *((float(x), float(y)) for x, y, _ in action["points"]))
                 labels = (*labels, *(int(label) for _, _, label in action["points"]))
-            elif action["op"] in ("box", "text"):
-                box = (action["x0"], action["y0"], action["x1"], action["y1"])
+            elif op in ("box", "text"):
+                box = tuple(action[k] for k in _CORNERS)
             else:
                 box = None
             after = self._predict(points, labels, box, before)
-            if action["op"] == "text":
+            if op == "text":
                 boxes = tuple(tuple(b) for b in action["boxes"])
                 after = replace(after, detections=boxes, text=action["text"])
-            elif action["op"] in ("point", "points"):  # clicks refine the text prompt's box
+            elif op in ("point", "points"):  # clicks refine the text prompt's box
                 after = replace(after, detections=before.detections, text=before.text)
         self._done.append((action, after))
         self._undone.clear()
@@ -615,15 +601,14 @@ class ClickSegmenter:
             multimask=multimask,
         )
         self._last_latency_s = time.perf_counter() - start
-        masks, scores, low_res = prediction.masks, prediction.scores, prediction.low_res
-        masks = np.array(masks, dtype=bool)
-        masks.flags.writeable = False
-        low_res = np.array(low_res, dtype=np.float32)
-        low_res.flags.writeable = False
+        masks = np.array(prediction.masks, dtype=bool)
+        low_res = np.array(prediction.low_res, dtype=np.float32)
         packed = np.packbits(masks, axis=None)
-        packed.flags.writeable = False
-        scores = tuple(float(s) for s in np.asarray(scores).ravel())
-        state = _State(
+        for array in (masks, low_res, packed):
+            array.flags.writeable = False
+        scores = tuple(float(s) for s in np.asarray(prediction.scores).ravel())
+        self._unpacked = (packed, masks)
+        return _State(
             points=tuple(points),
             labels=tuple(labels),
             box=box,
@@ -633,8 +618,6 @@ class ClickSegmenter:
             low_res=low_res,
             chosen=int(np.argmax(scores)),
         )
-        self._unpacked = (packed, masks)
-        return state
 
     def _masks(self, state: _State) -> np.ndarray:
         """The ``CxHxW bool`` candidate masks of ``state`` (read-only, cached)."""
@@ -649,9 +632,9 @@ class ClickSegmenter:
         return self._unpacked[1]
 
 
-def _size_text(size) -> str:
+def _named(name: str, method, *args):
+    """``method(*args)``, its ``ValueError`` prefixed with ``name``."""
     try:
-        w, h = size
-        return f"{w}x{h}"
-    except (TypeError, ValueError):
-        return f"{size!r}-sized"
+        return method(*args)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
