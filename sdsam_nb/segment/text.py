@@ -1,8 +1,7 @@
 """Masks from a text phrase: a detector finds boxes for it ("red shoes"), the segmenter turns
 each box into a mask, and a documented ``combine`` rule makes one ``HxW bool`` mask of them.
 The ``method`` is chosen by name in :data:`TEXT_METHODS`: ``"grounding_dino"`` (Grounding DINO
-boxes, SAM masks) or ``"sam3"`` (SAM 3 finds and masks every instance itself,
-:mod:`sdsam_nb.segment.text_sam3`).
+boxes, SAM masks) or ``"sam3"`` (SAM 3 finds and masks every instance itself).
 
 :func:`text_mask` returns a :class:`TextMaskResult` rather than raising when nothing is found
 (``found=False`` with an empty mask and a ``message`` saying what to try); bad arguments raise
@@ -23,11 +22,10 @@ from .. import caching
 from ..images import ImageLike, to_rgb
 from ..models.detectors import DEFAULT_GROUNDING_DINO, load_grounding_dino
 from ..models.sam import load_sam
-from ..models.sam3 import DEFAULT_SAM3, load_sam3
+from ..models.sam3 import DEFAULT_SAM3, Sam3TextSegmenter, load_sam3
 from ..validate import check_flag
 from .base import as_segmenter
-from .detect import Detector, check_request, detect
-from .text_sam3 import sam3_instances
+from .detect import Detector, check_request, detect, kept
 
 COMBINE_RULES = ("union", "best")
 
@@ -122,11 +120,10 @@ def find_boxes(
     text_threshold: float = 0.25,
     max_boxes: int | None = 20,
 ) -> tuple[list[tuple[float, float, float, float]], list[str], list[float], str]:
-    """Grounding DINO's boxes for ``text`` on ``image``, without SAM.
-
-    Returns ``(boxes, labels, scores, source)``: XYXY image-pixel boxes clipped to the image,
-    sorted by score (best first), at most ``max_boxes``; ``source`` names the detector.
-    Raises ``ValueError`` for the same bad arguments as :func:`text_mask`.
+    """Grounding DINO's boxes for ``text`` on ``image``, without SAM: ``(boxes, labels, scores,
+    source)`` as :func:`sdsam_nb.segment.detect.detect` gives them. ``detector=None`` loads
+    ``load_grounding_dino()``. Raises ``ValueError`` for the same bad arguments as
+    :func:`text_mask`.
     """
     rgb = to_rgb(image)
     if detector is None:
@@ -142,33 +139,12 @@ def find_boxes(
     )
 
 
-def grounding_dino_boxes(
-    image: Image.Image,
-    text: str,
-    *,
-    detector: Detector | None = None,
-    predictor=None,
-    box_threshold: float = 0.35,
-    text_threshold: float = 0.25,
-    max_boxes: int | None = 20,
-):
-    """The Grounding DINO method of :func:`text_mask`: the detector's boxes, SAM's masks.
-
-    Returns:
-        ``(boxes, labels, scores, source, masks_for)`` as :func:`find_boxes` plus
-        ``masks_for(used)``: the ``NxHxW bool`` SAM masks of the boxes at the indices
-        ``used`` (``predictor``, else ``load_sam()``, is loaded only then).
-    """
+def grounding_dino_boxes(image: Image.Image, text: str, *, detector, predictor, **settings):
+    """The Grounding DINO method: :func:`find_boxes`, then SAM's mask of each box used
+    (``predictor``, else ``load_sam()``, is loaded only then)."""
     if predictor is not None:
         as_segmenter(predictor)
-    boxes, labels, scores, source = find_boxes(
-        image,
-        text,
-        detector=detector,
-        box_threshold=box_threshold,
-        text_threshold=text_threshold,
-        max_boxes=max_boxes,
-    )
+    boxes, labels, scores, source = find_boxes(image, text, detector=detector, **settings)
 
     def masks_for(used: list[int]) -> np.ndarray:
         sam = load_sam() if predictor is None else predictor
@@ -177,14 +153,49 @@ def grounding_dino_boxes(
     return boxes, labels, scores, source, masks_for
 
 
+def sam3_instances(image: Image.Image, text: str, *, detector, predictor, **settings):
+    """The SAM 3 method: one model finds every instance of the phrase and masks it (no box
+    detector, no SAM predictor). ``detector`` is a SAM 3 segmenter
+    (:func:`sdsam_nb.load_sam3`), ``None`` loads ``load_sam3()``; ``box_threshold`` is SAM 3's
+    score threshold; ``text_threshold`` is checked but not used.
+    """
+    max_boxes = settings["max_boxes"]
+    box_threshold, _ = check_request(text, **settings)
+    if predictor is not None:
+        raise ValueError(
+            "predictor is not used with method='sam3' (SAM 3 makes the masks itself): "
+            "leave it None, or use method='grounding_dino'"
+        )
+    if detector is None:
+        detector = load_sam3()
+    elif not isinstance(detector, Sam3TextSegmenter):
+        raise ValueError(
+            "detector must be a SAM 3 segmenter from sdsam_nb.load_sam3() with method='sam3', "
+            f"not {type(detector).__name__}"
+        )
+    masks, boxes, scores, labels = detector.segment(image, text, threshold=box_threshold)
+    keep = kept(boxes, scores, max_boxes)  # segment() sorted them: kept() keeps that order
+    instance_masks = masks[keep]
+    return (
+        [tuple(float(v) for v in boxes[i]) for i in keep],
+        [labels[i] for i in keep],
+        [float(scores[i]) for i in keep],
+        detector.source,
+        lambda used: instance_masks[np.asarray(used, dtype=int)],
+    )
+
+
 @dataclass(frozen=True)
 class TextMethod:
     """One way from a phrase to masks.
 
     ``find(image RGB PIL, text, *, detector, predictor, box_threshold, text_threshold,
-    max_boxes) -> (boxes, labels, scores, source, masks_for)``; ``load(model, device=)``
-    loads its detector (a :data:`~sdsam_nb.segment.detect.Detector` callable);
-    ``default_model`` is what ``load`` gets by default.
+    max_boxes) -> (boxes, labels, scores, source, masks_for)``: XYXY image-pixel boxes clipped
+    to the image (empty ones dropped), best first, at most ``max_boxes``, and
+    ``masks_for(used)``, the ``NxHxW bool`` masks of the boxes at the indices ``used``.
+    ``load(model, device=)`` loads its detector (a
+    :data:`~sdsam_nb.segment.detect.Detector` callable); ``default_model`` is what ``load``
+    gets by default.
     """
 
     find: Callable
@@ -278,7 +289,6 @@ def text_mask(
     if combine not in COMBINE_RULES:
         raise ValueError(f"combine must be one of {list(COMBINE_RULES)}, not {combine!r}")
     rgb = to_rgb(image)
-    w, h = rgb.size
     boxes, labels, scores, source, masks_for = spec.find(
         rgb,
         text,
@@ -289,50 +299,39 @@ def text_mask(
         max_boxes=max_boxes,
     )
     box_threshold, text_threshold = float(box_threshold), float(text_threshold)
-    settings = dict(
-        text=text,
-        combine=combine,
-        box_threshold=box_threshold,
-        text_threshold=text_threshold,
-        max_boxes=max_boxes,
-        detector=source,
-    )
-    if not boxes:
-        return TextMaskResult(
-            mask=np.zeros((h, w), dtype=bool),
-            boxes=[],
-            labels=[],
-            scores=[],
-            found=False,
-            used=[],
-            box_masks=[],
-            message=(
-                f"Nothing found for {text!r} with box_threshold={box_threshold}: lower "
-                "box_threshold (e.g. 0.25), name the subject with a short noun phrase "
-                "('red shoes'), or click the subject instead."
-            ),
-            **settings,
+    if boxes:
+        used = list(range(len(boxes))) if combine == "union" else [0]
+        masks = list(masks_for(used))
+        mask = np.logical_or.reduce(masks, axis=0)
+        what = f"{len(boxes)} box{'es' if len(boxes) > 1 else ''} for {text!r}"
+        rule = (
+            f"union of {len(used)} masks"
+            if combine == "union"
+            else f"best box only (score {scores[0]:.2f}, {labels[0]!r})"
         )
-    used = list(range(len(boxes))) if combine == "union" else [0]
-    masks = masks_for(used)
-    mask = np.logical_or.reduce(masks, axis=0)
-    what = f"{len(boxes)} box{'es' if len(boxes) > 1 else ''} for {text!r}"
-    rule = (
-        f"union of {len(used)} masks"
-        if combine == "union"
-        else f"best box only (score {scores[0]:.2f}, {labels[0]!r})"
-    )
-    message = f"{what}; {rule}: {mask.mean():.1%} of the picture."
-    if not mask.any():
-        message += " SAM returned an empty mask: try another box or click the subject."
+        message = f"{what}; {rule}: {mask.mean():.1%} of the picture."
+        if not mask.any():
+            message += " SAM returned an empty mask: try another box or click the subject."
+    else:
+        used, masks, mask = [], [], np.zeros((rgb.height, rgb.width), dtype=bool)
+        message = (
+            f"Nothing found for {text!r} with box_threshold={box_threshold}: lower "
+            "box_threshold (e.g. 0.25), name the subject with a short noun phrase "
+            "('red shoes'), or click the subject instead."
+        )
     return TextMaskResult(
         mask=mask,
         boxes=boxes,
         labels=labels,
         scores=scores,
-        found=True,
+        text=text,
+        found=bool(boxes),
+        combine=combine,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        max_boxes=max_boxes,
         used=used,
-        box_masks=list(masks),
+        box_masks=masks,
         message=message,
-        **settings,
+        detector=source,
     )
