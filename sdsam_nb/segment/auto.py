@@ -12,11 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from ..images import ImageLike, to_rgb
+from ..masks import bbox
 from ..recording import recorded
-from ..validate import check_fraction
+from ..validate import check_fraction, check_int
 from .base import as_segmenter
+
+
+def _check_fractions(min_frac: float, max_frac: float) -> None:
+    if not (0.0 < min_frac < max_frac < 1.0):
+        raise ValueError(f"need 0 < min_frac < max_frac < 1, got {min_frac=}, {max_frac=}")
 
 
 def subject_scores(
@@ -40,12 +47,9 @@ def subject_scores(
 
     plus ``area_frac`` and ``border_frac`` for reference. An empty mask scores 0.
     """
-    if not (0.0 < min_frac < max_frac < 1.0):
-        raise ValueError(f"need 0 < min_frac < max_frac < 1, got {min_frac=}, {max_frac=}")
+    _check_fractions(min_frac, max_frac)
     if quality is not None and len(quality) != len(masks):
         raise ValueError(f"quality has {len(quality)} values for {len(masks)} masks")
-    from scipy import ndimage
-
     out = []
     shape = None
     for i, m in enumerate(masks):
@@ -203,74 +207,45 @@ def auto_subject_mask(
             f"predictor: the {segmenter.backend} backend has no automatic masks; use "
             "text_mask(...) or clicks"
         )
-    for name, value in (
-        ("points_per_side", points_per_side),
-        ("points_per_batch", points_per_batch),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, not {value!r}")
-    pred_iou_thresh = check_fraction(pred_iou_thresh, "pred_iou_thresh")
-    stability_score_thresh = check_fraction(stability_score_thresh, "stability_score_thresh")
-    if not (0.0 < min_frac < max_frac < 1.0):
-        raise ValueError(f"need 0 < min_frac < max_frac < 1, got {min_frac=}, {max_frac=}")
+    generator = dict(
+        points_per_side=check_int(points_per_side, "points_per_side", low=1),
+        points_per_batch=check_int(points_per_batch, "points_per_batch", low=1),
+        pred_iou_thresh=check_fraction(pred_iou_thresh, "pred_iou_thresh"),
+        stability_score_thresh=check_fraction(stability_score_thresh, "stability_score_thresh"),
+    )
+    _check_fractions(min_frac, max_frac)
     array = np.asarray(to_rgb(image))
-    h, w = array.shape[:2]
-    settings = dict(
-        points_per_side=points_per_side,
-        points_per_batch=points_per_batch,
-        pred_iou_thresh=pred_iou_thresh,
-        stability_score_thresh=stability_score_thresh,
-        min_frac=min_frac,
-        max_frac=max_frac,
-    )
-    proposals = segmenter.automatic_masks(
-        array,
-        points_per_side=points_per_side,
-        points_per_batch=points_per_batch,
-        pred_iou_thresh=pred_iou_thresh,
-        stability_score_thresh=stability_score_thresh,
-    )
+    proposals = segmenter.automatic_masks(array, **generator)
     masks = [np.asarray(p["segmentation"], dtype=bool) for p in proposals]
-    index = None
-    if masks:
-        quality = [float(p["predicted_iou"]) for p in proposals]
-        index = pick_subject(masks, min_frac=min_frac, max_frac=max_frac, quality=quality)
+    quality = [float(p["predicted_iou"]) for p in proposals]
+    rule = dict(min_frac=min_frac, max_frac=max_frac)
+    index = pick_subject(masks, quality=quality, **rule) if masks else None
     if index is None:
         why = "SAM proposed no masks" if not masks else f"none of SAM's {len(masks)} masks"
         why += "" if not masks else " looks like a subject (all empty or along the border)"
-        return SubjectResult(
-            mask=np.zeros((h, w), dtype=bool),
-            found=False,
-            index=None,
-            score=0.0,
-            breakdown={},
-            candidates=len(masks),
-            box=None,
-            message=(
-                f"No subject found: {why}. Lower pred_iou_thresh / stability_score_thresh, "
-                "raise points_per_side, or use text_mask(...) or clicks."
-            ),
-            settings=settings,
+        mask, breakdown, box = np.zeros(array.shape[:2], dtype=bool), {}, None
+        message = (
+            f"No subject found: {why}. Lower pred_iou_thresh / stability_score_thresh, "
+            "raise points_per_side, or use text_mask(...) or clicks."
         )
-    breakdown = subject_scores(
-        [masks[index]], min_frac=min_frac, max_frac=max_frac, quality=[quality[index]]
-    )[0]
-    mask = masks[index]
-    ys, xs = np.nonzero(mask)
-    box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-    return SubjectResult(
-        mask=mask,
-        found=True,
-        index=index,
-        score=breakdown["score"],
-        breakdown=breakdown,
-        candidates=len(masks),
-        box=box,
-        message=(
+    else:
+        mask = masks[index]
+        breakdown = subject_scores([mask], quality=[quality[index]], **rule)[0]
+        box = tuple(float(v) for v in bbox(mask))
+        message = (
             f"Subject: mask {index} of {len(masks)} ({breakdown['area_frac']:.1%} of the "
             f"picture, score {breakdown['score']:.2f} = size {breakdown['size']:.2f} x centre "
             f"{breakdown['center']:.2f} x border {breakdown['border']:.2f} x quality "
             f"{breakdown['quality']:.2f})."
-        ),
-        settings=settings,
+        )
+    return SubjectResult(
+        mask=mask,
+        found=index is not None,
+        index=index,
+        score=breakdown.get("score", 0.0),
+        breakdown=breakdown,
+        candidates=len(masks),
+        box=box,
+        message=message,
+        settings={**generator, **rule},
     )
