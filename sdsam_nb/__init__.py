@@ -31,6 +31,8 @@ from .background import (
     object_expansion,
     processing_size,
     reframe,
+    relight,
+    relight_score,
     score_results,
     subject_fidelity,
 )
@@ -117,6 +119,8 @@ __all__ = [
     "processing_size",
     "provenance",
     "reframe",
+    "relight",
+    "relight_score",
     "runs",
     "start",
     "validate",

@@ -21,8 +21,9 @@ or box as the original: ``ClickSegmenter.from_dict(predictor, result, segmenter.
 Nothing here writes files or changes a pipeline's settings (progress bars included).
 
 Modules: :mod:`.generate` (subjects and backgrounds), :mod:`.inpaint` with its methods
-(:mod:`.methods`: one file per method, one table), :mod:`.composite`, :mod:`.scores`, and
-:mod:`.common` (checks, sizes, seeded sampling, pasting).
+(:mod:`.methods`: one file per method, one table), :mod:`.composite`, :mod:`.relight` (the
+subject relit with IC-Light, and its score), :mod:`.scores`, and :mod:`.common` (checks,
+sizes, seeded sampling, pasting).
 """
 
 from ..models import SCHEDULERS, inpainting, make_scheduler  # used by scheduler= and model=
@@ -39,11 +40,13 @@ from .generate import generate, generate_background
 from .inpaint import inpaint_background
 from .methods import METHODS, BackgroundMethod, method_for
 from .reframe import POSITIONS, canvas_size, place_subject, reframe
+from .relight import LIGHTS, Relit, relight, relight_score
 from .scores import expansion_by_method, object_expansion, score_results, subject_fidelity
 
 __all__ = [
     "DEFAULT_FEATHER",
     "HARMONIZE_STRENGTH",
+    "LIGHTS",
     "METHODS",
     "SCHEDULERS",
     "BackgroundMethod",
@@ -60,6 +63,9 @@ __all__ = [
     "method_for",
     "place_subject",
     "reframe",
+    "Relit",
+    "relight",
+    "relight_score",
     "canvas_size",
     "POSITIONS",
     "object_expansion",

@@ -16,6 +16,8 @@ module              builds
                     (``"tiny-inpainting"``), the CLIP vocabulary (:func:`write_clip_vocab`)
 ``lora``            :func:`lora_folder`: a few-step LoRA of each kind of ``fast.FAST`` for
                     ``"tiny"`` (``load_sd("tiny", fast=...)``)
+``iclight``         :func:`iclight_folder`: IC-Light's two offset files for ``"tiny"``
+                    (:func:`sdsam_nb.relight`)
 ``sam``             :func:`build_sam_model`, :func:`sam_checkpoint` (segment_anything)
 ``hf_sam``          :func:`hf_sam_folder`: ``"tiny-sam"``, ``"tiny-slimsam"``,
                     ``"tiny-sam-hq"``, ``"tiny-sam2"`` (transformers)
@@ -29,6 +31,7 @@ module              builds
 from .build import SEED, build_folder, save_model_and_processor
 from .grounding_dino import GD_RECIPE, grounding_dino_folder
 from .hf_sam import HF_SAM_VARIANTS, hf_sam_folder
+from .iclight import ICLIGHT_FILES, ICLIGHT_RECIPE, iclight_folder, iclight_offsets
 from .lora import LORA_RECIPE, lora_folder
 from .salient import SALIENT_RECIPE, salient_folder
 from .sam import SAM_RECIPE, build_sam_model, sam_checkpoint
@@ -39,6 +42,8 @@ from .vitmatte import VITMATTE_RECIPE, vitmatte_folder
 __all__ = [
     "GD_RECIPE",
     "HF_SAM_VARIANTS",
+    "ICLIGHT_FILES",
+    "ICLIGHT_RECIPE",
     "LORA_RECIPE",
     "SALIENT_RECIPE",
     "SAM3_RECIPE",
@@ -51,6 +56,8 @@ __all__ = [
     "build_sam_model",
     "grounding_dino_folder",
     "hf_sam_folder",
+    "iclight_folder",
+    "iclight_offsets",
     "lora_folder",
     "salient_folder",
     "sam3_folder",

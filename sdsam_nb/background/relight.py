@@ -1,0 +1,404 @@
+"""Relighting a subject with IC-Light (:func:`relight`), and a score of what relighting
+changed besides the light (:func:`relight_score`).
+
+IC-Light: Lvmin Zhang, Anyi Rao, Maneesh Agrawala, "Scaling In-the-Wild Training for
+Diffusion-based Illumination Harmonization and Editing by Imposing Consistent Light
+Transport", ICLR 2025; https://github.com/lllyasviel/IC-Light. The sampling follows its demos
+(``gradio_demo.py``: foreground + text; ``gradio_demo_bg.py``: foreground + background): the
+foreground on neutral grey where the alpha is 0, its VAE latents (and the background's)
+concatenated to the noisy latents at every UNet call, classifier-free guidance, an optional
+gradient picture as the image-to-image start for a light direction, and an optional second,
+larger pass. The model is :func:`sdsam_nb.models.iclight.load_iclight`'s.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from ..images import ImageLike, check_min_size, to_mask, to_rgb
+from ..models.cache import provenance
+from ..models.fast import FAST
+from ..models.iclight import MODES, ICLight, load_iclight
+from ..recording import recorded
+from ..validate import check_int, check_number
+from .common import _generator_device, paste, processing_size
+
+LIGHTS = ("none", "left", "right", "top", "bottom")
+"""``relight(light=...)``: where text mode's light comes from at the start (IC-Light's
+"Lighting Preference"); ``"none"`` starts from noise."""
+QUALITY_PROMPT = "best quality"
+"""Appended to the prompt (``prompt + ", best quality"``), as IC-Light's demos do."""
+NEGATIVE_PROMPT = "lowres, bad anatomy, bad hands, cropped, worst quality"
+"""The negative prompt of IC-Light's demos, :func:`relight`'s default."""
+EDGE_TOLERANCE = 2
+"""Pixels an edge may move and still count as the same edge in :func:`relight_score`."""
+
+
+class Relit(NamedTuple):
+    """What :func:`relight` returns: ``image`` (``RGB`` ``PIL.Image`` of the subject
+    picture's size, the subject relit), ``alpha`` (the alpha or mask that was given,
+    unchanged: paste with it as before) and ``score`` (:func:`relight_score` of the picture
+    before and after)."""
+
+    image: Image.Image
+    alpha: np.ndarray
+    score: dict
+
+
+@recorded("relight")
+def relight(
+    pipe,
+    subject: ImageLike,
+    alpha,
+    *,
+    mode: str = "text",
+    prompt: str = "",
+    light: str = "none",
+    background: ImageLike | None = None,
+    negative_prompt: str | None = NEGATIVE_PROMPT,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    size: int = 512,
+    light_strength: float = 0.9,
+    highres_scale: float | None = None,
+    highres_denoise: float = 0.5,
+    weights: str | os.PathLike | None = None,
+) -> Relit:
+    """Relight the subject of ``subject`` with IC-Light: to a described light
+    (``mode="text"``) or to match ``background`` (``mode="background"``).
+
+    Steps: the foreground is ``subject`` where ``alpha`` is 1 and neutral grey (127) where it
+    is 0, resized (LANCZOS) to :func:`processing_size` (its own aspect ratio, long side
+    ``size``, multiples of 8; no letterbox, no squash); the background, for
+    ``mode="background"``, is scaled to cover that size and centre-cropped (as composite's
+    background generated ``like=subject`` lines up with the subject). Both go through
+    ``pipe``'s VAE; their latents are concatenated to the noisy latents at every step of
+    ``pipe``'s sampler (a new one from its config), with classifier-free guidance on the
+    text encoder's embeddings of ``prompt + ", best quality"`` and ``negative_prompt``. The
+    result is resized back to the picture's size and blended over ``subject`` through
+    ``alpha``: outside the subject the picture is ``subject``'s own.
+
+    Args:
+        pipe: the text-to-image pipeline of :func:`sdsam_nb.load_sd` (SD 1.x); its text
+            encoder, tokenizer and VAE are used as they are, its UNet plus IC-Light's offsets
+            makes the IC-Light UNet (built once, :func:`~sdsam_nb.models.iclight.load_iclight`).
+        subject: the subject picture (:func:`~sdsam_nb.images.to_rgb`), both sides >= 64.
+        alpha: where the subject is: an ``HxW bool`` mask (True = subject) or an ``HxW``
+            float alpha in 0..1 of ``subject``'s size; not empty. Returned unchanged.
+        mode: ``"text"`` (IC-Light fc: the foreground and ``prompt``) or ``"background"``
+            (fbc: the foreground, ``background`` and ``prompt``).
+        prompt: the light, e.g. ``"warm sunset light from the left"``; required (non-empty)
+            in text mode, optional in background mode.
+        light: text mode's initial light, one of :data:`LIGHTS`: ``"left"`` etc. start from
+            a grey gradient bright on that side (an image-to-image start re-noised by
+            ``light_strength``), ``"none"`` from noise. Background mode takes ``"none"``.
+        background: background mode's picture (required there, refused in text mode).
+        negative_prompt: IC-Light's demos' by default; ``None`` is empty.
+        seed: the ``torch.Generator`` seed: the same arguments give the same picture, bit
+            for bit, on the same machine.
+        steps, guidance: denoising steps and guidance scale; ``None`` takes IC-Light's demo
+            values for the mode (text 25 and 2, background 20 and 7), or the few-step
+            adapter's when ``pipe`` has one (``load_sd(fast=...)``: its weights, adapter
+            fused, are the base the offsets are added to). Guidance <= 1 is off.
+        size: long side in pixels the model works at (a multiple of 8, >= 64).
+        light_strength: how much of the initial light picture is re-noised, in (0, 1]
+            (IC-Light's "lowres denoise", 0.9); only with a ``light`` direction.
+        highres_scale: ``None`` (default): one pass. A number >= 1: IC-Light's second pass,
+            the result enlarged by that factor and re-noised by ``highres_denoise`` (the
+            demos: 1.5 and 0.5): about 2.25x the first pass's cost more at 1.5.
+        highres_denoise: the second pass's strength, in (0, 1].
+        weights: ``None`` (IC-Light's hub file for ``mode``, pinned; the tiny one for the
+            tiny pipeline) or a local offsets file or folder.
+
+    Returns:
+        :class:`Relit` ``(image, alpha, score)``; ``image.info`` holds ``seed``, ``mode``,
+        ``light`` and ``iclight`` (which weights).
+
+    Raises:
+        ValueError: one line naming the argument: a bad argument, an ``alpha`` of another
+            size or empty, offsets for another base model.
+        ModelUnavailableError: IC-Light's hub file is neither cached nor downloadable.
+    """
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, not {mode!r}")
+    picture = to_rgb(subject, name="subject")
+    check_min_size(picture, name="subject")
+    weight = _alpha(alpha, picture.size)
+    _check_prompts(mode, prompt, negative_prompt)
+    if light not in LIGHTS:
+        raise ValueError(f"light must be one of {list(LIGHTS)}, not {light!r}")
+    if mode == "background":
+        if light != "none":
+            raise ValueError(
+                f"light={light!r} is text mode's initial light; background mode takes its "
+                "light from the background: leave light='none'"
+            )
+        if background is None:
+            raise ValueError("background is required with mode='background' (a picture)")
+        back = to_rgb(background, name="background")
+    elif background is not None:
+        raise ValueError("background is only for mode='background'; text mode takes none")
+    check_int(seed, "seed", low=0)
+    if seed > 2**64 - 1:
+        raise ValueError(f"seed must be <= 2**64 - 1 (torch's seed range), got {seed}")
+    steps, guidance = _defaults(pipe, mode, steps, guidance)
+    check_int(steps, "steps", low=1)
+    check_number(guidance, "guidance", low=0.0)
+    work = processing_size(*picture.size, size)
+    light_strength = check_number(light_strength, "light_strength", low=0, high=1, open_low=True)
+    if highres_scale is not None:
+        highres_scale = check_number(highres_scale, "highres_scale", low=1.0)
+    highres_denoise = check_number(highres_denoise, "highres_denoise", low=0, high=1, open_low=True)
+
+    model = load_iclight(pipe, mode, weights)
+    device = _generator_device(pipe)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    original = np.asarray(picture)
+    # the foreground on neutral grey, as IC-Light was trained: 127 where the alpha is 0
+    grey = 127.0 + (original.astype(np.float32) - 127.0) * weight[..., None]
+    foreground = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="RGB")
+    sources = [foreground] if mode == "text" else [foreground, back]
+
+    with torch.no_grad():
+        embeds = _embed(model, prompt, negative_prompt or "", guidance > 1, device)
+        cond = _condition(model, sources, work, device)
+        start, strength = None, 1.0
+        if light != "none":
+            start, strength = _encode(model, _gradient(light, work), device), light_strength
+        latents = _sample(
+            pipe, model, cond, embeds, start, strength, steps, guidance, generator, work
+        )
+        if highres_scale is not None:
+            big = processing_size(*picture.size, max(64, round(size * highres_scale / 8) * 8))
+            enlarged = _decode(model, latents).resize(big, Image.LANCZOS)
+            latents = _sample(
+                pipe,
+                model,
+                _condition(model, sources, big, device),
+                embeds,
+                _encode(model, enlarged, device),
+                highres_denoise,
+                steps,
+                guidance,
+                generator,
+                big,
+            )
+        relit = _decode(model, latents)
+    if relit.size != picture.size:
+        relit = relit.resize(picture.size, Image.LANCZOS)
+    image = Image.fromarray(paste(original, np.asarray(relit), weight), mode="RGB")
+    image.info.update(seed=seed, mode=mode, light=light, iclight=dict(model.identity))
+    return Relit(image, alpha, relight_score(picture, image, alpha))
+
+
+def _alpha(alpha, size: tuple[int, int]) -> np.ndarray:
+    """``alpha`` as ``HxW float32`` weights in 0..1 (a mask: 0 and 1), checked."""
+    w, h = size
+    if isinstance(alpha, np.ndarray) and np.issubdtype(alpha.dtype, np.floating):
+        if alpha.shape != (h, w):
+            raise ValueError(
+                f"alpha has shape {alpha.shape} for a {w}x{h} subject picture: it must be HxW "
+                f"= ({h}, {w})"
+            )
+        weight = alpha.astype(np.float32)
+        if not np.isfinite(weight).all() or weight.min() < 0 or weight.max() > 1:
+            raise ValueError("alpha must hold numbers in 0..1 (1 = subject), not NaN or beyond")
+    else:
+        weight = to_mask(alpha, size, name="alpha").astype(np.float32)
+    if not (weight > 0).any():
+        raise ValueError("alpha is empty: select the subject first (clicks, a box, a matte)")
+    return weight
+
+
+def _check_prompts(mode: str, prompt, negative_prompt) -> None:
+    if not isinstance(prompt, str) or (mode == "text" and not prompt.strip()):
+        need = "a non-empty string (the light)" if mode == "text" else "a string"
+        raise ValueError(f"prompt must be {need} with mode={mode!r}, got {prompt!r}")
+    if negative_prompt is not None and not isinstance(negative_prompt, str):
+        raise ValueError(f"negative_prompt must be a string or None, got {negative_prompt!r}")
+
+
+def _defaults(pipe, mode: str, steps, guidance) -> tuple:
+    """``steps`` and ``guidance`` where given, else the few-step adapter's (when ``pipe`` has
+    one) or IC-Light's demo values for ``mode``."""
+    adapter = FAST.get((provenance(pipe).get("fast") or {}).get("name"))
+    own = MODES[mode] if adapter is None else adapter
+    return (own.steps if steps is None else steps, own.guidance if guidance is None else guidance)
+
+
+def _gradient(light: str, size: tuple[int, int]) -> Image.Image:
+    """A grey ramp of ``size``, 255 on the ``light`` side down to 0 on the other side."""
+    w, h = size
+    bright_first = light in ("left", "top")
+    line = np.linspace(255, 0, w if light in ("left", "right") else h)
+    line = line if bright_first else line[::-1]
+    grid = np.tile(line, (h, 1)) if light in ("left", "right") else np.tile(line[:, None], (1, w))
+    return Image.fromarray(np.repeat(grid[..., None], 3, axis=2).astype(np.uint8), mode="RGB")
+
+
+def _to_tensor(image: Image.Image, model: ICLight, device) -> torch.Tensor:
+    # IC-Light's scaling: x / 127 - 1, so that its neutral grey 127 is exactly 0
+    array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.0 - 1.0)
+    return array.permute(2, 0, 1)[None].to(device=device, dtype=model.vae.dtype)
+
+
+def _encode(model: ICLight, image: Image.Image, device) -> torch.Tensor:
+    """The VAE latents of ``image`` (the distribution's mode, scaled), as the UNet's dtype."""
+    latents = model.vae.encode(_to_tensor(image, model, device)).latent_dist.mode()
+    return (latents * model.vae.config.scaling_factor).to(model.unet.dtype)
+
+
+def _decode(model: ICLight, latents: torch.Tensor) -> Image.Image:
+    scaled = (latents / model.vae.config.scaling_factor).to(model.vae.dtype)
+    pixels = model.vae.decode(scaled).sample[0].float()
+    array = ((pixels.permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round()
+    return Image.fromarray(array.to(torch.uint8).cpu().numpy(), mode="RGB")
+
+
+def _condition(model: ICLight, sources, size: tuple[int, int], device) -> torch.Tensor:
+    """The foreground's (and background's) latents at ``size``, side by side in channels."""
+    fitted = [sources[0].resize(size, Image.LANCZOS)]
+    fitted += [ImageOps.fit(s, size, Image.LANCZOS) for s in sources[1:]]  # cover, centre crop
+    return torch.cat([_encode(model, s, device) for s in fitted], dim=1)
+
+
+def _embed(model: ICLight, prompt: str, negative: str, guided: bool, device) -> torch.Tensor:
+    """The text encoder's states of ``[negative, prompt]`` (guided) or of ``prompt`` alone."""
+    texts = [f"{prompt}, {QUALITY_PROMPT}" if prompt.strip() else QUALITY_PROMPT]
+    texts = [negative, *texts] if guided else texts
+    tokens = model.tokenizer(
+        texts,
+        padding="max_length",
+        max_length=model.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    states = model.text_encoder(tokens.input_ids.to(device))[0]
+    return states.to(model.unet.dtype)
+
+
+def _sample(pipe, model, cond, embeds, start, strength, steps, guidance, generator, size):
+    """Denoise from noise (``start`` None) or from ``start`` re-noised by ``strength``, the
+    condition ``cond`` concatenated to the UNet's input at each step; the final latents."""
+    scheduler = type(model.scheduler).from_config(model.scheduler.config)
+    total = steps if start is None else int(round(steps / strength))  # as the demo
+    scheduler.set_timesteps(total, device=cond.device)
+    skip = 0 if start is None else total - min(int(total * strength), total)
+    timesteps = scheduler.timesteps[skip * scheduler.order :]
+    if len(timesteps) == 0:
+        raise ValueError(f"steps={steps} leaves no denoising step at strength {strength:g}")
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(skip * scheduler.order)
+    shape = (1, 4, size[1] // 8, size[0] // 8)
+    noise = torch.randn(shape, generator=generator, device=cond.device, dtype=model.unet.dtype)
+    if start is None:
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        latents = scheduler.add_noise(start, noise, timesteps[:1])
+    takes = inspect.signature(scheduler.step).parameters
+    extra = {"generator": generator} if "generator" in takes else {}
+    batch = embeds.shape[0]
+    with pipe.progress_bar(total=len(timesteps)) as bar:
+        for t in timesteps:
+            x = scheduler.scale_model_input(torch.cat([latents] * batch), t)
+            x = torch.cat([x, cond.expand(batch, -1, -1, -1)], dim=1)
+            eps = model.unet(x, t, encoder_hidden_states=embeds).sample
+            if batch == 2:  # classifier-free guidance: [negative, prompt]
+                negative, positive = eps.chunk(2)
+                eps = negative + guidance * (positive - negative)
+            latents = scheduler.step(eps, t, latents, **extra).prev_sample
+            bar.update()
+    return latents
+
+
+# --------------------------------------------------------------------------- the score
+
+
+def relight_score(before: ImageLike, after: ImageLike, alpha) -> dict:
+    """Whether relighting changed the subject's shape or identity, not only its light:
+    ``before`` and ``after`` compared inside the subject (``alpha`` >= 0.5, 2 px in from its
+    edge), on luminance.
+
+    * ``edges``: F-score of the two pictures' Canny edges (luminance stretched from its 1st
+      to 99th percentile inside the subject, so that a brighter or darker light alone moves
+      no edge), an edge counting as kept within :data:`EDGE_TOLERANCE` px. 1: the same edges;
+      new shadows' edges lower it too.
+    * ``structure``: the structure term of SSIM (the correlation of the luminance, each
+      normalised by its local mean and contrast in an 11-px Gaussian window), averaged over
+      the subject: 1 for the same structure under any brightness or contrast change, 0 for
+      none in common.
+    * ``light_change``: the mean absolute change of luminance there, as a fraction of 255
+      (how much the light changed, not whether it looks right).
+
+    Nothing else is measured: not whether the new light fits a background or looks real.
+
+    Args:
+        before, after: pictures of one size (:func:`~sdsam_nb.images.to_rgb`).
+        alpha: an ``HxW`` bool mask or float alpha of that size.
+
+    Returns:
+        ``{"edges": float, "structure": float, "light_change": float}``.
+    """
+    a = to_rgb(before, name="before")
+    b = to_rgb(after, name="after")
+    if a.size != b.size:
+        raise ValueError(f"after is {b.size[0]}x{b.size[1]} but before is {a.size[0]}x{a.size[1]}")
+    region = _alpha(alpha, a.size) >= 0.5
+    if not region.any():
+        raise ValueError("alpha has no pixel of 0.5 or more: no subject to compare")
+    inner = cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    region = inner if inner.any() else region
+    la, lb = (_luminance(p) for p in (a, b))
+    edges = _edge_f1(_edges(la, region), _edges(lb, region))
+    return {
+        "edges": edges,
+        "structure": _structure(la, lb, region),
+        "light_change": float(np.abs(la - lb)[region].mean() / 255.0),
+    }
+
+
+def _luminance(image: Image.Image) -> np.ndarray:
+    return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def _edges(lum: np.ndarray, region: np.ndarray) -> np.ndarray:
+    low, high = np.percentile(lum[region], (1, 99))
+    stretched = np.clip((lum - low) * (255.0 / max(high - low, 1.0)), 0, 255).astype(np.uint8)
+    return (cv2.Canny(stretched, 50, 150, L2gradient=True) > 0) & region
+
+
+def _edge_f1(a: np.ndarray, b: np.ndarray) -> float:
+    if not a.any() and not b.any():
+        return 1.0
+    if not a.any() or not b.any():
+        return 0.0
+
+    def near(edges: np.ndarray) -> np.ndarray:  # distance to the nearest of ``edges``
+        return cv2.distanceTransform((~edges).astype(np.uint8), cv2.DIST_L2, 3)
+
+    precision = float((near(a)[b] <= EDGE_TOLERANCE).mean())
+    recall = float((near(b)[a] <= EDGE_TOLERANCE).mean())
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def _structure(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    c3 = (0.03 * 255) ** 2 / 2  # SSIM's C2 / 2 (Wang et al. 2004)
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
+
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    ma, mb = blur(a), blur(b)
+    va = np.maximum(blur(a * a) - ma * ma, 0)
+    vb = np.maximum(blur(b * b) - mb * mb, 0)
+    cov = blur(a * b) - ma * mb
+    s = (cov + c3) / (np.sqrt(va * vb) + c3)
+    return float(np.clip(s[region].mean(), -1.0, 1.0))
