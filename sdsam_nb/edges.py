@@ -1,5 +1,6 @@
 """Soft edges: an alpha matte from a binary subject mask, decontaminated subject colours, a
-contact shadow, and the compositing equation that puts them together.
+contact shadow, the compositing equation that puts them together, and how the kit pastes a
+subject's edge onto new pixels.
 
 A SAM mask is binary: pasted through it (even feathered) the subject keeps a fringe of its old
 background's colour and loses hair and fur. The fix, in four steps:
@@ -11,6 +12,11 @@ background's colour and loses hair and fur. The fix, in four steps:
 3. :func:`estimate_foreground` recovers the subject's own colours where it is see-through;
 4. :func:`blend` composites ``alpha * F + (1 - alpha) * B``, optionally over a background
    darkened by :func:`contact_shadow`.
+
+The background functions (``composite``, ``inpaint_background``, ``reframe``) take the edge by
+name (:data:`EDGES`): :func:`subject_alpha` gives the alpha and colours to :func:`paste` with,
+a feathered mask (the kit's first behaviour) or the matte above, or an alpha the caller made;
+:func:`edge_closeups` shows both side by side.
 
 Conventions: pictures are ``HxWx3 uint8`` RGB (or anything :func:`sdsam_nb.images.to_rgb`
 takes), masks ``HxW bool``, alphas and shadows ``HxW float32`` in ``[0, 1]``, distances in
@@ -24,17 +30,23 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
+from . import masks
 from .images import ImageLike, check_subject, to_mask, to_rgb
-from .masks import bbox, grow, shrink
 from .models.devices import pick_device
+from .recording import recorded
 from .validate import check_fraction, check_number, check_pixels
 
 FOREGROUND, UNKNOWN, BACKGROUND = 255, 128, 0
 """The three values of a :func:`trimap`."""
 FOREGROUND_MARGIN = 16
 """Pixels of context around the soft band that :func:`estimate_foreground` solves on."""
+EDGES = ("feather", "matte")
+"""The edges the background functions paste a subject with, by name (see :func:`subject_alpha`)."""
+DEFAULT_BAND = 8
+"""Pixels either side of the mask's edge that matting estimates when a subject is pasted."""
 PRIOR_WEIGHT = 0.3
 """Strength of closed-form matting's pull towards the binary mask at the band's inner and outer
 limits (see :func:`matte`). Chosen on a synthetic arrangement that the benchmark does not use
@@ -62,13 +74,13 @@ def trimap(mask, band: float) -> np.ndarray:
     m = to_mask(mask)
     check_subject(m, name="mask")
     band = check_number(band, "band", low=0, open_low=True)
-    sure_fg = shrink(m, band)
+    sure_fg = masks.shrink(m, band)
     if not sure_fg.any():
         raise ValueError(
             f"band={band:g} px is wider than the subject: shrinking the mask by it leaves "
             "no sure subject pixel; use a smaller band"
         )
-    sure_bg = ~grow(m, band)
+    sure_bg = ~masks.grow(m, band)
     if not sure_bg.any():
         raise ValueError(
             f"band={band:g} px leaves no sure background: growing the mask by it covers the "
@@ -152,7 +164,7 @@ def pick_method(method: str = "auto", device=None) -> str:
 def _box(region: np.ndarray, margin: int) -> tuple[slice, slice]:
     """``(rows, cols)`` slices of ``region``'s bounding box grown by ``margin`` px, clipped to
     the picture."""
-    x0, y0, x1, y1 = bbox(region)
+    x0, y0, x1, y1 = masks.bbox(region)
     h, w = region.shape
     return (
         slice(max(0, y0 - margin), min(h, y1 + margin)),
@@ -402,3 +414,138 @@ def blend(
         b = b * (1.0 - _check_alpha(shadow, f.shape[:2], "shadow")[..., None])
     out = a * f + (1.0 - a) * b
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def paste(base: np.ndarray, top: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``alpha * top + (1 - alpha) * base`` (``HxWx3 uint8`` pictures, ``HxW`` alpha) in
+    float32, rounded to uint8: exactly ``top`` where alpha is 1 (the arithmetic is exact there).
+    What the background functions paste a subject with; :func:`blend` is the checked, float64
+    form for any two pictures."""
+    a = alpha[..., None]
+    blended = np.rint(a * top.astype(np.float32) + (1.0 - a) * base.astype(np.float32))
+    return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- pasting a subject
+
+
+def fit_band(mask: np.ndarray, band: float) -> float | None:
+    """``band``, narrowed where the picture has no room for it: at most the subject's
+    half-thickness less a pixel (so the mask shrunk by the band keeps some sure subject) and
+    the background's widest reach from the subject less a pixel (so the mask grown by it
+    leaves some sure background: a subject that fills the frame). ``None`` when either is
+    under 2 px (then the feather is used)."""
+    half = masks.inner_radius(np.pad(mask, 1))
+    room = masks.inner_radius(~np.asarray(mask, bool))  # the frame is not an edge
+    if half < 2 or room < 2:
+        return None
+    return min(float(band), half - 1, room - 1)
+
+
+def kept_width(mask: np.ndarray, edge, feather: float) -> float:
+    """How far inside ``mask`` (pixels) the subject's own pixels are kept exactly when it is
+    pasted with ``edge``: ``feather`` for a feathered edge; for ``"matte"`` the band of
+    :func:`fit_band` (where the matte's alpha is exactly 1), or ``feather`` for a subject
+    too thin for a band. :func:`~sdsam_nb.background.score_results`' ``shrink``."""
+    fitted = fit_band(mask, DEFAULT_BAND) if isinstance(edge, str) and edge == "matte" else None
+    return feather if fitted is None else fitted
+
+
+def check_feather(mask: np.ndarray, feather: float, *, subject: str = "the subject") -> None:
+    """Raise a one-line ``ValueError`` if ``masks.feather(mask, feather)`` leaves no pixel of
+    ``mask`` fully opaque, i.e. ``feather >= masks.inner_radius(mask)``: such a subject would
+    be pasted as a faint ghost, or not at all (an alpha that rounds to 0 on every pixel), while
+    its mask still says it is there. ``subject`` names it in the message (e.g. with its scale).
+    """
+    depth = masks.inner_radius(mask)
+    if feather >= depth:
+        raise ValueError(
+            f"feather={feather:g} px is too wide for {subject}: its thickest part is "
+            f"{depth:.4g} px from its edge, so no pixel of it would be pasted whole; use "
+            f"feather < {depth:.4g} (e.g. {math.ceil(depth) - 1})"
+        )
+
+
+def subject_alpha(
+    picture: Image.Image, mask: np.ndarray, edge, *, feather: float, band: float = DEFAULT_BAND
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(alpha, foreground)`` for pasting ``picture``'s subject: ``HxW float`` alpha in
+    ``[0, 1]`` and the ``HxWx3 uint8`` colours to paste.
+
+    * ``"feather"``: ``masks.feather(mask, feather)`` and the picture's own pixels (a
+      ``feather`` at least as wide as the subject is refused, :func:`check_feather`);
+    * ``"matte"``: :func:`matte` (``band`` px either side of the mask's edge, narrowed by
+      :func:`fit_band` for a thin subject) and :func:`estimate_foreground` (decontaminated
+      colours);
+    * an ``HxW`` float array in ``[0, 1]``: that alpha and the picture's own pixels (the
+      textbook ``alpha * F + (1 - alpha) * B``).
+
+    Raises:
+        ValueError: another ``edge``, an alpha of the wrong size or outside ``[0, 1]``, or a
+            ``feather`` the subject is too thin for.
+    """
+    pixels = np.asarray(picture)
+    if isinstance(edge, str) and edge == "matte":
+        fitted = fit_band(mask, band)
+        if fitted is not None:
+            alpha = matte(picture, mask, band=fitted)
+            return alpha, estimate_foreground(picture, alpha)
+        edge = "feather"  # no band fits (see fit_band): the feather is used
+    if isinstance(edge, str) and edge == "feather":
+        check_feather(mask, feather)
+        return masks.feather(mask, feather), pixels
+    if isinstance(edge, np.ndarray):
+        h, w = mask.shape
+        if edge.shape != (h, w):
+            raise ValueError(
+                f"edge: an alpha of {edge.shape} given for a {w}x{h} picture; it must be HxW "
+                f"= ({h}, {w}) floats in 0..1"
+            )
+        alpha = edge.astype(np.float32)
+        if not np.isfinite(alpha).all() or alpha.min() < 0 or alpha.max() > 1:
+            raise ValueError("edge: the alpha must hold numbers in 0..1 (1 = subject)")
+        return alpha, pixels
+    raise ValueError(
+        f"edge must be one of {list(EDGES)} or an HxW float alpha in 0..1, not {edge!r}"
+    )
+
+
+@recorded("edge_closeups")
+def edge_closeups(
+    picture: Image.Image,
+    mask: np.ndarray,
+    background,
+    *,
+    feather: float,
+    band: float = DEFAULT_BAND,
+    size: int = 96,
+    zoom: int = 3,
+) -> list[Image.Image]:
+    """The same stretch of the subject's edge pasted onto ``background`` (a picture of the
+    subject picture's size) with each of :data:`EDGES`, cut out around the softest part of
+    the edge and enlarged ``zoom`` times (nearest neighbour, so pixels stay visible): what a
+    notebook shows to compare a feathered and a matted edge.
+    """
+    back = np.asarray(
+        background.convert("RGB") if isinstance(background, Image.Image) else background
+    )
+    if back.shape[:2] != mask.shape:
+        raise ValueError("background must have the subject picture's size")
+    pasted = {}
+    for edge in EDGES:
+        alpha, colours = subject_alpha(picture, mask, edge, feather=feather, band=band)
+        pasted[edge] = paste(back, colours, alpha.astype(np.float32))
+        if edge == "matte":
+            soft = ((alpha > 0.02) & (alpha < 0.98)).astype(np.float32)
+    h, w = mask.shape
+    side = min(size, h, w)
+    density = cv2.blur(soft, (side, side)) if soft.any() else masks.feather(mask, 1)
+    y, x = np.unravel_index(int(np.argmax(density)), density.shape)
+    top = int(np.clip(y - side // 2, 0, h - side))
+    left = int(np.clip(x - side // 2, 0, w - side))
+    return [
+        Image.fromarray(pasted[edge][top : top + side, left : left + side]).resize(
+            (side * zoom, side * zoom), Image.NEAREST
+        )
+        for edge in EDGES
+    ]

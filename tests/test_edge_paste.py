@@ -9,7 +9,7 @@ from PIL import Image
 
 import sdsam_nb
 from sdsam_nb import masks
-from sdsam_nb.background.edge import DEFAULT_BAND, edge_closeups, subject_alpha
+from sdsam_nb.edges import DEFAULT_BAND, edge_closeups, subject_alpha
 
 
 def _background(w=300, h=200):

@@ -271,7 +271,7 @@ def test_a_cache_entry_is_inside_its_folder_or_its_key_is_refused(tmp_path, key,
 
 
 def test_a_subject_that_fills_the_frame_gets_a_narrower_band_or_the_feather():
-    from sdsam_nb.background.edge import edge_closeups, fit_band
+    from sdsam_nb.edges import edge_closeups, fit_band
 
     mask = np.ones((80, 96), bool)
     mask[:, :4] = False  # 4 px of background: room for a 3-px band, not an 8-px one

@@ -14,7 +14,7 @@ from PIL import Image
 from test_notebooks import FAST, _call, _here, _png
 
 from sdsam_nb import runs
-from sdsam_nb.background.edge import DEFAULT_BAND
+from sdsam_nb.edges import DEFAULT_BAND
 from sdsam_nb.models import hf_sam
 from sdsam_nb.runs.chain import WALKTHROUGH, execute_chain, replay
 

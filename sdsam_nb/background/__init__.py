@@ -26,6 +26,7 @@ subject relit with IC-Light, and its score), :mod:`.scores`, and :mod:`.common` 
 sizes, seeded sampling, pasting).
 """
 
+from ..edges import edge_closeups, kept_width
 from ..models import SCHEDULERS, inpainting, make_scheduler  # used by scheduler= and model=
 from .common import (
     DEFAULT_FEATHER,
@@ -35,7 +36,6 @@ from .common import (
     processing_size,
 )
 from .composite import composite
-from .edge import edge_closeups, kept_width
 from .generate import generate, generate_background
 from .inpaint import inpaint_background
 from .methods import METHODS, BackgroundMethod, method_for

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from .. import caching
+from ..edges import paste  # noqa: F401  (the background functions paste with it)
 from ..images import (
     MIN_SIDE,
     ImageLike,
@@ -214,12 +215,3 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return mask
     scaled = Image.fromarray(mask.astype(np.uint8) * 255, mode="L").resize(size, Image.BOX)
     return np.asarray(scaled) >= 128
-
-
-def paste(base: np.ndarray, top: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """``alpha * top + (1 - alpha) * base`` rounded to uint8; exactly ``top`` where alpha is 1."""
-    a = alpha[..., None]
-    blended = np.rint(a * top.astype(np.float32) + (1.0 - a) * base.astype(np.float32))
-    out = np.clip(blended, 0, 255).astype(np.uint8)
-    out[alpha == 1.0] = top[alpha == 1.0]
-    return out

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
-from ..edges import contact_shadow
+from ..edges import check_feather, contact_shadow, paste, subject_alpha
 from ..images import ImageLike, check_min_size, check_pixel_limit, to_rgb
 from ..recording import recorded
 from ..validate import check_number
@@ -18,10 +18,8 @@ from .common import (
     HARMONIZE_STRENGTH,
     check_nonnegative,
     checked_subject,
-    paste,
     resize_mask,
 )
-from .edge import check_feather, subject_alpha
 
 
 def _harmonize(pixels: np.ndarray, where: np.ndarray, target: np.ndarray, t: float) -> np.ndarray:
@@ -103,7 +101,7 @@ def composite(
             ``(x, y)``: the bounding box's top-left corner in background pixels. Whatever falls
             outside the background is clipped; a subject entirely outside is an error.
         feather: soft-edge width in pixels (>= 0), less than the (scaled) subject is thick
-            (:func:`~sdsam_nb.background.edge.check_feather`: a wider feather would leave no
+            (:func:`~sdsam_nb.edges.check_feather`: a wider feather would leave no
             pixel of the subject whole, and is refused).
         harmonize: ``True`` moves the subject's per-channel mean and std in CIE LAB (OpenCV)
             ``HARMONIZE_STRENGTH`` (half) of the way towards the background's; a number in

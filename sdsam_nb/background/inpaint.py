@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
+from ..edges import subject_alpha
 from ..images import ImageLike
 from ..models import make_scheduler
 from ..models.fast import sampling
@@ -25,7 +26,6 @@ from .common import (
     sample,
     scheduler_swapped,
 )
-from .edge import subject_alpha
 from .methods import BackgroundMethod, method_for
 from .methods.auto import AUTO, auto_model
 

@@ -19,11 +19,11 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
+from ..edges import subject_alpha
 from ..images import MIN_SIDE, ImageLike, check_pixel_limit
 from ..recording import recorded
 from ..validate import check_int, check_number, is_number
 from .common import DEFAULT_FEATHER, Variations, checked_subject, resize_mask
-from .edge import subject_alpha
 from .inpaint import inpaint_background
 
 # a named position -> where the subject's box goes: (x, y) fractions of the free space
