@@ -5,7 +5,7 @@
 * A mask is an ``HxW bool`` array, ``True`` = subject. :func:`to_mask` accepts the usual
   alternatives (``0/255`` arrays, ``L``/``1`` images) and checks the size.
 * Points are ``(x, y)`` in image pixels, boxes are ``(x0, y0, x1, y1)`` (XYXY) in image pixels.
-* "White = repaint" exists only at the diffusers boundary (``background.py``).
+* "White = repaint" exists only at the diffusers boundary (:mod:`sdsam_nb.background`).
 """
 
 from __future__ import annotations
@@ -62,18 +62,18 @@ def check_pixel_limit(width: float, height: float, what: str, *, fix: str = "dow
         )
 
 
-def to_rgb(image: ImageLike, *, name: str = "image", background=(255, 255, 255)) -> Image.Image:
+def to_rgb(image: ImageLike, *, name: str = "image") -> Image.Image:
     """Return ``image`` as an 8-bit ``RGB`` ``PIL.Image``.
 
     The rule, for every input:
 
     * a path is opened with PIL; EXIF orientation is applied (a phone photo comes out upright);
     * transparency (``RGBA``, ``LA``, ``P`` with a transparent colour) is composited onto
-      ``background`` (white by default), as a viewer would show it;
+      white, as a viewer would show it;
     * 16-bit and 32-bit greyscale (``I;16``, ``I``) are scaled to 8 bits from their full
       range (``I;16``: divided by 257); float images (``F``) are taken as 0..1;
-    * ``L``, ``1``, ``P``, ``CMYK``, ``YCbCr``, ``HSV`` and ``LAB`` go through PIL's own conversion;
-    * ``LAB`` goes through littlecms (PIL's ``ImageCms``, D50 CIE LAB to sRGB);
+    * ``L``, ``1``, ``P``, ``CMYK``, ``YCbCr`` and ``HSV`` go through PIL's own conversion,
+      ``LAB`` through littlecms (PIL's ``ImageCms``, D50 CIE LAB to sRGB);
     * a numpy array may be ``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4``, uint8 (0..255),
       uint16 (0..65535) or float (0..1).
 
@@ -101,7 +101,7 @@ def to_rgb(image: ImageLike, *, name: str = "image", background=(255, 255, 255))
         )
     if min(pil.size) < 1:
         raise ValueError(f"{name} is {pil.size[0]}x{pil.size[1]}: a picture needs pixels")
-    return _pil_to_rgb(pil, background, name)
+    return _pil_to_rgb(pil, name)
 
 
 def _open(image: str | os.PathLike, name: str) -> Image.Image:
@@ -157,15 +157,14 @@ def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
     return ImageCms.buildTransform(lab, srgb, "LAB", "RGB")
 
 
-def _pil_to_rgb(pil: Image.Image, background, name: str) -> Image.Image:
+def _pil_to_rgb(pil: Image.Image, name: str) -> Image.Image:
     mode = pil.mode
     if mode == "RGB":
         return pil
     if mode == "LAB":
         return ImageCms.applyTransform(pil, _lab_to_srgb())
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        a = np.asarray(pil, dtype=np.uint32)
-        return Image.fromarray((a * 255 // 65535).astype(np.uint8), mode="L").convert("RGB")
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):  # as a uint16 array
+        return _array_to_pil(np.asarray(pil, dtype=np.uint16), name).convert("RGB")
     if mode == "I":
         a = np.asarray(pil, dtype=np.int64)
         top = 65535 if a.max(initial=0) > 255 else 255
@@ -179,7 +178,7 @@ def _pil_to_rgb(pil: Image.Image, background, name: str) -> Image.Image:
     )
     if has_alpha:
         rgba = pil.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, tuple(background) + (255,))
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     try:
         return pil.convert("RGB")
@@ -187,12 +186,12 @@ def _pil_to_rgb(pil: Image.Image, background, name: str) -> Image.Image:
         raise ValueError(f"{name}: a PIL image of mode {mode} cannot be read ({exc})") from None
 
 
-def check_min_size(image: Image.Image, *, name: str = "image", min_side: int = MIN_SIDE) -> None:
-    """Raise ``ValueError`` if either side of ``image`` is below ``min_side`` pixels."""
+def check_min_size(image: Image.Image, *, name: str = "image") -> None:
+    """Raise ``ValueError`` if either side of ``image`` is below :data:`MIN_SIDE` (64) pixels."""
     w, h = image.size
-    if min(w, h) < min_side:
+    if min(w, h) < MIN_SIDE:
         raise ValueError(
-            f"{name} is {w}x{h}; both sides must be at least {min_side} px "
+            f"{name} is {w}x{h}; both sides must be at least {MIN_SIDE} px "
             "(upscale it first, e.g. image.resize(...))"
         )
 

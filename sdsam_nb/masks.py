@@ -19,7 +19,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .images import ImageLike, to_mask, to_rgb
-from .validate import check_pixels
+from .validate import check_fraction, check_number, check_pixels
 
 # 8-connectivity: pixels touching at a corner belong to the same island.
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -30,14 +30,6 @@ NEGATIVE_COLOR = (255, 0, 0)
 """Marker colour of exclude points (label 0) in :func:`overlay`: red."""
 BOX_COLOR = (255, 200, 0)
 """Colour of the box rectangle in :func:`overlay`: amber."""
-
-
-def _amount(value, name: str) -> float:
-    """``value`` as a finite float >= 0, or a ``ValueError`` naming ``name``."""
-    value = check_pixels(value, name)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0 pixels, got {value:g}")
-    return value
 
 
 def _inside_distance(mask: np.ndarray) -> np.ndarray:
@@ -111,7 +103,7 @@ def shrink(mask, px: float) -> np.ndarray:
     Returns:
         ``HxW bool``.
     """
-    return _shrink(to_mask(mask), _amount(px, "px"))
+    return _shrink(to_mask(mask), check_number(px, "px", low=0))
 
 
 def _shrink(m: np.ndarray, px: float) -> np.ndarray:
@@ -151,7 +143,7 @@ def feather(mask, radius: float) -> np.ndarray:
         ``HxW float32`` in ``[0, 1]``.
     """
     m = to_mask(mask)
-    radius = _amount(radius, "radius")
+    radius = check_number(radius, "radius", low=0)
     if radius < 1:  # d >= 1 on the mask: all of it is inner (and a tiny radius would overflow)
         return m.astype(np.float32)
     d = _inside_distance(m)
@@ -182,7 +174,7 @@ def _color(value, name: str) -> tuple[int, int, int]:
     try:
         rgb = tuple(int(c) for c in value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an (r, g, b) triple of 0..255, got {value!r}") from None
+        rgb = ()
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
         raise ValueError(f"{name} must be an (r, g, b) triple of 0..255, got {value!r}")
     return rgb
@@ -229,9 +221,7 @@ def overlay(
     w, h = rgb.size
     out = np.array(rgb, dtype=np.uint8)
     tint = _color(color, "color")
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    alpha = check_fraction(alpha, "alpha")
     thickness = max(1, round(min(w, h) / 400))
 
     if mask is not None:
