@@ -252,3 +252,43 @@ def test_recorded_in_the_active_run(tiny_sd, tmp_path):
     image, alpha, score = call["returned"]
     assert image["image"] == [96, 64] and image["info"]["iclight"]["weights"] == "tiny"
     assert alpha["array"] == [64, 96] and score == pytest.approx(relit.score)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["text", "background"])
+def test_notebook_04_relights_and_replays_identically(tmp_path, mode):
+    """04 with relight on, its cells in this process: the relit subjects are saved and
+    composited, the scores recorded; the replay is bit-identical."""
+    from test_notebooks import FAST, _call, _here, _png
+
+    from sdsam_nb.runs.chain import replay
+
+    light = "left" if mode == "text" else "none"
+    params = {**FAST, "relight": mode, "relight_prompt": "warm light", "light": light}
+    run = _here(["04_composite_background"], params, tmp_path / "runs")
+    files = run.record["files"]
+    relit = ["relit-0"] if mode == "text" else ["relit-0", "relit-1"]  # n_variations = 2
+    assert {*relit, "composite-0", "composite-1"} <= set(files)
+    assert f"relit-{len(relit)}" not in files
+    # run alone, 04 takes the sample picture and its mask
+    subject = np.asarray(Image.open(runs.sample_subject()).convert("RGB"))
+    mask = np.asarray(Image.open(runs.sample_mask()).convert("L")) > 127
+    for key in relit:
+        picture = _png(run.file(key))
+        assert picture.shape == subject.shape
+        assert np.array_equal(picture[~mask], subject[~mask])  # outside the mask: as it was
+    scores = run.record["relight_scores"]
+    assert len(scores) == len(relit) and set(scores[0]) == {"edges", "structure", "light_change"}
+    call = _call(run.record, "04_composite_background", "relight")
+    assert call["args"]["mode"] == mode and call["args"]["prompt"] == "warm light"
+    assert call["args"]["steps"] == FAST["steps"] and call["args"]["size"] == FAST["size"]
+    # the composite pasted the relit subject (with the notebook's edge, "matte"), not the original
+    composite = _png(run.file("composite-0"))
+    background = Image.open(run.file("background-0")).convert("RGB")
+    relit_subject = Image.open(run.file("relit-0")).convert("RGB")
+    for image, same in ((relit_subject, True), (Image.fromarray(subject), False)):
+        pasted = np.asarray(sdsam_nb.composite(image, mask, background, edge="matte"))
+        assert np.array_equal(composite, pasted) == same
+    new, comparison = replay(run.path, output_root=tmp_path / "replays", progress=False, here=True)
+    assert comparison.identical, comparison
+    assert {*relit, "composite-1"} <= set(comparison.pictures)

@@ -21,8 +21,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from ..background.reframe import POSITIONS
+from ..background.relight import LIGHTS
 from ..models import SCHEDULERS
 from ..models.fast import FAST
+from ..models.iclight import MODES as RELIGHT_MODES
 from ..segment.text import TEXT_METHODS
 from ..validate import is_finite, is_int, is_points, short_repr
 
@@ -224,6 +226,13 @@ SPEC: dict[str, Param] = {
         True,
     ),
     "harmonize": _flag(),
+    # relighting the subject with IC-Light (notebooks 04, 00; docs/api.md)
+    "relight": Param(
+        lambda v: v is None or v in RELIGHT_MODES,
+        "None (off) or one of " + ", ".join(repr(n) for n in RELIGHT_MODES),
+    ),
+    "relight_prompt": Param(lambda v: isinstance(v, str), "a string (the light)"),
+    "light": Param(lambda v: v in LIGHTS, "one of " + ", ".join(repr(n) for n in LIGHTS)),
     # inputs and the run
     "image_path": _text_or_none(),
     "mask_path": _text_or_none(),
