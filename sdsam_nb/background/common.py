@@ -73,8 +73,6 @@ class Variations(list):
 
 
 # --------------------------------------------------------------------------- schedulers
-# SCHEDULERS and make_scheduler live in models.schedulers (load_sd sets the default sampler) and are
-# re-exported here, where the per-call ``scheduler=`` arguments use them.
 
 
 @contextmanager

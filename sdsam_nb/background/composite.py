@@ -143,24 +143,21 @@ def composite(
     if not isinstance(return_mask, bool):
         raise ValueError(f"return_mask must be True or False, not {return_mask!r}")
     shadow_options = None if shadow is False else _shadow_options(shadow)
-    bx0, by0, bx1, by1 = masks.bbox(mask)  # the work below is bounded before it is done
-    what = f"at scale={scale:g} the {bx1 - bx0}x{by1 - by0} px subject"
-    check_pixel_limit((bx1 - bx0) * scale, (by1 - by0) * scale, what, fix="lower scale")
+    mx0, my0, mx1, my1 = masks.bbox(mask)  # the work below is bounded before it is done
+    what = f"at scale={scale:g} the {mx1 - mx0}x{my1 - my0} px subject"
+    check_pixel_limit((mx1 - mx0) * scale, (my1 - my0) * scale, what, fix="lower scale")
 
     if isinstance(edge, str) and edge == "feather":
-        x0, y0, x1, y1 = masks.bbox(mask)
+        x0, y0, x1, y1 = mx0, my0, mx1, my1
         cut = picture.crop((x0, y0, x1, y1))
-        cut_mask = mask[y0:y1, x0:x1]
-        offset = (0, 0)
         soft = None
     else:  # the cut-out holds everything the alpha touches, the mask's box inside it
         full_alpha, colours = subject_alpha(picture, mask, edge, feather=feather)
         x0, y0, x1, y1 = masks.bbox(full_alpha > 0)
-        mx0, my0 = masks.bbox(mask)[:2]
         cut = Image.fromarray(colours[y0:y1, x0:x1], mode="RGB")
-        cut_mask = mask[y0:y1, x0:x1]
-        offset = (mx0 - x0, my0 - y0)
         soft = full_alpha[y0:y1, x0:x1]
+    cut_mask = mask[y0:y1, x0:x1]
+    offset = (mx0 - x0, my0 - y0)
     if scale != 1.0:
         new = (round((x1 - x0) * scale), round((y1 - y0) * scale))
         cut_mask = resize_mask(cut_mask, new) if min(new) >= 1 else cut_mask[:0, :0]
@@ -176,20 +173,18 @@ def composite(
     pixels = np.asarray(cut)
     if strength > 0:
         pixels = _harmonize(pixels, cut_mask, np.asarray(back), strength)
+
+    bw, bh = back.size
+    ch, cw = cut_mask.shape
     if soft is None:
         # One px of padding makes the cut-out's border an edge of the mask for feathering.
         padded = np.pad(cut_mask, 1)
         scaled = "the subject" if scale == 1 else f"the subject at scale={scale:g}"
         check_feather(padded, feather, subject=scaled)
         alpha = masks.feather(padded, feather)[1:-1, 1:-1]
-    else:
-        alpha = soft
-
-    bw, bh = back.size
-    ch, cw = cut_mask.shape
-    if soft is None:
         x, y = _position(position, (bw, bh), (cw, ch))
     else:  # placed by the mask's box, as the feathered cut-out is
+        alpha = soft
         box = masks.bbox(cut_mask)
         mx, my = _position(position, (bw, bh), (box[2] - box[0], box[3] - box[1]))
         x, y = mx - offset[0], my - offset[1]
@@ -216,6 +211,3 @@ def composite(
     placed = np.zeros((bh, bw), dtype=bool)
     placed[region] = cut_mask[inside]
     return result, placed
-
-
-# --------------------------------------------------------------------------- scores

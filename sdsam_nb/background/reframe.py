@@ -159,8 +159,7 @@ def place_subject(
     pixels = np.asarray(picture)
     background = pixels[~mask]
     fill = background.mean(axis=0) if len(background) else np.full(3, 127.0)
-    out = np.empty((ch, cw, 3), np.uint8)
-    out[:] = np.rint(fill).astype(np.uint8)
+    out = np.full((ch, cw, 3), np.rint(fill), np.uint8)
     new_mask = np.zeros((ch, cw), bool)
     cut = carried[y0:y1, x0:x1]
     region = out[top : top + bh, left : left + bw]

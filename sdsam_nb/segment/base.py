@@ -61,7 +61,7 @@ def register(accepts: Callable[[Any], bool], wrap: Callable[[Any], PromptSegment
     BACKENDS.append((accepts, wrap))
 
 
-def as_segmenter(model: Any, name: str = "predictor") -> PromptSegmenter:
+def as_segmenter(model: Any) -> PromptSegmenter:
     """``model`` behind the segmenter interface.
 
     Accepts a backend object itself, or a loaded model one of :data:`BACKENDS` wraps (a
@@ -76,6 +76,6 @@ def as_segmenter(model: Any, name: str = "predictor") -> PromptSegmenter:
         if accepts(model):
             return wrap(model)
     raise ValueError(
-        f"{name} must be a segmentation model from sdsam_nb.load_sam() (a segment_anything "
+        f"predictor must be a segmentation model from sdsam_nb.load_sam() (a segment_anything "
         f"SamPredictor) or a PromptSegmenter backend, not {type(model).__name__}"
     )
