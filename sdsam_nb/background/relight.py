@@ -28,7 +28,7 @@ from ..models.fast import FAST
 from ..models.iclight import MODES, ICLight, load_iclight
 from ..recording import recorded
 from ..validate import check_int, check_number
-from .common import _generator_device, paste, processing_size
+from .common import paste, processing_size
 
 LIGHTS = ("none", "left", "right", "top", "bottom")
 """``relight(light=...)``: where text mode's light comes from at the start (IC-Light's
@@ -159,7 +159,7 @@ def relight(
     highres_denoise = check_number(highres_denoise, "highres_denoise", low=0, high=1, open_low=True)
 
     model = load_iclight(pipe, mode, weights)
-    device = _generator_device(pipe)
+    device = model.unet.device  # the pipeline's (its GPU under model CPU offload)
     generator = torch.Generator(device=device).manual_seed(seed)
     original = np.asarray(picture)
     # the foreground on neutral grey, as IC-Light was trained: 127 where the alpha is 0
@@ -253,7 +253,7 @@ def _to_tensor(image: Image.Image, model: ICLight, device) -> torch.Tensor:
 def _encode(model: ICLight, image: Image.Image, device) -> torch.Tensor:
     """The VAE latents of ``image`` (the distribution's mode, scaled), as the UNet's dtype."""
     latents = model.vae.encode(_to_tensor(image, model, device)).latent_dist.mode()
-    return (latents * model.vae.config.scaling_factor).to(model.unet.dtype)
+    return (latents * model.vae.config.scaling_factor).to(device=device, dtype=model.unet.dtype)
 
 
 def _decode(model: ICLight, latents: torch.Tensor) -> Image.Image:
@@ -282,7 +282,7 @@ def _embed(model: ICLight, prompt: str, negative: str, guided: bool, device) -> 
         return_tensors="pt",
     )
     states = model.text_encoder(tokens.input_ids.to(device))[0]
-    return states.to(model.unet.dtype)
+    return states.to(device=device, dtype=model.unet.dtype)
 
 
 def _sample(pipe, model, cond, embeds, start, strength, steps, guidance, generator, size):

@@ -78,8 +78,9 @@ def load_iclight(pipe, mode: str = "text", weights: str | os.PathLike | None = N
     (the Hugging Face cache, downloaded once), or the built-in tiny one when ``pipe`` is the
     tiny model; a local ``.safetensors`` file of offsets, or a folder holding the mode's file
     under its hub name, is read instead. The UNet is put on ``pipe``'s device in its UNet's
-    dtype (the offsets are added in float32). Keys in the file that the UNet lacks are
-    ignored, as the reference does.
+    dtype (the offsets are added in float32); under model CPU offload on its GPU, where it
+    stays (not offloaded). Keys in the file that the UNet lacks are ignored, as the reference
+    does.
 
     Raises:
         ValueError: one line: a bad ``mode``, ``weights`` or ``pipe`` (no 4-channel UNet), or
@@ -105,11 +106,12 @@ def load_iclight(pipe, mode: str = "text", weights: str | os.PathLike | None = N
         )
     spec = MODES[mode]
     path, identity = _offsets_file(pipe, mode, spec, weights)
-    param = next(iter(unet.parameters()))
-    key = ("iclight", id(unet), str(param.device), param.dtype, mode, str(path))
+    # where the pipeline runs: its GPU under model CPU offload, else where its UNet is
+    device = torch.device(provenance(pipe).get("offload_device") or unet.device)
+    key = ("iclight", id(unet), str(device), unet.dtype, mode, str(path))
     cached = MODELS.get(key)
     if cached is None:
-        built = _build_unet(unet, spec.channels, path, weights)
+        built = _build_unet(unet, spec.channels, path, weights, device)
         cached = MODELS.put(
             key,
             ICLight(
@@ -162,15 +164,15 @@ def _hub_file(mode: str, name: str) -> tuple[Path, dict]:
     return path, {"weights": REPO, "file": name, "revision": REVISION, "commit": commit}
 
 
-def _build_unet(base, channels: int, path: Path, weights):
+def _build_unet(base, channels: int, path: Path, weights, device: torch.device):
     """A new ``UNet2DConditionModel`` of ``base``'s config with ``channels`` inputs whose
-    weights are ``base``'s (``conv_in`` widened with zeros) plus the file's offsets."""
+    weights are ``base``'s (``conv_in`` widened with zeros) plus the file's offsets, on
+    ``device`` in ``base``'s dtype."""
     from diffusers import UNet2DConditionModel
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    param = next(iter(base.parameters()))
-    device, dtype = param.device, param.dtype
+    dtype = base.dtype
     with torch.device("meta"):  # shapes only; the weights are assigned below
         unet = UNet2DConditionModel.from_config({**dict(base.config), "in_channels": channels})
     wanted = unet.state_dict()
