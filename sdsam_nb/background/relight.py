@@ -27,7 +27,7 @@ from ..models.cache import provenance
 from ..models.fast import FAST
 from ..models.iclight import MODES, ICLight, load_iclight
 from ..recording import recorded
-from ..validate import check_int, check_number
+from ..validate import check_int, check_number, short_repr
 from .common import paste, processing_size
 
 LIGHTS = ("none", "left", "right", "top", "bottom")
@@ -128,13 +128,13 @@ def relight(
         ModelUnavailableError: IC-Light's hub file is neither cached nor downloadable.
     """
     if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}, not {mode!r}")
+        raise ValueError(f"mode must be one of {list(MODES)}, not {short_repr(mode)}")
     picture = to_rgb(subject, name="subject")
     check_min_size(picture, name="subject")
     weight = _alpha(alpha, picture.size)
     _check_prompts(mode, prompt, negative_prompt)
-    if light not in LIGHTS:
-        raise ValueError(f"light must be one of {list(LIGHTS)}, not {light!r}")
+    if not isinstance(light, str) or light not in LIGHTS:
+        raise ValueError(f"light must be one of {list(LIGHTS)}, not {short_repr(light)}")
     if mode == "background":
         if light != "none":
             raise ValueError(
@@ -162,7 +162,7 @@ def relight(
     device = model.unet.device  # the pipeline's (its GPU under model CPU offload)
     generator = torch.Generator(device=device).manual_seed(seed)
     original = np.asarray(picture)
-    # the foreground on neutral grey, as IC-Light was trained: 127 where the alpha is 0
+    # the foreground on neutral grey, as IC-Light's demos prepare it: 127 where the alpha is 0
     grey = 127.0 + (original.astype(np.float32) - 127.0) * weight[..., None]
     foreground = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="RGB")
     sources = [foreground] if mode == "text" else [foreground, back]
@@ -221,9 +221,10 @@ def _alpha(alpha, size: tuple[int, int]) -> np.ndarray:
 def _check_prompts(mode: str, prompt, negative_prompt) -> None:
     if not isinstance(prompt, str) or (mode == "text" and not prompt.strip()):
         need = "a non-empty string (the light)" if mode == "text" else "a string"
-        raise ValueError(f"prompt must be {need} with mode={mode!r}, got {prompt!r}")
+        raise ValueError(f"prompt must be {need} with mode={mode!r}, got {short_repr(prompt)}")
     if negative_prompt is not None and not isinstance(negative_prompt, str):
-        raise ValueError(f"negative_prompt must be a string or None, got {negative_prompt!r}")
+        got = short_repr(negative_prompt)
+        raise ValueError(f"negative_prompt must be a string or None, got {got}")
 
 
 def _defaults(pipe, mode: str, steps, guidance) -> tuple:
