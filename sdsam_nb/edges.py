@@ -176,7 +176,7 @@ def matte(
     image: ImageLike,
     mask,
     *,
-    band: float = 8,
+    band: float = DEFAULT_BAND,
     method: str = "auto",
     model=None,
     device=None,
@@ -467,16 +467,16 @@ def check_feather(mask: np.ndarray, feather: float, *, subject: str = "the subje
 
 
 def subject_alpha(
-    picture: Image.Image, mask: np.ndarray, edge, *, feather: float, band: float = DEFAULT_BAND
+    picture: Image.Image, mask: np.ndarray, edge, *, feather: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(alpha, foreground)`` for pasting ``picture``'s subject: ``HxW float`` alpha in
     ``[0, 1]`` and the ``HxWx3 uint8`` colours to paste.
 
     * ``"feather"``: ``masks.feather(mask, feather)`` and the picture's own pixels (a
       ``feather`` at least as wide as the subject is refused, :func:`check_feather`);
-    * ``"matte"``: :func:`matte` (``band`` px either side of the mask's edge, narrowed by
-      :func:`fit_band` for a thin subject) and :func:`estimate_foreground` (decontaminated
-      colours);
+    * ``"matte"``: :func:`matte` (:data:`DEFAULT_BAND` px either side of the mask's edge,
+      narrowed by :func:`fit_band` for a thin subject) and :func:`estimate_foreground`
+      (decontaminated colours);
     * an ``HxW`` float array in ``[0, 1]``: that alpha and the picture's own pixels (the
       textbook ``alpha * F + (1 - alpha) * B``).
 
@@ -486,7 +486,7 @@ def subject_alpha(
     """
     pixels = np.asarray(picture)
     if isinstance(edge, str) and edge == "matte":
-        fitted = fit_band(mask, band)
+        fitted = fit_band(mask, DEFAULT_BAND)
         if fitted is not None:
             alpha = matte(picture, mask, band=fitted)
             return alpha, estimate_foreground(picture, alpha)
@@ -517,7 +517,6 @@ def edge_closeups(
     background,
     *,
     feather: float,
-    band: float = DEFAULT_BAND,
     size: int = 96,
     zoom: int = 3,
 ) -> list[Image.Image]:
@@ -533,7 +532,7 @@ def edge_closeups(
         raise ValueError("background must have the subject picture's size")
     pasted = {}
     for edge in EDGES:
-        alpha, colours = subject_alpha(picture, mask, edge, feather=feather, band=band)
+        alpha, colours = subject_alpha(picture, mask, edge, feather=feather)
         pasted[edge] = paste(back, colours, alpha.astype(np.float32))
         if edge == "matte":
             soft = ((alpha > 0.02) & (alpha < 0.98)).astype(np.float32)

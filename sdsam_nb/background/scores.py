@@ -130,10 +130,8 @@ def score_results(
         if isinstance(clicks, ClickSegmenter):
             original = clicks
         elif clicks is None:
-            x0, y0, x1, y1 = masks.bbox(mask)
-            original = ClickSegmenter.from_prompts(
-                predictor, picture, box=[x0, y0, x1, y1], cache=cache
-            )
+            box = list(masks.bbox(mask))
+            original = ClickSegmenter.from_prompts(predictor, picture, box=box, cache=cache)
         else:
             original = ClickSegmenter.from_dict(predictor, picture, clicks, cache=cache)
         record = original.to_dict()

@@ -1,8 +1,5 @@
 """A mask with no prompt at all: SAM's automatic mask generator proposes masks everywhere and
 :func:`pick_subject` chooses "the subject" by size, centrality and contact with the border.
-
-:func:`auto_subject_mask` returns a :class:`SubjectResult` (``found=False`` with a
-``message`` when nothing qualifies) that carries everything needed to replay it.
 """
 
 from __future__ import annotations

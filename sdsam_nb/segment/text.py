@@ -1,13 +1,8 @@
 """Masks from a text phrase: a detector finds boxes for it ("red shoes"), the segmenter turns
 each box into a mask, and a documented ``combine`` rule makes one ``HxW bool`` mask of them.
 The ``method`` is chosen by name in :data:`TEXT_METHODS`: ``"grounding_dino"`` (Grounding DINO
-boxes, SAM masks) or ``"sam3"`` (SAM 3 finds and masks every instance itself).
-
-:func:`text_mask` returns a :class:`TextMaskResult` rather than raising when nothing is found
-(``found=False`` with an empty mask and a ``message`` saying what to try); bad arguments raise
-``ValueError`` naming the argument. The result carries everything needed to replay it
-(``to_dict()``) and the boxes a click picker can start from. Boxes are XYXY in image
-pixels.
+boxes, SAM masks) or ``"sam3"`` (SAM 3 finds and masks every instance itself). Boxes are XYXY
+in image pixels.
 """
 
 from __future__ import annotations
