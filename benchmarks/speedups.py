@@ -1,10 +1,12 @@
 """Speed-ups, each measured against its baseline and kept only if it holds ("keep": at least
-:data:`KEEP` times faster; for SAM's half-precision encoder, masks that agree with fp32).
+:data:`KEEP` times faster; for SAM's half-precision encoder, masks that agree with fp32); and
+what relighting costs (:func:`relight_cost`: one relight against one inpainting, CPU and GPU).
 
 GPU (full-size SD v1-4 fp16, SAM vit_h): SDPA against classic attention and ``channels_last``
 (one UNet forward, batch 2, 64x64 latents), DPM-Solver++ at 25 and 20 steps against PNDM at 50
 (time only), SAM's image encoder in fp16, ``torch.compile`` and ``enable_model_cpu_offload()``
-(options). CPU: only the attention comparison (fp32). ``--quick``: the tiny models.
+(options). CPU: the attention comparison (fp32) and the relight cost. ``--quick``: the tiny
+models.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from .harness import Context, Section, free, interleaved, judged, median, time_reps
 
 NAME = "speedups"
-TITLE = "Speed-ups: attention, scheduler, SAM fp16, channels_last, compile, CPU offload"
+TITLE = "Speed-ups: attention, scheduler, SAM fp16, channels_last, compile, CPU offload; relight"
 KEEP = 1.05  # at least 5 % faster to keep a speed-up
 IOU_MIN = 0.99
 PROMPT = "a red teapot on a wooden table, studio photo"
@@ -223,6 +225,46 @@ def offload(sec: Section, ctx: Context, folder) -> None:
     sec.add("CPU offload: GPU memory saved", peak_res - peak_off, "GB")
 
 
+def relight_cost(sec: Section, ctx: Context, pipe, folder) -> None:
+    """One relight (IC-Light text mode, 25 steps, its default) against one inpainting (own
+    weights, 25 steps) of the sample picture at the same size on the same pipeline: 256 px on
+    the CPU, 512 px on a GPU. The offsets are random, made for the full-size UNet (timing
+    only); the IC-Light UNet is built first and timed apart (once per pipeline and mode)."""
+    from PIL import Image
+
+    import sdsam_nb
+    from sdsam_nb import runs
+    from sdsam_nb.models import cache_dir
+    from sdsam_nb.models.iclight import load_iclight
+    from sdsam_nb.models.tiny import iclight_folder
+
+    size, steps = (64, 2) if ctx.quick else (512 if ctx.cuda else 256, 25)
+    # random offsets of the loaded UNet's shapes (full size: both files, about 3.4 GB, once)
+    root = cache_dir() / ("tiny" if ctx.quick else "bench/iclight-sd-v1-4-arch")
+    weights = iclight_folder(root, sd=folder)
+    subject = Image.open(runs.sample_subject()).convert("RGB")
+    mask = np.asarray(Image.open(runs.sample_mask()).convert("L")) > 127
+    times: dict[str, float] = {}
+    ctx.log(f"{NAME}: IC-Light UNet, then one inpainting and one relight at {size}px")
+    with ctx.timing(times, "build"):
+        load_iclight(pipe, "text", weights)
+    args = {"seed": 0, "steps": steps, "size": size}
+    with ctx.timing(times, "inpaint"):
+        sdsam_nb.inpaint_background(pipe, subject, mask, PROMPT, guidance=7.5, **args)
+    with ctx.timing(times, "relight"):
+        sdsam_nb.relight(pipe, subject, mask, prompt="warm light", weights=weights, **args)
+    sec.add("IC-Light UNet built from the pipeline's (once)", times["build"], "s")
+    sec.add(f"inpainting {size}px, {steps} steps", times["inpaint"], "s")
+    sec.add(f"relight {size}px, {steps} steps", times["relight"], "s")
+    sec.add(
+        f"relight / inpainting time at {size}px",
+        times["relight"] / times["inpaint"],
+        "x",
+        note="one call each; both guided (batch 2): relight 2, inpainting 7.5",
+    )
+    sec.extra["relight_s"] = times
+
+
 def _guarded(sec: Section, ctx: Context, what: str, fn: Callable[[], None]) -> None:
     """Run one measurement; a failure becomes a row, the others still run."""
     try:
@@ -256,14 +298,16 @@ def run(ctx: Context) -> Section:
         )
     if ctx.cuda:
         _guarded(sec, ctx, "torch.compile", partial(compiled, sec, ctx, pipe, dtype))
+    _guarded(sec, ctx, "relight", partial(relight_cost, sec, ctx, pipe, folder))
     del pipe
     free(ctx)
     if ctx.cuda:
         _guarded(sec, ctx, "CPU offload", partial(offload, sec, ctx, folder))
     elif not ctx.quick:
         sec.notes.append(
-            "CPU: only the attention comparison (full-size UNet, fp32, 64x64 latents = 512 px, "
-            "batch 2, the two variants in turns, median of 2 after a warm-up); scheduler, SAM "
+            "CPU: the attention comparison (full-size UNet, fp32, 64x64 latents = 512 px, "
+            "batch 2, the two variants in turns, median of 2 after a warm-up) and the relight "
+            "cost (one call each at 256 px, 25 steps, not warmed up); scheduler, SAM "
             "fp16, channels_last, torch.compile and CPU offload are GPU measurements: "
             "`python -m benchmarks --device cuda`"
         )
