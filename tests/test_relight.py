@@ -292,3 +292,16 @@ def test_notebook_04_relights_and_replays_identically(tmp_path, mode):
     new, comparison = replay(run.path, output_root=tmp_path / "replays", progress=False, here=True)
     assert comparison.identical, comparison
     assert {*relit, "composite-1"} <= set(comparison.pictures)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("relight", "sideways"), ("relight", ["text"]), ("light", "up"), ("light", {"a": 1})],
+)
+def test_the_notebook_parameters_are_checked(name, value):
+    assert runs.check_params(relight="background", light="left", relight_prompt="") == {
+        "relight": "background",
+        "light": "left",
+        "relight_prompt": "",
+    }
+    _one_line_error(f"^parameter {name} must be", lambda: runs.check_params(**{name: value}))

@@ -228,11 +228,14 @@ SPEC: dict[str, Param] = {
     "harmonize": _flag(),
     # relighting the subject with IC-Light (notebooks 04, 00; docs/api.md)
     "relight": Param(
-        lambda v: v is None or v in RELIGHT_MODES,
+        lambda v: v is None or (isinstance(v, str) and v in RELIGHT_MODES),
         "None (off) or one of " + ", ".join(repr(n) for n in RELIGHT_MODES),
     ),
     "relight_prompt": Param(lambda v: isinstance(v, str), "a string (the light)"),
-    "light": Param(lambda v: v in LIGHTS, "one of " + ", ".join(repr(n) for n in LIGHTS)),
+    "light": Param(
+        lambda v: isinstance(v, str) and v in LIGHTS,
+        "one of " + ", ".join(repr(n) for n in LIGHTS),
+    ),
     # inputs and the run
     "image_path": _text_or_none(),
     "mask_path": _text_or_none(),
