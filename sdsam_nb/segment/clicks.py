@@ -427,7 +427,11 @@ class ClickSegmenter:
         rgb = to_rgb(image)
         size = d.get("image_size")
         if not isinstance(size, Sequence) or list(size) != list(rgb.size):
-            shown = "x".join(map(str, size)) if len(size or ()) == 2 else f"{size!r}-sized"
+            shown = (
+                "x".join(map(str, size))
+                if isinstance(size, Sequence) and len(size) == 2
+                else f"{size!r}-sized"
+            )
             raise ValueError(
                 f"d was recorded on a {shown} image but this image is "
                 f"{rgb.width}x{rgb.height}: replay it on the same picture"
