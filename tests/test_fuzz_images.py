@@ -92,6 +92,21 @@ def test_composite_pastes_what_its_mask_says_or_refuses_in_one_line(
     assert painted[placed].mean() > 0.5
 
 
+def test_harmonizing_onto_a_flat_background_keeps_the_subject_visible():
+    """Found by the fuzzer: matching the statistics of a flat black background in full would
+    flatten the subject to black; its contrast is at most halved and its lightness stops where
+    its darkest pixel reaches black."""
+    pic, mask = _picture(), _blob(r=10)
+    back = Image.new("RGB", (160, 120), (0, 0, 0))
+    out, placed = composite(pic, mask, back, feather=0, position=(0, 0), harmonize=1.0,
+                            return_mask=True)  # fmt: skip
+    subject = np.asarray(out)[placed]
+    assert subject.any(axis=1).mean() > 0.99  # nothing of it turned black
+    original = np.asarray(pic)[mask].astype(float).mean(axis=1).std()
+    assert subject.astype(float).mean(axis=1).std() >= 0.4 * original
+    assert subject.mean() < np.asarray(pic)[mask].mean()  # darker, towards the background
+
+
 # -------------------------------------------------------------------- sizes and the limit
 
 

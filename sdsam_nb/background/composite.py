@@ -21,9 +21,16 @@ from .common import (
     resize_mask,
 )
 
+MAX_GAIN = 2.0  # harmonizing changes the subject's contrast by at most this factor
+
 
 def _harmonize(pixels: np.ndarray, where: np.ndarray, target: np.ndarray, t: float) -> np.ndarray:
-    """Move the LAB mean and std of ``pixels[where]`` a fraction ``t`` towards ``target``'s."""
+    """Move the LAB mean and std of ``pixels[where]`` a fraction ``t`` towards ``target``'s.
+
+    Within bounds that keep the subject visible on any background: its contrast changes by
+    at most :data:`MAX_GAIN` either way, and its lightness moves only as far as its darkest
+    and lightest pixels stay within black and white (on a flat black background the
+    statistics alone would flatten the subject to black)."""
     lab = cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
     ref = cv2.cvtColor(target.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3)
     src = lab[where]
@@ -32,6 +39,11 @@ def _harmonize(pixels: np.ndarray, where: np.ndarray, target: np.ndarray, t: flo
     mean_new = mean_s + t * (mean_t - mean_s)
     std_new = std_s + t * (std_t - std_s)
     gain = np.where(std_s > 1e-6, std_new / np.maximum(std_s, 1e-6), 1.0)
+    gain = np.clip(gain, 1 / MAX_GAIN, MAX_GAIN)
+    low = gain[0] * (mean_s[0] - src[:, 0].min())  # L in [0, 100]: the darkest pixel at 0
+    high = 100.0 - gain[0] * (src[:, 0].max() - mean_s[0])  # ... or the lightest at 100
+    if low <= high:
+        mean_new[0] = np.clip(mean_new[0], low, high)
     lab = (lab - mean_s) * gain + mean_new
     rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB)
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
@@ -105,7 +117,9 @@ def composite(
             pixel of the subject whole, and is refused).
         harmonize: ``True`` moves the subject's per-channel mean and std in CIE LAB (OpenCV)
             ``HARMONIZE_STRENGTH`` (half) of the way towards the background's; a number in
-            ``[0, 1]`` sets that fraction. The subject's pixels then change by design.
+            ``[0, 1]`` sets that fraction. The subject's pixels then change by design, within
+            bounds that keep it visible (its contrast at most halved or doubled, its
+            lightness moved no further than black and white allow).
         return_mask: also return where the subject went.
         edge: ``"feather"`` (the mask feathered by ``feather``), ``"matte"`` (a soft alpha
             matte with decontaminated edge colours, :mod:`sdsam_nb.edges`; the cut-out then
