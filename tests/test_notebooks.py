@@ -104,6 +104,8 @@ CALLS = {
         "sdsam_nb.composite(",
         "edge=edge",
         "shadow=shadow",
+        "sdsam_nb.relight(",
+        "prompt=relight_prompt",
     ],
 }
 CALLS["00_walkthrough"] = [
