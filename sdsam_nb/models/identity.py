@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .cache import provenance, sha256_file
 
 # what of the loaders' provenance run.json records (as it did before provenance was kept)
@@ -31,12 +33,17 @@ def model_info(obj, requested: str) -> dict:
     * a hub id: the id and the commit of the cached snapshot that was loaded;
     * a local folder or ``"tiny"``: a sha256 over its file names and sizes plus the contents
       of its small files (configs, tokenizer, the tiny weights);
-    * a SAM checkpoint: its file name and sha256 (official names carry the sha256 prefix).
+    * a SAM checkpoint: its file name and sha256 (official names carry the sha256 prefix);
+    * ``dtype``: the dtype its weights were loaded in (``"bfloat16"``, ...), for a model that
+      tells it (a diffusers pipeline, a transformers model), so that a replay loads it so.
     """
     info: dict[str, Any] = {"requested": requested}
     known = provenance(obj) or provenance(getattr(obj, "model", None))
     source = {k: v for k, v in known.items() if k in _RECORDED}
     info.update(source)
+    dtype = getattr(obj, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        info["dtype"] = str(dtype).removeprefix("torch.")
     folder = known.get("path") or getattr(getattr(obj, "config", None), "_name_or_path", None)
     if folder and Path(folder).is_dir():
         info["checksum"] = folder_checksum(Path(folder))

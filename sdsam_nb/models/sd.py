@@ -117,7 +117,8 @@ def load_sd(
             by ``save_pretrained``, or ``"tiny"`` for the built-in offline model.
         device: ``None`` picks CUDA, then MPS, then CPU (see :func:`pick_device`).
         dtype: ``None`` gives fp16 on a GPU (with the repo's ``fp16`` weight variant when it
-            has one) and fp32 on the CPU.
+            has one); on the CPU bfloat16 where it computes it natively, else fp32
+            (:func:`pick_dtype`). ``run.json`` records the dtype used.
         safety_checker: keep the model's safety checker (when it has one). It blacks out images
             it flags; :func:`sdsam_nb.generate` reports that.
         revision: a hub revision (branch, tag or commit) to pin.

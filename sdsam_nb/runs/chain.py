@@ -396,6 +396,13 @@ def replay(
         for key, value in BEFORE_IT_EXISTED.items():
             if key not in params and key in wanted:
                 per_notebook[name][key] = value
+        # dtype None (the automatic choice): the dtype it gave, SD's recorded one (else the
+        # execution's device report's), so that another machine computes as the run did
+        execution = _execution(record, name)
+        used = (execution.get("models") or {}).get("sd", {}).get("dtype")
+        used = used or (execution.get("device") or {}).get("dtype")
+        if "dtype" in wanted and params.get("dtype") is None and used:
+            per_notebook[name]["dtype"] = used
         if record.get("clicks") and "clicks" in params:
             per_notebook[name]["clicks"] = record["clicks"]  # interactive clicks, exactly
         if original.file("input") is not None and params.get("image_path"):
@@ -507,8 +514,9 @@ def compare_runs(a: Run, b: Run) -> Comparison:
     return Comparison(pictures, others, differ, missing, extra, calls, compared)
 
 
-# arguments a replay changes on purpose: it computes everything again, quietly
-REPLAY_CHANGES = ("cache", "progress")
+# arguments a replay changes on purpose: it computes everything again, quietly, in the dtype
+# the run's automatic choice gave
+REPLAY_CHANGES = ("cache", "progress", "dtype")
 # calls a replay makes in another way: the click history recorded, replayed exactly
 REPLAYED_AS = {
     ("ClickSegmenter.from_prompts", "ClickSegmenter.from_dict"),
@@ -516,14 +524,18 @@ REPLAYED_AS = {
 }
 
 
+def _execution(record: dict, notebook: str) -> dict:
+    """The newest execution of ``notebook`` in run record ``record`` (``{}`` without one)."""
+    number = record.get("notebooks", {}).get(notebook, {}).get("execution")
+    executions = record.get("executions", [])
+    if not isinstance(number, int) or not 0 <= number < len(executions):
+        return {}
+    return executions[number]
+
+
 def _calls(record: dict, notebook: str) -> list[dict] | None:
     """The calls the newest execution of ``notebook`` recorded, or ``None`` without any."""
-    entry = record.get("notebooks", {}).get(notebook, {})
-    executions = record.get("executions", [])
-    number = entry.get("execution")
-    if not isinstance(number, int) or not 0 <= number < len(executions):
-        return None
-    return executions[number].get("calls")
+    return _execution(record, notebook).get("calls")
 
 
 def compare_calls(a: dict, b: dict) -> tuple[list[str], int]:

@@ -23,6 +23,7 @@ from ruamel.yaml.error import YAMLError
 from ..background.reframe import POSITIONS
 from ..background.relight import LIGHTS
 from ..models import SCHEDULERS
+from ..models.devices import DTYPES
 from ..models.fast import FAST
 from ..models.iclight import MODES as RELIGHT_MODES
 from ..segment.text import TEXT_METHODS
@@ -126,6 +127,9 @@ BEFORE_IT_EXISTED: dict[str, Any] = {
     "reframe_aspect": "",
     # runs recorded before the disk caches computed every embedding and picture
     "cache": False,
+    # runs recorded before the dtype was: the CPU's automatic choice then (a replay takes a
+    # run's own dtype from its record where it has one: runs.chain.replay)
+    "dtype": "float32",
 }
 
 
@@ -140,6 +144,11 @@ def _in01(value) -> bool:
 SPEC: dict[str, Param] = {
     # generation
     "sd_model": _text(),
+    # the dtype SD is loaded in; None: the automatic choice (models.devices.pick_dtype)
+    "dtype": Param(
+        lambda v: v is None or v in DTYPES,
+        "None (the automatic choice) or one of " + ", ".join(repr(n) for n in DTYPES),
+    ),
     "inpaint_model": _text_or_none(),
     # the few-step mode of load_sd (docs/models.md): an adapter, its sampler, steps, guidance
     "fast": Param(
