@@ -39,7 +39,7 @@ SCHEMA = 1
 BENCHMARKS = {
     name: f"benchmarks.{name}"
     for name in (
-        "click_latency browser_latency weight_sharing end_to_end speedups segmenters "
+        "click_latency browser_latency weight_sharing cpu_dtype end_to_end speedups segmenters "
         "background_methods edges batches reruns"
     ).split()
 }
