@@ -1,12 +1,15 @@
 """End to end: subject → SAM clicks → new background → composite, ours against a naive app.
 
-ours (:func:`ours_pass`): models loaded once (timed apart), an untimed warm-up pass, then
-``generate`` (DPM-Solver++, ``load_sd``'s default) → ``ClickSegmenter`` (SAM's image encoder
-in ``cfg["dtype"]`` through :func:`benchmarks.speedups.half_image_encoder`) → three
-``add_point`` → ``inpaint_background`` (SD's own weights, ``keep_subject=False``) →
-``composite``; disk caches off. naive (:func:`naive_pass`), in the style of the apps we are
-compared with: fp32, each pipeline ``from_pretrained`` per call (its load time counts), PNDM,
-the SAM embedding recomputed for every click (its SAM built once, outside the timing).
+ours (:func:`ours_pass`), as the kit runs by default: models loaded once (timed apart), an
+untimed warm-up pass, then ``generate`` (``load_sd``'s defaults: the dtype
+:func:`sdsam_nb.pick_dtype` gives, DPM-Solver++, 25 steps) → ``ClickSegmenter`` (SAM in fp32,
+as ``load_sam`` loads it) → three ``add_point`` → ``inpaint_background`` (SD's own weights,
+``keep_subject=False``) → ``composite``; disk caches off. Then the same with the few-step
+mode (``load_sd(fast=cfg["fast"])``, the adapter's own steps and guidance; nothing can be
+downloaded, so :func:`local_adapter` points it at a random LoRA of its kind built once for
+this SD). naive (:func:`naive_pass`), in the style of the apps we are compared with: fp32,
+each pipeline ``from_pretrained`` per call (its load time counts), PNDM, the SAM embedding
+recomputed for every click (its SAM built once, outside the timing).
 
 One settings dict per kind of run (:data:`GPU_SETTINGS`, :data:`CPU_SETTINGS`,
 :data:`QUICK_SETTINGS`): a new variant of "ours" is a new key there and a branch in
@@ -21,9 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import torch
+
+from sdsam_nb.models.fast import DEFAULT_STEPS, FAST
 
 from .harness import Context, OtherLoad, Section, free, judged, run_worker, worker_main
 
@@ -34,28 +41,31 @@ BACKGROUND_PROMPT = "on a beach at sunset"
 T4_ITS = 6.9  # SD 1.5 fp16 with PyTorch SDPA on a T4: about 6.9 it/s (published)
 TARGET_TOTAL_S = 1.5
 TARGET_RATIO = 4.0
+TARGET_FAST_NAIVE = 12.0  # the few-step mode vs naive, end to end (issue 26)
+TARGET_FAST_OURS = 4.0  # the few-step mode vs the default 25-step path, end to end (issue 26)
 TARGET_PEAK_GB = 6.0
 CLICKS = ((0.5, 0.5, True), (0.45, 0.6, True), (0.1, 0.1, False))  # fractions of (w, h)
 
-# "dtype" is ours (SD and SAM's image encoder; naive is always fp32); "warmup_steps" the steps
-# of the untimed warm-up passes (0: none); "naive_warmup" 1 gives naive such a pass too (one
-# click): on the CPU a first call at a new shape and dtype is several times slower, which a
-# naive app pays once per process, not per picture.
+# "dtype" is ours' SD ("auto": load_sd's dtype=None, pick_dtype's choice; naive is always
+# fp32); "fast" the few-step mode of the second pass of ours (its steps and guidance are the
+# adapter's); "warmup_steps" the steps of the untimed warm-up passes (0: none); "naive_warmup"
+# 1 gives naive such a pass too (one click): on the CPU a first call at a new shape and dtype
+# is several times slower, which a naive app pays once per process, not per picture.
 QUICK_SETTINGS = {
     "size": 64,
     "steps": 2,
     "naive_steps": 4,
     "sam": "tiny",
-    "dtype": "float32",
+    "dtype": "auto",
+    "fast": "lcm",
     "warmup_steps": 0,
     "naive_warmup": 0,
 }
-GPU_SETTINGS = {**QUICK_SETTINGS, "size": 512, "steps": 25, "naive_steps": 50, "sam": "vit_h"}
-GPU_SETTINGS.update(dtype="float16", warmup_steps=25)
+GPU_SETTINGS = {**QUICK_SETTINGS, "size": 512, "steps": DEFAULT_STEPS, "naive_steps": 50}
+GPU_SETTINGS.update(sam="vit_h", warmup_steps=25)
 # The GPU's step counts (their ratio is what the sampler buys), at a quarter of the pixels and
-# with vit_b (vit_h embeds ~6x slower and naive embeds three times): ~10 minutes on 2 cores.
-CPU_SETTINGS = {**GPU_SETTINGS, "size": 256, "sam": "vit_b", "dtype": "bfloat16"}
-CPU_SETTINGS.update(warmup_steps=2, naive_warmup=1)
+# with vit_b (vit_h embeds ~6x slower and naive embeds three times): ~15 minutes on 2 cores.
+CPU_SETTINGS = {**GPU_SETTINGS, "size": 256, "sam": "vit_b", "warmup_steps": 2, "naive_warmup": 1}
 
 
 def settings(ctx: Context) -> dict:
@@ -83,12 +93,13 @@ def _usable(mask: np.ndarray, notes: list[str], who: str) -> np.ndarray:
     return (xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (min(h, w) / 4) ** 2
 
 
-def ours_once(pipe, predictor, cfg: dict, ctx: Context, times: dict, notes: list[str]):
-    """One pass of ours, each stage's seconds added to ``times``."""
+def ours_once(pipe, predictor, cfg: dict, ctx: Context, times: dict, notes: list[str], steps):
+    """One pass of ours at ``steps`` (``None``: the pipeline's default), each stage's seconds
+    added to ``times``."""
     from sdsam_nb.background import composite, generate, inpaint_background
     from sdsam_nb.segment.clicks import ClickSegmenter
 
-    size, steps = cfg["size"], cfg["steps"]
+    size = cfg["size"]
     with ctx.timing(times, "1 subject"):
         subject = generate(
             pipe, SUBJECT_PROMPT, seed=0, steps=steps, width=size, height=size, cache=False
@@ -114,41 +125,59 @@ def ours_once(pipe, predictor, cfg: dict, ctx: Context, times: dict, notes: list
         composite(subject, mask, background)
 
 
-def ours_pass(ctx: Context, cfg: dict, folder, notes: list[str]) -> dict:
-    """Load ours once (timed apart), warm up, time one pass: ``{"loads", "ours", "peak_ours",
-    "unet_dtype", "other"}``."""
+@contextmanager
+def local_adapter(fast: str, folder: str, quick: bool):
+    """While open, ``fast``'s entry of :data:`sdsam_nb.models.fast.FAST` names a random LoRA of
+    its kind (its layers, its file name) for the SD in ``folder``, as nothing can be downloaded:
+    the tiny SD's built-in one (``quick``) or one built once beside the full-size SD (rank 4:
+    fused into the UNet, a LoRA's rank changes nothing of the sampling time)."""
+    from sdsam_nb import cache_dir
+    from sdsam_nb.models import fast as table
+    from sdsam_nb.models.tiny import lora_folder
+
+    mode = table.FAST[fast]
+    root = cache_dir() / ("tiny" if quick else "bench")
+    lora = lora_folder(root, fast, mode.weight_name, sd=None if quick else folder)
+    table.FAST[fast] = replace(mode, adapter=str(lora))
+    try:
+        yield
+    finally:
+        table.FAST[fast] = mode
+
+
+def ours_pass(ctx: Context, cfg: dict, folder, notes: list[str], fast: str | None = None) -> dict:
+    """Load ours once (timed apart; with the few-step mode ``fast``), warm up, time one pass:
+    ``{"loads", "times", "other", "peak", "unet_dtype", "scheduler"}``."""
     from segment_anything import SamPredictor
 
     import sdsam_nb
 
     from .fullsize import build_sam
-    from .speedups import half_image_encoder
 
-    dtype = getattr(torch, cfg["dtype"])
+    dtype = None if cfg["dtype"] == "auto" else cfg["dtype"]
+    steps = None if fast else cfg["steps"]  # the few-step mode: the adapter's own
     free(ctx)
     loads: dict[str, float] = {}
     with ctx.timing(loads, "SD load"):
         pipe = sdsam_nb.load_sd(
-            folder, device=ctx.device, dtype=dtype, safety_checker=False, progress=False
+            folder, device=ctx.device, dtype=dtype, safety_checker=False, progress=False, fast=fast
         )
-        assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
     with ctx.timing(loads, "SAM load"):
-        sam = build_sam(cfg["sam"], ctx.device)
-        if dtype != torch.float32:
-            half_image_encoder(sam, dtype)
+        sam = build_sam(cfg["sam"], ctx.device)  # fp32, as load_sam loads it
         predictor = SamPredictor(sam)
     if cfg["warmup_steps"]:
-        ctx.log(f"{NAME}: warm-up pass ({cfg['warmup_steps']} steps)")
-        ours_once(pipe, predictor, {**cfg, "steps": cfg["warmup_steps"]}, ctx, {}, [])
+        ctx.log(f"{NAME}: warm-up pass ({cfg['warmup_steps']} steps{', ' + fast if fast else ''})")
+        ours_once(pipe, predictor, cfg, ctx, {}, [], cfg["warmup_steps"])
     if ctx.cuda:
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    ctx.log(f"{NAME}: our pass")
+    ctx.log(f"{NAME}: our pass" + (f" (fast={fast})" if fast else ""))
     times: dict[str, float] = {}
     with OtherLoad() as load:
-        ours_once(pipe, predictor, cfg, ctx, times, notes)
-    out = {"loads": loads, "ours": times, "other": load.share}
-    out["peak_ours"] = torch.cuda.max_memory_allocated(ctx.device) if ctx.cuda else None
+        ours_once(pipe, predictor, cfg, ctx, times, notes, steps)
+    out = {"loads": loads, "times": times, "other": load.share}
+    out["peak"] = torch.cuda.max_memory_allocated(ctx.device) if ctx.cuda else None
     out["unet_dtype"] = str(pipe.unet.dtype).removeprefix("torch.")
+    out["scheduler"] = type(pipe.scheduler).__name__
     del pipe, predictor, sam
     free(ctx)
     return out
@@ -233,16 +262,28 @@ def measure(cfg: dict, device: str = "cpu", quick: bool = False) -> dict:
     ctx = Context(device=torch.device(device), quick=quick)
     folder, notes = sd_folder(quick), []
     ours = ours_pass(ctx, cfg, folder, notes)
+    with local_adapter(cfg["fast"], str(folder), quick):
+        fast = ours_pass(ctx, cfg, folder, notes, fast=cfg["fast"])
     naive = naive_pass(ctx, cfg, folder, notes)
-    share = {"ours": ours.pop("other"), "naive": naive.pop("other")}
+    share = {"ours": ours["other"], "fast": fast["other"], "naive": naive.pop("other")}
     notes = list(dict.fromkeys(notes))  # each note once
-    return {**ours, **naive, "other_cpu_share": share, "notes": notes}
+    return {
+        "loads": ours["loads"],
+        "ours": ours["times"],
+        "peak_ours": ours["peak"],
+        "unet_dtype": ours["unet_dtype"],
+        "fast": {k: fast[k] for k in ("loads", "times", "unet_dtype", "scheduler")},
+        **naive,
+        "other_cpu_share": share,
+        "notes": notes,
+    }
 
 
 def report(ctx: Context, cfg: dict, m: dict) -> Section:
-    """The section for :func:`measure`'s result ``m``."""
+    """The section for :func:`measure`'s result ``m`` (its few-step rows where it holds
+    ``"fast"``)."""
     sec = Section(NAME, TITLE)
-    loads, ours, naive = m["loads"], m["ours"], m["naive"]
+    loads, ours, naive, fast = m["loads"], m["ours"], m["naive"], m.get("fast")
     total_ours, total_naive = sum(ours.values()), sum(naive.values())
     for name, t in loads.items():
         sec.add(f"ours: {name} (once per session, not in the total)", t, "s")
@@ -250,6 +291,14 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
         sec.add(f"ours: {name}", t, "s")
     h100 = judged(total_ours, "≤", TARGET_TOTAL_S, ctx, f"≤ {TARGET_TOTAL_S} s (H100)")
     sec.add("ours: end to end", total_ours, "s", **(h100 if ctx.cuda else {}))
+    if fast:
+        who = f"ours few-step ({cfg['fast']})"
+        for name, t in fast["loads"].items():
+            sec.add(f"{who}: {name} (once per session, not in the total)", t, "s")
+        for name, t in fast["times"].items():
+            sec.add(f"{who}: {name}", t, "s")
+        total_fast = sum(fast["times"].values())
+        sec.add(f"{who}: end to end", total_fast, "s")
     for name, t in naive.items():
         sec.add(f"naive: {name}", t, "s")
     sec.add("naive: end to end (its per-call loads included)", total_naive, "s")
@@ -258,6 +307,13 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
     sec.add("speed-up without the naive loads", (total_naive - loads_naive) / total_ours, "x")
     ratio = total_naive / total_ours
     sec.add("speed-up, naive / ours", ratio, "x", **judged(ratio, "≥", TARGET_RATIO, ctx))
+    if fast:
+        ratio = total_naive / total_fast
+        target = judged(ratio, "≥", TARGET_FAST_NAIVE, ctx)
+        sec.add(f"speed-up, naive / {who}", ratio, "x", **target)
+        ratio = total_ours / total_fast
+        target = judged(ratio, "≥", TARGET_FAST_OURS, ctx)
+        sec.add(f"speed-up, ours (default, {cfg['steps']} steps) / {who}", ratio, "x", **target)
     if ctx.cuda:
         peak = m["peak_ours"] / 1e9
         what = "ours: peak GPU memory (SD fp16 + SAM vit_h loaded)"
@@ -271,19 +327,26 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
         sec.add("T4 estimate: ours end to end", total_ours * its / T4_ITS, "s", note=note)
         note = f"estimate: {2 * cfg['steps']} steps / {T4_ITS} it/s, a lower bound"
         sec.add("T4 estimate: denoising alone", 2 * cfg["steps"] / T4_ITS, "s", note=note)
-    if m["unet_dtype"] != cfg["dtype"]:
-        sec.notes.append(
-            f"ours: SD was loaded as {cfg['dtype']} but its UNet is {m['unet_dtype']} after "
-            "inpaint_background (sdsam_nb.inpainting -> diffusers from_pipe casts the shared "
-            "modules to float32 unless given dtype=)"
-        )
     sec.notes.extend(m["notes"])
-    encoder = f" ({cfg['dtype']} image encoder)" if cfg["dtype"] != "float32" else ""
+    dtype = m["unet_dtype"]
+    chosen = "pick_dtype's choice here" if cfg["dtype"] == "auto" else "as --dtype asked"
+    text = (
+        f"{cfg['size']}x{cfg['size']} px; ours as the kit runs by default: SD in {dtype} "
+        f"({chosen}), DPM-Solver++ {cfg['steps']} steps, guidance 7.5, SAM {cfg['sam']} in fp32 "
+        "(as load_sam loads it)"
+    )
+    if fast:
+        mode = FAST[cfg["fast"]]
+        text += (
+            f"; ours few-step: load_sd(fast={cfg['fast']!r}), its defaults ({mode.steps} steps, "
+            f"guidance {mode.guidance:g}, {fast['scheduler']}; SD in {fast['unet_dtype']}), a "
+            "random LoRA of its layers fused into the UNet (nothing can be downloaded here), "
+            "the same SAM"
+        )
     sec.notes.append(
-        f"{cfg['size']}x{cfg['size']} px, ours: {cfg['dtype']} DPM-Solver++ {cfg['steps']} steps "
-        f"+ SAM {cfg['sam']}{encoder}; naive: fp32, PNDM {cfg['naive_steps']} steps, pipelines "
-        "loaded per call, embedding per click (its SAM fp32 is built once, outside the timing: "
-        "kind to the naive side)"
+        text + f"; naive: fp32, PNDM {cfg['naive_steps']} steps, pipelines loaded per call, "
+        "embedding per click (its SAM fp32 is built once, outside the timing: kind to the "
+        "naive side)"
     )
     if not ctx.cuda and not ctx.quick:
         share = m.get("other_cpu_share") or {}
@@ -313,7 +376,8 @@ def run(ctx: Context) -> Section:
         return report(ctx, cfg, measure(cfg, str(ctx.device), ctx.quick))
     ctx.log(
         f"{NAME}: CPU, full size ({cfg['size']} px, {cfg['steps']} vs {cfg['naive_steps']} "
-        f"steps, SAM {cfg['sam']}) in a fresh process: about 10 minutes on 2 idle cores"
+        f"steps, then fast={cfg['fast']!r}; SAM {cfg['sam']}) in a fresh process: about 15 "
+        "minutes on 2 idle cores"
     )
     target = "benchmarks.end_to_end:measure"
     return report(ctx, cfg, run_worker(target, {"cfg": cfg}, timeout=3600, flush_denormal=True))
@@ -335,7 +399,9 @@ if __name__ == "__main__":  # CPU, full size, in this fresh process: prints one 
     cfg = vars(args.parse_args())
     if cfg["size"] % 8 or cfg["size"] <= 0:
         args.error(f"--size must be a positive multiple of 8, got {cfg['size']}")
-    if not isinstance(getattr(torch, cfg["dtype"], None), torch.dtype):
-        args.error(f"--dtype {cfg['dtype']!r} is not a torch dtype (e.g. bfloat16, float32)")
+    if cfg["dtype"] != "auto" and not isinstance(getattr(torch, cfg["dtype"], None), torch.dtype):
+        args.error(f"--dtype {cfg['dtype']!r}: 'auto' (the kit's choice) or a torch dtype")
+    if cfg["fast"] not in FAST:
+        args.error(f"--fast {cfg['fast']!r} is not one of {', '.join(FAST)}")
     spec = {"target": "benchmarks.end_to_end:measure", "kwargs": {"cfg": cfg}, "flush": True}
     worker_main(json.dumps(spec))

@@ -21,13 +21,14 @@ ROW_KEYS = {"metric", "value", "unit", "target", "met", "note"}
 KEY_ROWS = {
     "click_latency": "ratio naive / cached (medians)",
     "weight_sharing": "weights (b)/(a)",
-    "end_to_end": "ours: end to end",
+    "cpu_dtype": "subject: bfloat16 speed-up over float32",
+    "end_to_end": "speed-up, naive / ours few-step (lcm)",
     "speedups": "SDPA speed-up over classic attention",
     "segmenters": "sa-tiny: embedding / sa-tiny",
     "background_methods": "object expansion own / salient",
     "edges": "(a)/(c)",
     "batches": "batch vs papermill per item (items per minute)",
-    "reruns": "A / B: rerun speed-up from the caches",
+    "reruns": "B / its new work: the rerun over what its new prompt requires",
 }
 
 
@@ -194,6 +195,17 @@ def test_end_to_end_cpu_mode_is_full_size_and_reports_ratios_only():
     assert not any("T4" in m or "GPU" in m for m in rows), list(rows)
     cpu_note = next(n for n in sec.notes if n.startswith("CPU run"))
     assert "only the ratios" in cpu_note and "ours 2%, naive 3%" in cpu_note
+    # the few-step pass: its rows, and its two ratios judged against issue 26's targets
+    stages = {"1 subject": 4.0, "2 SAM embedding": 5.0, "4 inpainted background": 5.0}
+    fast = {"loads": {"SD load": 4.0}, "times": stages, "unet_dtype": "bfloat16"}
+    sec = e2e.report(cpu, cfg, {**measured, "fast": {**fast, "scheduler": "LCMScheduler"}})
+    rows = {r.metric: r for r in sec.rows}
+    assert rows["ours few-step (lcm): end to end"].value == pytest.approx(14.0)
+    naive_fast = rows["speed-up, naive / ours few-step (lcm)"]
+    assert naive_fast.value == pytest.approx(300 / 14) and naive_fast.met is True
+    ours_fast = rows["speed-up, ours (default, 25 steps) / ours few-step (lcm)"]
+    assert ours_fast.value == pytest.approx(70 / 14) and ours_fast.met is True
+    assert "LCMScheduler" in next(n for n in sec.notes if "ours few-step" in n)
 
 
 def test_reruns_settings_and_cache_counts():
@@ -215,25 +227,41 @@ def test_reruns_settings_and_cache_counts():
         assert ("steps" in p) == (not cuda or quick)  # a GPU keeps the notebooks' steps
     assert reruns.settings(quick=False, cuda=False, sd_model="", sam_model="")["size"] <= 256
 
-    steps = {
-        "01_generate_subject/load_sd": {"seconds": 9.0},
-        "01_generate_subject/generate_subject": {
-            "seconds": 0.5,
-            "cache": {"hits": 4, "misses": 0, "off": 0, "entries": []},
-        },
-        "03_inpaint_background/inpaint": {"seconds": 60.0},
-        "03_inpaint_background/score": {
-            "seconds": 30.0,
-            "cache": {"hits": 1, "misses": 3, "off": 0, "entries": []},
-        },
-    }
-    counts = reruns._cache_counts(steps)
-    assert counts["01_generate_subject/load_sd"] == {
+    def record(prompt: str) -> dict:
+        """A run.json of 01 and 03: each notebook's newest execution and its calls."""
+        hits = {"hits": 4, "misses": 0, "off": 0, "entries": []}
+        calls_01 = [
+            {"call": "load_sd", "args": {"model": "sd"}, "seconds": 9.0},
+            {"call": "generate", "args": {"seed": 0}, "seconds": 0.5, "cache": hits},
+        ]
+        score = {"hits": 1, "misses": 3, "off": 0, "entries": []}
+        calls_03 = [
+            {"call": "load_sd", "args": {"model": "sd"}, "seconds": 0.0},
+            {"call": "inpaint_background", "args": {"prompt": prompt}, "seconds": 60.0},
+            {"call": "score_results", "args": {"results": prompt}, "seconds": 30.0, "cache": score},
+        ]
+        return {
+            "executions": [{"calls": [{"call": "old"}]}, {"calls": calls_01}, {"calls": calls_03}],
+            "notebooks": {
+                "01_generate_subject": {"execution": 1},
+                "03_inpaint_background": {"execution": 2},
+            },
+        }
+
+    first, rerun = (reruns._calls(record(p)) for p in ("a room", "a beach"))
+    load = rerun["01_generate_subject/load_sd"]
+    assert {k: v for k, v in load.items() if k != "args"} == {
         "hits": 0,
         "lookups": 0,
         "off": 0,
         "seconds": 9.0,
     }
-    assert counts["03_inpaint_background/score"]["lookups"] == 4
-    assert reruns._new_work(counts) == 90.0  # 03's inpainting and its score: no cache holds them
+    assert rerun["03_inpaint_background/score_results"]["lookups"] == 4
+    assert rerun["03_inpaint_background/load_sd"]["args"] == load["args"]
+    # the calls whose inputs changed: 03's inpainting and its score, no cache holds them
+    assert reruns._new_work(first, rerun) == {
+        "03_inpaint_background/inpaint_background": 60.0,
+        "03_inpaint_background/score_results": 30.0,
+    }
+    assert reruns._new_work(first, first) == {}
     assert reruns._short("03_inpaint_background/score") == "03 score"
