@@ -184,6 +184,7 @@ def test_plain_papermill_from_the_checkout_root(tmp_path):
                 "n_variations": 1,
                 "run_dir": str(folder),
                 "position": [10, 20],
+                "fast": "lcm",  # the few-step mode's parameter, under papermill
             }
         )
         done = subprocess.run(
@@ -203,7 +204,8 @@ def test_plain_papermill_from_the_checkout_root(tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
         assert run.file("composite-0").is_file()
         params = run.record["notebooks"]["04_composite_background"]["params"]
-        assert params["position"] == [10, 20]
+        assert params["position"] == [10, 20] and params["fast"] == "lcm"
+        assert run.record["models"]["sd"]["fast"]["name"] == "lcm"
         assert set(outputs.iterdir()) - before == {folder}
     finally:
         for new in set(outputs.iterdir()) - before:

@@ -271,9 +271,9 @@ def test_the_notebook_parameter_is_checked():
 
 
 @pytest.mark.slow
-def test_a_notebook_with_fast_records_the_adapter_and_replays_under_papermill(tmp_path):
-    """01 run in this process with fast="lcm" (steps and guidance left to it), then replayed
-    under papermill (the parameter injected into a kernel): the same pixels."""
+def test_a_notebook_with_fast_records_the_adapter_and_replays_identically(tmp_path):
+    """01 run in this process with fast="lcm" (steps and guidance left to it), then replayed:
+    the same pixels (test_cli's plain papermill run gives 04 the parameter in a kernel)."""
     params = {"sd_model": "tiny", "fast": "lcm", "width": 64, "height": 64, "n_variations": 2}
     run = execute_chain(
         ["01_generate_subject"], params, output_root=tmp_path, progress=False, echo=False, here=True
@@ -299,6 +299,6 @@ def test_a_notebook_with_fast_records_the_adapter_and_replays_under_papermill(tm
     )[0]
     with Image.open(run.file("subject")) as subject:
         assert np.array_equal(np.asarray(subject.convert("RGB")), np.asarray(expected))
-    new, comparison = replay(run.path, output_root=tmp_path / "replays", progress=False)
+    new, comparison = replay(run.path, output_root=tmp_path / "replays", progress=False, here=True)
     assert comparison.identical, comparison
     assert new.record["models"]["sd"]["fast"] == sd["fast"]

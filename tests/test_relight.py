@@ -255,7 +255,7 @@ def test_recorded_in_the_active_run(tiny_sd, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["text", "background"])
+@pytest.mark.parametrize("mode", ["text", pytest.param("background", marks=pytest.mark.long)])
 def test_notebook_04_relights_and_replays_identically(tmp_path, mode):
     """04 with relight on, its cells in this process: the relit subjects are saved and
     composited, the scores recorded; the replay is bit-identical."""
