@@ -154,8 +154,8 @@ def test_a_dtype_given_is_recorded_and_replayed(tmp_path, flags, models):
 @pytest.mark.slow
 def test_a_run_recorded_before_the_dtype_replays_in_float32_on_the_cpu(tmp_path, flags, models):
     """A record without the dtype parameter, SD's dtype or the device report's (as runs were
-    before): replayed under papermill (the parameter injected into a kernel, where this CPU's
-    own flags decide the automatic choice), it computes in float32 and makes the same pixels."""
+    before): replayed on a CPU whose automatic choice is bfloat16, it computes in float32 and
+    makes the same pixels."""
     flags(PLAIN)
     run = _run_01(tmp_path)
 
@@ -171,7 +171,9 @@ def test_a_run_recorded_before_the_dtype_replays_in_float32_on_the_cpu(tmp_path,
 
     run.update(forget)
     assert "dtype" not in str(run.record["executions"][-1]["params"])
-    new, comparison = replay(run.path, output_root=tmp_path / "replays", progress=False)
+    flags(NATIVE)
+    MODELS.clear()
+    new, comparison = replay(run.path, output_root=tmp_path / "replays", progress=False, here=True)
     assert comparison.identical, comparison
     assert new.record["executions"][-1]["params"]["dtype"] == "float32"
     assert new.record["models"]["sd"]["dtype"] == "float32"
