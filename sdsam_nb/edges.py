@@ -6,7 +6,9 @@ A SAM mask is binary: pasted through it (even feathered) the subject keeps a fri
 background's colour and loses hair and fur. The fix, in four steps:
 
 1. :func:`trimap` splits the picture into sure subject (the mask shrunk by ``band`` px), sure
-   background (outside the mask grown by ``band`` px) and an unknown band between them;
+   background (outside the mask grown by ``band`` px) and an unknown band between them, widened
+   by :func:`strand_band` where the picture shows strands (hair, fur) leaving the subject, up
+   to ``reach`` px beyond the mask;
 2. :func:`matte` estimates the alpha in that band (closed-form matting on the CPU, ViTMatte on
    a GPU);
 3. :func:`estimate_foreground` recovers the subject's own colours where it is see-through;
@@ -47,6 +49,9 @@ EDGES = ("feather", "matte")
 """The edges the background functions paste a subject with, by name (see :func:`subject_alpha`)."""
 DEFAULT_BAND = 8
 """Pixels either side of the mask's edge that matting estimates when a subject is pasted."""
+DEFAULT_REACH = 40
+"""Pixels beyond the mask's edge that the unknown band may reach where strands continue (see
+:func:`strand_band`)."""
 PRIOR_WEIGHT = 0.3
 """Strength of closed-form matting's pull towards the binary mask at the band's inner and outer
 limits (see :func:`matte`). Chosen on a synthetic arrangement that the benchmark does not use
@@ -55,21 +60,25 @@ error in the band was 3.65 / 3.53 (soft edge / hair) for 0 (plain closed-form ma
 2.61 / 2.54 for 0.1, 2.65 / 2.29 for 0.3, 3.10 / 2.07 for 1 (0..255)."""
 
 
-def trimap(mask, band: float) -> np.ndarray:
+def trimap(mask, band: float, *, strands: np.ndarray | None = None) -> np.ndarray:
     """The trimap of a binary subject mask.
 
     Args:
         mask: ``HxW`` subject mask (any form :func:`sdsam_nb.images.to_mask` takes).
         band: half-width of the unknown band in pixels, > 0: the band runs from ``band`` px
             inside the mask's edge to ``band`` px outside it.
+        strands: optional ``HxW bool`` pixels outside the mask that the band is widened to
+            (:func:`strand_band`); ``None`` (the default) keeps the band ``band`` px wide.
 
     Returns:
         ``HxW uint8``: 255 (:data:`FOREGROUND`) on ``shrink(mask, band)``, 0
-        (:data:`BACKGROUND`) outside ``grow(mask, band)``, 128 (:data:`UNKNOWN`) between.
+        (:data:`BACKGROUND`) outside ``grow(mask, band)`` and ``strands``, 128
+        (:data:`UNKNOWN`) between.
 
     Raises:
-        ValueError: ``band`` is not a number > 0, the mask is empty or full, or the band
-            leaves no sure subject (it is wider than the subject) or no sure background.
+        ValueError: ``band`` is not a number > 0, the mask is empty or full, the band
+            leaves no sure subject (it is wider than the subject) or no sure background, or
+            ``strands`` is not an ``HxW bool`` array outside the mask.
     """
     m = to_mask(mask)
     check_subject(m, name="mask")
@@ -89,14 +98,156 @@ def trimap(mask, band: float) -> np.ndarray:
     out = np.full(m.shape, UNKNOWN, dtype=np.uint8)
     out[sure_fg] = FOREGROUND
     out[sure_bg] = BACKGROUND
+    if strands is not None:
+        if not (isinstance(strands, np.ndarray) and strands.dtype == bool):
+            raise ValueError(f"strands must be an HxW bool array, not {type(strands).__name__}")
+        if strands.shape != m.shape or (strands & m).any():
+            raise ValueError(
+                f"strands must be {m.shape[0]}x{m.shape[1]} (HxW, the mask's size) and lie "
+                "outside the mask: make it with strand_band"
+            )
+        out[strands] = UNKNOWN
     return out
+
+
+# --------------------------------------------------------------------------- strands
+
+STRAND_CONTRAST = 20
+"""How far (0..255, the largest over the channels) a line must stand out from its surroundings
+to count as a strand: the white or black top-hat of a 5x5 disc, which keeps lines up to about
+2 px wide and drops what is wider."""
+STRAND_SEPARATION = 30.0
+"""How different (0..255, Euclidean RGB) the nearby subject and the local background must be
+for a line's colour to say which of the two it belongs to."""
+STRAND_FIT = 0.2
+"""The least share of the subject's colour a strand pixel holds: its colour projected on the
+segment from the local background to the nearby subject's colour."""
+STRANDS_NEARBY = 4
+"""Strands come in numbers: a line is kept where at least this many lines leave the subject
+within :data:`STRAND_SPACING` px of where it does."""
+STRAND_SPACING = 24
+"""See :data:`STRANDS_NEARBY` (pixels)."""
+STRAND_MARGIN = 2
+"""Pixels around each strand that the band takes in as well (a strand's soft sides)."""
+
+
+def strand_band(
+    image: ImageLike, mask, *, band: float = DEFAULT_BAND, reach: float = DEFAULT_REACH
+) -> np.ndarray:
+    """Where the subject's fine structure (hair, fur, strands) continues beyond its mask: the
+    pixels outside the mask that :func:`trimap` adds to its unknown band, and where
+    :func:`matte`'s pull towards the mask is released.
+
+    A strand is a line that is (1) thin: it stands out of its surroundings by
+    :data:`STRAND_CONTRAST` in a 5x5 white or black top-hat (OpenCV); (2) of the subject's
+    colour: on the segment from the local background (a 7x7 median, which removes thin
+    lines) to the colour of the subject nearby (a Gaussian mean, sigma 10 px, of the subject
+    2-20 px inside its edge, carried outwards from the nearest such pixel), at least
+    :data:`STRAND_FIT` of the way and near the segment, where the two colours differ by
+    :data:`STRAND_SEPARATION`; (3) attached: its connected piece starts within 2 px of the
+    mask's edge and reaches further than ``2 * band`` px from it; (4) one of several: at
+    least :data:`STRANDS_NEARBY` such pieces cross the ring 1-4 px outside the mask within
+    :data:`STRAND_SPACING` px. Hard edges, a background of the subject's colour, or lines of
+    the background that run along the edge give no strands, so the band keeps its width there.
+
+    Args:
+        image: the picture (``HxWx3 uint8`` RGB, a ``PIL.Image`` or a path).
+        mask: ``HxW`` binary subject mask of the same size.
+        band: half-width of the unknown band in pixels, > 0 (default 8).
+        reach: how far outside the mask's edge the band may grow, pixels (default 40); at
+            most ``band`` turns the widening off.
+
+    Returns:
+        ``HxW bool``: the strands and :data:`STRAND_MARGIN` px around them, outside the mask
+        and at most ``reach`` px from it (empty where there are none).
+
+    Raises:
+        ValueError: a bad ``band``, ``reach`` or mask.
+    """
+    rgb = np.asarray(to_rgb(image))
+    h, w = rgb.shape[:2]
+    m = to_mask(mask, (w, h))
+    check_subject(m, name="mask")
+    band = check_number(band, "band", low=0, open_low=True)
+    reach = check_number(reach, "reach", low=0)
+    out = np.zeros(m.shape, bool)
+    if reach <= band:
+        return out
+    rows, cols = _box(m, math.ceil(reach) + 16)  # 16 px of context for the filters
+    out[rows, cols] = _strands(rgb[rows, cols], m[rows, cols], band, reach)
+    return out
+
+
+def _strands(pixels: np.ndarray, mask: np.ndarray, band: float, reach: float) -> np.ndarray:
+    """:func:`strand_band` on a crop (``HxWx3 uint8``, ``HxW bool``)."""
+    inside = ndimage.distance_transform_edt(mask)
+    outside = ndimage.distance_transform_edt(~mask)
+    none = np.zeros(mask.shape, bool)
+    ring = mask & (inside > 2) & (inside <= 20)
+    if not ring.any():
+        return none  # a subject too thin to tell its colour from its edge's
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    lines = np.maximum(
+        cv2.morphologyEx(pixels, cv2.MORPH_TOPHAT, disc),
+        cv2.morphologyEx(pixels, cv2.MORPH_BLACKHAT, disc),
+    ).max(axis=2)
+    x = pixels.astype(np.float32)
+    back = cv2.medianBlur(pixels, 7).astype(np.float32)
+    weight = ring.astype(np.float32)
+    near = cv2.GaussianBlur(x * weight[..., None], (0, 0), 10)
+    near /= np.maximum(cv2.GaussianBlur(weight, (0, 0), 10), 1e-6)[..., None]
+    _, (iy, ix) = ndimage.distance_transform_edt(~ring, return_indices=True)
+    along = near[iy, ix] - back
+    length2 = (along * along).sum(axis=2)
+    share = ((x - back) * along).sum(axis=2) / np.maximum(length2, 1e-6)
+    off2 = ((x - back - share[..., None] * along) ** 2).sum(axis=2)
+    candidates = (
+        (lines > STRAND_CONTRAST)
+        & (length2 > STRAND_SEPARATION**2)
+        & (share > STRAND_FIT)
+        & (off2 < 0.25 * length2)
+        & ~mask
+        & (outside <= reach)
+    )
+    pieces, n = ndimage.label(masks.grow(candidates, 1), structure=np.ones((3, 3)))
+    if n == 0:
+        return none
+    index = np.arange(1, n + 1)
+    attached = np.zeros(n + 1, bool)
+    attached[1:] = (np.asarray(ndimage.minimum(outside, pieces, index)) <= 2) & (
+        np.asarray(ndimage.maximum(outside, pieces, index)) > 2 * band
+    )
+    crossing = candidates & (outside > 1) & (outside <= 4) & attached[pieces]
+    crossings, k = ndimage.label(crossing, structure=np.ones((3, 3)))
+    if k == 0:
+        return none
+    at = np.rint(ndimage.center_of_mass(crossing, crossings, np.arange(1, k + 1))).astype(int)
+    points = np.zeros(mask.shape, np.float32)
+    np.add.at(points, (at[:, 0], at[:, 1]), 1.0)
+    spacing = cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * STRAND_SPACING + 1, 2 * STRAND_SPACING + 1)
+    ).astype(np.float32)
+    nearby = cv2.filter2D(points, -1, spacing, borderType=cv2.BORDER_CONSTANT)
+    crowded = at[nearby[at[:, 0], at[:, 1]] >= STRANDS_NEARBY - 0.5]
+    kept = np.zeros(n + 1, bool)
+    kept[pieces[crowded[:, 0], crowded[:, 1]]] = True
+    kept[0] = False
+    strands = candidates & kept[pieces]
+    return masks.grow(strands, STRAND_MARGIN) & ~mask & (outside <= reach)
 
 
 # --------------------------------------------------------------------------- alpha matting
 
 
 def _closed_form(
-    pixels: np.ndarray, tri: np.ndarray, *, mask: np.ndarray, band: float, model=None, device=None
+    pixels: np.ndarray,
+    tri: np.ndarray,
+    *,
+    mask: np.ndarray,
+    band: float,
+    strands: np.ndarray | None = None,
+    model=None,
+    device=None,
 ) -> np.ndarray:
     """Closed-form matting (Levin et al. 2008) with a weak prior towards the binary mask.
 
@@ -106,7 +257,9 @@ def _closed_form(
     ``w = PRIOR_WEIGHT * d / band`` grows with the distance ``d`` to the mask's edge: nothing at
     the edge, where the picture decides, and enough deep in the band to stop the alpha from
     drifting through textured regions where the colour-line model fails (plain closed-form
-    matting's error grows with the band's width; with the prior it does not).
+    matting's error grows with the band's width; with the prior it does not). On ``strands``
+    (:func:`strand_band`) the weight is 0: a strand's alpha is carried along it from the
+    subject by the Laplacian alone (any pull towards the mask, even 0.01, fades it out).
     """
     from pymatting import cf_laplacian, cg, ichol
     from scipy import sparse
@@ -117,7 +270,10 @@ def _closed_form(
     inside = ndimage.distance_transform_edt(mask)
     outside = ndimage.distance_transform_edt(~mask)
     edge = np.where(mask, inside, outside) - 0.5  # distance from the pixel's centre to the edge
-    weight = PRIOR_WEIGHT * np.clip(edge / band, 0.0, 1.0).ravel()[unknown]
+    weight = PRIOR_WEIGHT * np.clip(edge / band, 0.0, 1.0)
+    if strands is not None:
+        weight[strands] = 0.0
+    weight = weight.ravel()[unknown]
     rows = laplacian[unknown]
     system = (rows[:, unknown] + sparse.diags(weight)).tocsr()
     sure_fg = (tri == FOREGROUND).ravel()[known.ravel()].astype(np.float64)
@@ -128,7 +284,14 @@ def _closed_form(
 
 
 def _vitmatte(
-    pixels: np.ndarray, tri: np.ndarray, *, mask=None, band=None, model=None, device=None
+    pixels: np.ndarray,
+    tri: np.ndarray,
+    *,
+    mask=None,
+    band=None,
+    strands=None,
+    model=None,
+    device=None,
 ) -> np.ndarray:
     """ViTMatte (transformers): ``model`` is a loaded :class:`~sdsam_nb.models.matting.VitMatte`,
     a hub id, a folder or ``"tiny"`` (``None``: the default checkpoint)."""
@@ -144,8 +307,9 @@ MATTING_METHODS: dict[str, Callable[..., np.ndarray]] = {
     "closed_form": _closed_form,
     "vitmatte": _vitmatte,
 }
-"""Method name -> ``fn(pixels HxWx3 uint8, trimap HxW uint8, *, mask HxW bool, band px, model,
-device) -> HxW float32 alpha`` (read only on the trimap's unknown pixels), on a crop."""
+"""Method name -> ``fn(pixels HxWx3 uint8, trimap HxW uint8, *, mask HxW bool, band px, strands
+HxW bool, model, device) -> HxW float32 alpha`` (read only on the trimap's unknown pixels), on a
+crop."""
 
 
 def pick_method(method: str = "auto", device=None) -> str:
@@ -177,6 +341,7 @@ def matte(
     mask,
     *,
     band: float = DEFAULT_BAND,
+    reach: float = DEFAULT_REACH,
     method: str = "auto",
     model=None,
     device=None,
@@ -184,16 +349,19 @@ def matte(
     """A soft alpha matte of the subject ``mask`` marks in ``image``.
 
     The alpha is exactly 1 on the :func:`trimap`'s sure subject and exactly 0 on its sure
-    background; in the unknown band (``band`` px either side of the mask's edge) it is
-    estimated by ``method``, on a crop of the picture around the subject (its bounding box
-    grown by twice ``band``), so the cost follows the subject's size, not the picture's.
+    background; in the unknown band (``band`` px either side of the mask's edge, widened up to
+    ``reach`` px outside it where :func:`strand_band` finds strands) it is estimated by
+    ``method``, on a crop of the picture around that band, so the cost follows the subject's
+    size, not the picture's.
 
     Args:
         image: the picture (``HxWx3 uint8`` RGB, a ``PIL.Image`` or a path).
         mask: ``HxW`` binary subject mask of the same size, e.g. from SAM.
         band: half-width of the unknown band in pixels, > 0 (default 8). It must cover the
-            mask's error: hair or a soft edge further than ``band`` px outside the mask is
-            cut off.
+            mask's error: a soft edge further than ``band`` px outside the mask is cut off.
+        reach: how far outside the mask's edge the band may grow where strands (hair, fur)
+            continue, pixels (default 40); strands further out are cut off. At most ``band``:
+            a band of fixed width (the kit's behaviour before).
         method: ``"closed_form"`` (closed-form matting with a weak pull towards the mask,
             pymatting, CPU; see :data:`PRIOR_WEIGHT`), ``"vitmatte"`` (transformers ViTMatte)
             or ``"auto"`` (the default: ViTMatte on a CUDA GPU, closed-form elsewhere).
@@ -207,20 +375,27 @@ def matte(
         ``HxW float32`` alpha in ``[0, 1]``.
 
     Raises:
-        ValueError: a bad ``band``, ``method`` or mask (see :func:`trimap`).
+        ValueError: a bad ``band``, ``reach``, ``method`` or mask (see :func:`trimap`).
     """
     name = pick_method(method, device)
     rgb = np.asarray(to_rgb(image))
     h, w = rgb.shape[:2]
     m = to_mask(mask, (w, h))
-    tri = trimap(m, band)
+    strands = strand_band(rgb, m, band=band, reach=reach)
+    tri = trimap(m, band, strands=strands)
     band = float(band)
     if not (tri == UNKNOWN).any():  # a band under 1 px: no pixel is in doubt
         return (tri == FOREGROUND).astype(np.float32)
     rows, cols = _box(tri != BACKGROUND, math.ceil(band))
     crop = tri[rows, cols]
     estimate = MATTING_METHODS[name](
-        rgb[rows, cols], crop, mask=m[rows, cols], band=band, model=model, device=device
+        rgb[rows, cols],
+        crop,
+        mask=m[rows, cols],
+        band=band,
+        strands=strands[rows, cols],
+        model=model,
+        device=device,
     )
     alpha = (tri == FOREGROUND).astype(np.float32)
     unknown = crop == UNKNOWN
@@ -475,8 +650,9 @@ def subject_alpha(
     * ``"feather"``: ``masks.feather(mask, feather)`` and the picture's own pixels (a
       ``feather`` at least as wide as the subject is refused, :func:`check_feather`);
     * ``"matte"``: :func:`matte` (:data:`DEFAULT_BAND` px either side of the mask's edge,
-      narrowed by :func:`fit_band` for a thin subject) and :func:`estimate_foreground`
-      (decontaminated colours);
+      narrowed by :func:`fit_band` for a thin subject, widened up to :data:`DEFAULT_REACH` px
+      outside it where strands continue) and :func:`estimate_foreground` (decontaminated
+      colours);
     * an ``HxW`` float array in ``[0, 1]``: that alpha and the picture's own pixels (the
       textbook ``alpha * F + (1 - alpha) * B``).
 

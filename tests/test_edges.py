@@ -1,12 +1,13 @@
-"""Soft edges: trimap, alpha matting (closed-form and the tiny ViTMatte), foreground
-decontamination, the contact shadow and the compositing equation, on a synthetic picture whose
-true alpha and subject colours are known."""
+"""Soft edges: trimap, the band widened along strands, alpha matting (closed-form and the tiny
+ViTMatte), foreground decontamination, the contact shadow and the compositing equation, on
+synthetic pictures whose true alpha and subject colours are known."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from sdsam_nb import edges
 from sdsam_nb.masks import feather, grow, shrink
@@ -58,6 +59,43 @@ def estimated(scene):
     return edges.matte(scene["image"], scene["mask"], band=8, method="closed_form")
 
 
+def _strand_truth() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(alpha, F, B, mask)``: a hard-edged disc of radius 45 px and, on its right side only,
+    60 straight strands (about 1 px wide, alpha 0.7-1 at their core) from 3 px inside its edge
+    to 20-35 px beyond it, of the subject's colours over a smooth blue-green background; the
+    mask is the disc without the strands."""
+    rng = np.random.default_rng(1)
+    size, radius = 200, 45.0
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    c = size / 2
+    body = np.clip(radius - np.hypot(xx - c, yy - c) + 0.5, 0, 1)
+    ss = 4
+    canvas = np.zeros((size * ss, size * ss), np.float32)
+    for _ in range(60):
+        t = rng.uniform(-1.2, 1.2)  # the right side only
+        u = np.linspace(radius - 3, radius + rng.uniform(20, 35), 12)
+        pts = np.stack([c + u * np.cos(t), c + u * np.sin(t)], -1) * ss
+        value = float(rng.uniform(0.7, 1.0))
+        cv2.polylines(canvas, [np.int32(np.round(pts))], False, value, 4, cv2.LINE_AA)
+    strands = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+    alpha = np.maximum(body, np.clip(strands, 0, 1))
+    fg = np.stack([200 + 40 * xx / size, 120 - 60 * yy / size, 60 + 60 * yy / size], -1)
+    bg = np.stack(
+        [40 + 30 * np.sin(xx / 9), 150 + 40 * np.sin((xx + yy) / 13), 90 + 30 * np.cos(yy / 11)],
+        -1,
+    )
+    return alpha, fg, bg, body > 0.5
+
+
+@pytest.fixture(scope="module")
+def strand_scene():
+    alpha, fg, bg, mask = _strand_truth()
+    a = alpha[..., None]
+    image = np.clip(np.rint(a * fg + (1 - a) * bg), 0, 255).astype(np.uint8)
+    outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+    return {"alpha": alpha, "fg": fg, "bg": bg, "image": image, "mask": mask, "outside": outside}
+
+
 def test_trimap_marks_sure_subject_background_and_band(scene):
     m = scene["mask"]
     tri = edges.trimap(m, 6)
@@ -65,19 +103,79 @@ def test_trimap_marks_sure_subject_background_and_band(scene):
     assert set(np.unique(tri)) == {0, 128, 255}
     assert np.array_equal(tri == 255, shrink(m, 6))
     assert np.array_equal(tri == 0, ~grow(m, 6))
-    # under 1 px no pixel is in doubt: the alpha is the mask
-    hard = edges.matte(scene["image"], m, band=0.5)
+    # under 1 px (and not widened along strands) no pixel is in doubt: the alpha is the mask
+    hard = edges.matte(scene["image"], m, band=0.5, reach=0.5)
     assert hard.dtype == np.float32 and np.array_equal(hard, m.astype(np.float32))
 
 
 def test_closed_form_alpha_obeys_the_trimap(scene, estimated):
     m = scene["mask"]
+    # strands 4-10 px long, starting inside the edge, stay in the band: it keeps its width
+    assert not edges.strand_band(scene["image"], m, band=8).any()
     assert estimated.dtype == np.float32 and estimated.shape == m.shape
     assert np.all(estimated[shrink(m, 8)] == 1.0)
     assert np.all(estimated[~grow(m, 8)] == 0.0)
     assert 0.0 <= estimated.min() and estimated.max() <= 1.0
     band = edges.trimap(m, 8) == 128
     assert 0.1 < estimated[band].mean() < 0.9  # a real estimate, not the mask again
+
+
+def test_band_widens_where_strands_continue_and_keeps_its_width_on_a_hard_edge(strand_scene):
+    image, m, outside = strand_scene["image"], strand_scene["mask"], strand_scene["outside"]
+    strands = edges.strand_band(image, m, band=8, reach=40)
+    assert strands.dtype == bool and strands.shape == m.shape and not (strands & m).any()
+    assert outside[strands].max() <= 40
+    tri = edges.trimap(m, 8, strands=strands)
+    fixed = edges.trimap(m, 8)
+    right, left = np.s_[:, 100:], np.s_[:, :100]
+    # the strands' side: the unknown band runs out along them, past twice the band
+    beyond = (tri == edges.UNKNOWN) & (outside > 16)
+    assert beyond[right].sum() > 1000, beyond[right].sum()
+    true_strands = (strand_scene["alpha"] > 0.1) & (outside > 8)
+    assert (tri[true_strands] == edges.UNKNOWN).mean() > 0.9
+    # the hard edge: exactly the default band, and the matte there is the fixed band's
+    assert np.array_equal(tri[left], fixed[left])
+    assert not edges.strand_band(image, m, band=8, reach=8).any()  # reach <= band: fixed
+    assert np.array_equal(
+        edges.matte(image, m, reach=8, method="closed_form"),
+        edges.matte(image, m, band=8, reach=0, method="closed_form"),
+    )
+
+
+def test_matte_recovers_strands_beyond_the_mask_better_than_the_fixed_band(strand_scene):
+    image, m, outside = strand_scene["image"], strand_scene["mask"], strand_scene["outside"]
+    alpha, fg = strand_scene["alpha"], strand_scene["fg"]
+    adaptive = edges.matte(image, m, method="closed_form")  # the default reach, 40 px
+    fixed = edges.matte(image, m, reach=8, method="closed_form")
+    beyond = (alpha > 0.1) & (outside > 8)
+    assert beyond.sum() > 1000
+    assert not fixed[beyond].any()  # the fixed band cuts every strand at 8 px
+    adaptive_error = np.abs(adaptive - alpha)[beyond].mean()
+    fixed_error = np.abs(fixed - alpha)[beyond].mean()
+    assert adaptive_error < 0.2 * fixed_error, (adaptive_error, fixed_error)
+    # and the composite onto a new background, decontaminated, in the band around the truth
+    band = grow(m | (alpha >= 1 / 255), 8) & ~shrink(m, 8)
+    back = np.full(image.shape, (30, 60, 200), np.uint8)
+    truth = alpha[..., None] * fg + (1 - alpha[..., None]) * back
+
+    def error(a):
+        out = edges.blend(edges.estimate_foreground(image, a), back, a)
+        return np.abs(out - truth)[band].mean()
+
+    assert error(adaptive) < 0.5 * error(fixed), (error(adaptive), error(fixed))
+
+
+def test_strands_leave_the_kept_pixels_bit_identical(strand_scene):
+    from sdsam_nb.edges import kept_width, paste, subject_alpha
+
+    image, m = strand_scene["image"], strand_scene["mask"]
+    alpha, colours = subject_alpha(Image.fromarray(image), m, "matte", feather=3)
+    assert (alpha[~m] > 0.5).sum() > 500  # the strands are pasted along with the subject
+    kept = shrink(m, kept_width(m, "matte", 3))
+    assert kept_width(m, "matte", 3) == edges.DEFAULT_BAND and kept.any()
+    assert np.all(alpha[kept] == 1.0) and np.array_equal(colours[kept], image[kept])
+    back = np.zeros_like(image)
+    assert np.array_equal(paste(back, colours, alpha.astype(np.float32))[kept], image[kept])
 
 
 def test_matte_beats_the_feathered_mask_in_the_band(scene, estimated):
@@ -197,6 +295,17 @@ def _bad_cases(scene):
             lambda: edges.matte(image, full),
             lambda: edges.matte(image, m[:100]),
             lambda: edges.trimap(empty, 4),
+            lambda: edges.strand_band(image, empty),
+        ],
+        "reach": [
+            lambda: edges.matte(image, m, reach=-1),
+            lambda: edges.matte(image, m, reach="40"),
+            lambda: edges.strand_band(image, m, reach=float("nan")),
+        ],
+        "strands": [
+            lambda: edges.trimap(m, 6, strands=m),  # inside the mask
+            lambda: edges.trimap(m, 6, strands=np.zeros((10, 10), bool)),
+            lambda: edges.trimap(m, 6, strands=a),
         ],
         "method": [lambda: edges.matte(image, m, method="levin")],
         "alpha": [
