@@ -29,6 +29,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from .harness import Context, Section, command, format_value, judged, offline_env
@@ -126,6 +127,18 @@ def _calls(record: dict) -> dict[str, dict]:
     return out
 
 
+def _disc_mask(path: Path, params: dict) -> Path:
+    """A central disc (white = subject) of the subject's size, its radius a quarter of the
+    smaller side, written to ``path``: what notebook 03 pastes back (``mask_path``)."""
+    from PIL import Image
+
+    width, height = params.get("width", 512), params.get("height", 512)
+    yy, xx = np.mgrid[0:height, 0:width]
+    disc = (xx - width / 2) ** 2 + (yy - height / 2) ** 2 < (min(width, height) / 4) ** 2
+    Image.fromarray(disc.astype(np.uint8) * 255, mode="L").save(path)
+    return path
+
+
 def _short(call: str) -> str:
     """``"03_inpaint_background/inpaint_background"`` -> ``"03 inpaint_background"``."""
     notebook, _, name = call.partition("/")
@@ -167,6 +180,7 @@ def run(ctx: Context) -> Section:
     params = settings(quick=ctx.quick, cuda=ctx.cuda, sd_model=sd_model, sam_model=sam_model)
     with tempfile.TemporaryDirectory(prefix="sdsam-bench-reruns-") as tmp:
         folder = Path(tmp)
+        params["mask_path"] = str(_disc_mask(folder / "subject_mask.png", params))
         (folder / "settings.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
         startup = folder / "ipython" / "profile_default" / "startup"
         startup.mkdir(parents=True)
@@ -247,7 +261,9 @@ def run(ctx: Context) -> Section:
         f"n_variations {variations}, "
         f"notebook 02's prompt: click {params['points']} and box {params['box']} (a click "
         "alone gives random-weight SAM's speckled mask, which covers most of the picture "
-        f"once its holes are filled); background prompts {PROMPTS[0]!r} (A) and "
+        "once its holes are filled); notebook 03 pastes back a central disc read from "
+        "mask_path (02's random-weight mask can come out as specks thinner than the "
+        f"paste-back's feather, which 03 refuses); background prompts {PROMPTS[0]!r} (A) and "
         f"{PROMPTS[1]!r} (B, C). Each run is `python -m sdsam_nb run --notebooks 01,02,03 -f "
         "settings.yaml -p background_prompt ...` in a new process (HF_HUB_OFFLINE=1), timed "
         f"from the command to its exit; seconds of {where} (shared; other load skews them), "
