@@ -122,11 +122,6 @@ for a line's colour to say which of the two it belongs to."""
 STRAND_FIT = 0.2
 """The least share of the subject's colour a strand pixel holds: its colour projected on the
 segment from the local background to the nearby subject's colour."""
-STRANDS_NEARBY = 4
-"""Strands come in numbers: a line is kept where at least this many lines leave the subject
-within :data:`STRAND_SPACING` px of where it does."""
-STRAND_SPACING = 24
-"""See :data:`STRANDS_NEARBY` (pixels)."""
 STRAND_MARGIN = 2
 """Pixels around each strand that the band takes in as well (a strand's soft sides)."""
 
@@ -143,12 +138,12 @@ def strand_band(
     colour: on the segment from the local background (a 7x7 median, which removes thin
     lines) to the colour of the subject nearby (a Gaussian mean, sigma 10 px, of the subject
     2-20 px inside its edge, carried outwards from the nearest such pixel), at least
-    :data:`STRAND_FIT` of the way and near the segment, where the two colours differ by
-    :data:`STRAND_SEPARATION`; (3) attached: its connected piece starts within 2 px of the
-    mask's edge and reaches further than ``2 * band`` px from it; (4) one of several: at
-    least :data:`STRANDS_NEARBY` such pieces cross the ring 1-4 px outside the mask within
-    :data:`STRAND_SPACING` px. Hard edges, a background of the subject's colour, or lines of
-    the background that run along the edge give no strands, so the band keeps its width there.
+    :data:`STRAND_FIT` of the way and within half the segment's length of it, where the two
+    colours differ by :data:`STRAND_SEPARATION`; (3) leaving the subject: unbroken
+    (8-connected), it starts within 3 px of the mask's edge and reaches further than
+    ``2 * band`` px from it (lines within 1 px of such a line are taken with it). Hard edges,
+    a background of the subject's colour, and lines of the background that do not leave the
+    subject give no strands, so the band keeps its width there.
 
     Args:
         image: the picture (``HxWx3 uint8`` RGB, a ``PIL.Image`` or a path).
@@ -187,7 +182,7 @@ def _strands(pixels: np.ndarray, mask: np.ndarray, band: float, reach: float) ->
     if not ring.any():
         return none  # a subject too thin to tell its colour from its edge's
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    lines = np.maximum(
+    contrast = np.maximum(
         cv2.morphologyEx(pixels, cv2.MORPH_TOPHAT, disc),
         cv2.morphologyEx(pixels, cv2.MORPH_BLACKHAT, disc),
     ).max(axis=2)
@@ -202,37 +197,28 @@ def _strands(pixels: np.ndarray, mask: np.ndarray, band: float, reach: float) ->
     share = ((x - back) * along).sum(axis=2) / np.maximum(length2, 1e-6)
     off2 = ((x - back - share[..., None] * along) ** 2).sum(axis=2)
     candidates = (
-        (lines > STRAND_CONTRAST)
+        (contrast > STRAND_CONTRAST)
         & (length2 > STRAND_SEPARATION**2)
         & (share > STRAND_FIT)
         & (off2 < 0.25 * length2)
         & ~mask
         & (outside <= reach)
     )
-    pieces, n = ndimage.label(masks.grow(candidates, 1), structure=np.ones((3, 3)))
+    # a line leaves the subject when, unbroken (8-connected), it runs from within 3 px of the
+    # edge to further than twice the band; the lines within 1 px of such a line go with it
+    lines, n = ndimage.label(candidates, structure=np.ones((3, 3)))
     if n == 0:
         return none
     index = np.arange(1, n + 1)
-    attached = np.zeros(n + 1, bool)
-    attached[1:] = (np.asarray(ndimage.minimum(outside, pieces, index)) <= 2) & (
-        np.asarray(ndimage.maximum(outside, pieces, index)) > 2 * band
+    leaves = np.zeros(n + 1, bool)
+    leaves[1:] = (np.asarray(ndimage.minimum(outside, lines, index)) <= 3) & (
+        np.asarray(ndimage.maximum(outside, lines, index)) > 2 * band
     )
-    crossing = candidates & (outside > 1) & (outside <= 4) & attached[pieces]
-    crossings, k = ndimage.label(crossing, structure=np.ones((3, 3)))
-    if k == 0:
-        return none
-    at = np.rint(ndimage.center_of_mass(crossing, crossings, np.arange(1, k + 1))).astype(int)
-    points = np.zeros(mask.shape, np.float32)
-    np.add.at(points, (at[:, 0], at[:, 1]), 1.0)
-    spacing = cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (2 * STRAND_SPACING + 1, 2 * STRAND_SPACING + 1)
-    ).astype(np.float32)
-    nearby = cv2.filter2D(points, -1, spacing, borderType=cv2.BORDER_CONSTANT)
-    crowded = at[nearby[at[:, 0], at[:, 1]] >= STRANDS_NEARBY - 0.5]
-    kept = np.zeros(n + 1, bool)
-    kept[pieces[crowded[:, 0], crowded[:, 1]]] = True
+    groups, _ = ndimage.label(masks.grow(candidates, 1), structure=np.ones((3, 3)))
+    kept = np.zeros(groups.max() + 1, bool)
+    kept[groups[leaves[lines]]] = True
     kept[0] = False
-    strands = candidates & kept[pieces]
+    strands = candidates & kept[groups]
     return masks.grow(strands, STRAND_MARGIN) & ~mask & (outside <= reach)
 
 
