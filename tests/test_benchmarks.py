@@ -26,7 +26,7 @@ KEY_ROWS = {
     "speedups": "SDPA speed-up over classic attention",
     "segmenters": "sa-tiny: embedding / sa-tiny",
     "background_methods": "object expansion own / salient",
-    "edges": "(a)/(c)",
+    "edges": "(a)/(c), strands",
     "batches": "batch vs papermill per item (items per minute)",
     "reruns": "B / its new work: the rerun over what its new prompt requires",
 }
@@ -94,6 +94,9 @@ def test_every_benchmark_runs_quick(tmp_path, name):
         metrics = [row["metric"] for row in record["benchmarks"][name]["rows"]]
         assert any("SAM" in m and "encoder" in m for m in metrics)
         assert any("channels_last" in m for m in metrics)
+    if name == "edges":  # every scene family, the strands (issue 27) included
+        metrics = [row["metric"] for row in record["benchmarks"][name]["rows"]]
+        assert {f"(a)/(c), {family}" for family in ("soft", "hair", "strands")} <= set(metrics)
 
 
 @pytest.mark.long
@@ -110,6 +113,38 @@ def test_worker_runs_in_a_fresh_process_and_fails_in_one_line():
     assert out["pipelines"] == 3 and out["weight_bytes"] > 0 and out["rss_peak"] > 0
     with pytest.raises(RuntimeError, match=r"^benchmarks.weight_sharing:nope failed \(exit 1\)"):
         run_worker("benchmarks.weight_sharing:nope", {}, timeout=300)
+
+
+def test_edges_strand_scenes_reach_20_to_40_px_beyond_the_mask():
+    """The edge benchmark's strand scenes (its quick size), and one case measured as the
+    benchmark does: the error band takes the strands in, and the widened band beats the fixed
+    one there."""
+    import cv2
+    import numpy as np
+
+    from benchmarks import edges as bench
+    from sdsam_nb import edges
+
+    size = bench.QUICK_SIZE
+    for name in bench.SILHOUETTES:
+        body = bench.silhouette(name, size)
+        alpha, fg, mask = bench.strand_scene(body, bench.photograph(bench.SUBJECT, size) * 1.0)
+        assert np.array_equal(mask, body > 0.5) and np.all(alpha >= body)
+        outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+        reach = outside[alpha > 0.05].max()
+        assert 20 <= reach <= 41, (name, reach)
+        assert fg.shape == (size, size, 3) and 0 <= fg.min() and fg.max() <= 255
+    ((alpha, fg, mask),) = bench.scenes("strands", size, quick=True).values()
+    photos = [bench.photograph(n, size).astype(np.float64) for n in bench.PAIRS[0]]
+    matters = {
+        "": lambda img, m: edges.matte(img, m, band=8, method="closed_form"),
+        "8": lambda img, m: edges.matte(img, m, band=8, reach=8, method="closed_form"),
+    }
+    case = bench._case(
+        Context(torch.device("cpu"), quick=True), (alpha, fg, mask), *photos, matters
+    )
+    assert case["band_pixels"] > (edges.trimap(mask, 8) == 128).sum()
+    assert case["strand_pixels"] > 0 and case["c"] < case["c8"] < case["a"]
 
 
 def test_judged_targets():
