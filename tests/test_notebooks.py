@@ -83,7 +83,7 @@ def test_papermill_reads_every_parameter(path):
 # the call that does each step's work, as a reader sees it in the notebook: the kit's public
 # function (or the run's own saving), with the arguments that matter written out
 CALLS = {
-    "01_generate_subject": ["sdsam_nb.load_sd(sd_model", "sdsam_nb.generate(", "seed=seed"],
+    "01_generate_subject": ["sdsam_nb.load_sd(", "dtype=dtype", "sdsam_nb.generate(", "seed=seed"],
     "02_click_to_mask": [
         "sdsam_nb.load_sam(sam_model)",
         "ClickSegmenter.from_prompts(",
