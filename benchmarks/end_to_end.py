@@ -6,10 +6,11 @@ untimed warm-up pass, then ``generate`` (``load_sd``'s defaults: the dtype
 as ``load_sam`` loads it) → three ``add_point`` → ``inpaint_background`` (SD's own weights,
 ``keep_subject=False``) → ``composite``; disk caches off. Then the same with the few-step
 mode (``load_sd(fast=cfg["fast"])``, the adapter's own steps and guidance; nothing can be
-downloaded, so :func:`local_adapter` points it at a random LoRA of its kind built once for
-this SD). naive (:func:`naive_pass`), in the style of the apps we are compared with: fp32,
-each pipeline ``from_pretrained`` per call (its load time counts), PNDM, the SAM embedding
-recomputed for every click (its SAM built once, outside the timing).
+downloaded, so :func:`local_adapter` points it at a random LoRA with its file name, built
+once for this SD as the kit's tiny ones are). naive (:func:`naive_pass`), in the style of the
+apps we are compared with: fp32, each pipeline ``from_pretrained`` per call (its load time
+counts), PNDM, the SAM embedding recomputed for every click (its SAM built once, outside the
+timing).
 
 One settings dict per kind of run (:data:`GPU_SETTINGS`, :data:`CPU_SETTINGS`,
 :data:`QUICK_SETTINGS`): a new variant of "ours" is a new key there and a branch in
@@ -127,8 +128,9 @@ def ours_once(pipe, predictor, cfg: dict, ctx: Context, times: dict, notes: list
 
 @contextmanager
 def local_adapter(fast: str, folder: str, quick: bool):
-    """While open, ``fast``'s entry of :data:`sdsam_nb.models.fast.FAST` names a random LoRA of
-    its kind (its layers, its file name) for the SD in ``folder``, as nothing can be downloaded:
+    """While open, ``fast``'s entry of :data:`sdsam_nb.models.fast.FAST` names a random LoRA
+    (:func:`sdsam_nb.models.tiny.lora_folder`'s attention, feed-forward, projection and ResNet
+    layers, under the adapter's file name) for the SD in ``folder``, as nothing can be downloaded:
     the tiny SD's built-in one (``quick``) or one built once beside the full-size SD (rank 4:
     fused into the UNet, a LoRA's rank changes nothing of the sampling time)."""
     from sdsam_nb import cache_dir
@@ -340,7 +342,8 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
         text += (
             f"; ours few-step: load_sd(fast={cfg['fast']!r}), its defaults ({mode.steps} steps, "
             f"guidance {mode.guidance:g}, {fast['scheduler']}; SD in {fast['unet_dtype']}), a "
-            "random LoRA of its layers fused into the UNet (nothing can be downloaded here), "
+            "random rank-4 LoRA (attention, feed-forward, projection and ResNet layers) fused into "
+            "the UNet (nothing can be downloaded here), "
             "the same SAM"
         )
     sec.notes.append(
