@@ -105,6 +105,10 @@ def test_harmonizing_onto_a_flat_background_keeps_the_subject_visible():
     original = np.asarray(pic)[mask].astype(float).mean(axis=1).std()
     assert subject.astype(float).mean(axis=1).std() >= 0.4 * original
     assert subject.mean() < np.asarray(pic)[mask].mean()  # darker, towards the background
+    # a subject of a few pixels (scaled down 16x) is not turned black either
+    out, placed = composite(pic, mask, back, feather=0, scale=0.0625, position=(0, 0),
+                            harmonize=1.0, return_mask=True)  # fmt: skip
+    assert np.asarray(out)[placed].any(axis=1).all()
 
 
 # -------------------------------------------------------------------- sizes and the limit

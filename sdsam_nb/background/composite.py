@@ -22,6 +22,7 @@ from .common import (
 )
 
 MAX_GAIN = 2.0  # harmonizing changes the subject's contrast by at most this factor
+L_RANGE = (5.0, 95.0)  # ... and moves its lightness (CIE L*) no further out than this
 
 
 def _harmonize(pixels: np.ndarray, where: np.ndarray, target: np.ndarray, t: float) -> np.ndarray:
@@ -29,7 +30,7 @@ def _harmonize(pixels: np.ndarray, where: np.ndarray, target: np.ndarray, t: flo
 
     Within bounds that keep the subject visible on any background: its contrast changes by
     at most :data:`MAX_GAIN` either way, and its lightness moves only as far as its darkest
-    and lightest pixels stay within black and white (on a flat black background the
+    and lightest pixels stay within :data:`L_RANGE` (on a flat black background the
     statistics alone would flatten the subject to black)."""
     lab = cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
     ref = cv2.cvtColor(target.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3)
@@ -40,8 +41,11 @@ def _harmonize(pixels: np.ndarray, where: np.ndarray, target: np.ndarray, t: flo
     std_new = std_s + t * (std_t - std_s)
     gain = np.where(std_s > 1e-6, std_new / np.maximum(std_s, 1e-6), 1.0)
     gain = np.clip(gain, 1 / MAX_GAIN, MAX_GAIN)
-    low = gain[0] * (mean_s[0] - src[:, 0].min())  # L in [0, 100]: the darkest pixel at 0
-    high = 100.0 - gain[0] * (src[:, 0].max() - mean_s[0])  # ... or the lightest at 100
+    # L in [0, 100]: the darkest pixel no darker than L_RANGE[0] (or its own), the lightest
+    # no lighter than L_RANGE[1] (or its own): never black on black, nor white on white
+    floor, ceiling = min(src[:, 0].min(), L_RANGE[0]), max(src[:, 0].max(), L_RANGE[1])
+    low = floor + gain[0] * (mean_s[0] - src[:, 0].min())
+    high = ceiling - gain[0] * (src[:, 0].max() - mean_s[0])
     if low <= high:
         mean_new[0] = np.clip(mean_new[0], low, high)
     lab = (lab - mean_s) * gain + mean_new
