@@ -2,15 +2,15 @@
 
 ours (:func:`ours_pass`), as the kit runs by default: models loaded once (timed apart), an
 untimed warm-up pass, then ``generate`` (``load_sd``'s defaults: the dtype
-:func:`sdsam_nb.pick_dtype` gives, DPM-Solver++, 25 steps) → ``ClickSegmenter`` (SAM in fp32,
-as ``load_sam`` loads it) → three ``add_point`` → ``inpaint_background`` (SD's own weights,
-``keep_subject=False``) → ``composite``; disk caches off. Then the same with the few-step
-mode (``load_sd(fast=cfg["fast"])``, the adapter's own steps and guidance; nothing can be
-downloaded, so :func:`local_adapter` points it at a random LoRA with its file name, built
-once for this SD as the kit's tiny ones are). naive (:func:`naive_pass`), in the style of the
-apps we are compared with: fp32, each pipeline ``from_pretrained`` per call (its load time
-counts), PNDM, the SAM embedding recomputed for every click (its SAM built once, outside the
-timing).
+:func:`sdsam_nb.pick_dtype` gives, DPM-Solver++, 25 steps) → ``ClickSegmenter`` (SAM's weights
+in fp32, its embedding in the dtype ``load_sam`` picks) → three ``add_point`` →
+``inpaint_background`` (SD's own weights, ``keep_subject=False``) → ``composite``; disk caches
+off. Then the same with the few-step mode (``load_sd(fast=cfg["fast"])``, the adapter's own
+steps and guidance; nothing can be downloaded, so :func:`local_adapter` points it at a random
+LoRA with its file name, built once for this SD as the kit's tiny ones are). naive
+(:func:`naive_pass`), in the style of the apps we are compared with: fp32, each pipeline
+``from_pretrained`` per call (its load time counts), PNDM, the SAM embedding recomputed for
+every click (its SAM built once, outside the timing).
 
 One settings dict per kind of run (:data:`GPU_SETTINGS`, :data:`CPU_SETTINGS`,
 :data:`QUICK_SETTINGS`): a new variant of "ours" is a new key there and a branch in
@@ -149,10 +149,10 @@ def local_adapter(fast: str, folder: str, quick: bool):
 
 def ours_pass(ctx: Context, cfg: dict, folder, notes: list[str], fast: str | None = None) -> dict:
     """Load ours once (timed apart; with the few-step mode ``fast``), warm up, time one pass:
-    ``{"loads", "times", "other", "peak", "unet_dtype", "scheduler"}``."""
-    from segment_anything import SamPredictor
-
+    ``{"loads", "times", "other", "peak", "unet_dtype", "scheduler", "sam_dtype"}``."""
     import sdsam_nb
+    from sdsam_nb.models.devices import pick_embed_dtype
+    from sdsam_nb.models.sam import Predictor
 
     from .fullsize import build_sam
 
@@ -165,8 +165,9 @@ def ours_pass(ctx: Context, cfg: dict, folder, notes: list[str], fast: str | Non
             folder, device=ctx.device, dtype=dtype, safety_checker=False, progress=False, fast=fast
         )
     with ctx.timing(loads, "SAM load"):
-        sam = build_sam(cfg["sam"], ctx.device)  # fp32, as load_sam loads it
-        predictor = SamPredictor(sam)
+        sam = build_sam(cfg["sam"], ctx.device)  # fp32 weights, as load_sam loads them
+        # the image encoder in the dtype load_sam picks (bfloat16 on a CPU that has it)
+        predictor = Predictor(sam, dtype=pick_embed_dtype(ctx.device, dtype))
     if cfg["warmup_steps"]:
         ctx.log(f"{NAME}: warm-up pass ({cfg['warmup_steps']} steps{', ' + fast if fast else ''})")
         ours_once(pipe, predictor, cfg, ctx, {}, [], cfg["warmup_steps"])
@@ -180,6 +181,7 @@ def ours_pass(ctx: Context, cfg: dict, folder, notes: list[str], fast: str | Non
     out["peak"] = torch.cuda.max_memory_allocated(ctx.device) if ctx.cuda else None
     out["unet_dtype"] = str(pipe.unet.dtype).removeprefix("torch.")
     out["scheduler"] = type(pipe.scheduler).__name__
+    out["sam_dtype"] = str(predictor.dtype).removeprefix("torch.")
     del pipe, predictor, sam
     free(ctx)
     return out
@@ -274,6 +276,7 @@ def measure(cfg: dict, device: str = "cpu", quick: bool = False) -> dict:
         "ours": ours["times"],
         "peak_ours": ours["peak"],
         "unet_dtype": ours["unet_dtype"],
+        "sam_dtype": ours["sam_dtype"],
         "fast": {k: fast[k] for k in ("loads", "times", "unet_dtype", "scheduler")},
         **naive,
         "other_cpu_share": share,
@@ -334,8 +337,8 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
     chosen = "pick_dtype's choice here" if cfg["dtype"] == "auto" else "as --dtype asked"
     text = (
         f"{cfg['size']}x{cfg['size']} px; ours as the kit runs by default: SD in {dtype} "
-        f"({chosen}), DPM-Solver++ {cfg['steps']} steps, guidance 7.5, SAM {cfg['sam']} in fp32 "
-        "(as load_sam loads it)"
+        f"({chosen}), DPM-Solver++ {cfg['steps']} steps, guidance 7.5, SAM {cfg['sam']} "
+        f"embedding in {m['sam_dtype']} (as load_sam picks it; fp32 weights)"
     )
     if fast:
         mode = FAST[cfg["fast"]]

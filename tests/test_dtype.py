@@ -15,6 +15,7 @@ import sdsam_nb
 from sdsam_nb import runs
 from sdsam_nb.models import MODELS, devices
 from sdsam_nb.runs.chain import execute_chain, replay
+from sdsam_nb.segment import as_segmenter
 
 CPU, CUDA, MPS = (torch.device(d) for d in ("cpu", "cuda", "mps"))
 NATIVE = frozenset({"fpu", "avx512f", "avx512_bf16"})  # a Zen 4 / Sapphire Rapids-like CPU
@@ -177,3 +178,35 @@ def test_a_run_recorded_before_the_dtype_replays_in_float32_on_the_cpu(tmp_path,
     assert comparison.identical, comparison
     assert new.record["executions"][-1]["params"]["dtype"] == "float32"
     assert new.record["models"]["sd"]["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("model", ["tiny", "tiny-sam"])
+@pytest.mark.parametrize(("cpu_flags", "expected"), [(NATIVE, "bfloat16"), (PLAIN, "float32")])
+def test_sam_embeds_in_the_automatic_dtype_keeps_fp32_weights_and_says_so(
+    model, cpu_flags, expected, flags
+):
+    flags(cpu_flags)
+    sam = sdsam_nb.load_sam(model, device="cpu")
+    picture = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    assert as_segmenter(sam).info()["embed_dtype"] == expected
+    assert next(sam.model.parameters()).dtype == torch.float32
+    segmenter = sdsam_nb.ClickSegmenter(sam, picture, cache=False)
+    segmenter.add_point(32, 24)
+    assert segmenter.mask.shape == (48, 64)
+
+
+def test_a_bf16_embedding_is_close_to_fp32s_and_decodes_in_fp32():
+    sam32 = sdsam_nb.load_sam("tiny", device="cpu", dtype="float32")
+    sam16 = sdsam_nb.load_sam("tiny", device="cpu", dtype="bfloat16")
+    assert sam32.model is sam16.model  # one copy of the weights
+    picture = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    sam32.set_image(picture)
+    sam16.set_image(picture)
+    assert sam16.features.dtype == torch.float32
+    error = (sam16.features - sam32.features).norm() / sam32.features.norm()
+    assert 0 < error < 0.05  # computed in bfloat16 (not the same numbers), yet close
+
+
+def test_sam_refuses_a_bad_dtype_in_one_line():
+    with pytest.raises(ValueError, match="dtype"):
+        sdsam_nb.load_sam("tiny", device="cpu", dtype="int8")

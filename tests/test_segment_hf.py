@@ -99,6 +99,7 @@ def test_the_run_record_names_backend_family_id_and_checksum(hf_sam):
         "backend": "transformers",
         "family": FAMILY[hf_sam.source],
         "model": hf_sam.source,
+        "embed_dtype": str(hf_sam.dtype).removeprefix("torch."),
     }
 
 

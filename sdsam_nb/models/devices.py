@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -52,6 +53,27 @@ def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (one of :data:`CPU_BF16_FLAGS`; Linux
     only: macOS and Windows report no flags here and keep float32)."""
     return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
+
+
+def pick_embed_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> torch.dtype:
+    """The dtype a SAM image encoder computes its embedding in (weights stay fp32; the
+    encoder runs under ``torch.autocast``, its output is returned as fp32).
+
+    ``None``, the automatic choice: on the CPU :func:`pick_dtype`'s (bfloat16 where the CPU
+    computes it natively, else fp32); on a GPU fp32, as SAM's authors run it. ``python -m
+    benchmarks --only cpu_dtype`` measures both CPU dtypes (speed, and how close the masks
+    are). A name or dtype is checked as :func:`pick_dtype` checks it.
+    """
+    if dtype is None and device.type != "cpu":
+        return torch.float32
+    return pick_dtype(device, dtype)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """``torch.autocast`` to ``dtype`` on ``device``, or a no-op context for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def pick_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> torch.dtype:

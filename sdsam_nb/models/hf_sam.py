@@ -29,7 +29,7 @@ from .cache import (
     resolve_model,
     unavailable,
 )
-from .devices import pick_device
+from .devices import autocast, pick_device, pick_embed_dtype
 from .prediction import Prediction
 from .tiny import HF_SAM_VARIANTS, hf_sam_folder
 
@@ -119,6 +119,7 @@ def load_transformers_sam(
     *,
     device: str | torch.device | None = None,
     revision: str | None = None,
+    dtype: torch.dtype | str | None = None,
 ):
     """A :class:`TransformersSam` for ``model`` (see :func:`load_sam`).
 
@@ -128,6 +129,7 @@ def load_transformers_sam(
     import transformers
 
     dev = pick_device(device)
+    embed_dtype = pick_embed_dtype(dev, dtype)
     key = ("sam-transformers", str(model), revision, str(dev))
     loaded = MODELS.get(key)
     if loaded is None:
@@ -162,7 +164,14 @@ def load_transformers_sam(
         )
         loaded = MODELS.put(key, (family, net, processor))
     family, net, processor = loaded
-    return TransformersSam(net, processor, family=family, source=str(model))
+    return TransformersSam(net, processor, family=family, source=str(model), dtype=embed_dtype)
+
+
+def _cast(features, dtype: torch.dtype):
+    """``features`` (a tensor, or SAM 2's list of them) in ``dtype``."""
+    if isinstance(features, torch.Tensor):
+        return features.to(dtype)
+    return type(features)(_cast(f, dtype) for f in features)
 
 
 @dataclass(frozen=True)
@@ -213,17 +222,22 @@ class TransformersSam:
         processor: its processor.
         family: ``"sam"`` (SAM, SlimSAM), ``"sam_hq"`` or ``"sam2"``.
         source: what it was loaded from (hub id, folder or tiny variant name).
+        dtype: what the image encoder computes the embedding in (under ``torch.autocast``;
+            the embedding is kept in the weights' dtype).
     """
 
     backend = "transformers"
 
-    def __init__(self, model, processor, *, family: str, source: str):
+    def __init__(
+        self, model, processor, *, family: str, source: str, dtype: torch.dtype = torch.float32
+    ):
         if family not in _DECODING:
             raise ValueError(f"family={family!r} is not one of {sorted(_DECODING)}")
         self.model = model
         self.processor = processor
         self.family = family
         self.source = source
+        self.dtype = dtype
         self._decoder_inputs, self._post = _DECODING[family]
 
     def __repr__(self) -> str:
@@ -239,8 +253,9 @@ class TransformersSam:
         inputs = self.processor(images=writable, return_tensors="pt")
         p = self._param
         pixels = inputs["pixel_values"].to(p.device, p.dtype)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(p.device, self.dtype):
             features = self.model.get_image_embeddings(pixels)
+        features = _cast(features, p.dtype)
         if "reshaped_input_sizes" in inputs:  # SAM: longest side resized, then padded
             input_size = tuple(int(v) for v in inputs["reshaped_input_sizes"][0])
         else:  # SAM 2: resized to the square input, no padding
@@ -297,4 +312,9 @@ class TransformersSam:
         return np.concatenate(out) if out else np.zeros((0, h, w), dtype=bool)
 
     def info(self) -> dict:
-        return {"backend": self.backend, "family": self.family, "model": self.source}
+        return {
+            "backend": self.backend,
+            "family": self.family,
+            "model": self.source,
+            "embed_dtype": str(self.dtype).removeprefix("torch."),
+        }

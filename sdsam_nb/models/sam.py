@@ -11,10 +11,11 @@ import warnings
 from pathlib import Path
 
 import torch
+from segment_anything import SamPredictor
 
 from ..recording import recorded
 from .cache import MODELS, TINY, ModelUnavailableError, cache_dir, remember, sha256_file
-from .devices import pick_device
+from .devices import autocast, pick_device, pick_embed_dtype
 from .hf_sam import TINY_VARIANTS, load_transformers_sam
 from .tiny import build_sam_model, sam_checkpoint
 
@@ -113,6 +114,7 @@ def load_sam(
     *,
     device: str | torch.device | None = None,
     revision: str | None = None,
+    dtype: torch.dtype | str | None = None,
 ):
     """A Segment Anything model for clicks: segment_anything's, or one of transformers'.
 
@@ -135,11 +137,16 @@ def load_sam(
         device: ``None`` picks CUDA, then MPS, then CPU. segment_anything weights are read on
             the CPU (``weights_only=True``) and then moved, so GPU-saved files load anywhere.
         revision: transformers only: a hub revision (branch, tag or commit) to pin.
+        dtype: what the image encoder computes the embedding in (the weights stay fp32; clicks
+            decode in fp32): ``None`` picks bfloat16 on a CPU that computes it natively, else
+            fp32 (:func:`~sdsam_nb.models.devices.pick_embed_dtype`); ``"float32"`` keeps
+            SAM's own precision.
 
     Returns:
-        For segment_anything a new ``SamPredictor`` (its own image state); for transformers a
-        :class:`sdsam_nb.models.hf_sam.TransformersSam`. Either way the weights are loaded once
-        per process, and :class:`sdsam_nb.ClickSegmenter` and the picker take it as it is.
+        For segment_anything a new :class:`Predictor` (a ``SamPredictor``, its own image
+        state); for transformers a :class:`sdsam_nb.models.hf_sam.TransformersSam`. Either
+        way the weights are loaded once per process, and :class:`sdsam_nb.ClickSegmenter`
+        and the picker take it as it is.
 
     Raises:
         ValueError: an unknown name, a checkpoint of another architecture or family (the
@@ -148,8 +155,6 @@ def load_sam(
         FileNotFoundError: ``checkpoint`` does not exist (``ModelUnavailableError`` when the
             model can neither be found nor downloaded).
     """
-    from segment_anything import SamPredictor
-
     builders = sam_builders()
     if model_type not in builders:
         if checkpoint is not None:
@@ -167,10 +172,11 @@ def load_sam(
                 "transformers models), a hub id such as 'facebook/sam2.1-hiera-tiny' or a "
                 "folder written by save_pretrained"
             )
-        return load_transformers_sam(str(model_type), device=device, revision=revision)
+        return load_transformers_sam(str(model_type), device=device, revision=revision, dtype=dtype)
     if revision is not None:
         raise ValueError("revision= is for transformers models; segment_anything files have none")
     dev = pick_device(device)
+    embed_dtype = pick_embed_dtype(dev, dtype)
     if checkpoint is None:
         path = sam_checkpoint_path(model_type)
     else:
@@ -199,4 +205,18 @@ def load_sam(
         sam.to(dev).eval()
         remember(sam, model_type=model_type, checkpoint=path.name, checkpoint_path=str(path))
         MODELS.put(key, sam)
-    return SamPredictor(sam)
+    return Predictor(sam, dtype=embed_dtype)
+
+
+class Predictor(SamPredictor):
+    """segment_anything's ``SamPredictor`` whose image encoder runs in ``dtype`` (under
+    ``torch.autocast``; the embedding is kept in fp32, so clicks decode as in fp32)."""
+
+    def __init__(self, sam_model, *, dtype: torch.dtype = torch.float32):
+        super().__init__(sam_model)
+        self.dtype = dtype
+
+    def set_torch_image(self, transformed_image, original_image_size) -> None:
+        with autocast(self.device, self.dtype):
+            super().set_torch_image(transformed_image, original_image_size)
+        self.features = self.features.float()

@@ -102,7 +102,8 @@ class SamBackend:
             return generator.generate(image)
 
     def info(self) -> dict:
-        return {"backend": self.backend}
+        dtype = getattr(self.predictor, "dtype", torch.float32)  # a plain SamPredictor: fp32
+        return {"backend": self.backend, "embed_dtype": str(dtype).removeprefix("torch.")}
 
 
 register(SamBackend.accepts, SamBackend)
