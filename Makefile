@@ -55,7 +55,7 @@ test-fast: setup
 # The kit as pip installs it on Colab: a wheel (not editable) in an environment of its own,
 # with the packages Colab brings at their own versions held at the lowest versions
 # pyproject.toml allows (.ci/floors.py) and the test tools pinned; the tests the floors can
-# break (FLOOR_TESTS, their fast ones) run from outside the checkout, then test_installed.py.
+# break (FLOOR_TESTS, their fast ones) and test_installed.py run from outside the checkout.
 FLOOR  ?= .venv-floor
 # what the floors can break, in a small subset: the imports, the parameters, the widget (ipywidgets
 # 7.7.1, ipycanvas), then test_installed.py (notebook 02 under papermill and sdsam-nb run --tiny:
@@ -64,25 +64,19 @@ FLOOR  ?= .venv-floor
 FLOOR_TESTS := test_imports.py test_runs.py test_validate.py test_packaging.py test_widget.py
 FPY    := $(FLOOR)/bin/python
 
-test-floors: setup
+test-floors: setup $(FLOOR)/.base
 	rm -rf build/wheel && $(PY) -m pip wheel -q --no-deps -w build/wheel .
 	$(PY) .ci/floors.py > build/floors.txt
-	test -x $(FPY) || $(PYTHON) -m venv $(FLOOR)
-	$(FPY) -m pip install -q --upgrade pip
-	$(FPY) -m pip install -q $(TORCH)
 	$(FPY) -m pip install -q -c build/floors.txt "$$(ls build/wheel/sdsam_nb-*.whl)[test]"
 	$(FPY) -m pip install -q --force-reinstall --no-deps build/wheel/sdsam_nb-*.whl
 	$(FPY) -m pip list 2>/dev/null | grep -iE '^(diffusers|transformers|huggingface.hub|accelerate|ipywidgets|ipycanvas|papermill) '
 	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
-	  -m "not slow and not browser" $(addprefix $(CURDIR)/tests/,$(FLOOR_TESTS))
-	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
-	  $(CURDIR)/tests/test_installed.py
+	  $(XDIST) -m "installed or not (slow or browser)" \
+	  $(addprefix $(CURDIR)/tests/,$(FLOOR_TESTS) test_installed.py)
 
-bench: setup
-	$(PY) -m benchmarks
-
-lint: setup
-	$(PY) -m ruff check . && $(PY) -m ruff format --check .
-
-format: setup
-	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
+# the floor environment's interpreter, pip and torch (what the wheel's install does not change)
+$(FLOOR)/.base: Makefile
+	test -x $(FPY) || $(PYTHON) -m venv $(FLOOR)
+	$(FPY) -m pip install -q --upgrade pip
+	$(FPY) -m pip install -q $(TORCH)
+	touch $@
