@@ -1,32 +1,11 @@
 """``MaskPicker``: click on a picture to segment it with SAM, in a Jupyter / Colab notebook.
 
-A thin view over a :class:`sdsam_nb.segment.clicks.ClickSegmenter` (points, box, candidates,
-undo and redo live there): it maps mouse events to the segmenter's methods and draws its
-state, with the public APIs of ipycanvas, ipyevents and ipywidgets only.
-
-Mouse: the canvas ignores it (CSS ``pointer-events: none``, :data:`SURFACE_CSS`); an
-``ipyevents.Event`` on the box around it (``MaskPicker.surface``) sends ``mousedown`` and
-``mouseup`` with the button, the modifier keys and ``relativeX/Y`` in CSS pixels (mapped to
-image pixels with the element's bounding rectangle), and keeps ``contextmenu``'s menu away.
-ipycanvas' own mouse events carry no button or keys, and a canvas' views send the kernel every
-move, to be read before each click. :meth:`MaskPicker.click` and :meth:`MaskPicker.drag` hand
-events of the same shape to the same handler (tests, headless runs).
-
-Drawing: a ``MultiCanvas`` of two layers (:data:`LAYERS`), one ``hold_canvas()`` batch per
-change: the ``picture`` at display size (``put_image_data``, a JPEG), sent once and again only
-when a view reports ``client_ready`` (ipycanvas does not replay drawings), and the ``overlay``:
-the mask layer (:func:`mask_layer`) as ``fill_rects`` of its rows' runs (:func:`layer_runs`:
-whole pixels, nothing for the browser to decode), then a text prompt's detections (dashed), the
-box, a pending box corner and the markers. Headless, ``canvas.image_data`` stays ``None``:
-:attr:`MaskPicker.rendered` composes the layers in numpy as the browser does.
-
-A busy kernel: mouse events wait in the kernel's queue while a cell runs. The widget follows
-IPython's ``pre_run_cell`` / ``post_run_cell``: the status line says the kernel is busy, and
-the clicks read back to back once it is free (within :data:`QUEUE_WINDOW_S` of each other,
-after a cell or a prediction of :data:`BUSY_S` or more) are drawn at once and predicted
-**once** (``ClickSegmenter.add_points``: one action, one undo step). Before a prediction
-expected to be slow (the last took :data:`SLOW_S` or more) the new marker is drawn first and
-the status line says SAM is computing.
+A thin view over a :class:`~sdsam_nb.segment.clicks.ClickSegmenter` (points, box, candidates,
+undo and redo live there), on the public APIs of ipycanvas, ipyevents and ipywidgets: an
+``ipyevents.Event`` on the box around the canvas gets the mouse (:data:`SURFACE_CSS`); a
+``MultiCanvas`` of :data:`LAYERS` shows the picture, sent once, under an overlay redrawn in one
+``hold_canvas()`` batch per change. While a cell keeps the kernel busy the status line says so,
+and the clicks read back to back afterwards are predicted once (``ClickSegmenter.add_points``).
 """
 
 from __future__ import annotations
@@ -38,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import cv2
+import IPython
 import ipywidgets as widgets
 import numpy as np
 from ipycanvas import MultiCanvas, hold_canvas
@@ -49,50 +29,39 @@ from ..images import ImageLike
 from ..models import in_colab
 from .clicks import ClickSegmenter
 
-DEFAULT_WIDTH = 768
-"""Default display width in CSS pixels: ``min(image width, DEFAULT_WIDTH)``."""
-MODES = ("include", "exclude", "box")
-LAYERS = ("picture", "overlay")
-"""The canvas layers, bottom to top (``MaskPicker.layers``)."""
-MARKER_RADIUS = 6
-"""Radius of a point marker in display pixels (plus a 2 px white rim)."""
-DRAG_THRESHOLD = 4
-"""In box mode, a release at least this many display pixels from the first corner in x and in
-y (the end of a drag, or of a second click) sets the opposite corner."""
-DETECTION_COLOR = (0, 200, 255)
-"""Colour of the dashed boxes a text prompt found (the box prompt is ``masks.BOX_COLOR``)."""
-MASK_COLOR = (30, 144, 255)
-"""Tint of the mask layer (``sdsam_nb.masks.overlay``'s default colour)."""
-MASK_ALPHA = 115
-"""Opacity of the tint, 0..255 (0.45, as ``masks.overlay``); the outline is opaque."""
-BUSY_S = 0.1
-"""A cell or prediction that kept the kernel busy this long (s) may have queued clicks."""
-QUEUE_WINDOW_S = 0.05
-"""Collected clicks are predicted once no other click arrived for this long (s)."""
-SLOW_S = 0.25
-"""After a prediction this slow (s), the next click's marker is drawn before SAM runs."""
+DEFAULT_WIDTH = 768  # display width in CSS pixels: min(image width, DEFAULT_WIDTH)
+MODES = ("include", "exclude", "box")  # what a left click does
+LAYERS = ("picture", "overlay")  # the canvas layers, bottom to top
+MARKER_RADIUS = 6  # display pixels, plus a 2 px white rim
+DRAG_THRESHOLD = 4  # box mode: a release this far (display px, in x and y) sets the 2nd corner
+DETECTION_COLOR = (0, 200, 255)  # a text prompt's detections, dashed (the box: masks.BOX_COLOR)
+MASK_COLOR = (30, 144, 255)  # the mask layer's tint (masks.overlay's default colour)
+MASK_ALPHA = 115  # the tint's opacity, 0..255 (0.45, as masks.overlay); the outline is opaque
+BUSY_S = 0.1  # a cell or prediction this long (s) may have queued clicks
+QUEUE_WINDOW_S = 0.05  # collected clicks are predicted once none came for this long (s)
+SLOW_S = 0.25  # after a prediction this slow (s), a click's marker is drawn before SAM runs
 BUSY_NOTE = (
     "kernel busy running a cell: clicks made now wait until it is done "
     "(then SAM runs once for all of them)"
 )
+# The canvas ignores the mouse (its views would send the kernel every move, read before each
+# click); the box around it (MaskPicker.surface) gets it.
 SURFACE_CSS = "<style>.sdsam-picker-surface canvas { pointer-events: none; }</style>"
-"""The canvas ignores the mouse; the box around it (``MaskPicker.surface``) gets it."""
+EVENTS = ["mousedown", "mouseup", "contextmenu"]  # contextmenu: only to keep its menu away
 
 _colab_widgets_enabled = False
 
 
 def enable_colab_widgets() -> bool:
-    """On Google Colab, turn on the custom widget manager (once per process), which
-    ipycanvas and ipyevents need. Returns True if it is on, False outside Colab."""
+    """On Google Colab, turn on the custom widget manager that ipycanvas and ipyevents need
+    (once per process). Returns True on Colab, False elsewhere."""
     global _colab_widgets_enabled
-    if not in_colab():
-        return False
-    if not _colab_widgets_enabled:
+    if in_colab() and not _colab_widgets_enabled:
         from google.colab import output
 
         output.enable_custom_widget_manager()
         _colab_widgets_enabled = True
-    return True
+    return in_colab()
 
 
 def _css(rgb: Sequence[int], alpha: int = 255) -> str:
@@ -104,12 +73,9 @@ _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def mask_layer(mask: np.ndarray) -> tuple[np.ndarray, int, int] | None:
-    """The mask layer of an ``HxW bool`` mask: ``(index, x, y)``, or ``None`` if it is empty.
-
-    ``index`` is an ``h x w uint8`` crop of the mask's bounding box (one pixel of margin)
-    whose top-left corner is pixel ``(x, y)``: 0 outside the mask, 1 inside, 2 on its outline
-    (mask pixels with a 4-neighbour outside it).
-    """
+    """The mask layer of an ``HxW bool`` mask, ``None`` if it is empty, else ``(index, x, y)``:
+    an ``h x w uint8`` crop of its bounding box (one pixel of margin) at pixel ``(x, y)``, 0
+    outside the mask, 1 inside, 2 on its outline (mask pixels with a 4-neighbour outside)."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
@@ -134,20 +100,15 @@ def layer_runs(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return runs[values == 1], runs[values == 2]
 
 
-def layer_rgba(index: np.ndarray) -> np.ndarray:
-    """``index`` (:func:`mask_layer`) as the ``h x w x 4 uint8`` RGBA pixels it shows."""
-    rgba = np.zeros((*index.shape, 4), np.uint8)
-    rgba[index > 0, :3] = MASK_COLOR
-    rgba[..., 3] = np.array([0, MASK_ALPHA, 255], np.uint8)[index]
-    return rgba
+def _from_segmenter(name: str, doc: str) -> property:
+    return property(lambda self: getattr(self.segmenter, name), doc=doc)
 
 
 class MaskPicker(widgets.VBox):
     """Interactive SAM mask picker: picture, mask overlay, point markers and controls.
 
     Args:
-        segmenter: the state this widget shows and edits (it may already hold points, e.g.
-            one built with ``ClickSegmenter.from_prompts``; they are drawn at once).
+        segmenter: the state shown and edited (the points it holds are drawn at once).
         width: display width in CSS pixels, default ``min(image width, 768)``; the height
             keeps the aspect ratio. Points are always ``(x, y)`` in image pixels.
 
@@ -157,20 +118,18 @@ class MaskPicker(widgets.VBox):
 
     Attributes:
         segmenter: the :class:`~sdsam_nb.segment.clicks.ClickSegmenter`.
-        canvas: the ``ipycanvas.MultiCanvas`` (CSS class ``sdsam-picker-canvas``);
-            ``layers`` maps :data:`LAYERS` to its canvases.
-        surface: the ``ipywidgets.Box`` around the canvas that gets the mouse
-            (``sdsam-picker-surface``); ``events``: the ``ipyevents.Event`` on it.
+        canvas: the ``ipycanvas.MultiCanvas`` (CSS class ``sdsam-picker-canvas``); ``layers``
+            maps :data:`LAYERS` to its canvases; ``surface``: the ``ipywidgets.Box`` around it
+            that gets the mouse through ``events``, an ``ipyevents.Event``.
         mode_buttons, undo_button, redo_button, reset_button, clear_box_button,
-        candidates_buttons, status: the controls (ordinary ipywidgets).
-        display_size: ``(dw, dh)`` of the canvas in pixels; ``display_image``: the picture at
-            that size (``dh x dw x 3 uint8``); ``mask_rgba``: the mask layer
-            (``dh x dw x 4 uint8``); ``rendered``: the two composed (``dh x dw x 3 uint8``).
-        last_latency_s: seconds the last mouse event took in the kernel (SAM + redraw).
-        queued: clicks collected behind a busy kernel, not predicted yet (``[x, y, label]``).
+        candidates_buttons, status: the controls (ipywidgets).
+        image_size, display_size: ``(w, h)`` in pixels; ``display_image``: the picture at
+            display size, ``dh x dw x 3 uint8``.
+        last_latency_s: seconds the kernel spent on the last change (SAM and redraw).
+        queued: clicks ``[x, y, label]`` collected behind a busy kernel, not predicted yet.
     """
 
-    _hooks = _flush_handle = None  # IPython's events while watched; a pending flush()
+    _hooks = _flush_handle = None  # IPython's events while followed; a pending flush()
     _parts: tuple = ()  # the widgets close() closes
 
     def __init__(self, segmenter: ClickSegmenter, *, width: int | None = None):
@@ -179,72 +138,57 @@ class MaskPicker(widgets.VBox):
                 f"segmenter must be a ClickSegmenter, not {type(segmenter).__name__}; "
                 "use MaskPicker.from_prompts(predictor, image) to build one"
             )
-        iw, ih = segmenter.image.size
+        image = segmenter.image
+        iw, ih = image.size
         width = min(iw, DEFAULT_WIDTH) if width is None else width
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 16:
             raise ValueError(f"width must be a whole number of pixels >= 16, got {width!r}")
         enable_colab_widgets()
-        self.segmenter = segmenter
-        self.image_size = (iw, ih)
+        self.segmenter, self.image_size = segmenter, (iw, ih)
         self.display_size = dw, dh = int(width), max(1, round(ih * int(width) / iw))
-        image = segmenter.image
-        self.display_image = np.asarray(
-            image.resize((dw, dh), Image.LANCZOS) if dw != iw else image
-        )
+        self._scale = dw / iw, dh / ih  # display pixels per image pixel
+        resized = image.resize((dw, dh), Image.LANCZOS) if dw != iw else image
+        self.display_image = np.asarray(resized)
         self._layer: tuple[np.ndarray, int, int] | None = None  # mask_layer() at display size
-        self._area = 0.0  # of the mask, % of the image
-        self._anchor: tuple[int, int] | None = None  # first box corner, image pixels
-        self._syncing = False  # the candidates' buttons follow the segmenter
-        self._message = ""
-        self._busy_since: float | None = None  # perf_counter() time the running cell started
-        self._collect_until = 0.0  # perf_counter() time until which clicks are collected
+        self._area = 0.0  # the mask's share of the image, %
+        self._anchor: tuple[int, int] | None = None  # a pending box corner, image pixels
+        self._message = ""  # the status line's last part
+        self._busy_since: float | None = None  # perf_counter() at the running cell's start
+        self._collect_until = 0.0  # perf_counter() until which clicks are collected
         self._callbacks = widgets.CallbackDispatcher()
         self.last_latency_s: float | None = None
         self.queued: list[list] = []
 
-        self.canvas = MultiCanvas(len(LAYERS), width=dw, height=dh)
+        layout = {"width": "100%", "height": "auto", "margin": "0"}
+        self.canvas = MultiCanvas(len(LAYERS), width=dw, height=dh, layout=layout)
         self.layers = {name: self.canvas[k] for k, name in enumerate(LAYERS)}
         self.canvas.add_class("sdsam-picker-canvas")
-        self.canvas.layout.width, self.canvas.layout.height = "100%", "auto"
-        self.canvas.layout.margin = "0"
         self.canvas.on_client_ready(lambda: self._draw(picture=True))
         # Natural size, shrunk to fit a narrow cell; clicks map with the element's real size.
-        layout = widgets.Layout(
-            width=f"{dw}px", max_width="100%", overflow="hidden", align_items="flex-start"
-        )
-        self.surface = widgets.Box([self.canvas], layout=layout)
+        layout = {"width": f"{dw}px", "max_width": "100%", "overflow": "hidden"}
+        self.surface = widgets.Box([self.canvas], layout=dict(layout, align_items="flex-start"))
         self.surface.add_class("sdsam-picker-surface")
-        css = widgets.HTML(SURFACE_CSS, layout=widgets.Layout(display="none"))
-        self.events = Event(
-            source=self.surface,
-            watched_events=["mousedown", "mouseup", "contextmenu"],
-            prevent_default_action=True,
-        )
+        css = widgets.HTML(SURFACE_CSS, layout={"display": "none"})
+        self.events = Event(source=self.surface, watched_events=EVENTS, prevent_default_action=True)
         self.events.on_dom_event(self._on_dom_event)
 
         self.mode_buttons = widgets.ToggleButtons(
             options=MODES,
-            tooltips=[
-                "left click adds an include point",
-                "left click adds an exclude point",
-                "drag, or click two opposite corners, to draw a box",
-            ],
+            tooltips=["include point", "exclude point", "box: drag, or click two corners"],
             style={"button_width": "80px"},
         )
-        self.mode_buttons.observe(self._on_mode, "value")
+        self.mode_buttons.observe(lambda _: self._show_anchor(None), "value")
 
-        def button(action, description, tooltip, icon="", width="80px"):
+        def button(action: Callable, description: str, tooltip: str, icon: str = ""):
             made = widgets.Button(description=description, tooltip=tooltip, icon=icon)
-            made.layout.width = width
-            made.on_click(lambda _: self._act(time.perf_counter(), action))
+            made.layout.width = "80px" if icon else ""
+            made.on_click(lambda _: self._act(action))
             return made
 
         self.undo_button = button(segmenter.undo, "undo", "undo", "undo")
         self.redo_button = button(segmenter.redo, "redo", "redo", "repeat")
-        self.reset_button = button(
-            segmenter.reset, "reset", "remove every point and the box", "trash"
-        )
-        self.clear_box_button = button(segmenter.clear_box, "clear box", "remove the box", "", "")
+        self.reset_button = button(segmenter.reset, "reset", "remove the points and box", "trash")
+        self.clear_box_button = button(segmenter.clear_box, "clear box", "remove the box")
         self.candidates_buttons = widgets.ToggleButtons(
             options=[], description="mask", style={"button_width": "90px"}
         )
@@ -256,7 +200,11 @@ class MaskPicker(widgets.VBox):
         super().__init__([toolbar, self.surface, self.candidates_buttons, self.status, css])
         self.add_class("sdsam-picker")
         self._parts = (self.events, self.canvas, *self.layers.values(), self.surface, css)
-        self._watch_kernel()
+        # Follow the kernel's cells (if there is a shell) until close().
+        self._hooks = getattr(IPython.get_ipython(), "events", None)
+        if self._hooks is not None:
+            self._hooks.register("pre_run_cell", self._on_cell_start)
+            self._hooks.register("post_run_cell", self._on_cell_end)
         self._refresh(picture=True)
         self._update_status()
 
@@ -264,19 +212,12 @@ class MaskPicker(widgets.VBox):
     def from_prompts(
         cls, predictor, image: ImageLike, *args, width: int | None = None, **kwargs
     ) -> MaskPicker:
-        """A picker that starts from recorded prompts (the headless replay path).
-
-        The arguments after ``image`` are ``ClickSegmenter.from_prompts``' (which checks them):
-        ``points`` ``[[x, y, label], ...]`` in image pixels (label 1 include, 0 exclude),
-        ``box`` ``(x0, y0, x1, y1)``, ``chosen`` the candidate to keep; ``text`` (with
-        ``detector``, ``box_threshold``, ``text_threshold``) starts from a text prompt instead
-        of a box (its detections are drawn dashed, the best one becomes the box); ``multimask``.
-        ``width`` is the picker's.
-        """
+        """A picker that starts from recorded prompts (the headless replay path): ``width`` is
+        the picker's, the other arguments ``ClickSegmenter.from_prompts``' (which checks them)."""
         return cls(ClickSegmenter.from_prompts(predictor, image, *args, **kwargs), width=width)
 
     def close(self) -> None:
-        """Close the widget and its parts, and stop watching the kernel's cells."""
+        """Close the widget and its parts, and stop following the kernel's cells."""
         if self._hooks is not None:
             self._hooks.unregister("pre_run_cell", self._on_cell_start)
             self._hooks.unregister("post_run_cell", self._on_cell_end)
@@ -290,25 +231,10 @@ class MaskPicker(widgets.VBox):
 
     # ------------------------------------------------------------------ state, read-only
 
-    @property
-    def mask(self) -> np.ndarray:
-        """The chosen mask, ``HxW bool`` (image size)."""
-        return self.segmenter.mask
-
-    @property
-    def points(self) -> list:
-        """Click points ``(x, y)`` in image pixels."""
-        return self.segmenter.points
-
-    @property
-    def labels(self) -> list:
-        """One label per point: 1 include, 0 exclude."""
-        return self.segmenter.labels
-
-    @property
-    def box(self):
-        """``(x0, y0, x1, y1)`` in image pixels, or ``None``."""
-        return self.segmenter.box
+    mask = _from_segmenter("mask", "The chosen mask, ``HxW bool`` at the image's size.")
+    points = _from_segmenter("points", "Click points ``(x, y)`` in image pixels.")
+    labels = _from_segmenter("labels", "One label per point: 1 include, 0 exclude.")
+    box = _from_segmenter("box", "``(x0, y0, x1, y1)`` in image pixels, or ``None``.")
 
     @property
     def mode(self) -> str:
@@ -323,19 +249,21 @@ class MaskPicker(widgets.VBox):
 
     @property
     def mask_rgba(self) -> np.ndarray:
-        """The mask layer (``dh x dw x 4 uint8``): :data:`MASK_COLOR` at :data:`MASK_ALPHA`
+        """The mask layer, ``dh x dw x 4 uint8``: :data:`MASK_COLOR` at :data:`MASK_ALPHA`
         inside the mask, opaque on its outline, transparent elsewhere."""
         dw, dh = self.display_size
         out = np.zeros((dh, dw, 4), np.uint8)
         if self._layer is not None:
             index, x, y = self._layer
-            out[y : y + index.shape[0], x : x + index.shape[1]] = layer_rgba(index)
+            crop = out[y : y + index.shape[0], x : x + index.shape[1]]
+            crop[index > 0, :3] = MASK_COLOR
+            crop[..., 3] = np.array([0, MASK_ALPHA, 255], np.uint8)[index]
         return out
 
     @property
     def rendered(self) -> np.ndarray:
-        """The picture with the mask layer over it (``dh x dw x 3 uint8``), composed in numpy
-        as the browser composes the layers ("source-over"), without the markers."""
+        """The picture with the mask layer over it, ``dh x dw x 3 uint8``, composed as the
+        browser composes the layers ("source-over"), without the markers."""
         rgba = self.mask_rgba.astype(np.float32)
         a = rgba[..., 3:] / 255.0
         return np.rint(self.display_image * (1.0 - a) + rgba[..., :3] * a).astype(np.uint8)
@@ -344,154 +272,63 @@ class MaskPicker(widgets.VBox):
         """Call ``callback(picker)`` after every change of points, box or chosen mask."""
         self._callbacks.register_callback(callback, remove=remove)
 
-    # ------------------------------------------------------------------ synthetic input
+    # ------------------------------------------------------------------ input
 
     def click(self, x: float, y: float, button: int = 0, shift: bool = False) -> None:
-        """Click at ``(x, y)`` in IMAGE pixels: the events ipyevents would send, given to the
-        picker's handler; ``button`` 0 (left) or 2 (right), ``shift`` held or not. The click is
-        computed before this returns."""
-        for kind in ("mousedown", "mouseup") + (("contextmenu",) if button == 2 else ()):
-            self._send_synthetic(kind, x, y, button, shift)
+        """Click at ``(x, y)`` in image pixels (``button`` 0 left or 2 right, ``shift`` held or
+        not) through the handler ipyevents calls; computed before this returns."""
+        self._mouse("mousedown", x, y, button, shift)
+        self._mouse("mouseup", x, y, button, shift)
         self.flush()
 
     def drag(self, x0: float, y0: float, x1: float, y1: float) -> None:
         """Press the left button at ``(x0, y0)`` and release it at ``(x1, y1)`` (image px)."""
-        self._send_synthetic("mousedown", x0, y0, 0, False)
-        self._send_synthetic("mouseup", x1, y1, 0, False)
+        self._mouse("mousedown", x0, y0)
+        self._mouse("mouseup", x1, y1)
 
-    def _send_synthetic(self, kind: str, x: float, y: float, button: int, shift: bool) -> None:
+    def _mouse(self, kind: str, x: float, y: float, button: int = 0, shift: bool = False):
+        """Hand the handler the event ipyevents sends for a mouse at image pixel ``(x, y)``."""
         (iw, ih), (dw, dh) = self.image_size, self.display_size
         if not (0 <= x < iw and 0 <= y < ih):
             raise ValueError(f"({x}, {y}) is outside the {iw}x{ih} image")
-        content = {
-            "event": kind,
-            "type": kind,
-            "button": int(button),
-            "shiftKey": bool(shift),
-            "relativeX": (x + 0.5) * dw / iw - 0.5,  # maps back to (x, y) in _to_image
-            "relativeY": (y + 0.5) * dh / ih - 0.5,
-            "boundingRectWidth": dw,
-            "boundingRectHeight": dh,
-        }
-        self._on_dom_event(content)  # the handler ipyevents calls with a browser's event
-
-    # ------------------------------------------------------------------ event handling
-
-    def _to_image(self, event: dict) -> tuple[int, int]:
-        """Image pixel under an ipyevents mouse event: ``relativeX/Y`` are whole CSS pixels in
-        an element of ``boundingRectWidth x boundingRectHeight`` that shows the whole image."""
-        (iw, ih), (dw, dh) = self.image_size, self.display_size
-        rect_w = float(event.get("boundingRectWidth") or dw)
-        rect_h = float(event.get("boundingRectHeight") or dh)
-        x = math.floor((float(event["relativeX"]) + 0.5) * iw / rect_w)
-        y = math.floor((float(event["relativeY"]) + 0.5) * ih / rect_h)
-        return min(max(x, 0), iw - 1), min(max(y, 0), ih - 1)
+        event = {"event": kind, "button": int(button), "shiftKey": bool(shift)}
+        event.update(relativeX=(x + 0.5) * dw / iw - 0.5, relativeY=(y + 0.5) * dh / ih - 0.5)
+        self._on_dom_event(dict(event, boundingRectWidth=dw, boundingRectHeight=dh))
 
     def _on_dom_event(self, event: dict) -> None:
-        kind = event.get("event")
+        """An ipyevents mouse event: a point, a box corner or nothing (``contextmenu`` is
+        watched only so that its menu stays away)."""
+        kind, button = event.get("event"), int(event.get("button", 0))
         if kind not in ("mousedown", "mouseup") or "relativeX" not in event:
-            return  # contextmenu is watched only so that its default action is prevented
-        start = time.perf_counter()
-        button = int(event.get("button", 0))
-        x, y = self._to_image(event)
+            return
+        # relativeX/Y: whole CSS pixels in the element (boundingRect) that shows the image
+        (iw, ih), (dw, dh) = self.image_size, self.display_size
+        x = math.floor((float(event["relativeX"]) + 0.5) * iw / (event["boundingRectWidth"] or dw))
+        y = math.floor((float(event["relativeY"]) + 0.5) * ih / (event["boundingRectHeight"] or dh))
+        x, y = min(max(x, 0), iw - 1), min(max(y, 0), ih - 1)
         exclude = button == 2 or (button == 0 and bool(event.get("shiftKey")))
         if button == 0 and not exclude and self.mode == "box":
-            return self._box_corner(kind, x, y, start)
-        if kind != "mousedown" or (button != 0 and not exclude):
-            return
-        click = [x, y, int(not exclude and self.mode == "include")]
-        if self.queued or start < self._collect_until:
-            return self._queue(click, start)
-        self._act(start, self._predict, [click], markers=[click])
+            self._box_corner(kind, x, y)
+        elif kind == "mousedown" and (button == 0 or exclude):
+            self._add_click([x, y, int(not exclude and self.mode == "include")])
 
-    def _box_corner(self, kind: str, x: int, y: int, start: float) -> None:
-        """Box mode: a press sets the first corner (if none is pending); a release at least
+    def _box_corner(self, kind: str, x: int, y: int) -> None:
+        """Box mode: a press sets the first corner (unless one is pending); a release at least
         :data:`DRAG_THRESHOLD` display pixels from it in x and in y sets the opposite one."""
         if kind == "mousedown" and self._anchor is None:
             self.flush()
-            self._anchor = (x, y)
-            self._message = "box: drag, or click the opposite corner"
-            self._draw()
-            self._done(start)
+            self._show_anchor((x, y), "box: drag, or click the opposite corner")
         elif kind == "mouseup" and self._anchor is not None:
-            (ax, ay), scale = self._anchor, self.display_size[0] / self.image_size[0]
-            if min(abs(x - ax), abs(y - ay)) * scale >= DRAG_THRESHOLD:
-                self._act(start, self.segmenter.set_box, ax, ay, x, y)
+            (ax, ay), (sx, sy) = self._anchor, self._scale
+            if min(abs(x - ax) * sx, abs(y - ay) * sy) >= DRAG_THRESHOLD:
+                self._act(self.segmenter.set_box, ax, ay, x, y)
 
-    def _predict(self, clicks: list[list]) -> None:
-        if len(clicks) == 1:
-            x, y, label = clicks[0]
-            self.segmenter.add_point(x, y, positive=bool(label))
-        else:
-            self.segmenter.add_points(clicks)
-
-    def _act(self, start: float, action: Callable, *args, markers=None, message="") -> None:
-        """Compute the clicks collected so far, run ``action(*args)`` (a segmenter change),
-        redraw, notify and show ``message``. ``markers``: the clicks (``[x, y, label]``) the
-        action predicts, drawn first if SAM is expected to be slow."""
-        self.flush()
-        self._anchor = None
-        last = self.segmenter.last_latency_s
-        if markers is not None and last is not None and last >= SLOW_S:
-            self._show_clicks(markers, f"computing the mask (SAM took {last:.1f} s last time)…")
-        action(*args)
-        self._message = message
-        self._refresh()
-        self._done(start)
-
-    def _done(self, start: float) -> None:
-        self.last_latency_s = time.perf_counter() - start
-        self._update_status()
-        self._check_busy(start)
-
-    def _on_mode(self, change) -> None:
-        self._anchor = None
-        self._message = ""
-        self._draw()
-        self._update_status()
-
-    def _on_candidate(self, change) -> None:
-        if not self._syncing and change["new"] not in (None, self.segmenter.chosen):
-            self._act(time.perf_counter(), self.segmenter.choose, int(change["new"]))
-
-    # ------------------------------------------------------------------ a busy kernel
-
-    def _watch_kernel(self) -> None:
-        """Follow IPython's ``pre_run_cell`` / ``post_run_cell``, if there is a shell, until
-        :meth:`close` (ipywidgets holds every open widget anyway)."""
-        from IPython import get_ipython
-
-        shell = get_ipython()
-        if shell is not None and hasattr(shell, "events"):
-            self._hooks = shell.events
-            shell.events.register("pre_run_cell", self._on_cell_start)
-            shell.events.register("post_run_cell", self._on_cell_end)
-
-    def _on_cell_start(self, info=None) -> None:
-        """A cell starts: clicks made now wait in the kernel's queue (the status line says so)."""
-        self.flush()
-        self._busy_since = time.perf_counter()
-        self._update_status()
-
-    def _on_cell_end(self, result=None) -> None:
-        """A cell is done: clicks that queued while it ran are read next; collect them."""
-        if self._busy_since is not None:
-            self._check_busy(self._busy_since)
-            self._busy_since = None
-        self._update_status()
-
-    def _check_busy(self, since: float) -> None:
-        """If the kernel was busy from ``since`` for :data:`BUSY_S` or longer, collect the
-        clicks that arrive in the next ``2 * QUEUE_WINDOW_S`` (they queued meanwhile)."""
-        now = time.perf_counter()
-        if now - since >= BUSY_S and _running_loop() is not None:
-            self._collect_until = max(self._collect_until, now + 2 * QUEUE_WINDOW_S)
-
-    def _queue(self, click: list, now: float) -> None:
-        """Collect a click that queued behind a busy kernel; predict once they stop coming."""
+    def _add_click(self, click: list) -> None:
+        """Predict a click ``[x, y, label]`` at once, or, while the clicks that queued behind a
+        busy kernel are being read, collect it and predict them all once they stop coming."""
         self.queued.append(click)
-        loop = _running_loop()
-        if loop is None:  # nothing would call flush(): compute it now
+        loop, now = _running_loop(), time.perf_counter()
+        if loop is None or (len(self.queued) == 1 and now >= self._collect_until):
             return self.flush()
         self._collect_until = now + QUEUE_WINDOW_S
         if self._flush_handle is not None:
@@ -501,29 +338,70 @@ class MaskPicker(widgets.VBox):
         self._show_clicks([click], f"{n} click{'s' * (n != 1)} made while the kernel was busy…")
 
     def flush(self) -> None:
-        """Compute the clicks collected behind a busy kernel (:attr:`queued`) now, with one
-        prediction for all of them (``ClickSegmenter.add_points``)."""
+        """Compute the clicks in :attr:`queued` now, with one prediction for all of them."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._collect_until = 0.0
         queued, self.queued = self.queued, []
-        if not queued:
-            return
-        n = len(queued)
-        message = f"{n} queued clicks: SAM ran once for all of them" if n > 1 else ""
+        if len(queued) == 1:
+            ((x, y, label),) = queued
+            self._act(self.segmenter.add_point, x, y, bool(label), markers=queued)
+        elif queued:
+            message = f"{len(queued)} queued clicks: SAM ran once for all of them"
+            self._act(self.segmenter.add_points, queued, markers=queued, message=message)
+
+    def _act(self, action: Callable, *args, markers: Sequence = (), message: str = "") -> None:
+        """The one path of every change: compute the collected clicks first, run
+        ``action(*args)`` (a segmenter method), redraw, notify, show ``message``. ``markers``:
+        the clicks ``[x, y, label]`` it predicts, drawn first if SAM is expected to be slow."""
+        start = time.perf_counter()
+        self.flush()
+        self._anchor = None
+        last = self.segmenter.last_latency_s
+        if markers and last is not None and last >= SLOW_S:
+            self._show_clicks(markers, f"computing the mask (SAM took {last:.1f} s last time)…")
         try:
-            self._act(time.perf_counter(), self._predict, queued, markers=[], message=message)
-        except Exception as exc:  # runs from the event loop: show it, then raise
+            action(*args)
+        except Exception as exc:  # often run from the event loop: show it, then raise
             self._message = html.escape(f"error: {type(exc).__name__}: {exc}")
             self._update_status()
             raise
+        self._message = message
+        self._refresh()
+        self.last_latency_s = time.perf_counter() - start
+        self._update_status()
+        self._check_busy(start)
+
+    def _on_candidate(self, change) -> None:
+        if change["new"] not in (None, self.segmenter.chosen):
+            self._act(self.segmenter.choose, int(change["new"]))
+
+    # ------------------------------------------------------------------ a busy kernel
+
+    def _on_cell_start(self, info=None) -> None:
+        """A cell starts: clicks made now wait in the kernel's queue (the status line says so)."""
+        self.flush()
+        self._busy_since = time.perf_counter()
+        self._update_status()
+
+    def _on_cell_end(self, result=None) -> None:
+        """A cell is done: the clicks that queued while it ran are read next; collect them."""
+        self._check_busy(self._busy_since or time.perf_counter())
+        self._busy_since = None
+        self._update_status()
+
+    def _check_busy(self, since: float) -> None:
+        """If the kernel was busy from ``since`` for :data:`BUSY_S` or longer, collect the
+        clicks that arrive in the next ``2 * QUEUE_WINDOW_S`` (they queued meanwhile)."""
+        now = time.perf_counter()
+        if now - since >= BUSY_S and _running_loop() is not None:  # a loop to flush() later
+            self._collect_until = now + 2 * QUEUE_WINDOW_S
 
     # ------------------------------------------------------------------ drawing
 
     def _refresh(self, picture: bool = False) -> None:
-        """Recompute the mask layer, redraw, sync the candidates and notify (the caller
-        updates the status line after it)."""
+        """Recompute the mask layer, redraw, sync the candidates and notify."""
         mask = self.segmenter.mask
         self._area = 100.0 * np.count_nonzero(mask) / mask.size
         if self.display_size != self.image_size:  # nearest by pixel centres, as PIL's NEAREST
@@ -537,14 +415,12 @@ class MaskPicker(widgets.VBox):
 
     def _to_display(self, x: float, y: float) -> tuple[float, float]:
         """Centre of image pixel ``(x, y)`` in display pixels."""
-        (iw, ih), (dw, dh) = self.image_size, self.display_size
-        return (x + 0.5) * dw / iw, (y + 0.5) * dh / ih
+        return (x + 0.5) * self._scale[0], (y + 0.5) * self._scale[1]
 
     def _draw(self, picture: bool = False) -> None:
-        """Send one batch: the picture layer if asked, then the overlay redrawn: the mask
-        layer, the detections (dashed), the box, a pending corner and the markers."""
-        seg, c = self.segmenter, self.layers["overlay"]
-        sx, sy = (d / i for d, i in zip(self.display_size, self.image_size, strict=True))
+        """One batch: the picture if asked, then the overlay redrawn: the mask layer, the
+        detections (dashed), the box, a pending corner and the markers."""
+        seg, c, (sx, sy) = self.segmenter, self.layers["overlay"], self._scale
 
         def rect(x0, y0, x1, y1):
             c.stroke_rect(x0 * sx, y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy)
@@ -592,10 +468,16 @@ class MaskPicker(widgets.VBox):
         self._message = message
         self._update_status()
 
+    def _show_anchor(self, anchor: tuple[int, int] | None, message: str = "") -> None:
+        """A pending box corner (image pixels) or none: the overlay redrawn, and ``message``."""
+        self._anchor, self._message = anchor, message
+        self._draw()
+        self._update_status()
+
     def _sync_candidates(self) -> None:
         scores, buttons = self.segmenter.scores, self.candidates_buttons
         options = [(f"{i + 1}: {score:.2f}", i) for i, score in enumerate(scores)]
-        self._syncing = True
+        buttons.unobserve(self._on_candidate, "value")  # new options select the first one
         try:
             with buttons.hold_sync():  # one message for all of its changes
                 if list(buttons.options) != options:
@@ -604,21 +486,18 @@ class MaskPicker(widgets.VBox):
                 buttons.value = self.segmenter.chosen if scores else None
                 buttons.disabled = len(options) < 2  # greyed out with one
         finally:
-            self._syncing = False
+            buttons.observe(self._on_candidate, "value")
         buttons.layout.display = "flex" if options else "none"
 
     def _update_status(self) -> None:
         seg = self.segmenter
-        self.undo_button.disabled = not seg.can_undo
-        self.redo_button.disabled = not seg.can_redo
+        self.undo_button.disabled, self.redo_button.disabled = not seg.can_undo, not seg.can_redo
         self.reset_button.disabled = not (seg.points or seg.box is not None)
         self.clear_box_button.disabled = seg.box is None
         labels = [int(v) for v in seg.labels]
-        n = len(labels)
+        n, include = len(labels), labels.count(1)
         parts = [] if self._busy_since is None else [f"<b>{BUSY_NOTE}</b>"]
-        parts.append(
-            f"{n} point{'s' * (n != 1)} ({labels.count(1)} include, {n - labels.count(1)} exclude)"
-        )
+        parts.append(f"{n} point{'s' * (n != 1)} ({include} include, {n - include} exclude)")
         if seg.text is not None:
             n = len(seg.detections)
             parts.append(f"text {html.escape(repr(seg.text))} ({n} box{'es' * (n != 1)} found)")
