@@ -1,25 +1,6 @@
 """Models: devices, the per-process cache, samplers, and the loaders of Stable Diffusion,
-Segment Anything and Grounding DINO, each taking a real model or ``"tiny"``.
-
-=================  ==========================================================================
-module             holds
-=================  ==========================================================================
-``cache``          :data:`MODELS` (loaded models, ``clear()``), :func:`provenance`,
-                   :func:`cache_dir`, model-argument resolution, the "unavailable" error
-``identity``       :func:`~sdsam_nb.models.identity.model_info`: what identifies a model's weights
-``devices``        :func:`pick_device`, :func:`pick_dtype`, :func:`device_report`, Colab
-``schedulers``     :data:`SCHEDULERS`, :func:`make_scheduler`
-``sd``             :func:`load_sd`, :func:`inpainting`, :func:`img2img` (shared weights)
-``fast``           ``load_sd(fast=...)``: the few-step LoRAs (``FAST``), ``sampling`` defaults
-``sam``            :func:`load_sam`, official SAM checkpoints (download, sha256 check)
-``detectors``      :func:`load_grounding_dino` (text -> boxes)
-``hf_sam``         transformers SAM / SlimSAM / SAM-HQ / SAM 2.1 for clicks (``FAMILIES``)
-``matting``        :func:`load_vitmatte` (ViTMatte alpha mattes)
-``salient``        the salient-object ControlNet pipeline (``model="salient"``)
-``sam3``           :func:`load_sam3` (text -> every instance's mask and box)
-``tiny/``          every built-in tiny model, one module per family, built offline through
-                   the same classes
-=================  ==========================================================================
+Segment Anything, Grounding DINO, SAM 3 and ViTMatte, each taking a real model or ``"tiny"``
+(:mod:`.tiny`). What each module holds: ``docs/architecture.md``.
 """
 
 from . import tiny

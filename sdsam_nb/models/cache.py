@@ -1,10 +1,8 @@
-"""The per-process model cache, what the kit remembers of each model, and where models live.
-
-:data:`MODELS` holds every loaded model (``MODELS.clear()`` forgets them); :func:`provenance`
-tells what a model was loaded from; :func:`cache_dir` is where the tiny models and SAM
-checkpoints are written; :func:`resolve_model` turns a ``model=`` argument (hub id, folder or
-``"tiny"``) into what ``from_pretrained`` reads; :func:`unavailable` is the one error a
-model that can be neither found nor downloaded gets.
+"""The per-process model cache (:data:`MODELS`), what the kit remembers of each model
+(:func:`provenance`), where models live (:func:`cache_dir`), and what the loaders share:
+:func:`resolve_model` (a ``model=`` argument -> what ``from_pretrained`` reads), the one error
+of a model that can be neither found nor downloaded (:func:`unavailable`), and
+:func:`load_once` with :class:`Loaded` (a transformers processor + model pair).
 """
 
 from __future__ import annotations
@@ -18,45 +16,26 @@ from typing import Any
 
 import torch
 
+from .devices import pick_device
+
 TINY = "tiny"
 
 
-class ModelCache:
+class ModelCache(dict):
     """The per-process cache of loaded models: loader arguments -> model.
 
-    Each loader loads a model once per process and returns what is here for the same
-    arguments (re-running a notebook cell costs nothing). A cache hit returns the object an
-    earlier call returned and never changes it: a different sampler or progress setting
-    gets its own pipeline object sharing the same weights. :data:`MODELS` is the one the
-    loaders use; ``MODELS.clear()`` forgets everything (the memory is freed once nothing
-    else refers to the models).
+    A cache hit returns the object an earlier call returned and never changes it: a different
+    sampler or progress setting gets its own pipeline object sharing the same weights.
+    :data:`MODELS` is the one the loaders use; ``MODELS.clear()`` forgets everything (the
+    memory is freed once nothing else refers to the models).
     """
 
-    def __init__(self) -> None:
-        self._models: dict[tuple, Any] = {}
-
-    def get(self, key: tuple) -> Any | None:
-        return self._models.get(key)
-
     def put(self, key: tuple, model: Any) -> Any:
-        self._models[key] = model
+        self[key] = model
         return model
 
-    def __contains__(self, key: tuple) -> bool:
-        return key in self._models
-
-    def __len__(self) -> int:
-        return len(self._models)
-
-    def copy(self) -> dict[tuple, Any]:
-        """A shallow copy of the entries (to put back later with :meth:`update`)."""
-        return dict(self._models)
-
-    def update(self, models: dict[tuple, Any]) -> None:
-        self._models.update(models)
-
     def clear(self) -> None:
-        self._models.clear()
+        super().clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -197,3 +176,43 @@ def load_pair(processor_cls, model_cls, source: str, *, local: bool, model: str,
         if local:
             raise
         raise unavailable(model, exc) from None
+
+
+def load_once(kind: str, wrap, processor_cls, model_cls, model, device, *, build_tiny, example):
+    """``wrap(processor, net, model)`` of a transformers checkpoint, loaded once per process.
+
+    ``model`` is a hub id, a folder or ``"tiny"`` (built by ``build_tiny(root)``); the pair is
+    read with :func:`load_pair` and the net put in eval mode on ``device`` (``None``: see
+    :func:`~sdsam_nb.models.devices.pick_device`). ``example`` goes into the error messages.
+    """
+    dev = pick_device(device)
+    key = (kind, str(model), str(dev))
+    if key not in MODELS:
+        source, local = resolve_model(
+            model, "model", build_tiny=build_tiny, marker="config.json", example=example
+        )
+        processor, net = load_pair(processor_cls, model_cls, source, local=local, model=str(model))
+        MODELS.put(key, wrap(processor, net.to(dev).eval(), str(model)))
+    return MODELS[key]
+
+
+class Loaded:
+    """A processor + model pair, as :func:`load_once` returns it.
+
+    Attributes:
+        processor: the model's ``transformers`` processor.
+        model: the model, in eval mode on :attr:`device`.
+        source: the model id, folder or ``"tiny"`` it was loaded from (for ``run.json``).
+    """
+
+    def __init__(self, processor, model, source: str):
+        self.processor = processor
+        self.model = model
+        self.source = source
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(source={self.source!r}, device={str(self.device)!r})"

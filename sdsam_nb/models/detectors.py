@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from ..images import ImageLike, to_rgb
-from .cache import MODELS, load_pair, resolve_model
-from .devices import pick_device
+from .cache import Loaded, load_once
 from .tiny import grounding_dino_folder
 
 DEFAULT_GROUNDING_DINO = "IDEA-Research/grounding-dino-tiny"
@@ -26,31 +25,17 @@ def grounding_prompt(text: str) -> str:
     return prompt if prompt.endswith(".") else prompt + "."
 
 
-class GroundingDinoDetector:
-    """A Grounding DINO processor + model pair, callable as a :data:`Detector`.
-
-    Attributes:
-        processor: the ``transformers`` ``GroundingDinoProcessor`` (image processor + BERT
-            tokenizer).
-        model: the ``GroundingDinoForObjectDetection`` in eval mode on ``device``.
-        source: the model id, folder or ``"tiny"`` it was loaded from (for ``run.json``).
-    """
+class GroundingDinoDetector(Loaded):
+    """A Grounding DINO ``GroundingDinoProcessor`` (image processor + BERT tokenizer) and
+    ``GroundingDinoForObjectDetection`` pair (:class:`~sdsam_nb.models.cache.Loaded`),
+    callable as a :data:`Detector`."""
 
     def __init__(self, processor, model, source: str):
-        self.processor = processor
-        self.model = model
-        self.source = source
+        super().__init__(processor, model, source)
         params = inspect.signature(processor.post_process_grounded_object_detection).parameters
         # older transformers call the box threshold `box_threshold`
         self._box_kw = "threshold" if "threshold" in params else "box_threshold"
         self._special = set(getattr(processor.tokenizer, "all_special_tokens", []))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def __repr__(self) -> str:
-        return f"GroundingDinoDetector(source={self.source!r}, device={str(self.device)!r})"
 
     def _clean(self, label: str) -> str:
         words = [w for w in label.split() if w not in self._special]
@@ -120,21 +105,13 @@ def load_grounding_dino(
     """
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-    dev = pick_device(device)
-    key = ("grounding_dino", str(model), str(dev))
-    if key in MODELS:
-        return MODELS.get(key)
-    source, local = resolve_model(
+    return load_once(
+        "grounding_dino",
+        GroundingDinoDetector,
+        AutoProcessor,
+        AutoModelForZeroShotObjectDetection,
         model,
-        "model",
+        device,
         build_tiny=grounding_dino_folder,
-        marker="config.json",
         example=DEFAULT_GROUNDING_DINO,
     )
-    processor, net = load_pair(
-        AutoProcessor, AutoModelForZeroShotObjectDetection, source, local=local, model=str(model)
-    )
-    net.to(dev).eval()
-    detector = GroundingDinoDetector(processor, net, str(model))
-    MODELS.put(key, detector)
-    return detector

@@ -7,34 +7,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .cache import MODELS, load_pair, resolve_model
-from .devices import pick_device
+from .cache import Loaded, load_once
 from .tiny import vitmatte_folder
 
 DEFAULT_VITMATTE = "hustvl/vitmatte-small-composition-1k"
 
 
-class VitMatte:
-    """A ViTMatte image processor + model pair, callable on a picture and its trimap.
-
-    Attributes:
-        processor: the ``transformers`` ``VitMatteImageProcessor`` (rescale, normalise, pad to
-            a multiple of 32, image and trimap stacked into 4 channels).
-        model: the ``VitMatteForImageMatting`` in eval mode on ``device``.
-        source: the model id, folder or ``"tiny"`` it was loaded from (for ``run.json``).
-    """
-
-    def __init__(self, processor, model, source: str):
-        self.processor = processor
-        self.model = model
-        self.source = source
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def __repr__(self) -> str:
-        return f"VitMatte(source={self.source!r}, device={str(self.device)!r})"
+class VitMatte(Loaded):
+    """A ``VitMatteImageProcessor`` (rescale, normalise, pad to a multiple of 32, image and
+    trimap stacked into 4 channels) and ``VitMatteForImageMatting`` pair
+    (:class:`~sdsam_nb.models.cache.Loaded`), callable on a picture and its trimap."""
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
@@ -76,15 +58,13 @@ def load_vitmatte(
     """
     from transformers import VitMatteForImageMatting, VitMatteImageProcessor
 
-    dev = pick_device(device)
-    key = ("vitmatte", str(model), str(dev))
-    if key in MODELS:
-        return MODELS.get(key)
-    source, local = resolve_model(
-        model, "model", build_tiny=vitmatte_folder, marker="config.json", example=DEFAULT_VITMATTE
+    return load_once(
+        "vitmatte",
+        VitMatte,
+        VitMatteImageProcessor,
+        VitMatteForImageMatting,
+        model,
+        device,
+        build_tiny=vitmatte_folder,
+        example=DEFAULT_VITMATTE,
     )
-    processor, net = load_pair(
-        VitMatteImageProcessor, VitMatteForImageMatting, source, local=local, model=str(model)
-    )
-    net.to(dev).eval()
-    return MODELS.put(key, VitMatte(processor, net, str(model)))

@@ -1,6 +1,5 @@
 """The salient-object-aware ControlNet of *Salient Object-Aware Background Generation using
-Text-Guided Diffusion Models* (CVPR 2024 workshops): :func:`load_salient`,
-:func:`salient_inpainting`.
+Text-Guided Diffusion Models* (CVPR 2024 workshops): :func:`salient_inpainting`.
 
 The checkpoint (:data:`SALIENT_BG`) is SD 2 inpainting plus a ControlNet conditioned on the
 background mask. It is assembled from its component folders (``controlnet``, ``unet``,
@@ -77,16 +76,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _resolve(model) -> tuple[str, bool]:
-    return resolve_model(
-        model,
-        "model",
-        build_tiny=salient_folder,
-        marker="model_index.json",
-        example=SALIENT_BG,
-    )
-
-
 def _config(model, source: str, local: bool, subfolder: str) -> dict | None:
     """``subfolder/config.json`` of the checkpoint, or ``None`` when it has no such file."""
     if local:
@@ -146,47 +135,43 @@ def _weights_kwargs(cls, dtype: torch.dtype) -> dict:
     return kwargs
 
 
-def load_salient(
-    model: str | os.PathLike = SALIENT_BG,
-    *,
-    device: str | torch.device,
-    dtype: torch.dtype,
-    offload_device: torch.device | None = None,
-    scheduler: str | None = None,
-    progress: bool = True,
-    safety_checker=None,
-    feature_extractor=None,
-):
-    """Load the salient-object-aware ControlNet inpainting pipeline, once per process.
+def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
+    """The salient ControlNet inpainting pipeline (a :class:`SalientInpaintPipeline`) for the
+    text-to-image ``pipe`` of :func:`sdsam_nb.load_sd`, loaded once per process: on ``pipe``'s
+    device and dtype, offloaded when it is, with the sampler :func:`~sdsam_nb.load_sd` chose
+    for it (built from the checkpoint's own scheduler config; the checkpoint's own, UniPC,
+    when it kept the model's), its progress setting, and its safety checker when it has one
+    (shared: the checkpoint has none of its own).
 
-    Args:
-        model: a hub id (default :data:`SALIENT_BG`), a folder with the same layout, or
-            ``"tiny"`` for the built-in replica.
-        device, dtype: where and in what precision the weights live.
-        offload_device: a GPU for diffusers' model CPU offload (the weights stay on the CPU),
-            or ``None``.
-        scheduler: a sampler name from :data:`sdsam_nb.models.SCHEDULERS`, built from the
-            checkpoint's own scheduler config; ``None`` keeps the checkpoint's own (UniPC).
-        progress: show diffusers' progress bars (loading and sampling).
-        safety_checker, feature_extractor: modules to share (e.g. the text-to-image
-            pipeline's); the checkpoint has no safety checker of its own. ``None``: none.
-
-    Returns:
-        A :class:`SalientInpaintPipeline` (a ``StableDiffusionControlNetInpaintPipeline``).
-        The same arguments return the same object (:data:`MODELS` keeps it).
+    ``model``: a hub id (default :data:`SALIENT_BG`), a folder with the same layout, or
+    ``"tiny"`` for the built-in replica.
 
     Raises:
-        ValueError: ``model`` is malformed or not a ControlNet-inpainting checkpoint.
+        ValueError: ``model`` is malformed or not a ControlNet-inpainting checkpoint, or
+            ``pipe`` has a few-step adapter (``load_sd(fast=...)``: it is for SD 1.x and this
+            checkpoint is SD 2).
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    dev = torch.device(device)
-    key = ("salient", str(model), str(dev), dtype, id(safety_checker), offload_device is not None)
+    info = provenance(pipe) or foreign_pipeline(pipe)
+    if info.get("fast"):
+        raise ValueError(
+            f"the salient method is SD 2 inpainting: the fast={info['fast']['name']!r} adapter is "
+            "for SD 1.x and does not apply to it; load_sd with fast=None, or another method"
+        )
+    offload_device = info.get("offload_device")
+    param = next(iter(pipe.unet.parameters()))
+    dev, dtype = torch.device(offload_device or param.device), param.dtype
+    checker = getattr(pipe, "safety_checker", None)
+    progress = info.get("progress", True)
+    key = ("salient", str(model), str(dev), dtype, id(checker), offload_device is not None)
     base = MODELS.get(key)
     if base is None:
-        source, local = _resolve(model)
+        source, local = resolve_model(
+            model, "model", build_tiny=salient_folder, marker="model_index.json", example=SALIENT_BG
+        )
         _check_layout(model, source, local)
         parts = {}
         for name, cls in (
@@ -208,14 +193,14 @@ def load_salient(
         )
         base = _pipeline_class()(
             **parts,
-            safety_checker=safety_checker,
-            feature_extractor=feature_extractor if safety_checker is not None else None,
+            safety_checker=checker,
+            feature_extractor=getattr(pipe, "feature_extractor", None) if checker else None,
             requires_safety_checker=False,
         )
         base.register_to_config(_name_or_path=source)  # what from_pretrained records
         place(base, str(model), None, offload_device, dev)
         MODELS.put(key, base)
-    return cached_view(key, base, _pipeline_class(), scheduler, progress)
+    return cached_view(key, base, _pipeline_class(), info.get("scheduler"), progress)
 
 
 def _scheduler_class(source: str, local: bool, model):
@@ -237,34 +222,3 @@ def _scheduler_class(source: str, local: bool, model):
     if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
         raise ValueError(f"model={str(model)!r} names an unknown scheduler {name!r}")
     return cls
-
-
-def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
-    """The salient ControlNet inpainting pipeline for the text-to-image ``pipe`` of
-    :func:`sdsam_nb.load_sd`: on its device and dtype, offloaded when it is, with the sampler
-    :func:`~sdsam_nb.load_sd` chose for it, its progress setting, and its safety checker when
-    it has one (shared, not loaded again). See :func:`load_salient`.
-
-    Raises:
-        ValueError: ``pipe`` has a few-step adapter (``load_sd(fast=...)``): it is for SD 1.x
-            and this checkpoint is SD 2.
-    """
-    info = provenance(pipe) or foreign_pipeline(pipe)
-    if info.get("fast"):
-        raise ValueError(
-            f"the salient method is SD 2 inpainting: the fast={info['fast']['name']!r} adapter is "
-            "for SD 1.x and does not apply to it; load_sd with fast=None, or another method"
-        )
-    offload_device = info.get("offload_device")
-    param = next(iter(pipe.unet.parameters()))
-    checker = getattr(pipe, "safety_checker", None)
-    return load_salient(
-        model,
-        device=offload_device or param.device,
-        dtype=param.dtype,
-        offload_device=offload_device,
-        scheduler=info.get("scheduler"),
-        progress=info.get("progress", True),
-        safety_checker=checker,
-        feature_extractor=getattr(pipe, "feature_extractor", None) if checker else None,
-    )

@@ -13,14 +13,11 @@ import numpy as np
 import torch
 
 from ..images import ImageLike, to_rgb
-from .cache import MODELS, remember, resolve_model, unavailable
+from .cache import MODELS, Loaded, remember, resolve_model, unavailable
 from .devices import pick_device
 from .tiny import sam3_folder
 
 DEFAULT_SAM3 = "facebook/sam3"
-# "sam3_video" checkpoints (facebook/sam3 itself) hold the image detector as detector_config,
-# which Sam3Model loads.
-SAM3_MODEL_TYPES = ("sam3", "sam3_video")
 
 
 def sam3_phrases(text: str) -> list[str]:
@@ -32,26 +29,9 @@ def sam3_phrases(text: str) -> list[str]:
     return [p for p in phrases if p]
 
 
-class Sam3TextSegmenter:
-    """A SAM 3 processor + model pair: text -> instance masks, boxes and scores.
-
-    Attributes:
-        processor: the ``transformers`` ``Sam3Processor`` (image processor + CLIP tokenizer).
-        model: the ``Sam3Model`` in eval mode on ``device``.
-        source: the model id, folder or ``"tiny"`` it was loaded from (for ``run.json``).
-    """
-
-    def __init__(self, processor, model, source: str):
-        self.processor = processor
-        self.model = model
-        self.source = source
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def __repr__(self) -> str:
-        return f"Sam3TextSegmenter(source={self.source!r}, device={str(self.device)!r})"
+class Sam3TextSegmenter(Loaded):
+    """A ``Sam3Processor`` (image processor + CLIP tokenizer) and ``Sam3Model`` pair
+    (:class:`~sdsam_nb.models.cache.Loaded`): text -> instance masks, boxes and scores."""
 
     @torch.inference_mode()
     def segment(
@@ -126,16 +106,6 @@ class Sam3TextSegmenter:
         return boxes, labels, scores
 
 
-def check_sam3_config(config: dict, model: str) -> None:
-    """Raise a one-line ``ValueError`` unless ``config`` (a ``config.json``) is SAM 3's."""
-    model_type = config.get("model_type")
-    if model_type not in SAM3_MODEL_TYPES:
-        raise ValueError(
-            f"{model!r} is a {model_type!r} checkpoint, not SAM 3: text masks with SAM 3 need a "
-            f"SAM 3 checkpoint such as {DEFAULT_SAM3!r} (or 'tiny' offline)"
-        )
-
-
 def load_sam3(
     model: str = DEFAULT_SAM3,
     *,
@@ -172,13 +142,18 @@ def load_sam3(
     dev = pick_device(device)
     key = ("sam3", str(model), str(dev))
     if key in MODELS:
-        return MODELS.get(key)
+        return MODELS[key]
     source, local = resolve_model(
         model, "model", build_tiny=sam3_folder, marker="config.json", example=DEFAULT_SAM3
     )
     try:
-        config, _ = PretrainedConfig.get_config_dict(source)
-        check_sam3_config(config, str(model))
+        model_type = PretrainedConfig.get_config_dict(source)[0].get("model_type")
+        # "sam3_video" checkpoints (facebook/sam3 itself) hold the image model: Sam3Model loads it
+        if model_type not in ("sam3", "sam3_video"):
+            raise ValueError(
+                f"{str(model)!r} is a {model_type!r} checkpoint, not SAM 3: text masks with SAM 3 "
+                f"need a SAM 3 checkpoint such as {DEFAULT_SAM3!r} (or 'tiny' offline)"
+            )
         processor = Sam3Processor.from_pretrained(source)
         net = Sam3Model.from_pretrained(source)
     except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
@@ -187,6 +162,4 @@ def load_sam3(
         raise unavailable(str(model), exc) from None
     net.to(dev).eval()
     remember(net, model=str(model), revision=None, path=source)
-    segmenter = Sam3TextSegmenter(processor, net, str(model))
-    MODELS.put(key, segmenter)
-    return segmenter
+    return MODELS.put(key, Sam3TextSegmenter(processor, net, str(model)))

@@ -1,13 +1,7 @@
 """Stable Diffusion v1 pipelines: :func:`load_sd`, and the inpainting and image-to-image
-pipelines that share its weights (:func:`inpainting`, :func:`img2img`); the few-step mode
-(``load_sd(fast=...)``, :mod:`~sdsam_nb.models.fast`).
-
-Every loader takes a real model id *or* ``"tiny"`` (the built-in tiny models of
-:mod:`sdsam_nb.models.tiny`) and goes through the same code either way. A pipeline is loaded
-once per process (:data:`~sdsam_nb.models.cache.MODELS`); a different sampler or progress
-setting is another pipeline object on the same weights, so a cache hit never changes what
-another caller holds. Nothing moves to a GPU unless ``device`` says so or one is available
-and ``device`` is left to ``None``.
+pipelines that share its weights (:func:`inpainting`, :func:`img2img`). Each takes a hub id, a
+folder or ``"tiny"`` through the same code, and is loaded once per process
+(:data:`~sdsam_nb.models.cache.MODELS`).
 """
 
 from __future__ import annotations
@@ -61,21 +55,14 @@ def from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwar
     try:
         with loading_bars(progress):
             return cls.from_pretrained(source, **kwargs)
-    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
-        if local:
+    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled, ValueError) as exc:
+        if kwargs.get("variant") and "variant" in str(exc):  # no fp16 files: load fp32, cast
+            return from_pretrained(
+                cls, model, name, progress=progress, **{**kwargs, "variant": None}
+            )
+        if local or isinstance(exc, ValueError):
             raise
-        if kwargs.get("variant") and "variant" in str(exc):
-            # The repo has no fp16 files: load the full-precision ones and cast.
-            return from_pretrained(
-                cls, model, name, progress=progress, **{**kwargs, "variant": None}
-            )
         raise unavailable(model, exc) from None
-    except ValueError as exc:
-        if kwargs.get("variant") and "variant" in str(exc):
-            return from_pretrained(
-                cls, model, name, progress=progress, **{**kwargs, "variant": None}
-            )
-        raise
 
 
 def dtype_kwarg() -> str:
@@ -117,42 +104,29 @@ def load_sd(
             by ``save_pretrained``, or ``"tiny"`` for the built-in offline model.
         device: ``None`` picks CUDA, then MPS, then CPU (see :func:`pick_device`).
         dtype: ``None`` gives fp16 on a GPU (with the repo's ``fp16`` weight variant when it
-            has one); on the CPU bfloat16 where it computes it natively, else fp32
-            (:func:`pick_dtype`). ``run.json`` records the dtype used.
+            has one), on the CPU :func:`pick_dtype`'s choice. ``run.json`` records it.
         safety_checker: keep the model's safety checker (when it has one). It blacks out images
             it flags; :func:`sdsam_nb.generate` reports that.
         revision: a hub revision (branch, tag or commit) to pin.
         variant: weight variant; ``None`` means ``"fp16"`` for fp16 on a hub id.
         progress: show diffusers' progress bars.
-        offload: for small GPUs, keep the models on the CPU and move each one to the GPU only
-            while it runs (diffusers' ``enable_model_cpu_offload``): far less GPU memory, a
-            little slower. Needs a GPU ``device``. :func:`inpainting` and :func:`img2img` of
-            an offloaded pipeline are offloaded too.
-        compile_unet: compile the UNet in place with ``torch.compile`` (the weights stay the
-            ones the other pipelines share). The first call compiles (a minute or more);
-            later calls may be faster on a GPU: ``benchmarks/`` measures it.
-        scheduler: the sampler, a name from :data:`SCHEDULERS`; default ``"dpm++"``
-            (DPM-Solver++ multistep: 20-25 steps where SD v1-4's own PNDM wants about 50,
-            diffusers' recommendation); ``None`` keeps the model's own. It is built from the
-            model's scheduler config (same noise schedule). :func:`inpainting` and
-            :func:`img2img` use it too. Calling again with another scheduler (or another
-            ``progress``) returns another pipeline object on the same weights, without
-            loading them again; the pipeline returned before is not changed.
-        fast: a few-step mode, a name from :data:`~sdsam_nb.models.fast.FAST`: ``"lcm"`` (LCM-LoRA),
-            ``"tcd"`` (TCD) or ``"hyper-sd"`` (Hyper-SD, 8 steps); ``None`` (default): off. The
-            adapter's LoRA file is read from the hub at its pinned revision (``"tiny"`` reads a
-            built-in tiny one), checked against this model, loaded with diffusers'
-            ``load_lora_weights`` and fused into a UNet of this pipeline's own: a second UNet in
-            memory where the plain pipeline is loaded too (whose text encoder, tokenizer and VAE it
-            shares when that was loaded first), and pipelines loaded without ``fast`` keep their
-            pictures. The pipeline samples with the adapter's scheduler, and
-            :func:`sdsam_nb.generate`, :func:`~sdsam_nb.inpaint_background` and
-            :func:`~sdsam_nb.reframe` take the adapter's steps and guidance where a call gives none
-            (:func:`~sdsam_nb.models.fast.sampling`). With ``fast``, leave ``scheduler`` at its
-            default (or give the adapter's own). :func:`inpainting` and :func:`img2img` carry the
-            adapter over (a dedicated inpainting checkpoint gets it fused into its own UNet); the
-            salient method (SD 2) refuses it. ``run.json`` records the adapter, its revision and
-            commit.
+        offload: diffusers' ``enable_model_cpu_offload`` for small GPUs (needs a GPU
+            ``device``); :func:`inpainting` and :func:`img2img` of it are offloaded too.
+        compile_unet: ``torch.compile`` the UNet in place (the first call compiles).
+        scheduler: the sampler, a name from :data:`SCHEDULERS` built from the model's own
+            scheduler config; default ``"dpm++"`` (DPM-Solver++ multistep); ``None`` keeps
+            the model's own. :func:`inpainting` and :func:`img2img` use it too. Another
+            ``scheduler`` or ``progress`` gives another pipeline object on the same weights;
+            the one returned before is not changed.
+        fast: a few-step mode, a name from :data:`~sdsam_nb.models.fast.FAST` (``"lcm"``,
+            ``"tcd"``, ``"hyper-sd"``); ``None`` (default): off. The adapter's LoRA (from the
+            hub at a pinned revision; ``"tiny"``: a built-in one) is checked against the model
+            and fused into a UNet of this pipeline's own (sharing the plain pipeline's other
+            modules when that was loaded first), which samples with the adapter's scheduler;
+            the background functions then default to its steps and guidance
+            (:func:`~sdsam_nb.models.fast.sampling`). Leave ``scheduler`` at its default.
+            :func:`inpainting` and :func:`img2img` carry it over; the salient method refuses
+            it. ``run.json`` records the adapter, its revision and commit.
 
     Returns:
         A ``diffusers.StableDiffusionPipeline`` on ``device``. Calling again with the same
@@ -376,14 +350,9 @@ def inpainting(pipe, model: str | None = None):
     (a 9-channel inpainting UNet) that checkpoint is loaded once per process and samples with
     the scheduler :func:`load_sd` chose for ``pipe``; its text encoder, tokenizer and VAE are
     ``pipe``'s own where they are the same weights (SD 1.5 inpainting and SD v1-4 share them),
-    so only its UNet is a second copy. ``"tiny-inpainting"`` is the built-in tiny one.
-
-    A ``pipe`` loaded with ``fast`` passes its few-step adapter on: the pipeline built from
-    its modules has it already; a dedicated checkpoint gets the same LoRA fused into its own
-    UNet. The 9-channel UNet differs from SD 1.5's in its first convolution's input only, so
-    an SD 1.5 LoRA that leaves that layer alone fits it; each layer is checked and a LoRA
-    that does not fit is refused in one line. LCM-LoRA's model card shows it with the SD 1.5
-    inpainting checkpoint.
+    so only its UNet is a second copy. ``"tiny-inpainting"`` is the built-in tiny one. A
+    ``pipe`` loaded with ``fast`` passes its few-step adapter on (a dedicated checkpoint gets
+    the same LoRA fused into its own UNet, each layer checked).
 
     Raises:
         ValueError: ``model`` is not an inpainting checkpoint (its UNet does not take the 9

@@ -42,14 +42,6 @@ def bert_vocab_tokens() -> list[str]:
     return tokens
 
 
-def write_bert_vocab(folder: Path) -> Path:
-    """Write the tiny BERT WordPiece ``vocab.txt`` (:func:`bert_vocab_tokens`) into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab_file = folder / "vocab.txt"
-    vocab_file.write_text("\n".join(bert_vocab_tokens()) + "\n", encoding="utf-8")
-    return vocab_file
-
-
 def _build_grounding_dino():
     """The tiny Grounding DINO ``(processor, model)``, random weights (seed the caller's RNG)."""
     from transformers import (
@@ -64,7 +56,9 @@ def _build_grounding_dino():
 
     max_text_len = 64
     with tempfile.TemporaryDirectory() as tmp:
-        write_bert_vocab(Path(tmp))
+        (Path(tmp) / "vocab.txt").write_text(
+            "\n".join(bert_vocab_tokens()) + "\n", encoding="utf-8"
+        )
         # from_pretrained reads vocab.txt the same way in transformers 4 and 5 (the 5.x
         # constructor no longer takes vocab_file).
         tokenizer = BertTokenizer.from_pretrained(
@@ -110,12 +104,8 @@ def _build_grounding_dino():
 
 
 def grounding_dino_folder(root: Path) -> Path:
-    """Return the tiny Grounding DINO folder under ``root``, building it on first use (<1 s).
-
-    The folder holds what ``save_pretrained`` writes for a real checkpoint (config, weights,
-    processor, tokenizer), so ``AutoProcessor`` / ``AutoModelForZeroShotObjectDetection``
-    ``.from_pretrained(folder)`` load it like a downloaded model.
-    """
+    """The tiny Grounding DINO folder under ``root`` (``save_pretrained``'s model, processor
+    and tokenizer), built on first use (<1 s)."""
     return build_folder(
         Path(root) / GD_RECIPE, "config.json", save_model_and_processor(_build_grounding_dino)
     )

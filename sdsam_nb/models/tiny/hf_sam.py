@@ -9,6 +9,7 @@ which is enough to test shapes, prompts, undo, replay and errors, never quality.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from .build import build_folder, save_model_and_processor
@@ -45,26 +46,13 @@ def _sam_processor(cls_name: str):
     return getattr(transformers, cls_name)(image_processor=image_processor)
 
 
-def _sam():
+def _sam(vision=_VIT):
     from transformers import SamConfig, SamModel
 
-    config = SamConfig(
-        vision_config=_VIT, prompt_encoder_config=_PROMPT, mask_decoder_config=_DECODER
-    )
-    model = SamModel(config)
-    return _sam_processor("SamProcessor"), model
-
-
-def _slimsam():
-    """SlimSAM is SAM pruned: the same classes with narrower, uneven widths."""
-    from transformers import SamConfig, SamModel
-
-    vision = {**_VIT, "hidden_size": 48, "mlp_dim": 72}
     config = SamConfig(
         vision_config=vision, prompt_encoder_config=_PROMPT, mask_decoder_config=_DECODER
     )
-    model = SamModel(config)
-    return _sam_processor("SamProcessor"), model
+    return _sam_processor("SamProcessor"), SamModel(config)
 
 
 def _sam_hq():
@@ -116,7 +104,12 @@ def _sam2():
 # builder does
 HF_SAM_VARIANTS = {
     "tiny-sam": ("sam-hf-tiny-r1", _sam, "sam"),
-    "tiny-slimsam": ("slimsam-hf-tiny-r1", _slimsam, "sam"),
+    # SlimSAM is SAM pruned: the same classes with narrower, uneven widths
+    "tiny-slimsam": (
+        "slimsam-hf-tiny-r1",
+        partial(_sam, {**_VIT, "hidden_size": 48, "mlp_dim": 72}),
+        "sam",
+    ),
     "tiny-sam-hq": ("sam-hq-hf-tiny-r1", _sam_hq, "sam_hq"),
     "tiny-sam2": ("sam2-hf-tiny-r1", _sam2, "sam2"),
 }

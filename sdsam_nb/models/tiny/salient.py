@@ -14,26 +14,24 @@ Pictures from it are noise: never judge image quality with it.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .build import SEED, build_folder
-from .sd import write_clip_vocab
+from .sd import tiny_clip, tiny_vae
 
 SALIENT_RECIPE = "salient-tiny-r1"
 
 
 def _build_salient_pipeline():
     from diffusers import (
-        AutoencoderKL,
         ControlNetModel,
         StableDiffusionControlNetInpaintPipeline,
         UNet2DConditionModel,
         UniPCMultistepScheduler,
     )
-    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPImageProcessor
 
     torch.manual_seed(SEED)
     blocks = {
@@ -58,34 +56,9 @@ def _build_salient_pipeline():
         conditioning_embedding_out_channels=(4, 8, 8, 16),  # three stride-2 steps: 8x
         **blocks,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(16, 16, 32, 32),  # four levels: 8x downsampling
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=512,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        write_clip_vocab(Path(tmp))
-        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77, pad_token="!")
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=1000,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            hidden_act="gelu",  # SD 2's OpenCLIP text encoder
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    vae = tiny_vae()
+    # SD 2's OpenCLIP text encoder: GELU, padding with "!"
+    tokenizer, text_encoder = tiny_clip({"pad_token": "!"}, hidden_act="gelu")
     scheduler = UniPCMultistepScheduler(  # the checkpoint's sampler on SD 2's noise schedule
         beta_start=0.00085,
         beta_end=0.012,

@@ -69,12 +69,8 @@ def _build_sam3():
 
 
 def sam3_folder(root: Path) -> Path:
-    """Return the tiny SAM 3 folder under ``root``, building it on first use (<1 s).
-
-    The folder holds what ``save_pretrained`` writes for a real checkpoint (config, weights,
-    processor, tokenizer), so ``Sam3Processor`` / ``Sam3Model`` ``.from_pretrained(folder)``
-    load it like a downloaded model.
-    """
+    """The tiny SAM 3 folder under ``root`` (``save_pretrained``'s model, processor and
+    tokenizer), built on first use (<1 s)."""
     return build_folder(
         Path(root) / SAM3_RECIPE, "config.json", save_model_and_processor(_build_sam3)
     )

@@ -1,11 +1,10 @@
 """The tiny Stable Diffusion v1 pipelines: text-to-image (``"tiny"``) and the 9-channel
-inpainting checkpoint (``"tiny-inpainting"``), and the byte-level CLIP vocabulary that they,
-the tiny salient replica and the tiny SAM 3 tokenize with.
+inpainting checkpoint (``"tiny-inpainting"``), and the parts the other tiny diffusion models
+share: the byte-level CLIP vocabulary, text encoder and VAE.
 
 The recipe keeps the real v1 geometry where it matters: a VAE that downsamples 8x (latents
 are ``H/8 x W/8``, 4 channels), a UNet with cross-attention on the text encoder's states, a
-CLIP tokenizer (byte-level BPE whose vocabulary this module writes), and the v1-4 PNDM
-scheduler config.
+CLIP tokenizer (byte-level BPE) and the v1-4 PNDM scheduler config.
 """
 
 from __future__ import annotations
@@ -25,16 +24,9 @@ SD_INPAINTING_RECIPE = "sd-v1-inpainting-tiny-r1"
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2 / CLIP byte-to-symbol table: printable bytes map to themselves, others above 255."""
-    keep = list(range(ord("!"), ord("~") + 1))
-    keep += list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), ord("\xff") + 1))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
+    keep = {*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)}
+    extra = iter(range(256, 512))
+    return {b: chr(b) if b in keep else chr(next(extra)) for b in range(256)}
 
 
 # A few merges so that common words in our prompts become single tokens, like real CLIP.
@@ -55,14 +47,53 @@ def write_clip_vocab(folder: Path) -> tuple[Path, Path]:
     return vocab_file, merges_file
 
 
-def _build_sd_pipeline():
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
+def tiny_vae():
+    """An ``AutoencoderKL`` with four levels (8x downsampling, 4 latent channels, as SD v1)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=512,
     )
+
+
+def tiny_clip(tokenizer_kwargs: dict | None = None, **config):
+    """``(tokenizer, text_encoder)``: the byte-level CLIP tokenizer (77 tokens) and a 2-layer,
+    32-wide ``CLIPTextModel``; ``config`` overrides the text encoder's config."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_clip_vocab(Path(tmp))
+        # from_pretrained reads vocab.json + merges.txt the same way in transformers 4 and 5
+        tokenizer = CLIPTokenizer.from_pretrained(
+            tmp, model_max_length=77, **(tokenizer_kwargs or {})
+        )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=1000,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **config,
+        )
+    )
+    return tokenizer, text_encoder
+
+
+def _build_sd_pipeline():
+    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     torch.manual_seed(SEED)
     unet = UNet2DConditionModel(
@@ -77,34 +108,8 @@ def _build_sd_pipeline():
         attention_head_dim=4,
         norm_num_groups=16,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(16, 16, 32, 32),  # four levels: 8x downsampling, as in SD v1
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=512,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        write_clip_vocab(Path(tmp))
-        # from_pretrained reads vocab.json + merges.txt the same way in transformers 4 and 5
-        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=1000,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    vae = tiny_vae()
+    tokenizer, text_encoder = tiny_clip()
     scheduler = PNDMScheduler(  # the scheduler config of CompVis/stable-diffusion-v1-4
         beta_start=0.00085,
         beta_end=0.012,

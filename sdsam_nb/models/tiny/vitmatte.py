@@ -51,12 +51,8 @@ def _build_vitmatte():
 
 
 def vitmatte_folder(root: Path) -> Path:
-    """Return the tiny ViTMatte folder under ``root``, building it on first use (<1 s).
-
-    The folder holds what ``save_pretrained`` writes for a real checkpoint (config, weights,
-    image processor), so ``VitMatteForImageMatting`` / ``VitMatteImageProcessor``
-    ``.from_pretrained(folder)`` load it like a downloaded model.
-    """
+    """The tiny ViTMatte folder under ``root`` (``save_pretrained``'s model and image
+    processor), built on first use (<1 s)."""
     return build_folder(
         Path(root) / VITMATTE_RECIPE, "config.json", save_model_and_processor(_build_vitmatte)
     )
