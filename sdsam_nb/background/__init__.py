@@ -1,8 +1,7 @@
 """New backgrounds: generate a picture, repaint around a subject, or paste a subject onto one.
 
-Conventions (see :mod:`sdsam_nb.images`): pictures are ``PIL.Image`` / ``HxWx3 uint8 RGB`` and go
-through :func:`~sdsam_nb.images.to_rgb`; masks are ``HxW bool`` with ``True`` = subject. Only
-where a mask is handed to diffusers is it inverted into an ``L`` image, white = repaint.
+Conventions: those of :mod:`sdsam_nb.images`; a mask is inverted into an ``L`` image, white =
+repaint, only where it is handed to diffusers.
 
 Reproducibility: every function that samples makes **one pipeline call and one
 ``torch.Generator`` per variation**, seeded ``seed + i`` on the pipeline's execution device.
@@ -14,16 +13,7 @@ Each returned image carries ``info["seed"]`` and ``info["nsfw"]``; the returned
 The safety checker (when the pipeline has one) blacks out images it flags: those images get
 ``info["nsfw"] = True`` and a :class:`SafetyCheckerWarning` names the variations.
 
-The scores at the end (:func:`object_expansion`, :func:`subject_fidelity`) measure how well a
-result kept the subject. To get a result's own mask, segment the result with the same clicks
-or box as the original: ``ClickSegmenter.from_dict(predictor, result, segmenter.to_dict())``.
-
 Nothing here writes files or changes a pipeline's settings (progress bars included).
-
-Modules: :mod:`.generate` (subjects and backgrounds), :mod:`.inpaint` with its methods
-(:mod:`.methods`: one file per method, one table), :mod:`.composite`, :mod:`.relight` (the
-subject relit with IC-Light, and its score), :mod:`.scores`, and :mod:`.common` (checks,
-sizes, seeded sampling, pasting).
 """
 
 from ..edges import edge_closeups, kept_width

@@ -22,6 +22,7 @@ from ..images import (
     to_mask,
     to_rgb,
 )
+from ..models.schedulers import make_scheduler
 from ..validate import check_int, check_number
 
 DEFAULT_FEATHER = 3
@@ -72,35 +73,22 @@ class Variations(list):
         return self[index]
 
 
-# --------------------------------------------------------------------------- schedulers
-
-
 @contextmanager
 def scheduler_swapped(pipe, scheduler) -> Iterator[None]:
-    """Run ``pipe`` with ``scheduler`` for the duration of the block, then put its own back.
-
-    Why a swap and not a copy of the pipeline: in diffusers 0.42 ``from_pipe`` casts every
-    shared module to its ``dtype`` argument, which defaults to float32, so a per-call copy would
-    silently upcast an fp16 pipeline in place; a pipeline rebuilt from ``pipe.components`` lacks
-    the pipe's ``enable_model_cpu_offload`` bookkeeping. The swap touches one attribute (and
-    its config entry) and is undone in ``finally``, also when the call fails or is interrupted.
-    Pipelines built with ``from_pipe`` (``inpainting(pipe)``) keep their own reference to the
-    original scheduler and never see the swapped one. Not for concurrent calls on one pipe
-    from several threads (a notebook runs one cell at a time).
+    """Run ``pipe`` with ``scheduler`` (a name or an instance: :func:`make_scheduler`; ``None``:
+    its own) for the block, then put its own back, also when the call fails. Not a copy of the
+    pipeline: ``from_pipe`` would cast an fp16 pipe to fp32 in place, and a pipe rebuilt from
+    its components loses its CPU offload. Pipelines built with ``from_pipe`` keep their own
+    scheduler and never see the swapped one.
     """
     if scheduler is None:
         yield
         return
-    original = pipe.scheduler
-    pipe.scheduler = scheduler
+    original, pipe.scheduler = pipe.scheduler, make_scheduler(scheduler, pipe)
     try:
         yield
     finally:
         pipe.scheduler = original
-
-
-# --------------------------------------------------------------------------- validation
-# (the general checks are in sdsam_nb.validate)
 
 
 def check_sampling(prompt, negative_prompt, seed, n, steps, guidance) -> None:
@@ -114,10 +102,6 @@ def check_sampling(prompt, negative_prompt, seed, n, steps, guidance) -> None:
         raise ValueError(f"seed + n - 1 must be <= 2**64 - 1 (torch's seed range), got seed={seed}")
     check_int(steps, "steps", low=1)
     check_number(guidance, "guidance", low=0.0)
-
-
-def check_nonnegative(value, name: str) -> float:
-    return check_number(value, name, low=0.0)
 
 
 def processing_size(width: int, height: int, size: int = 512) -> tuple[int, int]:
@@ -143,9 +127,6 @@ def processing_size(width: int, height: int, size: int = 512) -> tuple[int, int]
     work = side(width), side(height)
     check_pixel_limit(*work, f"at size={size} the picture to paint", fix="lower size")
     return work
-
-
-# --------------------------------------------------------------------------- sampling
 
 
 def _generator_device(pipe) -> torch.device:

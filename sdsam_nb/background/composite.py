@@ -16,7 +16,6 @@ from ..validate import check_number
 from .common import (
     DEFAULT_FEATHER,
     HARMONIZE_STRENGTH,
-    check_nonnegative,
     checked_subject,
     resize_mask,
 )
@@ -101,44 +100,40 @@ def composite(
 ) -> Image.Image | tuple[Image.Image, np.ndarray]:
     """Paste the subject of ``image`` onto ``background``.
 
-    The cut-out is the mask's bounding box (:func:`sdsam_nb.masks.bbox`). With ``scale != 1``
-    its pixels are resized with LANCZOS and its mask by area average (half or more =
-    subject); with ``scale == 1`` pixels are copied exactly. The edge is feathered over
-    ``feather`` px inside the mask (the cut-out's border counts as an edge), so with
-    ``scale == 1`` and no harmonizing the subject is pixel-identical on
+    The cut-out is the mask's bounding box (:func:`sdsam_nb.masks.bbox`), resized with
+    LANCZOS (its mask by area average) when ``scale != 1``, copied exactly otherwise; its edge
+    is feathered over ``feather`` px inside the mask (the cut-out's border counts as an edge),
+    so at ``scale == 1`` without harmonizing the subject is pixel-identical on
     ``masks.shrink(placed_mask, feather)``.
 
     Args:
         image: the subject picture; ``subject_mask``: its ``HxW bool`` mask (True = subject).
         background: the new background (any size, both sides >= 64); it sets the output size.
         scale: size factor of the cut-out (> 0).
-        position: ``"center"`` (the bounding box's centre on the background's centre),
-            ``"bottom"`` (centred horizontally, resting on the bottom edge: products), or
-            ``(x, y)``: the bounding box's top-left corner in background pixels. Whatever falls
+        position: ``"center"``, ``"bottom"`` (centred, resting on the bottom edge: products),
+            or ``(x, y)``: the bounding box's top-left corner in background pixels. What falls
             outside the background is clipped; a subject entirely outside is an error.
         feather: soft-edge width in pixels (>= 0), less than the (scaled) subject is thick
-            (:func:`~sdsam_nb.edges.check_feather`: a wider feather would leave no
-            pixel of the subject whole, and is refused).
-        harmonize: ``True`` moves the subject's per-channel mean and std in CIE LAB (OpenCV)
+            (:func:`~sdsam_nb.edges.check_feather`).
+        harmonize: ``True`` moves the subject's per-channel mean and std in CIE LAB
             ``HARMONIZE_STRENGTH`` (half) of the way towards the background's; a number in
-            ``[0, 1]`` sets that fraction. The subject's pixels then change by design, within
-            bounds that keep it visible (its contrast at most halved or doubled, its
-            lightness moved no further than black and white allow).
+            ``[0, 1]`` sets that fraction. Bounded so the subject stays visible: its contrast
+            at most halved or doubled, its lightness (L*) kept within 5..95 or its own range.
         return_mask: also return where the subject went.
         edge: ``"feather"`` (the mask feathered by ``feather``), ``"matte"`` (a soft alpha
             matte with decontaminated edge colours, :mod:`sdsam_nb.edges`; the cut-out then
-            also holds the soft edge up to 8 px outside the mask), or an ``HxW`` float alpha
-            of ``image`` in 0..1 (pasted as ``alpha * F + (1 - alpha) * B`` with ``image``'s
-            own pixels as ``F``).
-        shadow: a soft contact shadow cast from the subject's alpha onto the background
-            (:func:`sdsam_nb.edges.contact_shadow`): ``True`` with its defaults (down, 40 %
-            at most), or a dict of its arguments (``direction``, ``distance``, ``softness``,
-            ``squash``, ``opacity``); ``False`` (default) casts none.
+            holds the soft edge up to 8 px outside the mask too), or an ``HxW`` float alpha
+            of ``image`` in 0..1 (pasted as ``alpha * F + (1 - alpha) * B``, ``F`` the
+            picture's own pixels).
+        shadow: a soft contact shadow cast from the subject's alpha
+            (:func:`sdsam_nb.edges.contact_shadow`): ``True`` with its defaults, or a dict of
+            its arguments (``direction``, ``distance``, ``softness``, ``squash``,
+            ``opacity``); ``False`` (default) casts none.
 
     Returns:
         An ``RGB`` ``PIL.Image`` of the background's size; with ``return_mask`` a tuple
-        ``(image, placed_mask)`` where ``placed_mask`` is ``HxW bool`` at the background's
-        size (the scaled, clipped subject mask), e.g. for :func:`object_expansion`.
+        ``(image, placed_mask)``, ``placed_mask`` the scaled, clipped ``HxW bool`` subject
+        mask at the background's size (e.g. for :func:`object_expansion`).
 
     Raises:
         ValueError: a bad argument (named in the message), a mask of another size than the
@@ -151,7 +146,7 @@ def composite(
     back = to_rgb(background, name="background")
     check_min_size(back, name="background")
     scale = check_number(scale, "scale", low=0.0, open_low=True)
-    feather = check_nonnegative(feather, "feather")
+    feather = check_number(feather, "feather", low=0.0)
     if harmonize is True:
         strength = HARMONIZE_STRENGTH
     elif harmonize is False:

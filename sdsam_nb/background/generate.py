@@ -5,7 +5,6 @@ from __future__ import annotations
 from PIL import Image
 
 from ..images import MIN_SIDE, ImageLike, check_min_size, check_pixel_limit, to_rgb
-from ..models import make_scheduler
 from ..models.fast import sampling
 from ..recording import recorded
 from ..validate import check_flag, check_int
@@ -46,15 +45,13 @@ def generate(
             few-step adapter needs (``load_sd(fast=...)``, :func:`sdsam_nb.models.fast.sampling`).
         width, height: in pixels, multiples of 8 and >= 64, ``width * height`` at most
             :func:`~sdsam_nb.images.max_pixels`. SD v1 is trained at 512x512.
-        scheduler: ``None`` keeps the pipeline's; a name from :data:`SCHEDULERS` (``"dpm++"``,
-            ``"euler_a"``, ``"ddim"``, ``"pndm"``, ...) is built from the pipeline's scheduler
-            config; a scheduler instance is used as is. ``pipe`` itself is left unchanged: the
-            scheduler is swapped in for this call only (see :func:`scheduler_swapped`).
+        scheduler: ``None`` keeps the pipeline's; a name from :data:`SCHEDULERS` is built from
+            the pipeline's scheduler config; an instance is used as is. ``pipe`` is left
+            unchanged (the scheduler is swapped in for this call only).
         cache: take each variation from the disk cache of generated pictures when it holds
-            it (keyed by the model's checksum or commit, the sampler and its config, the
-            arguments, the seed, dtype, device type and library versions; see
-            :mod:`sdsam_nb.caching.generations`), else make and store it. ``False`` neither
-            reads nor writes the cache; ``$SDSAM_CACHE_GB=0`` turns it off everywhere.
+            it (:mod:`sdsam_nb.caching.generations` says what the key holds), else make and
+            store it. ``False`` neither reads nor writes it; ``$SDSAM_CACHE_GB=0`` turns it
+            off everywhere.
 
     Returns:
         :class:`Variations`: ``n`` ``RGB`` ``PIL.Image`` of ``width x height``, each with
@@ -70,8 +67,7 @@ def generate(
     width = check_int(width, "width", low=MIN_SIDE, multiple=8)
     height = check_int(height, "height", low=MIN_SIDE, multiple=8)
     check_pixel_limit(width, height, f"width={width}, height={height}", fix="lower them")
-    own = None if scheduler is None else make_scheduler(scheduler, pipe)
-    with scheduler_swapped(pipe, own):
+    with scheduler_swapped(pipe, scheduler):
         return sample(
             pipe,
             seed=seed,
@@ -137,6 +133,3 @@ def generate_background(
     if target is None or target == (width, height):
         return images
     return Variations(image.resize(target, Image.LANCZOS) for image in images)
-
-
-# --------------------------------------------------------------------------- inpainting

@@ -10,14 +10,12 @@ from PIL import Image
 from .. import masks
 from ..edges import subject_alpha
 from ..images import ImageLike
-from ..models import make_scheduler
 from ..models.fast import sampling
 from ..recording import recorded
 from ..validate import check_number
 from .common import (
     DEFAULT_FEATHER,
     Variations,
-    check_nonnegative,
     check_sampling,
     checked_subject,
     paste,
@@ -53,13 +51,10 @@ def inpaint_background(
 ) -> Variations:
     """Repaint everything around the subject from ``prompt``.
 
-    Steps: the picture is resized (LANCZOS) to :func:`processing_size` (its own aspect ratio,
-    long side ``size``, multiples of 8; no letterbox, no squash). The subject mask, grown by
-    ``grow`` px, is resized there (area average, half or more = subject) and inverted into an
-    ``L`` mask, white = repaint, for the pipeline of the method ``model`` names, called with
-    that ``height``/``width``. Each result is resized (LANCZOS) back to the picture's original
-    size. With ``keep_subject`` the original subject is then pasted over it through
-    ``masks.feather(subject_mask, feather)``, at the original resolution.
+    The picture is painted at :func:`processing_size` (its own aspect ratio, long side
+    ``size``) with the mask, grown by ``grow`` px, resized there (half or more = subject) and
+    inverted (white = repaint); each result is resized (LANCZOS) back to the picture's size and,
+    with ``keep_subject``, the original subject pasted over it at full resolution.
 
     Args:
         pipe: the text-to-image pipeline of :func:`sdsam_nb.load_sd`.
@@ -71,34 +66,27 @@ def inpaint_background(
             from pure noise, lower values keep the old background's layout and colours
             (``steps * strength`` must be >= 1).
         size: long side in pixels the model works at (a multiple of 8, >= 64; SD v1: 512).
-        grow: pixels (>= 0) the *protected* region extends beyond the mask. A ring of the old
-            background around the subject is then left to the model as context instead of
-            being repainted: it keeps soft edges (hair, fur, a mask that is a little tight)
-            from being painted over or haloed, at the price of that ring of old background.
-        keep_subject: paste the original subject back. The subject is then pixel-identical
-            on ``masks.shrink(subject_mask, feather)``; its outer ``feather`` px blend into the
-            new picture. Without it the whole picture is the model's output, whose subject
-            went through the VAE (close to the original, not identical).
+        grow: pixels (>= 0) the *protected* region extends beyond the mask: a ring of old
+            background left to the model as context, which keeps soft edges (hair, fur, a
+            tight mask) from being painted over or haloed.
+        keep_subject: paste the original subject back: pixel-identical on
+            ``masks.shrink(subject_mask, feather)``, its outer ``feather`` px blended. Without
+            it the whole picture is the model's output (the subject through the VAE).
         feather: width in pixels (>= 0) of that blend; 0 pastes with a hard edge.
         edge: how the subject's edge is pasted back: ``"feather"`` (the mask feathered by
-            ``feather``), ``"matte"`` (a soft alpha matte and decontaminated edge colours,
-            :mod:`sdsam_nb.edges`: hair and soft edges keep their shape and lose the old
-            background's colour), or an ``HxW`` float alpha in 0..1 of your own. The
+            ``feather``), ``"matte"`` (a soft alpha matte with decontaminated edge colours,
+            :mod:`sdsam_nb.edges`), or an ``HxW`` float alpha in 0..1 of your own. The
             subject stays pixel-identical where the alpha is 1.
-        model: the background method (:mod:`sdsam_nb.background.methods`): ``None`` or
-            ``"own"`` inpaints with ``pipe``'s own weights (SD v1-4 inpaints by latent
-            blending); a dedicated inpainting checkpoint (a 9-channel UNet, e.g.
-            ``sdsam_nb.INPAINTING_SD``, ``"tiny-inpainting"`` or a local folder) is loaded
-            once and used instead, sharing ``pipe``'s text encoder and VAE where they are the
-            same weights; ``"auto"`` is the dedicated checkpoint on a GPU and the own weights
-            on the CPU (:mod:`~sdsam_nb.background.methods.auto` says why); ``"salient"`` is
-            the salient-object-aware ControlNet
-            (:class:`~sdsam_nb.background.methods.SalientControlNet`, whose objects can also
-            be passed, e.g. with another ``conditioning_scale``). Each result's
-            ``info["method"]`` names the method used.
-        scheduler: ``None`` samples with the pipeline's scheduler (:func:`sdsam_nb.load_sd`'s
-            choice, DPM-Solver++ by default); a name from :data:`SCHEDULERS` or a scheduler
-            instance is used for this call only, as in :func:`generate`.
+        model: the background method (:func:`~sdsam_nb.background.methods.method_for`):
+            ``None`` or ``"own"`` (``pipe``'s own weights), a dedicated inpainting checkpoint
+            (a 9-channel UNet, e.g. ``sdsam_nb.INPAINTING_SD``, ``"tiny-inpainting"`` or a
+            folder; it shares ``pipe``'s text encoder and VAE where they are the same
+            weights), ``"auto"`` (the dedicated checkpoint on a GPU, the own weights on the
+            CPU), ``"salient"`` or a method object such as
+            ``SalientControlNet(conditioning_scale=0.5)``. ``info["method"]`` names it.
+        scheduler: ``None`` samples with the pipeline's scheduler; a name from
+            :data:`SCHEDULERS` or a scheduler instance for this call only, as in
+            :func:`generate`.
 
     Returns:
         :class:`Variations`: ``n`` ``RGB`` images of ``image``'s original size.
@@ -115,8 +103,8 @@ def inpaint_background(
             f"strength={strength:g} with steps={steps} leaves no denoising step: "
             "raise steps or strength so that steps * strength >= 1"
         )
-    grow = check_nonnegative(grow, "grow")
-    feather = check_nonnegative(feather, "feather")
+    grow = check_number(grow, "grow", low=0.0)
+    feather = check_number(feather, "feather", low=0.0)
     if not isinstance(keep_subject, bool):
         raise ValueError(f"keep_subject must be True or False, not {keep_subject!r}")
     picture, mask = checked_subject(image, subject_mask)
@@ -135,8 +123,7 @@ def inpaint_background(
 
     method = method_for(auto_model(pipe) if model == AUTO else model)
     painter = method.pipeline(pipe)
-    own = None if scheduler is None else make_scheduler(scheduler, painter)
-    with scheduler_swapped(painter, own):
+    with scheduler_swapped(painter, scheduler):
         results = sample(
             painter,
             seed=seed,

@@ -12,12 +12,8 @@ from .. import masks
 from ..images import ImageLike, to_mask, to_rgb
 from ..recording import recorded
 from ..segment.clicks import ClickSegmenter
-from ..validate import check_flag
-from .common import (
-    DEFAULT_FEATHER,
-    check_nonnegative,
-    checked_subject,
-)
+from ..validate import check_flag, check_number
+from .common import DEFAULT_FEATHER, checked_subject
 
 
 def object_expansion(subject_mask, result_mask) -> float:
@@ -60,7 +56,7 @@ def subject_fidelity(
             f"result is {other.size[0]}x{other.size[1]} but image is "
             f"{picture.size[0]}x{picture.size[1]}: compare pictures of the same size"
         )
-    inner = masks.shrink(mask, check_nonnegative(shrink, "shrink"))
+    inner = masks.shrink(mask, check_number(shrink, "shrink", low=0.0))
     if not inner.any():
         raise ValueError(f"shrink={shrink!r} leaves no subject pixel to compare: use less")
     a = np.asarray(picture, dtype=np.int16)[inner]
