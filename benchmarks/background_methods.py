@@ -1,11 +1,8 @@
 """Background methods compared: object expansion of own weights, a dedicated inpainting
-checkpoint and the salient-object-aware ControlNet, on the same subjects, seeds and prompts:
-the comparison of *Salient Object-Aware Background Generation using Text-Guided Diffusion
-Models* (CVPR 2024 workshops). It needs real weights (random ones expand nothing in
-particular), so it runs only on a CUDA GPU whose Hugging Face cache holds (or can download)
-them: :data:`COMMAND`. Per method: object expansion (mean over all pictures, the
-segmentation's own part on the unedited pictures subtracted), its worst case, subject fidelity
-and the time per picture. ``--quick`` runs the same code on the tiny models.
+checkpoint and the salient-object-aware ControlNet on the same subjects, seeds and prompts (the
+comparison of *Salient Object-Aware Background Generation using Text-Guided Diffusion Models*).
+It needs real weights, so it runs only on a CUDA GPU whose Hugging Face cache holds (or can
+download) them: :data:`COMMAND`. ``--quick`` runs the same code on the tiny models.
 """
 
 from __future__ import annotations

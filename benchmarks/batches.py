@@ -1,14 +1,9 @@
 """Batches: the batch runner against one papermill notebook run per item, and on Ray.
 
-:data:`ITEMS` items (one with ``--quick``, which leaves Ray out), each a different 128x96 crop
-of the sample picture with its mask, whose background notebook 03 inpaints on the built-in
-tiny models (:data:`SETTINGS`). Three ways, each from a cold start, timed from the command to
-its last item, disk caches off (``SDSAM_CACHE_GB=0``) so that no way takes another's results:
-``papermill`` running notebook 03 once per item (a kernel and the models loaded per item),
-``sdsam-nb batch`` (the models loaded once) and ``sdsam-nb batch --ray --workers 2`` (a local
-Ray instance with two CPU actors; skipped without Ray Data). On the tiny models an item's own
-work is a fraction of a second, so the ratios measure what a batch saves (kernel start,
-imports, model loading) and what Ray costs (its start, scheduling).
+:data:`ITEMS` items (one with ``--quick``, which leaves Ray out) whose background notebook 03
+inpaints on the built-in tiny models (:data:`SETTINGS`), three ways, each from a cold start with
+the disk caches off (``SDSAM_CACHE_GB=0``): ``papermill`` per item, ``sdsam-nb batch`` and
+``sdsam-nb batch --ray --workers 2`` (skipped without Ray Data). What the ratios mean: README.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """JupyterLab in a temporary home, driven by headless Chromium through Python playwright.
 
-Used by ``tests/test_browser.py`` and :mod:`benchmarks.browser_latency` (it lives here, not
-under ``tests/``: the benchmarks never import the tests). What made it reliable on a 2-core machine:
-
-* the server listens on 127.0.0.1 only, with a random token and a port that was free a moment
-  ago (``--ServerApp.port_retries=0``: a taken port is an error, not a silent move);
-* every ``JUPYTER*`` directory points into a temporary folder (a fresh workspaces folder, or
-  Lab reopens old tabs and starts extra kernels), and Lab's news / update checks are off;
-* Debian's Chromium (``/usr/bin/chromium``) is launched with the flags that keep it quiet on a
-  closed network; ``playwright install`` is never needed;
-* before "Run All" the page waits for the status bar to show a kernel that is ``Idle`` (not
-  ``No Kernel``), and Run All is sent again until the first cell's marker file appears (one
-  sent just as the kernel connects is lost about a third of the time).
-
-Every wait is bounded; :meth:`LabServer.stop` and :meth:`Chromium.close` are safe to call
-twice and from a fixture finalizer.
+Used by ``tests/test_browser.py`` and :mod:`benchmarks.browser_latency` (here, not under
+``tests/``: the benchmarks never import the tests). The server listens on 127.0.0.1 with a random
+token, every ``JUPYTER*`` folder is temporary (a fresh workspace, no news or update checks),
+Chromium runs with the flags that keep it quiet on a closed network (no ``playwright install``),
+and "Run All" waits for an idle kernel and is resent until the first cell's marker appears.
+Every wait is bounded; :meth:`LabServer.stop` and :meth:`Chromium.close` are safe to call twice.
 """
 
 from __future__ import annotations
@@ -77,11 +68,7 @@ def write_notebook(path: Path, *cells: str) -> None:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
+    nb.metadata["kernelspec"] = dict(name="python3", display_name="Python 3", language="python")
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     for cell in nb.cells[1:]:
         cell.metadata["jupyter"] = {"source_hidden": True}

@@ -1,34 +1,18 @@
 """Click to repaint in a real browser: ``MaskPicker`` in JupyterLab, clicked in headless Chromium.
 
-What the user waits for after a click: the mouse-down in the page, the comm message to the
-kernel, SAM's prompt encoder and mask decoder, the widget's drawing commands back, and the
-browser composing them into the canvas. Measured with the real-browser test harness
-(:mod:`benchmarks.browser_harness`): JupyterLab serves a notebook per configuration, Debian's
-Chromium runs it headless under playwright, and a probe in the page records the mouse-down
-event's own time stamp and every repaint of the visible canvas, plus the animation frame
-after the last one. Per click the kernel reports SAM's share (``ClickSegmenter.last_latency_s``:
-the backend's ``predict``) and its own handling time; **the widget's share** is everything
-else, kernel and browser together: mouse-down to the last repaint minus SAM's share.
-
-Configurations (:data:`CONFIGS`, a model and a widget): the tiny SAM, full-size ``vit_b`` and
-SAM 2.1 Hiera tiny (random weights, built by ``benchmarks.segmenters``' builders) and
-:class:`SubjectMask` (the subject's true mask at no cost, shaped as a trained model's would
-be) with the checkout's widget; the tiny SAM with the widget as it was before the layers
-(``sdsam_nb/segment/widget.py`` at :data:`LEGACY_COMMIT`, read with ``git show``: every click
-re-sent the whole picture); and a bare ipycanvas ``Canvas`` in a box with an
-``ipyevents.Event`` that draws one disc per mouse-down (no SAM, no widget: what any click
-costs in messaging). A 1024x768 picture (shown 768x576), :data:`CLICKS` clicks in sessions of
-:data:`SESSION` (reset between them, not timed) after :data:`WARM_UP` untimed ones; include
-clicks are left clicks on the subject, exclude clicks right clicks around it. Target: the
-checkout's widget's median share ≤ :data:`TARGET_WIDGET_MS` ms. :func:`measure` takes any
-configurations, e.g. a widget at another commit to compare with the checkout's.
-
-``--quick`` (no browser): the tiny SAM in this process, the widget's kernel-side share of
-:data:`QUICK_CLICKS` synthetic clicks (``MaskPicker.click``).
+JupyterLab serves a notebook per configuration (:data:`CONFIGS`: a model and a widget), Debian's
+Chromium runs it headless under playwright (:mod:`benchmarks.browser_harness`), and a probe in
+the page records the mouse-down event's time stamp and every repaint of the visible canvas.
+Per click the kernel reports SAM's share (``ClickSegmenter.last_latency_s``) and its own
+handling time; **the widget's share** is everything else, kernel and browser together. What
+each configuration is and the target: README.md. :func:`measure` takes any configurations,
+e.g. a widget at another commit to compare with the checkout's. ``--quick`` (no browser): the
+tiny SAM in this process, the widget's kernel-side share of synthetic clicks.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -41,16 +25,27 @@ import numpy as np
 from PIL import Image
 
 from . import browser_harness as bh
-from .harness import REPO, Context, Section, median, p90
+from .harness import (
+    REPO,
+    SESSION,
+    Context,
+    Section,
+    click_plan,
+    command,
+    disc_mask,
+    disc_picture,
+    judged,
+    median,
+    p90,
+)
 
 NAME = "browser_latency"
 TITLE = "Click to repaint in JupyterLab + headless Chromium: SAM's share and the widget's"
 LEGACY_COMMIT = "712499f3897eec144b711a91da55540ec8c8009c"
 """The last commit whose ``MaskPicker`` re-sent the whole picture per click."""
-PICTURE_SIZE = (1024, 768)
+PICTURE_SIZE = (1024, 768)  # harness.disc_picture, shown 768x576
 CLICKS = 30
 WARM_UP = 3
-SESSION = 5
 QUICK_CLICKS = 10
 TARGET_WIDGET_MS = 15
 CONFIGS = (
@@ -61,8 +56,8 @@ CONFIGS = (
     ("vit_b", "layers"),
     ("sam2.1-hiera-tiny", "layers"),
 )
-"""``(model, widget)``: widget ``"layers"`` is the checkout's, ``"floor"`` the bare canvas,
-anything else a commit whose widget is read with ``git show``."""
+"""``(model, widget)``: widget ``"layers"`` is the checkout's, ``"floor"`` a bare canvas that
+draws one disc per mouse-down, anything else a commit whose widget is read with ``git show``."""
 MODEL_LABEL = {
     "none": "no SAM",
     "tiny": "tiny SAM",
@@ -73,42 +68,15 @@ MODEL_LABEL = {
 CANVAS = ".jp-OutputArea-output canvas.sdsam-bench-canvas"
 
 
-def picture() -> Image.Image:
-    """The 1024x768 test picture: a red disc (the subject, :func:`subject_mask`) on a gradient."""
+def fractions(n: int, seed: int = 0) -> list[tuple[float, float, bool]]:
+    """:func:`harness.click_plan` on the picture, as fractions of its width and height."""
     w, h = PICTURE_SIZE
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([np.zeros_like(xx), xx * 255 // w, yy * 255 // h], axis=-1).astype(np.uint8)
-    img[subject_mask()] = (220, 30, 30)
-    return Image.fromarray(img)
-
-
-def subject_mask() -> np.ndarray:
-    """The disc of :func:`picture`, ``HxW bool``."""
-    w, h = PICTURE_SIZE
-    yy, xx = np.mgrid[0:h, 0:w]
-    return (xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (h / 4) ** 2
-
-
-def click_plan(n: int, seed: int = 0) -> list[tuple[float, float, bool]]:
-    """``n`` clicks ``(fx, fy, positive)`` as fractions of the picture: sessions of
-    :data:`SESSION` starting with an include click on the disc, then includes inside it and
-    excludes around it."""
-    rng = np.random.default_rng(seed)
-    w, h = PICTURE_SIZE
-    out = []
-    for k in range(n):
-        positive = k % SESSION in (0, 1, 3)
-        r = rng.uniform(0, h / 5) if positive else rng.uniform(h / 3, h / 2.2)
-        a = rng.uniform(0, 2 * np.pi)
-        x = float(np.clip(w / 2 + r * np.cos(a), 4, w - 5))
-        y = float(np.clip(h / 2 + r * np.sin(a), 4, h - 5))
-        out.append((x / w, y / h, positive))
-    return out
+    return [(x / w, y / h, positive) for x, y, positive in click_plan(n, w, h, seed)]
 
 
 class SubjectMask:
     """A segmenter (the kit's interface) that answers every prompt with the subject's true
-    mask, the disc of :func:`picture`, at no cost: the widget's share for a mask shaped like a
+    mask, the disc of the picture, at no cost: the widget's share for a mask shaped like a
     trained SAM's (about :func:`subject_runs` rows' runs), where random weights answer with
     speckled masks of tens of thousands of runs."""
 
@@ -121,11 +89,11 @@ class SubjectMask:
         from sdsam_nb.segment.base import Prediction
 
         n = 3 if multimask else 1
-        masks = np.repeat(subject_mask()[None], n, axis=0)
+        masks = np.repeat(disc_mask(*PICTURE_SIZE)[None], n, axis=0)
         return Prediction(masks, np.linspace(0.9, 0.8, n), np.zeros((n, 256, 256), np.float32))
 
     def predict_boxes(self, embedding, boxes, *, batch=16):
-        return np.repeat(subject_mask()[None], len(boxes), axis=0)
+        return np.repeat(disc_mask(*PICTURE_SIZE)[None], len(boxes), axis=0)
 
     def info(self) -> dict:
         return {"family": self.backend}
@@ -136,7 +104,7 @@ def subject_runs() -> int:
     from sdsam_nb.segment.widget import layer_runs, mask_layer
 
     w, h = PICTURE_SIZE
-    small = np.asarray(Image.fromarray(subject_mask()).resize((768, 768 * h // w)))
+    small = np.asarray(Image.fromarray(disc_mask(w, h)).resize((768, 768 * h // w)))
     return sum(len(runs) for runs in layer_runs(mask_layer(small)[0]))
 
 
@@ -162,15 +130,9 @@ def widget_source(commit: str) -> str:
     Raises:
         RuntimeError: git or the commit is not available (e.g. a checkout without history).
     """
+    args = ["git", "show", f"{commit}:sdsam_nb/segment/widget.py"]
     try:
-        source = subprocess.run(
-            ["git", "show", f"{commit}:sdsam_nb/segment/widget.py"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
+        _, source = command(args, f"the widget at git {commit[:10]}", timeout=30, cwd=REPO)
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"the widget at git {commit[:10]}: {exc}") from None
     source = re.sub(r"^from \.\. import ", "from sdsam_nb import ", source, flags=re.M)
@@ -200,13 +162,14 @@ def log_click(kernel_s, sam_s):
 """
 
 PICKER = """\
-from benchmarks.browser_latency import build_model, picture
+from benchmarks.browser_latency import PICTURE_SIZE, build_model
+from benchmarks.harness import disc_picture
 from sdsam_nb.segment.clicks import ClickSegmenter
 from {module} import MaskPicker
 
 model = build_model({model!r}, {device!r})
 start = time.perf_counter()
-segmenter = ClickSegmenter(model, picture())
+segmenter = ClickSegmenter(model, disc_picture(*PICTURE_SIZE))
 embed_s = time.perf_counter() - start
 picker = MaskPicker(segmenter)
 picker.canvas.add_class("sdsam-bench-canvas")
@@ -293,7 +256,7 @@ def measure_config(server, chromium, root: Path, model: str, widget: str, device
         return done[n - 1] if len(done) >= n else None
 
     rows = []
-    for k, (fx, fy, positive) in enumerate(click_plan(WARM_UP, seed=1) + click_plan(CLICKS)):
+    for k, (fx, fy, positive) in enumerate(fractions(WARM_UP, seed=1) + fractions(CLICKS)):
         if widget != "floor" and k >= WARM_UP and (k - WARM_UP) % SESSION == 0:
             reset.click()
             page.get_by_text("0 points (0 include").wait_for(timeout=30_000)
@@ -320,6 +283,8 @@ def measure(configs, device: str = "cpu", log=print) -> list[tuple[str, str, dic
     """``(model, widget, measure_config's result)`` for each configuration ``(model,
     widget)`` (see :data:`CONFIGS`) in one JupyterLab server and one browser. A widget at a
     commit git cannot show is left out, with a log line."""
+    from sdsam_nb import cache_dir
+
     with tempfile.TemporaryDirectory(prefix="sdsam-browser-bench-") as tmp:
         home, root = Path(tmp) / "home", Path(tmp) / "root"
         root.mkdir()
@@ -329,7 +294,7 @@ def measure(configs, device: str = "cpu", log=print) -> list[tuple[str, str, dic
             except RuntimeError as exc:
                 log(f"{NAME}: left out: {exc}")
                 configs = [c for c in configs if c[1] != commit]
-        env = {"SDSAM_CACHE": str(_cache_dir()), "HF_HUB_OFFLINE": "1"}
+        env = {"SDSAM_CACHE": str(cache_dir()), "HF_HUB_OFFLINE": "1"}
         server, chromium, results = bh.LabServer(home, root, env=env), None, []
         try:
             server.start(timeout=60)
@@ -365,10 +330,12 @@ def _quick(ctx: Context, sec: Section) -> Section:
     from sdsam_nb.segment.clicks import ClickSegmenter
     from sdsam_nb.segment.widget import MaskPicker
 
-    picker = MaskPicker(ClickSegmenter(build_model("tiny", ctx.device.type), picture()))
+    picker = MaskPicker(
+        ClickSegmenter(build_model("tiny", ctx.device.type), disc_picture(*PICTURE_SIZE))
+    )
     w, h = PICTURE_SIZE
     share = []
-    for k, (fx, fy, positive) in enumerate(click_plan(QUICK_CLICKS)):
+    for k, (fx, fy, positive) in enumerate(fractions(QUICK_CLICKS)):
         if k and k % SESSION == 0:
             picker.reset_button.click()
         picker.click(fx * w, fy * h, button=0 if positive else 2)
@@ -383,14 +350,8 @@ def run(ctx: Context) -> Section:
     sec = Section(NAME, TITLE)
     if ctx.quick:
         return _quick(ctx, sec)
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        playwright = None
-    if bh.find_chromium() is None or playwright is None:
-        sec.status = "skipped"
-        sec.reason = "needs Chromium and the playwright package (`make browser`)"
-        return sec
+    if bh.find_chromium() is None or importlib.util.find_spec("playwright") is None:
+        return sec.skip("needs Chromium and the playwright package (`make browser`)")
     done = measure(CONFIGS, "cuda" if ctx.cuda else "cpu", ctx.log)
     sec.extra["results"] = {f"{m}/{w}": r for m, w, r in done}
     summaries = sec.extra["summaries"] = {f"{m}/{w}": summarize(r) for m, w, r in done}
@@ -405,11 +366,11 @@ def run(ctx: Context) -> Section:
         add(f"mouse-down to repaint, median of {CLICKS}", s["total"]["median"])
         add("mouse-down to repaint, p90", s["total"]["p90"])
         if widget != "floor":  # the floor has no SAM: its whole time is messaging
-            share = s["widget"]["median"]
-            judged = widget == "layers"  # the checkout's widget
-            target = {"target": f"≤ {TARGET_WIDGET_MS} ms", "met": share <= TARGET_WIDGET_MS}
+            share, target = s["widget"]["median"], {}
+            if widget == "layers":  # the checkout's widget
+                target = judged(share, "≤", TARGET_WIDGET_MS, ctx, f"≤ {TARGET_WIDGET_MS} ms")
             add("SAM's share, median", s["sam"]["median"])
-            add("widget's share (kernel + browser), median", share, **(target if judged else {}))
+            add("widget's share (kernel + browser), median", share, **target)
             add("widget's share, p90", s["widget"]["p90"])
             add("widget's share in the kernel, median", s["widget_kernel"]["median"])
         add("next animation frame after the repaint, median", s["frame"]["median"])
@@ -462,9 +423,3 @@ def _notes(sec: Section, ctx: Context, summaries: dict) -> None:
             f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other "
             "work on the machine slows every hop of a click: browser, server, kernel)"
         )
-
-
-def _cache_dir() -> Path:
-    import sdsam_nb
-
-    return Path(os.environ.get("SDSAM_CACHE") or sdsam_nb.cache_dir())

@@ -3,63 +3,31 @@
 cached: ``ClickSegmenter(predictor, image)`` runs SAM's image encoder once; each ``add_point``
 (timed: what the user waits for) runs only the prompt encoder and mask decoder. naive: what an
 app without the cache does, ``set_image`` + ``predict`` for every click with the same prompts
-(all points so far, the previous best logits as ``mask_input``). Clicks come in sessions of
-:data:`SESSION` (``reset()`` between them). Models, repetitions and targets: README.md.
+(all points so far, the previous best logits as ``mask_input``). Models, repetitions and
+targets: README.md.
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-from PIL import Image
 
-from .harness import Context, Section, judged, median, p90
+from .harness import (
+    SESSION,
+    Context,
+    Section,
+    click_plan,
+    disc_picture,
+    judged,
+    median,
+    p90,
+    session_clicks,
+)
 
 NAME = "click_latency"
 TITLE = "Click latency: cached SAM embedding vs recomputed per click"
-SESSION = 5  # clicks per session before reset()
+SIZE = 512  # the square test picture's side
 TARGET_RATIO_CPU = 50
 TARGET_CLICK_GPU_MS = 10
-
-
-def test_picture(size: int = 512) -> Image.Image:
-    """A ``size`` x ``size`` RGB picture: a red disc (the subject) on a gradient."""
-    yy, xx = np.mgrid[0:size, 0:size]
-    img = np.zeros((size, size, 3), np.uint8)
-    img[..., 1] = xx * 255 // size
-    img[..., 2] = yy * 255 // size
-    img[(xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size / 4) ** 2] = (220, 30, 30)
-    return Image.fromarray(img)
-
-
-def clicks(n: int, size: int = 512, seed: int = 0) -> list[tuple[float, float, bool]]:
-    """``n`` clicks ``(x, y, positive)``: sessions of :data:`SESSION`, each starting with an
-    include click on the subject, then a mix of include (inside) and exclude (outside)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for k in range(n):
-        positive = k % SESSION in (0, 1, 3)
-        r = rng.uniform(0, size / 5) if positive else rng.uniform(size / 3, size / 2.2)
-        a = rng.uniform(0, 2 * np.pi)
-        x = float(np.clip(size / 2 + r * np.cos(a), 0, size - 1))
-        y = float(np.clip(size / 2 + r * np.sin(a), 0, size - 1))
-        out.append((x, y, positive))
-    return out
-
-
-def session_clicks(seg, points) -> tuple[list[float], list[float]]:
-    """``seg.add_point`` for each of ``points`` in sessions of :data:`SESSION`: the wall time
-    of each (it returns a numpy mask: the device work is done) and SAM's part of it."""
-    wall, sam = [], []
-    for k, (x, y, positive) in enumerate(points):
-        if k and k % SESSION == 0:
-            seg.reset()
-        start = time.perf_counter()
-        seg.add_point(x, y, positive)
-        wall.append(time.perf_counter() - start)
-        sam.append(seg.last_latency_s)
-    return wall, sam
 
 
 def cached_clicks(predictor, image, points, ctx: Context) -> dict:
@@ -100,8 +68,8 @@ def warm_up(predictor, image, ctx: Context) -> None:
     """Warm the decoder up (kernels, allocator) on a stand-in embedding; on a GPU the image
     encoder too. On the CPU the encoder is not warmed up: that would cost a naive click."""
     if ctx.cuda:
-        cached_clicks(predictor, image, clicks(3, seed=1), ctx)
-        naive_clicks(predictor, image, clicks(1, seed=1), ctx)
+        cached_clicks(predictor, image, click_plan(3, SIZE, SIZE, seed=1), ctx)
+        naive_clicks(predictor, image, click_plan(1, SIZE, SIZE, seed=1), ctx)
         return
     import torch
 
@@ -115,7 +83,7 @@ def warm_up(predictor, image, ctx: Context) -> None:
     dim = model.prompt_encoder.embed_dim
     predictor.features = torch.zeros(1, dim, *grid, device=predictor.device)
     predictor.is_image_set = True
-    for x, y, positive in clicks(2, seed=1):
+    for x, y, positive in click_plan(2, SIZE, SIZE, seed=1):
         predictor.predict(point_coords=np.array([[x, y]]), point_labels=np.array([int(positive)]))
     predictor.reset_image()
 
@@ -128,14 +96,14 @@ def run(ctx: Context) -> Section:
     sec = Section(NAME, TITLE)
     model_type = "tiny" if ctx.quick else "vit_h" if ctx.cuda else "vit_b"
     predictor = SamPredictor(build_sam(model_type, ctx.device))
-    image = test_picture(512)
+    image = disc_picture(SIZE, SIZE)
     n_naive, n_cached = (2, 5) if ctx.quick else (10, 50) if ctx.cuda else (3, 20)
     warm_up(predictor, image, ctx)
     # Naive first: its first click also warms the image encoder up for the cached path.
     ctx.log(f"{NAME}: {n_naive} naive clicks on {model_type} (embedding recomputed each time)")
-    naive = naive_clicks(predictor, image, clicks(n_naive), ctx)
+    naive = naive_clicks(predictor, image, click_plan(n_naive, SIZE, SIZE), ctx)
     ctx.log(f"{NAME}: {n_cached} cached clicks on {model_type}")
-    cached = cached_clicks(predictor, image, clicks(n_cached), ctx)
+    cached = cached_clicks(predictor, image, click_plan(n_cached, SIZE, SIZE), ctx)
     sec.extra.update(model_type=model_type, cached=cached, naive=naive)
 
     c_med, n_med = median(cached["click_s"]), median(naive["click_s"])
@@ -150,7 +118,7 @@ def run(ctx: Context) -> Section:
     cpu_target = {} if ctx.cuda else judged(ratio, "≥", TARGET_RATIO_CPU, ctx)
     sec.add("ratio naive / cached (medians)", ratio, "x", **cpu_target)
     sec.notes.append(
-        f"{model_type} with random weights on {ctx.device}, 512x512 picture, sessions of "
+        f"{model_type} with random weights on {ctx.device}, {SIZE}x{SIZE} picture, sessions of "
         f"{SESSION} clicks; 'cached' = ClickSegmenter.add_point wall time"
     )
     return sec

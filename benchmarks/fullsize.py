@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,82 +22,36 @@ import torch
 
 from sdsam_nb.models.tiny import SEED, build_folder
 
+from .harness import log
+
 RECIPE = "sd-v1-4-arch-random-fp16-r1"
 INPAINTING_RECIPE = "sd-v1-inpainting-arch-random-fp16-r1"
 SAM_RECIPE = "sam-vit-b-arch-random-transformers-r1"
 
-# CompVis/stable-diffusion-v1-4, unet/config.json (published), minus bookkeeping keys.
-UNET_CONFIG = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "center_input_sample": False,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "down_block_types": (
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ),
-    "up_block_types": (
-        "UpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-    ),
-    "block_out_channels": (320, 640, 1280, 1280),
-    "layers_per_block": 2,
-    "downsample_padding": 1,
-    "mid_block_scale_factor": 1,
-    "act_fn": "silu",
-    "norm_num_groups": 32,
-    "norm_eps": 1e-5,
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-}
-
-# CompVis/stable-diffusion-v1-4, vae/config.json (published).
+# CompVis/stable-diffusion-v1-4's published configs, each without the keys where it equals the
+# class' default: diffusers' UNet2DConditionModel defaults are SD v1's UNet but for these two.
+UNET_CONFIG = {"sample_size": 64, "cross_attention_dim": 768}
 VAE_CONFIG = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 4,
     "down_block_types": ("DownEncoderBlock2D",) * 4,
     "up_block_types": ("UpDecoderBlock2D",) * 4,
     "block_out_channels": (128, 256, 512, 512),
     "layers_per_block": 2,
-    "act_fn": "silu",
-    "norm_num_groups": 32,
     "sample_size": 512,
 }
-
-# openai/clip-vit-large-patch14, text_config (what SD v1-4's text_encoder/config.json holds).
+# openai/clip-vit-large-patch14's text_config (what SD v1-4's text_encoder/config.json holds)
 TEXT_CONFIG = {
-    "vocab_size": 49408,
     "hidden_size": 768,
     "intermediate_size": 3072,
     "projection_dim": 768,
-    "num_hidden_layers": 12,
     "num_attention_heads": 12,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-    "layer_norm_eps": 1e-5,
 }
-
-# CompVis/stable-diffusion-v1-4, scheduler/scheduler_config.json (published).
 SCHEDULER_CONFIG = {
     "beta_start": 0.00085,
     "beta_end": 0.012,
     "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
     "skip_prk_steps": True,
     "steps_offset": 1,
 }
-
-
-def _log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def _root(root: Path | None) -> Path:
@@ -148,21 +101,26 @@ def sd_v14_folder(root: Path | None = None) -> Path:
     ``sdsam_nb.cache_dir() / "bench"``), built on first use: about a minute on 2 CPU cores."""
     final = _root(root) / RECIPE
     if not (final / "model_index.json").is_file():
-        _log(f"building full-size SD v1-4 (random weights, fp16) into {final} (once, ~2.1 GB)")
+        log(f"building full-size SD v1-4 (random weights, fp16) into {final} (once, ~2.1 GB)")
     return build_folder(final, "model_index.json", _write_sd)
 
 
-def sd_inpainting_folder(root: Path | None = None) -> Path:
-    """A full-size dedicated inpainting checkpoint (random fp16 weights), built on first use:
-    a 9-channel UNet of its own and, hard-linked from :func:`sd_v14_folder`, the same text
-    encoder, tokenizer, VAE and scheduler files, as SD 1.5 inpainting shares SD v1's CLIP
-    text encoder and VAE. About 1.7 GB more on disk."""
+def sd_inpainting_folder(quick: bool = False) -> Path:
+    """A dedicated inpainting checkpoint: the kit's tiny one (``quick``) or a full-size one
+    (random fp16 weights), built on first use: a 9-channel UNet of its own and, hard-linked
+    from :func:`sd_v14_folder`, the same text encoder, tokenizer, VAE and scheduler files, as
+    SD 1.5 inpainting shares SD v1's CLIP text encoder and VAE. About 1.7 GB more on disk."""
     from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
 
-    base, final = sd_v14_folder(root), _root(root) / INPAINTING_RECIPE
+    from sdsam_nb import cache_dir
+    from sdsam_nb.models import tiny
+
+    if quick:
+        return tiny.sd_inpainting_folder(cache_dir() / "tiny")
+    base, final = sd_v14_folder(), _root(None) / INPAINTING_RECIPE
 
     def write(folder: Path) -> None:
-        _log(f"building a full-size 9-channel inpainting UNet (random, fp16) into {final}")
+        log(f"building a full-size 9-channel inpainting UNet (random, fp16) into {final}")
         for sub in ("text_encoder", "tokenizer", "vae", "scheduler"):
             shutil.copytree(base / sub, folder / sub, copy_function=os.link)
         torch.manual_seed(SEED + 1)
@@ -213,7 +171,7 @@ def sam_vit_b_folder(root: Path | None = None) -> Path:
     final = _root(root) / SAM_RECIPE
 
     def write(folder: Path) -> None:
-        _log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")
+        log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")
         with tempfile.TemporaryDirectory(prefix=".checkpoint-", dir=final.parent) as scratch:
             checkpoint = Path(scratch) / "sam_vit_b_random.pth"
             torch.save(build_sam("vit_b").state_dict(), checkpoint)

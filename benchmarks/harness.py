@@ -1,5 +1,5 @@
 """What every benchmark shares: the run context, result rows, timing and memory helpers, the
-worker processes, the markdown table, the JSON record and the RESULTS.md update.
+test picture and its clicks, worker processes, the table, the JSON record and RESULTS.md.
 
 A benchmark module exposes ``NAME``, ``TITLE`` and ``run(ctx: Context) -> Section``; a
 :class:`Section` holds :class:`Row` s (one measurement each) and notes that explain them.
@@ -15,7 +15,6 @@ import math
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +27,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -55,6 +56,12 @@ FLUSH_DENORMAL_NOTE = (
     "up to ~100x slower (a 2048x2048 fp32 matmul here: 7.6 s against 0.05 s), which trained "
     "weights do not"
 )
+SESSION = 5  # clicks per session (reset between them) in every click benchmark
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- results
@@ -101,9 +108,7 @@ class Context:
 
     device: torch.device
     quick: bool = False
-    log: Callable[[str], None] = field(
-        default=lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)
-    )
+    log: Callable[[str], None] = log
 
     @property
     def cuda(self) -> bool:
@@ -138,34 +143,23 @@ def format_value(value: float | None, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     a = abs(value)
-    if unit == "x":
-        return (f"{value:.0f}" if a >= 100 else f"{value:.1f}" if a >= 10 else f"{value:.2f}") + "x"
     if unit == "":
         return f"{value:.4g}"
     if unit == "s" and 0 < a < 1:
         return format_value(value * 1000, "ms")
-    if a >= 100:
-        text = f"{value:.0f}"
-    elif a >= 10:
-        text = f"{value:.1f}"
-    elif a >= 0.1 or a == 0:
-        text = f"{value:.2f}"
-    else:
-        text = f"{value:.3g}"
-    return f"{text} {unit}".strip()
+    digits = ".0f" if a >= 100 else ".1f" if a >= 10 else ".2f"
+    if unit == "x":
+        return f"{value:{digits}}x"
+    return f"{value:{digits if a >= 0.1 or a == 0 else '.3g'}} {unit}"
 
 
 def median(xs: Sequence[float]) -> float:
-    return float(statistics.median(xs))
+    return float(np.median(xs))
 
 
 def p90(xs: Sequence[float]) -> float:
-    """90th percentile, linear interpolation between order statistics (numpy's default)."""
-    s = sorted(xs)
-    k = 0.9 * (len(s) - 1)
-    lo = math.floor(k)
-    hi = min(lo + 1, len(s) - 1)
-    return float(s[lo] + (s[hi] - s[lo]) * (k - lo))
+    """90th percentile, linear interpolation between order statistics."""
+    return float(np.percentile(xs, 90))
 
 
 # --------------------------------------------------------------------------- measuring
@@ -200,6 +194,21 @@ def interleaved(
     return times
 
 
+def session_clicks(seg, points) -> tuple[list[float], list[float]]:
+    """``seg.add_point`` (a ``ClickSegmenter``) for each of ``points`` in sessions of
+    :data:`SESSION`: the wall time of each (it returns a numpy mask: the device work is done)
+    and SAM's part of it."""
+    wall, sam = [], []
+    for k, (x, y, positive) in enumerate(points):
+        if k and k % SESSION == 0:
+            seg.reset()
+        start = time.perf_counter()
+        seg.add_point(x, y, positive)
+        wall.append(time.perf_counter() - start)
+        sam.append(seg.last_latency_s)
+    return wall, sam
+
+
 def free(ctx: Context) -> None:
     """Drop the kit's loaded models and collect (and on a GPU, empty its cache)."""
     import sdsam_nb
@@ -229,8 +238,7 @@ class PeakMemory:
 
     def __init__(self, ctx: Context):
         self.ctx, self.before, self.peak = ctx, None, None
-        cpu = "peak RSS growth (VmHWM)"
-        self.method = "CUDA max_memory_allocated growth" if ctx.cuda else cpu
+        self.method = "CUDA max_memory_allocated growth" if ctx.cuda else "peak RSS growth (VmHWM)"
 
     def __enter__(self) -> PeakMemory:
         gc.collect()
@@ -238,13 +246,12 @@ class PeakMemory:
         if self.ctx.cuda:
             torch.cuda.reset_peak_memory_stats(self.ctx.device)
             self.before = torch.cuda.memory_allocated(self.ctx.device)
-            return self
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            self.before = None
-            return self
-        self.before = (status_kb("VmRSS") or 0) * 1024
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+                self.before = (status_kb("VmRSS") or 0) * 1024
+            except OSError:
+                self.before = None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -288,6 +295,44 @@ class OtherLoad:
             return
         busy, total, own = (e - s for s, e in zip(self.start, end, strict=True))
         self.share = min(max((busy - own) / total, 0.0), 1.0)
+
+
+# --------------------------------------------------------------------------- test picture
+
+
+def disc_mask(width: int, height: int) -> np.ndarray:
+    """The subject of :func:`disc_picture`: a centred disc of radius ``height / 4``, HxW bool."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return (xx - width / 2) ** 2 + (yy - height / 2) ** 2 < (height / 4) ** 2
+
+
+def disc_picture(width: int, height: int) -> Image.Image:
+    """A red disc (:func:`disc_mask`) on a green-blue gradient, RGB."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    rgb = np.stack([np.zeros_like(xx), xx * 255 // width, yy * 255 // height], axis=-1)
+    rgb = rgb.astype(np.uint8)
+    rgb[disc_mask(width, height)] = (220, 30, 30)
+    return Image.fromarray(rgb)
+
+
+def includes(k: int) -> bool:
+    """Whether click ``k`` is an include click: clicks 0, 1 and 3 of each :data:`SESSION`."""
+    return k % SESSION in (0, 1, 3)
+
+
+def click_plan(n: int, width: int, height: int, seed: int = 0) -> list[tuple[float, float, bool]]:
+    """``n`` clicks ``(x, y, positive)`` in pixels of :func:`disc_picture`: sessions of
+    :data:`SESSION`, include clicks (:func:`includes`) on the disc, exclude clicks around it."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        positive = includes(k)
+        r = rng.uniform(0, height / 5) if positive else rng.uniform(height / 3, height / 2.2)
+        a = rng.uniform(0, 2 * np.pi)
+        x = float(np.clip(width / 2 + r * np.cos(a), 4, width - 5))
+        y = float(np.clip(height / 2 + r * np.sin(a), 4, height - 5))
+        out.append((x, y, positive))
+    return out
 
 
 # --------------------------------------------------------------------------- processes

@@ -1,12 +1,10 @@
 """Segmentation backends side by side: each against segment_anything's ``vit_b``.
 
 Every backend :func:`sdsam_nb.load_sam` serves, at its full-size architecture with random
-weights built from its published configuration (:func:`full_size_backends`); a transformers
-model is wrapped as the kit wraps a loaded checkpoint, ``TransformersSam(model, processor)``
-with the published checkpoints' preprocessing (``SamProcessor``: longest side 1024, padded;
-``Sam2Processor``: resized to 1024x1024). Each is used through ``ClickSegmenter`` on the kit's
-sample picture (512x384), fp32, in a fresh process of its own (one model held at a time).
-``--quick`` runs the kit's tiny variants in this process. What is measured: README.md.
+weights built from its published configuration (:data:`CONFIGS_NOTE`); a transformers model is
+wrapped as the kit wraps a loaded checkpoint, ``TransformersSam(model, processor)`` with the
+published checkpoints' preprocessing. Each runs through ``ClickSegmenter`` on the kit's sample
+picture, fp32, in a fresh process of its own. What is measured: README.md.
 """
 
 from __future__ import annotations
@@ -19,16 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from .click_latency import SESSION, session_clicks
 from .harness import (
     FLUSH_DENORMAL_NOTE,
+    SESSION,
     Context,
     OtherLoad,
     PeakMemory,
     Section,
     free,
+    includes,
     median,
     run_worker,
+    session_clicks,
 )
 
 NAME = "segmenters"
@@ -45,17 +45,15 @@ PURPOSE = {
     "sam_hq": "finer edges (hair, thin parts)",
     "sam2": "better masks, lighter encoder",
 }
-# SlimSAM: the published config.json of nielsr/slimsam-{77,50}-uniform (which
-# Zigeng/SlimSAM-uniform-* carry, same size) sets only these two vision widths; everything
-# else is SamConfig's default (12 layers, 12 heads, global attention in 2, 5, 8, 11).
+# SlimSAM (nielsr/slimsam-*-uniform config.json; Zigeng/SlimSAM-uniform-* are the same size)
+# sets only these two vision widths; the rest is SamConfig's default.
 SLIMSAM_VISION = {
     "77": {"hidden_size": 168, "mlp_dim": 696},
     "50": {"hidden_size": 384, "mlp_dim": 1536},
 }
-# SAM 2.1 Hiera trunks as sam2/configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml set them (a key a
-# yaml leaves out takes the Hiera class default). Columns: embed_dim, num_heads, stages,
-# global_att_blocks, window_pos_embed_bkg_spatial_size, window_spec. Dims and heads double at
-# each of the three stage changes (Hiera's dim_mul = head_mul = 2).
+# SAM 2.1 Hiera trunks: embed_dim, num_heads, stages, global_att_blocks,
+# window_pos_embed_bkg_spatial_size, window_spec (a key a yaml leaves out takes the Hiera class
+# default). Dims and heads double at each of the three stage changes (dim_mul = head_mul = 2).
 SAM21_HIERA = {
     "tiny": (96, 1, [1, 2, 7, 2], [5, 7, 9], [7, 7], [8, 4, 14, 7]),
     "small": (96, 1, [1, 2, 11, 2], [7, 10, 13], [7, 7], [8, 4, 14, 7]),
@@ -81,25 +79,6 @@ class Backend:
     build: Callable[[torch.device], Any]  # -> what ClickSegmenter takes
 
 
-def sam_vit_base():
-    from transformers import SamConfig, SamModel
-
-    return SamModel(SamConfig())  # SamConfig's defaults are facebook/sam-vit-base
-
-
-def slimsam(which: str):
-    from transformers import SamConfig, SamModel
-
-    return SamModel(SamConfig(vision_config=SLIMSAM_VISION[which]))
-
-
-def sam_hq_vit_base():
-    from transformers import SamHQConfig, SamHQModel
-
-    # transformers' SAM-HQ conversion: SamHQVisionConfig() (vit-b) and the decoder's vit_dim 768
-    return SamHQModel(SamHQConfig(mask_decoder_config={"vit_dim": 768}))
-
-
 def sam2_hiera_config(size: str) -> dict:
     """``Sam2Config(vision_config=...)`` for SAM 2.1 Hiera ``size`` (a key of SAM21_HIERA)."""
     dim, heads, stages, global_blocks, background, windows = SAM21_HIERA[size]
@@ -118,12 +97,6 @@ def sam2_hiera_config(size: str) -> dict:
     return {"backbone_config": backbone, "backbone_channel_list": dims[::-1]}
 
 
-def sam2_hiera(size: str):
-    from transformers import Sam2Config, Sam2Model
-
-    return Sam2Model(Sam2Config(vision_config=sam2_hiera_config(size)))
-
-
 def _sa_vit_b(device: torch.device):
     from segment_anything import SamPredictor
 
@@ -132,48 +105,41 @@ def _sa_vit_b(device: torch.device):
     return SamPredictor(build_sam("vit_b", device))
 
 
-def _transformers(family: str, source: str, make: Callable[[], Any], device: torch.device):
-    import transformers
+def _transformers(family: str, size: str, source: str, device: torch.device):
+    """``TransformersSam`` over ``family``'s model (``size``: a key of SLIMSAM_VISION or
+    SAM21_HIERA) with random weights, and its published processor."""
+    import transformers as tf
 
     from sdsam_nb.models.hf_sam import TransformersSam
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
-        model = make().to(device).eval()
+        if family == "sam2":
+            model = tf.Sam2Model(tf.Sam2Config(vision_config=sam2_hiera_config(size)))
+        elif family == "sam_hq":  # transformers' SAM-HQ conversion: vit-b, decoder vit_dim 768
+            model = tf.SamHQModel(tf.SamHQConfig(mask_decoder_config={"vit_dim": 768}))
+        else:  # SamConfig's defaults are facebook/sam-vit-base
+            model = tf.SamModel(tf.SamConfig(vision_config=SLIMSAM_VISION.get(size)))
+        model = model.to(device).eval()
     sam2 = family == "sam2"
-    image_processor = (
-        transformers.Sam2ImageProcessor() if sam2 else transformers.SamImageProcessor()
+    processor = (tf.Sam2Processor if sam2 else tf.SamProcessor)(
+        tf.Sam2ImageProcessor() if sam2 else tf.SamImageProcessor()
     )
-    processor = (transformers.Sam2Processor if sam2 else transformers.SamProcessor)(image_processor)
     kind = "sam" if family == "slimsam" else family
     return TransformersSam(model, processor, family=kind, source=source)
 
 
-def _hf(name: str, family: str, source: str, make: Callable[[], Any]) -> Backend:
-    return Backend(name, family, source, partial(_transformers, family, source, make))
-
-
 def full_size_backends() -> list[Backend]:
     """The reference first, then the transformers families."""
-    out = [
-        Backend("sa-vit_b", "segment_anything", "sam_vit_b_01ec64.pth", _sa_vit_b),
-        _hf("sam-vit-base", "sam", "facebook/sam-vit-base", sam_vit_base),
+    hf = [("sam-vit-base", "sam", "", "facebook/sam-vit-base")]
+    hf += [
+        (f"slimsam-uniform-{w}", "slimsam", w, f"Zigeng/SlimSAM-uniform-{w}")
+        for w in SLIMSAM_VISION
     ]
-    for w in SLIMSAM_VISION:
-        out.append(
-            _hf(
-                f"slimsam-uniform-{w}",
-                "slimsam",
-                f"Zigeng/SlimSAM-uniform-{w}",
-                partial(slimsam, w),
-            )
-        )
-    out.append(_hf("sam-hq-vit-base", "sam_hq", "syscv-community/sam-hq-vit-base", sam_hq_vit_base))
-    for s in SAM21_HIERA:
-        out.append(
-            _hf(f"sam2.1-hiera-{s}", "sam2", f"facebook/sam2.1-hiera-{s}", partial(sam2_hiera, s))
-        )
-    return out
+    hf += [("sam-hq-vit-base", "sam_hq", "", "syscv-community/sam-hq-vit-base")]
+    hf += [(f"sam2.1-hiera-{s}", "sam2", s, f"facebook/sam2.1-hiera-{s}") for s in SAM21_HIERA]
+    out = [Backend("sa-vit_b", "segment_anything", "sam_vit_b_01ec64.pth", _sa_vit_b)]
+    return out + [Backend(n, f, src, partial(_transformers, f, s, src)) for n, f, s, src in hf]
 
 
 def _load(name: str, device: torch.device):
@@ -209,10 +175,9 @@ def picture_and_clicks(n: int, seed: int = SEED):
     rng = np.random.default_rng(seed)
     out = []
     for k in range(n):
-        positive = k % SESSION in (0, 1, 3)
-        pool = inside if positive else outside
+        pool = inside if includes(k) else outside
         y, x = pool[rng.integers(len(pool))]
-        out.append((float(x), float(y), positive))
+        out.append((float(x), float(y), includes(k)))
     return image, out
 
 

@@ -161,21 +161,21 @@ def schedulers(sec: Section, ctx: Context, pipe) -> None:
 def sam_half(sec: Section, ctx: Context) -> None:
     from segment_anything import SamPredictor
 
-    from .click_latency import clicks, test_picture
     from .fullsize import build_sam
+    from .harness import click_plan, disc_picture
 
     model_type = "tiny" if ctx.quick else ("vit_h" if ctx.cuda else "vit_b")
     half = torch.float16 if ctx.cuda else torch.bfloat16
     half_name = str(half).removeprefix("torch.")
     sam = build_sam(model_type, ctx.device)
     predictor = SamPredictor(sam)
-    image = np.asarray(test_picture(512))
+    image = np.asarray(disc_picture(512, 512))
     reps, warm = (1, 0) if ctx.quick else (5, 2)
 
     def embed_and_masks() -> tuple[float, torch.Tensor, list[np.ndarray]]:
         seconds = median(time_reps(lambda: predictor.set_image(image), ctx, reps, warm))
         masks = []
-        for x, y, positive in clicks(5, seed=2):
+        for x, y, positive in click_plan(5, 512, 512, seed=2):
             point, label = np.array([[x, y]]), np.array([int(positive)])
             m, _, _ = predictor.predict(point, label, multimask_output=False)
             masks.append(m[0])

@@ -1,15 +1,9 @@
 """Weight sharing: memory of text-to-image + inpainting + img2img through our loaders.
 
-Each variant of :data:`VARIANTS` loads in a fresh Python process (so that one variant's memory
-cannot hide in another's) from the full-size SD v1-4 folder; ``d`` and ``e`` add the
-dedicated 9-channel inpainting checkpoint. After loading, one element per memory page of every
-weight is read (:func:`touch`), as a first inference would. Measured per process: the bytes of
-distinct weight tensors (deduplicated by storage), peak resident memory (``VmHWM``; not
-``ru_maxrss``, which a child started by ``subprocess`` can inherit from its parent), the RSS
-before loading, the memory held once loaded as PSS (a file page mapped three times counts
-once), the load time and, on CUDA, ``torch.cuda.max_memory_allocated``. dtype: fp16 on a GPU;
-bf16 on the CPU (see :func:`run`). ``--quick``: the tiny models, all variants in this process,
-weight bytes only.
+Each variant of :data:`VARIANTS` loads in a fresh Python process (one variant's memory cannot
+hide in another's) and reads one element per memory page of every weight (:func:`touch`), as a
+first inference would. What is measured, dtypes and targets: README.md. ``--quick``: the tiny
+models, all variants in this process, weight bytes only.
 """
 
 from __future__ import annotations
@@ -128,22 +122,15 @@ def measure(variant: str, folder: str, device: str, dtype: str, inpainting: str)
 
 
 def run(ctx: Context) -> Section:
+    from sdsam_nb import clear_loaded
+
     from .fullsize import dir_size_gb, sd_folder, sd_inpainting_folder
 
     sec = Section(NAME, TITLE)
-    # GPU: fp16, as the notebooks load SD there. CPU: bf16, the same 2 bytes a weight, but a
-    # conversion from the fp16 file, so each pipeline holds real copies as on a GPU; loaded in
-    # the file's own dtype the weights would stay memory-mapped, shared through the page cache,
-    # and separately loaded pipelines would cost no more than one (seen: PSS (c)/(a) = 1.0).
+    # fp16 on a GPU, as the notebooks load SD there; bf16 on the CPU: see the note below (in
+    # the file's own dtype separately loaded pipelines cost no more than one: PSS (c)/(a) = 1.0)
     dtype = "float16" if ctx.cuda else "bfloat16"
-    folder = sd_folder(ctx.quick)
-    if ctx.quick:
-        from sdsam_nb import cache_dir, clear_loaded
-        from sdsam_nb.models import tiny
-
-        inpainting = tiny.sd_inpainting_folder(cache_dir() / "tiny")
-    else:
-        inpainting = sd_inpainting_folder()
+    folder, inpainting = sd_folder(ctx.quick), sd_inpainting_folder(ctx.quick)
     results = {}
     for v in VARIANTS:
         args = {"variant": v, "folder": str(folder), "device": str(ctx.device), "dtype": dtype}
@@ -184,12 +171,8 @@ def run(ctx: Context) -> Section:
         return results[v][key] / results["a"][key]
 
     def shared(metric: str, key: str) -> None:  # (b)/(a), the target, and (c)/(a)
-        sec.add(
-            f"{metric} (b)/(a)",
-            ratio(key, "b"),
-            "x",
-            **judged(ratio(key, "b"), "≤", TARGET_SHARED, ctx),
-        )
+        b = ratio(key, "b")
+        sec.add(f"{metric} (b)/(a)", b, "x", **judged(b, "≤", TARGET_SHARED, ctx))
         sec.add(f"{metric} (c)/(a)", ratio(key, "c"), "x")
 
     for v, r in results.items():

@@ -102,17 +102,33 @@ def test_every_benchmark_runs_quick(tmp_path, name):
 @pytest.mark.long
 def test_worker_runs_in_a_fresh_process_and_fails_in_one_line():
     """What a full run measures in a worker process (here a tiny variant of weight_sharing)."""
-    from benchmarks.fullsize import sd_folder
-    from sdsam_nb import cache_dir
-    from sdsam_nb.models import tiny
+    from benchmarks.fullsize import sd_folder, sd_inpainting_folder
 
-    folder, inpainting = sd_folder(True), tiny.sd_inpainting_folder(cache_dir() / "tiny")
+    folder, inpainting = sd_folder(True), sd_inpainting_folder(True)
     args = {"variant": "b", "folder": str(folder), "device": "cpu", "dtype": "bfloat16"}
     args["inpainting"] = str(inpainting)
     out = run_worker("benchmarks.weight_sharing:measure", args, timeout=300)
     assert out["pipelines"] == 3 and out["weight_bytes"] > 0 and out["rss_peak"] > 0
     with pytest.raises(RuntimeError, match=r"^benchmarks.weight_sharing:nope failed \(exit 1\)"):
         run_worker("benchmarks.weight_sharing:nope", {}, timeout=300)
+
+
+def test_click_benchmarks_picture_and_clicks():
+    """The click benchmarks' shared picture and clicks: a red disc on a gradient; sessions of
+    SESSION opened by an include click; includes on the disc, excludes off it."""
+    import numpy as np
+
+    from benchmarks.harness import SESSION, click_plan, disc_mask, disc_picture
+
+    for w, h in ((512, 512), (1024, 768)):
+        rgb, mask = np.asarray(disc_picture(w, h)), disc_mask(w, h)
+        red = (rgb == (220, 30, 30)).all(axis=-1)
+        assert rgb.shape == (h, w, 3) and np.array_equal(red, mask) and 0.1 < mask.mean() < 0.3
+        clicks = click_plan(3 * SESSION, w, h)
+        assert [positive for _, _, positive in clicks[::SESSION]] == [True] * 3
+        assert 6 <= sum(positive for _, _, positive in clicks) < 3 * SESSION
+        for x, y, positive in clicks:
+            assert 0 <= x < w and 0 <= y < h and mask[int(y), int(x)] == positive
 
 
 def test_edges_strand_scenes_reach_20_to_40_px_beyond_the_mask():
