@@ -3,7 +3,7 @@
 :func:`load_sam3` loads ``facebook/sam3`` (or a folder, or ``"tiny"``) once per process and
 returns a :class:`Sam3TextSegmenter`: ``segment(image, text)`` gives per-instance masks, boxes
 and scores; called as ``segmenter(image, text, box_threshold, text_threshold)`` it meets the
-:data:`sdsam_nb.segment.detect.Detector` contract (boxes only), so a click segmenter can
+:data:`sdsam_nb.models.detectors.Detector` contract (boxes only), so a click segmenter can
 start from its best box. The tiny offline SAM 3 is built by :mod:`sdsam_nb.models.tiny.sam3`.
 """
 
@@ -98,7 +98,7 @@ class Sam3TextSegmenter(Loaded):
         box_threshold: float = 0.35,
         text_threshold: float = 0.25,
     ) -> tuple[np.ndarray, list[str], list[float]]:
-        """SAM 3's boxes as a :data:`~sdsam_nb.segment.detect.Detector`: ``(boxes Nx4 XYXY
+        """SAM 3's boxes as a :data:`~sdsam_nb.models.detectors.Detector`: ``(boxes Nx4 XYXY
         image pixels, labels, scores)``, best first. ``box_threshold`` is SAM 3's score
         threshold; ``text_threshold`` is not used (SAM 3 labels each instance with its
         phrase)."""

@@ -1,17 +1,7 @@
-"""Segmentation: one interface for every model (:class:`PromptSegmenter`) and what is built on it.
-
-=============  ==============================================================================
-module         holds
-=============  ==============================================================================
-``base``       the :class:`PromptSegmenter` protocol, :class:`Prediction`, the backend table
-``sam``        the segment_anything backend (``SamPredictor``)
-``clicks``     :class:`ClickSegmenter`: points, box, undo/redo, candidates, replay
-``widget``     :class:`MaskPicker`: the ipycanvas click widget (imported on its own: it
-               needs ipywidgets)
-``detect``     the text-detector contract and its checks
-``text``       :func:`text_mask`, :func:`find_boxes`: phrase -> boxes -> one mask
-``auto``       :func:`auto_subject_mask`, :func:`pick_subject`: the subject with no prompt
-=============  ==============================================================================
+"""Segmentation: one interface for every model (:class:`PromptSegmenter`, :mod:`.base`), its
+backends, and what is built on it: clicks (:class:`ClickSegmenter`), the click widget
+(:mod:`.widget`, imported on its own: it needs ipywidgets), text masks (:func:`text_mask`) and
+the automatic subject mask (:func:`auto_subject_mask`).
 """
 
 from . import sam  # noqa: F401  (registers the segment_anything backend)

@@ -6,9 +6,7 @@ history. Each click re-runs only SAM's prompt encoder and mask decoder, feeding 
 candidate's low-resolution logits back as ``mask_input`` as SAM recommends, so the result
 depends on the order of clicks and choices: :meth:`ClickSegmenter.to_dict` therefore records
 the actions themselves, and :meth:`ClickSegmenter.from_dict` replays them to the same mask.
-
-Conventions (see :mod:`sdsam_nb.images`): points are ``(x, y)`` in image pixels, boxes
-``(x0, y0, x1, y1)`` (XYXY) in image pixels, masks ``HxW bool`` with ``True`` = subject.
+Conventions: :mod:`sdsam_nb.images`.
 """
 
 from __future__ import annotations
@@ -24,10 +22,10 @@ from PIL import Image
 
 from .. import caching
 from ..images import ImageLike, to_rgb
+from ..models.detectors import Detector, detect
 from ..recording import recorded
 from ..validate import check_flag, is_int, is_number, parse_points
 from .base import as_segmenter
-from .detect import Detector, detect
 
 FORMAT_VERSION = 1
 _CORNERS = ("x0", "y0", "x1", "y1")
@@ -65,9 +63,8 @@ class ClickSegmenter:
         predictor: a ``segment_anything.SamPredictor`` (see :func:`sdsam_nb.load_sam`). It
             may be shared by several segmenters: each keeps its own image embedding and puts
             it back into the predictor before predicting, without recomputing it.
-        image: the picture, converted with :func:`sdsam_nb.images.to_rgb` (paths and EXIF
-            orientation, transparency onto white, 16-bit scaled to 8 bits: the rule is
-            documented there). All coordinates refer to this converted image.
+        image: the picture, converted with :func:`sdsam_nb.images.to_rgb`; all coordinates
+            refer to the converted image.
         multimask: ``"auto"`` (default) asks SAM for 3 candidates when the prompt is a single
             point without a box and for 1 otherwise, as SAM's authors advise; ``True`` or
             ``False`` forces 3 or 1.
@@ -244,11 +241,9 @@ class ClickSegmenter:
         """Add several clicks at once with **one** prediction (one undo step).
 
         ``points`` are ``[[x, y], ...]`` or ``[[x, y, label], ...]`` in image pixels, label ``1``
-        include (default) or ``0`` exclude. SAM sees the same prompt as after clicking them one
-        by one, but without the intermediate masks fed back as ``mask_input``, so the mask may
-        differ from one-by-one clicks; :meth:`to_dict` records the batch as one ``"points"``
-        action and a replay gives the same mask. The widget uses it for clicks that queued up
-        while the kernel was busy. Returns the new ``HxW bool`` mask.
+        include (default) or ``0`` exclude. Without the intermediate masks fed back as
+        ``mask_input`` the mask may differ from one-by-one clicks; :meth:`to_dict` records one
+        ``"points"`` action. Returns the new ``HxW bool`` mask.
         """
         rows = parse_points(points)
         if not rows:
@@ -288,7 +283,7 @@ class ClickSegmenter:
         """Start from a text prompt: a detector finds boxes, SAM segments the box prompt.
 
         ``detector`` is required: ``sdsam_nb.load_grounding_dino()`` or any callable of
-        :data:`sdsam_nb.segment.detect.Detector`'s form (the segmenter never loads one).
+        :data:`sdsam_nb.models.detectors.Detector`'s form (the segmenter never loads one).
 
         ``combine="best"`` uses the highest-scoring box; ``"union"`` the box enclosing all
         boxes found. The box becomes this segmenter's box prompt, so clicks refine it as

@@ -15,12 +15,18 @@ from PIL import Image
 
 from .. import caching
 from ..images import ImageLike, to_rgb
-from ..models.detectors import DEFAULT_GROUNDING_DINO, load_grounding_dino
+from ..models.detectors import (
+    DEFAULT_GROUNDING_DINO,
+    Detector,
+    check_request,
+    detect,
+    kept,
+    load_grounding_dino,
+)
 from ..models.sam import load_sam
 from ..models.sam3 import DEFAULT_SAM3, Sam3TextSegmenter, load_sam3
 from ..validate import check_flag
 from .base import as_segmenter
-from .detect import Detector, check_request, detect, kept
 
 COMBINE_RULES = ("union", "best")
 
@@ -116,7 +122,7 @@ def find_boxes(
     max_boxes: int | None = 20,
 ) -> tuple[list[tuple[float, float, float, float]], list[str], list[float], str]:
     """Grounding DINO's boxes for ``text`` on ``image``, without SAM: ``(boxes, labels, scores,
-    source)`` as :func:`sdsam_nb.segment.detect.detect` gives them. ``detector=None`` loads
+    source)`` as :func:`sdsam_nb.models.detectors.detect` gives them. ``detector=None`` loads
     ``load_grounding_dino()``. Raises ``ValueError`` for the same bad arguments as
     :func:`text_mask`.
     """
@@ -189,7 +195,7 @@ class TextMethod:
     to the image (empty ones dropped), best first, at most ``max_boxes``, and
     ``masks_for(used)``, the ``NxHxW bool`` masks of the boxes at the indices ``used``.
     ``load(model, device=)`` loads its detector (a
-    :data:`~sdsam_nb.segment.detect.Detector` callable); ``default_model`` is what ``load``
+    :data:`~sdsam_nb.models.detectors.Detector` callable); ``default_model`` is what ``load``
     gets by default.
     """
 
