@@ -49,20 +49,12 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (one of :data:`CPU_BF16_FLAGS`; Linux
-    only: macOS and Windows report no flags here and keep float32)."""
-    return any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
-
-
 def pick_embed_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> torch.dtype:
     """The dtype a SAM image encoder computes its embedding in (weights stay fp32; the
     encoder runs under ``torch.autocast``, its output is returned as fp32).
 
-    ``None``, the automatic choice: on the CPU :func:`pick_dtype`'s (bfloat16 where the CPU
-    computes it natively, else fp32); on a GPU fp32, as SAM's authors run it. ``python -m
-    benchmarks --only cpu_dtype`` measures both CPU dtypes (speed, and how close the masks
-    are). A name or dtype is checked as :func:`pick_dtype` checks it.
+    ``None``, the automatic choice: on the CPU :func:`pick_dtype`'s, on a GPU fp32 (as SAM's
+    authors run it). A name or dtype is checked as :func:`pick_dtype` checks it.
     """
     if dtype is None and device.type != "cpu":
         return torch.float32
@@ -79,13 +71,8 @@ def autocast(device: torch.device, dtype: torch.dtype):
 def pick_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> torch.dtype:
     """``dtype`` as a ``torch.dtype`` (a floating-point one; a name such as ``"bfloat16"``
     works too). ``None``, the automatic choice: fp16 on CUDA and MPS; on the CPU bfloat16
-    where it computes bfloat16 natively (:func:`native_bf16`), else fp32.
-
-    The CPU rule is measured: at the full-size SD v1-4 architecture (random weights, 256 px,
-    25 steps) a subject and an inpainting ran faster in bfloat16 than in fp32 on a CPU with
-    ``avx512_bf16``, with decoded pictures close to fp32's (``python -m benchmarks --only
-    cpu_dtype``; figures in ``benchmarks/RESULTS.md``). CPUs without those instructions are
-    not measured: fp32.
+    where it computes bfloat16 natively (one of :data:`CPU_BF16_FLAGS`, Linux only), else
+    fp32: the measured rule (``python -m benchmarks --only cpu_dtype``, ``docs/models.md``).
 
     Raises:
         ValueError: ``dtype`` is neither ``None`` nor a floating-point torch dtype or its name.
@@ -106,7 +93,8 @@ def pick_dtype(device: torch.device, dtype: torch.dtype | str | None = None) -> 
         return dtype
     if device.type in ("cuda", "mps"):
         return torch.float16
-    return torch.bfloat16 if native_bf16() else torch.float32
+    native = any(flag in cpu_flags() for flag in CPU_BF16_FLAGS)
+    return torch.bfloat16 if native else torch.float32
 
 
 def in_colab() -> bool:

@@ -81,7 +81,7 @@ def family_of(model: str, revision: str | None = None) -> tuple[str, str, bool]:
             message names what was given and what is accepted.
     """
     if model in HF_SAM_VARIANTS:
-        return FAMILIES[_tiny_type(model)][0], str(_tiny_folder(model)), True
+        return FAMILIES[_tiny_type(model)][0], str(hf_sam_folder(model, cache_dir() / "tiny")), True
     if model == TINY:  # segment_anything's tiny model: load_sam serves it before this
         raise ValueError(f"model_type='tiny' is not a transformers model; try {TINY_VARIANTS}")
     source, local = resolve_model(
@@ -100,10 +100,6 @@ def family_of(model: str, revision: str | None = None) -> tuple[str, str, bool]:
 
 def _tiny_type(name: str) -> str:
     return HF_SAM_VARIANTS[name][2]
-
-
-def _tiny_folder(name) -> Path:
-    return hf_sam_folder(str(name), cache_dir() / "tiny")
 
 
 def available(name: str) -> bool:
