@@ -1,18 +1,11 @@
-"""The disk cache of image embeddings, for every segmenter backend.
+"""The disk cache of image embeddings, for every segmenter backend (docs/caches.md).
 
-:func:`embed` is ``segmenter.embed(image)`` with the result kept on disk: the click
-segmenter, the scores (which re-segment each result) and box masks call it instead of the
-backend's ``embed``. It needs nothing of a backend beyond the segmenter interface
-(:class:`sdsam_nb.segment.PromptSegmenter`): a ``model`` attribute holding a
-``torch.nn.Module`` and an embedding that is a dataclass of tensors and plain values
-(:class:`~sdsam_nb.segment.SamEmbedding`, :class:`~sdsam_nb.models.hf_sam.TransformersEmbedding`),
-saved with ``torch.save`` and read back with ``torch.load(weights_only=True)`` onto the
-model's device: bit for bit what the encoder gave.
-
-The key is a sha256 over the picture (its ``HxWx3 uint8`` bytes and shape), the model's
-identity (:func:`~sdsam_nb.caching.keys.model_identity`: checksum, sha256 or hub commit;
-a model without one is never cached), the backend, its class and ``info()``, the versions of
-the model's library, torch and the kit, and the model's device type and dtype.
+:func:`embed` is ``segmenter.embed(image)`` kept on disk. It needs only the segmenter interface
+(:class:`sdsam_nb.segment.PromptSegmenter`): a ``model`` that is a ``torch.nn.Module`` and an
+embedding that is a dataclass of tensors and plain values, saved with ``torch.save`` and read
+back with ``torch.load(weights_only=True)`` onto the model's device, bit for bit. The key
+covers the picture's pixels, the model's identity (unknown: never cached), the backend, its
+class and ``info()``, the library versions, the device type and the dtype.
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
-"""The disk cache of generated pictures (subjects and backgrounds from text).
+"""The disk cache of generated pictures (subjects and backgrounds from text; docs/caches.md).
 
-One entry per variation: the picture :func:`sdsam_nb.generate` makes with seed ``seed + i``
-is keyed by everything that decides its pixels, so that a rerun that changes only what comes
-after (the mask, the composite, more variations) takes them from the cache, and
-``generate(..., seed=s + 2, n=1)`` finds what ``generate(..., seed=s, n=3)[2]`` stored:
-
-* the model: its identity (:func:`~sdsam_nb.caching.keys.model_identity`: folder checksum,
-  hub commit; a pipeline whose identity is unknown is never cached) and pipeline class;
-* the sampler: the scheduler's class and its whole config (the one used for the call, also
-  when ``scheduler=`` swaps one in for it);
-* the call: prompt, negative prompt, steps, guidance, width, height, and the seed;
-* the pipeline's dtype, the device type the generator runs on, whether a safety checker is
-  present, and the versions of torch, diffusers, transformers and the kit.
-
-Pictures are stored as PNG (lossless: the same ``RGB`` pixels come back). A picture the
-safety checker blacked out is not stored. A pipeline changed after loading in a way its
-identity does not show (LoRA weights, a textual inversion) must be called with
-``cache=False``.
+One entry per variation, keyed by all that decides its pixels: the model's identity
+(:func:`~sdsam_nb.caching.keys.model_identity`; unknown: never cached), the pipeline class, the
+scheduler's class and config, the call's arguments, the seed, dtype, device type, whether a
+safety checker is present, and the library versions; so ``generate(..., seed=s + 2, n=1)``
+finds what ``generate(..., seed=s, n=3)[2]`` stored. Pictures are PNG (the same ``RGB`` pixels
+come back); one the safety checker blacked out is not stored.
 """
 
 from __future__ import annotations

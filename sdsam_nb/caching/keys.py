@@ -43,14 +43,10 @@ def array_digest(array: np.ndarray) -> dict:
 
 def model_identity(model: Any) -> dict | None:
     """What identifies ``model``'s weights, as ``run.json`` records it
-    (:func:`sdsam_nb.models.identity.model_info` without ``requested``): the id and hub
-    commit, the folder's checksum or the checkpoint's sha256, with the family, type and revision.
-
-    ``None`` when the kit cannot tell (a model that was not loaded through the kit's loaders
-    or a ``save_pretrained`` folder, a hub snapshot whose commit is unknown): such a model
-    is never cached, since nothing would tell its entries from another model's. Computed once
-    per model object (a folder checksum reads the small files); a model whose weights are
-    changed in memory after loading keeps the identity of what it was loaded from.
+    (:func:`sdsam_nb.models.identity.model_info` without ``requested``): its id and hub commit,
+    folder checksum or checkpoint sha256, family, type and revision; ``None`` when the kit
+    cannot tell (such a model is never cached). Computed once per model object: weights
+    changed in memory after loading keep the identity of what they were loaded from.
     """
     try:
         known = _IDENTITY.get(model)

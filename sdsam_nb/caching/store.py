@@ -1,24 +1,12 @@
-"""A size-capped folder of cached values, shared safely by any number of processes.
+"""A size-capped folder of cached values, shared safely by any number of processes
+(docs/caches.md).
 
-Layout under the store's folder::
-
-    entries/<key>.<kind>    one finished entry: a header (magic + sha256 of the payload) and
-                            the payload bytes
-    tmp/                    entries being written (never read)
-    .lock                   the inter-process lock (the ``filelock`` package) for eviction
-
-* An entry is written to a unique name in ``tmp/`` and moved into ``entries/`` with
-  ``os.replace`` (atomic on one file system): a reader sees a whole entry or none, never a
-  half-written one. Two processes writing one key write the same bytes; the later one wins.
-* Every read checks the payload against the sha256 in its header; an entry that fails (a
-  damaged disk, a file written by something else) is deleted and counts as a miss.
-* Least recently used first out: a read or a write sets the entry's modification time to
-  now, and after each write, under the lock, the oldest entries are deleted until the folder
-  holds at most ``max_bytes``. An entry larger than ``max_bytes`` is not stored.
-
-Settings, read when :func:`default_store` is called: ``$SDSAM_RESULTS_CACHE`` (the folder;
-default ``<sdsam_nb.cache_dir()>/results``) and ``$SDSAM_CACHE_GB`` (the cap in GB, 10**9
-bytes; default :data:`DEFAULT_GB`; ``0`` turns the disk caches off).
+``entries/<key>.<kind>`` holds a finished entry: a header (magic + sha256 of the payload) and
+the payload. An entry is written in ``tmp/`` and moved into place with ``os.replace``, so a
+reader sees a whole entry or none; a read checks the sha256 and deletes an entry that fails
+(a miss). Least recently used first out: a read or a write sets the entry's modification
+time, and after each write, under the file lock ``.lock``, the oldest entries are deleted
+until the folder holds at most ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -101,8 +89,6 @@ class DiskCache:
             raise ValueError(f"kind must be a short lowercase word, got {kind!r}")
         return self.entries / f"{key}.{kind}"
 
-    # ------------------------------------------------------------------ reading
-
     def get(self, key: str, kind: str) -> bytes | None:
         """The payload stored under ``key``, or ``None`` (absent, evicted or damaged).
 
@@ -122,22 +108,12 @@ class DiskCache:
         ):
             path.unlink(missing_ok=True)
             return None
-        self._touch(path)
-        return payload
-
-    def __contains__(self, item: tuple[str, str]) -> bool:
-        key, kind = item
-        return self.path(key, kind).is_file()
-
-    @staticmethod
-    def _touch(path: Path) -> None:
         now = _now_ns()
         try:
-            os.utime(path, ns=(now, now))
+            os.utime(path, ns=(now, now))  # just used
         except FileNotFoundError:  # evicted by another process meanwhile: the bytes are read
             pass
-
-    # ------------------------------------------------------------------ writing
+        return payload
 
     def put(self, key: str, kind: str, payload: bytes) -> bool:
         """Store ``payload`` under ``key`` (replacing what was there), then evict the least
@@ -179,29 +155,20 @@ class DiskCache:
         temporary files of writers that died). Returns the names deleted."""
         if not self.entries.is_dir():
             return []
+        deleted = []
         try:
-            return self._evict()
+            with FileLock(str(self.root / ".lock"), timeout=120):
+                listed = self._listing()
+                total = sum(size for _, _, size in listed)
+                for _, name, size in listed:
+                    if total <= self.max_bytes:
+                        break
+                    (self.entries / name).unlink(missing_ok=True)
+                    total -= size
+                    deleted.append(name)
+                self._sweep_tmp()
         except OSError as exc:
             raise self._unusable(exc) from None
-
-    def _evict(self) -> list[str]:
-        with FileLock(str(self.root / ".lock"), timeout=120):
-            listed = []
-            for entry in os.scandir(self.entries):
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue
-                listed.append((st.st_mtime_ns, entry.name, st.st_size))
-            total = sum(size for _, _, size in listed)
-            deleted = []
-            for _, name, size in sorted(listed):
-                if total <= self.max_bytes:
-                    break
-                (self.entries / name).unlink(missing_ok=True)
-                total -= size
-                deleted.append(name)
-            self._sweep_tmp()
         return deleted
 
     def _sweep_tmp(self) -> None:
@@ -216,41 +183,27 @@ class DiskCache:
             except FileNotFoundError:
                 pass
 
-    # ------------------------------------------------------------------ the whole folder
-
-    def size(self) -> int:
-        """The entries' total size in bytes."""
-        if not self.entries.is_dir():
-            return 0
-        total = 0
-        for entry in os.scandir(self.entries):
-            try:
-                total += entry.stat().st_size
-            except FileNotFoundError:
-                pass
-        return total
-
-    def keys(self, kind: str | None = None) -> list[str]:
-        """The keys stored (of ``kind``, or all), least recently used first."""
+    def _listing(self) -> list[tuple[int, str, int]]:
+        """``(modified ns, file name, bytes)`` of each entry, least recently used first."""
         if not self.entries.is_dir():
             return []
         found = []
         for entry in os.scandir(self.entries):
-            key, _, suffix = entry.name.partition(".")
-            if kind is None or suffix == kind:
-                try:
-                    found.append((entry.stat().st_mtime_ns, key))
-                except FileNotFoundError:
-                    pass
-        return [key for _, key in sorted(found)]
+            try:
+                st = entry.stat()
+            except FileNotFoundError:  # evicted by another process meanwhile
+                continue
+            found.append((st.st_mtime_ns, entry.name, st.st_size))
+        return sorted(found)
 
-    def clear(self) -> None:
-        """Delete every entry."""
-        if not self.entries.is_dir():
-            return
-        with FileLock(str(self.root / ".lock"), timeout=120):
-            for entry in os.scandir(self.entries):
-                Path(entry.path).unlink(missing_ok=True)
+    def size(self) -> int:
+        """The entries' total size in bytes."""
+        return sum(size for _, _, size in self._listing())
+
+    def keys(self, kind: str | None = None) -> list[str]:
+        """The keys stored (of ``kind``, or all), least recently used first."""
+        names = [name.partition(".") for _, name, _ in self._listing()]
+        return [key for key, _, suffix in names if kind is None or suffix == kind]
 
 
 def cache_gb() -> float:
