@@ -1,23 +1,12 @@
-"""The active run: what the kit's public functions record by themselves.
+"""The active run: what the kit's public functions record by themselves (docs/runs.md).
 
-:func:`sdsam_nb.start` makes its run the *active run* of the process, until ``run.finish()``
-(or another ``start``) ends it, as MLflow's and W&B's active runs are started and ended
-explicitly. While a run is active, each call of a function marked :func:`recorded`
-(``load_sd``, ``load_sam``, ``generate``, ``inpaint_background``, ``composite``, ...) appends
-to the run's current execution in ``run.json``, under ``calls``::
-
-    {"call": "generate", "args": {"prompt": "...", "seed": 5, "steps": 25, ...},
-     "returned": [{"image": [512, 512], "sha256": "..."}], "seconds": 3.2,
-     "cache": {"hits": 0, "misses": 1, ...}}
-
-``args`` are *all* the arguments the function ran with, defaults included, so a cell rerun
-after ``seed = 5`` records ``"seed": 5``. Pictures and arrays are recorded by size and the
-sha256 of their pixels, models by their class. Only the outermost recorded call is recorded
-(``reframe`` calling the inpainting code is one call). Outside an active run nothing is
+:func:`sdsam_nb.start` makes its run the *active run* of the process until ``run.finish()`` (or
+another ``start``), as MLflow's and W&B's active runs. While one is active, each outermost
+call of a function marked :func:`recorded` appends to the run's current execution, under
+``calls``, ``{"call", "args", "returned", "seconds", "cache"}``: ``args`` are all the
+arguments it ran with, defaults included; pictures and arrays are recorded by size and the
+sha256 of their pixels, models by their class (:func:`describe`). Outside a run nothing is
 recorded and the functions behave the same.
-
-One run is active per process (a notebook's kernel, a batch worker); this module holds it and
-nothing else.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Where the kit's own files are, where run folders go, and a notebook step's subject and mask.
 
-The notebooks and the sample pictures ship inside the package (``sdsam_nb/notebooks``,
-``sdsam_nb/data`` in a wheel or a regular ``pip install``), read with ``importlib.resources``;
-in a checkout (an editable install) they are the checkout's ``notebooks/`` and ``data/``.
-
-Run folders go, unless a notebook's ``output_root`` or ``sdsam-nb --output-root`` says
-otherwise, to :func:`default_output_root`.
+The notebooks and sample pictures ship in the package (``sdsam_nb/notebooks``,
+``sdsam_nb/data``); in a checkout (an editable install) they are its ``notebooks/`` and
+``data/``.
 """
 
 from __future__ import annotations
@@ -21,6 +18,7 @@ from ..models import sha256_file
 from .record import Run
 
 _CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, for an editable install
+MASK_SOURCES = ("clicks", "text", "file", "automatic", "sample")
 
 
 def kit_dir(name: str) -> Path:
@@ -47,15 +45,10 @@ def _is_checkout(folder: Path) -> bool:
 
 
 def default_output_root() -> Path:
-    """Where a new run folder goes when nothing says otherwise, in this order:
-
-    1. ``$SDSAM_OUTPUTS``, if set;
-    2. the ``outputs/`` of the sdsam-nb checkout holding the current directory (papermill
-       started in the checkout or in its ``notebooks/``, Jupyter, Colab's clone);
-    3. the ``outputs/`` of the checkout the kit is imported from (an editable install);
-    4. ``./outputs`` in the current directory (an installed kit: beside the notebooks that
-       ``sdsam-nb notebooks DIR`` copied, since Jupyter runs a notebook in its folder).
-    """
+    """Where a new run folder goes when nothing says otherwise: ``$SDSAM_OUTPUTS``; else the
+    ``outputs/`` of the sdsam-nb checkout holding the current directory, or of the checkout
+    the kit is imported from; else ``./outputs`` (beside the notebooks, where Jupyter runs
+    them)."""
     if os.environ.get("SDSAM_OUTPUTS"):
         return Path(os.environ["SDSAM_OUTPUTS"]).expanduser().resolve()
     cwd = Path.cwd().resolve()
@@ -78,11 +71,10 @@ def sample_mask() -> Path:
 
 
 def load_subject(run: Run, image_path: str | None = None) -> Image.Image:
-    """The subject picture for a notebook step, as ``RGB``; the rule, in order:
+    """The subject picture for a notebook step, as ``RGB``, in this order:
 
-    1. ``image_path`` if given (your own photo; converted by :func:`sdsam_nb.to_rgb`), copied
-       into the run as ``input`` so that a replay does not depend on the original file (once:
-       a later notebook of the run given the same file, unchanged, keeps that copy);
+    1. ``image_path`` (:func:`sdsam_nb.to_rgb`), copied into the run as ``input`` so that a
+       replay does not depend on the original file (once per unchanged file);
     2. the run's ``subject`` (made by ``01_generate_subject``);
     3. the sample picture :func:`sample_subject` (so each notebook also runs alone).
     """
@@ -100,18 +92,14 @@ def load_subject(run: Run, image_path: str | None = None) -> Image.Image:
     return to_rgb(sample_subject(), name="sample subject")
 
 
-MASK_SOURCES = ("clicks", "text", "file", "automatic", "sample")
-
-
 def load_subject_mask(run: Run, image: Image.Image, mask_path: str | None = None) -> np.ndarray:
     """The subject mask (``HxW bool``) for ``image``, in this order:
 
     1. ``mask_path`` (a mask file, white = subject);
     2. the run's ``mask`` (made by ``02_click_to_mask``, or kept by a batch);
-    3. the sample mask, only when ``image`` is the sample picture itself (the same pixels):
-       a photo of the sample's size is never given the sample's mask.
+    3. the sample mask, only when ``image`` has the sample picture's very pixels.
 
-    Where the mask came from is recorded as ``mask_source`` (:func:`record_mask_source`).
+    Where it came from is recorded as ``mask_source`` (:func:`record_mask_source`).
 
     Raises:
         FileNotFoundError: none of the three applies (the message says what to do).
@@ -129,7 +117,8 @@ def load_subject_mask(run: Run, image: Image.Image, mask_path: str | None = None
         made = run.record.get("mask_made_by") or {"source": "clicks"}  # older runs: 02's
         record_mask_source(run, **{**made, "mask": own.name})
         return mask
-    if _is_sample(image, to_rgb(sample_subject(), name="sample subject")):
+    sample = to_rgb(sample_subject(), name="sample subject")
+    if image.size == sample.size and np.array_equal(np.asarray(image), np.asarray(sample)):
         mask = to_mask(_open_mask(sample_mask()), image.size, name="sample mask")
         record_mask_source(run, "sample")
         return mask
@@ -141,10 +130,10 @@ def load_subject_mask(run: Run, image: Image.Image, mask_path: str | None = None
 
 def keep_mask(run: Run, mask: np.ndarray, segmenter, overlay: Image.Image | None = None) -> None:
     """Keep a clicked mask in ``run``: ``mask.png``, the ``overlay`` picture (if given) as
-    ``mask-overlay.png``, the segmenter's click history as ``clicks`` (enough to replay it:
-    :meth:`~sdsam_nb.segment.clicks.ClickSegmenter.to_dict`) and how the mask was made
-    (``mask_made_by``: ``text`` with the text prompt when one placed the box, else ``clicks``),
-    which the steps that read the run's mask record as their ``mask_source``."""
+    ``mask-overlay.png``, the segmenter's click history as ``clicks``
+    (:meth:`~sdsam_nb.segment.clicks.ClickSegmenter.to_dict`, enough to replay it) and how
+    the mask was made (``mask_made_by``: ``text`` with the text prompt that placed the box,
+    else ``clicks``)."""
     clicks = segmenter.to_dict()
     run.save_mask("mask", mask)
     if overlay is not None:
@@ -158,18 +147,16 @@ def keep_mask(run: Run, mask: np.ndarray, segmenter, overlay: Image.Image | None
 
 
 def record_mask_source(run: Run, source: str, **details) -> None:
-    """Record where the mask a step uses came from, as ``mask_source`` (also in the
-    execution's ``values``): ``source`` is one of :data:`MASK_SOURCES` (``clicks``: points,
-    a box or clicks in the picker; ``text``: a text prompt; ``file``: ``mask_path`` or a
-    batch item's ``mask``; ``automatic``: SAM's automatic masks; ``sample``: the sample
-    picture's own mask); ``details`` add e.g. the file and its sha256."""
+    """Record where the mask a step uses came from, as ``mask_source``: ``source`` is one of
+    :data:`MASK_SOURCES` (``clicks``: points, a box or clicks; ``text``: a text prompt;
+    ``file``: ``mask_path`` or a batch item's ``mask``; ``automatic``: SAM's automatic masks;
+    ``sample``: the sample picture's own mask); ``details`` add e.g. the file and its sha256."""
     run.set("mask_source", _source(source, details))
 
 
 def record_mask_made(run: Run, source: str, **details) -> None:
     """Record how the run's own ``mask`` file was made, as ``mask_made_by`` (the steps that
-    later read the run's mask record it as their ``mask_source``); ``source`` as in
-    :func:`record_mask_source`."""
+    read it record that as their ``mask_source``); arguments as :func:`record_mask_source`."""
     run.set("mask_made_by", _source(source, details))
 
 
@@ -188,11 +175,6 @@ def _open_mask(path, name: str = "mask_path") -> Image.Image:
             return m.convert("L")
     except OSError as exc:
         raise ValueError(f"{name}: {str(path)!r} is not a picture PIL can read ({exc})") from None
-
-
-def _is_sample(image: Image.Image, sample: Image.Image) -> bool:
-    """Whether ``image`` has exactly the sample picture's pixels."""
-    return image.size == sample.size and np.array_equal(np.asarray(image), np.asarray(sample))
 
 
 def drive_root(output_root: str = "sdsam-nb/outputs") -> str:

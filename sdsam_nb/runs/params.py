@@ -1,19 +1,16 @@
-"""Notebook parameters: one table of what each name must be, checked at the top of a notebook.
+"""Notebook parameters: one table of what each name must be (:data:`SPEC`), checked at the top
+of a notebook, by the command line and by a batch.
 
-papermill's ``-p NAME VALUE`` passes a list, a dict or a mapping as text (only numbers,
-``True``/``False`` and ``None`` are converted), so parameters that take lists or dicts
-(``points``, ``box``, ``clicks``, ``position``) accept YAML text too, as ``sdsam-nb run -p``
-and papermill's own ``-y`` / ``-f`` do.
-
-Text is read as YAML 1.2 (:func:`load_yaml`), everywhere the kit reads it (``-p``, ``-f``,
-manifests, a list given as text): ``010`` is 10, not 8 (YAML 1.1's octal), ``1:00`` stays the
-text ``"1:00"`` (not 60, base 60), ``yes`` stays ``"yes"``.
+papermill's ``-p`` passes a list or a dict as text, so the parameters that take one
+(``points``, ``box``, ``clicks``, ``position``...) accept YAML text too. Text is read as YAML
+1.2 everywhere the kit reads it (:func:`load_yaml`): ``010`` is 10, ``1:00`` and ``yes`` stay
+text.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +26,9 @@ from ..models.iclight import MODES as RELIGHT_MODES
 from ..segment.text import TEXT_METHODS
 from ..validate import is_finite, is_int, is_points, short_repr
 
-# What one YAML or JSON value may hold before the kit refuses it (a manifest, a -f file, a
-# parameter): nested deeper than MAX_DEPTH, or more than MAX_NODES values once aliases are
-# followed (a 1 KB alias bomb stands for billions), is refused before anything walks it.
+# What one YAML or JSON value may hold (a manifest, a -f file, a parameter): nested deeper than
+# MAX_DEPTH, or more than MAX_NODES values once aliases are followed (a 1 KB alias bomb stands
+# for billions), is refused before anything walks it.
 MAX_DEPTH = 32
 MAX_NODES = 1_000_000
 
@@ -40,8 +37,7 @@ def load_yaml(text: str, *, name: str = "value") -> Any:
     """``text`` read as YAML 1.2 (ruamel.yaml's safe loader): plain data only.
 
     Raises:
-        ValueError: one line naming ``name``: not YAML, nested deeper than
-            :data:`MAX_DEPTH`, or more than :data:`MAX_NODES` values (aliases followed).
+        ValueError: one line naming ``name``: not YAML, or beyond :func:`check_plain`'s limits.
     """
     try:
         value = YAML(typ="safe", pure=True).load(text)
@@ -55,9 +51,9 @@ def load_yaml(text: str, *, name: str = "value") -> Any:
 
 
 def check_plain(value: Any, *, name: str = "value") -> None:
-    """Check that ``value`` (loaded YAML or JSON) is nested at most :data:`MAX_DEPTH` deep
-    and holds at most :data:`MAX_NODES` values, counting a shared (aliased) value each time
-    it is reached; walks without recursion and stops at the first limit crossed.
+    """Check that ``value`` (loaded YAML or JSON) is nested at most :data:`MAX_DEPTH` deep and
+    holds at most :data:`MAX_NODES` values, a shared (aliased) value counted each time it is
+    reached; walks without recursion and stops at the first limit crossed.
 
     Raises:
         ValueError: one line naming ``name`` and the limit.
@@ -81,41 +77,41 @@ def check_plain(value: Any, *, name: str = "value") -> None:
 
 @dataclass(frozen=True)
 class Param:
-    """What a notebook parameter must be.
-
-    ``check`` says whether a value is acceptable, ``what`` says it in words for the error,
-    ``structured`` marks lists / dicts whose text form (from papermill's ``-p``) is parsed
-    as YAML.
-    """
+    """What a notebook parameter must be: ``check`` says whether a value is acceptable,
+    ``what`` says it in words for the error, ``structured`` marks lists / dicts whose text
+    (papermill's ``-p``) is parsed as YAML."""
 
     check: Callable[[Any], bool]
     what: str
     structured: bool = False
 
 
-def _int_at_least(low: int, unit: str = "") -> Param:
-    return Param(lambda v: is_int(v) and v >= low, f"an integer >= {low}{unit}")
+def _in01(value) -> bool:
+    return is_finite(value) and 0 <= value <= 1
 
 
-def _flag() -> Param:
-    return Param(lambda v: isinstance(v, bool), "True or False")
+def _pair(value, check) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(check, value))
 
 
-def _text() -> Param:
-    return Param(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
+def _one_of(names: Iterable[str], none: str | None = None) -> Param:
+    """A name of ``names``; ``None`` too when ``none`` says what ``None`` means."""
+
+    def check(v) -> bool:
+        return (none is not None and v is None) or (isinstance(v, str) and v in names)
+
+    listed = "one of " + ", ".join(repr(n) for n in names)
+    return Param(check, listed if none is None else f"None ({none}) or {listed}")
 
 
-def _text_or_none() -> Param:
-    return Param(lambda v: v is None or isinstance(v, str), "a string or None")
-
-
-def _multiple_of_8() -> Param:
-    return Param(lambda v: is_int(v) and v >= 64 and v % 8 == 0, "a multiple of 8, >= 64")
-
-
-def _fraction() -> Param:
-    return Param(lambda v: is_finite(v) and 0 <= v <= 1, "a number from 0 to 1")
-
+_FLAG = Param(lambda v: isinstance(v, bool), "True or False")
+_TEXT = Param(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
+_TEXT_OR_NONE = Param(lambda v: v is None or isinstance(v, str), "a string or None")
+_SIDE = Param(lambda v: is_int(v) and v >= 64 and v % 8 == 0, "a multiple of 8, >= 64")
+_FRACTION = Param(_in01, "a number from 0 to 1")
+_COUNT = Param(lambda v: is_int(v) and v >= 0, "an integer >= 0")
+_PIXELS = Param(lambda v: is_int(v) and v >= 0, "an integer >= 0 (pixels)")
+_POSITIVE = Param(lambda v: is_finite(v) and v > 0, "a number > 0")
 
 # What a parameter added after runs were recorded replays as in those runs: the value that
 # gives the behaviour the notebooks had before it existed (its default may now differ).
@@ -127,34 +123,17 @@ BEFORE_IT_EXISTED: dict[str, Any] = {
     "reframe_aspect": "",
     # runs recorded before the disk caches computed every embedding and picture
     "cache": False,
-    # runs recorded before the dtype was: the CPU's automatic choice then (a replay takes a
-    # run's own dtype from its record where it has one: runs.chain.replay)
+    # the CPU's automatic choice before the dtype was a parameter (a replay takes a run's own
+    # dtype from its record where it has one: runs.chain.replay)
     "dtype": "float32",
 }
 
-
-def _pair(value, check) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(check, value))
-
-
-def _in01(value) -> bool:
-    return is_finite(value) and 0 <= value <= 1
-
-
 SPEC: dict[str, Param] = {
     # generation
-    "sd_model": _text(),
-    # the dtype SD is loaded in; None: the automatic choice (models.devices.pick_dtype)
-    "dtype": Param(
-        lambda v: v is None or v in DTYPES,
-        "None (the automatic choice) or one of " + ", ".join(repr(n) for n in DTYPES),
-    ),
-    "inpaint_model": _text_or_none(),
-    # the few-step mode of load_sd (docs/models.md): an adapter, its sampler, steps, guidance
-    "fast": Param(
-        lambda v: v is None or (isinstance(v, str) and v in FAST),
-        "None (off) or one of " + ", ".join(repr(n) for n in FAST),
-    ),
+    "sd_model": _TEXT,
+    "dtype": _one_of(DTYPES, "the automatic choice"),  # models.devices.pick_dtype
+    "inpaint_model": _TEXT_OR_NONE,
+    "fast": _one_of(FAST, "off"),  # load_sd's few-step mode (docs/models.md)
     # the subject's edge where it is pasted (notebooks 03, 04) and a contact shadow (04)
     "edge": Param(lambda v: v in ("feather", "matte"), "'feather' or 'matte'"),
     "shadow": Param(
@@ -172,33 +151,30 @@ SPEC: dict[str, Param] = {
         lambda v: v is None or isinstance(v, str) or (is_finite(v) and v > 0),
         "'' / None (no aspect), 'W:H' such as '16:9', or a number > 0",
     ),
-    "reframe_scale": Param(lambda v: is_finite(v) and v > 0, "a number > 0"),
+    "reframe_scale": _POSITIVE,
     "reframe_position": Param(
-        lambda v: v in POSITIONS if isinstance(v, str) else _pair(v, lambda x: _in01(x)),
+        lambda v: v in POSITIONS if isinstance(v, str) else _pair(v, _in01),
         "one of " + ", ".join(repr(n) for n in POSITIONS) + " or [x, y] fractions in 0..1",
         True,
     ),
-    "subject_prompt": _text(),
-    "subject_negative": _text_or_none(),
-    "background_prompt": _text(),
-    "background_negative": _text_or_none(),
-    "seed": _int_at_least(0),
+    "subject_prompt": _TEXT,
+    "subject_negative": _TEXT_OR_NONE,
+    "background_prompt": _TEXT,
+    "background_negative": _TEXT_OR_NONE,
+    "seed": _COUNT,
     # None: the sampler's default (25, or what the few-step mode needs)
     "steps": Param(lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1"),
-    "scheduler": Param(
-        lambda v: v is None or v in SCHEDULERS,
-        "None (the model's own) or one of " + ", ".join(repr(n) for n in SCHEDULERS),
-    ),
+    "scheduler": _one_of(SCHEDULERS, "the model's own"),
     # None: the sampler's default (7.5, or what the few-step mode needs)
     "guidance": Param(lambda v: v is None or (is_finite(v) and v >= 0), "a number >= 0"),
     "strength": Param(lambda v: is_finite(v) and 0 < v <= 1, "a number in (0, 1]"),
     "n_variations": Param(lambda v: is_int(v) and 1 <= v <= 16, "an integer from 1 to 16"),
-    "pick": _int_at_least(0),
-    "width": _multiple_of_8(),
-    "height": _multiple_of_8(),
-    "size": _multiple_of_8(),
+    "pick": _COUNT,
+    "width": _SIDE,
+    "height": _SIDE,
+    "size": _SIDE,
     # masks
-    "sam_model": _text(),
+    "sam_model": _TEXT,
     "points": Param(is_points, "a list of [x, y] or [x, y, label] (label 1 or 0)", True),
     "box": Param(
         lambda v: (
@@ -211,65 +187,56 @@ SPEC: dict[str, Param] = {
     "clicks": Param(
         lambda v: v is None or isinstance(v, dict), "None or a dict from to_dict()", True
     ),
-    "text_prompt": _text_or_none(),
-    "text_method": Param(
-        lambda v: isinstance(v, str) and v in TEXT_METHODS,
-        "one of " + ", ".join(repr(n) for n in TEXT_METHODS),
-    ),
-    "detector_model": _text(),
-    "box_threshold": _fraction(),
-    "text_threshold": _fraction(),
-    "fill_holes": _flag(),
-    "min_island": _int_at_least(0, " (pixels)"),
+    "text_prompt": _TEXT_OR_NONE,
+    "text_method": _one_of(TEXT_METHODS),
+    "detector_model": _TEXT,
+    "box_threshold": _FRACTION,
+    "text_threshold": _FRACTION,
+    "fill_holes": _FLAG,
+    "min_island": _PIXELS,
     # backgrounds
-    "grow": _int_at_least(0, " (pixels)"),
-    "feather": _int_at_least(0, " (pixels)"),
-    "keep_subject": _flag(),
-    "scale": Param(lambda v: is_finite(v) and v > 0, "a number > 0"),
+    "grow": _PIXELS,
+    "feather": _PIXELS,
+    "keep_subject": _FLAG,
+    "scale": _POSITIVE,
     "position": Param(
-        lambda v: (
-            v in ("center", "bottom")
-            or (isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_finite, v)))
-        ),
+        lambda v: v in ("center", "bottom") or _pair(v, is_finite),
         "'center', 'bottom' or [x, y]",
         True,
     ),
-    "harmonize": _flag(),
+    "harmonize": _FLAG,
     # relighting the subject with IC-Light (notebooks 04, 00; docs/api.md)
-    "relight": Param(
-        lambda v: v is None or (isinstance(v, str) and v in RELIGHT_MODES),
-        "None (off) or one of " + ", ".join(repr(n) for n in RELIGHT_MODES),
-    ),
+    "relight": _one_of(RELIGHT_MODES, "off"),
     "relight_prompt": Param(lambda v: isinstance(v, str), "a string (the light)"),
-    "light": Param(
-        lambda v: isinstance(v, str) and v in LIGHTS,
-        "one of " + ", ".join(repr(n) for n in LIGHTS),
-    ),
+    "light": _one_of(LIGHTS),
     # inputs and the run
-    "image_path": _text_or_none(),
-    "mask_path": _text_or_none(),
-    "run_dir": _text_or_none(),
-    "output_root": _text_or_none(),
-    "use_drive": _flag(),
-    "progress": _flag(),
+    "image_path": _TEXT_OR_NONE,
+    "mask_path": _TEXT_OR_NONE,
+    "run_dir": _TEXT_OR_NONE,
+    "output_root": _TEXT_OR_NONE,
+    "use_drive": _FLAG,
+    "progress": _FLAG,
     # the disk caches of embeddings and generated pictures (sdsam_nb.caching)
-    "cache": _flag(),
+    "cache": _FLAG,
 }
 
 
-def _unknown(name: str) -> ValueError:
-    close = difflib.get_close_matches(name, SPEC, n=3)
+def unknown_name(name: Any, known: Iterable[str] = SPEC, what: str = "unknown parameter"):
+    """The ``ValueError`` for ``name``, not one of ``known``, naming the close matches."""
+    close = difflib.get_close_matches(str(name), list(known), n=3)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    return ValueError(f"unknown parameter {short_repr(name)}{hint}")
+    return ValueError(f"{what} {short_repr(name)}{hint}")
 
 
 def parse_text(name: str, value: Any) -> Any:
-    """``value``, with the YAML text of a list / dict parameter parsed (papermill's ``-p``).
+    """``value``, with the YAML text of a list / dict parameter parsed (papermill's ``-p``);
+    other parameters and values that are not text come back unchanged.
 
-    Other parameters and values that are not strings come back unchanged.
+    Raises:
+        ValueError: an unknown name, or text that is not YAML.
     """
     if name not in SPEC:
-        raise _unknown(name)
+        raise unknown_name(name)
     if not (SPEC[name].structured and isinstance(value, str)):
         return value
     try:

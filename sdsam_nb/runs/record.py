@@ -1,22 +1,15 @@
-"""A run folder and its ``run.json``, shared safely by any number of writers.
+"""A run folder and its ``run.json``, shared safely by any number of writers (notebooks side
+by side, processes, a batch).
 
-Notebooks open side by side (01 and 02, or 02 and 03, given the same ``run_dir``), several
-processes or a batch may write to one run folder at once. So:
-
-* every change to ``run.json`` is a read-merge-write of the file on disk under an
-  inter-process lock (``.run.json.lock``, the ``filelock`` package): each writer keeps every
-  key it wrote; where two writers set the same key, the later one wins;
-* ``run.json`` is replaced atomically (a uniquely named temporary file + rename), so a crash
-  at any moment leaves the previous valid record;
-* a picture is written to a temporary name unique to its writer, then claimed under the
-  lock with a hard link that fails if the name exists: no two writers both get
-  ``mask.png``, and no half-written picture ever carries a real name. A name already taken
-  gets a numbered sibling (``mask-1.png``) and ``files`` points at the newest;
-* each execution of a notebook is one entry of ``executions`` (parameters, device, status,
-  the files, steps, models and values it wrote), so rerunning a notebook with other
-  parameters never loses what the earlier pictures were made with. ``notebooks``,
-  ``files``, ``steps`` and ``models`` at the top hold the newest of each, which is what a
-  replay re-runs.
+* Every change is a read-merge-write of the file on disk under an inter-process lock
+  (``.run.json.lock``): each writer keeps the keys it wrote; on the same key the later wins.
+* ``run.json`` is replaced atomically (a unique temporary file + rename).
+* A picture is written under a temporary name and claimed under the lock with a hard link
+  that fails if the name exists: a name already taken gets a numbered sibling
+  (``mask-1.png``) and ``files`` points at the newest.
+* Each execution of a notebook is one entry of ``executions`` (parameters, device, status, the
+  files, steps, models, values and calls it wrote); ``notebooks``, ``files``, ``steps`` and
+  ``models`` at the top hold the newest of each, which is what a replay re-runs.
 """
 
 from __future__ import annotations
@@ -30,7 +23,6 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +30,7 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
+from ..caching.keys import version
 from ..models import sha256_file
 from ..models.identity import model_info
 from ..recording import deactivate
@@ -45,6 +38,7 @@ from ..recording import deactivate
 RUN_JSON = "run.json"
 LOCK = ".run.json.lock"
 RECORD_VERSION = 2
+# the packages that decide a run's pixels
 PACKAGES = (
     "sdsam-nb",
     "torch",
@@ -64,15 +58,8 @@ def _now() -> str:
 
 
 def package_versions(names=PACKAGES) -> dict[str, str | None]:
-    """Installed versions of the packages that decide a run's pixels (``None`` = missing)."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    out["python"] = platform.python_version()
-    return out
+    """Installed versions of ``names`` (``None`` = missing) and of Python."""
+    return {**{name: version(name) for name in names}, "python": platform.python_version()}
 
 
 def jsonable(value: Any) -> Any:
@@ -102,6 +89,25 @@ def _unique_tmp(folder: Path, name: str) -> Path:
     return folder / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 
+def replace_atomically(target: Path, write_to: Callable[[Path], object]) -> None:
+    """Write ``target`` atomically: ``write_to(tmp)`` writes a temporary file beside it, which
+    then replaces ``target`` (it is removed if writing fails)."""
+    tmp = _unique_tmp(target.parent, target.name)
+    try:
+        write_to(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_synced(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8 and flush it to the disk."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class Run:
     """A run folder and its ``run.json``. Create with :func:`new_run` or :func:`open_run`.
 
@@ -122,8 +128,7 @@ class Run:
         """The record as it is on disk now (every writer's changes included).
 
         Raises:
-            ValueError: ``run.json`` is damaged (not JSON, or not the shape the kit writes);
-                the message names the folder and what is wrong.
+            ValueError: a damaged ``run.json`` (:func:`read_record`).
         """
         return read_record(self.path)
 
@@ -132,23 +137,12 @@ class Run:
         return self.record["run_id"]
 
     def _write(self, record: dict) -> None:
-        target = self.path / RUN_JSON
-        tmp = _unique_tmp(self.path, RUN_JSON)
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(json.dumps(jsonable(record), indent=2) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        text = json.dumps(jsonable(record), indent=2) + "\n"
+        replace_atomically(self.path / RUN_JSON, lambda tmp: write_synced(tmp, text))
 
     def update(self, change: Callable[[dict], T]) -> T:
-        """Apply ``change(record)`` to the record on disk, under the run's lock, and save.
-
-        ``change`` edits the dict it is given in place (and may return a value, returned
-        here). Everything other writers saved before is kept.
-        """
+        """Apply ``change(record)`` (which edits the dict in place and may return a value,
+        returned here) to the record on disk, under the run's lock, and save it."""
         with self._lock:
             record = self.record
             out = change(record)
@@ -159,6 +153,19 @@ class Run:
         if self.execution is None:
             return None
         return record.setdefault("executions", [])[self.execution]
+
+    def _log(self, section: str, key: str, value: Any, top: str | None = None) -> None:
+        """Record ``value`` under ``section`` of the record (as ``top``, default ``key``) and
+        of this execution (as ``key``)."""
+        value = jsonable(value)
+
+        def change(record):
+            record.setdefault(section, {})[top or key] = value
+            entry = self._exec_entry(record)
+            if entry is not None:
+                entry.setdefault(section, {})[key] = value
+
+        self.update(change)
 
     def set(self, key: str, value: Any) -> None:
         """Record ``value`` under ``key`` (JSON-safe), also in this execution's ``values``."""
@@ -173,13 +180,9 @@ class Run:
         self.update(change)
 
     def log_params(self, notebook: str, params: dict) -> int:
-        """Start an execution of ``notebook``: record its parameters and device.
-
-        Appends an entry to ``executions`` (status ``"running"``) and makes it the newest
-        under ``notebooks[notebook]``, the entry a replay re-runs. Kept per notebook:
-        notebooks may give one name different defaults (03 and 04 have their own
-        ``background_prompt``). Returns the execution's number.
-        """
+        """Start an execution of ``notebook``: append an entry (its parameters, device, status
+        ``"running"``) to ``executions`` and make it the newest under ``notebooks[notebook]``,
+        which a replay re-runs. Returns the execution's number."""
         from ..models import device_report
 
         entry = {
@@ -231,8 +234,8 @@ class Run:
         self.update(change)
 
     def finish(self) -> None:
-        """Mark this execution ``"done"`` (the notebooks' last step calls it); if this run is
-        the active run (:func:`sdsam_nb.start`), it no longer is."""
+        """Mark this execution ``"done"``; if this run is the active run
+        (:func:`sdsam_nb.start`), it no longer is."""
         self._set_status("done")
         deactivate(self)
 
@@ -243,32 +246,21 @@ class Run:
     @property
     def status(self) -> str:
         """``"failed"`` if the newest execution of any notebook failed, ``"running"`` if one
-        has not finished, ``"empty"`` before any execution, else ``"done"``. Records written
-        before executions were kept (version 1) read ``"done"``."""
-        record = self.record
-        executions = record.get("executions")
+        has not finished, ``"empty"`` before any execution, else ``"done"`` (also a version 1
+        record, which has no executions)."""
+        executions = self.record.get("executions")
         if executions is None:
             return "done"
         if not executions:
             return "empty"
-        newest = {}
-        for entry in executions:
-            newest[entry["notebook"]] = entry.get("status", "done")
+        newest = {entry["notebook"]: entry.get("status", "done") for entry in executions}
         if "failed" in newest.values():
             return "failed"
         return "running" if "running" in newest.values() else "done"
 
     def log_model(self, role: str, info: dict) -> None:
         """Record a model (id, revision or checksum) under ``models[role]``."""
-        info = jsonable(info)
-
-        def change(record):
-            record.setdefault("models", {})[role] = info
-            entry = self._exec_entry(record)
-            if entry is not None:
-                entry.setdefault("models", {})[role] = info
-
-        self.update(change)
+        self._log("models", role, info)
 
     def log_loaded(self, role: str, model, requested: str) -> None:
         """Record the loaded ``model`` under ``models[role]``: what was ``requested`` and
@@ -288,26 +280,15 @@ class Run:
             raise
         finally:
             entry["seconds"] = round(time.perf_counter() - start, 3)
-            key = f"{self.notebook}/{name}" if self.notebook else name
-            saved = jsonable(entry)
-
-            def change(record):
-                record.setdefault("steps", {})[key] = saved
-                execution = self._exec_entry(record)
-                if execution is not None:
-                    execution.setdefault("steps", {})[name] = saved
-
-            self.update(change)
+            top = f"{self.notebook}/{name}" if self.notebook else name
+            self._log("steps", name, entry, top=top)
 
     # ------------------------------------------------------------------ files
 
     def _claim(self, tmp: Path, filename: str) -> Path:
-        """Give the finished file ``tmp`` the first free name of ``filename``'s family.
-
-        Called under the lock. ``os.link`` fails if the name exists, so even a writer that
-        does not take the lock cannot be overwritten; where the file system has no hard
-        links, the lock alone keeps the kit's writers apart.
-        """
+        """Give the finished file ``tmp`` the first free name of ``filename``'s family, under
+        the lock. ``os.link`` fails if the name exists, so even a writer that does not take
+        the lock cannot be overwritten (without hard links, the lock alone does it)."""
         stem, suffix = Path(filename).stem, Path(filename).suffix
         i = 0
         while True:
@@ -332,7 +313,6 @@ class Run:
         tmp = _unique_tmp(self.path, filename)
         try:
             write(tmp)
-
             digest = sha256_file(tmp)
 
             def change(record):
@@ -370,9 +350,7 @@ class Run:
 
     def save_json(self, key: str, data: Any, filename: str | None = None) -> Path:
         text = json.dumps(jsonable(data), indent=2) + "\n"
-        return self._add_file(
-            key, filename or f"{key}.json", lambda p: p.write_text(text, encoding="utf-8")
-        )
+        return self._add_file(key, filename or f"{key}.json", lambda p: write_synced(p, text))
 
     def file(self, key: str) -> Path | None:
         """Path of the newest file saved under ``key``, or ``None``."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from ..recording import activate, active_run
+from ..recording import activate, active_run, deactivate
 from .inputs import default_output_root, drive_root
 from .params import SPEC, check_params
 from .record import Run, open_or_new_run
@@ -16,22 +17,15 @@ def start(notebook: str, namespace: dict, *, echo: bool = True) -> Run:
     Call it as ``run = sdsam_nb.start("02_click_to_mask", globals())`` right after the cell
     tagged ``parameters``. It
 
-    1. takes the parameters from ``namespace`` (every name of the parameter table
-       :data:`sdsam_nb.runs.SPEC` that the notebook defines), checks them, and writes back
-       the YAML text of list / dict parameters parsed (papermill's ``-p`` passes text);
-    2. opens ``run_dir``, or starts a new run folder under ``output_root`` (empty: see
-       :func:`sdsam_nb.runs.default_output_root`; relative: to the current directory,
-       which is the notebook's folder in Jupyter), or on Google Drive with ``use_drive``;
+    1. checks the parameters in ``namespace`` (the names of :data:`sdsam_nb.runs.SPEC` the
+       notebook defines) and writes back list / dict parameters parsed from YAML text;
+    2. opens ``run_dir``, or starts a new run folder under ``output_root`` (empty:
+       :func:`sdsam_nb.runs.default_output_root`), or on Google Drive with ``use_drive``;
+       run again in the same kernel before ``run.finish()``, it goes on in the same folder;
     3. records the parameters and the device as a new execution of ``notebook``;
-    4. makes the run the active run (:mod:`sdsam_nb.recording`): until ``run.finish()``,
-       the kit's functions record each call with the arguments it actually used, so a cell
-       rerun after ``seed = 5`` is recorded with seed 5. Run again in the same kernel before
-       ``run.finish()``, the setup cell goes on in the same run folder (a new execution in
-       its ``run.json``) instead of starting another;
-    5. in IPython, marks the execution ``"failed"`` in ``run.json`` (with the error line)
-       when a later cell fails, so a run that stopped early says so; the notebook's last
-       step calls ``run.finish()``;
-    6. prints the run folder and the device.
+    4. makes the run the active run (:mod:`sdsam_nb.recording`) until ``run.finish()``;
+    5. in IPython, marks the execution ``"failed"`` when a later cell fails;
+    6. prints the run folder and the device (``echo``).
 
     Raises:
         ValueError: a parameter that is not what it must be (the message names it).
@@ -100,17 +94,11 @@ def _watch_failures(run: Run) -> None:
 
 
 def clear_kernel() -> None:
-    """Make this kernel as a new one for the next notebook of a chain (what
-    :func:`sdsam_nb.runs.chain.execute_chain` runs between two notebooks that share a
-    kernel): the kit's cell hooks (a run's failure watch, a picker's busy status) removed,
-    the figures closed, no active run, and IPython's namespace and execution count reset.
-    The imported modules stay, and with them the models they loaded: what sharing the kernel
-    is for."""
-    import sys
-
+    """Make this kernel as a new one for the next notebook of a chain
+    (:func:`sdsam_nb.runs.chain.execute_chain`): the kit's cell hooks removed, the figures
+    closed, no active run, IPython's namespace and execution count reset. The imported modules
+    stay, and with them the models they loaded: what sharing the kernel is for."""
     from IPython import get_ipython
-
-    from ..recording import deactivate
 
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
