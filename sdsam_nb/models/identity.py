@@ -34,8 +34,9 @@ def model_info(obj, requested: str) -> dict:
     * a local folder or ``"tiny"``: a sha256 over its file names and sizes plus the contents
       of its small files (configs, tokenizer, the tiny weights);
     * a SAM checkpoint: its file name and sha256 (official names carry the sha256 prefix);
-    * ``dtype``: the dtype its weights were loaded in (``"bfloat16"``, ...), for a model that
-      tells it (a diffusers pipeline, a transformers model), so that a replay loads it so.
+    * ``dtype``: the dtype it computes in (``"bfloat16"``, ...), for a model that tells it: a
+      diffusers pipeline's or transformers model's weights, a SAM predictor's image encoder
+      (:func:`sdsam_nb.load_sam`'s ``dtype``).
     """
     info: dict[str, Any] = {"requested": requested}
     known = provenance(obj) or provenance(getattr(obj, "model", None))
