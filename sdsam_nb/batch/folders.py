@@ -1,32 +1,27 @@
-"""The run folders a batch or a sweep makes in its folder: which are its own, what state each
-is in, moving one aside, and the one-line refusal for what is not its own.
+"""The run folders a batch or sweep makes in its folder: which are its own, the state of each,
+moving one aside, and the refusal for what is not its own.
 
-A batch or sweep writes :data:`MARKER` into each run folder it makes; only such folders (or,
-from before the marker, one whose ``run.json`` has a ``batch`` or ``sweep`` entry) are ever
-moved aside, never deleted. Anything else under an item's or point's name (a file, a link,
-the user's own folder) is *foreign*: never moved, renamed or written into.
+Only folders holding :data:`MARKER` (or, from before the marker, a ``run.json`` with a
+``batch`` or ``sweep`` entry) are ever moved aside, never deleted. Anything else under a job's
+name (a file, a link, the user's own folder) is *foreign*: never moved or written into.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from ..runs import RUN_JSON, open_run
 
-# the file in each run folder a batch makes: only such folders are ever moved aside
 MARKER = ".sdsam-batch"
 MARKER_TEXT = "a run folder of sdsam-nb batch or sweep: resuming it may move this folder aside"
 
 
 def make(out: Path, name: str) -> Path:
-    """Make the folder ``out/name`` holding :data:`MARKER`, atomically: made under a hidden
-    name, marked, then renamed, so that a batch killed at any moment leaves either nothing or
-    a folder it owns (and moves aside on resume).
+    """Make ``out/name`` holding :data:`MARKER`, atomically (made under a hidden name, marked,
+    renamed): a batch killed at any moment leaves nothing or a folder it owns.
 
     Raises:
         ValueError: ``out/name`` exists (something appeared there since the batch began).
@@ -44,8 +39,8 @@ def make(out: Path, name: str) -> Path:
 
 
 def owned(folder: Path, key: str = "batch") -> bool:
-    """Whether ``folder`` is a run folder a batch (or a sweep: ``key``) made: a folder, not a
-    link, holding :data:`MARKER` or a ``run.json`` with a ``key`` entry."""
+    """Whether ``folder`` is a folder (not a link) a batch or sweep made: it holds
+    :data:`MARKER` or a ``run.json`` with a ``key`` entry."""
     if folder.is_symlink() or not folder.is_dir():
         return False
     if (folder / MARKER).is_file():
@@ -58,12 +53,9 @@ def owned(folder: Path, key: str = "batch") -> bool:
 
 
 def state(folder: Path, spec: dict, key: str = "batch") -> str:
-    """``"new"`` (nothing there), ``"foreign"`` (something there that no batch made: see
-    :func:`owned`; never to be moved), ``"done"`` (finished, from ``spec``: every execution
-    done and the entry's ``seconds`` recorded, without an ``error``), ``"changed"``
-    (finished from another item, other defaults or other files) or ``"incomplete"`` (a batch's
-    folder, unfinished or failed). ``key``: where ``run.json`` keeps the spec (``"batch"``,
-    ``"sweep"``)."""
+    """``"new"`` (nothing there), ``"foreign"`` (not :func:`owned`), ``"done"`` (every
+    execution done and ``run.json``'s ``key`` entry has ``seconds``, no ``error``, and
+    ``spec``), ``"changed"`` (done from another spec) or ``"incomplete"``."""
     if not os.path.lexists(folder):
         return "new"
     if not owned(folder, key):
@@ -73,8 +65,7 @@ def state(folder: Path, spec: dict, key: str = "batch") -> str:
     try:
         run = open_run(folder)
         entry = run.record[key]
-        # done: every execution done, and the batch (sweep) recorded the item (point) complete
-        # (its seconds, after the last notebook): a kill between notebooks is not done
+        # the seconds are recorded after the last notebook: a kill between notebooks is not done
         if run.status != "done" or "seconds" not in entry or "error" in entry:
             return "incomplete"
         same = entry["spec"] == spec
@@ -96,8 +87,7 @@ def move_aside(folder: Path, kind: str) -> Path:
 
 
 def foreign(out: Path, names: list[str]) -> str:
-    """The message for item ids (or sweep points) that name something in ``out`` that no
-    batch or sweep made (the first five named)."""
+    """The message for job names that name something in ``out`` no batch or sweep made."""
     listed = ", ".join(repr(name) for name in names[:5])
     listed += f" and {len(names) - 5} more" if len(names) > 5 else ""
     return (
@@ -110,19 +100,3 @@ def refuse(out: Path, names: list[str]) -> None:
     """Raise :func:`foreign`'s message as a ``ValueError`` when ``names`` is not empty."""
     if names:
         raise ValueError(foreign(out, names))
-
-
-def replace(target: Path, write_to: Callable[[Path], object]) -> None:
-    """Write ``target`` atomically: ``write_to(tmp)`` writes a temporary file beside it, which
-    then replaces ``target`` (it is removed if writing fails)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        write_to(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def since(start: float) -> float:
-    """Seconds since ``start`` (a :func:`time.perf_counter` reading), to 0.01 s."""
-    return round(time.perf_counter() - start, 2)

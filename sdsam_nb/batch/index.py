@@ -1,31 +1,24 @@
-"""The index of a batch or sweep: one row per item (point), ``<out>/index.csv`` (and
-``index.parquet`` with pyarrow).
+"""The index of a batch or sweep, ``<out>/index.csv`` (and ``index.parquet`` with pyarrow): one
+row per item (point), rewritten atomically after every one.
 
-Columns (:data:`COLUMNS`): ``id`` (the item's id, the point's name ``p001``...);
-``status`` (``done``, ``failed``, or ``pending`` while the batch has not reached the item);
-``error`` (a failed item's one-line error); ``run_dir`` (its run folder, relative to the
-index; empty when the item failed before one was made); ``files`` (the run's files,
-``;``-separated); ``object_expansion`` (the mean over the inpainted variations; empty for
-composites) and ``object_expansion_original`` (the segmentation's own part of it, see
-:func:`sdsam_nb.score_results`); ``seconds`` (the item's wall time); ``skipped`` (``True``:
-done by an earlier pass, not redone); ``worker`` (the ``host:pid`` that ran it) and
-``peak_memory_mb`` (that process's peak resident memory when the item ended: its models
-included); then a sweep's swept parameters, a column each (text as it is, other values as
-JSON).
-
-Both files are replaced atomically (a temporary file + rename), after every item.
+Columns (:data:`COLUMNS`): ``id``; ``status`` (``done``, ``failed``, ``pending``); ``error``
+(one line); ``run_dir`` (relative; empty when no folder was made); ``files`` (``;``-separated);
+``object_expansion`` (the mean over the inpainted variations) and
+``object_expansion_original`` (see :func:`sdsam_nb.score_results`); ``seconds``; ``skipped``
+(done by an earlier pass); ``worker`` (``host:pid``) and ``peak_memory_mb`` (that process's
+peak, its models included); then a sweep's swept parameters (text as it is, else JSON).
 """
 
 from __future__ import annotations
 
 import csv
-import os
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..runs import Run
-from .folders import replace
+from ..runs.record import replace_atomically, write_synced
 
 COLUMNS = (
     "id",
@@ -40,8 +33,7 @@ COLUMNS = (
     "worker",
     "peak_memory_mb",
 )
-INDEX = "index.csv"
-PARQUET = "index.parquet"
+NUMBERS = ("object_expansion", "object_expansion_original", "seconds", "peak_memory_mb")
 
 
 def done(run: Run, name: str, *, key: str = "batch", skipped: bool) -> dict:
@@ -76,13 +68,8 @@ def row(**values) -> dict:
 
 @dataclass
 class Result:
-    """What a batch or a sweep did.
-
-    Attributes:
-        out_dir: its folder.
-        rows: one dict per item (point), in the manifest's (grid's) order: the index's rows.
-        index: the path of ``index.csv``.
-    """
+    """What a batch or a sweep did: its folder, the index's rows (in the manifest's or grid's
+    order) and the path of ``index.csv``."""
 
     out_dir: Path
     rows: list[dict]
@@ -110,39 +97,22 @@ class Result:
 
 def write(out_dir: Path, rows: list[dict], columns: Sequence[str] = ()) -> Path:
     """Write ``index.csv`` (and ``index.parquet`` when pyarrow imports) atomically:
-    :data:`COLUMNS` and then ``columns``, a line per row (``None`` an empty cell); returns
-    the CSV's path."""
+    :data:`COLUMNS`, then ``columns``; ``None`` is an empty cell. Returns the CSV's path."""
     names = [*COLUMNS, *columns]
-
-    def write_csv(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(names)
-            for r in rows:
-                writer.writerow(["" if r.get(c) is None else r[c] for c in names])
-            f.flush()
-            os.fsync(f.fileno())
-
-    target = out_dir / INDEX
-    replace(target, write_csv)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(names)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else r[c] for c in names])
+    target = out_dir / "index.csv"
+    replace_atomically(target, lambda tmp: write_synced(tmp, text.getvalue()))
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         return target
-    schema = _schema(pa, columns)
+    types = {name: pa.float64() if name in NUMBERS else pa.string() for name in names}
+    schema = pa.schema(list({**types, "skipped": pa.bool_()}.items()))
     table = pa.Table.from_pylist([{k: r.get(k) for k in names} for r in rows], schema=schema)
-    replace(out_dir / PARQUET, lambda tmp: pq.write_table(table, tmp))
+    replace_atomically(out_dir / "index.parquet", lambda tmp: pq.write_table(table, tmp))
     return target
-
-
-def _schema(pa, columns: Sequence[str]):
-    types = dict.fromkeys([*COLUMNS, *columns], pa.string())
-    types.update(
-        object_expansion=pa.float64(),
-        object_expansion_original=pa.float64(),
-        seconds=pa.float64(),
-        skipped=pa.bool_(),
-        peak_memory_mb=pa.float64(),
-    )
-    return pa.schema(list(types.items()))

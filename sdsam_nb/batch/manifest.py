@@ -1,46 +1,22 @@
-"""Batch manifests: the items of a batch, read from CSV, YAML, JSON Lines or a folder of pictures.
+"""Batch manifests: a batch's items, read from CSV, YAML, JSON Lines or a folder of pictures
+(docs/batches.md).
 
-One item is one dict (a CSV row, a YAML list entry, a JSON line):
+An item is a dict: ``id`` (its run folder's name; default its 1-based row number, or a
+picture's stem), ``image`` (relative to the manifest) or ``subject_prompt``; notebook 02's
+prompts (:data:`PROMPTS`) or ``mask`` (a file, white = subject, or ``auto``), ``auto_mask``
+(:func:`sdsam_nb.segment.auto_subject_mask`'s settings), ``method`` (``inpaint`` or
+``composite``), and any notebook parameter of :data:`sdsam_nb.runs.SPEC`. A folder of pictures
+is one item per picture, the background prompt in its ``prompt.txt``. A CSV cell is read as
+YAML 1.2 unless its parameter takes the text as it is; an empty cell is no value.
 
-=================  ==========================================================================
-key                what
-=================  ==========================================================================
-``id``             its run folder's name, ``<out>/<id>/`` (default: the item's 1-based row
-                   number; in a folder of pictures, the picture's file stem)
-``image``          a picture, relative to the manifest; or no ``image`` and a
-``subject_prompt`` (with its ``seed``): the subject is generated (notebook 01)
-``points``,        the mask from notebook 02's prompts (image pixels); or
-``box``,
-``text_prompt``,
-``clicks``
-``mask``           a mask file (white = subject, relative to the manifest), or ``auto``: SAM's
-                   automatic masks and :func:`sdsam_nb.segment.pick_subject` (the default when
-                   an item gives no mask at all)
-``auto_mask``      settings of :func:`sdsam_nb.segment.auto_subject_mask` for ``mask: auto``
-                   (``points_per_side``, ``pred_iou_thresh``, ``stability_score_thresh``...)
-``method``         ``inpaint`` (notebook 03, the default) or ``composite`` (notebook 04)
-any other          a notebook parameter of :data:`sdsam_nb.runs.SPEC` (``background_prompt``,
-                   ``seed``, ``n_variations``, ``inpaint_model``, ``edge``...), checked as the
-                   notebooks check it
-=================  ==========================================================================
-
-A folder of pictures is one item per picture (its file stem the id), with the background prompt
-in the folder's ``prompt.txt``. In a CSV file an empty cell is no value, and a cell is read as YAML
-(``[[120, 80, 1]]``, ``3``, ``true``) unless the parameter takes it as text as it is (prompts,
-``"16:9"``). Reading checks only what concerns the whole manifest (its form, the ids); each
-item's keys and values are checked when the batch reaches it (:func:`check_item`), so one bad
-item fails alone.
-
-Text is read as YAML 1.2 and JSON with :func:`sdsam_nb.runs.load_yaml` /
-:func:`sdsam_nb.runs.check_plain`'s limits (nesting, values once aliases are followed). A
-manifest file is at most :data:`MAX_BYTES` of UTF-8 text and holds 1 to :data:`MAX_ITEMS`
-items; anything else is refused, in one line, before any item runs.
+Reading checks only the whole manifest (its form, the ids, at most :data:`MAX_BYTES` of UTF-8
+text and 1 to :data:`MAX_ITEMS` items, :func:`sdsam_nb.runs.check_plain`'s limits); each item
+is checked when the batch reaches it (:func:`check_item`), so one bad item fails alone.
 """
 
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import json
 import os
@@ -49,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import SPEC, check_params, check_plain, load_yaml
+from ..runs.params import unknown_name
 from ..validate import short_repr
 
 # the keys an item has besides the notebook parameters
@@ -305,12 +282,6 @@ def _check_ids(items: list[dict], where: str) -> None:
         seen[rid] = n
 
 
-def _unknown(name: str) -> ValueError:
-    close = difflib.get_close_matches(name, [*SPEC, *ITEM_KEYS], n=3)
-    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    return ValueError(f"unknown parameter {short_repr(name)}{hint}")
-
-
 def check_item(item: dict, *, defaults: bool = False) -> dict:
     """``item``'s keys and values checked; returns them with list / dict text parsed.
 
@@ -337,7 +308,7 @@ def check_item(item: dict, *, defaults: bool = False) -> dict:
         elif name in SPEC:
             out.update(check_params(**{name: value}))
         else:
-            raise _unknown(name)
+            raise unknown_name(name, [*SPEC, *ITEM_KEYS])
     return out
 
 
@@ -363,9 +334,7 @@ def _check_own(name: str, value: Any) -> Any:
         )
     for key in value:
         if key not in AUTO_SETTINGS:
-            close = difflib.get_close_matches(str(key), AUTO_SETTINGS, n=2)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise ValueError(f"auto_mask: unknown setting {short_repr(key)}{hint}")
+            raise unknown_name(key, AUTO_SETTINGS, "auto_mask: unknown setting")
     return dict(value)
 
 

@@ -1,19 +1,18 @@
-"""What one batch item runs: which notebooks' steps, each with the parameters that notebook would
+"""What one batch item runs: which notebooks, each with the parameters that notebook would
 record for it.
 
-An item runs the steps of up to three notebooks into its run folder, as ``sdsam-nb run``
-chains them: ``01_generate_subject`` (when it has a ``subject_prompt`` instead of an
-``image``), ``02_click_to_mask`` (when its mask comes from ``points`` / ``box`` /
-``text_prompt`` / ``clicks``) and ``03_inpaint_background`` or ``04_composite_background``
-(its ``method``). Each notebook's parameters are its ``parameters`` cell's defaults, updated by
-the batch's defaults and then by the item (the names that notebook declares), checked with
-:func:`sdsam_nb.runs.check_params`: the record ``sdsam_nb.start`` writes, so that
-``sdsam-nb replay`` re-runs the item through the notebooks themselves.
+An item runs up to three notebooks into its run folder, as ``sdsam-nb run`` chains them:
+``01_generate_subject`` (a ``subject_prompt`` instead of an ``image``), ``02_click_to_mask``
+(``points`` / ``box`` / ``text_prompt`` / ``clicks``), then ``03_inpaint_background`` or
+``04_composite_background`` (its ``method``). Each notebook's parameters are its
+``parameters`` cell's defaults, updated by the batch's defaults and then by the item (the names
+that notebook declares), checked with :func:`sdsam_nb.runs.check_params`.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 import json
 import os
@@ -29,19 +28,14 @@ GENERATE = "01_generate_subject"
 CLICK = "02_click_to_mask"
 MASK_FILE = "mask.png"  # the mask a batch keeps in a new run folder (mask: auto or a file)
 NO_PROMPT = {"points": [], "box": None, "text_prompt": None, "clicks": None}
-
-AUTO_SAM = "vit_b"  # the SAM of mask="auto" unless an item names one
-
-
-def notebook_defaults(name: str) -> dict:
-    """The values notebook ``name``'s ``parameters`` cell assigns (a fresh copy each call:
-    one item's values never reach the next item's)."""
-    return json.loads(_parameters_cell(name))
+# automatic masks are segment_anything's (SamAutomaticMaskGenerator): unless the item names a
+# SAM, mask="auto" uses vit_b whatever notebook 02's click default is
+AUTO_SAM = "vit_b"
 
 
 @functools.cache
-def _parameters_cell(name: str) -> str:
-    """The parameters cell's values as JSON text (read once per process)."""
+def _notebook_defaults(name: str) -> dict:
+    """The values notebook ``name``'s ``parameters`` cell assigns (read once per process)."""
     path = kit_dir("notebooks") / f"{name}.ipynb"
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     source = next(
@@ -53,7 +47,7 @@ def _parameters_cell(name: str) -> str:
             target = node.targets[0]
             if isinstance(target, ast.Name):
                 out[target.id] = ast.literal_eval(node.value)
-    return json.dumps(out)
+    return out
 
 
 @dataclass
@@ -75,12 +69,12 @@ class Plan:
     image: Path | None
     mask: str | Path | None
     auto_mask: dict = field(default_factory=dict)
-    sam_model: str = "vit_b"
+    sam_model: str = AUTO_SAM
 
     def params_for(self, run_path: Path) -> dict[str, dict]:
         """Each notebook's parameters in run folder ``run_path``, as ``sdsam-nb run`` gives
-        them (``run_dir`` that folder, ``progress`` off); a mask the batch keeps
-        (``mask="auto"`` or a file) is read back by 03 / 04 through ``mask_path``."""
+        them (``run_dir`` that folder, ``progress`` off); 03 / 04 read a mask the batch keeps
+        through ``mask_path``."""
         out = {}
         for name, params in self.notebooks.items():
             params = {**params, "run_dir": str(run_path)}
@@ -96,9 +90,8 @@ def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
     """The :class:`Plan` of ``item`` (a manifest entry, with its ``id``).
 
     ``defaults`` are the batch's checked defaults (:func:`check_item` with ``defaults=True``,
-    paths absolute); ``base`` is what the item's relative paths are relative to. The picture's
-    header is read here (a file PIL reads, its size); its pixels are decoded once, when the
-    item runs.
+    paths absolute); ``base`` is what the item's relative paths are relative to. Only the
+    picture's header is read here.
 
     Raises:
         ValueError, FileNotFoundError: one line: a bad key or value, an unreadable picture, a
@@ -106,7 +99,6 @@ def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
     """
     given = check_item(item)
     files = input_files(given, defaults, base)
-    # the subject: the item's picture, else generated from a subject_prompt
     image = files.get("image")
     if image is not None and "subject_prompt" in given:
         raise ValueError("give image or subject_prompt, not both")
@@ -131,7 +123,7 @@ def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
     names.append(METHODS[method])
     notebooks = {}
     for name in names:
-        params = notebook_defaults(name)
+        params = copy.deepcopy(_notebook_defaults(name))  # one item's values never reach another
         params.update({k: v for k, v in spec.items() if k in params})
         if name == CLICK:
             params.update({**NO_PROMPT, **prompts})
@@ -139,8 +131,6 @@ def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
             params["image_path"] = str(image) if image is not None else ""
         notebooks[name] = check_params(**params)
     auto = {**defaults.get("auto_mask", {}), **given.get("auto_mask", {})}
-    # automatic masks are segment_anything's (SamAutomaticMaskGenerator): unless the item
-    # names a SAM, mask="auto" uses vit_b whatever notebook 02's click default is
     sam = spec.get("sam_model", AUTO_SAM)
     return Plan(str(item["id"]), notebooks, image, mask, auto, sam)
 
@@ -152,18 +142,13 @@ def input_files(item: dict, defaults: dict, base: Path) -> dict[str, Path]:
     files = {}
     image = item.get("image")
     if isinstance(image, (str, os.PathLike)) and str(image).strip():
-        files["image"] = _absolute(base, image)
+        files["image"] = (base / os.path.expanduser(image)).resolve()
     mask = item.get("mask")
     if mask is None and not any(item.get(k) not in (None, [], "") for k in PROMPTS):
         mask = defaults.get("mask")  # absolute: run_batch makes it so
     if isinstance(mask, (str, os.PathLike)) and str(mask).strip() and mask != "auto":
-        files["mask"] = _absolute(base, mask)
+        files["mask"] = (base / os.path.expanduser(mask)).resolve()
     return files
-
-
-def _absolute(base: Path, path: str | os.PathLike) -> Path:
-    """``path`` (``~`` expanded) relative to ``base``, made absolute."""
-    return (base / os.path.expanduser(path)).resolve()
 
 
 def _is_file(path: Path, name: str) -> bool:
@@ -174,12 +159,8 @@ def _is_file(path: Path, name: str) -> bool:
 
 
 def _check_picture(path: Path) -> None:
-    """``path`` is a picture PIL reads, from its header alone (nothing is decoded).
-
-    Raises:
-        FileNotFoundError: no file there.
-        ValueError: not a picture PIL reads.
-    """
+    """Raise ``FileNotFoundError`` (no file) or ``ValueError`` (not a picture PIL reads, from
+    its header)."""
     if not _is_file(path, "image"):
         raise FileNotFoundError(f"image: no image file at {str(path)!r}")
     try:

@@ -1,25 +1,10 @@
-"""A batch or sweep on Ray: its jobs (items, points) through a Ray Data actor pool, each actor
-holding the models.
+"""A batch's or sweep's jobs on a Ray Data actor pool (docs/batches.md, "On Ray").
 
-:func:`ray_rows` is what :func:`sdsam_nb.batch.runner.run_jobs` uses with ``ray=``: the jobs
-still to do go into a Ray Dataset (one job per row, one row per batch), which
-``map_batches`` sends through a pool of :class:`JobWorker` actors. An actor is one process:
-the models it loads for its first item (:data:`sdsam_nb.models.MODELS`) serve all the items it
-gets after, as in a local batch. On a cluster with GPUs each actor asks for one GPU
-(``num_gpus=1``), so the pool is one actor per GPU; without GPUs each asks for one CPU.
-
-Every actor writes its item's run folder into the batch's folder itself (on a cluster that
-folder must be on storage every node sees, e.g. NFS); the driver, where the command runs,
-only plans the batch, collects each item's index row as it comes back, writes ``index.csv``
-and shows the progress bar. An item's pictures come from its own parameters and seed, never
-from which actor ran it or when, so a batch on Ray gives the pictures of a local batch on the
-same kind of device.
-
-A worker that dies (killed, out of memory, a lost node) is replaced and its item given to an
-actor again (Ray Data's actor pools restart actors and retry their work): the item finds its
-unfinished run folder, moves it aside as ``<id>.incomplete-<time>`` and runs again. An item
-whose worker died :data:`ATTEMPTS` times in one pass is recorded as failed instead, so that one
-item that always kills its worker cannot hold the batch for ever.
+Each :class:`JobWorker` actor is one process: the models it loads for its first job serve the
+others, as in a local batch, and it writes its jobs' run folders itself (on a cluster, ``-o``
+must be storage every node sees); the driver collects the index rows. With GPUs each actor asks
+for one. A worker that dies is replaced and its job retried (Ray Data's actor pools do it): the
+job moves its unfinished folder aside and runs again, or fails after :data:`ATTEMPTS` deaths.
 """
 
 from __future__ import annotations
@@ -34,12 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .jobs import Jobs
-
 INSTALL = 'pip install "sdsam-nb[ray]"'
-ATTEMPTS = 3  # an item whose worker died this many times in one pass fails instead
-
-
+ATTEMPTS = 3  # a job whose worker died this many times in one pass fails instead
 # Ray's switch between a single-machine instance on the loopback address and a cluster node
 # on the machine's network address (read when ray is imported)
 LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -49,7 +30,7 @@ def import_ray(address: str | None = None):
     """``ray`` (and ``ray.data``), or a ``ValueError`` that says how to install it.
 
     With ``address="local"`` and ray not imported yet, the instance this process starts
-    listens on the loopback address only (127.0.0.1): nothing outside the machine reaches it.
+    listens on 127.0.0.1 only.
     """
     if address == "local" and "ray" not in sys.modules:
         os.environ.setdefault(LOOPBACK, "0")
@@ -64,19 +45,25 @@ def import_ray(address: str | None = None):
     return ray
 
 
-class JobWorker:
-    """One actor of the pool: runs the jobs it is given (:meth:`Jobs.run_one`), in its own
-    process.
+def check_ray(address: str, workers: int | None):
+    """``ray``, once ``workers`` is checked.
 
-    Args:
-        jobs: the batch's (sweep's) jobs.
-        out: its folder.
-        threads: torch's CPU threads in this actor (``None``: as Ray set them).
-        since: when this pass began (:func:`time.time`): the unfinished attempts made since
-            then are the ones whose worker died.
+    Raises:
+        ValueError: one line: ``workers`` is not a whole number >= 1, or Ray is missing.
     """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise ValueError(f"workers must be a whole number, not {workers!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    return import_ray(address)
 
-    def __init__(self, jobs: Jobs, out: str, threads: int | None, since: float):
+
+class JobWorker:
+    """One actor of the pool: runs the jobs (a :class:`~sdsam_nb.batch.runner.Jobs`) it is given
+    into ``out``, with ``threads`` torch CPU threads (``None``: as Ray set them); ``since``
+    (:func:`time.time`) is when this pass began."""
+
+    def __init__(self, jobs, out: str, threads: int | None, since: float):
         if threads:
             torch.set_num_threads(threads)
         self.jobs, self.out, self.since = jobs, Path(out), since
@@ -108,43 +95,22 @@ class JobWorker:
 
 
 def ray_rows(
-    jobs: Jobs,
-    todo: list[str],
-    out: Path,
-    *,
-    address: str = "local",
-    workers: int | None = None,
+    jobs, todo: list[str], out: Path, *, address: str = "local", workers: int | None = None
 ) -> Iterator[dict]:
     """Run the jobs named ``todo`` on Ray; yield each one's index row as it finishes (in any
     order).
 
-    ``address``: ``"local"`` joins the Ray instance this process already started
-    (``ray.init``) or starts one on this machine and stops it at the end; ``"auto"`` joins the
-    cluster running here (``ray start --head``); anything else is a cluster's address
-    (``ray://host:10001`` or ``host:6379``).
+    ``address``: ``"local"`` joins the Ray instance this process started or starts one here
+    (stopped at the end); ``"auto"`` joins the cluster running here; anything else is a
+    cluster's address (``ray://host:10001``, ``host:6379``).
 
     Raises:
-        ValueError: Ray is not installed, ``workers`` is not a positive number, or the
-            cluster cannot be reached.
+        ValueError: as :func:`check_ray`, or the cluster cannot be reached.
     """
     ray = check_ray(address, workers)
-    return _rows(ray, jobs, todo, out, address, workers)
-
-
-def check_ray(address: str, workers: int | None):
-    """``ray``, once ``workers`` is checked; ``ValueError`` (one line) when it is wrong or
-    Ray is not installed."""
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
-        raise ValueError(f"workers must be a whole number, not {workers!r}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, not {workers}")
-    return import_ray(address)
-
-
-def _rows(ray, jobs: Jobs, todo: list[str], out: Path, address, workers) -> Iterator[dict]:
     if not todo:
         return
-    started = connect(ray, address, workers)
+    started = _connect(ray, address, workers)
     try:
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
@@ -153,10 +119,7 @@ def _rows(ray, jobs: Jobs, todo: list[str], out: Path, address, workers) -> Iter
         # tasks need one free, or the batch waits for ever (a 2-CPU instance, 2 actors).
         each = {"num_cpus": min(1.0, max(cpus - 1, 0.1) / size)}
         if gpus:
-            each["num_gpus"] = 1  # the pool: one actor per GPU
-        # torch's CPU results depend on its thread count (the order of its sums): each actor
-        # uses the threads a local batch here uses, so that its pictures are the same bits
-        threads = torch.get_num_threads()
+            each["num_gpus"] = 1
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the batch has its own
         context.execution_options.preserve_order = False
@@ -169,7 +132,9 @@ def _rows(ray, jobs: Jobs, todo: list[str], out: Path, address, workers) -> Iter
             fn_constructor_kwargs={
                 "jobs": jobs,
                 "out": str(out),
-                "threads": threads,
+                # torch's CPU sums depend on its thread count: an actor uses a local batch's,
+                # so that its pictures are the same bits
+                "threads": torch.get_num_threads(),
                 "since": time.time(),
             },
             batch_size=1,
@@ -183,16 +148,15 @@ def _rows(ray, jobs: Jobs, todo: list[str], out: Path, address, workers) -> Iter
             ray.shutdown()
 
 
-def connect(ray, address: str, workers: int | None) -> bool:
+def _connect(ray, address: str, workers: int | None) -> bool:
     """Join or start Ray; ``True`` when this call started an instance (to stop it after)."""
     if ray.is_initialized():
         return False
-    quiet = {"include_dashboard": False, "log_to_driver": True, "logging_level": "WARNING"}
     if address == "local":
-        # a logical CPU more than the pool takes: with every CPU held by an actor, Ray Data's
-        # own tasks would wait for ever (logical CPUs may exceed the cores)
+        # a logical CPU more than the pool takes (logical CPUs may exceed the cores)
         cpus = max(os.cpu_count() or 1, (workers or 2) + 1)
-        ray.init(num_cpus=cpus, **quiet)
+        quiet = {"include_dashboard": False, "logging_level": "WARNING"}
+        ray.init(num_cpus=cpus, log_to_driver=True, **quiet)
         return True
     try:
         ray.init(address=address, logging_level="WARNING", log_to_driver=True)

@@ -1,49 +1,143 @@
-"""Run a batch's items or a sweep's points (:class:`~sdsam_nb.batch.jobs.Jobs`), each into its
-own run folder, models loaded once, resumable: one runner for both.
+"""The one runner of batches and sweeps: each job (a batch's item, a sweep's point) into its
+own run folder ``<out>/<name>/``, here or on Ray (:mod:`.ray_pool`), resumable;
+``<out>/index.csv`` lists them (:mod:`.index`).
 
-``<out>/<name>/`` is a job's run folder, the layout the notebooks write (``run.json`` with one
-execution per notebook, the pictures), plus its entry (``batch`` or ``sweep``) in ``run.json``:
-what it was made from, its seconds, the worker, and the error and traceback of a failed job.
-``<out>/index.csv`` lists every job (:mod:`sdsam_nb.batch.index`).
-
-The models are loaded once per process: the notebooks call :func:`sdsam_nb.load_sd`,
-:func:`sdsam_nb.load_sam` and the text detector, which keep what they loaded
-(:data:`sdsam_nb.models.MODELS`); the first job that needs a model pays for loading it.
-
-Resume: running again into the same folder skips each job whose run folder is done
-(``run.status == "done"``) and was made from the same spec (for a batch item: the item, the
-defaults and the sha256 of its picture and mask file; for a sweep point: the notebook and its
-parameters). Any other run folder the batch made under the job's name is moved aside, never
-deleted: an unfinished or failed one to ``<name>.incomplete-<time>``, a finished one made from
-another spec to ``<name>.previous-<time>``; the job then runs again. A run's pictures depend on
-its own parameters (its ``seed``) alone, never on its position, so a subset or a reordered
-manifest gives the same pictures per item.
-
-The run folders a batch or sweep makes hold a :data:`~sdsam_nb.batch.folders.MARKER` file,
-written as each is made (a folder whose ``run.json`` has a ``batch`` or ``sweep`` entry, from
-before the marker, counts too). Anything else under a job's name in the folder (a file, a
-link, the user's own folder) is never moved, renamed or written into: the run refuses to
-start, naming them (:mod:`sdsam_nb.batch.folders`).
+The models load once per process (the notebooks' loaders keep them in
+:data:`sdsam_nb.models.MODELS`). Resume (docs/batches.md): a job whose folder is done from the
+same spec is skipped; another folder the runner made under its name is moved aside
+(``<name>.incomplete-<time>``, ``<name>.previous-<time>``: :mod:`.folders`) and the job runs
+again; anything else there stops the run before it writes. A failing job is recorded in its
+``run.json`` entry (:attr:`Jobs.key`) and its index row, never raised: the others go on.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from ..runs import ensure_folder, open_run
-from . import index
-from .folders import owned, refuse, state
+from ..runs import Run, ensure_folder, new_run, open_run
+from ..runs.chain import one_line
+from . import folders, index
 from .index import Result
-from .jobs import Jobs
 from .ray_pool import check_ray, ray_rows
 
-LOCK = ".batch.lock"
+
+class Jobs:
+    """The jobs of one batch or sweep (subclasses: the batch's items, the sweep's points).
+
+    Attributes:
+        key: ``"batch"`` or ``"sweep"``: the entry of ``run.json`` that holds a job's spec,
+            seconds and worker, and the word the messages use.
+        unit: what one job is called (``"item"``, ``"point"``).
+        names: the jobs' names (their run folders' names), in order.
+        specs: name -> what the job's run is made from (compared on resume).
+        columns: the index's columns after :data:`index.COLUMNS` (a sweep's swept names).
+    """
+
+    key = "batch"
+    unit = "item"
+    columns: tuple[str, ...] = ()
+
+    def __init__(self, names: list[str], specs: dict[str, dict]):
+        self.names, self.specs = list(names), specs
+
+    def prepare(self, name: str):
+        """What :meth:`execute` needs, checked before a run folder is made."""
+        return None
+
+    def entry(self, name: str) -> dict:
+        """The job's ``run.json`` entry besides its spec and worker."""
+        return {}
+
+    def execute(self, name: str, run: Run, prepared, before_done) -> None:
+        """Run job ``name`` into ``run``; ``before_done()`` after its last notebook."""
+        raise NotImplementedError
+
+    def values(self, name: str) -> dict:
+        """The job's cells of :attr:`columns`."""
+        return {}
+
+    def row(self, name: str, **values) -> dict:
+        return index.row(id=name, **self.values(name), **values)
+
+    def done_row(self, run: Run, name: str, *, skipped: bool) -> dict:
+        return {**index.done(run, name, key=self.key, skipped=skipped), **self.values(name)}
+
+    def run_one(self, name: str, out: Path, state: str | None = None) -> dict:
+        """Run job ``name`` into ``out/<name>/``; its index row (a failure is recorded there,
+        never raised).
+
+        ``state``: the job's folder as the runner found it (:func:`folders.state`); ``None``
+        (a Ray worker) looks again, so that a job retried after its worker died moves its own
+        unfinished attempt aside, and one that had finished is not run again.
+        """
+        spec = self.specs[name]
+        if state is None:
+            state = folders.state(out / name, spec, key=self.key)
+        if state == "done":
+            return self.done_row(open_run(out / name), name, skipped=False)
+        start = time.perf_counter()
+
+        def failed(error: str) -> dict:
+            return self.row(name, status="failed", error=error, seconds=since(start))
+
+        if state == "foreign":  # appeared since the batch was planned: left alone
+            return failed(f"ValueError: {folders.foreign(out, [name])}")
+        try:
+            prepared = self.prepare(name)
+        except Exception as exc:  # a bad job: recorded, no run folder, the others go on
+            return failed(one_line(exc))
+        if state != "new":
+            kind = "previous" if state == "changed" else "incomplete"
+            moved = folders.move_aside(out / name, kind)
+            why = "made with other settings" if state == "changed" else "unfinished or failed"
+            note = f"{name}: the earlier run was {why}; it is now {moved.name}"
+            tqdm.write(note, file=sys.stderr)
+        try:  # with its marker: the batch owns the folder from its first moment
+            run = new_run(out, run_id=folders.make(out, name).name, made=True)
+        except (OSError, ValueError) as exc:  # something appeared there since: left alone
+            return failed(one_line(exc))
+        # the worker (host:pid) from the start: a running job says which process runs it
+        run.set(self.key, {**self.entry(name), "spec": spec, "worker": worker()["worker"]})
+
+        def seconds() -> None:  # recorded before the run reads done: nothing changes it after
+            took = since(start)
+            run.update(lambda r: r[self.key].update(seconds=took, **worker()))
+
+        try:
+            self.execute(name, run, prepared, seconds)
+        except Exception as exc:  # recorded in run.json and the index; the others go on
+            line, trace, where = one_line(exc), traceback.format_exc(), worker()
+            took = since(start)
+            entry = {"error": line, "traceback": trace, "seconds": took, **where}
+            run.update(lambda r: r[self.key].update(entry))
+            return self.row(name, status="failed", error=line, run_dir=name, seconds=took, **where)
+        return self.done_row(run, name, skipped=False)
+
+
+def worker() -> dict:
+    """Which process ran the job (``host:pid``) and its peak memory so far (MB): a process's
+    models stay loaded, so the peak is the worker's, not the job's own."""
+    found = {"worker": f"{socket.gethostname()}:{os.getpid()}", "peak_memory_mb": None}
+    try:
+        import resource
+    except ImportError:  # Windows: no peak memory
+        return found
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
+    found["peak_memory_mb"] = round(peak / (2**20 if sys.platform == "darwin" else 2**10))
+    return found
+
+
+def since(start: float) -> float:
+    """Seconds since ``start`` (a :func:`time.perf_counter` reading), to 0.01 s."""
+    return round(time.perf_counter() - start, 2)
 
 
 def run_jobs(
@@ -59,14 +153,11 @@ def run_jobs(
     Args:
         jobs: a batch's items or a sweep's points.
         out_dir: the folder (created). Run again into it to resume.
-        progress: a tqdm progress bar on stderr (done, failed, jobs per minute, time left);
-            without it a line per job done.
-        ray: ``None`` runs the jobs here, one after the other. Else they run on Ray
-            (:mod:`sdsam_nb.batch.ray_pool`): ``"local"`` a Ray instance on this machine (or
-            the one this process already joined), ``"auto"`` the running cluster, or a
-            cluster's address. Needs the ``ray`` extra.
-        workers: with ``ray``, the actor pool's size (default: one per GPU of the cluster,
-            else 2 CPU workers).
+        progress: a tqdm progress bar on stderr; without it a line per job done.
+        ray: ``None`` runs the jobs here, one after the other; else on a Ray actor pool
+            (:mod:`.ray_pool`, the ``ray`` extra): ``"local"`` (this machine), ``"auto"`` (the
+            cluster running here) or a cluster's address.
+        workers: with ``ray``, the pool's size (default: one per GPU, else 2).
 
     Raises:
         ValueError: one line, before anything is written: another batch or sweep writing
@@ -74,12 +165,12 @@ def run_jobs(
             a bad pool size.
     """
     out = Path(os.path.expanduser(out_dir)).resolve()
-    taken = [n for n in jobs.names if os.path.lexists(out / n) and not owned(out / n, jobs.key)]
-    refuse(out, taken)
-    if ray is not None:  # Ray's absence or a bad pool size: said before anything is written
+    taken = [n for n in jobs.names if os.path.lexists(out / n)]
+    folders.refuse(out, [n for n in taken if not folders.owned(out / n, jobs.key)])
+    if ray is not None:
         check_ray(ray, workers)
     out = ensure_folder(out, name="-o")
-    lock = FileLock(str(out / LOCK))
+    lock = FileLock(str(out / ".batch.lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -93,8 +184,8 @@ def run_jobs(
 
 
 def _run(jobs: Jobs, out: Path, progress: bool, ray: str | None, workers: int | None) -> Result:
-    states = {name: state(out / name, jobs.specs[name], key=jobs.key) for name in jobs.names}
-    refuse(out, [name for name, found in states.items() if found == "foreign"])
+    states = {n: folders.state(out / n, jobs.specs[n], key=jobs.key) for n in jobs.names}
+    folders.refuse(out, [name for name, found in states.items() if found == "foreign"])
     rows = {}
     for name in jobs.names:
         if states[name] == "done":

@@ -1,22 +1,9 @@
 """Sweeps: one notebook over the cartesian grid of some of its parameters, one run folder per
-point, through the runner batches use (:func:`sdsam_nb.batch.runner.run_jobs`): here one point
-after the other, or on a Ray actor pool.
+point (``OUT/p001``...), through the batches' runner (docs/batches.md, "Sweeps").
 
-``sdsam-nb sweep NOTEBOOK -p seed 1 2 3 -p guidance 5 7.5 -o OUT`` (or :func:`run_sweep`)
-executes the notebook once per point of the grid (here 3 x 2 = 6) into ``OUT/<point>/``, a run
-folder like any other (``sdsam-nb replay`` replays it), and lists the points in
-``OUT/index.csv``: the batch's columns (``id`` is the point's name), then one column per swept
-parameter.
-
-A point is its values and the fixed parameters; its folder is named after its position in
-the grid (``p001``...). Running a sweep again into the same folder skips the points done with
-the same values and redoes the others, moving their old folders aside (``<point>.incomplete-*``
-or ``.previous-*``), never deleting them.
-
-Each point runs the notebook's own cells in this process (or a Ray actor's), as a batch item
-does (:func:`sdsam_nb.runs.chain.execute_here`): the models stay loaded from one point to the
-next. The notebooks' pictures depend on their parameters and seeds alone, so a point gives the
-same pictures here and on Ray, on the same kind of device.
+Each point runs the notebook's own cells in this process or a Ray actor's
+(:func:`sdsam_nb.runs.chain.execute_here`), the models loaded once; ``OUT/index.csv`` has the
+batch's columns, then one per swept parameter.
 """
 
 from __future__ import annotations
@@ -29,8 +16,7 @@ from ..runs import Run, jsonable
 from ..runs.chain import absolute_paths, declared, execute_here
 from ..validate import short_repr
 from .index import Result
-from .jobs import Jobs
-from .runner import run_jobs
+from .runner import Jobs, run_jobs
 
 MAX_POINTS = 10_000  # a sweep's grid at most: a larger one is refused before it is built
 
@@ -63,13 +49,8 @@ def grid(values: dict[str, list]) -> list[dict]:
 
 
 class Points(Jobs):
-    """A sweep's points as the runner's jobs (named ``p001``...).
-
-    Args:
-        notebook: the notebook's name.
-        points: the grid's points (name -> value).
-        fixed: the parameters every point gets (a point's own values win).
-    """
+    """A sweep's points as the runner's jobs (named ``p001``...): ``notebook`` with ``fixed``
+    and each point's values (which win)."""
 
     key, unit = "sweep", "point"
 
@@ -78,8 +59,7 @@ class Points(Jobs):
         width = max(3, len(str(len(points))))
         self.points = {f"p{i:0{width}d}": point for i, point in enumerate(points, 1)}
         # relative paths: to the current directory here, not to a worker's
-        self.params = {name: absolute_paths({**fixed, **point})
-                       for name, point in self.points.items()}  # fmt: skip
+        self.params = {name: absolute_paths({**fixed, **p}) for name, p in self.points.items()}
         specs = {
             name: json.loads(json.dumps(jsonable({"notebook": notebook, "params": params})))
             for name, params in self.params.items()
@@ -95,7 +75,11 @@ class Points(Jobs):
         before_done()
 
     def values(self, name: str) -> dict:
-        return {n: _cell(v) for n, v in self.points[name].items()}
+        """A swept value in the index: text as it is, anything else as JSON."""
+        return {
+            n: v if isinstance(v, str) else json.dumps(jsonable(v))
+            for n, v in self.points[name].items()
+        }
 
 
 def run_sweep(
@@ -109,16 +93,12 @@ def run_sweep(
     progress: bool = True,
 ) -> Result:
     """Run ``notebook`` (its name, e.g. ``"01_generate_subject"``) once per point of the grid
-    of ``values`` into ``out_dir/p001``, ``p002``...; write ``out_dir/index.csv``.
+    of ``values`` (:func:`grid`) into ``out_dir/p001``, ``p002``...; write
+    ``out_dir/index.csv``. A point that fails is recorded with its one-line error.
 
     Args:
-        values: parameter name -> the values to sweep (:func:`grid`).
         fixed: parameters every point gets (a point's own values win).
-        ray, workers, progress: as :func:`sdsam_nb.batch.runner.run_jobs` takes them:
-            ``None`` runs the points here, one after the other; ``"local"``, ``"auto"`` or an
-            address runs them on a Ray actor pool of ``workers`` actors.
-
-    A point whose notebook fails is recorded with its one-line error; the sweep goes on.
+        ray, workers, progress: as :func:`sdsam_nb.batch.runner.run_jobs` takes them.
 
     Raises:
         ValueError: a bad grid, a name the notebook does not declare or one a point cannot
@@ -131,11 +111,5 @@ def run_sweep(
             raise ValueError(f"{name}: {notebook} has no such parameter")
         if name in ("run_dir", "progress"):
             raise ValueError(f"{name}: each point makes its own run folder: it cannot be swept")
-    points = grid(values)
-    return run_jobs(Points(notebook, points, fixed or {}), out_dir, progress=progress, ray=ray,
-                    workers=workers)  # fmt: skip
-
-
-def _cell(value) -> str:
-    """A swept value in the index: text as it is, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(jsonable(value))
+    jobs = Points(notebook, grid(values), fixed or {})
+    return run_jobs(jobs, out_dir, progress=progress, ray=ray, workers=workers)
