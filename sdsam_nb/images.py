@@ -23,9 +23,8 @@ MIN_SIDE = 64
 
 MAX_PIXELS = 50_000_000
 """The largest picture (width x height) the kit takes or makes by default: 50 megapixels,
-e.g. 8660x5773 or a 7071x7071 square. An RGB picture that size is 150 MB; the steps that work
-on it (feathering, matting, resizing, float copies) need ten to twenty times that, which a
-notebook machine with 16 GB still has. ``$SDSAM_MAX_PIXELS`` changes it (:func:`max_pixels`)."""
+e.g. 8660x5773 (150 MB as RGB; the steps on it need ten to twenty times that).
+``$SDSAM_MAX_PIXELS`` changes it (:func:`max_pixels`)."""
 ENV_MAX_PIXELS = "SDSAM_MAX_PIXELS"
 
 

@@ -1,17 +1,12 @@
 """The salient-object-aware ControlNet of *Salient Object-Aware Background Generation using
 Text-Guided Diffusion Models* (CVPR 2024 workshops): :func:`salient_inpainting`.
 
-The checkpoint (:data:`SALIENT_BG`) is SD 2 inpainting plus a ControlNet conditioned on the
-background mask. It is assembled from its component folders (``controlnet``, ``unet``,
-``vae``, ``text_encoder``, ``tokenizer``, ``scheduler``), each loaded with its own diffusers or
-transformers class; no code from the hub runs. ``"tiny"`` is the built-in replica
-(:mod:`sdsam_nb.models.tiny.salient`).
-
-Why :class:`SalientInpaintPipeline` and not diffusers' ``StableDiffusionControlNetInpaintPipeline``
-as is: the checkpoint's ControlNet was initialised from the 9-channel inpainting UNet and takes
-the UNet's own input (latents, mask, masked-picture latents), as the authors' pipeline feeds
-it; diffusers' pipeline feeds a ControlNet only the 4 latent channels and fails on it
-(diffusers issue #4374). The subclass changes nothing else.
+The checkpoint (:data:`SALIENT_BG`; ``"tiny"``: :mod:`sdsam_nb.models.tiny.salient`) is SD 2
+inpainting plus a ControlNet conditioned on the background mask, assembled from its component
+folders, each loaded with its own diffusers or transformers class (no code from the hub runs).
+Its ControlNet takes the inpainting UNet's 9 input channels, which diffusers'
+``StableDiffusionControlNetInpaintPipeline`` does not feed it (diffusers issue #4374):
+:class:`SalientInpaintPipeline` does, and changes nothing else.
 """
 
 from __future__ import annotations

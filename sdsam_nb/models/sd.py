@@ -282,12 +282,8 @@ def _dedicated(pipe, cls, model: str, name: str):
 def _components_for(pipe, cls, model: str, name: str, progress: bool, kwargs: dict) -> dict:
     """The components of checkpoint ``model`` that can be handed to ``cls.from_pretrained``:
     ``pipe``'s own module where the checkpoint's is the same class, configuration and
-    weights (so it is held once), else the checkpoint's, loaded here once.
-
-    Each candidate is loaded as ``from_pretrained`` would load it (same variant, cast to the
-    same dtype) and compared tensor by tensor with ``pipe``'s; the copy is dropped when they
-    are equal. Loading therefore costs what it did; memory afterwards holds one copy.
-    """
+    weights (so it is held once: each candidate is loaded as ``from_pretrained`` would and
+    compared tensor by tensor), else the checkpoint's, loaded here once."""
     index = cls.load_config(_resolve_sd(model, name)[0])
     out = {}
     for sub in SHAREABLE:

@@ -177,10 +177,8 @@ def auto_subject_mask(
             ``segment_anything.SamAutomaticMaskGenerator`` (the predictor's own image state
             is left untouched).
         image: ``PIL.Image`` / ``HxWx3 uint8`` RGB / path.
-        points_per_side: the prompt grid is ``points_per_side**2`` points. SAM's default is
-            32 (1024 decoder prompts); 16 (256) is 4x cheaper on the decoder and still finds
-            anything bigger than ``min_frac`` of the picture, which is all a subject can be.
-            Raise it for small or thin subjects.
+        points_per_side: the prompt grid is ``points_per_side**2`` points (SAM's default 32;
+            16 is 4x cheaper and finds anything above ``min_frac``). Raise it for thin subjects.
         points_per_batch: prompts decoded at once (memory vs. speed).
         pred_iou_thresh, stability_score_thresh: SAM's own quality filters (its defaults);
             0 keeps every proposal.

@@ -188,15 +188,10 @@ def sam3_instances(image: Image.Image, text: str, *, detector, predictor, **sett
 
 @dataclass(frozen=True)
 class TextMethod:
-    """One way from a phrase to masks.
-
-    ``find(image RGB PIL, text, *, detector, predictor, box_threshold, text_threshold,
-    max_boxes) -> (boxes, labels, scores, source, masks_for)``: XYXY image-pixel boxes clipped
-    to the image (empty ones dropped), best first, at most ``max_boxes``, and
-    ``masks_for(used)``, the ``NxHxW bool`` masks of the boxes at the indices ``used``.
-    ``load(model, device=)`` loads its detector (a
-    :data:`~sdsam_nb.models.detectors.Detector` callable); ``default_model`` is what ``load``
-    gets by default.
+    """One way from a phrase to masks: ``find(image RGB PIL, text, *, detector, predictor,
+    box_threshold, text_threshold, max_boxes) -> (boxes, labels, scores, source, masks_for)``
+    (checked XYXY boxes, best first; ``masks_for(used)``: ``NxHxW bool`` masks of the boxes at
+    indices ``used``), ``load(model, device=)`` (its :data:`Detector`) and its default model.
     """
 
     find: Callable

@@ -1,17 +1,9 @@
 """Background methods: how the background around a subject is repainted, behind one call.
 
-:func:`sdsam_nb.inpaint_background` asks :func:`method_for` for the method its ``model``
-argument names and then calls that method's pipeline with the picture, the repaint mask
-(white = repaint) and the method's own extra inputs. A method has
-
-* ``name``: what ``run.json`` and the scores call it;
-* ``pipeline(pipe)``: a diffusers inpainting pipeline on the device, dtype and sampler of
-  the text-to-image ``pipe`` from :func:`sdsam_nb.load_sd`;
-* ``inputs(image, mask_image)``: extra keyword arguments for that pipeline's call (none for
-  plain inpainting; a ControlNet's control image, for example).
-
-Adding a method is one new file here with such a class and one entry in :data:`METHODS`
-(by name) or :data:`KNOWN_CHECKPOINTS` (by model id).
+:func:`sdsam_nb.inpaint_background` calls the pipeline of the :class:`BackgroundMethod` its
+``model`` names (:func:`method_for`) with the picture, the repaint mask (white = repaint) and
+the method's own inputs. Adding a method is one new file here with such a class and one entry
+in :data:`METHODS` (by name) or :data:`KNOWN_CHECKPOINTS` (by model id).
 """
 
 from __future__ import annotations
@@ -27,6 +19,11 @@ from .salient import SALIENT_BG, SalientControlNet
 
 
 class BackgroundMethod(Protocol):
+    """``name``: what ``run.json`` and the scores call it; ``pipeline(pipe)``: a diffusers
+    inpainting pipeline on the device, dtype and sampler of the text-to-image ``pipe``;
+    ``inputs(image, mask_image)``: extra keyword arguments for its call (e.g. a ControlNet's
+    control image)."""
+
     name: str
 
     def pipeline(self, pipe) -> Any: ...
