@@ -154,30 +154,23 @@ class Run:
             return None
         return record.setdefault("executions", [])[self.execution]
 
-    def _log(self, section: str, key: str, value: Any, top: str | None = None) -> None:
-        """Record ``value`` under ``section`` of the record (as ``top``, default ``key``) and
-        of this execution (as ``key``)."""
+    def _log(self, section: str | None, key: str, value: Any, top: str | None = None) -> None:
+        """Record ``value`` (JSON-safe) as ``key`` in ``section`` of the record (as ``top``
+        there, when given; at the top for ``section=None``) and of this execution (its
+        ``values`` for ``section=None``)."""
         value = jsonable(value)
 
         def change(record):
-            record.setdefault(section, {})[top or key] = value
+            (record.setdefault(section, {}) if section else record)[top or key] = value
             entry = self._exec_entry(record)
             if entry is not None:
-                entry.setdefault(section, {})[key] = value
+                entry.setdefault(section or "values", {})[key] = value
 
         self.update(change)
 
     def set(self, key: str, value: Any) -> None:
         """Record ``value`` under ``key`` (JSON-safe), also in this execution's ``values``."""
-        value = jsonable(value)
-
-        def change(record):
-            record[key] = value
-            entry = self._exec_entry(record)
-            if entry is not None:
-                entry.setdefault("values", {})[key] = value
-
-        self.update(change)
+        self._log(None, key, value)
 
     def log_params(self, notebook: str, params: dict) -> int:
         """Start an execution of ``notebook``: append an entry (its parameters, device, status
