@@ -26,12 +26,20 @@ ATTEMPTS = 3  # a job whose worker died this many times in one pass fails instea
 LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
-def import_ray(address: str | None = None):
-    """``ray`` (and ``ray.data``), or a ``ValueError`` that says how to install it.
+def import_ray(address: str | None = None, workers: int | None = None):
+    """``ray`` (and ``ray.data``), once ``workers`` (the pool's size, if given) is checked.
 
     With ``address="local"`` and ray not imported yet, the instance this process starts
     listens on 127.0.0.1 only.
+
+    Raises:
+        ValueError: one line: ``workers`` is not a whole number >= 1, or Ray is not installed
+            (saying how to install it).
     """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise ValueError(f"workers must be a whole number, not {workers!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     if address == "local" and "ray" not in sys.modules:
         os.environ.setdefault(LOOPBACK, "0")
     try:
@@ -43,19 +51,6 @@ def import_ray(address: str | None = None):
             '(or pip install "ray[data]")'
         ) from None
     return ray
-
-
-def check_ray(address: str, workers: int | None):
-    """``ray``, once ``workers`` is checked.
-
-    Raises:
-        ValueError: one line: ``workers`` is not a whole number >= 1, or Ray is missing.
-    """
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
-        raise ValueError(f"workers must be a whole number, not {workers!r}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, not {workers}")
-    return import_ray(address)
 
 
 class JobWorker:
@@ -105,9 +100,9 @@ def ray_rows(
     cluster's address (``ray://host:10001``, ``host:6379``).
 
     Raises:
-        ValueError: as :func:`check_ray`, or the cluster cannot be reached.
+        ValueError: as :func:`import_ray`, or the cluster cannot be reached.
     """
-    ray = check_ray(address, workers)
+    ray = import_ray(address, workers)
     if not todo:
         return
     started = _connect(ray, address, workers)

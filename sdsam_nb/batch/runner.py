@@ -26,7 +26,7 @@ from ..runs import Run, ensure_folder, new_run, open_run
 from ..runs.chain import one_line
 from . import folders, index
 from .index import Result
-from .ray_pool import check_ray, ray_rows
+from .ray_pool import import_ray, ray_rows
 
 
 class Jobs:
@@ -168,7 +168,7 @@ def run_jobs(
     taken = [n for n in jobs.names if os.path.lexists(out / n)]
     folders.refuse(out, [n for n in taken if not folders.owned(out / n, jobs.key)])
     if ray is not None:
-        check_ray(ray, workers)
+        import_ray(ray, workers)
     out = ensure_folder(out, name="-o")
     lock = FileLock(str(out / ".batch.lock"))
     try:
