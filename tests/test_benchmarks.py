@@ -233,6 +233,7 @@ def test_end_to_end_cpu_mode_is_full_size_and_reports_ratios_only():
         "peak_ours": None,
         "peak_naive": None,
         "unet_dtype": cfg["dtype"],
+        "sam_dtype": "bfloat16",
         "other_cpu_share": {"ours": 0.02, "naive": 0.03},
         "notes": [],
     }
