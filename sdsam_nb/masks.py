@@ -43,24 +43,14 @@ def _inside_distance(mask: np.ndarray) -> np.ndarray:
 
 
 def fill_holes(mask) -> np.ndarray:
-    """``mask`` with every hole filled (False regions not connected to the picture's border).
-
-    Returns:
-        ``HxW bool``.
-    """
+    """``mask`` (``HxW bool``) with every hole filled: False regions not connected to the
+    picture's border."""
     return ndimage.binary_fill_holes(to_mask(mask))
 
 
 def remove_small(mask, min_area: int) -> np.ndarray:
-    """``mask`` without its islands of fewer than ``min_area`` pixels (8-connected).
-
-    Args:
-        mask: ``HxW`` mask.
-        min_area: the smallest island kept, in pixels; ``0`` or ``1`` keeps everything.
-
-    Returns:
-        ``HxW bool``.
-    """
+    """``mask`` (``HxW bool``) without its islands (8-connected) of fewer than ``min_area``
+    pixels; ``0`` or ``1`` keeps everything."""
     m = to_mask(mask)
     if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
         raise ValueError(f"min_area must be an integer number of pixels >= 0, got {min_area!r}")
@@ -79,10 +69,7 @@ def grow(mask, px: float) -> np.ndarray:
     A pixel is added when its centre lies within ``px`` (Euclidean) of the centre of a mask
     pixel: the same as a dilation with a disk of radius ``px``. ``grow(m, 1)`` adds the
     4-neighbours; ``grow(m, 2)`` turns a 10x10 square into a 14x14 one less 3 pixels at each
-    corner (184 pixels).
-
-    Returns:
-        ``HxW bool``; an empty mask stays empty.
+    corner (184 pixels). Returns ``HxW bool``; an empty mask stays empty.
     """
     m = to_mask(mask)
     px = check_pixels(px, "px")
@@ -98,10 +85,8 @@ def shrink(mask, px: float) -> np.ndarray:
     background.
 
     A pixel stays when its centre is more than ``px`` (Euclidean) from the centre of every
-    False pixel. Pixels on the picture's border are not eroded by the border itself.
-
-    Returns:
-        ``HxW bool``.
+    False pixel. Pixels on the picture's border are not eroded by the border itself. Returns
+    ``HxW bool``.
     """
     return _shrink(to_mask(mask), check_number(px, "px", low=0))
 
