@@ -14,12 +14,6 @@ different seeds. Random weights make the pictures noise-like: closeness is a num
 of the arithmetic, not a judgement of quality. In a fresh process that flushes subnormal
 floats to zero (:data:`benchmarks.harness.FLUSH_DENORMAL_NOTE`); a CPU measurement (on a GPU
 the kit's dtype is fp16 and this is skipped). ``--quick``: the tiny SD at 64 px, 2 steps.
-
-SAM (:func:`sam_measure`): what :func:`sdsam_nb.models.devices.pick_embed_dtype` rests on.
-The full-size ``vit_b`` (random weights) embeds a photograph (scikit-image's astronaut) with
-its image encoder in float32 and under bfloat16 autocast, in turns; reported: seconds, the
-speed-up, the embedding's relative difference, and the IoU of the masks the same clicks
-decode from either embedding.
 """
 
 from __future__ import annotations
@@ -32,62 +26,15 @@ import torch
 from .harness import Context, OtherLoad, Section, interleaved, judged, median, run_worker
 
 NAME = "cpu_dtype"
-TITLE = "CPU dtype: Stable Diffusion and SAM in float32 vs bfloat16 (speed, closeness)"
+TITLE = "CPU dtype: Stable Diffusion in float32 vs bfloat16 (speed, closeness of the pictures)"
 PROMPT = "a red teapot on a white table, studio photo"
 BACKGROUND_PROMPT = "on a beach at sunset"
 DTYPES = ("float32", "bfloat16")
 TASKS = ("subject", "inpainting")
 TARGET_SPEEDUP = 1.1  # bfloat16 counts as faster when it saves at least a tenth of the time
 TARGET_PSNR = 30.0  # dB: bfloat16's picture counts as close to float32's from here
-TARGET_IOU = 0.95  # the same clicks give (nearly) the same mask from either embedding
-CPU_SETTINGS = {"size": 256, "steps": 25, "reps": 2, "warmup_steps": 2, "sam": "vit_b"}
-QUICK_SETTINGS = {"size": 64, "steps": 2, "reps": 1, "warmup_steps": 0, "sam": "tiny"}
-SAM_CLICKS = 8  # random include clicks, each decoded from both embeddings
-
-
-def sam_measure(cfg: dict, ctx: Context) -> dict:
-    """SAM's embedding of a photograph in float32 and bfloat16 (autocast), timed in turns
-    after a warm-up of each; the embeddings' relative difference; the IoU of the best
-    candidate mask of :data:`SAM_CLICKS` random clicks decoded from each."""
-    from skimage import data
-
-    from sdsam_nb.models.devices import pick_embed_dtype
-    from sdsam_nb.models.sam import Predictor
-
-    from .fullsize import build_sam
-
-    sam = build_sam(cfg["sam"], "cpu")
-    picture = data.astronaut()
-    predictors = {name: Predictor(sam, dtype=getattr(torch, name)) for name in DTYPES}
-    for p in predictors.values():  # warm-up: a first call at a new dtype is slower
-        p.set_image(picture)
-    features = {}
-
-    def embed(name: str):
-        def call():
-            predictors[name].set_image(picture)
-            features[name] = predictors[name].features
-
-        return call
-
-    cases = {f"{name} SAM embedding": (lambda name=name: embed(name)) for name in DTYPES}
-    times = interleaved(cases, ctx, cfg["reps"], 0)
-    a, b = (features[name] for name in DTYPES)
-    relative = float((b - a).norm() / a.norm())
-    rng, h, w = np.random.default_rng(0), *picture.shape[:2]
-    ious = []
-    for _ in range(SAM_CLICKS):
-        point = rng.uniform((0.1 * w, 0.1 * h), (0.9 * w, 0.9 * h), size=(1, 2))
-        masks = {}
-        for name, p in predictors.items():
-            m, scores, _ = p.predict(
-                point_coords=point, point_labels=np.ones(1), multimask_output=True
-            )
-            masks[name] = m[int(np.argmax(scores))]
-        union = (masks["float32"] | masks["bfloat16"]).sum()
-        ious.append(float((masks["float32"] & masks["bfloat16"]).sum() / union) if union else 1.0)
-    pick = str(pick_embed_dtype(torch.device("cpu"))).removeprefix("torch.")
-    return {"seconds": times, "relative": relative, "ious": ious, "pick": pick}
+CPU_SETTINGS = {"size": 256, "steps": 25, "reps": 2, "warmup_steps": 2}
+QUICK_SETTINGS = {"size": 64, "steps": 2, "reps": 1, "warmup_steps": 0}
 
 
 def closeness(a: np.ndarray, b: np.ndarray) -> dict:
@@ -177,10 +124,7 @@ def measure(cfg: dict, quick: bool = False) -> dict:
         for task in TASKS
     }
     flags = cpu_flags()
-    with OtherLoad() as sam_load:
-        sam = sam_measure(cfg, ctx)
     return {
-        "sam": {**sam, "other_cpu_share": sam_load.share},
         "loads": loads,
         "seconds": times,
         "closeness": close,
@@ -256,40 +200,8 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
         "for both tasks; pick_dtype gives bfloat16 on CPUs with native bfloat16 only if both "
         "hold"
     )
-    report_sam(sec, ctx, cfg, m["sam"])
     sec.extra.update(m, settings=cfg)
     return sec
-
-
-def report_sam(sec: Section, ctx: Context, cfg: dict, m: dict) -> None:
-    """The SAM rows and note for :func:`sam_measure`'s result ``m``."""
-    s32, s16 = (median(m["seconds"][f"{name} SAM embedding"]) for name in DTYPES)
-    sec.add(f"SAM {cfg['sam']} embedding: float32", s32, "s")
-    sec.add(f"SAM {cfg['sam']} embedding: bfloat16 (autocast)", s16, "s")
-    target = judged(s32 / s16, "≥", TARGET_SPEEDUP, ctx)
-    sec.add("SAM embedding: bfloat16 speed-up over float32", s32 / s16, "x", **target)
-    sec.add("SAM embedding: relative difference, bfloat16 against float32", m["relative"], "")
-    worst = min(m["ious"])
-    note = f"median {median(m['ious']):.4f} over {len(m['ious'])} random clicks"
-    target = judged(worst, "≥", TARGET_IOU, ctx)
-    sec.add(
-        "SAM masks: IoU of bfloat16's against float32's, worst click",
-        worst,
-        "",
-        note=note,
-        **target,
-    )
-    busy = m.get("other_cpu_share")
-    sec.notes.append(
-        f"SAM: segment_anything {cfg['sam']}"
-        + (" (the kit's tiny one)" if cfg["sam"] == "tiny" else ", random weights")
-        + ", fp32 weights; the image encoder under torch.autocast(bfloat16) or not "
-        "(sdsam_nb.models.sam.Predictor, as load_sam makes it), the embedding kept in fp32; "
-        f"scikit-image's astronaut (512x512 photograph), {cfg['reps']} turn(s) after a warm-up "
-        f"of each; masks: the best of 3 candidates for one include click; pick_embed_dtype(cpu) "
-        f"gives {m['pick']} here"
-        + (f"; share of the CPU other processes used: {busy:.0%}" if busy is not None else "")
-    )
 
 
 def run(ctx: Context) -> Section:

@@ -40,8 +40,8 @@ SCHEMA = 1
 BENCHMARKS = {
     name: f"benchmarks.{name}"
     for name in (
-        "click_latency browser_latency weight_sharing cpu_dtype end_to_end speedups segmenters "
-        "background_methods edges batches reruns"
+        "click_latency browser_latency weight_sharing cpu_dtype sam_dtype end_to_end speedups "
+        "segmenters background_methods edges batches reruns"
     ).split()
 }
 PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "safetensors")

@@ -22,6 +22,7 @@ KEY_ROWS = {
     "click_latency": "ratio naive / cached (medians)",
     "weight_sharing": "weights (b)/(a)",
     "cpu_dtype": "subject: bfloat16 speed-up over float32",
+    "sam_dtype": "SAM embedding: bfloat16 speed-up over float32",
     "end_to_end": "speed-up, naive / ours few-step (lcm)",
     "speedups": "SDPA speed-up over classic attention",
     "segmenters": "sa-tiny: embedding / sa-tiny",
