@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sdsam_nb import runs
@@ -63,6 +63,8 @@ def _cli(args: list[str]) -> tuple[int | None, dict | None, list[str]]:
 
     def stand_in(names, params, **kwargs):
         seen.update(params)
+        if "run_dir" in kwargs:  # the command hands run_dir on apart from the parameters
+            seen["run_dir"] = kwargs["run_dir"]
         raise _Ran
 
     err = io.StringIO()
@@ -86,6 +88,7 @@ def _cli(args: list[str]) -> tuple[int | None, dict | None, list[str]]:
 
 @FUZZ
 @given(name=st.sampled_from(NOTEBOOK_PARAMS), text=YAMLISH)
+@example(name="run_dir", text="")  # accepted (no run to continue): the command hands it on
 def test_any_parameter_text_is_run_checked_or_refused_in_one_line(name, text):
     code, params, said = _cli(["run", "-p", name, text])
     if code is None:  # accepted: exactly what the notebooks will accept
