@@ -143,8 +143,10 @@ def test_five_items_done_one_failed_with_its_error(batch):
 
 
 def test_a_done_item_replays_bit_identical(batch, tmp_path):
+    """The notebooks replayed from a batch item's run.json (their cells in this process, as
+    the batch ran them; test_notebooks replays a chain in a kernel) give its pictures."""
     _, out = batch
-    new, comparison = replay(out / "points", output_root=tmp_path, progress=False)
+    new, comparison = replay(out / "points", output_root=tmp_path, progress=False, here=True)
     assert comparison.identical
     assert {"input", "mask", "mask-overlay", "inpaint-0"} <= set(new.record["files"])
 
