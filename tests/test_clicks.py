@@ -349,9 +349,10 @@ def test_from_prompts_replays_box_then_points_then_choice(tiny_sam, subject_imag
         ({"points": [[150, 100]], "chosen": 5}, r"chosen.*0\.\.2"),
     ],
 )
-def test_from_prompts_validates(tiny_sam, subject_image, kwargs, match):
+def test_from_prompts_validates(own_sam, subject_image, kwargs, match):
+    # checked by ClickSegmenter before any backend runs: one backend is enough
     with pytest.raises(ValueError, match=match):
-        ClickSegmenter.from_prompts(tiny_sam, subject_image, **kwargs)
+        ClickSegmenter.from_prompts(own_sam, subject_image, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -367,8 +368,8 @@ def test_from_prompts_validates(tiny_sam, subject_image, kwargs, match):
         (10, True, "y must be a number"),
     ],
 )
-def test_bad_points_raise_with_name_and_image_size(tiny_sam, subject_image, x, y, name):
-    seg = ClickSegmenter(tiny_sam, subject_image)
+def test_bad_points_raise_with_name_and_image_size(own_sam, subject_image, x, y, name):
+    seg = ClickSegmenter(own_sam, subject_image)  # checked before the backend: one is enough
     with pytest.raises(ValueError, match=name) as info:
         seg.add_point(x, y)
     assert "300x200" in str(info.value)
