@@ -94,6 +94,19 @@ def load_or_skip(name: str):
 
 
 @pytest.fixture
+def models():
+    """An empty model cache for the test (what it loads is dropped after), the session's
+    models put back."""
+    from sdsam_nb.models import MODELS
+
+    saved = MODELS.copy()
+    MODELS.clear()
+    yield MODELS
+    MODELS.clear()
+    MODELS.update(saved)
+
+
+@pytest.fixture
 def subject_image() -> Image.Image:
     """A 300x200 RGB picture: a red disc (the subject) on a blue-green gradient."""
     h, w = 200, 300

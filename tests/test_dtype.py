@@ -32,16 +32,6 @@ def flags(monkeypatch):
     return set_flags
 
 
-@pytest.fixture
-def models():
-    """An empty model cache for the test, the session's models put back after."""
-    saved = MODELS.copy()
-    MODELS.clear()
-    yield MODELS
-    MODELS.clear()
-    MODELS.update(saved)
-
-
 @pytest.mark.parametrize(
     ("cpu_flags", "expected"),
     [

@@ -28,17 +28,6 @@ SAMPLER = {"lcm": "LCMScheduler", "tcd": "TCDScheduler", "hyper-sd": "DDIMSchedu
 LAYER = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"  # one the LoRAs change
 
 
-@pytest.fixture
-def models():
-    """An empty model cache for the test (what it loads is dropped after), the session's
-    models put back."""
-    saved = MODELS.copy()
-    MODELS.clear()
-    yield MODELS
-    MODELS.clear()
-    MODELS.update(saved)
-
-
 def _picture(pipe, **kwargs) -> np.ndarray:
     args = {"seed": 3, "width": 64, "height": 64, "cache": False, **kwargs}
     return np.asarray(sdsam_nb.generate(pipe, "a red chair", **args)[0])

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 import sdsam_nb
 from sdsam_nb import recording, runs
-from sdsam_nb.models import MODELS, cache_dir
+from sdsam_nb.models import cache_dir
 from sdsam_nb.models import iclight as iclight_module
 from sdsam_nb.models.iclight import MODES, load_iclight
 from sdsam_nb.models.tiny import ICLIGHT_FILES, iclight_folder, iclight_offsets
@@ -34,16 +34,6 @@ def _subject(w: int = 96, h: int = 64) -> tuple[Image.Image, np.ndarray]:
     cv2.line(inside, (w // 4, h - h // 6), (w - w // 4, h // 6), (250, 250, 250), 2)
     pixels[mask] = inside[mask]
     return Image.fromarray(pixels), mask
-
-
-@pytest.fixture
-def models():
-    """An empty model cache for the test, the session's models put back after."""
-    saved = MODELS.copy()
-    MODELS.clear()
-    yield MODELS
-    MODELS.clear()
-    MODELS.update(saved)
 
 
 @pytest.mark.parametrize(
