@@ -4,129 +4,83 @@ aspect ratio.
 
 Conventions (see :mod:`sdsam_nb.images`): images are ``PIL.Image`` RGB or ``HxWx3 uint8``;
 masks are ``HxW bool`` with ``True`` = subject; points are ``(x, y)`` in image pixels.
+
+The names below load on first use (PEP 562), as diffusers' do: ``import sdsam_nb`` is quick,
+and ``sdsam_nb.load_sd`` imports what loading SD needs when it is first asked for.
 """
 
+from importlib import import_module as _import_module
 from importlib import metadata as _metadata
+from importlib.util import find_spec as _find_spec
 
-from . import (
-    caching,
-    edges,
-    images,
-    masks,
-    models,
-    runs,
-    segment,
-    validate,
-)
-from .background import (
-    DEFAULT_FEATHER,
-    SCHEDULERS,
-    SafetyCheckerWarning,
-    Variations,
-    composite,
-    expansion_by_method,
-    generate,
-    generate_background,
-    inpaint_background,
-    object_expansion,
-    processing_size,
-    reframe,
-    relight,
-    relight_score,
-    score_results,
-    subject_fidelity,
-)
-from .images import to_mask, to_rgb
-from .models import (
-    DEFAULT_SD,
-    INPAINTING_SD,
-    MODELS,
-    ModelCache,
-    ModelUnavailableError,
-    cache_dir,
-    clear_loaded,
-    device_report,
-    img2img,
-    in_colab,
-    inpainting,
-    load_grounding_dino,
-    load_sam,
-    load_sam3,
-    load_sd,
-    pick_device,
-    pick_dtype,
-    provenance,
-)
-from .runs import start
-from .segment import (
-    Candidate,
-    ClickSegmenter,
-    TextMaskResult,
-    auto_subject_mask,
-    find_boxes,
-    pick_subject,
-    text_mask,
-)
-from .segment.widget import MaskPicker, enable_colab_widgets
+# The submodules, and where each other public name is defined.
+_SUBMODULES = ("caching", "edges", "images", "masks", "models", "runs", "segment", "validate")
+_DEFINED_IN = {
+    "DEFAULT_FEATHER": "background",
+    "SCHEDULERS": "background",
+    "SafetyCheckerWarning": "background",
+    "Variations": "background",
+    "composite": "background",
+    "expansion_by_method": "background",
+    "generate": "background",
+    "generate_background": "background",
+    "inpaint_background": "background",
+    "object_expansion": "background",
+    "processing_size": "background",
+    "reframe": "background",
+    "relight": "background",
+    "relight_score": "background",
+    "score_results": "background",
+    "subject_fidelity": "background",
+    "to_mask": "images",
+    "to_rgb": "images",
+    "DEFAULT_SD": "models",
+    "INPAINTING_SD": "models",
+    "MODELS": "models",
+    "ModelCache": "models",
+    "ModelUnavailableError": "models",
+    "cache_dir": "models",
+    "clear_loaded": "models",
+    "device_report": "models",
+    "img2img": "models",
+    "in_colab": "models",
+    "inpainting": "models",
+    "load_grounding_dino": "models",
+    "load_sam": "models",
+    "load_sam3": "models",
+    "load_sd": "models",
+    "pick_device": "models",
+    "pick_dtype": "models",
+    "provenance": "models",
+    "start": "runs",
+    "Candidate": "segment",
+    "ClickSegmenter": "segment",
+    "TextMaskResult": "segment",
+    "auto_subject_mask": "segment",
+    "find_boxes": "segment",
+    "pick_subject": "segment",
+    "text_mask": "segment",
+    "MaskPicker": "segment.widget",
+    "enable_colab_widgets": "segment.widget",
+}
 
 try:
     __version__ = _metadata.version("sdsam-nb")
 except _metadata.PackageNotFoundError:  # imported from a checkout that is not installed
     __version__ = "0+unknown"
 
-__all__ = [
-    "caching",
-    "edges",
-    "DEFAULT_FEATHER",
-    "SCHEDULERS",
-    "SafetyCheckerWarning",
-    "DEFAULT_SD",
-    "INPAINTING_SD",
-    "Candidate",
-    "TextMaskResult",
-    "auto_subject_mask",
-    "find_boxes",
-    "load_grounding_dino",
-    "pick_subject",
-    "text_mask",
-    "ClickSegmenter",
-    "MaskPicker",
-    "MODELS",
-    "ModelCache",
-    "ModelUnavailableError",
-    "Variations",
-    "cache_dir",
-    "clear_loaded",
-    "enable_colab_widgets",
-    "composite",
-    "expansion_by_method",
-    "device_report",
-    "generate",
-    "generate_background",
-    "images",
-    "img2img",
-    "in_colab",
-    "inpaint_background",
-    "inpainting",
-    "load_sam",
-    "load_sam3",
-    "load_sd",
-    "masks",
-    "models",
-    "object_expansion",
-    "pick_device",
-    "pick_dtype",
-    "processing_size",
-    "provenance",
-    "reframe",
-    "relight",
-    "relight_score",
-    "runs",
-    "start",
-    "validate",
-    "score_results",
-    "segment",
-    "subject_fidelity",
-    "to_mask",
-    "to_rgb",
-]
+__all__ = [*_SUBMODULES, *_DEFINED_IN]
+
+
+def __getattr__(name: str):
+    if name not in _DEFINED_IN:  # a submodule (sdsam_nb.background, as eager imports gave)
+        if name.startswith("_") or _find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return _import_module(f"{__name__}.{name}")
+    value = getattr(_import_module(f"{__name__}.{_DEFINED_IN[name]}"), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -28,18 +28,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .runs import SPEC, check_params, load_yaml, open_run
-from .runs.chain import (
-    EVERY,
-    KernelDied,
-    check_names,
-    declared,
-    execute_chain,
-    notebooks_dir,
-    one_line,
-    replay,
-    select,
-)
+from .kernel import SharedKernel
 
 # Small settings that make the tiny models quick; real models keep the notebooks' defaults.
 TINY = {
@@ -58,6 +47,8 @@ class CommandError(Exception):
 
 def _yaml_value(text: str, name: str):
     """A ``-p`` value: its YAML 1.2 reading (``010`` is 10, ``1:00`` stays text)."""
+    from .runs import load_yaml
+
     try:
         return load_yaml(text, name=f"-p {name} value {text!r}")
     except ValueError as exc:
@@ -69,6 +60,8 @@ def copy_notebooks(target: str | os.PathLike) -> list[Path]:
 
     Returns the files written; a notebook already in ``target`` is left as it is.
     """
+    from .runs.chain import notebooks_dir
+
     target = Path(target).expanduser()
     if target.exists() and not target.is_dir():
         raise CommandError(f"notebooks: {target} is a file, not a folder")
@@ -214,6 +207,9 @@ MAX_FILE_BYTES = 16 << 20  # a -f parameters file at most (16 MiB)
 
 def _parameters_file(path: str | None) -> dict:
     """The mapping a ``-f`` YAML file holds (empty without one), read as YAML 1.2."""
+    from .runs import load_yaml
+    from .runs.chain import one_line
+
     if not path:
         return {}
     try:
@@ -238,6 +234,8 @@ def _parameters_file(path: str | None) -> dict:
 def _check_values(params: dict) -> None:
     """Check the values of the notebook parameters here, before a kernel starts (the notebooks
     check them again); ``run_dir`` must be a run folder."""
+    from .runs import SPEC, check_params, open_run
+
     check_params(**{k: v for k, v in params.items() if k in SPEC})
     if params.get("run_dir"):
         try:
@@ -247,7 +245,23 @@ def _check_values(params: dict) -> None:
 
 
 def _run(args) -> int:
+    """Boot the chain's kernel first: it warms up (imports the kit) on one core while this
+    process imports papermill and checks the parameters on the other."""
+    kernel = SharedKernel()
+    try:
+        kernel.start()
+    except Exception:  # noqa: BLE001 - it is started again in the chain, which says why not
+        kernel = SharedKernel()
+    try:
+        return _chain(args, kernel)
+    finally:
+        kernel.stop()  # when the parameters are refused; the chain stops it otherwise
+
+
+def _chain(args, kernel: SharedKernel) -> int:
     from papermill import PapermillExecutionError
+
+    from .runs.chain import EVERY, KernelDied, check_names, execute_chain, one_line, select
 
     names = select(args.notebooks, args.walkthrough)
     params = dict(TINY) if args.tiny else {}
@@ -266,6 +280,7 @@ def _run(args) -> int:
             output_root=args.output_root,
             run_dir=run_dir,
             progress=not args.no_progress,
+            kernel=kernel,
         )
     except (PapermillExecutionError, KernelDied) as exc:
         print(f"sdsam-nb: a notebook failed: {one_line(exc)}", file=sys.stderr)
@@ -276,6 +291,8 @@ def _run(args) -> int:
 
 def _replay(args) -> int:
     from papermill import PapermillExecutionError
+
+    from .runs.chain import KernelDied, one_line, replay
 
     try:
         _new, comparison = replay(
@@ -328,6 +345,7 @@ def _batch(args) -> int:
 def _sweep(args) -> int:
     from .batch.sweep import run_sweep
     from .runs import default_output_root
+    from .runs.chain import check_names, declared, select
 
     chosen = select(args.notebook) if args.notebook.strip() else []
     if len(chosen) != 1 or "," in args.notebook:

@@ -19,6 +19,7 @@ from PIL import Image
 from sdsam_nb import runs
 from sdsam_nb.__main__ import main
 from sdsam_nb.batch import sweep as sweep_module
+from sdsam_nb.kernel import SharedKernel
 from sdsam_nb.runs import chain
 
 
@@ -50,7 +51,7 @@ def test_the_cli_records_seed_010_as_10(monkeypatch, tmp_path):
         seen.update(params)
         raise SystemExit(0)
 
-    monkeypatch.setattr("sdsam_nb.__main__.execute_chain", fake_chain)
+    monkeypatch.setattr("sdsam_nb.runs.chain.execute_chain", fake_chain)
     with pytest.raises(SystemExit):
         main(["run", "--notebooks", "01", "-p", "seed", "010", "-p", "subject_prompt", "1:00"])
     assert seen["seed"] == 10 and seen["subject_prompt"] == "1:00"
@@ -59,7 +60,7 @@ def test_the_cli_records_seed_010_as_10(monkeypatch, tmp_path):
 def test_a_parameters_file_is_yaml_1_2(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(
-        "sdsam_nb.__main__.execute_chain", lambda names, params, **kw: seen.update(params) or 1 / 0
+        chain, "execute_chain", lambda names, params, **kw: seen.update(params) or 1 / 0
     )
     params = tmp_path / "p.yaml"
     params.write_text("seed: 010\nbackground_prompt: yes\n")
@@ -77,12 +78,22 @@ def test_a_parameters_file_is_yaml_1_2(monkeypatch, tmp_path):
         (["-p", "run_dir", "nowhere"], "-p run_dir: 'nowhere' is not a run folder"),
     ],
 )
-def test_bad_values_stop_before_a_kernel_starts(args, message, capsys, tmp_path, monkeypatch):
+def test_bad_values_stop_before_anything_runs(args, message, capsys, tmp_path, monkeypatch):
+    """The kernel, booted ahead while the command checks its parameters, is shut down."""
+    started = []
+
+    class Kernel(SharedKernel):
+        def start(self):
+            started.append(super().start())
+            return self
+
+    monkeypatch.setattr("sdsam_nb.__main__.SharedKernel", Kernel)
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--notebooks", "02", *args, "--output-root", "out"]) == 2
     said = _said(capsys)
     assert len(said) == 1 and message in said[0], said
     assert not (tmp_path / "out").exists()
+    assert len(started) == 1 and started[0].km is None  # shut down
 
 
 # ---------------------------------------------------------------- where the mask comes from

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from sdsam_nb import runs
 from sdsam_nb.__main__ import main
+from sdsam_nb.kernel import SharedKernel
 from sdsam_nb.runs import chain
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,8 +70,8 @@ def _cli(args: list[str]) -> tuple[int | None, dict | None, list[str]]:
 
     err = io.StringIO()
     with (
-        mock.patch("sdsam_nb.__main__.execute_chain", stand_in),
         mock.patch("sdsam_nb.runs.chain.execute_chain", stand_in),
+        mock.patch.object(SharedKernel, "start", lambda kernel: kernel),  # no kernel to boot
         contextlib.redirect_stderr(err),
         contextlib.redirect_stdout(io.StringIO()),
     ):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..kernel import SharedKernel
 from ..models import sha256_file
 from ..recording import deactivate
 from .inputs import default_output_root, kit_dir
@@ -130,7 +131,7 @@ def execute_chain(
     run_dir: str | os.PathLike | None = None,
     progress: bool = True,
     notebooks: Path | None = None,
-    kernel: str = "python3",
+    kernel: str | SharedKernel = "python3",
     per_notebook: dict[str, dict] | None = None,
     echo: bool = True,
     here: bool = False,
@@ -142,9 +143,10 @@ def execute_chain(
     gets the entries of ``params`` its parameters cell declares, updated by
     ``per_notebook[name]``, and runs in the current directory. Each executed notebook is
     saved in the run folder under a free name, also when it fails (papermill keeps the error
-    in it). ``echo``: print a line per notebook. ``here``: each notebook's cells run in this
-    process instead (:func:`execute_here`: no kernel, the models loaded once; no executed
-    notebook is saved).
+    in it). ``kernel``: a kernel name, or a :class:`sdsam_nb.kernel.SharedKernel` already
+    started (the chain shuts it down). ``echo``: print a line per notebook. ``here``: each
+    notebook's cells run in this process instead (:func:`execute_here`: no kernel, the models
+    loaded once; no executed notebook is saved).
 
     Raises:
         ValueError: ``names`` empty or unknown, ``run_dir`` no run folder or a damaged one,
@@ -171,7 +173,10 @@ def execute_chain(
     params = absolute_paths(params)
     total = time.perf_counter()
     say = print if echo else _silent
-    shared = None if here else SharedKernel(kernel)
+    if here:
+        shared = None
+    else:
+        shared = kernel if isinstance(kernel, SharedKernel) else SharedKernel(kernel)
     try:
         _chain(names, params, run, notebooks, progress, per_notebook, say, shared)
     finally:
@@ -220,48 +225,6 @@ def _chain(names, params, run, notebooks, progress, per_notebook, say, shared) -
             raise KernelDied(line, executed) from exc
         _note_executed(run, name, before, executed)
         say(f"      done in {time.perf_counter() - start:.1f} s", flush=True)
-
-
-class SharedKernel:
-    """One Jupyter kernel for the notebooks of a chain: started for the first; before each
-    later one, cleared (:func:`sdsam_nb.runs.session.clear_kernel`: a fresh namespace, no
-    widgets, hooks or active run) while the modules it imported, and the models they loaded,
-    stay. A rerun of the chain pays one kernel start and one load of each model, not one
-    per notebook. ``manager_class``: the kernel manager (``AsyncKernelManager``)."""
-
-    manager_class = None
-
-    def __init__(self, name: str = "python3"):
-        self.name, self.km = name, None
-
-    def ready(self):
-        """The kernel manager, its kernel started (the first time) or cleared (after)."""
-        from jupyter_core.utils import run_sync
-
-        if self.km is None:
-            from jupyter_client.manager import AsyncKernelManager
-
-            self.km = (self.manager_class or AsyncKernelManager)(kernel_name=self.name)
-            run_sync(self.km.start_kernel)(cwd=os.getcwd())
-            return self.km
-        client = self.km.blocking_client()
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=60)
-            code = "from sdsam_nb.runs.session import clear_kernel\nclear_kernel()"
-            reply = client.execute_interactive(code, timeout=120, output_hook=_silent)
-        finally:
-            client.stop_channels()
-        if reply["content"]["status"] != "ok":
-            raise RuntimeError(f"the kernel could not be cleared: {reply['content'].get('evalue')}")
-        return self.km
-
-    def stop(self) -> None:
-        if self.km is not None:
-            from jupyter_core.utils import run_sync
-
-            run_sync(self.km.shutdown_kernel)(now=True)
-            self.km = None
 
 
 def execute_here(

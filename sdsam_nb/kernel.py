@@ -1,0 +1,97 @@
+"""One Jupyter kernel for the notebooks of a chain, started ahead of them.
+
+Light on purpose (the standard library and ``jupyter_client``): the command line imports it
+before anything heavy, so that the kernel boots and imports the kit (:func:`warm`) on one core
+while the command line imports papermill and checks its parameters on the other.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Run in the kernel as soon as it is up: silent, nothing left in the user's namespace.
+WARM = "__import__('sdsam_nb.kernel').kernel.warm()"
+
+
+def warm() -> None:
+    """Import what the notebooks import: the kit's API (every name in ``sdsam_nb.__all__``)
+    and the Stable Diffusion pipeline classes that :func:`sdsam_nb.load_sd` builds, which
+    diffusers imports only when first asked. Nothing is loaded; a failure here surfaces again,
+    as the notebook's own error, in the cell that needs the import."""
+    import diffusers
+
+    import sdsam_nb
+
+    for name in sdsam_nb.__all__:
+        getattr(sdsam_nb, name)
+    for name in ("StableDiffusionPipeline", "StableDiffusionInpaintPipeline"):
+        getattr(diffusers, name)
+
+
+def _silent(*args, **kwargs) -> None:
+    """An output hook that drops the clearing cell's output."""
+
+
+class SharedKernel:
+    """The kernel of a chain: :meth:`start` boots it and asks it to :func:`warm` up without
+    waiting; :meth:`ready` hands papermill the kernel manager, the first time once the warm-up
+    is done, after that with the kernel cleared (:func:`sdsam_nb.runs.session.clear_kernel`:
+    a fresh namespace, no widgets, hooks or active run) while the modules it imported, and the
+    models they loaded, stay. A chain pays one kernel start and one load of each model, not one
+    per notebook. ``manager_class``: the kernel manager (``AsyncKernelManager``)."""
+
+    manager_class = None
+
+    def __init__(self, name: str = "python3"):
+        self.name, self.km, self._warming = name, None, None
+
+    def start(self) -> SharedKernel:
+        """Boot the kernel in the current directory and send it the warm-up (returns at once)."""
+        if self.km is None:
+            from jupyter_client.manager import AsyncKernelManager
+            from jupyter_core.utils import run_sync
+
+            km = (self.manager_class or AsyncKernelManager)(kernel_name=self.name)
+            run_sync(km.start_kernel)(cwd=os.getcwd())
+            self.km = km
+            client = km.blocking_client()
+            client.start_channels()
+            client.execute(WARM, silent=True, store_history=False)
+            self._warming = client
+        return self
+
+    def ready(self):
+        """The kernel manager, its kernel warmed up (the first time) or cleared (after)."""
+        if self.km is None:
+            return self.start().ready()
+        if self._warming is not None:  # the first notebook: its cells run after the warm-up
+            client, self._warming = self._warming, None
+            try:
+                client.get_shell_msg(timeout=300)  # the warm-up's reply, ok or not
+            except Exception:  # noqa: BLE001 - a slow or failed warm-up: the notebook says why
+                pass
+            finally:
+                client.stop_channels()
+            return self.km
+        client = self.km.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            code = "from sdsam_nb.runs.session import clear_kernel\nclear_kernel()"
+            reply = client.execute_interactive(code, timeout=120, output_hook=_silent)
+        finally:
+            client.stop_channels()
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"the kernel could not be cleared: {reply['content'].get('evalue')}")
+        return self.km
+
+    def stop(self) -> None:
+        """Shut the kernel down (at once: the chain's records are written already)."""
+        if self._warming is not None:
+            self._warming.stop_channels()
+            self._warming = None
+        if self.km is not None:
+            from jupyter_core.utils import run_sync
+
+            run_sync(self.km.shutdown_kernel)(now=True)
+            self.km = None
