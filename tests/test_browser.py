@@ -74,11 +74,26 @@ def display_xy(p, x, y):
     return (x + 0.5) * dw / iw, (y + 0.5) * dh / ih
 
 
+def composed(p):
+    # The mask layer's alpha and the picture with the layer over it, composed here as the
+    # browser composes the layers (the layer: the mask at display size, tinted, outline opaque).
+    w = sdsam_nb.segment.widget
+    dw, dh = p.display_size
+    small = cv2.resize(p.mask.view(np.uint8), (dw, dh), interpolation=cv2.INTER_NEAREST_EXACT)
+    alpha = np.zeros((dh, dw), np.uint8)
+    layer = w.mask_layer(small.view(bool))
+    if layer is not None:
+        index, x, y = layer
+        tint = np.array([0, w.MASK_ALPHA, 255], np.uint8)[index]
+        alpha[y : y + index.shape[0], x : x + index.shape[1]] = tint
+    a = alpha[..., None] / 255.0
+    return alpha, np.rint(p.display_image * (1 - a) + np.array(w.MASK_COLOR) * a).astype(np.uint8)
+
+
 def probes(p):
     # A display pixel deep inside the mask and one deep outside it, away from the markers,
-    # with the RGB the canvas should show there (the picture with the mask layer over it,
-    # which the kernel composes as the browser composes the layers).
-    alpha = p.mask_rgba[..., 3]
+    # with the RGB the canvas should show there.
+    alpha, rendered = composed(p)
     inside = alpha == sdsam_nb.segment.widget.MASK_ALPHA
     out = {{}}
     for name, region in (("inside", inside), ("outside", alpha == 0)):
@@ -88,7 +103,7 @@ def probes(p):
             depth[max(0, dy - 12) : dy + 13, max(0, dx - 12) : dx + 13] = 0
         y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
         if depth[y, x] >= 3:
-            out[name] = [int(x), int(y), p.rendered[y, x].tolist()]
+            out[name] = [int(x), int(y), rendered[y, x].tolist()]
     return out
 
 

@@ -25,7 +25,6 @@ from ipyevents import Event
 from PIL import Image
 
 from .. import masks
-from ..images import ImageLike
 from ..models import in_colab
 from .clicks import ClickSegmenter
 
@@ -40,10 +39,7 @@ MASK_ALPHA = 115  # the tint's opacity, 0..255 (0.45, as masks.overlay); the out
 BUSY_S = 0.1  # a cell or prediction this long (s) may have queued clicks
 QUEUE_WINDOW_S = 0.05  # collected clicks are predicted once none came for this long (s)
 SLOW_S = 0.25  # after a prediction this slow (s), a click's marker is drawn before SAM runs
-BUSY_NOTE = (
-    "kernel busy running a cell: clicks made now wait until it is done "
-    "(then SAM runs once for all of them)"
-)
+BUSY_NOTE = "kernel busy running a cell: clicks made now wait for it (then SAM runs once for all)"
 # The canvas ignores the mouse (its views would send the kernel every move, read before each
 # click); the box around it (MaskPicker.surface) gets it.
 SURFACE_CSS = "<style>.sdsam-picker-surface canvas { pointer-events: none; }</style>"
@@ -136,7 +132,7 @@ class MaskPicker(widgets.VBox):
         if not isinstance(segmenter, ClickSegmenter):
             raise ValueError(
                 f"segmenter must be a ClickSegmenter, not {type(segmenter).__name__}; "
-                "use MaskPicker.from_prompts(predictor, image) to build one"
+                "build one with ClickSegmenter(predictor, image) or ClickSegmenter.from_prompts"
             )
         image = segmenter.image
         iw, ih = image.size
@@ -208,14 +204,6 @@ class MaskPicker(widgets.VBox):
         self._refresh(picture=True)
         self._update_status()
 
-    @classmethod
-    def from_prompts(
-        cls, predictor, image: ImageLike, *args, width: int | None = None, **kwargs
-    ) -> MaskPicker:
-        """A picker that starts from recorded prompts (the headless replay path): ``width`` is
-        the picker's, the other arguments ``ClickSegmenter.from_prompts``' (which checks them)."""
-        return cls(ClickSegmenter.from_prompts(predictor, image, *args, **kwargs), width=width)
-
     def close(self) -> None:
         """Close the widget and its parts, and stop following the kernel's cells."""
         if self._hooks is not None:
@@ -246,27 +234,6 @@ class MaskPicker(widgets.VBox):
         if value not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {value!r}")
         self.mode_buttons.value = value
-
-    @property
-    def mask_rgba(self) -> np.ndarray:
-        """The mask layer, ``dh x dw x 4 uint8``: :data:`MASK_COLOR` at :data:`MASK_ALPHA`
-        inside the mask, opaque on its outline, transparent elsewhere."""
-        dw, dh = self.display_size
-        out = np.zeros((dh, dw, 4), np.uint8)
-        if self._layer is not None:
-            index, x, y = self._layer
-            crop = out[y : y + index.shape[0], x : x + index.shape[1]]
-            crop[index > 0, :3] = MASK_COLOR
-            crop[..., 3] = np.array([0, MASK_ALPHA, 255], np.uint8)[index]
-        return out
-
-    @property
-    def rendered(self) -> np.ndarray:
-        """The picture with the mask layer over it, ``dh x dw x 3 uint8``, composed as the
-        browser composes the layers ("source-over"), without the markers."""
-        rgba = self.mask_rgba.astype(np.float32)
-        a = rgba[..., 3:] / 255.0
-        return np.rint(self.display_image * (1.0 - a) + rgba[..., :3] * a).astype(np.uint8)
 
     def on_change(self, callback: Callable[[MaskPicker], None], remove: bool = False) -> None:
         """Call ``callback(picker)`` after every change of points, box or chosen mask."""
