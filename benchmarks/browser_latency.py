@@ -1,13 +1,9 @@
 """Click to repaint in a real browser: ``MaskPicker`` in JupyterLab, clicked in headless Chromium.
 
-JupyterLab serves a notebook per configuration (:data:`CONFIGS`: a model and a widget), Debian's
-Chromium runs it headless under playwright (:mod:`benchmarks.browser_harness`), and a probe in
-the page records the mouse-down event's time stamp and every repaint of the visible canvas.
-Per click the kernel reports SAM's share (``ClickSegmenter.last_latency_s``) and its own
-handling time; **the widget's share** is everything else, kernel and browser together. What
-each configuration is and the target: README.md. :func:`measure` takes any configurations,
-e.g. a widget at another commit to compare with the checkout's. ``--quick`` (no browser): the
-tiny SAM in this process, the widget's kernel-side share of synthetic clicks.
+One notebook per configuration (:data:`CONFIGS`: a model and a widget) in one JupyterLab server,
+driven through :mod:`benchmarks.browser_harness`; what is measured and the target: README.md.
+:func:`measure` takes any configurations, e.g. a widget at another commit. ``--quick`` (no
+browser): the tiny SAM in this process, the widget's kernel-side share of synthetic clicks.
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """CPU dtype: Stable Diffusion in float32 against bfloat16 on this CPU, speed and closeness.
 
-What :func:`sdsam_nb.pick_dtype` rests on: it gives bfloat16 on a CPU with native bfloat16
-(``avx512_bf16`` or ``amx_bf16``) only because such a CPU ran SD faster in it, with pictures
-close to float32's. Both dtypes of the full-size SD v1-4 architecture (random weights,
-:func:`benchmarks.fullsize.sd_folder`) are loaded with ``sdsam_nb.load_sd(dtype=...)`` and held
-side by side; after an untimed warm-up each makes, in turns (float32, bfloat16, float32, ...),
-a subject (``generate``, 256 px, the default 25 DPM-Solver++ steps) and an inpainting of that
-subject's background (``inpaint_background`` of float32's subject and a central disc as the
-mask, ``keep_subject=False``), same seeds. Reported: seconds (median over the turns), the
-speed-up, and how far bfloat16's decoded pictures are from float32's (mean and max absolute
-difference in 0..255, PSNR), with, for scale, the PSNR between two float32 subjects of
-different seeds. Random weights make the pictures noise-like: closeness is a numeric check
-of the arithmetic, not a judgement of quality. In a fresh process that flushes subnormal
-floats to zero (:data:`benchmarks.harness.FLUSH_DENORMAL_NOTE`); a CPU measurement (on a GPU
-the kit's dtype is fp16 and this is skipped). ``--quick``: the tiny SD at 64 px, 2 steps.
+What :func:`sdsam_nb.pick_dtype`'s CPU choice rests on; what is measured and the targets:
+README.md. Both dtypes of the full-size SD v1-4 architecture (random weights) are held side by
+side and make a subject and an inpainting of float32's subject in turns (:func:`harness.in_turns`)
+after an untimed warm-up, in a fresh process that flushes subnormal floats to zero. A CPU
+measurement (skipped on a GPU); ``--quick``: the tiny SD at 64 px, 2 steps.
 """
 
 from __future__ import annotations
@@ -23,15 +14,23 @@ import math
 import numpy as np
 import torch
 
-from .harness import Context, OtherLoad, Section, interleaved, judged, median, run_worker
+from .harness import (
+    DTYPES,
+    FASTER,
+    Context,
+    Section,
+    disc_mask,
+    dtype_rows,
+    in_turns,
+    judged,
+    measured,
+)
 
 NAME = "cpu_dtype"
 TITLE = "CPU dtype: Stable Diffusion in float32 vs bfloat16 (speed, closeness of the pictures)"
 PROMPT = "a red teapot on a white table, studio photo"
 BACKGROUND_PROMPT = "on a beach at sunset"
-DTYPES = ("float32", "bfloat16")
 TASKS = ("subject", "inpainting")
-TARGET_SPEEDUP = 1.1  # bfloat16 counts as faster when it saves at least a tenth of the time
 TARGET_PSNR = 30.0  # dB: bfloat16's picture counts as close to float32's from here
 CPU_SETTINGS = {"size": 256, "steps": 25, "reps": 2, "warmup_steps": 2}
 QUICK_SETTINGS = {"size": 64, "steps": 2, "reps": 1, "warmup_steps": 0}
@@ -46,11 +45,6 @@ def closeness(a: np.ndarray, b: np.ndarray) -> dict:
     return {"mean_abs": float(diff.mean()), "max_abs": float(diff.max()), "psnr": psnr}
 
 
-def _disc(size: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size]
-    return (xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size / 4) ** 2
-
-
 def measure(cfg: dict, quick: bool = False) -> dict:
     """Load SD in both dtypes, warm up, time the tasks in turns; seconds per dtype and task,
     the pictures' closeness, what ``pick_dtype`` chooses here, the CPU share other processes
@@ -62,7 +56,8 @@ def measure(cfg: dict, quick: bool = False) -> dict:
     from .fullsize import sd_folder
 
     ctx = Context(device=torch.device("cpu"), quick=quick)
-    folder, size, mask = str(sd_folder(quick)), cfg["size"], _disc(cfg["size"])
+    folder, size = str(sd_folder(quick)), cfg["size"]
+    mask = disc_mask(size, size)
     pipes, loads = {}, {}
     for name in DTYPES:
         with ctx.timing(loads, name):
@@ -84,15 +79,9 @@ def measure(cfg: dict, quick: bool = False) -> dict:
 
     def inpaint_call(name: str, steps: int):
         def call():
+            kw = {"seed": 0, "steps": steps, "size": size, "keep_subject": False}
             picture = inpaint_background(
-                pipes[name],
-                subject["picture"],
-                mask,
-                BACKGROUND_PROMPT,
-                seed=0,
-                steps=steps,
-                size=size,
-                keep_subject=False,
+                pipes[name], subject["picture"], mask, BACKGROUND_PROMPT, **kw
             )[0]
             pictures[(name, "inpainting")] = np.asarray(picture)
 
@@ -100,22 +89,23 @@ def measure(cfg: dict, quick: bool = False) -> dict:
 
     if cfg["warmup_steps"]:  # a first CPU call at a new shape and dtype is slower
         ctx.log(f"{NAME}: warm-up ({cfg['warmup_steps']} steps each)")
-        for name in DTYPES:
-            subject_call(name, cfg["warmup_steps"])()
-        for name in DTYPES:
-            inpaint_call(name, cfg["warmup_steps"])()
+        for make in (subject_call, inpaint_call):
+            for name in DTYPES:
+                make(name, cfg["warmup_steps"])()
         subject.clear()
     subject_call("float32", cfg["steps"])()  # untimed: the picture both dtypes inpaint
     ctx.log(f"{NAME}: {cfg['reps']} turns of {', '.join(DTYPES)} x {', '.join(TASKS)}")
-    cases = {}
-    for name in DTYPES:
-        cases[f"{name} subject"] = lambda name=name: subject_call(name, cfg["steps"])
-        cases[f"{name} inpainting"] = lambda name=name: inpaint_call(name, cfg["steps"])
-    with OtherLoad() as load:
-        times = interleaved(cases, ctx, cfg["reps"], 0)
-    other_seed = subject_call("float32", cfg["steps"], seed=1)
+    steps = cfg["steps"]
+    turns = in_turns(
+        ctx,
+        {
+            "subject": lambda d: subject_call(d, steps),
+            "inpainting": lambda d: inpaint_call(d, steps),
+        },
+        cfg["reps"],
+    )
     kept = pictures[("float32", "subject")]
-    other_seed()  # for scale: how far apart two unrelated float32 pictures are
+    subject_call("float32", steps, seed=1)()  # for scale: two unrelated float32 pictures
     unrelated = closeness(kept, pictures[("float32", "subject")])
     close = {
         task: closeness(
@@ -126,27 +116,18 @@ def measure(cfg: dict, quick: bool = False) -> dict:
     flags = cpu_flags()
     return {
         "loads": loads,
-        "seconds": times,
+        **turns,
         "closeness": close,
         "unrelated_subjects": unrelated,
         "pick_dtype": str(sdsam_nb.pick_dtype(torch.device("cpu"))).removeprefix("torch."),
         "native_bf16_flags": [f for f in CPU_BF16_FLAGS if f in flags],
-        "threads": torch.get_num_threads(),
-        "other_cpu_share": load.share,
     }
 
 
 def report(ctx: Context, cfg: dict, m: dict) -> Section:
     """The section for :func:`measure`'s result ``m``."""
     sec = Section(NAME, TITLE)
-    speedups = {}
-    for task in TASKS:
-        s32, s16 = (median(m["seconds"][f"{name} {task}"]) for name in DTYPES)
-        sec.add(f"{task}: float32", s32, "s")
-        sec.add(f"{task}: bfloat16", s16, "s")
-        speedups[task] = s32 / s16
-        target = judged(speedups[task], "≥", TARGET_SPEEDUP, ctx)
-        sec.add(f"{task}: bfloat16 speed-up over float32", speedups[task], "x", **target)
+    speedups = [dtype_rows(sec, ctx, m["seconds"], task) for task in TASKS]
     for task in TASKS:
         c = m["closeness"][task]
         psnr = math.inf if c["psnr"] is None else c["psnr"]
@@ -158,7 +139,7 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
     u = m["unrelated_subjects"]
     note = f"for scale; mean |difference| {u['mean_abs']:.2f}, max {u['max_abs']:.0f}"
     sec.add("PSNR between two float32 subjects of seeds 0 and 1", u["psnr"], "dB", note=note)
-    faster = all(s >= TARGET_SPEEDUP for s in speedups.values())
+    faster = all(s >= FASTER for s in speedups)
     close = all((c["psnr"] is None or c["psnr"] >= TARGET_PSNR) for c in m["closeness"].values())
     verdict = "bfloat16" if (m["native_bf16_flags"] and faster and close) else "float32"
     agrees = m["pick_dtype"] == verdict
@@ -167,26 +148,16 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
         f"(native bfloat16 flags: {', '.join(m['native_bf16_flags']) or 'none'}; faster: "
         f"{'yes' if faster else 'no'}; close: {'yes' if close else 'no'})"
     )
-    sec.add(
-        "the kit's automatic CPU dtype follows this measurement",
-        agrees,
-        "bool",
-        target="yes",
-        met=None if ctx.quick else agrees,
-        note=note,
-    )
-    busy = m.get("other_cpu_share")
-    model = (
-        "the tiny SD (quick: its numbers mean nothing)"
-        if ctx.quick
-        else ("full-size SD v1-4 architecture, random weights")
-    )
-    warm = cfg["warmup_steps"]
+    what = "the kit's automatic CPU dtype follows this measurement"
+    sec.add(what, agrees, "bool", target="yes", met=None if ctx.quick else agrees, note=note)
+    busy, warm = m.get("other_cpu_share"), cfg["warmup_steps"]
+    model = "full-size SD v1-4 architecture, random weights"
     sec.notes.append(
-        f"{model}, held in both dtypes at once, loaded with sdsam_nb.load_sd(dtype=...); "
-        f"{cfg['size']}x{cfg['size']} px, DPM-Solver++ {cfg['steps']} steps, guidance 7.5, "
-        f"seed 0; the inpainting repaints around a central disc of float32's subject "
-        f"(inpaint_background, keep_subject=False, size {cfg['size']}); "
+        f"{'the tiny SD (quick: its numbers mean nothing)' if ctx.quick else model}, held in both "
+        f"dtypes at once, loaded with sdsam_nb.load_sd(dtype=...); {cfg['size']}x{cfg['size']} "
+        f"px, DPM-Solver++ {cfg['steps']} steps, guidance 7.5, seed 0; the inpainting repaints "
+        f"around a central disc of float32's subject (inpaint_background, keep_subject=False, "
+        f"size {cfg['size']}); "
         + (f"an untimed {warm}-step warm-up of each, then " if warm else "no warm-up, ")
         + f"{cfg['reps']} turn(s) float32, bfloat16 (median); {m['threads']} torch threads"
         + ("" if ctx.quick else ", one fresh process flushing subnormal floats to zero")
@@ -196,7 +167,7 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
         "random weights make every picture noise-like: the PSNR rows check that bfloat16's "
         "arithmetic stays near float32's for the same seed and prompt, not that either picture "
         "is good; trained weights give other pictures, whose closeness is not measured here. "
-        f"Targets: faster by at least {TARGET_SPEEDUP}x and PSNR at least {TARGET_PSNR:.0f} dB "
+        f"Targets: faster by at least {FASTER}x and PSNR at least {TARGET_PSNR:.0f} dB "
         "for both tasks; pick_dtype gives bfloat16 on CPUs with native bfloat16 only if both "
         "hold"
     )
@@ -210,11 +181,10 @@ def run(ctx: Context) -> Section:
             "a CPU measurement (on a GPU the kit's dtype is float16): run with --device cpu"
         )
     cfg = dict(QUICK_SETTINGS if ctx.quick else CPU_SETTINGS)
-    if ctx.quick:
-        return report(ctx, cfg, measure(cfg, quick=True))
-    ctx.log(
-        f"{NAME}: full-size SD at {cfg['size']} px, {cfg['steps']} steps, float32 and bfloat16 "
-        f"x {cfg['reps']} turns, in a fresh process: about 15 minutes on 2 idle cores"
-    )
-    target = "benchmarks.cpu_dtype:measure"
-    return report(ctx, cfg, run_worker(target, {"cfg": cfg}, timeout=5400, flush_denormal=True))
+    if not ctx.quick:
+        ctx.log(
+            f"{NAME}: full-size SD at {cfg['size']} px, {cfg['steps']} steps, float32 and "
+            f"bfloat16 x {cfg['reps']} turns, in a fresh process: about 15 minutes on 2 idle cores"
+        )
+    kwargs = {"cfg": cfg, "quick": ctx.quick}
+    return report(ctx, cfg, measured(ctx, "benchmarks.cpu_dtype:measure", kwargs, timeout=5400))

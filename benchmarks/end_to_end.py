@@ -1,24 +1,13 @@
 """End to end: subject → SAM clicks → new background → composite, ours against a naive app.
 
-ours (:func:`ours_pass`), as the kit runs by default: models loaded once (timed apart), an
-untimed warm-up pass, then ``generate`` (``load_sd``'s defaults: the dtype
-:func:`sdsam_nb.pick_dtype` gives, DPM-Solver++, 25 steps) → ``ClickSegmenter`` (SAM's weights
-in fp32, its embedding in the dtype ``load_sam`` picks) → three ``add_point`` →
-``inpaint_background`` (SD's own weights, ``keep_subject=False``) → ``composite``; disk caches
-off. Then the same with the few-step mode (``load_sd(fast=cfg["fast"])``, the adapter's own
-steps and guidance; nothing can be downloaded, so :func:`local_adapter` points it at a random
-LoRA with its file name, built once for this SD as the kit's tiny ones are). naive
-(:func:`naive_pass`), in the style of the apps we are compared with: fp32, each pipeline
-``from_pretrained`` per call (its load time counts), PNDM, the SAM embedding recomputed for
-every click (its SAM built once, outside the timing).
-
-One settings dict per kind of run (:data:`GPU_SETTINGS`, :data:`CPU_SETTINGS`,
-:data:`QUICK_SETTINGS`): a new variant of "ours" is a new key there and a branch in
-:func:`ours_pass`. The CPU run is a fresh worker process that flushes subnormal floats to zero
-(:data:`benchmarks.harness.FLUSH_DENORMAL_NOTE`); ``python -m benchmarks.end_to_end [--size N]
-[--steps N] [--naive-steps N] [--sam NAME] [--dtype NAME] ...`` runs it alone with other
-settings and prints its raw timings as one JSON line. Random weights: SAM's mask may come out
-empty or full; the later stages then use a central disc (a note says so).
+What each side does, the settings and the targets: README.md. ours (:func:`ours_pass`) runs
+the kit's defaults with its models loaded once (timed apart) and warmed up, then the few-step
+mode (:func:`local_adapter`: a random LoRA under the adapter's name, as nothing can be
+downloaded); naive (:func:`naive_pass`) loads fp32 pipelines per call and embeds per click. One
+settings dict per kind of run (:data:`QUICK_SETTINGS`, :data:`GPU_SETTINGS`,
+:data:`CPU_SETTINGS`); ``python -m benchmarks.end_to_end --size N ...`` runs the CPU measurement
+alone with other settings and prints its raw timings as one JSON line. Random weights: SAM's
+mask may come out empty or full; the later stages then use a central disc (a note says so).
 """
 
 from __future__ import annotations
@@ -33,7 +22,7 @@ import torch
 
 from sdsam_nb.models.fast import DEFAULT_STEPS, FAST
 
-from .harness import Context, OtherLoad, Section, free, judged, run_worker, worker_main
+from .harness import Context, OtherLoad, Section, free, judged, measured, worker_main
 
 NAME = "end_to_end"
 TITLE = "End to end: subject, SAM clicks, inpainted background, composite (ours vs naive)"
@@ -290,22 +279,21 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
     sec = Section(NAME, TITLE)
     loads, ours, naive, fast = m["loads"], m["ours"], m["naive"], m.get("fast")
     total_ours, total_naive = sum(ours.values()), sum(naive.values())
-    for name, t in loads.items():
-        sec.add(f"ours: {name} (once per session, not in the total)", t, "s")
-    for name, t in ours.items():
-        sec.add(f"ours: {name}", t, "s")
+
+    def stages(who: str, loads: dict, times: dict) -> None:
+        for name, t in loads.items():
+            sec.add(f"{who}: {name} (once per session, not in the total)", t, "s")
+        for name, t in times.items():
+            sec.add(f"{who}: {name}", t, "s")
+
+    stages("ours", loads, ours)
     h100 = judged(total_ours, "≤", TARGET_TOTAL_S, ctx, f"≤ {TARGET_TOTAL_S} s (H100)")
     sec.add("ours: end to end", total_ours, "s", **(h100 if ctx.cuda else {}))
     if fast:
-        who = f"ours few-step ({cfg['fast']})"
-        for name, t in fast["loads"].items():
-            sec.add(f"{who}: {name} (once per session, not in the total)", t, "s")
-        for name, t in fast["times"].items():
-            sec.add(f"{who}: {name}", t, "s")
-        total_fast = sum(fast["times"].values())
+        who, total_fast = f"ours few-step ({cfg['fast']})", sum(fast["times"].values())
+        stages(who, fast["loads"], fast["times"])
         sec.add(f"{who}: end to end", total_fast, "s")
-    for name, t in naive.items():
-        sec.add(f"naive: {name}", t, "s")
+    stages("naive", {}, naive)
     sec.add("naive: end to end (its per-call loads included)", total_naive, "s")
     loads_naive = sum(t for name, t in naive.items() if name.startswith("load"))
     sec.add("naive: end to end without its loads", total_naive - loads_naive, "s")
@@ -378,15 +366,15 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
 
 def run(ctx: Context) -> Section:
     cfg = settings(ctx)
-    if ctx.cuda or ctx.quick:
-        return report(ctx, cfg, measure(cfg, str(ctx.device), ctx.quick))
-    ctx.log(
-        f"{NAME}: CPU, full size ({cfg['size']} px, {cfg['steps']} vs {cfg['naive_steps']} "
-        f"steps, then fast={cfg['fast']!r}; SAM {cfg['sam']}) in a fresh process: about 15 "
-        "minutes on 2 idle cores"
-    )
-    target = "benchmarks.end_to_end:measure"
-    return report(ctx, cfg, run_worker(target, {"cfg": cfg}, timeout=3600, flush_denormal=True))
+    if not (ctx.cuda or ctx.quick):
+        ctx.log(
+            f"{NAME}: CPU, full size ({cfg['size']} px, {cfg['steps']} vs {cfg['naive_steps']} "
+            f"steps, then fast={cfg['fast']!r}; SAM {cfg['sam']}) in a fresh process: about 15 "
+            "minutes on 2 idle cores"
+        )
+    kwargs = {"cfg": cfg, "device": str(ctx.device), "quick": ctx.quick}
+    m = measured(ctx, "benchmarks.end_to_end:measure", kwargs, timeout=3600, here=ctx.cuda)
+    return report(ctx, cfg, m)
 
 
 def parser() -> argparse.ArgumentParser:

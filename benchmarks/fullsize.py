@@ -1,13 +1,9 @@
 """Full-size model architectures with random weights (no download), for honest timings.
 
-SD v1-4 (:func:`sd_v14_folder`) is built from its *published* configs (UNet, VAE, CLIP
-ViT-L/14 text encoder with the real 49408-entry embedding table, PNDM scheduler) and saved once
-as a diffusers folder in fp16 (about 2.1 GB) under ``sdsam_nb.cache_dir()/bench/``; every
-benchmark loads it through the ordinary ``from_pretrained`` code, so sizes, load path and compute
-are the real model's. No safety checker; the tokenizer is the kit's small byte-level vocabulary
-(:func:`sdsam_nb.models.tiny.write_clip_vocab`). SAM (:func:`build_sam`) comes from
-segment-anything's own builders with ``checkpoint=None``. Random weights make every picture
-noise: nothing here says anything about image quality.
+SD v1-4 (:func:`sd_v14_folder`) is built from its *published* configs and saved once as a
+diffusers folder in fp16 under ``sdsam_nb.cache_dir()/bench/``, loaded through the ordinary
+``from_pretrained`` code; the tokenizer is the kit's small byte-level vocabulary. SAM
+(:func:`build_sam`) comes from segment-anything's own builders with ``checkpoint=None``.
 """
 
 from __future__ import annotations

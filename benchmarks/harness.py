@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -192,6 +193,38 @@ def interleaved(
             if rep >= warmup:
                 times[name].append(seconds)
     return times
+
+
+DTYPES = ("float32", "bfloat16")  # what the dtype benchmarks compare, in this order
+FASTER = 1.1  # bfloat16 counts as faster than float32 when it saves at least a tenth
+
+
+def in_turns(ctx: Context, tasks: dict[str, Callable[[str], Callable[[], Any]]], reps: int) -> dict:
+    """Each of ``tasks`` in every dtype of :data:`DTYPES`, timed in turns (:func:`interleaved`,
+    no warm-up: the caller's); ``tasks[task](dtype)`` prepares the call to time. Returns
+    ``{"seconds": {"<dtype> <task>": [...]}, "threads", "other_cpu_share"}``."""
+    cases = {f"{d} {task}": partial(prepare, d) for d in DTYPES for task, prepare in tasks.items()}
+    with OtherLoad() as load:
+        seconds = interleaved(cases, ctx, reps, 0)
+    return {"seconds": seconds, "threads": torch.get_num_threads(), "other_cpu_share": load.share}
+
+
+def dtype_rows(sec: Section, ctx: Context, seconds: dict, task: str, label: str = "", names=DTYPES):
+    """``task``'s rows from :func:`in_turns`' ``seconds``: the median of each dtype (``"<label>:
+    <name>"``, ``label`` defaulting to ``task``) and bfloat16's speed-up over float32, judged
+    against :data:`FASTER`; returns the speed-up."""
+    s32, s16 = (median(seconds[f"{d} {task}"]) for d in DTYPES)
+    for name, s in zip(names, (s32, s16), strict=True):
+        sec.add(f"{label or task}: {name}", s, "s")
+    target = judged(s32 / s16, "≥", FASTER, ctx)
+    sec.add(f"{task}: bfloat16 speed-up over float32", s32 / s16, "x", **target)
+    return s32 / s16
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two bool masks; 1.0 when both are empty."""
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def session_clicks(seg, points) -> tuple[list[float], list[float]]:
@@ -368,6 +401,20 @@ def run_worker(target: str, kwargs: dict, *, timeout: float, flush_denormal: boo
     return json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
 
 
+def measured(ctx: Context, target: str, kwargs: dict, *, timeout: float, here: bool = False):
+    """``target(**kwargs)`` (``"module:function"``): in this process for a quick run (or if
+    ``here``), else in a fresh worker process (:func:`run_worker`) that flushes subnormal floats
+    to zero on the CPU (:data:`FLUSH_DENORMAL_NOTE`)."""
+    if ctx.quick or here:
+        return _call(target, kwargs)
+    return run_worker(target, kwargs, timeout=timeout, flush_denormal=not ctx.cuda)
+
+
+def _call(target: str, kwargs: dict) -> Any:
+    module, _, function = target.partition(":")
+    return getattr(import_module(module), function)(**kwargs)
+
+
 def worker_main(spec: str) -> None:
     """The worker side of :func:`run_worker`: prints the result as one JSON line."""
     spec = json.loads(spec)
@@ -379,9 +426,7 @@ def worker_main(spec: str) -> None:
 
     dlogging.set_verbosity_error()
     dlogging.disable_progress_bar()
-    module, _, function = spec["target"].partition(":")
-    result = getattr(import_module(module), function)(**spec["kwargs"])
-    print(json.dumps(jsonable(result)), flush=True)
+    print(json.dumps(jsonable(_call(spec["target"], spec["kwargs"]))), flush=True)
 
 
 # --------------------------------------------------------------------------- environment

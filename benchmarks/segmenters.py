@@ -1,10 +1,7 @@
-"""Segmentation backends side by side: each against segment_anything's ``vit_b``.
-
-Every backend :func:`sdsam_nb.load_sam` serves, at its full-size architecture with random
-weights built from its published configuration (:data:`CONFIGS_NOTE`); a transformers model is
-wrapped as the kit wraps a loaded checkpoint, ``TransformersSam(model, processor)`` with the
-published checkpoints' preprocessing. Each runs through ``ClickSegmenter`` on the kit's sample
-picture, fp32, in a fresh process of its own. What is measured: README.md.
+"""Segmentation backends side by side, each against segment_anything's ``vit_b``: every backend
+:func:`sdsam_nb.load_sam` serves, at its full-size architecture with random weights built from
+its published configuration (:data:`CONFIGS_NOTE`), through ``ClickSegmenter``, fp32, each in a
+fresh process of its own. What is measured: README.md.
 """
 
 from __future__ import annotations
@@ -26,8 +23,8 @@ from .harness import (
     Section,
     free,
     includes,
+    measured,
     median,
-    run_worker,
     session_clicks,
 )
 
@@ -224,12 +221,9 @@ def run(ctx: Context) -> Section:
         row = {"name": b.name, "family": b.family, "source": b.source, "purpose": PURPOSE[b.family]}
         ctx.log(f"{NAME}: {b.name} ({b.source}): build, {reps}+1 embeddings, {n_clicks} clicks")
         args = {"name": b.name, "device": str(ctx.device), "reps": reps, "n_clicks": n_clicks}
+        args["quick"] = ctx.quick
         try:
-            if ctx.quick:
-                row.update(measure(**args, quick=True))
-            else:
-                target = "benchmarks.segmenters:measure"
-                row.update(run_worker(target, args, timeout=3600, flush_denormal=not ctx.cuda))
+            row.update(measured(ctx, "benchmarks.segmenters:measure", args, timeout=3600))
         except Exception as exc:  # one backend that fails must not hide the others
             ctx.log(f"{NAME}: {b.name} failed: {type(exc).__name__}: {exc}")
             row["error"] = f"{type(exc).__name__}: {exc}"

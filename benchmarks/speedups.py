@@ -1,12 +1,7 @@
 """Speed-ups, each measured against its baseline and kept only if it holds ("keep": at least
 :data:`KEEP` times faster; for SAM's half-precision encoder, masks that agree with fp32); and
-what relighting costs (:func:`relight_cost`: one relight against one inpainting, CPU and GPU).
-
-GPU (full-size SD v1-4 fp16, SAM vit_h): SDPA against classic attention and ``channels_last``
-(one UNet forward, batch 2, 64x64 latents), DPM-Solver++ at 25 and 20 steps against PNDM at 50
-(time only), SAM's image encoder in fp16, ``torch.compile`` and ``enable_model_cpu_offload()``
-(options). CPU: the attention comparison (fp32) and the relight cost. ``--quick``: the tiny
-models.
+what relighting costs (:func:`relight_cost`). Which run where: README.md (on the CPU the
+attention comparison and the relight cost); ``--quick``: the tiny models.
 """
 
 from __future__ import annotations
@@ -17,7 +12,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from .harness import Context, Section, free, interleaved, judged, median, time_reps
+from .harness import Context, Section, free, interleaved, iou, judged, median, time_reps
 
 NAME = "speedups"
 TITLE = "Speed-ups: attention, scheduler, SAM fp16, channels_last, compile, CPU offload; relight"
@@ -51,12 +46,6 @@ def full_image_encoder(sam):
     return sam
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two bool masks; 1.0 when both are empty."""
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def unet_forward(unet, latent: int, ctx: Context, dtype, layout=torch.contiguous_format):
     """One UNet forward of batch 2 (classifier-free guidance) at ``latent`` x ``latent``, on
     fixed random inputs in ``layout``, as a call to time."""
@@ -78,6 +67,17 @@ def _judge(sec: Section, ctx: Context, metric: str, speedup: float, note: str = 
     sec.extra.setdefault("decisions", {})[metric] = "keep" if speedup >= KEEP else "drop"
 
 
+def _variants(sec: Section, ctx: Context, cases: dict, reps: int, warm: int, metric: str, **notes):
+    """Two variants of a UNet forward (``cases`` as for :func:`interleaved`, baseline first) in
+    turns: a row for each (``notes["row"]``) and the second's speed-up (``notes["judge"]``)."""
+    times = interleaved(cases, ctx, reps, warm)
+    for name, t in times.items():
+        sec.add(f"UNet forward, {name}", median(t), "s", note=notes.get("row", ""))
+    base, fast = (median(t) for t in times.values())
+    _judge(sec, ctx, metric, base / fast, note=notes.get("judge", ""))
+    return times
+
+
 def attention(sec: Section, ctx: Context, pipe, dtype) -> None:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
@@ -90,15 +90,14 @@ def attention(sec: Section, ctx: Context, pipe, dtype) -> None:
         return lambda: (unet.set_attn_processor(proc()), forward)[1]
 
     ctx.log(f"{NAME}: UNet forward, classic vs SDPA attention, in turns")
-    classic, sdpa = "classic AttnProcessor", "SDPA AttnProcessor2_0"
-    cases = {classic: using(AttnProcessor), sdpa: using(AttnProcessor2_0)}
-    times = interleaved(cases, ctx, reps, warm)
+    cases = {
+        "classic AttnProcessor": using(AttnProcessor),
+        "SDPA AttnProcessor2_0": using(AttnProcessor2_0),
+    }
+    metric = "SDPA speed-up over classic attention"
+    note = {"row": f"batch 2, {latent}x{latent} latents", "judge": f"median of {reps}"}
+    sec.extra["attention_s"] = _variants(sec, ctx, cases, reps, warm, metric, **note)
     unet.set_attn_processor(AttnProcessor2_0())
-    for name, t in times.items():
-        sec.add(f"UNet forward, {name}", median(t), "s", note=f"batch 2, {latent}x{latent} latents")
-    sec.extra["attention_s"] = times
-    speedup = median(times[classic]) / median(times[sdpa])
-    _judge(sec, ctx, "SDPA speed-up over classic attention", speedup, note=f"median of {reps}")
 
 
 def channels_last(sec: Section, ctx: Context, pipe, dtype) -> None:
@@ -108,16 +107,10 @@ def channels_last(sec: Section, ctx: Context, pipe, dtype) -> None:
     def layout(fmt) -> Callable[[], Callable[[], object]]:
         return lambda: unet_forward(unet.to(memory_format=fmt), latent, ctx, dtype, fmt)
 
-    cases = {
-        "default": layout(torch.contiguous_format),
-        "channels_last": layout(torch.channels_last),
-    }
-    times = interleaved(cases, ctx, reps, warm)
+    cases = {"default layout": layout(torch.contiguous_format)}
+    cases["channels_last"] = layout(torch.channels_last)
+    _variants(sec, ctx, cases, reps, warm, "channels_last speed-up")
     unet.to(memory_format=torch.contiguous_format)
-    base, fast = median(times["default"]), median(times["channels_last"])
-    sec.add("UNet forward, default layout", base, "s")
-    sec.add("UNet forward, channels_last", fast, "s")
-    _judge(sec, ctx, "channels_last speed-up", base / fast)
 
 
 def compiled(sec: Section, ctx: Context, pipe, dtype) -> None:
