@@ -73,20 +73,11 @@ def run(ctx: Context) -> Section:
     per_method: dict[str, dict] = {}
     for method in _methods(ctx.quick):
         scores, seconds, pictures = [], {}, 0
+        kw = {"seed": seeds[0], "n": len(seeds), "steps": steps, "size": size, "model": method}
         for _, picture, mask in subjects:
             for prompt in prompts:
                 with ctx.timing(seconds, method):
-                    results = sdsam_nb.inpaint_background(
-                        pipe,
-                        picture,
-                        mask,
-                        prompt,
-                        seed=seeds[0],
-                        n=len(seeds),
-                        steps=steps,
-                        size=size,
-                        model=method,
-                    )
+                    results = sdsam_nb.inpaint_background(pipe, picture, mask, prompt, **kw)
                 pictures += len(results)
                 scores += sdsam_nb.score_results(picture, results, mask, predictor=predictor)
         summary = sdsam_nb.expansion_by_method(scores)

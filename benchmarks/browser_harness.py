@@ -144,20 +144,16 @@ class LabServer:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
-    def shutdown_kernels(self) -> int:
-        """Shut down every kernel of the server (REST ``DELETE /api/kernels/<id>``); returns
-        how many there were."""
+    def shutdown_kernels(self) -> None:
+        """Shut down every kernel of the server (REST ``DELETE /api/kernels/<id>``)."""
         with urllib.request.urlopen(self.url("/api/kernels"), timeout=5) as r:
             kernels = json.loads(r.read())
+        auth = {"Authorization": f"token {self.token}"}
         for kernel in kernels:
-            request = urllib.request.Request(
-                self.url(f"/api/kernels/{kernel['id']}"),
-                method="DELETE",
-                headers={"Authorization": f"token {self.token}"},
-            )
-            with urllib.request.urlopen(request, timeout=15):
-                pass
-        return len(kernels)
+            url = self.url(f"/api/kernels/{kernel['id']}")
+            urllib.request.urlopen(
+                urllib.request.Request(url, method="DELETE", headers=auth), timeout=15
+            ).close()
 
     def log_tail(self, n: int = 40) -> str:
         try:

@@ -100,17 +100,9 @@ def ours_once(pipe, predictor, cfg: dict, ctx: Context, times: dict, notes: list
         for fx, fy, positive in CLICKS:
             mask = seg.add_point(fx * size, fy * size, positive)
     mask = _usable(mask, notes, "ours")
+    kw = {"seed": 0, "steps": steps, "size": size, "keep_subject": False}
     with ctx.timing(times, "4 inpainted background"):
-        background = inpaint_background(
-            pipe,
-            subject,
-            mask,
-            BACKGROUND_PROMPT,
-            seed=0,
-            steps=steps,
-            size=size,
-            keep_subject=False,
-        )[0]
+        background = inpaint_background(pipe, subject, mask, BACKGROUND_PROMPT, **kw)[0]
     with ctx.timing(times, "5 composite"):
         composite(subject, mask, background)
 
