@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from ..usage import use
-from ..validate import check_flag
 from .keys import array_digest, digest, library_versions, model_identity
-from .store import ENV_GB, DiskCache, default_store
+from .store import DiskCache, open_store
 
 KIND = "embedding"
 FORMAT = 1  # of the key and the payload; a change here makes every old entry a miss
@@ -124,13 +123,8 @@ def embed(
         computing it; ``use`` says whether it came from the cache (see
         :mod:`sdsam_nb.usage`).
     """
-    check_flag(cache, "cache")
-    if not cache:
-        return segmenter.embed(image), use(KIND, None, False, "cache=False")
-    store = store if store is not None else default_store()
-    if store is None:
-        return segmenter.embed(image), use(KIND, None, False, f"{ENV_GB}=0")
-    key, why = embedding_key(segmenter, image)
+    store, why = open_store(cache, store)
+    key, why = embedding_key(segmenter, image) if store is not None else (None, why)
     if key is None:
         return segmenter.embed(image), use(KIND, None, False, why)
     payload = store.get(key, KIND)

@@ -17,9 +17,8 @@ from typing import Any
 from PIL import Image
 
 from ..usage import use
-from ..validate import check_flag
 from .keys import digest, library_versions, model_identity
-from .store import ENV_GB, DiskCache, default_store
+from .store import DiskCache, open_store
 
 KIND = "picture"
 FORMAT = 1
@@ -92,12 +91,9 @@ def picture(
     stored. The picture returned has ``info["cache"]``: ``"hit"``, ``"miss"`` or ``"off"``.
     ``cache=False`` neither reads nor writes the cache.
     """
-    check_flag(cache, "cache")
-    key, why = None, "cache=False"
-    store = (store if store is not None else default_store()) if cache else None
-    if cache and store is None:
-        why = f"{ENV_GB}=0"
-    elif store is not None:
+    store, why = open_store(cache, store)
+    key = None
+    if store is not None:
         key, why = picture_key(pipe, seed=seed, call=call, device=device)
     if key is not None:
         payload = store.get(key, KIND)

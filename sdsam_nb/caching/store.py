@@ -22,7 +22,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from ..models.cache import cache_dir
-from ..validate import is_finite, is_int
+from ..validate import check_flag, is_finite, is_int
 
 DEFAULT_GB = 5.0
 """The default cap of the disk caches, in GB (``$SDSAM_CACHE_GB`` changes it)."""
@@ -242,3 +242,16 @@ def default_store() -> DiskCache | None:
     if gb == 0:
         return None
     return DiskCache(results_dir(), int(gb * 1e9))
+
+
+def open_store(cache: bool, store: DiskCache | None = None) -> tuple[DiskCache | None, str]:
+    """``(store, "")``: the store a cached call uses (``store``, else :func:`default_store`);
+    or ``(None, why not)``: ``cache=False``, or ``$SDSAM_CACHE_GB`` is 0.
+
+    Raises:
+        ValueError: ``cache`` is not True or False, or a bad setting (:func:`cache_gb`).
+    """
+    if not check_flag(cache, "cache"):
+        return None, "cache=False"
+    store = store if store is not None else default_store()
+    return store, "" if store is not None else f"{ENV_GB}=0"
