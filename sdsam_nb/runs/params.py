@@ -228,42 +228,28 @@ def unknown_name(name: Any, known: Iterable[str] = SPEC, what: str = "unknown pa
     return ValueError(f"{what} {short_repr(name)}{hint}")
 
 
-def parse_text(name: str, value: Any) -> Any:
-    """``value``, with the YAML text of a list / dict parameter parsed (papermill's ``-p``);
-    other parameters and values that are not text come back unchanged.
-
-    Raises:
-        ValueError: an unknown name, or text that is not YAML.
-    """
-    if name not in SPEC:
-        raise unknown_name(name)
-    if not (SPEC[name].structured and isinstance(value, str)):
-        return value
-    try:
-        return load_yaml(value, name=f"parameter {name}")
-    except ValueError as exc:
-        raise ValueError(
-            f"{exc}; it must be {SPEC[name].what}: with papermill give it as YAML: "
-            f"-y '{name}: [...]'"
-        ) from None
-
-
 def check_params(**params) -> dict:
-    """Check notebook parameters by name; return them, list / dict text parsed as YAML.
+    """Check notebook parameters by name; return them, the YAML text of a list / dict
+    parameter parsed (papermill's ``-p`` passes text).
 
     Raises:
-        ValueError: an unknown name (with the close matches), or the first parameter that
-            is not what it must be, e.g.
+        ValueError: an unknown name (with the close matches), text that is not YAML, or the
+            first parameter that is not what it must be, e.g.
             ``parameter steps must be an integer >= 1, got 'ten' (str)``.
     """
     out = {}
     for name, value in params.items():
-        parsed = parse_text(name, value)
-        param = SPEC[name]
+        if name not in SPEC:
+            raise unknown_name(name)
+        param, parsed = SPEC[name], value
+        hint = f"; with papermill give it as YAML: -y '{name}: ...'"
+        if param.structured and isinstance(value, str):
+            try:
+                parsed = load_yaml(value, name=f"parameter {name}")
+            except ValueError as exc:
+                raise ValueError(f"{exc}; it must be {param.what}{hint}") from None
         if not param.check(parsed):
-            hint = ""
-            if isinstance(value, str) and param.structured:
-                hint = f"; with papermill give it as YAML: -y '{name}: ...'"
+            hint = hint if isinstance(value, str) and param.structured else ""
             raise ValueError(
                 f"parameter {name} must be {param.what}, got {short_repr(value)} "
                 f"({type(value).__name__}){hint}"
