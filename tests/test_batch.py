@@ -24,7 +24,7 @@ from PIL import Image
 from sdsam_nb import models, runs
 from sdsam_nb.__main__ import main
 from sdsam_nb.batch import plan_item, read_manifest, run_batch
-from sdsam_nb.batch.index import COLUMNS
+from sdsam_nb.batch.runner import COLUMNS
 from sdsam_nb.runs.chain import replay
 
 QUICK = {

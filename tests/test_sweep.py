@@ -13,7 +13,7 @@ from PIL import Image
 
 from sdsam_nb import runs
 from sdsam_nb.__main__ import main
-from sdsam_nb.batch.index import COLUMNS
+from sdsam_nb.batch.runner import COLUMNS
 from sdsam_nb.batch.sweep import grid, run_sweep
 
 NOTEBOOK = "01_generate_subject"

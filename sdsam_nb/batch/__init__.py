@@ -1,16 +1,15 @@
 """Batches and sweeps: many runs headless, each into its own run folder, models loaded once,
 resumable (docs/batches.md).
 
-``manifest`` reads the items; ``plan`` says which notebooks an item runs with which parameters;
-``item`` (:func:`run_batch`) and ``sweep`` (:func:`~sdsam_nb.batch.sweep.run_sweep`) make them
-jobs for the one runner (``runner``, on Ray: ``ray_pool``), which owns the run folders
-(``folders``) and writes ``index.csv`` (``index``).
+``manifest`` reads the items; ``item`` (:func:`run_batch`: each item's plan and its run) and
+``sweep`` (:func:`~sdsam_nb.batch.sweep.run_sweep`) make them jobs for the one runner
+(``runner``: the index and the result; on Ray: ``ray_pool``), which owns the run folders
+(``folders``).
 """
 
-from .index import Result
-from .item import run_batch
+from .item import Plan, plan_item, run_batch
 from .manifest import Manifest, check_item, read_manifest
-from .plan import Plan, plan_item
+from .runner import Result
 
 __all__ = [
     "Result",

@@ -1,17 +1,27 @@
 """A batch: every item of a manifest into its own run folder, through the runner batches and
 sweeps share (:func:`sdsam_nb.batch.runner.run_jobs`).
 
-An item runs its notebooks themselves in this process (or a Ray worker):
-:func:`sdsam_nb.runs.chain.execute_here` runs each notebook's cells with the parameters
-``sdsam-nb run`` would inject, so the run records what a kernel would and ``sdsam-nb replay``
-re-runs it. The one step a batch adds is the mask it makes (``mask: auto``) or takes (a file),
-kept as ``mask.png`` before notebook 03 or 04 reads it through ``mask_path``.
+An item runs up to three notebooks into its run folder, as ``sdsam-nb run`` chains them:
+``01_generate_subject`` (a ``subject_prompt`` instead of an ``image``), ``02_click_to_mask``
+(``points`` / ``box`` / ``text_prompt`` / ``clicks``), then ``03_inpaint_background`` or
+``04_composite_background`` (its ``method``). Each notebook's parameters are its
+``parameters`` cell's defaults, updated by the batch's defaults and then by the item (the names
+that notebook declares), checked with :func:`sdsam_nb.runs.check_params`. The notebooks run in
+this process (or a Ray worker): :func:`sdsam_nb.runs.chain.execute_here` runs their cells with
+the parameters ``sdsam-nb run`` would inject, so the run records what a kernel would and
+``sdsam-nb replay`` re-runs it. The one step a batch adds is the mask it makes (``mask:
+auto``) or takes (a file), kept as ``mask.png`` before notebook 03 or 04 reads it through
+``mask_path``.
 """
 
 from __future__ import annotations
 
+import ast
+import copy
+import functools
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -19,12 +29,179 @@ from PIL import Image
 from .. import runs
 from ..images import check_subject, to_mask, to_rgb
 from ..models import load_sam, sha256_file
-from ..runs import Run, jsonable
-from ..runs.chain import execute_here
-from .index import Result
-from .manifest import METHODS, Manifest, check_item, read_manifest
-from .plan import Plan, input_files, plan_item
-from .runner import Jobs, run_jobs
+from ..runs import SPEC, Run, check_params, jsonable
+from ..runs.chain import declared, execute_here
+from .manifest import METHODS, PROMPTS, Manifest, check_item, read_manifest
+from .runner import Jobs, Result, run_jobs
+
+GENERATE = "01_generate_subject"
+CLICK = "02_click_to_mask"
+MASK_FILE = "mask.png"  # the mask a batch keeps in a new run folder (mask: auto or a file)
+NO_PROMPT = {"points": [], "box": None, "text_prompt": None, "clicks": None}
+# automatic masks are segment_anything's (SamAutomaticMaskGenerator): unless the item names a
+# SAM, mask="auto" uses vit_b whatever notebook 02's click default is
+AUTO_SAM = "vit_b"
+
+
+@functools.cache
+def _notebook_defaults(name: str) -> dict:
+    """The values notebook ``name``'s ``parameters`` cell assigns (read once per process)."""
+    return {k: ast.literal_eval(p["default"]) for k, p in declared(name).items()}
+
+
+@dataclass
+class Plan:
+    """One item's work.
+
+    Attributes:
+        id: the item's id (its run folder's name).
+        notebooks: notebook name -> its checked parameters, in the order they run (without
+            the run folder: :meth:`params_for`).
+        image: the item's picture (absolute), or ``None`` when the subject is generated.
+        mask: ``None`` (notebook 02's prompts make it), ``"auto"``, or a mask file (absolute).
+        auto_mask: :func:`sdsam_nb.segment.auto_subject_mask` settings for ``mask="auto"``.
+        sam_model: the SAM model of ``mask="auto"``.
+    """
+
+    id: str
+    notebooks: dict[str, dict]
+    image: Path | None
+    mask: str | Path | None
+    auto_mask: dict = field(default_factory=dict)
+    sam_model: str = AUTO_SAM
+
+    def params_for(self, run_path: Path) -> dict[str, dict]:
+        """Each notebook's parameters in run folder ``run_path``, as ``sdsam-nb run`` gives
+        them (``run_dir`` that folder, ``progress`` off); 03 / 04 read a mask the batch keeps
+        through ``mask_path``."""
+        out = {}
+        for name, params in self.notebooks.items():
+            params = {**params, "run_dir": str(run_path)}
+            if "progress" in params:  # the notebooks that load SD declare it
+                params["progress"] = False
+            if self.mask is not None and name in METHODS.values():
+                params["mask_path"] = str(run_path / MASK_FILE)
+            out[name] = check_params(**params)
+        return out
+
+
+def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
+    """The :class:`Plan` of ``item`` (a manifest entry, with its ``id``).
+
+    ``defaults`` are the batch's checked defaults (:func:`check_item` with ``defaults=True``,
+    paths absolute); ``base`` is what the item's relative paths are relative to. Only the
+    picture's header is read here.
+
+    Raises:
+        ValueError, FileNotFoundError: one line: a bad key or value, an unreadable picture, a
+            missing mask file, or prompts that contradict each other.
+    """
+    given = check_item(item)
+    files = input_files(given, defaults, base)
+    image = files.get("image")
+    if image is not None and "subject_prompt" in given:
+        raise ValueError("give image or subject_prompt, not both")
+    if image is None and "subject_prompt" not in given and "subject_prompt" not in defaults:
+        raise ValueError("the item needs an image or a subject_prompt")
+    if image is not None:
+        _check_picture(image)  # before a run folder is made for it
+    # the mask: the item's own prompts or mask, else the defaults', else automatic
+    prompts, mask = _mask_source(given)
+    if not prompts and mask is None:
+        prompts, mask = _mask_source(defaults)
+    if not prompts and mask is None:
+        mask = "auto"
+    if mask is not None and mask != "auto":
+        mask = files["mask"]
+        if not _is_file(mask, "mask"):
+            raise FileNotFoundError(f"mask: no mask file at {str(mask)!r}")
+    method = given.get("method", defaults.get("method", "inpaint"))
+    spec = {k: v for k, v in {**defaults, **given}.items() if k in SPEC}
+    names = [GENERATE] if image is None else []
+    names += [CLICK] if prompts else []
+    names.append(METHODS[method])
+    notebooks = {}
+    for name in names:
+        params = copy.deepcopy(_notebook_defaults(name))  # one item's values never reach another
+        params.update({k: v for k, v in spec.items() if k in params})
+        if name == CLICK:
+            params.update({**NO_PROMPT, **prompts})
+        if "image_path" in params:
+            params["image_path"] = str(image) if image is not None else ""
+        notebooks[name] = check_params(**params)
+    auto = {**defaults.get("auto_mask", {}), **given.get("auto_mask", {})}
+    sam = spec.get("sam_model", AUTO_SAM)
+    return Plan(str(item["id"]), notebooks, image, mask, auto, sam)
+
+
+def input_files(item: dict, defaults: dict, base: Path) -> dict[str, Path]:
+    """The files ``item`` reads, as absolute paths: ``"image"`` (its picture) and ``"mask"``
+    (its mask file; the defaults' when the item gives neither a mask nor prompts of its own),
+    each only when there is one. Nothing is checked or opened here."""
+    files = {}
+    image = item.get("image")
+    if isinstance(image, (str, os.PathLike)) and str(image).strip():
+        files["image"] = (base / os.path.expanduser(image)).resolve()
+    mask = item.get("mask")
+    if mask is None and not any(item.get(k) not in (None, [], "") for k in PROMPTS):
+        mask = defaults.get("mask")  # absolute: run_batch makes it so
+    if isinstance(mask, (str, os.PathLike)) and str(mask).strip() and mask != "auto":
+        files["mask"] = (base / os.path.expanduser(mask)).resolve()
+    return files
+
+
+def _is_file(path: Path, name: str) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise ValueError(f"{name}: {str(path)[:200]!r} cannot be a file's path ({exc})") from None
+
+
+def _check_picture(path: Path) -> None:
+    """Raise ``FileNotFoundError`` (no file) or ``ValueError`` (not a picture PIL reads, from
+    its header)."""
+    if not _is_file(path, "image"):
+        raise FileNotFoundError(f"image: no image file at {str(path)!r}")
+    try:
+        with Image.open(path):
+            pass
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"image: {str(path)!r} is not an image PIL can read ({exc})") from None
+
+
+def _mask_source(given: dict) -> tuple[dict, str | None]:
+    prompts = {k: given[k] for k in PROMPTS if given.get(k) not in (None, [], "")}
+    mask = given.get("mask")
+    if prompts and mask is not None:
+        raise ValueError(
+            f"give mask or {' / '.join(prompts)}, not both: mask is a file or 'auto', "
+            "the others are notebook 02's prompts"
+        )
+    if "clicks" in prompts and len(prompts) > 1:
+        raise ValueError("clicks replays a recorded session: give it without points, box, text")
+    if "text_prompt" in prompts and "box" in prompts:
+        raise ValueError("give text_prompt or box, not both: the text prompt finds the box")
+    return prompts, mask
+
+
+def item_spec(item: dict, defaults: dict, base: Path, hashes: dict | None = None) -> dict:
+    """What an item's run is made from, as ``run.json`` stores it (compared on resume): the
+    item, the batch's defaults, and ``sha256``: the hex sha256 of each file the item reads
+    (``image``, ``mask``; ``None`` when it cannot be read: the item fails when it runs).
+    ``hashes`` keeps each file's hash for the other items that read it."""
+    hashes = {} if hashes is None else hashes
+    try:
+        files = input_files(check_item(item), defaults, base)
+    except Exception:  # a bad item: it fails alone, when the batch reaches it
+        files = {}
+    for path in files.values():
+        if path not in hashes:
+            try:
+                hashes[path] = sha256_file(path) if path.is_file() else None
+            except OSError:
+                hashes[path] = None
+    sha = {name: hashes[path] for name, path in files.items()}
+    return json.loads(json.dumps(jsonable({"item": item, "defaults": defaults, "sha256": sha})))
 
 
 class Items(Jobs):
@@ -46,14 +223,11 @@ class Items(Jobs):
     def entry(self, name: str) -> dict:
         return {"id": name, "manifest": self.manifest.source}
 
-    def execute(self, name: str, run: Run, plan: Plan, before_done) -> None:
-        """Run ``plan``'s notebooks in ``run``; the first error (a cell's, or the mask's) is
-        raised."""
+    def execute(self, name: str, run: Run, plan: Plan) -> None:
         for notebook, params in plan.params_for(run.path).items():
             if plan.mask is not None and notebook in METHODS.values():
                 _keep_mask(run, params, plan)
             execute_here(notebook, params, quiet=True)  # the batch prints its own progress
-        before_done()
 
 
 def run_batch(
@@ -90,26 +264,6 @@ def run_batch(
     return run_jobs(jobs, out_dir, progress=progress, ray=ray, workers=workers)
 
 
-def item_spec(item: dict, defaults: dict, base: Path, hashes: dict | None = None) -> dict:
-    """What an item's run is made from, as ``run.json`` stores it (compared on resume): the
-    item, the batch's defaults, and ``sha256``: the hex sha256 of each file the item reads
-    (``image``, ``mask``; ``None`` when it cannot be read: the item fails when it runs).
-    ``hashes`` keeps each file's hash for the other items that read it."""
-    hashes = {} if hashes is None else hashes
-    try:
-        files = input_files(check_item(item), defaults, base)
-    except Exception:  # a bad item: it fails alone, when the batch reaches it
-        files = {}
-    for path in files.values():
-        if path not in hashes:
-            try:
-                hashes[path] = sha256_file(path) if path.is_file() else None
-            except OSError:
-                hashes[path] = None
-    sha = {name: hashes[path] for name, path in files.items()}
-    return json.loads(json.dumps(jsonable({"item": item, "defaults": defaults, "sha256": sha})))
-
-
 def _keep_mask(run: Run, params: dict, plan: Plan) -> None:
     """The mask the batch makes (``mask: auto``) or takes (a file), kept in the run as
     ``mask.png`` (``params["mask_path"]``) with how it was made (``mask_made_by``)."""
@@ -122,7 +276,7 @@ def _keep_mask(run: Run, params: dict, plan: Plan) -> None:
 
         with run.step("load_sam"):
             predictor = load_sam(plan.sam_model)
-        run.log_model("sam", runs.model_info(predictor, plan.sam_model))
+        run.log_loaded("sam", predictor, plan.sam_model)
         with run.step("auto_mask"):
             result = auto_subject_mask(predictor, subject, **plan.auto_mask)
         run.set("auto_mask", result.to_dict())

@@ -1,22 +1,33 @@
 """The one runner of batches and sweeps: each job (a batch's item, a sweep's point) into its
-own run folder ``<out>/<name>/``, here or on Ray (:mod:`.ray_pool`), resumable;
-``<out>/index.csv`` lists them (:mod:`.index`).
+own run folder ``<out>/<name>/``, here or on Ray (:mod:`.ray_pool`), resumable; the index
+``<out>/index.csv`` (and ``index.parquet`` with pyarrow) has a row per job, rewritten
+atomically after each.
 
 The models load once per process (the notebooks' loaders keep them in
 :data:`sdsam_nb.models.MODELS`). Resume (docs/batches.md): a job whose folder is done from the
 same spec is skipped; another folder the runner made under its name is moved aside
-(``<name>.incomplete-<time>``, ``<name>.previous-<time>``: :mod:`.folders`) and the job runs
-again; anything else there stops the run before it writes. A failing job is recorded in its
-``run.json`` entry (:attr:`Jobs.key`) and its index row, never raised: the others go on.
+(:mod:`.folders`) and the job runs again; anything else there stops the run before it writes.
+A failing job is recorded in its ``run.json`` entry (:attr:`Jobs.key`) and its index row,
+never raised: the others go on.
+
+The index's columns (:data:`COLUMNS`): ``id``; ``status`` (``done``, ``failed``, ``pending``);
+``error`` (one line); ``run_dir`` (relative; empty when no folder was made); ``files``
+(``;``-separated); ``object_expansion`` (the mean over the inpainted variations) and
+``object_expansion_original`` (see :func:`sdsam_nb.score_results`); ``seconds``; ``skipped``
+(done by an earlier pass); ``worker`` (``host:pid``) and ``peak_memory_mb`` (that process's
+peak, its models included); then a sweep's swept parameters (text as it is, else JSON).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import socket
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -24,9 +35,53 @@ from tqdm.auto import tqdm
 
 from ..runs import Run, ensure_folder, new_run, open_run
 from ..runs.chain import one_line
-from . import folders, index
-from .index import Result
+from ..runs.record import replace_atomically, write_synced
+from . import folders
 from .ray_pool import import_ray, ray_rows
+
+COLUMNS = (
+    "id",
+    "status",
+    "error",
+    "run_dir",
+    "files",
+    "object_expansion",
+    "object_expansion_original",
+    "seconds",
+    "skipped",
+    "worker",
+    "peak_memory_mb",
+)
+NUMBERS = ("object_expansion", "object_expansion_original", "seconds", "peak_memory_mb")
+
+
+@dataclass
+class Result:
+    """What a batch or a sweep did: its folder, the index's rows (in the manifest's or grid's
+    order) and the path of ``index.csv``."""
+
+    out_dir: Path
+    rows: list[dict]
+    index: Path
+
+    @property
+    def done(self) -> list[str]:
+        """The rows done (in this pass or an earlier one)."""
+        return [r["id"] for r in self.rows if r["status"] == "done"]
+
+    @property
+    def failed(self) -> list[str]:
+        return [r["id"] for r in self.rows if r["status"] == "failed"]
+
+    @property
+    def skipped(self) -> list[str]:
+        """The rows an earlier pass had done."""
+        return [r["id"] for r in self.rows if r["skipped"]]
+
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status: 0 every row done, 1 some failed."""
+        return 1 if self.failed else 0
 
 
 class Jobs:
@@ -38,7 +93,7 @@ class Jobs:
         unit: what one job is called (``"item"``, ``"point"``).
         names: the jobs' names (their run folders' names), in order.
         specs: name -> what the job's run is made from (compared on resume).
-        columns: the index's columns after :data:`index.COLUMNS` (a sweep's swept names).
+        columns: the index's columns after :data:`COLUMNS` (a sweep's swept names).
     """
 
     key = "batch"
@@ -56,8 +111,8 @@ class Jobs:
         """The job's ``run.json`` entry besides its spec and worker."""
         return {}
 
-    def execute(self, name: str, run: Run, prepared, before_done) -> None:
-        """Run job ``name`` into ``run``; ``before_done()`` after its last notebook."""
+    def execute(self, name: str, run: Run, prepared) -> None:
+        """Run job ``name``'s notebooks into ``run``; raises the first error."""
         raise NotImplementedError
 
     def values(self, name: str) -> dict:
@@ -65,10 +120,32 @@ class Jobs:
         return {}
 
     def row(self, name: str, **values) -> dict:
-        return index.row(id=name, **self.values(name), **values)
+        """The job's index row: :data:`COLUMNS` (empty) and its :meth:`values`, updated by
+        ``values``."""
+        out = {**dict.fromkeys(COLUMNS), "error": "", "run_dir": "", "files": "", "skipped": False}
+        return {**out, "id": name, **self.values(name), **values}
 
     def done_row(self, run: Run, name: str, *, skipped: bool) -> dict:
-        return {**index.done(run, name, key=self.key, skipped=skipped), **self.values(name)}
+        """The row of a finished run: its files, scores, seconds and worker."""
+        record = run.record
+        entry = record.get(self.key, {})
+        scores = record.get("inpaint_scores") or []
+        expansion = [s["object_expansion"] for s in scores if "object_expansion" in s]
+        original = [
+            s["object_expansion_original"] for s in scores if "object_expansion_original" in s
+        ]
+        return self.row(
+            name,
+            status="done",
+            run_dir=run.path.name,
+            files=";".join(record.get("files", {}).values()),
+            object_expansion=round(sum(expansion) / len(expansion), 4) if expansion else None,
+            object_expansion_original=original[0] if original else None,
+            seconds=entry.get("seconds"),
+            skipped=skipped,
+            worker=entry.get("worker"),
+            peak_memory_mb=entry.get("peak_memory_mb"),
+        )
 
     def run_one(self, name: str, out: Path, state: str | None = None) -> dict:
         """Run job ``name`` into ``out/<name>/``; its index row (a failure is recorded there,
@@ -98,21 +175,20 @@ class Jobs:
             kind = "previous" if state == "changed" else "incomplete"
             moved = folders.move_aside(out / name, kind)
             why = "made with other settings" if state == "changed" else "unfinished or failed"
-            note = f"{name}: the earlier run was {why}; it is now {moved.name}"
-            tqdm.write(note, file=sys.stderr)
+            tqdm.write(
+                f"{name}: the earlier run was {why}; it is now {moved.name}", file=sys.stderr
+            )
         try:  # with its marker: the batch owns the folder from its first moment
             run = new_run(out, run_id=folders.make(out, name).name, made=True)
         except (OSError, ValueError) as exc:  # something appeared there since: left alone
             return failed(one_line(exc))
         # the worker (host:pid) from the start: a running job says which process runs it
         run.set(self.key, {**self.entry(name), "spec": spec, "worker": worker()["worker"]})
-
-        def seconds() -> None:  # recorded before the run reads done: nothing changes it after
-            took = since(start)
-            run.update(lambda r: r[self.key].update(seconds=took, **worker()))
-
         try:
-            self.execute(name, run, prepared, seconds)
+            self.execute(name, run, prepared)
+            # the seconds mark the job done: a kill between notebooks leaves it incomplete
+            took, where = since(start), worker()
+            run.update(lambda r: r[self.key].update(seconds=took, **where))
         except Exception as exc:  # recorded in run.json and the index; the others go on
             line, trace, where = one_line(exc), traceback.format_exc(), worker()
             took = since(start)
@@ -138,6 +214,29 @@ def worker() -> dict:
 def since(start: float) -> float:
     """Seconds since ``start`` (a :func:`time.perf_counter` reading), to 0.01 s."""
     return round(time.perf_counter() - start, 2)
+
+
+def write_index(out_dir: Path, rows: list[dict], columns: tuple[str, ...] = ()) -> Path:
+    """Write ``index.csv`` (and ``index.parquet`` when pyarrow imports) atomically:
+    :data:`COLUMNS`, then ``columns``; ``None`` is an empty cell. Returns the CSV's path."""
+    names = [*COLUMNS, *columns]
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(names)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else r[c] for c in names])
+    target = out_dir / "index.csv"
+    replace_atomically(target, lambda tmp: write_synced(tmp, text.getvalue()))
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return target
+    types = {name: pa.float64() if name in NUMBERS else pa.string() for name in names}
+    schema = pa.schema(list({**types, "skipped": pa.bool_()}.items()))
+    table = pa.Table.from_pylist([{k: r.get(k) for k in names} for r in rows], schema=schema)
+    replace_atomically(out_dir / "index.parquet", lambda tmp: pq.write_table(table, tmp))
+    return target
 
 
 def run_jobs(
@@ -192,7 +291,7 @@ def _run(jobs: Jobs, out: Path, progress: bool, ray: str | None, workers: int | 
             rows[name] = jobs.done_row(open_run(out / name), name, skipped=True)
         else:
             rows[name] = jobs.row(name, status="pending")
-    path = index.write(out, list(rows.values()), jobs.columns)
+    path = write_index(out, list(rows.values()), jobs.columns)
     todo = [name for name in jobs.names if states[name] != "done"]
     before = len(jobs.names) - len(todo)
     counts = {"done": 0, "failed": 0}
@@ -213,7 +312,7 @@ def _run(jobs: Jobs, out: Path, progress: bool, ray: str | None, workers: int | 
         for row in finished:
             name = row["id"]
             rows[name] = row
-            path = index.write(out, list(rows.values()), jobs.columns)
+            path = write_index(out, list(rows.values()), jobs.columns)
             counts[row["status"]] += 1
             if row["status"] == "failed":
                 tqdm.write(f"{name}: failed: {row['error']}", file=sys.stderr)

@@ -15,8 +15,7 @@ import os
 from ..runs import Run, jsonable
 from ..runs.chain import absolute_paths, declared, execute_here
 from ..validate import short_repr
-from .index import Result
-from .runner import Jobs, run_jobs
+from .runner import Jobs, Result, run_jobs
 
 MAX_POINTS = 10_000  # a sweep's grid at most: a larger one is refused before it is built
 
@@ -69,10 +68,9 @@ class Points(Jobs):
     def entry(self, name: str) -> dict:
         return {"point": name, "values": jsonable(self.points[name])}
 
-    def execute(self, name: str, run: Run, prepared, before_done) -> None:
+    def execute(self, name: str, run: Run, prepared) -> None:
         params = {**self.params[name], "run_dir": str(run.path), "progress": False}
         execute_here(self.notebook, params, quiet=True)
-        before_done()
 
     def values(self, name: str) -> dict:
         """A swept value in the index: text as it is, anything else as JSON."""

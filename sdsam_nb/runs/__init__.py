@@ -15,54 +15,30 @@ Modules: :mod:`.record` (the folder and its record, safe with many writers), :mo
 :func:`sdsam_nb.models.identity.model_info`.
 """
 
-from ..models.identity import folder_checksum, model_info
+from ..models.identity import model_info
 from .inputs import (
     default_output_root,
-    drive_root,
     keep_mask,
     kit_dir,
     load_subject,
     load_subject_mask,
     record_mask_made,
-    record_mask_source,
     sample_mask,
     sample_subject,
 )
-from .params import (
-    BEFORE_IT_EXISTED,
-    SPEC,
-    Param,
-    check_params,
-    check_plain,
-    load_yaml,
-    parse_text,
-)
-from .record import (
-    RUN_JSON,
-    Run,
-    ensure_folder,
-    jsonable,
-    new_run,
-    new_run_id,
-    open_or_new_run,
-    open_run,
-    package_versions,
-    read_record,
-)
+from .params import BEFORE_IT_EXISTED, SPEC, check_params, check_plain, load_yaml
+from .record import RUN_JSON, Run, ensure_folder, jsonable, new_run, open_run, package_versions
 from .session import start
 
 __all__ = [
     "RUN_JSON",
     "BEFORE_IT_EXISTED",
     "SPEC",
-    "Param",
     "Run",
     "check_params",
     "check_plain",
     "default_output_root",
-    "drive_root",
     "ensure_folder",
-    "folder_checksum",
     "jsonable",
     "keep_mask",
     "kit_dir",
@@ -71,14 +47,9 @@ __all__ = [
     "load_subject_mask",
     "model_info",
     "new_run",
-    "new_run_id",
-    "open_or_new_run",
     "open_run",
     "package_versions",
     "record_mask_made",
-    "record_mask_source",
-    "read_record",
-    "parse_text",
     "sample_mask",
     "sample_subject",
     "start",

@@ -79,11 +79,6 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def new_run_id() -> str:
-    """``YYYYmmdd-HHMMSS-xxxx``: sortable by time, unique across parallel runs."""
-    return datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
 def _unique_tmp(folder: Path, name: str) -> Path:
     """A hidden temporary name in ``folder`` that no other writer uses."""
     return folder / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
@@ -251,14 +246,10 @@ class Run:
             return "failed"
         return "running" if "running" in newest.values() else "done"
 
-    def log_model(self, role: str, info: dict) -> None:
-        """Record a model (id, revision or checksum) under ``models[role]``."""
-        self._log("models", role, info)
-
     def log_loaded(self, role: str, model, requested: str) -> None:
         """Record the loaded ``model`` under ``models[role]``: what was ``requested`` and
         what was loaded (:func:`sdsam_nb.runs.model_info`: commit or checksum)."""
-        self.log_model(role, model_info(model, requested))
+        self._log("models", role, model_info(model, requested))
 
     @contextmanager
     def step(self, name: str):
@@ -459,7 +450,9 @@ def ensure_folder(folder: str | os.PathLike, *, name: str = "output folder") -> 
 def new_run(
     root: str | os.PathLike = "outputs", run_id: str | None = None, *, made: bool = False
 ) -> Run:
-    """Create a new, empty run folder under ``root``. Never reuses a run folder.
+    """Create a new, empty run folder under ``root``, named ``run_id`` or
+    ``YYYYmmdd-HHMMSS-xxxx`` (sortable by time, unique across parallel runs). Never reuses a
+    run folder.
 
     ``made``: the folder ``root/run_id`` exists already, made by the caller (a batch makes it
     with its marker in it, atomically), without a ``run.json``: the run starts in it.
@@ -469,7 +462,7 @@ def new_run(
             or ``run_id`` exists there already (with ``made``: holds a ``run.json``).
     """
     root = ensure_folder(root, name="output_root")  # relative: to the current directory
-    rid = run_id or new_run_id()
+    rid = run_id or f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     path = root / rid
     try:
         path.mkdir(exist_ok=made)
@@ -508,10 +501,3 @@ def open_run(path: str | os.PathLike) -> Run:
         raise FileNotFoundError(f"{str(path)!r} is not a run folder (no {RUN_JSON})")
     read_record(path)
     return Run(path)
-
-
-def open_or_new_run(run_dir: str | os.PathLike | None, root: str | os.PathLike = "outputs") -> Run:
-    """The notebooks' entry: continue ``run_dir`` if given (chained), else start a new run."""
-    if run_dir:
-        return open_run(run_dir)
-    return new_run(root)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..recording import activate, active_run, deactivate
 from .inputs import default_output_root, drive_root
 from .params import SPEC, check_params
-from .record import Run, open_or_new_run
+from .record import Run, new_run, open_run
 
 
 def start(notebook: str, namespace: dict, *, echo: bool = True) -> Run:
@@ -48,7 +48,12 @@ def start(notebook: str, namespace: dict, *, echo: bool = True) -> Run:
         and active.notebook == notebook
         and active.path.parent == Path(root).expanduser().resolve()
     )
-    run = active if again else open_or_new_run(params.get("run_dir"), root)
+    if again:
+        run = active
+    elif params.get("run_dir"):
+        run = open_run(params["run_dir"])
+    else:
+        run = new_run(root)
     run.log_params(notebook, params)
     activate(run)
     _watch_failures(run)
