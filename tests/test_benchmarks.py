@@ -132,6 +132,29 @@ def test_click_benchmarks_picture_and_clicks():
             assert 0 <= x < w and 0 <= y < h and mask[int(y), int(x)] == positive
 
 
+def test_two_dtypes_in_turns():
+    """harness.in_turns (cpu_dtype's and sam_dtype's runner) times every task in float32, then
+    bfloat16, in turns; dtype_rows gives the medians and bfloat16's speed-up, judged only in a
+    full run."""
+    from benchmarks.harness import dtype_rows, in_turns
+
+    calls = []
+    tasks = {t: lambda d, t=t: lambda: calls.append(f"{d} {t}") for t in ("a", "b")}
+    m = in_turns(Context(torch.device("cpu")), tasks, reps=2)
+    assert calls == ["float32 a", "float32 b", "bfloat16 a", "bfloat16 b"] * 2
+    assert {k: len(v) for k, v in m["seconds"].items()} == dict.fromkeys(calls, 2)
+    seconds = {"float32 a": [2.0, 4.0], "bfloat16 a": [1.0, 1.0]}
+    for quick, met in ((False, True), (True, None)):
+        sec = Section("x", "x")
+        speedup = dtype_rows(sec, Context(torch.device("cpu"), quick), seconds, "a", "A", "FB")
+        rows = [(r.metric, r.value, r.met) for r in sec.rows]
+        assert speedup == 3.0 and rows == [
+            ("A: F", 3.0, None),
+            ("A: B", 1.0, None),
+            ("a: bfloat16 speed-up over float32", 3.0, met),
+        ]
+
+
 def test_edges_strand_scenes_reach_20_to_40_px_beyond_the_mask():
     """The edge benchmark's strand scenes (its quick size), and one case measured as the
     benchmark does: the error band takes the strands in, and the widened band beats the fixed
