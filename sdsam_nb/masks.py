@@ -19,7 +19,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .images import ImageLike, to_mask, to_rgb
-from .validate import check_fraction, check_number, check_pixels
+from .validate import check_fraction, check_int, check_number, check_pixels
 
 # 8-connectivity: pixels touching at a corner belong to the same island.
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -51,9 +51,7 @@ def fill_holes(mask) -> np.ndarray:
 def remove_small(mask, min_area: int) -> np.ndarray:
     """``mask`` (``HxW bool``) without its islands (8-connected) of fewer than ``min_area``
     pixels; ``0`` or ``1`` keeps everything."""
-    m = to_mask(mask)
-    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
-        raise ValueError(f"min_area must be an integer number of pixels >= 0, got {min_area!r}")
+    m, min_area = to_mask(mask), check_int(min_area, "min_area", low=0)
     labels, count = ndimage.label(m, structure=_EIGHT)
     if count == 0:
         return m

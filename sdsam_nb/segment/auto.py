@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from scipy import ndimage
@@ -74,8 +75,7 @@ def subject_scores(
         dy = (ys.mean() + 0.5 - h / 2) / (h / 2)
         center = 1.0 - min(1.0, math.hypot(dx, dy) / math.sqrt(2))
         boundary = m & ~ndimage.binary_erosion(m, border_value=0)
-        on_edge = boundary[0].sum() + boundary[-1].sum() + boundary[1:-1, 0].sum()
-        on_edge += boundary[1:-1, -1].sum()
+        on_edge = boundary.sum() - boundary[1:-1, 1:-1].sum()  # on the picture's border
         border_frac = float(on_edge) / float(boundary.sum())
         border = 1.0 - border_frac
         out.append(
@@ -144,18 +144,10 @@ class SubjectResult:
     settings: dict
 
     def to_dict(self) -> dict:
-        """A JSON-ready record (no arrays) for ``run.json``."""
-        return {
-            "found": self.found,
-            "index": self.index,
-            "score": self.score,
-            "breakdown": dict(self.breakdown),
-            "candidates": self.candidates,
-            "box": list(self.box) if self.box else None,
-            "mask_area": int(self.mask.sum()),
-            "message": self.message,
-            "settings": dict(self.settings),
-        }
+        """A JSON-ready record for ``run.json``: every field but the mask, and ``mask_area``
+        (pixels)."""
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        return json.loads(json.dumps({**record, "mask_area": int(self.mask.sum())}))
 
 
 @recorded("auto_subject_mask")
@@ -213,7 +205,7 @@ def auto_subject_mask(
     proposals = segmenter.automatic_masks(array, **generator)
     masks = [np.asarray(p["segmentation"], dtype=bool) for p in proposals]
     quality = [float(p["predicted_iou"]) for p in proposals]
-    rule = dict(min_frac=min_frac, max_frac=max_frac)
+    rule = dict(min_frac=float(min_frac), max_frac=float(max_frac))
     index = pick_subject(masks, quality=quality, **rule) if masks else None
     if index is None:
         why = "SAM proposed no masks" if not masks else f"none of SAM's {len(masks)} masks"

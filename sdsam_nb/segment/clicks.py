@@ -96,7 +96,6 @@ class ClickSegmenter:
         self._w, self._h = self._image.size
 
         self._embedding, use = caching.embed(segmenter, np.asarray(self._image), cache=cache)
-        self._embedding_computations = 0 if use["hit"] else 1
         self._embedding_cache = "off" if "off" in use else "hit" if use["hit"] else "miss"
 
         self._empty = _State()
@@ -118,15 +117,10 @@ class ClickSegmenter:
         return self._w, self._h
 
     @property
-    def multimask(self) -> bool | str:
-        """``"auto"``, ``True`` or ``False`` as given to the constructor."""
-        return self._multimask
-
-    @property
     def embedding_computations(self) -> int:
         """How many times this segmenter ran SAM's image encoder: 1, or 0 when the embedding
         came from the disk cache."""
-        return self._embedding_computations
+        return int(self._embedding_cache != "hit")
 
     @property
     def embedding_cache(self) -> str:
@@ -422,11 +416,7 @@ class ClickSegmenter:
         rgb = to_rgb(image)
         size = d.get("image_size")
         if not isinstance(size, Sequence) or list(size) != list(rgb.size):
-            shown = (
-                "x".join(map(str, size))
-                if isinstance(size, Sequence) and len(size) == 2
-                else f"{size!r}-sized"
-            )
+            shown = "x".join(map(str, size)) if isinstance(size, list | tuple) else repr(size)
             raise ValueError(
                 f"d was recorded on a {shown} image but this image is "
                 f"{rgb.width}x{rgb.height}: replay it on the same picture"

@@ -7,8 +7,9 @@ in image pixels.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from PIL import Image
@@ -72,22 +73,10 @@ class TextMaskResult:
         return self.boxes[0] if self.boxes else None
 
     def to_dict(self) -> dict:
-        """A JSON-ready record (no arrays) for ``run.json``: enough to replay the call."""
-        return {
-            "text": self.text,
-            "box_threshold": self.box_threshold,
-            "text_threshold": self.text_threshold,
-            "combine": self.combine,
-            "max_boxes": self.max_boxes,
-            "detector": self.detector,
-            "found": self.found,
-            "boxes": [list(b) for b in self.boxes],
-            "labels": list(self.labels),
-            "scores": list(self.scores),
-            "used": list(self.used),
-            "mask_area": int(self.mask.sum()),
-            "message": self.message,
-        }
+        """A JSON-ready record for ``run.json``, enough to replay the call: every field but the
+        masks, and ``mask_area`` (pixels)."""
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        return json.loads(json.dumps({**record, "mask_area": int(self.mask.sum())}))
 
 
 def box_masks(
