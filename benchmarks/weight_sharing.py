@@ -12,6 +12,15 @@ import time
 
 import torch
 
+# imported with the module: a worker's "before load" is Python + torch + diffusers + sdsam_nb
+from diffusers import (
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+)
+
+import sdsam_nb
+
 from .harness import Context, Section, judged, run_worker, status_kb
 
 NAME = "weight_sharing"
@@ -54,14 +63,6 @@ def touch(pipes) -> None:
 
 def load_variant(variant: str, folder: str, device: str, dtype: torch.dtype, inpainting: str):
     """Load ``variant``'s pipelines (:data:`VARIANTS`) and return them as a list."""
-    from diffusers import (
-        StableDiffusionImg2ImgPipeline,
-        StableDiffusionInpaintPipeline,
-        StableDiffusionPipeline,
-    )
-
-    import sdsam_nb
-
     kw = {"dtype": dtype, "low_cpu_mem_usage": True, "safety_checker": None}
     kw.update(feature_extractor=None, requires_safety_checker=False)
     if variant == "c":
@@ -85,15 +86,6 @@ def load_variant(variant: str, folder: str, device: str, dtype: torch.dtype, inp
 
 def measure(variant: str, folder: str, device: str, dtype: str, inpainting: str) -> dict:
     """Load ``variant`` in this process; its memory figures (bytes) and load time."""
-    # imported first, so that "before load" is Python + torch + diffusers + sdsam_nb
-    from diffusers import (  # noqa: F401
-        StableDiffusionImg2ImgPipeline,
-        StableDiffusionInpaintPipeline,
-        StableDiffusionPipeline,
-    )
-
-    import sdsam_nb  # noqa: F401
-
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -122,8 +114,6 @@ def measure(variant: str, folder: str, device: str, dtype: str, inpainting: str)
 
 
 def run(ctx: Context) -> Section:
-    from sdsam_nb import clear_loaded
-
     from .fullsize import dir_size_gb, sd_folder, sd_inpainting_folder
 
     sec = Section(NAME, TITLE)
@@ -136,14 +126,14 @@ def run(ctx: Context) -> Section:
         args = {"variant": v, "folder": str(folder), "device": str(ctx.device), "dtype": dtype}
         args["inpainting"] = str(inpainting)
         if ctx.quick:
-            clear_loaded()
+            sdsam_nb.clear_loaded()
             # one process for every variant: peaks are not separable
             results[v] = {**measure(**args), "rss_peak": None}
         else:
             ctx.log(f"{NAME}: variant {v} ({VARIANTS[v]}) in a fresh process")
             results[v] = run_worker("benchmarks.weight_sharing:measure", args, timeout=900)
     if ctx.quick:
-        clear_loaded()
+        sdsam_nb.clear_loaded()
         sec.notes.append("quick: tiny model, all variants in one process; weight bytes only")
     else:
         sec.notes.append(
