@@ -6,13 +6,13 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .. import caching
-from ..edges import paste  # noqa: F401  (the background functions paste with it)
 from ..images import (
     MIN_SIDE,
     ImageLike,
@@ -143,38 +143,33 @@ def sample(pipe, *, seed: int, n: int, cache: bool | None = None, **call) -> Var
     one entry per variation.
     """
     device = _generator_device(pipe)
-    images = Variations()
-    for i in range(n):
 
-        def make(s: int = seed + i) -> Image.Image:
-            generator = torch.Generator(device=device).manual_seed(s)
-            out = pipe(generator=generator, num_images_per_prompt=1, **call)
-            image = out.images[0]
-            flags = getattr(out, "nsfw_content_detected", None)
-            image.info.update(seed=s, nsfw=bool(flags[0]) if flags else False)
-            return image
+    def make(s: int) -> Image.Image:
+        generator = torch.Generator(device=device).manual_seed(s)
+        out = pipe(generator=generator, num_images_per_prompt=1, **call)
+        image = out.images[0]
+        flags = getattr(out, "nsfw_content_detected", None)
+        image.info.update(seed=s, nsfw=bool(flags[0]) if flags else False)
+        return image
 
-        if cache is None:
-            images.append(make())
-        else:
-            image = caching.picture(
-                pipe, seed=seed + i, call=call, device=device, make=make, cache=cache
-            )
-            images.append(image)
-    _warn_nsfw(images)
-    return images
-
-
-def _warn_nsfw(images: Variations) -> None:
+    images = Variations(
+        make(s)
+        if cache is None
+        else caching.picture(
+            pipe, seed=s, call=call, device=device, make=partial(make, s), cache=cache
+        )
+        for s in range(seed, seed + n)
+    )
     hit = [i for i, flagged in enumerate(images.nsfw) if flagged]
     if hit:
-        seeds = [images.seeds[i] for i in hit]
         warnings.warn(
-            f"the safety checker blacked out variation(s) {hit} (seeds {seeds}) of {len(images)}: "
-            "try another seed or prompt; those images have info['nsfw'] = True",
+            f"the safety checker blacked out variation(s) {hit} (seeds "
+            f"{[images.seeds[i] for i in hit]}) of {len(images)}: try another seed or prompt; "
+            "those images have info['nsfw'] = True",
             SafetyCheckerWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
+    return images
 
 
 def checked_subject(

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
-from ..edges import subject_alpha
+from ..edges import paste, subject_alpha
 from ..images import ImageLike
 from ..models.fast import sampling
 from ..recording import recorded
@@ -18,7 +18,6 @@ from .common import (
     Variations,
     check_sampling,
     checked_subject,
-    paste,
     processing_size,
     resize_mask,
     sample,

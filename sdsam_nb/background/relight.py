@@ -1,20 +1,13 @@
-"""Relighting a subject with IC-Light (:func:`relight`), and a score of what relighting
-changed besides the light (:func:`relight_score`).
-
-IC-Light: Lvmin Zhang, Anyi Rao, Maneesh Agrawala, "Scaling In-the-Wild Training for
-Diffusion-based Illumination Harmonization and Editing by Imposing Consistent Light
-Transport", ICLR 2025; https://github.com/lllyasviel/IC-Light. The sampling follows its demos
-(``gradio_demo.py``: foreground + text; ``gradio_demo_bg.py``: foreground + background): the
-foreground on neutral grey where the alpha is 0, its VAE latents (and the background's)
-concatenated to the noisy latents at every UNet call, classifier-free guidance, an optional
-gradient picture as the image-to-image start for a light direction, and an optional second,
-larger pass. The model is :func:`sdsam_nb.models.iclight.load_iclight`'s.
+"""Relighting a subject with IC-Light (:func:`relight`, following IC-Light's demos; the model
+is :mod:`sdsam_nb.models.iclight`'s), and a score of what relighting changed besides the light
+(:func:`relight_score`).
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+from functools import partial
 from typing import NamedTuple
 
 import cv2
@@ -22,13 +15,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..edges import paste
 from ..images import ImageLike, check_min_size, to_mask, to_rgb
-from ..models.cache import provenance
-from ..models.fast import FAST
+from ..models.fast import sampling
 from ..models.iclight import MODES, ICLight, load_iclight
 from ..recording import recorded
 from ..validate import check_int, check_number, short_repr
-from .common import paste, processing_size
+from .common import processing_size
 
 LIGHTS = ("none", "left", "right", "top", "bottom")
 """``relight(light=...)``: where text mode's light comes from at the start (IC-Light's
@@ -149,7 +142,7 @@ def relight(
     check_int(seed, "seed", low=0)
     if seed > 2**64 - 1:
         raise ValueError(f"seed must be <= 2**64 - 1 (torch's seed range), got {seed}")
-    steps, guidance = _defaults(pipe, mode, steps, guidance)
+    steps, guidance, _ = sampling(pipe, steps, guidance, defaults=MODES[mode])
     check_int(steps, "steps", low=1)
     check_number(guidance, "guidance", low=0.0)
     work = processing_size(*picture.size, size)
@@ -169,28 +162,15 @@ def relight(
 
     with torch.no_grad():
         embeds = _embed(model, prompt, negative_prompt or "", guidance > 1, device)
-        cond = _condition(model, sources, work, device)
-        start, strength = None, 1.0
-        if light != "none":
-            start, strength = _encode(model, _gradient(light, work), device), light_strength
-        latents = _sample(
-            pipe, model, cond, embeds, start, strength, steps, guidance, generator, work
-        )
+        sample = partial(_sample, pipe, model, sources, embeds, steps, guidance, generator)
+        if light == "none":
+            latents = sample(work, None, 1.0)
+        else:
+            latents = sample(work, _gradient(light, work), light_strength)
         if highres_scale is not None:
             big = processing_size(*picture.size, max(64, round(size * highres_scale / 8) * 8))
             enlarged = _decode(model, latents).resize(big, Image.LANCZOS)
-            latents = _sample(
-                pipe,
-                model,
-                _condition(model, sources, big, device),
-                embeds,
-                _encode(model, enlarged, device),
-                highres_denoise,
-                steps,
-                guidance,
-                generator,
-                big,
-            )
+            latents = sample(big, enlarged, highres_denoise)
         relit = _decode(model, latents)
     if relit.size != picture.size:
         relit = relit.resize(picture.size, Image.LANCZOS)
@@ -225,14 +205,6 @@ def _check_prompts(mode: str, prompt, negative_prompt) -> None:
     if negative_prompt is not None and not isinstance(negative_prompt, str):
         got = short_repr(negative_prompt)
         raise ValueError(f"negative_prompt must be a string or None, got {got}")
-
-
-def _defaults(pipe, mode: str, steps, guidance) -> tuple:
-    """``steps`` and ``guidance`` where given, else the few-step adapter's (when ``pipe`` has
-    one) or IC-Light's demo values for ``mode``."""
-    adapter = FAST.get((provenance(pipe).get("fast") or {}).get("name"))
-    own = MODES[mode] if adapter is None else adapter
-    return (own.steps if steps is None else steps, own.guidance if guidance is None else guidance)
 
 
 def _gradient(light: str, size: tuple[int, int]) -> Image.Image:
@@ -286,9 +258,13 @@ def _embed(model: ICLight, prompt: str, negative: str, guided: bool, device) -> 
     return states.to(device=device, dtype=model.unet.dtype)
 
 
-def _sample(pipe, model, cond, embeds, start, strength, steps, guidance, generator, size):
-    """Denoise from noise (``start`` None) or from ``start`` re-noised by ``strength``, the
-    condition ``cond`` concatenated to the UNet's input at each step; the final latents."""
+def _sample(pipe, model, sources, embeds, steps, guidance, generator, size, start, strength):
+    """Denoise at ``size`` from noise (``start`` None) or from the picture ``start`` re-noised
+    by ``strength``, the latents of ``sources`` at ``size`` concatenated to the UNet's input at
+    each step; the final latents."""
+    cond = _condition(model, sources, size, model.unet.device)
+    if start is not None:
+        start = _encode(model, start, cond.device)
     scheduler = type(model.scheduler).from_config(model.scheduler.config)
     total = steps if start is None else int(round(steps / strength))  # as the demo
     scheduler.set_timesteps(total, device=cond.device)

@@ -1,13 +1,15 @@
 """The per-process model cache (:data:`MODELS`), what the kit remembers of each model
 (:func:`provenance`), where models live (:func:`cache_dir`), and what the loaders share:
-:func:`resolve_model` (a ``model=`` argument -> what ``from_pretrained`` reads), the one error
-of a model that can be neither found nor downloaded (:func:`unavailable`), and
-:func:`load_once` with :class:`Loaded` (a transformers processor + model pair).
+:func:`resolve_model` (a ``model=`` argument -> what ``from_pretrained`` reads), the hub
+(:func:`hub_file`, :func:`hub_config`, and :func:`unavailable`, the one error of a model that
+can be neither found nor downloaded), and :func:`load_once` with :class:`Loaded` (a
+transformers processor + model pair).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import weakref
 from contextlib import contextmanager
@@ -125,13 +127,8 @@ def unavailable(model: str, exc: BaseException) -> ModelUnavailableError:
 
 @contextmanager
 def loading_bars(show: bool):
-    """diffusers' and transformers' loading progress bars off for one load (``show=False``).
-
-    Their switch is a module-wide flag with no per-call argument: it is turned off for the
-    load and put back as it was, so ``progress=False`` leaves no stale ``Loading pipeline
-    components...`` bar in an executed notebook and changes nothing for other callers.
-    ``show=True`` leaves the libraries' own settings (and ``HF_HUB_DISABLE_PROGRESS_BARS``).
-    """
+    """diffusers' and transformers' loading progress bars off for one load (``show=False``),
+    then put back as they were (their switch is module-wide); ``show=True`` changes nothing."""
     if show:
         yield
         return
@@ -159,31 +156,103 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def hub_errors() -> tuple[type[BaseException], ...]:
+    """What loading a hub id raises when it is neither cached nor downloadable (``except
+    hub_errors()``: huggingface_hub is imported only when something was raised)."""
+    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
+
+    return (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled)
+
+
+def snapshot_commit(folder: Path) -> str | None:
+    """The commit of the Hugging Face cache snapshot ``folder`` is (or lies in), else ``None``."""
+    parts = Path(folder).resolve().parts
+    if "snapshots" in parts[:-1]:
+        return parts[parts.index("snapshots") + 1]
+    return None
+
+
+def hub_file(repo: str, name: str, revision: str, *, what: str, instead: str):
+    """``(path, commit)``: file ``name`` of hub repo ``repo`` at ``revision`` from the Hugging
+    Face cache (downloaded once) and the commit of that snapshot.
+
+    Raises:
+        ModelUnavailableError: neither cached nor downloadable; the message names ``what``
+            and what to do ``instead``.
+    """
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = Path(hf_hub_download(repo, name, revision=revision))
+    except hub_errors() as exc:
+        raise ModelUnavailableError(
+            f"Cannot load {what} ({repo}, {name} at revision {revision[:7]}): it is not in the "
+            f"Hugging Face cache and the hub could not be reached ({type(exc).__name__}). "
+            f"Download it once where there is network (`hf download {repo} {name} --revision "
+            f"{revision}`), or {instead}."
+        ) from None
+    return path, snapshot_commit(path.parent)
+
+
+def hub_config(model, source: str, local: bool, *, subfolder: str = "", revision=None):
+    """The checkpoint's ``subfolder/config.json`` as a dict (of a hub id only that file is
+    downloaded), or ``None`` when it has none.
+
+    Raises:
+        ModelUnavailableError: a hub id that is neither cached nor downloadable.
+        ValueError: the file is not JSON.
+    """
+    if local:
+        path = Path(source, subfolder, "config.json")
+        if not path.is_file():
+            return None
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+
+        try:
+            path = hf_hub_download(
+                source, "config.json", subfolder=subfolder or None, revision=revision
+            )
+        except LocalEntryNotFoundError as exc:  # offline and not cached: not a missing file
+            raise unavailable(str(model), exc) from None
+        except EntryNotFoundError:
+            return None
+        except hub_errors() as exc:
+            raise unavailable(str(model), exc) from None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"model={str(model)!r}: its config.json is unreadable ({exc})") from None
+
+
 def load_pair(processor_cls, model_cls, source: str, *, local: bool, model: str, **kwargs):
     """``(processor, net)``: ``processor_cls`` and ``model_cls`` ``.from_pretrained(source)``.
 
     A hub id that is neither cached nor downloadable raises :func:`unavailable`'s one-line
     error naming ``model``; a local folder's own error passes through.
     """
-    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
-
     try:
         return (
             processor_cls.from_pretrained(source, **kwargs),
             model_cls.from_pretrained(source, **kwargs),
         )
-    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
+    except hub_errors() as exc:
         if local:
             raise
         raise unavailable(model, exc) from None
 
 
-def load_once(kind: str, wrap, processor_cls, model_cls, model, device, *, build_tiny, example):
+def load_once(
+    kind: str, wrap, processor_cls, model_cls, model, device, *, build_tiny, example, check=None
+):
     """``wrap(processor, net, model)`` of a transformers checkpoint, loaded once per process.
 
     ``model`` is a hub id, a folder or ``"tiny"`` (built by ``build_tiny(root)``); the pair is
-    read with :func:`load_pair` and the net put in eval mode on ``device`` (``None``: see
-    :func:`~sdsam_nb.models.devices.pick_device`). ``example`` goes into the error messages.
+    read with :func:`load_pair` (after ``check(source, local)``, which may refuse it) and the
+    net put in eval mode on ``device`` (``None``: see
+    :func:`~sdsam_nb.models.devices.pick_device`), its :func:`provenance` recorded.
+    ``example`` goes into the error messages.
     """
     dev = pick_device(device)
     key = (kind, str(model), str(dev))
@@ -191,8 +260,11 @@ def load_once(kind: str, wrap, processor_cls, model_cls, model, device, *, build
         source, local = resolve_model(
             model, "model", build_tiny=build_tiny, marker="config.json", example=example
         )
+        if check is not None:
+            check(source, local)
         processor, net = load_pair(processor_cls, model_cls, source, local=local, model=str(model))
-        MODELS.put(key, wrap(processor, net.to(dev).eval(), str(model)))
+        remember(net.to(dev).eval(), model=str(model), revision=None, path=source)
+        MODELS.put(key, wrap(processor, net, str(model)))
     return MODELS[key]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import TINY, ModelUnavailableError, cache_dir, provenance, sha256_file
+from .cache import TINY, cache_dir, hub_file, provenance, sha256_file
 from .schedulers import DEFAULT_SCHEDULER
 from .tiny import lora_folder
 
@@ -106,21 +106,19 @@ def fast_mode(fast: str | None, scheduler: str | None = DEFAULT_SCHEDULER) -> Fa
     return mode
 
 
-def sampling(pipe, steps=None, guidance=None, scheduler=None) -> tuple[int, float, dict]:
+def sampling(pipe, steps=None, guidance=None, scheduler=None, *, defaults=None) -> tuple:
     """``(steps, guidance, extra)`` for a call of ``pipe`` (a pipeline of
     :func:`sdsam_nb.load_sd`, or one built from it): ``steps`` and ``guidance`` as given, or,
     where ``None``, the few-step adapter's (:data:`FAST`) when ``pipe`` has one, else
-    :data:`DEFAULT_STEPS` and :data:`DEFAULT_GUIDANCE`. ``extra``: further pipeline-call
-    arguments the adapter's sampler needs (TCD's ``eta``), none when the call swaps in a
-    ``scheduler`` of its own. Values are not checked here."""
+    ``defaults``' (an object with ``steps`` and ``guidance``; ``None``: :data:`DEFAULT_STEPS`
+    and :data:`DEFAULT_GUIDANCE`). ``extra``: further pipeline-call arguments the adapter's
+    sampler needs (TCD's ``eta``), none when the call swaps in a ``scheduler`` of its own.
+    Values are not checked here."""
     mode = FAST.get((provenance(pipe).get("fast") or {}).get("name"))
-    if mode is None:
-        default_steps, default_guidance, extra = DEFAULT_STEPS, DEFAULT_GUIDANCE, {}
-    else:
-        default_steps, default_guidance, extra = mode.steps, mode.guidance, dict(mode.call)
-    steps = default_steps if steps is None else steps
-    guidance = default_guidance if guidance is None else guidance
-    return steps, guidance, {} if scheduler is not None else extra
+    own = mode or defaults
+    steps = (own.steps if own else DEFAULT_STEPS) if steps is None else steps
+    guidance = (own.guidance if own else DEFAULT_GUIDANCE) if guidance is None else guidance
+    return steps, guidance, dict(mode.call) if mode and scheduler is None else {}
 
 
 # a LoRA key: component, module path, which half (diffusers' and peft's spellings)
@@ -148,45 +146,31 @@ class FastAdapter:
         from diffusers import StableDiffusionPipeline
 
         self.fast, self.mode = fast, FAST[fast]
-        weight = self.mode.weight_name
+        mode, weight = self.mode, self.mode.weight_name
         if str(model) == TINY:
             self.folder = lora_folder(cache_dir() / "tiny", fast, weight)
             found = {"adapter": TINY, "sha256": sha256_file(self.folder / weight)}
-        elif Path(self.mode.adapter).is_dir():  # a folder of one's own
-            self.folder = Path(self.mode.adapter)
+        elif Path(mode.adapter).is_dir():  # a folder of one's own
+            self.folder = Path(mode.adapter)
             found = {"adapter": str(self.folder), "sha256": sha256_file(self.folder / weight)}
         else:
-            self.folder, commit = _hub_file(fast, self.mode)
-            found = {"adapter": self.mode.adapter, "revision": self.mode.revision}
-            found["commit"] = commit
+            what, instead = f"the fast={fast!r} adapter", "use fast=None"
+            path, commit = hub_file(mode.adapter, weight, mode.revision, what=what, instead=instead)
+            self.folder = path.parent
+            found = {"adapter": mode.adapter, "revision": mode.revision, "commit": commit}
         self.identity = {"name": fast, **found, "weight_name": weight, "fused": True}
         self.state_dict, _ = StableDiffusionPipeline.lora_state_dict(
             str(self.folder), weight_name=weight
         )
-        self.parts = self._parts()
-
-    def _parts(self) -> list[str]:
-        parts = sorted({key.split(".", 1)[0] for key in self.state_dict})
-        if not parts:
-            raise ValueError(f"fast={self.fast!r}: {self.mode.weight_name} holds no LoRA weights")
-        foreign = [p for p in parts if p not in _LORA_PARTS]
+        self.parts = sorted({key.split(".", 1)[0] for key in self.state_dict})
+        if not self.parts:
+            raise ValueError(f"fast={fast!r}: {weight} holds no LoRA weights")
+        foreign = [p for p in self.parts if p not in _LORA_PARTS]
         if foreign:
             raise ValueError(
-                f"fast={self.fast!r}: the adapter holds weights for {foreign[0]!r}, which an SD "
+                f"fast={fast!r}: the adapter holds weights for {foreign[0]!r}, which an SD "
                 "v1 pipeline does not have: it is made for another base model (e.g. SDXL)"
             )
-        return parts
-
-    def shareable(self, plain, names, kwargs: dict) -> dict:
-        """The components ``names`` of the loaded plain pipeline ``plain`` that the fast one
-        can hold too: those the adapter does not change (and ``kwargs`` does not set)."""
-        return {
-            name: getattr(plain, name)
-            for name in names
-            if name not in self.parts
-            and name not in kwargs
-            and getattr(plain, name, None) is not None
-        }
 
     def check(self, pipe) -> None:
         """Raise a one-line ``ValueError`` unless every layer the adapter changes is in
@@ -244,23 +228,3 @@ def _submodule(root, path: str):
         return root.get_submodule(path)
     except AttributeError:
         return None
-
-
-def _hub_file(fast: str, mode: FastMode) -> tuple[Path, str | None]:
-    """The folder of ``mode``'s file in the Hugging Face cache (downloaded once) and the
-    commit of that snapshot."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import EntryNotFoundError
-
-    try:
-        path = Path(hf_hub_download(mode.adapter, mode.weight_name, revision=mode.revision))
-    except (OSError, ConnectionError, EntryNotFoundError) as exc:
-        raise ModelUnavailableError(
-            f"Cannot load the fast={fast!r} adapter ({mode.adapter}, {mode.weight_name} at "
-            f"revision {mode.revision[:7]}): it is not in the Hugging Face cache and the hub "
-            f"could not be reached ({type(exc).__name__}). Download it once where there is "
-            f"network (`hf download {mode.adapter} {mode.weight_name} --revision "
-            f"{mode.revision}`), or use fast=None."
-        ) from None
-    commit = path.parent.name if path.parent.parent.name == "snapshots" else None
-    return path.parent, commit

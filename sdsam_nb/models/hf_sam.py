@@ -10,10 +10,8 @@ one entry there (and, if its prompt call differs, one entry in :data:`_DECODING`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,11 +21,11 @@ from .cache import (
     MODELS,
     TINY,
     cache_dir,
+    hub_config,
     load_pair,
     loading_bars,
     remember,
     resolve_model,
-    unavailable,
 )
 from .devices import autocast, pick_device, pick_embed_dtype
 from .prediction import Prediction
@@ -55,24 +53,6 @@ EXAMPLES = (
 TINY_VARIANTS = tuple(HF_SAM_VARIANTS)
 
 
-def _config_type(source: str, local: bool, revision: str | None, model: str) -> str:
-    """The ``model_type`` in the checkpoint's ``config.json`` (downloads only that file)."""
-    if local:
-        path = Path(source) / "config.json"
-    else:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
-
-        try:
-            path = hf_hub_download(source, "config.json", revision=revision)
-        except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
-            raise unavailable(model, exc) from None
-    try:
-        return str(json.loads(Path(path).read_text()).get("model_type"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"model={model!r}: its config.json is unreadable ({exc})") from None
-
-
 def family_of(model: str, revision: str | None = None) -> tuple[str, str, bool]:
     """``(family, path-or-id, is_local)`` of a transformers segmenter ``model``.
 
@@ -87,7 +67,7 @@ def family_of(model: str, revision: str | None = None) -> tuple[str, str, bool]:
     source, local = resolve_model(
         model, "model_type", build_tiny=None, marker="config.json", example=EXAMPLES[-1]
     )
-    kind = _config_type(source, local, revision, model)
+    kind = str((hub_config(model, source, local, revision=revision) or {}).get("model_type"))
     if kind in NOT_FOR_CLICKS:
         raise ValueError(f"model_type={model!r} cannot take clicks: {NOT_FOR_CLICKS[kind]}")
     if kind not in FAMILIES:
@@ -130,8 +110,7 @@ def load_transformers_sam(
     loaded = MODELS.get(key)
     if loaded is None:
         family, source, local = family_of(str(model), revision)
-        kind = next(k for k, v in FAMILIES.items() if v[0] == family)
-        _, model_cls, processor_cls = FAMILIES[kind]
+        _, model_cls, processor_cls = FAMILIES[family]
         missing = [n for n in (model_cls, processor_cls) if not hasattr(transformers, n)]
         if missing:
             raise ValueError(
@@ -140,24 +119,11 @@ def load_transformers_sam(
                 "pip install -U transformers"
             )
         extra = {} if local or revision is None else {"revision": revision}
+        classes = (getattr(transformers, processor_cls), getattr(transformers, model_cls))
         with loading_bars(not local):  # a download shows its bar; reading a folder is quick
-            processor, net = load_pair(
-                getattr(transformers, processor_cls),
-                getattr(transformers, model_cls),
-                source,
-                local=local,
-                model=str(model),
-                **extra,
-            )
-        net.to(dev).eval()
-        remember(
-            net,
-            backend="transformers",
-            family=family,
-            model=str(model),
-            revision=revision,
-            path=source,
-        )
+            processor, net = load_pair(*classes, source, local=local, model=str(model), **extra)
+        info = {"backend": "transformers", "family": family, "model": str(model)}
+        remember(net.to(dev).eval(), **info, revision=revision, path=source)
         loaded = MODELS.put(key, (family, net, processor))
     family, net, processor = loaded
     return TransformersSam(net, processor, family=family, source=str(model), dtype=embed_dtype)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .cache import MODELS, TINY, ModelUnavailableError, cache_dir, provenance, sha256_file
+from .cache import MODELS, TINY, cache_dir, hub_file, provenance, sha256_file
 from .tiny import iclight_folder
 
 REPO = "lllyasviel/ic-light"
@@ -135,7 +135,9 @@ def _offsets_file(pipe, mode: str, spec: ICLightMode, weights) -> tuple[Path, di
         path = iclight_folder(cache_dir() / "tiny") / name
         return path, {"weights": TINY, "file": name, "sha256": sha256_file(path)}
     if weights is None:
-        return _hub_file(mode, name)
+        what, instead = f"IC-Light for mode={mode!r}", "pass weights=<file>"
+        path, commit = hub_file(REPO, name, REVISION, what=what, instead=instead)
+        return path, {"weights": REPO, "file": name, "revision": REVISION, "commit": commit}
     path = Path(weights).expanduser()
     if path.is_dir():
         path = path / name
@@ -145,23 +147,6 @@ def _offsets_file(pipe, mode: str, spec: ICLightMode, weights) -> tuple[Path, di
             f"nor a folder holding {name}"
         )
     return path, {"weights": str(path), "sha256": sha256_file(path)}
-
-
-def _hub_file(mode: str, name: str) -> tuple[Path, dict]:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    try:
-        path = Path(hf_hub_download(REPO, name, revision=REVISION))
-    except (OSError, ConnectionError, EntryNotFoundError) as exc:
-        raise ModelUnavailableError(
-            f"Cannot load IC-Light for mode={mode!r} ({REPO}, {name} at revision "
-            f"{REVISION[:7]}): it is not in the Hugging Face cache and the hub could not be "
-            f"reached ({type(exc).__name__}). Download it once where there is network "
-            f"(`hf download {REPO} {name} --revision {REVISION}`), or pass weights=<file>."
-        ) from None
-    commit = path.parent.name if path.parent.parent.name == "snapshots" else None
-    return path, {"weights": REPO, "file": name, "revision": REVISION, "commit": commit}
 
 
 def _build_unet(base, channels: int, path: Path, weights, device: torch.device):

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from .cache import provenance, sha256_file
+from .cache import provenance, sha256_file, snapshot_commit
 
-# what of the loaders' provenance run.json records (as it did before provenance was kept)
+# what of the loaders' provenance run.json records
 _RECORDED = (
     "backend",
     "family",
@@ -48,7 +48,7 @@ def model_info(obj, requested: str) -> dict:
     folder = known.get("path") or getattr(getattr(obj, "config", None), "_name_or_path", None)
     if folder and Path(folder).is_dir():
         info["checksum"] = folder_checksum(Path(folder))
-        commit = _snapshot_commit(Path(folder))
+        commit = snapshot_commit(Path(folder))
         if commit:
             info["commit"] = commit
     elif folder:
@@ -73,13 +73,6 @@ def folder_checksum(folder: Path, small: int = 16 << 20) -> str:
     return digest.hexdigest()
 
 
-def _snapshot_commit(folder: Path) -> str | None:
-    parts = folder.resolve().parts
-    if "snapshots" in parts[:-1]:
-        return parts[parts.index("snapshots") + 1]
-    return None
-
-
 def _hub_commit(repo_id: str, revision: str | None) -> str | None:
     """The commit of the cached snapshot of a diffusers pipeline (``model_index.json``) or a
     transformers model (``config.json``)."""
@@ -91,5 +84,5 @@ def _hub_commit(repo_id: str, revision: str | None) -> str | None:
         except Exception:  # an unusual cache layout only costs us the commit field
             return None
         if isinstance(hit, str):
-            return _snapshot_commit(Path(hit).parent)
+            return snapshot_commit(Path(hit).parent)
     return None

@@ -1,8 +1,5 @@
-"""What a promptable segmentation model gives for one prompt: :class:`Prediction`.
-
-The segmenter interface (:mod:`sdsam_nb.segment.base`) hands it out; it lives here, below
-``segment``, so that a model family's own wrapper in ``models`` (:class:`~sdsam_nb.models.
-hf_sam.TransformersSam`) returns it without importing ``segment``.
+"""What a promptable segmentation model gives for one prompt (:class:`Prediction`); below
+``segment``, so that the model wrappers here return it without importing ``segment``.
 """
 
 from __future__ import annotations

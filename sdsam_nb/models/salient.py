@@ -12,14 +12,12 @@ Its ControlNet takes the inpainting UNet's 9 input channels, which diffusers'
 from __future__ import annotations
 
 import functools
-import json
 import os
-from pathlib import Path
 
 import torch
 
-from .cache import MODELS, provenance, resolve_model, unavailable
-from .sd import cached_view, dtype_kwarg, foreign_pipeline, from_pretrained, place
+from .cache import MODELS, hub_config, provenance, resolve_model, unavailable
+from .sd import cached_view, foreign_pipeline, from_pretrained, place, weights_kwargs
 from .tiny import salient_folder
 
 SALIENT_BG = "yahoo-inc/photo-background-generation"
@@ -71,25 +69,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _config(model, source: str, local: bool, subfolder: str) -> dict | None:
-    """``subfolder/config.json`` of the checkpoint, or ``None`` when it has no such file."""
-    if local:
-        path = Path(source) / subfolder / "config.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
-
-    try:
-        path = hf_hub_download(source, "config.json", subfolder=subfolder)
-    except LocalEntryNotFoundError as exc:  # offline and not cached: not a layout problem
-        raise unavailable(str(model), exc) from None
-    except EntryNotFoundError:
-        return None
-    except (OSError, ConnectionError) as exc:
-        raise unavailable(str(model), exc) from None
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def _check_layout(model, source: str, local: bool) -> None:
     """Raise a one-line ``ValueError`` unless ``source`` holds a ``controlnet/`` folder and a
     9-channel inpainting ``unet/`` (with a ControlNet taking 4 or those 9 channels)."""
@@ -97,10 +76,10 @@ def _check_layout(model, source: str, local: bool) -> None:
         f"a ControlNet-inpainting checkpoint is needed (a controlnet/ folder and a 9-channel "
         f"inpainting unet/, like {SALIENT_BG!r})"
     )
-    controlnet = _config(model, source, local, "controlnet")
+    controlnet = hub_config(model, source, local, subfolder="controlnet")
     if controlnet is None:
         raise ValueError(f"model={str(model)!r} has no controlnet/ folder: {need}")
-    unet = _config(model, source, local, "unet")
+    unet = hub_config(model, source, local, subfolder="unet")
     unet_in = None if unet is None else unet.get("in_channels")
     if unet_in != 9:
         got = "no unet/ folder" if unet is None else f"a unet with in_channels={unet_in}"
@@ -110,24 +89,6 @@ def _check_layout(model, source: str, local: bool) -> None:
             f"model={str(model)!r} has a controlnet with in_channels="
             f"{controlnet.get('in_channels')}: {need}"
         )
-
-
-def _weights_kwargs(cls, dtype: torch.dtype) -> dict:
-    """The dtype keyword ``cls.from_pretrained`` takes (transformers >= 4.56 and diffusers
-    >= 0.42 call it ``dtype``), plus the fp16 weight variant for fp16."""
-    from transformers import PreTrainedModel
-
-    if issubclass(cls, PreTrainedModel):
-        import transformers
-
-        major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
-        key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-    else:
-        key = dtype_kwarg()
-    kwargs = {key: dtype}
-    if dtype == torch.float16:
-        kwargs["variant"] = "fp16"
-    return kwargs
 
 
 def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
@@ -175,7 +136,7 @@ def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
             ("vae", AutoencoderKL),
             ("text_encoder", CLIPTextModel),
         ):
-            weights = _weights_kwargs(cls, dtype)
+            weights = weights_kwargs(dtype, cls)
             parts[name] = from_pretrained(
                 cls, source, "model", progress=progress, subfolder=name, **weights
             )

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from ..images import ImageLike, to_rgb
-from .cache import MODELS, Loaded, remember, resolve_model, unavailable
-from .devices import pick_device
+from .cache import Loaded, hub_config, load_once
 from .tiny import sam3_folder
 
 DEFAULT_SAM3 = "facebook/sam3"
@@ -130,36 +129,30 @@ def load_sam3(
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
     import transformers
-    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
 
     if not hasattr(transformers, "Sam3Model"):
         raise ValueError(
             f"model={model!r}: SAM 3 needs transformers' Sam3Model (not in transformers "
             f"{transformers.__version__}): pip install -U transformers"
         )
-    from transformers import PretrainedConfig, Sam3Model, Sam3Processor
 
-    dev = pick_device(device)
-    key = ("sam3", str(model), str(dev))
-    if key in MODELS:
-        return MODELS[key]
-    source, local = resolve_model(
-        model, "model", build_tiny=sam3_folder, marker="config.json", example=DEFAULT_SAM3
-    )
-    try:
-        model_type = PretrainedConfig.get_config_dict(source)[0].get("model_type")
+    def check(source: str, local: bool) -> None:
+        model_type = (hub_config(model, source, local) or {}).get("model_type")
         # "sam3_video" checkpoints (facebook/sam3 itself) hold the image model: Sam3Model loads it
         if model_type not in ("sam3", "sam3_video"):
             raise ValueError(
                 f"{str(model)!r} is a {model_type!r} checkpoint, not SAM 3: text masks with SAM 3 "
                 f"need a SAM 3 checkpoint such as {DEFAULT_SAM3!r} (or 'tiny' offline)"
             )
-        processor = Sam3Processor.from_pretrained(source)
-        net = Sam3Model.from_pretrained(source)
-    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled) as exc:
-        if local:
-            raise
-        raise unavailable(str(model), exc) from None
-    net.to(dev).eval()
-    remember(net, model=str(model), revision=None, path=source)
-    return MODELS.put(key, Sam3TextSegmenter(processor, net, str(model)))
+
+    return load_once(
+        "sam3",
+        Sam3TextSegmenter,
+        transformers.Sam3Processor,
+        transformers.Sam3Model,
+        model,
+        device,
+        build_tiny=sam3_folder,
+        example=DEFAULT_SAM3,
+        check=check,
+    )

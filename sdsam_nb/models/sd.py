@@ -14,6 +14,7 @@ from ..recording import recorded
 from .cache import (
     MODELS,
     cache_dir,
+    hub_errors,
     loading_bars,
     provenance,
     remember,
@@ -47,15 +48,13 @@ def _resolve_sd(model: str, name: str) -> tuple[str, bool]:
 
 def from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwargs):
     """``cls.from_pretrained`` with one short error for a model that cannot be had."""
-    from huggingface_hub.utils import HfHubHTTPError, OfflineModeIsEnabled
-
     source, local = _resolve_sd(model, name)
     if local:
         kwargs.pop("variant", None)  # a local folder holds whatever it holds
     try:
         with loading_bars(progress):
             return cls.from_pretrained(source, **kwargs)
-    except (OSError, ConnectionError, HfHubHTTPError, OfflineModeIsEnabled, ValueError) as exc:
+    except (*hub_errors(), ValueError) as exc:
         if kwargs.get("variant") and "variant" in str(exc):  # no fp16 files: load fp32, cast
             return from_pretrained(
                 cls, model, name, progress=progress, **{**kwargs, "variant": None}
@@ -65,18 +64,31 @@ def from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwar
         raise unavailable(model, exc) from None
 
 
-def dtype_kwarg() -> str:
-    """diffusers 0.42 renamed ``torch_dtype`` to ``dtype`` (the old name warns)."""
+def dtype_kwarg(cls=None) -> str:
+    """The name of ``from_pretrained``'s dtype argument for ``cls`` (a diffusers class by
+    default): ``dtype`` since diffusers 0.42 and transformers 4.56 (the old name warns),
+    ``torch_dtype`` before."""
     import diffusers
+    import transformers
 
-    major, minor = (int(p) for p in diffusers.__version__.split(".")[:2])
-    return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
+    lib, since = diffusers, (0, 42)
+    if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel):
+        lib, since = transformers, (4, 56)
+    version = tuple(int(p) for p in lib.__version__.split(".")[:2])
+    return "dtype" if version >= since else "torch_dtype"
 
 
-def _pipeline_kwargs(device: torch.device, dtype: torch.dtype, safety_checker: bool, **extra):
-    kwargs = {dtype_kwarg(): dtype, "low_cpu_mem_usage": True, **extra}
+def weights_kwargs(dtype: torch.dtype, cls=None, **extra) -> dict:
+    """``from_pretrained``'s arguments for weights in ``dtype`` (the ``fp16`` variant for fp16
+    unless ``extra`` names one), and ``extra``."""
+    kwargs = {dtype_kwarg(cls): dtype, **extra}
     if dtype == torch.float16 and "variant" not in extra:
         kwargs["variant"] = "fp16"
+    return kwargs
+
+
+def _pipeline_kwargs(dtype: torch.dtype, safety_checker: bool, **extra) -> dict:
+    kwargs = weights_kwargs(dtype, low_cpu_mem_usage=True, **extra)
     if not safety_checker:
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     return kwargs
@@ -167,10 +179,12 @@ def load_sd(
         extra = {"revision": revision} if revision else {}
         if variant is not None:
             extra["variant"] = variant
-        kwargs = _pipeline_kwargs(dev, dt, safety_checker, **extra)
+        kwargs = _pipeline_kwargs(dt, safety_checker, **extra)
         adapter = None if mode is None else FastAdapter(model, fast)
-        if adapter is not None and plain is not None:  # only the UNet is loaded again
-            kwargs.update(adapter.shareable(plain, SHAREABLE, kwargs))
+        if adapter is not None and plain is not None:  # share what the adapter leaves alone
+            for part in set(SHAREABLE) - set(adapter.parts) - set(kwargs):
+                if getattr(plain, part, None) is not None:
+                    kwargs[part] = getattr(plain, part)
         base = from_pretrained(StableDiffusionPipeline, model, "model", progress=progress, **kwargs)
         if adapter is not None:
             adapter.fuse_into(base)
@@ -265,7 +279,7 @@ def _dedicated(pipe, cls, model: str, name: str):
     if base is None:
         # pipe's few-step adapter, fused into this checkpoint's own UNet too
         adapter = None if fast is None else FastAdapter(info.get("model"), fast["name"])
-        kwargs = _pipeline_kwargs(dev, dt, safety)
+        kwargs = _pipeline_kwargs(dt, safety)
         components = _components_for(pipe, cls, model, name, progress, kwargs)
         shared = sorted(k for k, v in components.items() if v is getattr(pipe, k, None))
         base = from_pretrained(cls, model, name, progress=progress, **kwargs, **components)

@@ -95,9 +95,8 @@ def _build_grounding_dino():
         max_text_len=max_text_len,
     )
     model = GroundingDinoForObjectDetection(config).eval()
-    # Pictures are resized to a short side of 128 px: the backbone divides by 32 and the extra
-    # level by 2 more, so the coarsest map is at least 2x2 (GroupNorm fails on a 1x1 map: a
-    # short side of 64 broke every square picture).
+    # a short side of 128 px: the backbone divides by 32 and the extra level by 2 more, so the
+    # coarsest map is at least 2x2 (GroupNorm fails on a 1x1 map)
     image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 256})
     processor = GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
     return processor, model

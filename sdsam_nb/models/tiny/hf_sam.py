@@ -1,10 +1,7 @@
 """The tiny transformers segmenters: ``SamModel`` (SAM and SlimSAM), ``SamHQModel`` and
-``Sam2Model`` with small configs and random weights, saved with ``save_pretrained`` (model
-and processor) so that :func:`sdsam_nb.load_sam` reads them back through ``from_pretrained``
-exactly as it reads ``facebook/sam-vit-base`` or ``facebook/sam2.1-hiera-tiny``.
-
-Each builds in well under a second on a CPU. Random weights: their masks are arbitrary,
-which is enough to test shapes, prompts, undo, replay and errors, never quality.
+``Sam2Model`` with small configs and random weights (masks arbitrary: enough to test shapes,
+prompts, undo, replay and errors, never quality), read back by :func:`sdsam_nb.load_sam`
+through ``from_pretrained`` as ``facebook/sam-vit-base`` or ``facebook/sam2.1-hiera-tiny`` are.
 """
 
 from __future__ import annotations

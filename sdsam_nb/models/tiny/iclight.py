@@ -1,15 +1,8 @@
-"""Tiny IC-Light offsets for the tiny SD (``"tiny"``): the two files of the hub repo
-``lllyasviel/ic-light`` that :func:`sdsam_nb.relight` reads, with the real files' names and
-layout, so that ``relight`` on the tiny pipeline goes through the same reading, checking and
-merging as the real weights.
-
-Each file is a safetensors state dict of *offsets* with one entry per tensor of an SD UNet
-whose first convolution is widened to more input channels (``iclight_sd15_fc``: 8, the noisy
-latents and the foreground's; ``iclight_sd15_fbc``: 12, and the background's), added to the
-base UNet's weights once the new input channels are zero (IC-Light's ``gradio_demo.py`` and
-``gradio_demo_bg.py``). Here they are seeded random numbers in float16, larger on
-``conv_in`` so that the condition changes the tiny model's pictures; those pictures are
-noise, as every tiny model's are.
+"""Tiny IC-Light offsets for the tiny SD (``"tiny"``): the two files of ``lllyasviel/ic-light``
+that :func:`sdsam_nb.relight` reads (:mod:`sdsam_nb.models.iclight` says what they hold), under
+the real names and layout, so that ``relight`` on the tiny pipeline reads, checks and merges
+them as the real ones. Seeded random float16 numbers, larger on ``conv_in`` so that the
+condition changes the tiny model's pictures (noise, as every tiny model's are).
 """
 
 from __future__ import annotations

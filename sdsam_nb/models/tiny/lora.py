@@ -1,13 +1,8 @@
-"""Tiny few-step LoRAs for the tiny SD (``"tiny"``): one per kind of
-:data:`sdsam_nb.models.fast.FAST`, so that ``load_sd("tiny", fast="lcm")`` loads an adapter
-offline through the same ``lora_state_dict`` / ``load_lora_weights`` path the real ones take.
-
-Each is built as a LoRA is trained, with peft: adapters on the UNet's attention,
-feed-forward, projection and ResNet layers (rank 4 on the tiny UNet; another SD folder and
-rank can be given), here filled with seeded random numbers instead of trained ones (peft starts
-``lora_B`` at zero, which would change nothing), and written with diffusers'
-``save_lora_weights`` under the real adapter's file name. Its pictures differ from the plain
-model's; they are noise, as every tiny model's are.
+"""Tiny few-step LoRAs for the tiny SD (``"tiny"``), one per kind of
+:data:`sdsam_nb.models.fast.FAST`, so that ``load_sd("tiny", fast="lcm")`` loads one offline
+through the real ``lora_state_dict`` / ``load_lora_weights`` path: peft adapters on the UNet's
+:data:`TARGETS`, filled with seeded random numbers (peft starts ``lora_B`` at zero, which would
+change nothing), written with diffusers' ``save_lora_weights`` under the real file name.
 """
 
 from __future__ import annotations
@@ -65,7 +60,7 @@ def lora_folder(
     ``weight_name`` (the real adapter's file name), built on first use (~1 s for the tiny
     SD). ``sd``: the SD pipeline folder whose UNet it is for (default: the tiny SD under
     ``root``); ``rank``: its LoRA rank. One folder per ``root`` and ``kind``: another ``sd`` or
-    ``rank`` needs another ``root`` (the benchmarks build one for a full-size UNet so)."""
+    ``rank`` needs another ``root``."""
     sd = sd_folder(root) if sd is None else Path(sd)
     return build_folder(
         Path(root) / LORA_RECIPE / kind,

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from .build import SEED, build_folder
+from .build import build_folder
 from .sd import tiny_clip, tiny_vae
 
 SALIENT_RECIPE = "salient-tiny-r1"
@@ -33,7 +31,6 @@ def _build_salient_pipeline():
     )
     from transformers import CLIPImageProcessor
 
-    torch.manual_seed(SEED)
     blocks = {
         "block_out_channels": (32, 64),
         "layers_per_block": 1,

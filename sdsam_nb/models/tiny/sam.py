@@ -5,14 +5,12 @@ prompt encoder and mask decoder, so ``SamPredictor`` works unchanged; saved as a
 
 from __future__ import annotations
 
-import os
-import tempfile
 from functools import partial
 from pathlib import Path
 
 import torch
 
-from .build import SEED, publish
+from .build import build_folder
 
 SAM_RECIPE = "sam-tiny-r1"
 
@@ -65,14 +63,10 @@ def build_sam_model():
 
 
 def sam_checkpoint(root: Path) -> Path:
-    """Return the tiny SAM state-dict file under ``root``, building it on first use."""
-    final = Path(root) / f"{SAM_RECIPE}.pth"
-    if final.is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".build-", suffix=".pth", dir=final.parent)
-    os.close(fd)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        torch.save(build_sam_model().state_dict(), name)
-    return publish(Path(name), final)
+    """The tiny SAM state-dict file under ``root``, built on first use."""
+    name = f"{SAM_RECIPE}.pth"
+
+    def write(folder: Path) -> None:
+        torch.save(build_sam_model().state_dict(), folder / name)
+
+    return build_folder(Path(root) / SAM_RECIPE, name, write) / name

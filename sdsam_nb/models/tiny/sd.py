@@ -95,7 +95,6 @@ def tiny_clip(tokenizer_kwargs: dict | None = None, **config):
 def _build_sd_pipeline():
     from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-    torch.manual_seed(SEED)
     unet = UNet2DConditionModel(
         sample_size=64,  # 64 latents = 512 px, the v1 default size
         in_channels=4,
