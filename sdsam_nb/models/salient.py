@@ -1,72 +1,58 @@
 """The salient-object-aware ControlNet of *Salient Object-Aware Background Generation using
 Text-Guided Diffusion Models* (CVPR 2024 workshops): :func:`salient_inpainting`.
 
-The checkpoint (:data:`SALIENT_BG`; ``"tiny"``: :mod:`sdsam_nb.models.tiny.salient`) is SD 2
-inpainting plus a ControlNet conditioned on the background mask, assembled from its component
-folders, each loaded with its own diffusers or transformers class (no code from the hub runs).
-Its ControlNet takes the inpainting UNet's 9 input channels, which diffusers'
-``StableDiffusionControlNetInpaintPipeline`` does not feed it (diffusers issue #4374):
-:class:`SalientInpaintPipeline` does, and changes nothing else.
+The checkpoint (:data:`~sdsam_nb.models.sd.SALIENT_BG`; ``"tiny"``:
+:mod:`sdsam_nb.models.tiny.salient`) is SD 2 inpainting plus a ControlNet conditioned on the
+background mask, assembled from its component folders, each loaded with its own diffusers or
+transformers class (no code from the hub runs). Its ControlNet takes the inpainting UNet's 9
+input channels, which diffusers' ``StableDiffusionControlNetInpaintPipeline`` does not feed it
+(diffusers issue #4374): :class:`SalientInpaintPipeline` does, and changes nothing else. This
+module imports diffusers: the background methods import it when the method is used.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 
+import diffusers
 import torch
+from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from .cache import MODELS, hub_config, provenance, resolve_model, unavailable
-from .sd import cached_view, foreign_pipeline, from_pretrained, place, weights_kwargs
+from .sd import SALIENT_BG, cached_view, foreign_pipeline, from_pretrained, place, weights_kwargs
 from .tiny import salient_folder
 
-SALIENT_BG = "yahoo-inc/photo-background-generation"
 
+class SalientInpaintPipeline(diffusers.StableDiffusionControlNetInpaintPipeline):
+    """diffusers' ControlNet inpainting pipeline whose ControlNet, when it takes 9 input
+    channels, gets the inpainting UNet's input: latents + mask + masked-picture latents."""
 
-@functools.cache
-def _pipeline_class():
-    from diffusers import StableDiffusionControlNetInpaintPipeline
+    _unet_extra = None  # (mask, masked-picture latents) of the call under way
 
-    class SalientInpaintPipeline(StableDiffusionControlNetInpaintPipeline):
-        """diffusers' ControlNet inpainting pipeline whose ControlNet, when it takes 9 input
-        channels, gets the inpainting UNet's input: latents + mask + masked-picture latents."""
+    def prepare_mask_latents(self, *args, **kwargs):
+        mask, masked = super().prepare_mask_latents(*args, **kwargs)
+        self._unet_extra = (mask, masked)
+        return mask, masked
 
-        _unet_extra = None  # (mask, masked-picture latents) of the call under way
+    def __call__(self, *args, **kwargs):
+        hook = self.controlnet.register_forward_pre_hook(self._full_input, with_kwargs=True)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            hook.remove()
+            self._unet_extra = None
 
-        def prepare_mask_latents(self, *args, **kwargs):
-            mask, masked = super().prepare_mask_latents(*args, **kwargs)
-            self._unet_extra = (mask, masked)
-            return mask, masked
-
-        def __call__(self, *args, **kwargs):
-            hook = self.controlnet.register_forward_pre_hook(self._full_input, with_kwargs=True)
-            try:
-                return super().__call__(*args, **kwargs)
-            finally:
-                hook.remove()
-                self._unet_extra = None
-
-        def _full_input(self, controlnet, args, kwargs):
-            sample = args[0] if args else kwargs["sample"]
-            if self._unet_extra is None or sample.shape[1] == controlnet.config.in_channels:
-                return None
-            n = sample.shape[0]  # guess mode runs the ControlNet on the conditional half only
-            mask, masked = (t[-n:] for t in self._unet_extra)
-            sample = torch.cat([sample, mask.to(sample.dtype), masked.to(sample.dtype)], dim=1)
-            if args:
-                return (sample, *args[1:]), kwargs
-            return args, {**kwargs, "sample": sample}
-
-    SalientInpaintPipeline.__module__ = __name__
-    SalientInpaintPipeline.__qualname__ = "SalientInpaintPipeline"
-    return SalientInpaintPipeline
-
-
-def __getattr__(name: str):
-    # SalientInpaintPipeline is made on first use: `import sdsam_nb` does not import diffusers
-    if name == "SalientInpaintPipeline":
-        return _pipeline_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def _full_input(self, controlnet, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        if self._unet_extra is None or sample.shape[1] == controlnet.config.in_channels:
+            return None
+        n = sample.shape[0]  # guess mode runs the ControlNet on the conditional half only
+        mask, masked = (t[-n:] for t in self._unet_extra)
+        sample = torch.cat([sample, mask.to(sample.dtype), masked.to(sample.dtype)], dim=1)
+        if args:
+            return (sample, *args[1:]), kwargs
+        return args, {**kwargs, "sample": sample}
 
 
 def _check_layout(model, source: str, local: bool) -> None:
@@ -108,9 +94,6 @@ def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
             checkpoint is SD 2).
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
-    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
     info = provenance(pipe) or foreign_pipeline(pipe)
     if info.get("fast"):
         raise ValueError(
@@ -147,7 +130,7 @@ def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
         parts["scheduler"] = from_pretrained(
             own, source, "model", progress=progress, subfolder="scheduler"
         )
-        base = _pipeline_class()(
+        base = SalientInpaintPipeline(
             **parts,
             safety_checker=checker,
             feature_extractor=getattr(pipe, "feature_extractor", None) if checker else None,
@@ -156,14 +139,12 @@ def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
         base.register_to_config(_name_or_path=source)  # what from_pretrained records
         place(base, str(model), None, offload_device, dev)
         MODELS.put(key, base)
-    return cached_view(key, base, _pipeline_class(), info.get("scheduler"), progress)
+    return cached_view(key, base, SalientInpaintPipeline, info.get("scheduler"), progress)
 
 
 def _scheduler_class(source: str, local: bool, model):
     """The diffusers scheduler class the checkpoint's ``scheduler/scheduler_config.json`` names
     (UniPC for :data:`SALIENT_BG`)."""
-    import diffusers
-
     try:
         # load_config only reads scheduler_config.json: any scheduler class does
         config = diffusers.UniPCMultistepScheduler.load_config(source, subfolder="scheduler")

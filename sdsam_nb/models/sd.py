@@ -27,9 +27,8 @@ from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
 from .tiny import sd_folder, sd_inpainting_folder
 
 DEFAULT_SD = "CompVis/stable-diffusion-v1-4"
-
-
 INPAINTING_SD = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+SALIENT_BG = "yahoo-inc/photo-background-generation"  # the salient method (.salient)
 
 # built-in tiny checkpoints besides "tiny" (the text-to-image one): name -> builder(root)
 TINY_SD = {"tiny-inpainting": sd_inpainting_folder}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from ...models import TINY, provenance
-from ...models.salient import SALIENT_BG, salient_inpainting
+from ...models.sd import SALIENT_BG
 from ...validate import check_number
 
 
@@ -37,6 +37,8 @@ class SalientControlNet:
         checkpoint = self.checkpoint
         if checkpoint is None:
             checkpoint = TINY if provenance(pipe).get("model") == TINY else SALIENT_BG
+        from ...models.salient import salient_inpainting  # imports diffusers
+
         return salient_inpainting(pipe, checkpoint)
 
     def inputs(self, image, mask_image) -> dict:
