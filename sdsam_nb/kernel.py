@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 
-# Run in the kernel as soon as it is up: silent, nothing left in the user's namespace.
+# Run in the kernel: as soon as it is up, and before each notebook after the first (silent,
+# nothing left in the user's namespace).
 WARM = "__import__('sdsam_nb.kernel').kernel.warm()"
+CLEAR = "__import__('sdsam_nb.kernel').kernel.clear()"
 
 
 def warm() -> None:
@@ -28,6 +30,28 @@ def warm() -> None:
         getattr(diffusers, name)
 
 
+def clear() -> None:
+    """Make this kernel as a new one for the next notebook of a chain: the kit's cell hooks
+    removed, the figures closed, no active run, IPython's namespace and execution count reset.
+    The imported modules stay, and with them the models they loaded: what sharing the kernel
+    is for."""
+    import sys
+
+    from IPython import get_ipython
+
+    from .recording import deactivate
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    shell = get_ipython()
+    for event, callbacks in shell.events.callbacks.items():
+        for callback in list(callbacks):
+            if str(getattr(callback, "__module__", "")).startswith("sdsam_nb."):
+                shell.events.unregister(event, callback)
+    deactivate()
+    shell.reset(new_session=True)
+
+
 def _silent(*args, **kwargs) -> None:
     """An output hook that drops the clearing cell's output."""
 
@@ -35,8 +59,8 @@ def _silent(*args, **kwargs) -> None:
 class SharedKernel:
     """The kernel of a chain: :meth:`start` boots it and asks it to :func:`warm` up without
     waiting; :meth:`ready` hands papermill the kernel manager, the first time once the warm-up
-    is done, after that with the kernel cleared (:func:`sdsam_nb.runs.session.clear_kernel`:
-    a fresh namespace, no widgets, hooks or active run) while the modules it imported, and the
+    is done, after that with the kernel cleared (:func:`clear`: a fresh namespace, no widgets,
+    hooks or active run) while the modules it imported, and the
     models they loaded, stay. A chain pays one kernel start and one load of each model, not one
     per notebook. ``manager_class``: the kernel manager (``AsyncKernelManager``)."""
 
@@ -77,8 +101,7 @@ class SharedKernel:
         client.start_channels()
         try:
             client.wait_for_ready(timeout=60)
-            code = "from sdsam_nb.runs.session import clear_kernel\nclear_kernel()"
-            reply = client.execute_interactive(code, timeout=120, output_hook=_silent)
+            reply = client.execute_interactive(CLEAR, timeout=120, output_hook=_silent)
         finally:
             client.stop_channels()
         if reply["content"]["status"] != "ok":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from ..recording import activate, active_run, deactivate
+from ..recording import activate, active_run
 from .inputs import default_output_root, drive_root
 from .params import SPEC, check_params
 from .record import Run, new_run, open_run
@@ -96,21 +95,3 @@ def _watch_failures(run: Run) -> None:
         if isinstance(callback, _FailureWatch):  # the setup cell run again: watch the new run
             shell.events.unregister("post_run_cell", callback)
     shell.events.register("post_run_cell", _FailureWatch(run))
-
-
-def clear_kernel() -> None:
-    """Make this kernel as a new one for the next notebook of a chain
-    (:func:`sdsam_nb.runs.chain.execute_chain`): the kit's cell hooks removed, the figures
-    closed, no active run, IPython's namespace and execution count reset. The imported modules
-    stay, and with them the models they loaded: what sharing the kernel is for."""
-    from IPython import get_ipython
-
-    if "matplotlib.pyplot" in sys.modules:
-        sys.modules["matplotlib.pyplot"].close("all")
-    shell = get_ipython()
-    for event, callbacks in shell.events.callbacks.items():
-        for callback in list(callbacks):
-            if str(getattr(callback, "__module__", "")).startswith("sdsam_nb."):
-                shell.events.unregister(event, callback)
-    deactivate()
-    shell.reset(new_session=True)
