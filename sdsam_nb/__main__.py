@@ -208,7 +208,7 @@ MAX_FILE_BYTES = 16 << 20  # a -f parameters file at most (16 MiB)
 def _parameters_file(path: str | None) -> dict:
     """The mapping a ``-f`` YAML file holds (empty without one), read as YAML 1.2."""
     from .runs import load_yaml
-    from .runs.chain import one_line
+    from .validate import one_line
 
     if not path:
         return {}
@@ -261,7 +261,8 @@ def _run(args) -> int:
 def _chain(args, kernel: SharedKernel) -> int:
     from papermill import PapermillExecutionError
 
-    from .runs.chain import EVERY, KernelDied, check_names, execute_chain, one_line, select
+    from .runs.chain import EVERY, KernelDied, check_names, execute_chain, select
+    from .validate import one_line
 
     names = select(args.notebooks, args.walkthrough)
     params = dict(TINY) if args.tiny else {}
@@ -292,7 +293,8 @@ def _chain(args, kernel: SharedKernel) -> int:
 def _replay(args) -> int:
     from papermill import PapermillExecutionError
 
-    from .runs.chain import KernelDied, one_line, replay
+    from .runs.chain import KernelDied, replay
+    from .validate import one_line
 
     try:
         _new, comparison = replay(

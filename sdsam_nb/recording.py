@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from . import usage
+from .validate import one_line
 
 _lock = threading.Lock()
 _active = None  # the Run that sdsam_nb.start() activated, until it finishes
@@ -122,7 +123,7 @@ def recorded(name: str, *, model: tuple[str, str] | None = None) -> Callable:
                 with usage.recorded() as uses:
                     result = fn(*args, **kwargs)
             except Exception as exc:
-                entry["error"] = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
+                entry["error"] = one_line(exc)
                 raise
             else:
                 entry["returned"] = describe(result)

@@ -17,6 +17,13 @@ _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 60
 
 
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: message"``, first line only; papermill's cell errors as the cell's own."""
+    name, value = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    text = f"{name}: {value}" if name else f"{type(exc).__name__}: {exc}"
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
 def short_repr(value: Any) -> str:
     """``repr(value)`` cut to about 60 characters a part, for error messages: a message
     stays one readable line whatever a user passed (a 5,000-character string, a huge list)."""

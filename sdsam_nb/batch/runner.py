@@ -34,8 +34,8 @@ from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from ..runs import Run, ensure_folder, new_run, open_run
-from ..runs.chain import one_line
 from ..runs.record import replace_atomically, write_synced
+from ..validate import one_line
 from . import folders
 from .ray_pool import import_ray, ray_rows
 

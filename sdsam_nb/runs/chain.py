@@ -22,6 +22,7 @@ import numpy as np
 from ..kernel import SharedKernel
 from ..models import sha256_file
 from ..recording import deactivate
+from ..validate import one_line
 from .inputs import default_output_root, kit_dir
 from .params import BEFORE_IT_EXISTED
 from .record import Run, jsonable, new_run, open_run
@@ -46,13 +47,6 @@ class KernelDied(RuntimeError):
         super().__init__(line)
         self.line = line
         self.executed = executed
-
-
-def one_line(exc: BaseException) -> str:
-    """``"TypeName: message"``, first line only; papermill's cell errors as the cell's own."""
-    name, value = getattr(exc, "ename", None), getattr(exc, "evalue", None)
-    text = f"{name}: {value}" if name else f"{type(exc).__name__}: {exc}"
-    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
 def notebooks_dir() -> Path:

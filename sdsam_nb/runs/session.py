@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..recording import activate, active_run
+from ..validate import one_line
 from .inputs import default_output_root, drive_root
 from .params import SPEC, check_params
 from .record import Run, new_run, open_run
@@ -78,7 +79,7 @@ class _FailureWatch:
         error = result.error_before_exec or result.error_in_exec
         if error is None:
             return
-        line = f"{type(error).__name__}: {error}".splitlines()[0]
+        line = one_line(error)
         self.run.fail(line)
         print(f"run {self.run.path} is marked failed in run.json: {line}")
 
