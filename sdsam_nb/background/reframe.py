@@ -1,10 +1,5 @@
-"""Reframing: the subject on a new canvas (another size or aspect, smaller or larger in it,
-placed where asked) and everything else painted new, by any background method.
-
-A square product shot becomes a 16:9 banner with the subject smaller at the bottom; a
-portrait becomes a wide header. The subject's pixels (scaled when ``scale`` is not 1) are
-pasted back as :func:`~sdsam_nb.background.inpaint_background` does; nothing of the old
-background is kept unless ``strength`` < 1 asks the model to start from it.
+"""Reframing (:func:`reframe`): the subject on a new canvas of another size or aspect (a square
+shot as a 16:9 banner), scaled and placed where asked, the rest painted by any background method.
 """
 
 from __future__ import annotations
@@ -228,15 +223,12 @@ def reframe(
     """
     picture, mask = checked_subject(image, subject_mask)
     canvas = canvas_size(*picture.size, size=size, aspect=aspect)
-    if isinstance(edge, str) and edge == "matte":
+    alpha = colours = None
+    if isinstance(edge, str) and edge == "matte":  # estimated on the picture, then placed
         alpha, colours = subject_alpha(picture, mask, edge, feather=feather)
-        placed, placed_mask, box, edge = place_subject(
-            picture, mask, canvas, scale=scale, position=position, alpha=alpha, colours=colours
-        )
-    else:
-        placed, placed_mask, box = place_subject(
-            picture, mask, canvas, scale=scale, position=position
-        )
+    placed, placed_mask, box, *soft = place_subject(
+        picture, mask, canvas, scale=scale, position=position, alpha=alpha, colours=colours
+    )
     results = inpaint_background(
         pipe,
         placed,
@@ -245,7 +237,7 @@ def reframe(
         feather=feather,
         model=model,
         size=work_size,
-        edge=edge,
+        edge=soft[0] if soft else edge,
         **inpaint,
     )
     for result in results:

@@ -68,16 +68,12 @@ def relight(
     """Relight the subject of ``subject`` with IC-Light: to a described light
     (``mode="text"``) or to match ``background`` (``mode="background"``).
 
-    Steps: the foreground is ``subject`` where ``alpha`` is 1 and neutral grey (127) where it
-    is 0, resized (LANCZOS) to :func:`processing_size` (its own aspect ratio, long side
-    ``size``, multiples of 8; no letterbox, no squash); the background, for
-    ``mode="background"``, is scaled to cover that size and centre-cropped (as composite's
-    background generated ``like=subject`` lines up with the subject). Both go through
-    ``pipe``'s VAE; their latents are concatenated to the noisy latents at every step of
-    ``pipe``'s sampler (a new one from its config), with classifier-free guidance on the
-    text encoder's embeddings of ``prompt + ", best quality"`` and ``negative_prompt``. The
-    result is resized back to the picture's size and blended over ``subject`` through
-    ``alpha``: outside the subject the picture is ``subject``'s own.
+    The foreground (``subject`` over neutral grey through ``alpha``) and, in background mode,
+    ``background`` (scaled to cover, centre-cropped) condition IC-Light's UNet at
+    :func:`processing_size` (the subject's aspect, long side ``size``): their VAE latents join
+    the noisy ones at every step of ``pipe``'s sampler, with classifier-free guidance on
+    ``prompt + ", best quality"`` and ``negative_prompt``. The result is resized back and
+    blended over ``subject`` through ``alpha``: outside the subject the picture is its own.
 
     Args:
         pipe: the text-to-image pipeline of :func:`sdsam_nb.load_sd` (SD 1.x); its text
@@ -125,7 +121,12 @@ def relight(
     picture = to_rgb(subject, name="subject")
     check_min_size(picture, name="subject")
     weight = _alpha(alpha, picture.size)
-    _check_prompts(mode, prompt, negative_prompt)
+    if not isinstance(prompt, str) or (mode == "text" and not prompt.strip()):
+        need = "a non-empty string (the light)" if mode == "text" else "a string"
+        raise ValueError(f"prompt must be {need} with mode={mode!r}, got {short_repr(prompt)}")
+    if negative_prompt is not None and not isinstance(negative_prompt, str):
+        got = short_repr(negative_prompt)
+        raise ValueError(f"negative_prompt must be a string or None, got {got}")
     if not isinstance(light, str) or light not in LIGHTS:
         raise ValueError(f"light must be one of {list(LIGHTS)}, not {short_repr(light)}")
     if mode == "background":
@@ -196,15 +197,6 @@ def _alpha(alpha, size: tuple[int, int]) -> np.ndarray:
     if not (weight > 0).any():
         raise ValueError("alpha is empty: select the subject first (clicks, a box, a matte)")
     return weight
-
-
-def _check_prompts(mode: str, prompt, negative_prompt) -> None:
-    if not isinstance(prompt, str) or (mode == "text" and not prompt.strip()):
-        need = "a non-empty string (the light)" if mode == "text" else "a string"
-        raise ValueError(f"prompt must be {need} with mode={mode!r}, got {short_repr(prompt)}")
-    if negative_prompt is not None and not isinstance(negative_prompt, str):
-        got = short_repr(negative_prompt)
-        raise ValueError(f"negative_prompt must be a string or None, got {got}")
 
 
 def _gradient(light: str, size: tuple[int, int]) -> Image.Image:

@@ -188,19 +188,12 @@ def load_grounding_dino(
     *,
     device: str | torch.device | None = None,
 ) -> GroundingDinoDetector:
-    """Load a Grounding DINO zero-shot detector, once per process.
+    """A Grounding DINO zero-shot detector (:class:`GroundingDinoDetector`: ``.processor``,
+    ``.model``, callable as a :data:`Detector`), loaded once per process on ``device`` (``None``:
+    CUDA, then MPS, then CPU) with its weights as saved.
 
-    Args:
-        model: a hub id (default ``IDEA-Research/grounding-dino-tiny``, 172 M parameters,
-            ~0.7 GB), a local folder written by ``save_pretrained``, or ``"tiny"`` for the
-            built-in offline model (random weights: its boxes are arbitrary).
-        device: ``None`` picks CUDA, then MPS, then CPU. Weights are loaded as saved
-            (fp32 for the hub checkpoint).
-
-    Returns:
-        A :class:`GroundingDinoDetector` (``.processor``, ``.model``; callable as
-        ``detector(image, text, box_threshold, text_threshold)``). Calling again with the
-        same arguments returns the same object.
+    ``model``: a hub id (default ``IDEA-Research/grounding-dino-tiny``, 172 M parameters), a
+    folder written by ``save_pretrained``, or ``"tiny"`` (built in, random weights).
 
     Raises:
         ValueError: ``model`` or ``device`` is malformed.

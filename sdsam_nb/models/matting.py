@@ -39,18 +39,12 @@ class VitMatte(Loaded):
 def load_vitmatte(
     model: str = DEFAULT_VITMATTE, *, device: str | torch.device | None = None
 ) -> VitMatte:
-    """Load a ViTMatte matting model, once per process.
+    """A ViTMatte matting model (:class:`VitMatte`: ``.processor``, ``.model``, callable as
+    ``vitmatte(image, trimap)``), loaded once per process on ``device`` (``None``: CUDA, then
+    MPS, then CPU) with its weights as saved (fp32).
 
-    Args:
-        model: a hub id (default ``hustvl/vitmatte-small-composition-1k``, 25 M parameters,
-            ~0.1 GB), a local folder written by ``save_pretrained``, or ``"tiny"`` for the
-            built-in offline model (random weights: its alphas are arbitrary).
-        device: ``None`` picks CUDA, then MPS, then CPU. Weights are loaded as saved (fp32).
-
-    Returns:
-        A :class:`VitMatte` (``.processor``, ``.model``; callable as
-        ``vitmatte(image, trimap)``). Calling again with the same arguments returns the same
-        object.
+    ``model``: a hub id (default ``hustvl/vitmatte-small-composition-1k``, 25 M parameters), a
+    folder written by ``save_pretrained``, or ``"tiny"`` (built in, random weights).
 
     Raises:
         ValueError: ``model`` or ``device`` is malformed.

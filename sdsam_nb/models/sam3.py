@@ -110,22 +110,15 @@ def load_sam3(
     *,
     device: str | torch.device | None = None,
 ) -> Sam3TextSegmenter:
-    """Load SAM 3 for text prompts, once per process.
+    """SAM 3 for text prompts (:class:`Sam3TextSegmenter`: ``.processor``, ``.model``,
+    ``.segment(image, text)``, callable as a detector), loaded once per process on ``device``
+    (``None``: CUDA, then MPS, then CPU) with its weights as saved.
 
-    Args:
-        model: a hub id (default ``facebook/sam3``, gated: accept its licence on the hub and
-            log in once), a local folder written by ``save_pretrained``, or ``"tiny"`` for the
-            built-in offline model (random weights: its masks are arbitrary).
-        device: ``None`` picks CUDA, then MPS, then CPU. Weights are loaded as saved.
-
-    Returns:
-        A :class:`Sam3TextSegmenter` (``.processor``, ``.model``, ``.segment(image, text)``;
-        callable as a detector). Calling again with the same arguments returns the same
-        object.
+    ``model``: a hub id (default ``facebook/sam3``, gated: accept its licence on the hub and log
+    in once), a folder written by ``save_pretrained``, or ``"tiny"`` (built in, random weights).
 
     Raises:
-        ValueError: ``model`` or ``device`` is malformed, or ``model`` is not a SAM 3
-            checkpoint.
+        ValueError: ``model`` or ``device`` is malformed, or not a SAM 3 checkpoint.
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
     import transformers

@@ -129,15 +129,12 @@ def load_sd(
             the model's own. :func:`inpainting` and :func:`img2img` use it too. Another
             ``scheduler`` or ``progress`` gives another pipeline object on the same weights;
             the one returned before is not changed.
-        fast: a few-step mode, a name from :data:`~sdsam_nb.models.fast.FAST` (``"lcm"``,
-            ``"tcd"``, ``"hyper-sd"``); ``None`` (default): off. The adapter's LoRA (from the
-            hub at a pinned revision; ``"tiny"``: a built-in one) is checked against the model
-            and fused into a UNet of this pipeline's own (sharing the plain pipeline's other
-            modules when that was loaded first), which samples with the adapter's scheduler;
-            the background functions then default to its steps and guidance
-            (:func:`~sdsam_nb.models.fast.sampling`). Leave ``scheduler`` at its default.
-            :func:`inpainting` and :func:`img2img` carry it over; the salient method refuses
-            it. ``run.json`` records the adapter, its revision and commit.
+        fast: a few-step mode from :data:`~sdsam_nb.models.fast.FAST` (``"lcm"``, ``"tcd"``,
+            ``"hyper-sd"``; ``None``: off): its LoRA (the pinned hub file; ``"tiny"``: a
+            built-in one), checked against the model and fused into a UNet of this pipeline's
+            own that samples with the adapter's scheduler (leave ``scheduler`` at its
+            default); the background functions then default to its steps and guidance.
+            :func:`inpainting` and :func:`img2img` carry it over; the salient method refuses it.
 
     Returns:
         A ``diffusers.StableDiffusionPipeline`` on ``device``. Calling again with the same
