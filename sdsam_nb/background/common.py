@@ -129,12 +129,6 @@ def processing_size(width: int, height: int, size: int = 512) -> tuple[int, int]
     return work
 
 
-def _generator_device(pipe) -> torch.device:
-    """Where the pipeline runs (the GPU also under CPU offload), for the generators."""
-    device = getattr(pipe, "_execution_device", None)
-    return torch.device(device) if device is not None else torch.device(pipe.device)
-
-
 def sample(pipe, *, seed: int, n: int, cache: bool | None = None, **call) -> Variations:
     """``n`` pipeline calls of batch 1, generator ``seed + i`` each; flags what was blacked out.
 
@@ -142,7 +136,8 @@ def sample(pipe, *, seed: int, n: int, cache: bool | None = None, **call) -> Var
     values, e.g. pictures); ``True`` / ``False`` is :func:`sdsam_nb.caching.picture`'s switch,
     one entry per variation.
     """
-    device = _generator_device(pipe)
+    # where the pipeline runs (the GPU also under CPU offload), for the generators
+    device = torch.device(getattr(pipe, "_execution_device", None) or pipe.device)
 
     def make(s: int) -> Image.Image:
         generator = torch.Generator(device=device).manual_seed(s)

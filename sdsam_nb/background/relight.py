@@ -209,15 +209,12 @@ def _gradient(light: str, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(np.repeat(grid[..., None], 3, axis=2).astype(np.uint8), mode="RGB")
 
 
-def _to_tensor(image: Image.Image, model: ICLight, device) -> torch.Tensor:
-    # IC-Light's scaling: x / 127 - 1, so that its neutral grey 127 is exactly 0
-    array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.0 - 1.0)
-    return array.permute(2, 0, 1)[None].to(device=device, dtype=model.vae.dtype)
-
-
 def _encode(model: ICLight, image: Image.Image, device) -> torch.Tensor:
     """The VAE latents of ``image`` (the distribution's mode, scaled), as the UNet's dtype."""
-    latents = model.vae.encode(_to_tensor(image, model, device)).latent_dist.mode()
+    # IC-Light's scaling: x / 127 - 1, so that its neutral grey 127 is exactly 0
+    array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.0 - 1.0)
+    pixels = array.permute(2, 0, 1)[None].to(device=device, dtype=model.vae.dtype)
+    latents = model.vae.encode(pixels).latent_dist.mode()
     return (latents * model.vae.config.scaling_factor).to(device=device, dtype=model.unet.dtype)
 
 
@@ -325,17 +322,13 @@ def relight_score(before: ImageLike, after: ImageLike, alpha) -> dict:
         raise ValueError("alpha has no pixel of 0.5 or more: no subject to compare")
     inner = cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     region = inner if inner.any() else region
-    la, lb = (_luminance(p) for p in (a, b))
+    la, lb = (cv2.cvtColor(np.asarray(p), cv2.COLOR_RGB2GRAY).astype(np.float32) for p in (a, b))
     edges = _edge_f1(_edges(la, region), _edges(lb, region))
     return {
         "edges": edges,
         "structure": _structure(la, lb, region),
         "light_change": float(np.abs(la - lb)[region].mean() / 255.0),
     }
-
-
-def _luminance(image: Image.Image) -> np.ndarray:
-    return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
 def _edges(lum: np.ndarray, region: np.ndarray) -> np.ndarray:

@@ -179,7 +179,12 @@ class FastAdapter:
             found = _LORA_KEY.match(key)
             if found is None:  # another spelling: diffusers checks it when loading
                 continue
-            module = _submodule(getattr(pipe, found["part"], None), found["path"])
+            root, module = getattr(pipe, found["part"], None), None
+            if isinstance(root, torch.nn.Module):
+                try:
+                    module = root.get_submodule(found["path"])
+                except AttributeError:
+                    pass
             down = found["ab"] == "A" or "down" in (found["du"], found["lin"])
             if module is None:
                 problem = "a layer this model does not have"
@@ -219,12 +224,3 @@ class FastAdapter:
             dlogging.set_verbosity(level)
         pipe.fuse_lora(components=self.parts, adapter_names=["fast"])
         pipe.unload_lora_weights()
-
-
-def _submodule(root, path: str):
-    if not isinstance(root, torch.nn.Module):
-        return None
-    try:
-        return root.get_submodule(path)
-    except AttributeError:
-        return None

@@ -1,10 +1,7 @@
-"""Built-in tiny models: the real diffusers / segment-anything / transformers classes with
-small configs, one module per family.
-
-Tests and the offline demo run the *same* loading code on them as on real weights: each is
-built once, deterministically (:func:`build_folder`: fixed seed, no network), saved in the
-standard format under a recipe name that changes whenever its builder does, and loaded back
-like a downloaded model. Their weights are random: never judge quality with them.
+"""Built-in tiny models: the real diffusers / segment-anything / transformers classes with small
+configs and random weights (never judge quality with them), one module per family. Each is built
+once (:func:`build_folder`) under a recipe name that changes whenever its builder does, and
+loaded back through the same code as a downloaded model.
 """
 
 from .build import SEED, build_folder

@@ -33,7 +33,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 _MERGES = ["t h", "th e</w>", "a n", "an d</w>", "o n</w>", "i n", "e r</w>", "o f</w>"]
 
 
-def write_clip_vocab(folder: Path) -> tuple[Path, Path]:
+def write_clip_vocab(folder: Path) -> None:
     """Write a byte-level CLIP ``vocab.json`` and ``merges.txt`` into ``folder``."""
     symbols = list(_bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols]
@@ -41,10 +41,9 @@ def write_clip_vocab(folder: Path) -> tuple[Path, Path]:
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
     folder.mkdir(parents=True, exist_ok=True)
-    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
-    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    merges_file.write_text("#version: 0.2\n" + "\n".join(_MERGES) + "\n", encoding="utf-8")
-    return vocab_file, merges_file
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges = "#version: 0.2\n" + "\n".join(_MERGES) + "\n"
+    (folder / "merges.txt").write_text(merges, encoding="utf-8")
 
 
 def tiny_vae():
