@@ -34,33 +34,19 @@ _DECODER = {
 }
 
 
-def _sam_processor(cls_name: str):
+def _sam(vision=_VIT, family: str = "Sam"):
+    """SAM (``family="Sam"``) or SAM-HQ (``"SamHQ"``): ``(processor, model)``."""
     import transformers
 
+    decoder = {**_DECODER, "vit_dim": vision["hidden_size"]} if family == "SamHQ" else _DECODER
+    config = getattr(transformers, f"{family}Config")(
+        vision_config=vision, prompt_encoder_config=_PROMPT, mask_decoder_config=decoder
+    )
     image_processor = transformers.SamImageProcessor(
         size={"longest_edge": IMAGE}, pad_size={"height": IMAGE, "width": IMAGE}
     )
-    return getattr(transformers, cls_name)(image_processor=image_processor)
-
-
-def _sam(vision=_VIT):
-    from transformers import SamConfig, SamModel
-
-    config = SamConfig(
-        vision_config=vision, prompt_encoder_config=_PROMPT, mask_decoder_config=_DECODER
-    )
-    return _sam_processor("SamProcessor"), SamModel(config)
-
-
-def _sam_hq():
-    from transformers import SamHQConfig, SamHQModel
-
-    decoder = {**_DECODER, "vit_dim": _VIT["hidden_size"]}
-    config = SamHQConfig(
-        vision_config=_VIT, prompt_encoder_config=_PROMPT, mask_decoder_config=decoder
-    )
-    model = SamHQModel(config)
-    return _sam_processor("SamHQProcessor"), model
+    processor = getattr(transformers, f"{family}Processor")(image_processor=image_processor)
+    return processor, getattr(transformers, f"{family}Model")(config)
 
 
 def _sam2():
@@ -107,7 +93,7 @@ HF_SAM_VARIANTS = {
         partial(_sam, {**_VIT, "hidden_size": 48, "mlp_dim": 72}),
         "sam",
     ),
-    "tiny-sam-hq": ("sam-hq-hf-tiny-r1", _sam_hq, "sam_hq"),
+    "tiny-sam-hq": ("sam-hq-hf-tiny-r1", partial(_sam, family="SamHQ"), "sam_hq"),
     "tiny-sam2": ("sam2-hf-tiny-r1", _sam2, "sam2"),
 }
 
