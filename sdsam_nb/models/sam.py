@@ -38,16 +38,13 @@ _HASH_IN_NAME = re.compile(r"_([0-9a-f]{6,64})\.pth$")
 
 
 def sam_builders() -> dict:
-    from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
+    """model type -> builder: segment_anything's ``sam_model_registry`` (with ``checkpoint=None``
+    the architecture only: :func:`load_sam` reads the weights, as its loader calls ``torch.load``
+    without ``map_location``) and the tiny model's."""
+    from segment_anything import sam_model_registry
 
-    # segment-anything's builders with checkpoint=None build the architecture only; we load
-    # the weights ourselves (its own loader calls torch.load without map_location).
-    return {
-        "vit_h": build_sam_vit_h,
-        "vit_l": build_sam_vit_l,
-        "vit_b": build_sam_vit_b,
-        TINY: lambda checkpoint=None: build_sam_model(),
-    }
+    builders = {name: sam_model_registry[name] for name in SAM_CHECKPOINTS}
+    return {**builders, TINY: lambda checkpoint=None: build_sam_model()}
 
 
 def _verify_hash_in_name(path: Path) -> None:
