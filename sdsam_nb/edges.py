@@ -122,15 +122,21 @@ for a line's colour to say which of the two it belongs to."""
 STRAND_FIT = 0.2
 """The least share of the subject's colour a strand pixel holds: its colour projected on the
 segment from the local background to the nearby subject's colour."""
-STRAND_MARGIN = 6
-"""Pixels around the strands that the band takes in too where :data:`STRAND_GROUP` or more lie
-together (their soft sides, strands beside them not found, room for the matte); 2 px around a
-lone line (as likely the background's). Chosen on strand scenes the edge benchmark does not use
-(seed 1, over the rocket and a motorcycle): composite error 7.58 (0..255) at 2 px, 6.29 at 4,
-5.91 at 6, 5.88 at 8, 5.98 at 12 (soft edge 2.17-2.18, hair 1.78 at 2, 6 and 8)."""
 STRAND_GROUP = 3
-"""Lines in a group (added after a lone line of the astronaut photograph, widened to 6 px, made
-the benchmark's soft case astronaut -> rocket worse: 2.228 -> 2.236)."""
+"""Lines within 6 px of each other that make a group (added after a lone line of the astronaut
+photograph, widened to 6 px, made the benchmark's soft case astronaut -> rocket worse: 2.228 ->
+2.236); a lone line gets 2 px around it and nothing more (as likely the background's)."""
+STRAND_JOIN = 3
+"""Pixels across which a group's strands take in the thin lines near them that only loosely
+have the subject's colour (any share of it, within the segment's length; where the strict test
+broke a strand or missed one beside it): hysteresis, as in Canny's edges."""
+STRAND_MARGIN = 3
+"""Pixels around a group's strands that the band takes in too (their soft sides, room for the
+matte). STRAND_JOIN and STRAND_MARGIN were chosen on strand scenes the edge benchmark does not
+use (seed 1; rocket -> coffee, motorcycle -> astronaut, astronaut -> coffee, coffee -> rocket):
+composite error 6.15 (0..255) with a 6-px margin and no joining, 5.63 joining across 1 px with
+4 px around, 5.42 across 3 px with 4 px around, 5.13 across 3 px with 3 px around (5.67 with
+2 px); the soft and hair scenes' bands do not change."""
 
 
 def strand_band(
@@ -148,8 +154,10 @@ def strand_band(
     :data:`STRAND_FIT` of the way and within half the segment's length of it, where the two
     colours differ by :data:`STRAND_SEPARATION`; (3) leaving the subject: unbroken
     (8-connected), it starts within 3 px of the mask's edge and reaches further than
-    ``2 * band`` px from it (lines within 1 px of such a line are taken with it). Hard edges,
-    a background of the subject's colour, and lines of the background that do not leave the
+    ``2 * band`` px from it (lines within 1 px of such a line are taken with it). Where
+    :data:`STRAND_GROUP` strands lie together, the thin lines within :data:`STRAND_JOIN` px of
+    them that have the subject's colour only loosely are taken too (hysteresis). Hard edges, a
+    background of the subject's colour, and lines of the background that do not leave the
     subject give no strands, so the band keeps its width there.
 
     Args:
@@ -160,9 +168,9 @@ def strand_band(
             most ``band`` turns the widening off.
 
     Returns:
-        ``HxW bool``: the strands and :data:`STRAND_MARGIN` px around them (2 px around a
-        lone one), outside the mask and at most ``reach`` px from it (empty where there are
-        none).
+        ``HxW bool``: the strands, 2 px around each and :data:`STRAND_MARGIN` px around a
+        group's (and the lines it took in), outside the mask and at most ``reach`` px from it
+        (empty where there are none).
 
     Raises:
         ValueError: a bad ``band``, ``reach`` or mask.
@@ -229,12 +237,18 @@ def _strands(pixels: np.ndarray, mask: np.ndarray, band: float, reach: float) ->
     strands = candidates & kept[groups]
     if not strands.any():
         return none
-    grown = masks.grow(strands, STRAND_MARGIN)  # where STRAND_GROUP lines or more lie in it
-    zones, n_zones = ndimage.label(grown, structure=np.ones((3, 3)))
+    zones, n_zones = ndimage.label(masks.grow(strands, 6), structure=np.ones((3, 3)))
     pairs = np.unique(np.stack([zones[strands], lines[strands]]), axis=1)
     group = np.bincount(pairs[0], minlength=n_zones + 1) >= STRAND_GROUP
-    group[0] = False
-    return (masks.grow(strands, 2) | (grown & group[zones])) & ~mask & (outside <= reach)
+    grouped = strands & group[zones]
+    loose = (contrast > STRAND_CONTRAST) & (length2 > 400) & (share > 0) & (off2 < length2)
+    loose &= ~mask & (outside <= reach)  # hysteresis: loose lines near a group's strands
+    near_group, _ = ndimage.label(masks.grow(loose, STRAND_JOIN) | grouped, np.ones((3, 3)))
+    joined = np.zeros(near_group.max() + 1, bool)
+    joined[near_group[grouped]] = True
+    grouped |= loose & joined[near_group]
+    widened = masks.grow(strands, 2) | masks.grow(grouped, STRAND_MARGIN)
+    return widened & ~mask & (outside <= reach)
 
 
 # --------------------------------------------------------------------------- alpha matting

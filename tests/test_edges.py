@@ -143,8 +143,11 @@ def test_band_widens_where_strands_continue_and_keeps_its_width_on_a_hard_edge(s
 
 
 def test_a_group_of_strands_widens_the_band_further_than_a_lone_line():
-    """4 lines leaving a disc on its left, 4 px apart, and one on its right: the band takes
-    STRAND_MARGIN px around the group, 2 px around the lone line (as likely the background's)."""
+    """4 lines leaving a disc on its left, 4 px apart, and one on its right, each of the
+    subject's colour to 20 px out and then, after a 2-px gap, 13 px of a colour that has it
+    only loosely (a tenth of the way from the background): the band takes STRAND_MARGIN px
+    around the group and its loose ends (hysteresis), 2 px around the lone line's strict part
+    only (as likely the background's). Fails with STRAND_GROUP 1 or 6, or STRAND_JOIN 0."""
     size, c = 160, 80
     mask = np.hypot(*(np.mgrid[0:size, 0:size] - c)) <= 40
     image = np.zeros((size, size, 3), np.uint8)
@@ -152,15 +155,19 @@ def test_a_group_of_strands_widens_the_band_further_than_a_lone_line():
     image[mask] = (220, 110, 70)
     drawn = np.zeros((size, size), np.uint8)
     for t in (np.pi - 0.15, np.pi - 0.05, np.pi + 0.05, np.pi + 0.15, 0.0):
-        ends = [(round(c + r * np.cos(t)), round(c + r * np.sin(t))) for r in (37, 70)]
-        cv2.line(image, *ends, (220, 110, 70), 1)
-        cv2.line(drawn, *ends, 1, 1)
+        ends = [(round(c + r * np.cos(t)), round(c + r * np.sin(t))) for r in (37, 60, 62, 75)]
+        cv2.line(image, ends[0], ends[1], (220, 110, 70), 1)
+        cv2.line(image, ends[2], ends[3], (58, 116, 148), 1)  # after a gap; share 0.1: loose
+        cv2.line(drawn, ends[0], ends[3], 1, 1)
     strands = edges.strand_band(image, mask, band=8)
     away = cv2.distanceTransform((drawn == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
     left, right = np.s_[:, :c], np.s_[:, c:]
     assert strands[left].any() and strands[right].any()
     assert away[left][strands[left]].max() >= edges.STRAND_MARGIN - 1
+    assert outside[left][strands[left]].max() > 30  # the loose ends, taken with the group
     assert away[right][strands[right]].max() <= 3  # the lone line: 2 px (the line ~1 px wide)
+    assert outside[right][strands[right]].max() < 25  # and its strict part only
 
 
 def test_matte_recovers_strands_beyond_the_mask_better_than_the_fixed_band(strand_scene):
