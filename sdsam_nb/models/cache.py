@@ -243,33 +243,36 @@ def load_pair(processor_cls, model_cls, source: str, *, local: bool, model: str,
         raise unavailable(model, exc) from None
 
 
-def load_once(
-    kind: str, wrap, processor_cls, model_cls, model, device, *, build_tiny, example, check=None
-):
-    """``wrap(processor, net, model)`` of a transformers checkpoint, loaded once per process.
+def load_once(cls, model, device):
+    """A :class:`Loaded` subclass ``cls`` of a transformers checkpoint, loaded once per process.
 
-    ``model`` is a hub id, a folder or ``"tiny"`` (built by ``build_tiny(root)``); the pair is
-    read with :func:`load_pair` (after ``check(source, local)``, which may refuse it) and the
-    net put in eval mode on ``device`` (``None``: see
-    :func:`~sdsam_nb.models.devices.pick_device`), its :func:`provenance` recorded.
-    ``example`` goes into the error messages.
+    ``model`` is a hub id, a folder or ``"tiny"`` (``cls.build_tiny(root)`` builds it); the
+    pair is read with :func:`load_pair` once ``cls.check`` let it pass, and the net put in eval
+    mode on ``device`` (``None``: see :func:`~sdsam_nb.models.devices.pick_device`), its
+    :func:`provenance` recorded.
     """
+    import transformers
+
     dev = pick_device(device)
-    key = (kind, str(model), str(dev))
+    key = (cls.kind, str(model), str(dev))
     if key not in MODELS:
         source, local = resolve_model(
-            model, "model", build_tiny=build_tiny, marker="config.json", example=example
+            model, "model", build_tiny=cls.build_tiny, marker="config.json", example=cls.example
         )
-        if check is not None:
-            check(source, local)
+        cls.check(model, source, local)
+        processor_cls, model_cls = (getattr(transformers, name) for name in cls.classes)
         processor, net = load_pair(processor_cls, model_cls, source, local=local, model=str(model))
         remember(net.to(dev).eval(), model=str(model), revision=None, path=source)
-        MODELS.put(key, wrap(processor, net, str(model)))
+        MODELS.put(key, cls(processor, net, str(model)))
     return MODELS[key]
 
 
 class Loaded:
-    """A processor + model pair, as :func:`load_once` returns it.
+    """A transformers processor + model pair, as :func:`load_once` returns it.
+
+    A subclass says how it is loaded: ``kind`` (its :data:`MODELS` key), ``classes`` (the
+    processor's and the model's class names in transformers), ``build_tiny(root)`` (the
+    built-in tiny model's folder), ``example`` (a hub id for error messages) and ``check``.
 
     Attributes:
         processor: the model's ``transformers`` processor.
@@ -277,10 +280,19 @@ class Loaded:
         source: the model id, folder or ``"tiny"`` it was loaded from (for ``run.json``).
     """
 
+    kind: str
+    classes: tuple[str, str]
+    example: str
+    build_tiny = None
+
     def __init__(self, processor, model, source: str):
         self.processor = processor
         self.model = model
         self.source = source
+
+    @classmethod
+    def check(cls, model, source: str, local: bool) -> None:
+        """Refuse a checkpoint before its weights are read (a one-line ``ValueError``)."""
 
     @property
     def device(self) -> torch.device:

@@ -133,6 +133,10 @@ class GroundingDinoDetector(Loaded):
     ``GroundingDinoForObjectDetection`` pair (:class:`~sdsam_nb.models.cache.Loaded`),
     callable as a :data:`Detector`."""
 
+    kind, example = "grounding_dino", DEFAULT_GROUNDING_DINO
+    classes = ("AutoProcessor", "AutoModelForZeroShotObjectDetection")
+    build_tiny = staticmethod(grounding_dino_folder)
+
     def __init__(self, processor, model, source: str):
         super().__init__(processor, model, source)
         params = inspect.signature(processor.post_process_grounded_object_detection).parameters
@@ -199,15 +203,4 @@ def load_grounding_dino(
         ValueError: ``model`` or ``device`` is malformed.
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
-    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
-
-    return load_once(
-        "grounding_dino",
-        GroundingDinoDetector,
-        AutoProcessor,
-        AutoModelForZeroShotObjectDetection,
-        model,
-        device,
-        build_tiny=grounding_dino_folder,
-        example=DEFAULT_GROUNDING_DINO,
-    )
+    return load_once(GroundingDinoDetector, model, device)

@@ -18,6 +18,10 @@ class VitMatte(Loaded):
     trimap stacked into 4 channels) and ``VitMatteForImageMatting`` pair
     (:class:`~sdsam_nb.models.cache.Loaded`), callable on a picture and its trimap."""
 
+    kind, example = "vitmatte", DEFAULT_VITMATTE
+    classes = ("VitMatteImageProcessor", "VitMatteForImageMatting")
+    build_tiny = staticmethod(vitmatte_folder)
+
     @torch.inference_mode()
     def __call__(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
         """The alpha matte of ``image`` (``HxWx3 uint8`` RGB) given ``trimap`` (``HxW uint8``:
@@ -50,15 +54,4 @@ def load_vitmatte(
         ValueError: ``model`` or ``device`` is malformed.
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
-    from transformers import VitMatteForImageMatting, VitMatteImageProcessor
-
-    return load_once(
-        "vitmatte",
-        VitMatte,
-        VitMatteImageProcessor,
-        VitMatteForImageMatting,
-        model,
-        device,
-        build_tiny=vitmatte_folder,
-        example=DEFAULT_VITMATTE,
-    )
+    return load_once(VitMatte, model, device)

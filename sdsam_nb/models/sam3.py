@@ -32,6 +32,20 @@ class Sam3TextSegmenter(Loaded):
     """A ``Sam3Processor`` (image processor + CLIP tokenizer) and ``Sam3Model`` pair
     (:class:`~sdsam_nb.models.cache.Loaded`): text -> instance masks, boxes and scores."""
 
+    kind, example = "sam3", DEFAULT_SAM3
+    classes = ("Sam3Processor", "Sam3Model")
+    build_tiny = staticmethod(sam3_folder)
+
+    @classmethod
+    def check(cls, model, source: str, local: bool) -> None:
+        model_type = (hub_config(model, source, local) or {}).get("model_type")
+        # "sam3_video" checkpoints (facebook/sam3 itself) hold the image model: Sam3Model loads it
+        if model_type not in ("sam3", "sam3_video"):
+            raise ValueError(
+                f"{str(model)!r} is a {model_type!r} checkpoint, not SAM 3: text masks with SAM 3 "
+                f"need a SAM 3 checkpoint such as {DEFAULT_SAM3!r} (or 'tiny' offline)"
+            )
+
     @torch.inference_mode()
     def segment(
         self,
@@ -129,23 +143,4 @@ def load_sam3(
             f"{transformers.__version__}): pip install -U transformers"
         )
 
-    def check(source: str, local: bool) -> None:
-        model_type = (hub_config(model, source, local) or {}).get("model_type")
-        # "sam3_video" checkpoints (facebook/sam3 itself) hold the image model: Sam3Model loads it
-        if model_type not in ("sam3", "sam3_video"):
-            raise ValueError(
-                f"{str(model)!r} is a {model_type!r} checkpoint, not SAM 3: text masks with SAM 3 "
-                f"need a SAM 3 checkpoint such as {DEFAULT_SAM3!r} (or 'tiny' offline)"
-            )
-
-    return load_once(
-        "sam3",
-        Sam3TextSegmenter,
-        transformers.Sam3Processor,
-        transformers.Sam3Model,
-        model,
-        device,
-        build_tiny=sam3_folder,
-        example=DEFAULT_SAM3,
-        check=check,
-    )
+    return load_once(Sam3TextSegmenter, model, device)
