@@ -161,17 +161,13 @@ def _build_sd_inpainting_pipeline(text_to_image):
 def sd_inpainting_folder(root: Path) -> Path:
     """Return the tiny inpainting checkpoint's folder under ``root`` (``"tiny-inpainting"``),
     building it on first use from the tiny SD folder's own components."""
-    from diffusers import StableDiffusionPipeline
 
-    final = Path(root) / SD_INPAINTING_RECIPE
-    if (final / "model_index.json").is_file():
-        return final
-    with loading_bars(False):
-        text_to_image = StableDiffusionPipeline.from_pretrained(sd_folder(root))
-    return build_folder(
-        final,
-        "model_index.json",
-        lambda tmp: _build_sd_inpainting_pipeline(text_to_image).save_pretrained(
-            tmp, safe_serialization=True
-        ),
-    )
+    def write(folder: Path) -> None:
+        from diffusers import StableDiffusionPipeline
+
+        with loading_bars(False):
+            text_to_image = StableDiffusionPipeline.from_pretrained(sd_folder(root))
+        pipe = _build_sd_inpainting_pipeline(text_to_image)
+        pipe.save_pretrained(folder, safe_serialization=True)
+
+    return build_folder(Path(root) / SD_INPAINTING_RECIPE, "model_index.json", write)
