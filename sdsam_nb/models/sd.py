@@ -184,18 +184,17 @@ def load_sd(
         base = from_pretrained(StableDiffusionPipeline, model, "model", progress=progress, **kwargs)
         if adapter is not None:
             adapter.fuse_into(base)
-        place(base, model, revision, dev if offload else None, dev)
-        if adapter is not None:
-            remember(base, **provenance(base), fast=adapter.identity)
+        fused = {} if adapter is None else {"fast": adapter.identity}
+        place(base, model, revision, dev if offload else None, dev, **fused)
         if compile_unet:
             base.unet.compile()  # in place: the same parameters, so sharing still holds
         MODELS.put(key, base)
     return cached_view(key, base, type(base), scheduler, progress)
 
 
-def place(base, model, revision, offload_device, device) -> None:
+def place(base, model, revision, offload_device, device, **info) -> None:
     """Put a freshly loaded pipeline on its device (or under model CPU offload to
-    ``offload_device``) and record where it came from."""
+    ``offload_device``) and record where it came from (and ``info``)."""
     if offload_device is not None:
         base.enable_model_cpu_offload(device=offload_device)
     else:
@@ -209,6 +208,7 @@ def place(base, model, revision, offload_device, device) -> None:
         own_scheduler=base.scheduler,
         offload_device=offload_device,
         progress=True,
+        **info,
     )
 
 
@@ -281,9 +281,8 @@ def _dedicated(pipe, cls, model: str, name: str):
         base = from_pretrained(cls, model, name, progress=progress, **kwargs, **components)
         if adapter is not None:
             adapter.fuse_into(base)
-        place(base, model, None, offload_device, dev)
-        known = {**provenance(base), "shared": shared}
-        remember(base, **known, **({} if fast is None else {"fast": fast}))
+        fused = {} if fast is None else {"fast": fast}
+        place(base, model, None, offload_device, dev, shared=shared, **fused)
         MODELS.put(key, base)
     # the sampler load_sd chose for pipe, built from this checkpoint's own scheduler config
     return cached_view(key, base, cls, info.get("scheduler"), progress)
