@@ -261,7 +261,9 @@ def test_chain_makes_a_complete_run_folder(chain_run):
 
 @pytest.mark.slow
 def test_replay_is_bit_identical(chain_run):
-    new, comparison = replay(chain_run.path, progress=False)
+    """In this process (the replays of sdsam-nb replay and a batch item run the same
+    parameters; test_cli's failed replay goes through a kernel)."""
+    new, comparison = replay(chain_run.path, progress=False, here=True)
     assert new.path != chain_run.path and new.path.parent == chain_run.path.parent
     assert comparison.identical and comparison == compare_runs(chain_run, new)
     assert set(comparison.pictures) == set(chain_run.record["files"]) and not comparison.others
