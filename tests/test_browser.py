@@ -150,10 +150,11 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(params=["tiny", "tiny-sam2"])
+@pytest.fixture(params=["tiny", pytest.param("tiny-sam2", marks=pytest.mark.long)])
 def lab(request, chromium_path, tmp_path):
     """JupyterLab serving a folder with the picker notebook over the model ``request.param``
-    (built here first); the kernel uses the test cache.
+    (built here first); the kernel uses the test cache. make test clicks over segment_anything's
+    SAM; make test-all also over SAM 2 (transformers), whose widget tests run in-process.
 
     Asks for ``chromium_path`` first so that a missing browser skips (or fails) at once.
     """

@@ -98,7 +98,14 @@ def test_the_pipeline_is_loaded_in_the_automatic_dtype_and_records_it(flags, mod
 
 
 def _run_01(tmp_path, **params):
-    params = {"sd_model": "tiny", "width": 64, "height": 64, "n_variations": 1, **params}
+    params = {
+        "sd_model": "tiny",
+        "width": 64,
+        "height": 64,
+        "n_variations": 1,
+        "steps": 2,
+        **params,
+    }
     return execute_chain(
         ["01_generate_subject"], params, output_root=tmp_path, progress=False, echo=False, here=True
     )
