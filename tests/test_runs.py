@@ -82,6 +82,7 @@ _WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_writing_one_run_lose_nothing(tmp_path):
     """Both open the run before either writes; each saves under the same file name and sets
     its own keys many times: every picture has its own file and every key is recorded."""
@@ -154,6 +155,7 @@ def test_a_failed_execution_is_marked_in_the_record(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_run_json_is_valid_after_a_writer_is_killed(tmp_path):
     """A writer killed at any moment leaves the previous valid run.json."""
     run = runs.new_run(tmp_path)
