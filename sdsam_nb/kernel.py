@@ -79,7 +79,7 @@ class SharedKernel:
             run_sync(km.start_kernel)(cwd=os.getcwd())
             self.km = km
             client = km.blocking_client()
-            client.start_channels()
+            client.start_channels(iopub=False, stdin=False, hb=False, control=False)
             client.execute(WARM, silent=True, store_history=False)
             self._warming = client
         return self
@@ -98,7 +98,7 @@ class SharedKernel:
                 client.stop_channels()
             return self.km
         client = self.km.blocking_client()
-        client.start_channels()
+        client.start_channels(stdin=False, hb=False, control=False)
         try:
             client.wait_for_ready(timeout=60)
             reply = client.execute_interactive(CLEAR, timeout=120, output_hook=_silent)
