@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from test_notebooks import _here
 
+import sdsam_nb
 from sdsam_nb import runs
 from sdsam_nb.__main__ import main
+from sdsam_nb.kernel import WARM
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 TINY = ["-p", "sd_model", "tiny", "-p", "sam_model", "tiny", "-p", "steps", "2"]
@@ -168,3 +170,13 @@ def test_plain_papermill_from_the_checkout_root():
     finally:
         for new in set(outputs.iterdir()) - before:
             shutil.rmtree(new)
+
+
+def test_the_warm_up_imports_the_pipelines_and_leaves_no_name():
+    """What the chain's kernel runs first (sdsam_nb.kernel.WARM): the kit's API and SD's
+    pipeline classes imported, nothing left in the namespace the first notebook gets."""
+    namespace = {}
+    exec(WARM, namespace)  # noqa: S102 - the kit's own one-line warm-up
+    assert set(namespace) == {"__builtins__"}
+    assert "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion" in sys.modules
+    assert all(name in vars(sdsam_nb) for name in sdsam_nb.__all__)  # each looked up once
