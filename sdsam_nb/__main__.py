@@ -244,14 +244,18 @@ def _check_values(params: dict) -> None:
             raise CommandError(f"-p run_dir: {exc}") from None
 
 
-def _run(args) -> int:
-    """Boot the chain's kernel first: it warms up (imports the kit) on one core while this
-    process imports papermill and checks the parameters on the other."""
+def _booted() -> SharedKernel:
+    """The kernel of a run or replay, booted first: it warms up (imports the kit) on one core
+    while this process imports papermill and checks its input on the other."""
     kernel = SharedKernel()
     try:
-        kernel.start()
+        return kernel.start()
     except Exception:  # noqa: BLE001 - it is started again in the chain, which says why not
-        kernel = SharedKernel()
+        return SharedKernel()
+
+
+def _run(args) -> int:
+    kernel = _booted()
     try:
         return _chain(args, kernel)
     finally:
@@ -296,13 +300,19 @@ def _replay(args) -> int:
     from .runs.chain import KernelDied, replay
     from .validate import one_line
 
+    kernel = _booted()
     try:
         _new, comparison = replay(
-            args.run_dir, output_root=args.output_root, progress=not args.no_progress
+            args.run_dir,
+            output_root=args.output_root,
+            progress=not args.no_progress,
+            kernel=kernel,
         )
     except (PapermillExecutionError, KernelDied) as exc:
         print(f"sdsam-nb: the replay failed: {one_line(exc)}", file=sys.stderr)
         return 1
+    finally:
+        kernel.stop()  # when the run folder is refused; the chain stops it otherwise
     print(comparison.summary())
     return 0 if comparison.identical else 1
 

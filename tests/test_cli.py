@@ -16,7 +16,7 @@ from test_notebooks import _here
 import sdsam_nb
 from sdsam_nb import runs
 from sdsam_nb.__main__ import main
-from sdsam_nb.kernel import WARM
+from sdsam_nb.kernel import WARM, SharedKernel
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 TINY = ["-p", "sd_model", "tiny", "-p", "sam_model", "tiny", "-p", "steps", "2"]
@@ -67,12 +67,21 @@ def test_a_typo_in_a_parameters_file_fails(tmp_path, capsys):
     assert "no parameter 'background_promt' in any notebook (did you mean background_prompt" in err
 
 
-def test_replay_of_a_missing_folder_answers_in_one_line(tmp_path, cli):
+def test_replay_of_a_missing_folder_answers_in_one_line(tmp_path, cli, monkeypatch):
+    booted = []
+
+    class Kernel(SharedKernel):  # booted ahead of the check, as for a run
+        def start(self):
+            booted.append(super().start())
+            return self
+
+    monkeypatch.setattr("sdsam_nb.__main__.SharedKernel", Kernel)
     done = cli("replay", str(tmp_path / "nope"))
     assert done.returncode == 2
     assert _said(done.stderr) == [
         f"sdsam-nb: replay: {str(tmp_path / 'nope')!r} is not a run folder (no run.json)"
     ]
+    assert len(booted) == 1 and booted[0].km is None  # and shut down
 
 
 def test_copy_notebooks_for_an_installed_kit(tmp_path, capsys):

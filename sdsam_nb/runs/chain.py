@@ -138,9 +138,10 @@ def execute_chain(
     ``per_notebook[name]``, and runs in the current directory. Each executed notebook is
     saved in the run folder under a free name, also when it fails (papermill keeps the error
     in it). ``kernel``: a kernel name, or a :class:`sdsam_nb.kernel.SharedKernel` already
-    started (the chain shuts it down). ``echo``: print a line per notebook. ``here``: each
-    notebook's cells run in this process instead (:func:`execute_here`: no kernel, the models
-    loaded once; no executed notebook is saved).
+    started (shut down once the chain has run; its caller stops it if the chain refuses its
+    input). ``echo``: print a line per notebook. ``here``: each notebook's cells run in this
+    process instead (:func:`execute_here`: no kernel, the models loaded once; no executed
+    notebook is saved).
 
     Raises:
         ValueError: ``names`` empty or unknown, ``run_dir`` no run folder or a damaged one,
@@ -319,11 +320,17 @@ def _note_failed(run: Run, name: str, before: int, executed: Path, params: dict,
 
 
 def replay(
-    run_dir: str | os.PathLike, *, output_root=None, progress: bool = True, here: bool = False
+    run_dir: str | os.PathLike,
+    *,
+    output_root=None,
+    progress: bool = True,
+    here: bool = False,
+    kernel: str | SharedKernel = "python3",
 ):
     """Re-run a run folder's notebooks with their newest recorded parameters and clicks,
     with the disk caches off (every picture and embedding computed again). ``here``: in this
-    process (:func:`execute_chain`'s ``here``), not in a kernel per notebook.
+    process (:func:`execute_chain`'s ``here``), not in a kernel; ``kernel``: as
+    :func:`execute_chain` takes it.
 
     Before anything runs, the original is checked: its ``run.json`` readable, and every file
     it lists present, readable and (where the record holds its sha256) unchanged.
@@ -375,6 +382,7 @@ def replay(
         progress=progress,
         per_notebook=per_notebook,
         here=here,
+        kernel=kernel,
     )
     return new, compare_runs(original, new)
 
