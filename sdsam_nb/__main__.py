@@ -232,8 +232,8 @@ def _parameters_file(path: str | None) -> dict:
 
 
 def _check_values(params: dict) -> None:
-    """Check the values of the notebook parameters here, before a kernel starts (the notebooks
-    check them again); ``run_dir`` must be a run folder."""
+    """Check the values of the notebook parameters here, before any notebook runs (the
+    notebooks check them again); ``run_dir`` must be a run folder."""
     from .runs import SPEC, check_params, open_run
 
     check_params(**{k: v for k, v in params.items() if k in SPEC})
@@ -295,12 +295,12 @@ def _chain(args, kernel: SharedKernel) -> int:
 
 
 def _replay(args) -> int:
+    kernel = _booted()  # before the imports below, which it overlaps
     from papermill import PapermillExecutionError
 
     from .runs.chain import KernelDied, replay
     from .validate import one_line
 
-    kernel = _booted()
     try:
         _new, comparison = replay(
             args.run_dir,
