@@ -276,8 +276,9 @@ def _closed_form(
     (:func:`strand_band`) the weight is 0: a strand's alpha is carried along it from the
     subject by the Laplacian alone (any pull towards the mask, even 0.01, fades it out).
     """
-    from pymatting import cf_laplacian, cg, ichol
     from scipy import sparse
+
+    cf_laplacian, cg, ichol = _pymatting("cf_laplacian", "cg", "ichol")
 
     known = tri != UNKNOWN
     unknown = ~known.ravel()
@@ -461,14 +462,31 @@ def estimate_foreground(image: ImageLike, alpha: np.ndarray) -> np.ndarray:
     soft = (a > 0) & (a < 1)
     if not soft.any():
         return out
-    from pymatting import estimate_foreground_ml
-
+    (estimate_foreground_ml,) = _pymatting("estimate_foreground_ml")
     rows, cols = _box(soft, FOREGROUND_MARGIN)
     fg = estimate_foreground_ml(rgb[rows, cols] / 255.0, a[rows, cols])
     fg = np.clip(np.rint(fg * 255.0), 0, 255).astype(np.uint8)
     region = soft[rows, cols]
     out[rows, cols][region] = fg[region]
     return out
+
+
+def _pymatting(*names: str) -> tuple:
+    """pymatting's functions ``names``, imported without changing torch's CPU thread count.
+
+    pymatting's import starts numba's OpenMP threads, which set the process's OpenMP thread
+    count to numba's (every core); torch shares that count, so a process whose torch ran on
+    fewer threads (``OMP_NUM_THREADS=1``, ``torch.set_num_threads``) would compute everything
+    after its first soft edge with other sums than before it: an item's pictures would depend
+    on its place in a batch or on which Ray worker ran it.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    import pymatting
+
+    torch.set_num_threads(threads)
+    return tuple(getattr(pymatting, name) for name in names)
 
 
 # --------------------------------------------------------------------------- shadow, blend

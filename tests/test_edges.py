@@ -4,6 +4,10 @@ synthetic pictures whose true alpha and subject colours are known."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -368,3 +372,21 @@ def test_bad_input_raises_one_line_value_error_naming_the_argument(scene):
                 call()
             message = str(info.value)
             assert name in message and "\n" not in message, (name, k, message)
+
+
+def test_a_soft_edge_leaves_torch_on_its_thread_count():
+    """pymatting's import starts numba's OpenMP threads, which set the count torch shares to
+    every core: a batch on one torch thread computed its later items on two (their pictures
+    depended on their place in the batch). In a fresh process, since pymatting may be imported
+    here already."""
+    code = (
+        "import numpy as np, torch\n"
+        "from sdsam_nb import edges\n"
+        "a = np.zeros((24, 24), np.float32); a[6:18, 6:18] = 1; a[5, 6:18] = 0.5\n"
+        "edges.estimate_foreground(np.full((24, 24, 3), 90, np.uint8), a)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1"]
