@@ -10,21 +10,12 @@ measurement (skipped on a GPU); ``--quick``: the tiny SD at 64 px, 2 steps.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
 
-from .harness import (
-    DTYPES,
-    FASTER,
-    Context,
-    Section,
-    disc_mask,
-    dtype_rows,
-    in_turns,
-    judged,
-    measured,
-)
+from . import harness as h
 
 NAME = "cpu_dtype"
 TITLE = "CPU dtype: Stable Diffusion in float32 vs bfloat16 (speed, closeness of the pictures)"
@@ -55,63 +46,52 @@ def measure(cfg: dict, quick: bool = False) -> dict:
 
     from .fullsize import sd_folder
 
-    ctx = Context(device=torch.device("cpu"), quick=quick)
+    ctx = h.Context(device=torch.device("cpu"), quick=quick)
     folder, size = str(sd_folder(quick)), cfg["size"]
-    mask = disc_mask(size, size)
-    pipes, loads = {}, {}
-    for name in DTYPES:
+    mask = h.disc_mask(size, size)
+    kw = {"device": "cpu", "safety_checker": False, "progress": False}
+    loads: dict[str, float] = {}
+    pipes = {}
+    for name in h.DTYPES:
         with ctx.timing(loads, name):
-            pipes[name] = sdsam_nb.load_sd(
-                folder, device="cpu", dtype=name, safety_checker=False, progress=False
-            )
+            pipes[name] = sdsam_nb.load_sd(folder, dtype=name, **kw)
     pictures: dict[tuple[str, str], np.ndarray] = {}
     subject = {}  # float32's subject: what both dtypes inpaint
 
-    def subject_call(name: str, steps: int, seed: int = 0):
-        def call():
-            kw = {"seed": seed, "steps": steps, "width": size, "height": size, "cache": False}
-            picture = generate(pipes[name], PROMPT, **kw)[0]
-            pictures[(name, "subject")] = np.asarray(picture)
-            if name == "float32":
-                subject.setdefault("picture", picture)
+    def call(task: str, name: str, steps: int, seed: int = 0):
+        def run():
+            if task == "subject":
+                kw = {"steps": steps, "width": size, "height": size, "cache": False}
+                picture = generate(pipes[name], PROMPT, seed=seed, **kw)[0]
+                if name == "float32":
+                    subject.setdefault("picture", picture)
+            else:
+                kw = {"seed": 0, "steps": steps, "size": size, "keep_subject": False}
+                inpaint = inpaint_background(
+                    pipes[name], subject["picture"], mask, BACKGROUND_PROMPT, **kw
+                )
+                picture = inpaint[0]
+            pictures[(name, task)] = np.asarray(picture)
 
-        return call
-
-    def inpaint_call(name: str, steps: int):
-        def call():
-            kw = {"seed": 0, "steps": steps, "size": size, "keep_subject": False}
-            picture = inpaint_background(
-                pipes[name], subject["picture"], mask, BACKGROUND_PROMPT, **kw
-            )[0]
-            pictures[(name, "inpainting")] = np.asarray(picture)
-
-        return call
+        return run
 
     if cfg["warmup_steps"]:  # a first CPU call at a new shape and dtype is slower
         ctx.log(f"{NAME}: warm-up ({cfg['warmup_steps']} steps each)")
-        for make in (subject_call, inpaint_call):
-            for name in DTYPES:
-                make(name, cfg["warmup_steps"])()
+        for task in TASKS:
+            for name in h.DTYPES:
+                call(task, name, cfg["warmup_steps"])()
         subject.clear()
-    subject_call("float32", cfg["steps"])()  # untimed: the picture both dtypes inpaint
-    ctx.log(f"{NAME}: {cfg['reps']} turns of {', '.join(DTYPES)} x {', '.join(TASKS)}")
     steps = cfg["steps"]
-    turns = in_turns(
-        ctx,
-        {
-            "subject": lambda d: subject_call(d, steps),
-            "inpainting": lambda d: inpaint_call(d, steps),
-        },
-        cfg["reps"],
-    )
+    call("subject", "float32", steps)()  # untimed: the picture both dtypes inpaint
+    ctx.log(f"{NAME}: {cfg['reps']} turns of {', '.join(h.DTYPES)} x {', '.join(TASKS)}")
+    tasks = {task: lambda d, task=task: call(task, d, steps) for task in TASKS}
+    turns = h.in_turns(ctx, tasks, cfg["reps"])
     kept = pictures[("float32", "subject")]
-    subject_call("float32", steps, seed=1)()  # for scale: two unrelated float32 pictures
+    call("subject", "float32", steps, seed=1)()  # for scale: two unrelated float32 pictures
     unrelated = closeness(kept, pictures[("float32", "subject")])
+    pictures[("float32", "subject")] = kept
     close = {
-        task: closeness(
-            kept if task == "subject" else pictures[("float32", task)], pictures[("bfloat16", task)]
-        )
-        for task in TASKS
+        task: closeness(pictures[("float32", task)], pictures[("bfloat16", task)]) for task in TASKS
     }
     flags = cpu_flags()
     return {
@@ -124,22 +104,20 @@ def measure(cfg: dict, quick: bool = False) -> dict:
     }
 
 
-def report(ctx: Context, cfg: dict, m: dict) -> Section:
-    """The section for :func:`measure`'s result ``m``."""
-    sec = Section(NAME, TITLE)
-    speedups = [dtype_rows(sec, ctx, m["seconds"], task) for task in TASKS]
+def report(sec, ctx: h.Context, cfg: dict, m: dict) -> None:
+    """The rows and notes of :func:`measure`'s result ``m``."""
+    speedups = [h.dtype_rows(sec, ctx, m["seconds"], task) for task in TASKS]
     for task in TASKS:
         c = m["closeness"][task]
         psnr = math.inf if c["psnr"] is None else c["psnr"]
         note = f"mean |difference| {c['mean_abs']:.2f}, max {c['max_abs']:.0f} (0..255)"
-        target = judged(psnr, "≥", TARGET_PSNR, ctx, f"≥ {TARGET_PSNR:.0f} dB")
-        sec.add(
-            f"{task}: PSNR of bfloat16's picture against float32's", psnr, "dB", note=note, **target
-        )
+        target = h.judged(psnr, "≥", TARGET_PSNR, ctx, f"≥ {TARGET_PSNR:.0f} dB")
+        what = f"{task}: PSNR of bfloat16's picture against float32's"
+        sec.add(what, psnr, "dB", note=note, **target)
     u = m["unrelated_subjects"]
     note = f"for scale; mean |difference| {u['mean_abs']:.2f}, max {u['max_abs']:.0f}"
     sec.add("PSNR between two float32 subjects of seeds 0 and 1", u["psnr"], "dB", note=note)
-    faster = all(s >= FASTER for s in speedups)
+    faster = all(s >= h.FASTER for s in speedups)
     close = all((c["psnr"] is None or c["psnr"] >= TARGET_PSNR) for c in m["closeness"].values())
     verdict = "bfloat16" if (m["native_bf16_flags"] and faster and close) else "float32"
     agrees = m["pick_dtype"] == verdict
@@ -150,8 +128,7 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
     )
     what = "the kit's automatic CPU dtype follows this measurement"
     sec.add(what, agrees, "bool", target="yes", met=None if ctx.quick else agrees, note=note)
-    busy, warm = m.get("other_cpu_share"), cfg["warmup_steps"]
-    model = "full-size SD v1-4 architecture, random weights"
+    warm, model = cfg["warmup_steps"], "full-size SD v1-4 architecture, random weights"
     sec.notes.append(
         f"{'the tiny SD (quick: its numbers mean nothing)' if ctx.quick else model}, held in both "
         f"dtypes at once, loaded with sdsam_nb.load_sd(dtype=...); {cfg['size']}x{cfg['size']} "
@@ -161,30 +138,13 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
         + (f"an untimed {warm}-step warm-up of each, then " if warm else "no warm-up, ")
         + f"{cfg['reps']} turn(s) float32, bfloat16 (median); {m['threads']} torch threads"
         + ("" if ctx.quick else ", one fresh process flushing subnormal floats to zero")
-        + (f"; share of the CPU other processes used: {busy:.0%}" if busy is not None else "")
+        + h.busy(m.get("other_cpu_share"))
     )
-    sec.notes.append(
-        "random weights make every picture noise-like: the PSNR rows check that bfloat16's "
-        "arithmetic stays near float32's for the same seed and prompt, not that either picture "
-        "is good; trained weights give other pictures, whose closeness is not measured here. "
-        f"Targets: faster by at least {FASTER}x and PSNR at least {TARGET_PSNR:.0f} dB "
-        "for both tasks; pick_dtype gives bfloat16 on CPUs with native bfloat16 only if both "
-        "hold"
-    )
-    sec.extra.update(m, settings=cfg)
-    return sec
 
 
-def run(ctx: Context) -> Section:
-    if ctx.cuda:
-        return Section(NAME, TITLE).skip(
-            "a CPU measurement (on a GPU the kit's dtype is float16): run with --device cpu"
-        )
-    cfg = dict(QUICK_SETTINGS if ctx.quick else CPU_SETTINGS)
-    if not ctx.quick:
-        ctx.log(
-            f"{NAME}: full-size SD at {cfg['size']} px, {cfg['steps']} steps, float32 and "
-            f"bfloat16 x {cfg['reps']} turns, in a fresh process: about 15 minutes on 2 idle cores"
-        )
-    kwargs = {"cfg": cfg, "quick": ctx.quick}
-    return report(ctx, cfg, measured(ctx, "benchmarks.cpu_dtype:measure", kwargs, timeout=5400))
+def run(ctx: h.Context):
+    about = (
+        "full-size SD at {size} px, {steps} steps, float32 and bfloat16 x {reps} turns, in a "
+        "fresh process: about 15 minutes on 2 idle cores"
+    )
+    return h.dtype_benchmark(ctx, sys.modules[__name__], "the kit's dtype is float16", about, 5400)

@@ -50,10 +50,10 @@ SCHEDULER_CONFIG = {
 }
 
 
-def _root(root: Path | None) -> Path:
+def _bench() -> Path:
     from sdsam_nb import cache_dir
 
-    return Path(root) if root is not None else cache_dir() / "bench"
+    return cache_dir() / "bench"
 
 
 def _write_sd(folder: Path) -> None:
@@ -92,10 +92,10 @@ def _write_sd(folder: Path) -> None:
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
-def sd_v14_folder(root: Path | None = None) -> Path:
-    """The saved full-size SD v1-4 folder (random fp16 weights) under ``root`` (default
-    ``sdsam_nb.cache_dir() / "bench"``), built on first use: about a minute on 2 CPU cores."""
-    final = _root(root) / RECIPE
+def sd_v14_folder() -> Path:
+    """The saved full-size SD v1-4 folder (random fp16 weights) under
+    ``sdsam_nb.cache_dir() / "bench"``, built on first use: about a minute on 2 CPU cores."""
+    final = _bench() / RECIPE
     if not (final / "model_index.json").is_file():
         log(f"building full-size SD v1-4 (random weights, fp16) into {final} (once, ~2.1 GB)")
     return build_folder(final, "model_index.json", _write_sd)
@@ -113,7 +113,7 @@ def sd_inpainting_folder(quick: bool = False) -> Path:
 
     if quick:
         return tiny.sd_inpainting_folder(cache_dir() / "tiny")
-    base, final = sd_v14_folder(), _root(None) / INPAINTING_RECIPE
+    base, final = sd_v14_folder(), _bench() / INPAINTING_RECIPE
 
     def write(folder: Path) -> None:
         log(f"building a full-size 9-channel inpainting UNet (random, fp16) into {final}")
@@ -156,7 +156,7 @@ def build_sam(model_type: str, device: torch.device | str = "cpu"):
     return sam.to(device).eval()
 
 
-def sam_vit_b_folder(root: Path | None = None) -> Path:
+def sam_vit_b_folder() -> Path:
     """segment_anything's ``vit_b`` with random weights (:func:`build_sam`), saved as a
     transformers ``SamModel`` folder (through :func:`benchmarks.sam_convert.save_as_transformers`:
     the ``facebook/sam-vit-base`` architecture, the same weights) that ``sdsam_nb.load_sam`` and
@@ -164,7 +164,7 @@ def sam_vit_b_folder(root: Path | None = None) -> Path:
     against the sha256 in its name, which random weights cannot match. Built once (~0.4 GB)."""
     from .sam_convert import save_as_transformers
 
-    final = _root(root) / SAM_RECIPE
+    final = _bench() / SAM_RECIPE
 
     def write(folder: Path) -> None:
         log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")

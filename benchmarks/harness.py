@@ -47,16 +47,6 @@ BENCHMARKS = {
 }
 PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "safetensors")
 PACKAGES += ("segment-anything", "numpy", "sdsam-nb")
-GPU_COMMAND = "python -m benchmarks --device cuda"
-# Random weights drive activations into the subnormal float range, where CPU matrix products
-# run up to ~100x slower; trained weights do not. CPU workers therefore flush them to zero.
-FLUSH_DENORMAL_NOTE = (
-    "one fresh process per backend; on the CPU each flushes subnormal floats to zero "
-    "(torch.set_flush_denormal, set before its first operation so that every thread has it): "
-    "random weights drive activations into the subnormal range, where CPU matrix products run "
-    "up to ~100x slower (a 2048x2048 fp32 matmul here: 7.6 s against 0.05 s), which trained "
-    "weights do not"
-)
 SESSION = 5  # clicks per session (reset between them) in every click benchmark
 
 
@@ -219,6 +209,30 @@ def dtype_rows(sec: Section, ctx: Context, seconds: dict, task: str, label: str 
     target = judged(s32 / s16, "≥", FASTER, ctx)
     sec.add(f"{task}: bfloat16 speed-up over float32", s32 / s16, "x", **target)
     return s32 / s16
+
+
+def dtype_benchmark(ctx: Context, module, gpu: str, about: str, timeout: float) -> Section:
+    """``run`` of the two dtype benchmarks (``cpu_dtype``, ``sam_dtype``), CPU measurements
+    (skipped on a GPU, where ``gpu`` happens instead): ``module.measure(cfg, quick)`` with its
+    ``QUICK_SETTINGS`` or ``CPU_SETTINGS`` in a fresh process (:func:`measured`), then
+    ``module.report(sec, ctx, cfg, m)`` adds the rows and notes; ``m`` and ``cfg`` go to the
+    JSON. ``about`` (formatted with ``cfg``): what a full run does, for the log."""
+    sec = Section(module.NAME, module.TITLE)
+    if ctx.cuda:
+        return sec.skip(f"a CPU measurement (on a GPU {gpu}): run with --device cpu")
+    cfg = dict(module.QUICK_SETTINGS if ctx.quick else module.CPU_SETTINGS)
+    if not ctx.quick:
+        ctx.log(f"{sec.name}: {about.format(**cfg)}")
+    kwargs = {"cfg": cfg, "quick": ctx.quick}
+    m = measured(ctx, f"{module.__name__}:measure", kwargs, timeout=timeout)
+    module.report(sec, ctx, cfg, m)
+    sec.extra.update(m, settings=cfg)
+    return sec
+
+
+def busy(share: float | None) -> str:
+    """A note's ending: the share of the CPU other processes used (:class:`OtherLoad`)."""
+    return "" if share is None else f"; share of the CPU other processes used: {share:.0%}"
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -393,7 +407,8 @@ def command(args: list[str], what: str, *, timeout: float, **kw) -> tuple[float,
 def run_worker(target: str, kwargs: dict, *, timeout: float, flush_denormal: bool = False) -> dict:
     """``target(**kwargs)`` (``"module:function"``, JSON arguments) in a fresh Python process
     started from the repository root (:func:`offline_env`; subnormal floats flushed to zero
-    before the first operation if asked: see :data:`FLUSH_DENORMAL_NOTE`); its JSON result."""
+    before the first operation if asked: random weights drive activations into the subnormal
+    range, where CPU matrix products run up to ~100x slower); its JSON result."""
     spec = json.dumps({"target": target, "kwargs": kwargs, "flush": flush_denormal})
     code = "import sys, benchmarks.harness as h; h.worker_main(sys.argv[1])"
     args = [sys.executable, "-c", code, spec]
@@ -404,7 +419,7 @@ def run_worker(target: str, kwargs: dict, *, timeout: float, flush_denormal: boo
 def measured(ctx: Context, target: str, kwargs: dict, *, timeout: float, here: bool = False):
     """``target(**kwargs)`` (``"module:function"``): in this process for a quick run (or if
     ``here``), else in a fresh worker process (:func:`run_worker`) that flushes subnormal floats
-    to zero on the CPU (:data:`FLUSH_DENORMAL_NOTE`)."""
+    to zero on the CPU."""
     if ctx.quick or here:
         return _call(target, kwargs)
     return run_worker(target, kwargs, timeout=timeout, flush_denormal=not ctx.cuda)
@@ -432,24 +447,43 @@ def worker_main(spec: str) -> None:
 # --------------------------------------------------------------------------- environment
 
 
-def device_name(device: torch.device) -> str:
-    """``"CPU, 2 cores"`` or the GPU's name and memory, e.g. "NVIDIA H100 80GB HBM3 (79 GiB)"."""
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"CPU, {cores} cores"
+def environment(ctx: Context) -> dict[str, Any]:
+    """The machine: the device (e.g. "CPU, 2 cores" or "NVIDIA H100 80GB HBM3 (79 GiB)"), the
+    CPU model, torch's threads and the load average (other work skews CPU timings)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    models = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+    if ctx.cuda:
+        props = torch.cuda.get_device_properties(ctx.device)
+        name = f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
+    else:
+        affinity = getattr(os, "sched_getaffinity", None)
+        name = f"CPU, {len(affinity(0)) if affinity else os.cpu_count()} cores"
+    env = {
+        "device": str(ctx.device),
+        "device_name": name,
+        "cpu": models[0] if models else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+    if ctx.cuda:
+        env["gpu_capability"] = ".".join(map(str, torch.cuda.get_device_capability(ctx.device)))
+    return env
 
 
 def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
+    def known(name: str) -> str | None:
         try:
-            out[name] = version(name)
+            return version(name)
         except PackageNotFoundError:
-            out[name] = None
-    out["cuda"] = torch.version.cuda
-    return out
+            return None
+
+    return {
+        "python": platform.python_version(),
+        **{n: known(n) for n in PACKAGES},
+        "cuda": torch.version.cuda,
+    }
 
 
 def git_commit() -> dict[str, Any]:
@@ -464,24 +498,6 @@ def git_commit() -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain") if commit else None
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
-
-
-def environment(ctx: Context) -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    models = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-    env = {
-        "device": str(ctx.device),
-        "device_name": device_name(ctx.device),
-        "cpu": models[0] if models else platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        # on a shared machine, other work skews CPU timings
-        "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-    }
-    if ctx.cuda:
-        env["gpu_capability"] = ".".join(map(str, torch.cuda.get_device_capability(ctx.device)))
-    return env
 
 
 # --------------------------------------------------------------------------- table, RESULTS.md
@@ -525,10 +541,10 @@ times are quoted only from a GPU run; CPU blocks are there for the ratios measur
 """
 GPU_PENDING = (
     "GPU numbers are **pending a GPU run**. On a machine with a CUDA GPU and this repository's "
-    f"environment, run\n\n    {GPU_COMMAND}\n\n(one command, nothing else needed: it builds the "
-    "full-size random-weight models itself, about 2.1 GB on disk, and uses nothing from the "
-    "network). It fills this section; until then quote only the ratios of the CPU section "
-    "below (its absolute times are those of a shared 2-core machine)."
+    "environment, run\n\n    python -m benchmarks --device cuda\n\n(one command, nothing else "
+    "needed: it builds the full-size random-weight models itself, about 2.1 GB on disk, and "
+    "uses nothing from the network). It fills this section; until then quote only the ratios "
+    "of the CPU section below (its absolute times are those of a shared 2-core machine)."
 )
 
 

@@ -9,21 +9,12 @@ measurement; ``--quick``: the tiny SAM.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
-from .harness import (
-    DTYPES,
-    FASTER,
-    Context,
-    Section,
-    dtype_rows,
-    in_turns,
-    iou,
-    judged,
-    measured,
-    median,
-)
+from . import harness as h
 
 NAME = "sam_dtype"
 TITLE = "SAM dtype: the image encoder in float32 vs bfloat16 autocast (speed, closeness)"
@@ -44,10 +35,8 @@ def measure(cfg: dict, quick: bool = False) -> dict:
 
     from .fullsize import build_sam
 
-    ctx = Context(device=torch.device("cpu"), quick=quick)
-    sam = build_sam(cfg["sam"], "cpu")
-    picture = data.astronaut()
-    predictors = {name: Predictor(sam, dtype=getattr(torch, name)) for name in DTYPES}
+    sam, picture = build_sam(cfg["sam"], "cpu"), data.astronaut()
+    predictors = {name: Predictor(sam, dtype=getattr(torch, name)) for name in h.DTYPES}
     for p in predictors.values():  # warm-up: a first call at a new dtype is slower
         p.set_image(picture)
     features = {}
@@ -59,40 +48,30 @@ def measure(cfg: dict, quick: bool = False) -> dict:
 
         return call
 
-    turns = in_turns(ctx, {"SAM embedding": embed}, cfg["reps"])
-    a, b = (features[name] for name in DTYPES)
-    rng, h, w = np.random.default_rng(0), *picture.shape[:2]
+    ctx = h.Context(device=torch.device("cpu"), quick=quick)
+    turns = h.in_turns(ctx, {"SAM embedding": embed}, cfg["reps"])
+    a, b = (features[name] for name in h.DTYPES)
+    rng, height, width = np.random.default_rng(0), *picture.shape[:2]
     ious = []
     for _ in range(SAM_CLICKS):
-        point = rng.uniform((0.1 * w, 0.1 * h), (0.9 * w, 0.9 * h), size=(1, 2))
+        point = rng.uniform((0.1 * width, 0.1 * height), (0.9 * width, 0.9 * height), size=(1, 2))
         masks = []
         for p in predictors.values():
-            m, scores, _ = p.predict(
-                point_coords=point, point_labels=np.ones(1), multimask_output=True
-            )
+            m, scores, _ = p.predict(point_coords=point, point_labels=np.ones(1))
             masks.append(m[int(np.argmax(scores))])
-        ious.append(iou(*masks))
+        ious.append(h.iou(*masks))
     pick = str(pick_embed_dtype(torch.device("cpu"))).removeprefix("torch.")
     return {**turns, "relative": float((b - a).norm() / a.norm()), "ious": ious, "pick": pick}
 
 
-def report(ctx: Context, cfg: dict, m: dict) -> Section:
-    """The section for :func:`measure`'s result ``m``."""
-    sec = Section(NAME, TITLE)
+def report(sec: h.Section, ctx: h.Context, cfg: dict, m: dict) -> None:
+    """The rows and notes of :func:`measure`'s result ``m``."""
     names = ("float32", "bfloat16 (autocast)")
-    dtype_rows(sec, ctx, m["seconds"], "SAM embedding", f"SAM {cfg['sam']} embedding", names)
+    h.dtype_rows(sec, ctx, m["seconds"], "SAM embedding", f"SAM {cfg['sam']} embedding", names)
     sec.add("SAM embedding: relative difference, bfloat16 against float32", m["relative"], "")
-    worst = min(m["ious"])
-    note = f"median {median(m['ious']):.4f} over {len(m['ious'])} random clicks"
-    target = judged(worst, "≥", TARGET_IOU, ctx)
-    sec.add(
-        "SAM masks: IoU of bfloat16's against float32's, worst click",
-        worst,
-        "",
-        note=note,
-        **target,
-    )
-    busy = m.get("other_cpu_share")
+    worst, what = min(m["ious"]), "SAM masks: IoU of bfloat16's against float32's, worst click"
+    note = f"median {h.median(m['ious']):.4f} over {len(m['ious'])} random clicks"
+    sec.add(what, worst, "", note=note, **h.judged(worst, "≥", TARGET_IOU, ctx))
     sec.notes.append(
         f"SAM: segment_anything {cfg['sam']}"
         + (" (the kit's tiny one)" if cfg["sam"] == "tiny" else ", random weights")
@@ -100,26 +79,10 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
         "(sdsam_nb.models.sam.Predictor, as load_sam makes it), the embedding kept in fp32; "
         f"scikit-image's astronaut (512x512 photograph), {cfg['reps']} turn(s) after a warm-up "
         f"of each; masks: the best of 3 candidates for one include click; pick_embed_dtype(cpu) "
-        f"gives {m['pick']} here"
-        + (f"; share of the CPU other processes used: {busy:.0%}" if busy is not None else "")
+        f"gives {m['pick']} here" + h.busy(m.get("other_cpu_share"))
     )
-    sec.notes.append(
-        "random weights: the difference and IoU rows check that bfloat16's arithmetic stays "
-        "near float32's for the same picture and clicks, not the masks' quality with trained "
-        f"weights; targets: faster by at least {FASTER}x and every click's IoU at least "
-        f"{TARGET_IOU}"
-    )
-    sec.extra.update(m, settings=cfg)
-    return sec
 
 
-def run(ctx: Context) -> Section:
-    if ctx.cuda:
-        return Section(NAME, TITLE).skip(
-            "a CPU measurement (on a GPU SAM runs in fp32): --device cpu"
-        )
-    cfg = dict(QUICK_SETTINGS if ctx.quick else CPU_SETTINGS)
-    if not ctx.quick:
-        ctx.log(f"{NAME}: SAM {cfg['sam']}, float32 and bfloat16 x {cfg['reps']} turns: ~2 minutes")
-    kwargs = {"cfg": cfg, "quick": ctx.quick}
-    return report(ctx, cfg, measured(ctx, "benchmarks.sam_dtype:measure", kwargs, timeout=1800))
+def run(ctx: h.Context) -> h.Section:
+    about = "SAM {sam}, float32 and bfloat16 x {reps} turns: ~2 minutes"
+    return h.dtype_benchmark(ctx, sys.modules[__name__], "SAM runs in fp32", about, 1800)

@@ -14,19 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .harness import (
-    FLUSH_DENORMAL_NOTE,
-    SESSION,
-    Context,
-    OtherLoad,
-    PeakMemory,
-    Section,
-    free,
-    includes,
-    measured,
-    median,
-    session_clicks,
-)
+from . import harness as h
 
 NAME = "segmenters"
 TITLE = "Segmentation backends: embedding, click and memory against segment_anything vit_b"
@@ -42,8 +30,7 @@ PURPOSE = {
     "sam_hq": "finer edges (hair, thin parts)",
     "sam2": "better masks, lighter encoder",
 }
-# SlimSAM (nielsr/slimsam-*-uniform config.json; Zigeng/SlimSAM-uniform-* are the same size)
-# sets only these two vision widths; the rest is SamConfig's default.
+# SlimSAM sets only these two vision widths; the rest is SamConfig's default (CONFIGS_NOTE).
 SLIMSAM_VISION = {
     "77": {"hidden_size": 168, "mlp_dim": 696},
     "50": {"hidden_size": 384, "mlp_dim": 1536},
@@ -57,6 +44,13 @@ SAM21_HIERA = {
     "base-plus": (112, 2, [2, 3, 16, 3], [12, 16, 20], [14, 14], [8, 4, 14, 7]),
     "large": (144, 2, [2, 6, 36, 4], [23, 33, 43], [7, 7], [8, 4, 16, 8]),
 }
+FLUSH_DENORMAL_NOTE = (
+    "one fresh process per backend; on the CPU each flushes subnormal floats to zero "
+    "(torch.set_flush_denormal, set before its first operation so that every thread has it): "
+    "random weights drive activations into the subnormal range, where CPU matrix products run "
+    "up to ~100x slower (a 2048x2048 fp32 matmul here: 7.6 s against 0.05 s), which trained "
+    "weights do not"
+)
 CONFIGS_NOTE = (
     "configs: SamConfig() = facebook/sam-vit-base; SlimSAM-uniform-77/-50 vision "
     "hidden_size 168/384, mlp_dim 696/1536 (nielsr/slimsam-*-uniform config.json, "
@@ -172,9 +166,9 @@ def picture_and_clicks(n: int, seed: int = SEED):
     rng = np.random.default_rng(seed)
     out = []
     for k in range(n):
-        pool = inside if includes(k) else outside
+        pool = inside if h.includes(k) else outside
         y, x = pool[rng.integers(len(pool))]
-        out.append((float(x), float(y), includes(k)))
+        out.append((float(x), float(y), h.includes(k)))
     return image, out
 
 
@@ -184,7 +178,7 @@ def measure(name: str, device: str, reps: int, n_clicks: int, quick: bool = Fals
     the CPU other processes used meanwhile. The model is dropped before this returns."""
     from sdsam_nb import ClickSegmenter
 
-    ctx = Context(device=torch.device(device))
+    ctx = h.Context(device=torch.device(device))
     backend = next(
         b for b in (quick_backends() if quick else full_size_backends()) if b.name == name
     )
@@ -193,28 +187,28 @@ def measure(name: str, device: str, reps: int, n_clicks: int, quick: bool = Fals
     params = list(model.model.parameters())  # SamPredictor and TransformersSam hold .model
     out = {"params": sum(p.numel() for p in params)}
     out["weight_bytes"] = sum(p.numel() * p.element_size() for p in params)
-    with OtherLoad() as load:
+    with h.OtherLoad() as load:
         seg = ClickSegmenter(model, image)  # warm-up: encoder, then decoder
-        session_clicks(seg, points[:2])
+        h.session_clicks(seg, points[:2])
         embed_s, peaks, times = [], [], {}
         for _ in range(reps):
             seg = None  # the previous embedding is not held while the next is computed
-            with PeakMemory(ctx) as mem, ctx.timing(times, "embed"):
+            with h.PeakMemory(ctx) as mem, ctx.timing(times, "embed"):
                 seg = ClickSegmenter(model, image)
             embed_s.append(times.pop("embed"))
             peaks.append(mem.peak)
-        wall, sam = session_clicks(seg, points)
+        wall, sam = h.session_clicks(seg, points)
     del model, seg
-    free(ctx)
+    h.free(ctx)
     known = [p for p in peaks if p is not None]
     out.update(embedding_s=embed_s, click_s=wall, predict_s=sam, other_cpu_share=load.share)
     return {**out, "embed_peak_bytes": max(known) if known else None}
 
 
-def run(ctx: Context) -> Section:
-    sec = Section(NAME, TITLE)
+def run(ctx: h.Context) -> h.Section:
+    sec = h.Section(NAME, TITLE)
     backends = quick_backends() if ctx.quick else full_size_backends()
-    reps, n_clicks = (1, SESSION) if ctx.quick else (EMBED_REPS, CLICKS)
+    reps, n_clicks = (1, h.SESSION) if ctx.quick else (EMBED_REPS, CLICKS)
     ref = backends[0].name
     results: list[dict[str, Any]] = []
     for b in backends:
@@ -223,7 +217,7 @@ def run(ctx: Context) -> Section:
         args = {"name": b.name, "device": str(ctx.device), "reps": reps, "n_clicks": n_clicks}
         args["quick"] = ctx.quick
         try:
-            row.update(measured(ctx, "benchmarks.segmenters:measure", args, timeout=3600))
+            row.update(h.measured(ctx, "benchmarks.segmenters:measure", args, timeout=3600))
         except Exception as exc:  # one backend that fails must not hide the others
             ctx.log(f"{NAME}: {b.name} failed: {type(exc).__name__}: {exc}")
             row["error"] = f"{type(exc).__name__}: {exc}"
@@ -235,7 +229,7 @@ def run(ctx: Context) -> Section:
         if r.get("error"):
             sec.add(f"{n}: failed", None, note=r["error"][:120])
             continue
-        embed, click = median(r["embedding_s"]), median(r["click_s"])
+        embed, click = h.median(r["embedding_s"]), h.median(r["click_s"])
         peak = r["embed_peak_bytes"]
         sec.add(f"{n}: parameters", r["params"] / 1e6, "M", note=r["purpose"])
         sec.add(f"{n}: embedding, median of {reps}", embed, "s")
@@ -250,10 +244,10 @@ def run(ctx: Context) -> Section:
         f"{mode}, fp32 on {ctx.device}; the sample picture (512x384, resized by each model's "
         f"processor: 1024 px at full size); embedding = ClickSegmenter construction, median of "
         f"{reps} after a warm-up; click = add_point wall time, median of {n_clicks} in sessions "
-        f"of {SESSION}; ratios to {ref} within this run"
+        f"of {h.SESSION}; ratios to {ref} within this run"
     )
     sec.notes.append(
-        f"embedding peak memory = {PeakMemory(ctx).method} during one embedding, on top of the "
+        f"embedding peak memory = {h.PeakMemory(ctx).method} during one embedding, on top of the "
         "weights (weights = parameter count x 4 bytes)"
     )
     if not ctx.quick:
@@ -266,10 +260,9 @@ def run(ctx: Context) -> Section:
             "measured (other work skews CPU timings, clicks most: a small parallel op stalls "
             "while another core is busy): " + ", ".join(f"{n} {v:.0%}" for n, v in shares)
         )
-    sec.notes.append("what each is for: " + "; ".join(f"{k}: {v}" for k, v in PURPOSE.items()))
     return sec
 
 
 def _ratio(value: float, base: dict, key: str) -> float | None:
     """``value`` over the reference's median of ``key`` (``None`` if the reference failed)."""
-    return value / median(base[key]) if base.get(key) else None
+    return value / h.median(base[key]) if base.get(key) else None
