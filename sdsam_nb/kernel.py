@@ -13,6 +13,10 @@ import os
 # nothing left in the user's namespace).
 WARM = "__import__('sdsam_nb.kernel').kernel.warm()"
 CLEAR = "__import__('sdsam_nb.kernel').kernel.clear()"
+# IPython's output history (``Out``, ``_1``...) off: nobody reads it in a headless chain, it
+# would keep every cell's result alive, and clearing it runs a full garbage collection (about
+# a second with the models loaded, before each notebook).
+NO_OUTPUT_CACHE = "--InteractiveShell.cache_size=0"
 
 
 def warm() -> None:
@@ -32,17 +36,13 @@ def warm() -> None:
 
 def clear() -> None:
     """Make this kernel as a new one for the next notebook of a chain: the kit's cell hooks
-    removed, the figures closed, no active run, IPython's namespace and execution count reset.
+    removed, no active run, IPython's namespace and execution count reset.
     The imported modules stay, and with them the models they loaded: what sharing the kernel
     is for."""
-    import sys
-
     from IPython import get_ipython
 
     from .recording import deactivate
 
-    if "matplotlib.pyplot" in sys.modules:
-        sys.modules["matplotlib.pyplot"].close("all")
     shell = get_ipython()
     for event, callbacks in shell.events.callbacks.items():
         for callback in list(callbacks):
@@ -76,7 +76,7 @@ class SharedKernel:
             from jupyter_core.utils import run_sync
 
             km = (self.manager_class or AsyncKernelManager)(kernel_name=self.name)
-            run_sync(km.start_kernel)(cwd=os.getcwd())
+            run_sync(km.start_kernel)(cwd=os.getcwd(), extra_arguments=[NO_OUTPUT_CACHE])
             self.km = km
             client = km.blocking_client()
             client.start_channels(iopub=False, stdin=False, hb=False, control=False)
@@ -99,8 +99,7 @@ class SharedKernel:
             return self.km
         client = self.km.blocking_client()
         client.start_channels(stdin=False, hb=False, control=False)
-        try:
-            client.wait_for_ready(timeout=60)
+        try:  # the kernel is up: it has just run the previous notebook
             reply = client.execute_interactive(CLEAR, timeout=120, output_hook=_silent)
         finally:
             client.stop_channels()

@@ -16,7 +16,7 @@ from test_notebooks import _here
 import sdsam_nb
 from sdsam_nb import runs
 from sdsam_nb.__main__ import main
-from sdsam_nb.kernel import WARM, SharedKernel
+from sdsam_nb.kernel import NO_OUTPUT_CACHE, WARM, SharedKernel
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 TINY = ["-p", "sd_model", "tiny", "-p", "sam_model", "tiny", "-p", "steps", "2"]
@@ -189,3 +189,22 @@ def test_the_warm_up_imports_the_pipelines_and_leaves_no_name():
     assert set(namespace) == {"__builtins__"}
     assert "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion" in sys.modules
     assert all(name in vars(sdsam_nb) for name in sdsam_nb.__all__)  # each looked up once
+
+
+def test_the_chain_kernel_keeps_no_output_history(monkeypatch):
+    """The chain's kernel starts with IPython's output cache off (kernel.NO_OUTPUT_CACHE):
+    clearing that cache before each notebook collected all garbage, about a second with the
+    models loaded. (That the kernel boots with it: every chain test.)"""
+    from jupyter_client.manager import AsyncKernelManager
+
+    asked = {}
+
+    class Manager(AsyncKernelManager):
+        async def start_kernel(self, **kwargs):
+            asked.update(kwargs)
+            raise RuntimeError("no kernel in this test")
+
+    monkeypatch.setattr(SharedKernel, "manager_class", Manager)
+    with pytest.raises(RuntimeError, match="no kernel in this test"):
+        SharedKernel().start()
+    assert asked["extra_arguments"] == [NO_OUTPUT_CACHE]
