@@ -148,12 +148,9 @@ class LabServer:
         """Shut down every kernel of the server (REST ``DELETE /api/kernels/<id>``)."""
         with urllib.request.urlopen(self.url("/api/kernels"), timeout=5) as r:
             kernels = json.loads(r.read())
-        auth = {"Authorization": f"token {self.token}"}
-        for kernel in kernels:
+        for kernel in kernels:  # the token in the URL authorises it
             url = self.url(f"/api/kernels/{kernel['id']}")
-            urllib.request.urlopen(
-                urllib.request.Request(url, method="DELETE", headers=auth), timeout=15
-            ).close()
+            urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=15).close()
 
     def log_tail(self, n: int = 40) -> str:
         try:
@@ -208,9 +205,6 @@ class Chromium:
         finally:
             pw.stop()
 
-    def console_tail(self, n: int = 20) -> str:
-        return "--- browser console (tail) ---\n" + "\n".join(self.console[-n:])
-
     def run_notebook(
         self,
         server: LabServer,
@@ -256,7 +250,8 @@ class Chromium:
 
     def detail(self, server: LabServer) -> str:
         """The server log's and the browser console's tails, for an error message."""
-        return f"{server.log_tail()}\n{self.console_tail()}"
+        console = "\n".join(self.console[-20:])
+        return f"{server.log_tail()}\n--- browser console (tail) ---\n{console}"
 
 
 KERNEL_IDLE = """() => {

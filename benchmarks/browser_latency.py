@@ -21,19 +21,7 @@ import numpy as np
 from PIL import Image
 
 from . import browser_harness as bh
-from .harness import (
-    REPO,
-    SESSION,
-    Context,
-    Section,
-    click_plan,
-    command,
-    disc_mask,
-    disc_picture,
-    judged,
-    median,
-    p90,
-)
+from . import harness as h
 
 NAME = "browser_latency"
 TITLE = "Click to repaint in JupyterLab + headless Chromium: SAM's share and the widget's"
@@ -66,8 +54,8 @@ CANVAS = ".jp-OutputArea-output canvas.sdsam-bench-canvas"
 
 def fractions(n: int, seed: int = 0) -> list[tuple[float, float, bool]]:
     """:func:`harness.click_plan` on the picture, as fractions of its width and height."""
-    w, h = PICTURE_SIZE
-    return [(x / w, y / h, positive) for x, y, positive in click_plan(n, w, h, seed)]
+    width, height = PICTURE_SIZE
+    return [(x / width, y / height, p) for x, y, p in h.click_plan(n, width, height, seed)]
 
 
 class SubjectMask:
@@ -85,11 +73,11 @@ class SubjectMask:
         from sdsam_nb.segment.base import Prediction
 
         n = 3 if multimask else 1
-        masks = np.repeat(disc_mask(*PICTURE_SIZE)[None], n, axis=0)
+        masks = np.repeat(h.disc_mask(*PICTURE_SIZE)[None], n, axis=0)
         return Prediction(masks, np.linspace(0.9, 0.8, n), np.zeros((n, 256, 256), np.float32))
 
     def predict_boxes(self, embedding, boxes, *, batch=16):
-        return np.repeat(disc_mask(*PICTURE_SIZE)[None], len(boxes), axis=0)
+        return np.repeat(h.disc_mask(*PICTURE_SIZE)[None], len(boxes), axis=0)
 
     def info(self) -> dict:
         return {"family": self.backend}
@@ -99,8 +87,9 @@ def subject_runs() -> int:
     """Rows' runs of :class:`SubjectMask`'s mask layer at display size (the widget's rectangles)."""
     from sdsam_nb.segment.widget import layer_runs, mask_layer
 
-    w, h = PICTURE_SIZE
-    small = np.asarray(Image.fromarray(disc_mask(w, h)).resize((768, 768 * h // w)))
+    width, height = PICTURE_SIZE
+    small = Image.fromarray(h.disc_mask(width, height)).resize((768, 768 * height // width))
+    small = np.asarray(small)
     return sum(len(runs) for runs in layer_runs(mask_layer(small)[0]))
 
 
@@ -128,7 +117,7 @@ def widget_source(commit: str) -> str:
     """
     args = ["git", "show", f"{commit}:sdsam_nb/segment/widget.py"]
     try:
-        _, source = command(args, f"the widget at git {commit[:10]}", timeout=30, cwd=REPO)
+        _, source = h.command(args, f"the widget at git {commit[:10]}", timeout=30, cwd=h.REPO)
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"the widget at git {commit[:10]}: {exc}") from None
     source = re.sub(r"^from \.\. import ", "from sdsam_nb import ", source, flags=re.M)
@@ -235,7 +224,7 @@ def measure_config(server, chromium, root: Path, model: str, widget: str, device
         cell = FLOOR.format()
     else:
         cell = PICKER.format(module=module, model=model, device=device)
-    setup = SETUP.format(out=str(out), repo=str(REPO), flush_denormal=device == "cpu")
+    setup = SETUP.format(out=str(out), repo=str(h.REPO), flush_denormal=device == "cpu")
     bh.write_notebook(root / f"bench-{stem}.ipynb", setup, cell)
     chromium.run_notebook(server, f"bench-{stem}.ipynb", out / "started", workspace=stem)
     detail = lambda: chromium.detail(server)  # noqa: E731
@@ -253,7 +242,7 @@ def measure_config(server, chromium, root: Path, model: str, widget: str, device
 
     rows = []
     for k, (fx, fy, positive) in enumerate(fractions(WARM_UP, seed=1) + fractions(CLICKS)):
-        if widget != "floor" and k >= WARM_UP and (k - WARM_UP) % SESSION == 0:
+        if widget != "floor" and k >= WARM_UP and (k - WARM_UP) % h.SESSION == 0:
             reset.click()
             page.get_by_text("0 points (0 include").wait_for(timeout=30_000)
             page.wait_for_timeout(200)
@@ -318,32 +307,36 @@ def summarize(result: dict) -> dict:
         "widget": [r["last_paint"] - r["sam"] for r in rows],
         "widget_kernel": [r["kernel"] - r["sam"] for r in rows],
     }
-    return {k: {"median": median(v), "p90": p90(v)} for k, v in series.items() if v}
+    return {
+        k: {"median": np.median(v), "p90": np.percentile(v, 90)} for k, v in series.items() if v
+    }
 
 
-def _quick(ctx: Context, sec: Section) -> Section:
+def _quick(ctx: h.Context, sec: h.Section) -> h.Section:
     """No browser: the tiny SAM and the widget's kernel-side share of synthetic clicks."""
     from sdsam_nb.segment.clicks import ClickSegmenter
     from sdsam_nb.segment.widget import MaskPicker
 
     picker = MaskPicker(
-        ClickSegmenter(build_model("tiny", ctx.device.type), disc_picture(*PICTURE_SIZE))
+        ClickSegmenter(build_model("tiny", ctx.device.type), h.disc_picture(*PICTURE_SIZE))
     )
-    w, h = PICTURE_SIZE
+    width, height = PICTURE_SIZE
     share = []
     for k, (fx, fy, positive) in enumerate(fractions(QUICK_CLICKS)):
-        if k and k % SESSION == 0:
+        if k and k % h.SESSION == 0:
             picker.reset_button.click()
-        picker.click(fx * w, fy * h, button=0 if positive else 2)
+        picker.click(fx * width, fy * height, button=0 if positive else 2)
         share.append(picker.last_latency_s - picker.segmenter.last_latency_s)
     picker.close()
-    sec.add(f"widget's kernel-side share of a click, median of {QUICK_CLICKS}", median(share), "s")
+    sec.add(
+        f"widget's kernel-side share of a click, median of {QUICK_CLICKS}", np.median(share), "s"
+    )
     sec.notes.append("quick: tiny SAM in this process, no browser (the numbers mean nothing)")
     return sec
 
 
-def run(ctx: Context) -> Section:
-    sec = Section(NAME, TITLE)
+def run(ctx: h.Context) -> h.Section:
+    sec = h.Section(NAME, TITLE)
     if ctx.quick:
         return _quick(ctx, sec)
     if bh.find_chromium() is None or importlib.util.find_spec("playwright") is None:
@@ -364,7 +357,7 @@ def run(ctx: Context) -> Section:
         if widget != "floor":  # the floor has no SAM: its whole time is messaging
             share, target = s["widget"]["median"], {}
             if widget == "layers":  # the checkout's widget
-                target = judged(share, "≤", TARGET_WIDGET_MS, ctx, f"≤ {TARGET_WIDGET_MS} ms")
+                target = h.judged(share, "≤", TARGET_WIDGET_MS, ctx, f"≤ {TARGET_WIDGET_MS} ms")
             add("SAM's share, median", s["sam"]["median"])
             add("widget's share (kernel + browser), median", share, **target)
             add("widget's share, p90", s["widget"]["p90"])
@@ -378,16 +371,17 @@ def run(ctx: Context) -> Section:
     return sec
 
 
-def _notes(sec: Section, ctx: Context, summaries: dict) -> None:
+def _notes(sec: h.Section, ctx: h.Context, summaries: dict) -> None:
     from sdsam_nb.segment.widget import MaskPicker
 
     sec.notes.append(
         f"JupyterLab + headless Debian Chromium (software rendering) on {ctx.device}, one "
         f"{PICTURE_SIZE[0]}x{PICTURE_SIZE[1]} picture shown 768x576, {CLICKS} clicks per row "
-        f"after {WARM_UP} untimed ones, sessions of {SESSION}; repaint = the visible canvas drawn "
-        "into (pixels changed), timed from the mouse-down event's time stamp; 'next animation "
-        "frame' = the requestAnimationFrame after it; SAM's share = ClickSegmenter.last_latency_s "
-        "(the backend's predict); widget's share = repaint - SAM's share; "
+        f"after {WARM_UP} untimed ones, sessions of {h.SESSION}; repaint = the visible canvas "
+        "drawn into (pixels changed), timed from the mouse-down event's time stamp; "
+        "'next animation frame' = the requestAnimationFrame after it; SAM's share = "
+        "ClickSegmenter.last_latency_s (the backend's predict); widget's share = repaint - "
+        "SAM's share; "
         f"'before' = sdsam_nb/segment/widget.py at {LEGACY_COMMIT[:10]} (full picture per click); "
         "'a bare canvas' = an ipycanvas Canvas + ipyevents Event that draws one disc per "
         "mouse-down and nothing else: what any click costs in messaging (kernel, Jupyter server, "

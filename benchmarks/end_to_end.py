@@ -16,6 +16,7 @@ import argparse
 import json
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -152,14 +153,9 @@ def ours_pass(ctx: Context, cfg: dict, folder, notes: list[str], fast: str | Non
     if cfg["warmup_steps"]:
         ctx.log(f"{NAME}: warm-up pass ({cfg['warmup_steps']} steps{', ' + fast if fast else ''})")
         ours_once(pipe, predictor, cfg, ctx, {}, [], cfg["warmup_steps"])
-    if ctx.cuda:
-        torch.cuda.reset_peak_memory_stats(ctx.device)
     ctx.log(f"{NAME}: our pass" + (f" (fast={fast})" if fast else ""))
-    times: dict[str, float] = {}
-    with OtherLoad() as load:
-        ours_once(pipe, predictor, cfg, ctx, times, notes, steps)
-    out = {"loads": loads, "times": times, "other": load.share}
-    out["peak"] = torch.cuda.max_memory_allocated(ctx.device) if ctx.cuda else None
+    one_pass = partial(ours_once, pipe, predictor, cfg, ctx, notes=notes, steps=steps)
+    out = {"loads": loads, **timed(ctx, one_pass)}
     out["unet_dtype"] = str(pipe.unet.dtype).removeprefix("torch.")
     out["scheduler"] = type(pipe.scheduler).__name__
     out["sam_dtype"] = str(predictor.dtype).removeprefix("torch.")
@@ -218,25 +214,31 @@ def naive_once(folder, sam, cfg: dict, ctx: Context, times: dict, notes: list[st
 
 
 def naive_pass(ctx: Context, cfg: dict, folder, notes: list[str]) -> dict:
-    """The naive app's untimed warm-up (if ``cfg["naive_warmup"]``) and timed pass:
-    ``{"naive", "peak_naive", "other"}``."""
+    """The naive app's untimed warm-up (if ``cfg["naive_warmup"]``) and :func:`timed` pass."""
     from .fullsize import build_sam
 
     sam32 = build_sam(cfg["sam"], ctx.device)
-    if ctx.cuda:
-        torch.cuda.reset_peak_memory_stats(ctx.device)
     if cfg["naive_warmup"]:
         ctx.log(f"{NAME}: naive warm-up pass ({cfg['warmup_steps']} steps, one click)")
         warm = {**cfg, "naive_steps": cfg["warmup_steps"]}
         naive_once(folder, sam32, warm, ctx, {}, [], clicks=CLICKS[:1])
     ctx.log(f"{NAME}: naive pass")
-    times: dict[str, float] = {}
-    with OtherLoad() as load:
-        naive_once(folder, sam32, cfg, ctx, times, notes)
-    peak = torch.cuda.max_memory_allocated(ctx.device) if ctx.cuda else None
+    out = timed(ctx, partial(naive_once, folder, sam32, cfg, ctx, notes=notes))
     del sam32
     free(ctx)
-    return {"naive": times, "peak_naive": peak, "other": load.share}
+    return out
+
+
+def timed(ctx: Context, one_pass) -> dict:
+    """``one_pass(times)`` (it adds each stage's seconds to ``times``): ``{"times", "other":
+    the CPU share other processes used, "peak": peak GPU memory (``None`` on the CPU)}``."""
+    if ctx.cuda:
+        torch.cuda.reset_peak_memory_stats(ctx.device)
+    times: dict[str, float] = {}
+    with OtherLoad() as load:
+        one_pass(times)
+    peak = torch.cuda.max_memory_allocated(ctx.device) if ctx.cuda else None
+    return {"times": times, "other": load.share, "peak": peak}
 
 
 def measure(cfg: dict, device: str = "cpu", quick: bool = False) -> dict:
@@ -250,8 +252,6 @@ def measure(cfg: dict, device: str = "cpu", quick: bool = False) -> dict:
     with local_adapter(cfg["fast"], str(folder), quick):
         fast = ours_pass(ctx, cfg, folder, notes, fast=cfg["fast"])
     naive = naive_pass(ctx, cfg, folder, notes)
-    share = {"ours": ours["other"], "fast": fast["other"], "naive": naive.pop("other")}
-    notes = list(dict.fromkeys(notes))  # each note once
     return {
         "loads": ours["loads"],
         "ours": ours["times"],
@@ -259,9 +259,10 @@ def measure(cfg: dict, device: str = "cpu", quick: bool = False) -> dict:
         "unet_dtype": ours["unet_dtype"],
         "sam_dtype": ours["sam_dtype"],
         "fast": {k: fast[k] for k in ("loads", "times", "unet_dtype", "scheduler")},
-        **naive,
-        "other_cpu_share": share,
-        "notes": notes,
+        "naive": naive["times"],
+        "peak_naive": naive["peak"],
+        "other_cpu_share": {"ours": ours["other"], "fast": fast["other"], "naive": naive["other"]},
+        "notes": list(dict.fromkeys(notes)),  # each note once
     }
 
 

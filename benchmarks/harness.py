@@ -144,15 +144,6 @@ def format_value(value: float | None, unit: str = "") -> str:
     return f"{value:{digits if a >= 0.1 or a == 0 else '.3g'}} {unit}"
 
 
-def median(xs: Sequence[float]) -> float:
-    return float(np.median(xs))
-
-
-def p90(xs: Sequence[float]) -> float:
-    """90th percentile, linear interpolation between order statistics."""
-    return float(np.percentile(xs, 90))
-
-
 # --------------------------------------------------------------------------- measuring
 
 
@@ -203,7 +194,7 @@ def dtype_rows(sec: Section, ctx: Context, seconds: dict, task: str, label: str 
     """``task``'s rows from :func:`in_turns`' ``seconds``: the median of each dtype (``"<label>:
     <name>"``, ``label`` defaulting to ``task``) and bfloat16's speed-up over float32, judged
     against :data:`FASTER`; returns the speed-up."""
-    s32, s16 = (median(seconds[f"{d} {task}"]) for d in DTYPES)
+    s32, s16 = (np.median(seconds[f"{d} {task}"]) for d in DTYPES)
     for name, s in zip(names, (s32, s16), strict=True):
         sec.add(f"{label or task}: {name}", s, "s")
     target = judged(s32 / s16, "≥", FASTER, ctx)

@@ -70,7 +70,7 @@ def report(sec: h.Section, ctx: h.Context, cfg: dict, m: dict) -> None:
     h.dtype_rows(sec, ctx, m["seconds"], "SAM embedding", f"SAM {cfg['sam']} embedding", names)
     sec.add("SAM embedding: relative difference, bfloat16 against float32", m["relative"], "")
     worst, what = min(m["ious"]), "SAM masks: IoU of bfloat16's against float32's, worst click"
-    note = f"median {h.median(m['ious']):.4f} over {len(m['ious'])} random clicks"
+    note = f"median {np.median(m['ious']):.4f} over {len(m['ious'])} random clicks"
     sec.add(what, worst, "", note=note, **h.judged(worst, "≥", TARGET_IOU, ctx))
     sec.notes.append(
         f"SAM: segment_anything {cfg['sam']}"

@@ -229,7 +229,7 @@ def run(ctx: h.Context) -> h.Section:
         if r.get("error"):
             sec.add(f"{n}: failed", None, note=r["error"][:120])
             continue
-        embed, click = h.median(r["embedding_s"]), h.median(r["click_s"])
+        embed, click = np.median(r["embedding_s"]), np.median(r["click_s"])
         peak = r["embed_peak_bytes"]
         sec.add(f"{n}: parameters", r["params"] / 1e6, "M", note=r["purpose"])
         sec.add(f"{n}: embedding, median of {reps}", embed, "s")
@@ -265,4 +265,4 @@ def run(ctx: h.Context) -> h.Section:
 
 def _ratio(value: float, base: dict, key: str) -> float | None:
     """``value`` over the reference's median of ``key`` (``None`` if the reference failed)."""
-    return value / h.median(base[key]) if base.get(key) else None
+    return value / np.median(base[key]) if base.get(key) else None

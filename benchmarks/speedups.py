@@ -7,12 +7,13 @@ attention comparison and the relight cost); ``--quick``: the tiny models.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
 import torch
 
-from .harness import Context, Section, free, interleaved, iou, judged, median, time_reps
+from .harness import Context, Section, free, interleaved, iou, judged, time_reps
 
 NAME = "speedups"
 TITLE = "Speed-ups: attention, scheduler, SAM fp16, channels_last, compile, CPU offload; relight"
@@ -21,29 +22,22 @@ IOU_MIN = 0.99
 PROMPT = "a red teapot on a wooden table, studio photo"
 
 
+@contextmanager
 def half_image_encoder(sam, dtype: torch.dtype = torch.float16):
-    """Run ``sam``'s image encoder in ``dtype``; everything else stays as it is (fp32).
-
-    The encoder's weights are cast in place; hooks cast its input to ``dtype`` and its output
-    (the ``1x256x64x64`` embedding) back to the decoder's dtype, so ``SamPredictor`` works
-    unchanged. Returns ``sam``. Undo with :func:`full_image_encoder`.
-    """
-    enc = sam.image_encoder
-    out_dtype = next(sam.mask_decoder.parameters()).dtype
+    """While open, ``sam``'s image encoder runs in ``dtype``, everything else as it is (fp32):
+    its weights cast in place, hooks cast its input to ``dtype`` and its output (the
+    ``1x256x64x64`` embedding) back to the decoder's dtype, so ``SamPredictor`` works
+    unchanged. Back to fp32, hooks removed, on exit."""
+    enc, out_dtype = sam.image_encoder, next(sam.mask_decoder.parameters()).dtype
     enc.to(dtype)
     pre = enc.register_forward_pre_hook(lambda m, args: (args[0].to(dtype), *args[1:]))
     post = enc.register_forward_hook(lambda m, args, out: out.to(out_dtype))
-    enc._sdsam_hooks = (pre, post)
-    return sam
-
-
-def full_image_encoder(sam):
-    """Undo :func:`half_image_encoder`: fp32 encoder, hooks removed."""
-    for hook in getattr(sam.image_encoder, "_sdsam_hooks", ()):
-        hook.remove()
-    sam.image_encoder._sdsam_hooks = ()
-    sam.image_encoder.float()
-    return sam
+    try:
+        yield sam
+    finally:
+        pre.remove()
+        post.remove()
+        enc.float()
 
 
 def unet_forward(unet, latent: int, ctx: Context, dtype, layout=torch.contiguous_format):
@@ -72,8 +66,8 @@ def _variants(sec: Section, ctx: Context, cases: dict, reps: int, warm: int, met
     turns: a row for each (``notes["row"]``) and the second's speed-up (``notes["judge"]``)."""
     times = interleaved(cases, ctx, reps, warm)
     for name, t in times.items():
-        sec.add(f"UNet forward, {name}", median(t), "s", note=notes.get("row", ""))
-    base, fast = (median(t) for t in times.values())
+        sec.add(f"UNet forward, {name}", np.median(t), "s", note=notes.get("row", ""))
+    base, fast = (np.median(t) for t in times.values())
     _judge(sec, ctx, metric, base / fast, note=notes.get("judge", ""))
     return times
 
@@ -114,11 +108,11 @@ def channels_last(sec: Section, ctx: Context, pipe, dtype) -> None:
 
 
 def compiled(sec: Section, ctx: Context, pipe, dtype) -> None:
-    base = median(time_reps(unet_forward(pipe.unet, 64, ctx, dtype), ctx, 10, 3))
+    base = np.median(time_reps(unet_forward(pipe.unet, 64, ctx, dtype), ctx, 10, 3))
     forward = unet_forward(torch.compile(pipe.unet), 64, ctx, dtype)
     ctx.log(f"{NAME}: torch.compile of the UNet (first call compiles; a minute or two)")
     (compile_s,) = time_reps(forward, ctx, 1)
-    fast = median(time_reps(forward, ctx, 10, 3))
+    fast = np.median(time_reps(forward, ctx, 10, 3))
     sec.add("torch.compile: first call (compiles)", compile_s, "s")
     sec.add("UNet forward, eager", base, "s")
     sec.add("UNet forward, compiled", fast, "s")
@@ -143,7 +137,7 @@ def schedulers(sec: Section, ctx: Context, pipe) -> None:
         def call(name=name, steps=steps):
             generate(pipe, PROMPT, steps=steps, width=size, height=size, scheduler=name)
 
-        times[(name, steps)] = median(time_reps(call, ctx, reps=1 if ctx.quick else 3))
+        times[(name, steps)] = np.median(time_reps(call, ctx, reps=1 if ctx.quick else 3))
         sec.add(f"text-to-image {size}px, {name} {steps} steps", times[(name, steps)], "s")
     note = "time only: random weights cannot judge quality"
     for name, steps in runs[1:]:
@@ -166,7 +160,7 @@ def sam_half(sec: Section, ctx: Context) -> None:
     reps, warm = (1, 0) if ctx.quick else (5, 2)
 
     def embed_and_masks() -> tuple[float, torch.Tensor, list[np.ndarray]]:
-        seconds = median(time_reps(lambda: predictor.set_image(image), ctx, reps, warm))
+        seconds = np.median(time_reps(lambda: predictor.set_image(image), ctx, reps, warm))
         masks = []
         for x, y, positive in click_plan(5, 512, 512, seed=2):
             point, label = np.array([[x, y]]), np.array([int(positive)])
@@ -175,9 +169,8 @@ def sam_half(sec: Section, ctx: Context) -> None:
         return seconds, predictor.features.float().clone(), masks
 
     t32, emb32, m32 = embed_and_masks()
-    half_image_encoder(sam, half)
-    t16, emb16, m16 = embed_and_masks()
-    full_image_encoder(sam)
+    with half_image_encoder(sam, half):
+        t16, emb16, m16 = embed_and_masks()
     ious = [iou(a, b) for a, b in zip(m32, m16, strict=True)]
     rel = float((emb16 - emb32).norm() / emb32.norm().clamp_min(1e-12))
     sec.add(f"SAM {model_type} set_image, fp32", t32, "s")

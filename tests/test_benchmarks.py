@@ -133,10 +133,17 @@ def test_click_benchmarks_picture_and_clicks():
 
 
 def test_two_dtypes_in_turns():
-    """harness.in_turns (cpu_dtype's and sam_dtype's runner) times every task in float32, then
+    """harness.in_turns (cpu_dtype's and sam_dtype's timing) times every task in float32, then
     bfloat16, in turns; dtype_rows gives the medians and bfloat16's speed-up, judged only in a
-    full run."""
+    full run; their runner, dtype_benchmark, skips both on a GPU (nothing runs there)."""
+    from benchmarks import cpu_dtype, sam_dtype
     from benchmarks.harness import dtype_rows, in_turns
+
+    for module in (cpu_dtype, sam_dtype):
+        sec = module.run(Context(torch.device("cuda")))
+        assert (sec.name, sec.status, sec.rows) == (module.NAME, "skipped", [])
+        assert sec.reason.startswith("a CPU measurement (on a GPU ")
+        assert sec.reason.endswith("run with --device cpu")
 
     calls = []
     tasks = {t: lambda d, t=t: lambda: calls.append(f"{d} {t}") for t in ("a", "b")}
