@@ -1,9 +1,8 @@
 """Image and mask conventions, written down once and used by every module.
 
-* An image is a ``PIL.Image`` in mode ``RGB`` or an ``HxWx3 uint8`` RGB array. Anything else
-  goes through :func:`to_rgb`, whose conversion rule is documented there.
-* A mask is an ``HxW bool`` array, ``True`` = subject. :func:`to_mask` accepts the usual
-  alternatives (``0/255`` arrays, ``L``/``1`` images) and checks the size.
+* An image is a ``PIL.Image`` in mode ``RGB`` or an ``HxWx3 uint8`` RGB array; anything else
+  goes through :func:`to_rgb`.
+* A mask is an ``HxW bool`` array, ``True`` = subject; :func:`to_mask` converts the rest.
 * Points are ``(x, y)`` in image pixels, boxes are ``(x0, y0, x1, y1)`` (XYXY) in image pixels.
 * "White = repaint" exists only at the diffusers boundary (:mod:`sdsam_nb.background`).
 """
@@ -21,16 +20,15 @@ from PIL import Image, ImageCms, ImageOps
 ImageLike = Image.Image | np.ndarray | str | os.PathLike
 MIN_SIDE = 64
 
+# The largest picture (width x height) the kit takes or makes by default: 50 megapixels, e.g.
+# 8660x5773 (150 MB as RGB; the steps on it need ten to twenty times that).
 MAX_PIXELS = 50_000_000
-"""The largest picture (width x height) the kit takes or makes by default: 50 megapixels,
-e.g. 8660x5773 (150 MB as RGB; the steps on it need ten to twenty times that).
-``$SDSAM_MAX_PIXELS`` changes it (:func:`max_pixels`)."""
 ENV_MAX_PIXELS = "SDSAM_MAX_PIXELS"
 
 
 def max_pixels() -> int:
-    """The pixel limit: ``$SDSAM_MAX_PIXELS`` (a whole number of pixels, e.g. ``100000000`` or
-    ``1e8``) if set, else :data:`MAX_PIXELS` (50 megapixels). Read at each call.
+    """The pixel limit: ``$SDSAM_MAX_PIXELS`` (whole pixels, e.g. ``100000000`` or ``1e8``)
+    if set, else :data:`MAX_PIXELS` (50 megapixels). Read at each call.
 
     Raises:
         ValueError: ``$SDSAM_MAX_PIXELS`` is not a whole number >= 1 (the message names it).
@@ -50,9 +48,9 @@ def max_pixels() -> int:
 
 
 def check_pixel_limit(width: float, height: float, what: str, *, fix: str = "downscale it") -> None:
-    """Raise a one-line ``ValueError`` if a ``width x height`` picture (pixels; floats allowed,
-    e.g. a size times a scale) is above :func:`max_pixels`. The message starts with ``what``
-    (the argument, e.g. ``"image"`` or ``"size=(20000, 20000)"``) and ends with ``fix``."""
+    """Raise a one-line ``ValueError`` if ``width x height`` (floats allowed) is above
+    :func:`max_pixels`; the message starts with ``what`` (e.g. ``"image"``) and ends with
+    ``fix``."""
     limit = max_pixels()
     if not width * height <= limit:  # also refuses NaN
         raise ValueError(
@@ -76,9 +74,8 @@ def to_rgb(image: ImageLike, *, name: str = "image") -> Image.Image:
     * a numpy array may be ``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4``, uint8 (0..255),
       uint16 (0..65535) or float (0..1).
 
-    Size: at least one pixel, at most :func:`max_pixels` (``width x height``; default
-    :data:`MAX_PIXELS`, 50 megapixels; ``$SDSAM_MAX_PIXELS`` changes it). A file is measured
-    from its header before it is decoded, so a picture over the limit is refused at once.
+    Size: at least one pixel, at most :func:`max_pixels` (a file's is read from its header,
+    before it is decoded).
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -104,11 +101,9 @@ def to_rgb(image: ImageLike, *, name: str = "image") -> Image.Image:
 
 
 def _open(image: str | os.PathLike, name: str) -> Image.Image:
-    """The picture at the path ``image``, decoded only once its header's size is checked.
-
-    PIL's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) is second to
-    :func:`max_pixels`: its warning is silenced, its error becomes the same one-line
-    ``ValueError`` (it fires only where ``$SDSAM_MAX_PIXELS`` was raised above PIL's limit)."""
+    """The picture at ``image``, decoded once its header's size is checked. PIL's own
+    decompression-bomb guard comes second: its warning is silenced, its error (only where
+    ``$SDSAM_MAX_PIXELS`` is above PIL's limit) becomes a one-line ``ValueError``."""
     path = Path(image)
     if not path.is_file():
         raise FileNotFoundError(f"{name}: no image file at {str(path)!r}")
@@ -198,10 +193,10 @@ def check_min_size(image: Image.Image, *, name: str = "image") -> None:
 def to_mask(mask, size: tuple[int, int] | None = None, *, name: str = "mask") -> np.ndarray:
     """Return ``mask`` as an ``HxW bool`` array (``True`` = subject).
 
-    Accepts a bool array, a 0/1 or 0/255 integer array, a float array (> 0.5 is True; NaN or
-    infinite values are refused), an ``HxWx1`` array, or a PIL image (converted to ``L``;
-    > 127 is True). ``size`` is the expected ``(width, height)``; a mismatch raises
-    ``ValueError`` naming ``name``. A mask over :func:`max_pixels` is refused, as pictures are.
+    Accepts a bool array, a 0/1 or 0/255 integer array, a float array (> 0.5 is True; not NaN
+    or infinite), an ``HxWx1`` array, or a PIL image (as ``L``, > 127 is True), within
+    :func:`max_pixels`. ``size``: the expected ``(width, height)``. Raises ``ValueError``
+    naming ``name``.
     """
     if isinstance(mask, Image.Image):
         check_pixel_limit(*mask.size, name)

@@ -1,12 +1,9 @@
 """Mask tools: clean up, grow, shrink and feather ``HxW bool`` masks, and draw them.
 
-Every function takes a mask in any form :func:`sdsam_nb.images.to_mask` accepts and works on
-``HxW bool`` (``True`` = subject). The morphology is scipy.ndimage's: islands are
-8-connected, and distances are exact Euclidean distances between pixel centres
-(``distance_transform_edt``), so growing by ``px`` is a dilation with a disk of radius ``px``.
-
-The picture's border is not an edge of the mask: a subject cut off by the frame stays
-touching the frame when it is shrunk or feathered.
+Masks come in any form :func:`sdsam_nb.images.to_mask` accepts. Islands are 8-connected;
+distances are exact Euclidean distances between pixel centres (scipy's
+``distance_transform_edt``). The picture's border is not an edge of the mask: a subject cut off
+by the frame stays touching the frame when it is shrunk or feathered.
 """
 
 from __future__ import annotations
@@ -21,30 +18,20 @@ from scipy import ndimage
 from .images import ImageLike, to_mask, to_rgb
 from .validate import check_fraction, check_int, check_number, check_pixels
 
-# 8-connectivity: pixels touching at a corner belong to the same island.
-_EIGHT = np.ones((3, 3), dtype=bool)
-
-POSITIVE_COLOR = (0, 255, 0)
-"""Marker colour of include points (label 1) in :func:`overlay`: green."""
-NEGATIVE_COLOR = (255, 0, 0)
-"""Marker colour of exclude points (label 0) in :func:`overlay`: red."""
-BOX_COLOR = (255, 200, 0)
-"""Colour of the box rectangle in :func:`overlay`: amber."""
+# The colours :func:`overlay` (and the widget) draw include and exclude points and the box in.
+POSITIVE_COLOR, NEGATIVE_COLOR, BOX_COLOR = (0, 255, 0), (255, 0, 0), (255, 200, 0)
 
 
 def _inside_distance(mask: np.ndarray) -> np.ndarray:
-    """For each True pixel, the Euclidean distance to the nearest False pixel (0 on False).
-
-    A mask with no False pixel has no edge in the picture: every distance is ``inf``.
-    """
+    """Each True pixel's distance to the nearest False pixel (0 on False; all ``inf`` when
+    there is no False pixel)."""
     if mask.all():
         return np.full(mask.shape, np.inf)
     return ndimage.distance_transform_edt(mask)
 
 
 def fill_holes(mask) -> np.ndarray:
-    """``mask`` (``HxW bool``) with every hole filled: False regions not connected to the
-    picture's border."""
+    """``mask`` (``HxW bool``) with its holes (False regions off the border) filled."""
     return ndimage.binary_fill_holes(to_mask(mask))
 
 
@@ -52,7 +39,7 @@ def remove_small(mask, min_area: int) -> np.ndarray:
     """``mask`` (``HxW bool``) without its islands (8-connected) of fewer than ``min_area``
     pixels; ``0`` or ``1`` keeps everything."""
     m, min_area = to_mask(mask), check_int(min_area, "min_area", low=0)
-    labels, count = ndimage.label(m, structure=_EIGHT)
+    labels, count = ndimage.label(m, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         return m
     areas = np.bincount(labels.ravel(), minlength=count + 1)
@@ -62,13 +49,9 @@ def remove_small(mask, min_area: int) -> np.ndarray:
 
 
 def grow(mask, px: float) -> np.ndarray:
-    """Dilate ``mask`` by ``px`` pixels (a negative ``px`` shrinks, see :func:`shrink`).
-
-    A pixel is added when its centre lies within ``px`` (Euclidean) of the centre of a mask
-    pixel: the same as a dilation with a disk of radius ``px``. ``grow(m, 1)`` adds the
-    4-neighbours; ``grow(m, 2)`` turns a 10x10 square into a 14x14 one less 3 pixels at each
-    corner (184 pixels). Returns ``HxW bool``; an empty mask stays empty.
-    """
+    """Dilate ``mask`` by ``px`` pixels (negative: :func:`shrink`): a pixel is added when its
+    centre lies within ``px`` of a mask pixel's, a dilation with a disk of radius ``px``
+    (``grow(m, 1)`` adds the 4-neighbours). Returns ``HxW bool``."""
     m = to_mask(mask)
     px = check_pixels(px, "px")
     if px < 0:
@@ -79,13 +62,8 @@ def grow(mask, px: float) -> np.ndarray:
 
 
 def shrink(mask, px: float) -> np.ndarray:
-    """Erode ``mask`` by ``px`` pixels (``px`` >= 0): the exact complement of growing the
-    background.
-
-    A pixel stays when its centre is more than ``px`` (Euclidean) from the centre of every
-    False pixel. Pixels on the picture's border are not eroded by the border itself. Returns
-    ``HxW bool``.
-    """
+    """Erode ``mask`` by ``px >= 0`` pixels, the complement of growing the background: a pixel
+    stays when its centre is more than ``px`` from every False pixel's. Returns ``HxW bool``."""
     return _shrink(to_mask(mask), check_number(px, "px", low=0))
 
 
@@ -96,34 +74,22 @@ def _shrink(m: np.ndarray, px: float) -> np.ndarray:
 
 
 def inner_radius(mask) -> float:
-    """The largest distance (pixels, Euclidean, centre to centre) from a True pixel to the
-    nearest False pixel: the radius of the thickest part of the mask. ``shrink(mask, px)``
-    and the fully opaque part of ``feather(mask, px)`` are empty exactly when
-    ``px >= inner_radius(mask)``. 0 for an empty mask, ``inf`` for a full one (the picture's
-    border is not an edge; pad the mask with False to make it one).
-    """
+    """The radius (pixels) of the mask's thickest part: the largest distance from a True pixel
+    to the nearest False one. ``shrink(mask, px)`` and the opaque part of ``feather(mask, px)``
+    are empty exactly when ``px >= inner_radius(mask)``. 0 when empty, ``inf`` when full."""
     m = to_mask(mask)
     return float(_inside_distance(m).max()) if m.any() else 0.0
 
 
 def feather(mask, radius: float) -> np.ndarray:
-    """A soft alpha matte of ``mask`` whose ramp lies inside the mask.
+    """A soft ``HxW float32`` alpha matte of ``mask`` whose ramp of ``radius`` pixels (>= 0)
+    lies inside the mask. With ``d`` each pixel's distance to the nearest False pixel:
 
-    With ``d`` = each pixel's distance to the nearest False pixel (see :func:`shrink`):
-
-    * ``alpha == 1.0`` exactly where ``d > radius``, i.e. on ``shrink(mask, radius)``, and
-      nowhere else: those pixels can be pasted unchanged;
+    * ``alpha == 1.0`` exactly where ``d > radius`` (on ``shrink(mask, radius)``);
     * ``alpha == 0.0`` exactly outside ``mask``;
-    * in between, ``alpha = smoothstep((d - 0.5) / radius)`` (``d - 0.5`` is the distance from
-      the pixel's centre to the mask's edge), strictly between 0 and 1.
+    * in between, ``smoothstep((d - 0.5) / radius)``, strictly between 0 and 1.
 
-    Args:
-        mask: ``HxW`` mask.
-        radius: width of the ramp in pixels, >= 0; below 1 (``0`` too) it gives the hard
-            mask as float, since every mask pixel is at least 1 px from a False one.
-
-    Returns:
-        ``HxW float32`` in ``[0, 1]``.
+    A radius below 1 gives the hard mask as float.
     """
     m = to_mask(mask)
     radius = check_number(radius, "radius", low=0)
@@ -139,28 +105,14 @@ def feather(mask, radius: float) -> np.ndarray:
 
 
 def bbox(mask) -> tuple[int, int, int, int] | None:
-    """The bounding box of ``mask``'s True pixels as ``(x0, y0, x1, y1)`` ints.
-
-    ``x0``/``y0`` are inclusive and ``x1``/``y1`` exclusive, like Python slices:
-    ``mask[y0:y1, x0:x1]`` is the tightest crop and ``x1 - x0`` the width. ``None`` for an
-    empty mask.
-    """
+    """The bounding box of ``mask``'s True pixels, ``(x0, y0, x1, y1)`` ints with ``x1``/``y1``
+    exclusive (``mask[y0:y1, x0:x1]`` is the tightest crop); ``None`` for an empty mask."""
     m = to_mask(mask)
     cols = np.flatnonzero(m.any(axis=0))
     if cols.size == 0:
         return None
     rows = np.flatnonzero(m.any(axis=1))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
-def _color(value, name: str) -> tuple[int, int, int]:
-    try:
-        rgb = tuple(int(c) for c in value)
-    except (TypeError, ValueError):
-        rgb = ()
-    if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-        raise ValueError(f"{name} must be an (r, g, b) triple of 0..255, got {value!r}")
-    return rgb
 
 
 def _finite_array(value, shape_hint: str, name: str) -> np.ndarray:
@@ -184,26 +136,24 @@ def overlay(
     labels: Sequence[int] | np.ndarray | None = None,
     box: Sequence[float] | None = None,
 ) -> Image.Image:
-    """Draw ``mask``, click points and a box over ``image`` for display.
+    """A new ``RGB`` picture: ``image`` with ``mask``, click points and a box drawn over it.
 
     Args:
-        image: the picture (converted with :func:`sdsam_nb.images.to_rgb`).
-        mask: ``HxW`` mask of the same size, or ``None`` for no mask.
-        color: ``(r, g, b)`` of the tint and the outline; default dodger blue.
-        alpha: opacity of the tint in ``[0, 1]``; default 0.45.
-        outline: draw the mask's contours in ``color`` (about 1 px per 400 px of picture).
-        points: ``N`` points ``(x, y)`` in image pixels, drawn as discs with a white rim:
-            :data:`POSITIVE_COLOR` (green) for label 1, :data:`NEGATIVE_COLOR` (red) for 0.
-        labels: ``N`` labels 1/0; default all 1.
-        box: ``(x0, y0, x1, y1)`` in image pixels, drawn in :data:`BOX_COLOR`.
-
-    Returns:
-        A new ``RGB`` ``PIL.Image`` of the image's size.
+        mask: ``HxW`` mask of the image's size, tinted ``color`` (``(r, g, b)``) at opacity
+            ``alpha`` (0..1), with its contours when ``outline``.
+        points: ``N`` points ``(x, y)`` in image pixels with ``N`` ``labels`` (default all 1),
+            drawn as green (1) or red (0) discs with a white rim.
+        box: ``(x0, y0, x1, y1)`` in image pixels, drawn in amber.
     """
     rgb = to_rgb(image)
     w, h = rgb.size
     out = np.array(rgb, dtype=np.uint8)
-    tint = _color(color, "color")
+    try:
+        tint = tuple(int(c) for c in color)
+    except (TypeError, ValueError):
+        tint = ()
+    if len(tint) != 3 or not all(0 <= c <= 255 for c in tint):
+        raise ValueError(f"color must be an (r, g, b) triple of 0..255, got {color!r}")
     alpha = check_fraction(alpha, "alpha")
     thickness = max(1, round(min(w, h) / 400))
 

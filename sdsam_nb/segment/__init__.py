@@ -1,14 +1,12 @@
-"""Segmentation: one interface for every model (:class:`PromptSegmenter`, :mod:`.base`), its
-backends, and what is built on it: clicks (:class:`ClickSegmenter`), the click widget
-(:mod:`.widget`, imported on its own: it needs ipywidgets), text masks (:func:`text_mask`) and
-the automatic subject mask (:func:`auto_subject_mask`).
+"""Segmentation: the segmenter interface and its backends (:mod:`.base`, :mod:`.sam`), clicks
+(:class:`ClickSegmenter`; the widget, :mod:`.widget`, imports ipywidgets and is imported on its
+own), text masks (:func:`text_mask`) and the automatic subject mask (:func:`auto_subject_mask`).
 """
 
-from . import sam  # noqa: F401  (registers the segment_anything backend)
 from .auto import SubjectResult, auto_subject_mask, pick_subject, subject_scores
 from .base import BACKENDS, Prediction, PromptSegmenter, as_segmenter, register
 from .clicks import Candidate, ClickSegmenter
-from .sam import SamBackend, SamEmbedding
+from .sam import SamBackend  # importing it registers the segment_anything backend
 from .text import TextMaskResult, box_masks, find_boxes, load_text_detector, text_mask
 
 __all__ = [
@@ -18,7 +16,6 @@ __all__ = [
     "Prediction",
     "PromptSegmenter",
     "SamBackend",
-    "SamEmbedding",
     "SubjectResult",
     "TextMaskResult",
     "as_segmenter",

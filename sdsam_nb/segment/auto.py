@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -16,7 +15,7 @@ from ..images import ImageLike, to_rgb
 from ..masks import bbox
 from ..recording import recorded
 from ..validate import check_fraction, check_int
-from .base import as_segmenter
+from .base import MaskResult, as_segmenter
 
 
 def _check_fractions(min_frac: float, max_frac: float) -> None:
@@ -31,16 +30,15 @@ def subject_scores(
     max_frac: float = 0.80,
     quality: Sequence[float] | None = None,
 ) -> list[dict[str, float]]:
-    """Score each ``HxW bool`` mask as "the subject" of its picture (see :func:`pick_subject`).
-
-    Returns one dict per mask with ``score`` (the product below) and its factors, all 0..1:
+    """Score each ``HxW bool`` mask of one picture as its subject: one dict per mask with
+    ``score`` (the product below) and its factors, all 0..1:
 
     * ``size``: 1 when the mask covers ``min_frac``..``max_frac`` of the picture; below that
       ``area / min_frac``, above ``(1 - area) / (1 - max_frac)``;
-    * ``center``: ``1 - d``, where ``d`` is the distance of the mask's centroid from the
-      image centre in half-width/half-height units, divided by sqrt(2) (0 centre, 1 corner);
-    * ``border``: ``1 - `` the fraction of the mask's boundary pixels that lie on the image
-      border (a disc inside the picture: 1; a strip along an edge: ~0.5; the whole picture: 0);
+    * ``center``: ``1 - d``, ``d`` the centroid's distance from the image centre in
+      half-width/half-height units over sqrt(2) (0 centre, 1 corner);
+    * ``border``: 1 less the fraction of the mask's boundary pixels on the image border (a
+      disc inside the picture: 1; a strip along an edge: ~0.5; the whole picture: 0);
     * ``quality``: the given per-mask quality (e.g. SAM's predicted IoU), else 1;
 
     plus ``area_frac`` and ``border_frac`` for reference. An empty mask scores 0.
@@ -99,14 +97,12 @@ def pick_subject(
     max_frac: float = 0.80,
     quality: Sequence[float] | None = None,
 ) -> int | None:
-    """Index of the mask most likely to be the picture's subject, or None.
+    """Index of the mask most likely to be the picture's subject, or None when all score 0.
 
-    The rule: score = size x center x border (x quality), each factor 0..1 as defined in
-    :func:`subject_scores` — a subject fills a fair part of the picture (5..80 % by default),
-    sits near the middle, and is surrounded by background rather than cut by the frame.
-    The highest score wins; ties go to the larger mask, then to the lower index. None when
-    every mask scores 0 (all empty, or all covering the whole picture / touching only the
-    border).
+    The rule (:func:`subject_scores`): score = size x center x border (x quality): a subject
+    fills a fair part of the picture (5..80 % by default), sits near the middle and is
+    surrounded by background rather than cut by the frame. Ties go to the larger mask, then to
+    the lower index.
 
     Raises:
         ValueError: ``masks`` is empty, not all ``HxW bool`` of one size, or bad fractions.
@@ -119,18 +115,17 @@ def pick_subject(
 
 
 @dataclass(eq=False)
-class SubjectResult:
+class SubjectResult(MaskResult):
     """What :func:`auto_subject_mask` chose.
 
     Attributes:
         mask: ``HxW bool``, True = subject; all False when nothing was found.
-        found: True when a candidate was chosen.
-        index: the chosen candidate's index in SAM's list (None if not found).
+        found, index: whether a candidate was chosen, and its index in SAM's list (or None).
         score: its score (0..1); ``breakdown`` holds the factors (:func:`subject_scores`).
         candidates: how many masks SAM's generator proposed.
-        box: the chosen mask's bounding box, XYXY image pixels (None if not found).
+        box: the chosen mask's bounding box, XYXY image pixels (or None).
         message: a sentence for the notebook: what was chosen, or what to try.
-        settings: generator and rule settings, for ``run.json``.
+        settings: generator and rule settings.
     """
 
     mask: np.ndarray = field(repr=False)
@@ -142,12 +137,6 @@ class SubjectResult:
     box: tuple[float, float, float, float] | None
     message: str
     settings: dict
-
-    def to_dict(self) -> dict:
-        """A JSON-ready record for ``run.json``: every field but the mask, and ``mask_area``
-        (pixels)."""
-        record = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
-        return json.loads(json.dumps({**record, "mask_area": int(self.mask.sum())}))
 
 
 @recorded("auto_subject_mask")
@@ -162,27 +151,22 @@ def auto_subject_mask(
     min_frac: float = 0.05,
     max_frac: float = 0.80,
 ) -> SubjectResult:
-    """The picture's subject without any prompt: SAM's automatic masks + :func:`pick_subject`.
+    """The picture's subject without any prompt: ``SamAutomaticMaskGenerator``'s masks, the
+    predicted IoU as quality, and :func:`pick_subject`.
 
     Args:
-        predictor: a ``SamPredictor`` from :func:`sdsam_nb.load_sam`; its model runs
-            ``segment_anything.SamAutomaticMaskGenerator`` (the predictor's own image state
-            is left untouched).
+        predictor: a ``SamPredictor`` from :func:`sdsam_nb.load_sam` (its own picture is left
+            as it was).
         image: ``PIL.Image`` / ``HxWx3 uint8`` RGB / path.
         points_per_side: the prompt grid is ``points_per_side**2`` points (SAM's default 32;
-            16 is 4x cheaper and finds anything above ``min_frac``). Raise it for thin subjects.
+            16 is 4x cheaper and finds anything above ``min_frac``); raise it for thin subjects.
         points_per_batch: prompts decoded at once (memory vs. speed).
-        pred_iou_thresh, stability_score_thresh: SAM's own quality filters (its defaults);
-            0 keeps every proposal.
+        pred_iou_thresh, stability_score_thresh: SAM's own quality filters; 0 keeps all.
         min_frac, max_frac: the subject size range of the rule (fractions of the picture).
 
-    Candidates are scored with the predicted IoU as ``quality`` (see
-    :func:`subject_scores`).
-
     Returns:
-        A :class:`SubjectResult`. When SAM proposes nothing, or nothing scores above 0,
-        ``found=False`` with an all-False mask and a ``message`` saying what to try
-        (no exception).
+        A :class:`SubjectResult`; when nothing scores above 0, ``found=False``, an all-False
+        mask and a ``message`` saying what to try.
 
     Raises:
         ValueError: a bad ``predictor``, ``points_per_side``/``points_per_batch`` < 1, a

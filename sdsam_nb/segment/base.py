@@ -1,11 +1,10 @@
-"""The segmenter interface: what the click segmenter, the picker, text and automatic masks and
-the scores need from a promptable segmentation model, and the table of backends.
+"""The segmenter interface (what clicks, text and automatic masks need from a promptable
+segmentation model), the table of backends, and the results' ``run.json`` record.
 
-A backend wraps one model family. It is stateless towards its callers: :meth:`embed` returns
-the picture's embedding as a value the caller keeps, and :meth:`predict` takes it back, so
-any number of segmenters can share one loaded model without recomputing or clobbering each
-other's embedding. Adding a backend is one new file with a class like
-:class:`sdsam_nb.segment.sam.SamBackend` and one entry in :data:`BACKENDS`.
+A backend wraps one model family and is stateless towards its callers: :meth:`embed` returns
+the picture's embedding as a value the caller keeps and :meth:`predict` takes it back, so any
+number of segmenters share one loaded model. Adding a backend is one file with a class like
+:class:`sdsam_nb.segment.sam.SamBackend` and one :func:`register` call.
 
 Conventions: pictures ``HxWx3 uint8 RGB``; points ``Nx2`` float ``(x, y)`` in image pixels
 with labels ``N`` int (1 include, 0 exclude); boxes XYXY in image pixels; masks ``HxW bool``.
@@ -13,7 +12,9 @@ with labels ``N`` int (1 include, 0 exclude); boxes XYXY in image pixels; masks 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -50,9 +51,8 @@ class PromptSegmenter(Protocol):
         """What ``run.json`` records about the model (family, id, checksum...)."""
 
 
-# (accepts(model), wrap(model)) pairs, one per backend file, which registers itself when
-# sdsam_nb.segment imports it; as_segmenter uses the first that accepts a model. Objects that
-# already implement the protocol are used as they are.
+# (accepts(model), wrap(model)) pairs, one per backend file (registered when sdsam_nb.segment
+# imports it); as_segmenter uses the first that accepts a model.
 BACKENDS: list[tuple[Callable[[Any], bool], Callable[[Any], PromptSegmenter]]] = []
 
 
@@ -62,10 +62,8 @@ def register(accepts: Callable[[Any], bool], wrap: Callable[[Any], PromptSegment
 
 
 def as_segmenter(model: Any) -> PromptSegmenter:
-    """``model`` behind the segmenter interface.
-
-    Accepts a backend object itself, or a loaded model one of :data:`BACKENDS` wraps (a
-    ``segment_anything.SamPredictor`` from :func:`sdsam_nb.load_sam`).
+    """``model`` behind the segmenter interface: a backend object itself, or a model one of
+    :data:`BACKENDS` wraps (a ``SamPredictor`` from :func:`sdsam_nb.load_sam`).
 
     Raises:
         ValueError: nothing serves ``model``; the message names what was given.
@@ -79,3 +77,13 @@ def as_segmenter(model: Any) -> PromptSegmenter:
         f"predictor must be a segmentation model from sdsam_nb.load_sam() (a segment_anything "
         f"SamPredictor) or a PromptSegmenter backend, not {type(model).__name__}"
     )
+
+
+class MaskResult:
+    """Base of the result dataclasses of text and automatic masks (they have a ``mask``)."""
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record for ``run.json``, enough to replay the call: every field but the
+        masks (those left out of the repr), and ``mask_area`` (pixels)."""
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        return json.loads(json.dumps({**record, "mask_area": int(self.mask.sum())}))

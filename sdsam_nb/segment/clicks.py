@@ -1,12 +1,9 @@
-"""Click segmentation with Segment Anything: the plain, testable state behind the widget.
+"""Click segmentation: the plain, testable state behind the widget (:class:`ClickSegmenter`).
 
-:class:`ClickSegmenter` holds one picture, its SAM image embedding (computed once), the
-prompts (include/exclude points, an optional box), SAM's candidate masks and an undo/redo
-history. Each click re-runs only SAM's prompt encoder and mask decoder, feeding the chosen
-candidate's low-resolution logits back as ``mask_input`` as SAM recommends, so the result
-depends on the order of clicks and choices: :meth:`ClickSegmenter.to_dict` therefore records
-the actions themselves, and :meth:`ClickSegmenter.from_dict` replays them to the same mask.
-Conventions: :mod:`sdsam_nb.images`.
+Each click re-runs only the mask decoder, feeding the chosen candidate's low-resolution logits
+back as ``mask_input`` as SAM recommends, so a mask depends on the order of the clicks and
+choices: :meth:`ClickSegmenter.to_dict` records the actions, :meth:`~ClickSegmenter.from_dict`
+replays them to the same mask.
 """
 
 from __future__ import annotations
@@ -32,12 +29,11 @@ _CORNERS = ("x0", "y0", "x1", "y1")
 
 
 class Candidate(NamedTuple):
-    """One of SAM's answers to the current prompt."""
+    """One of SAM's answers to the current prompt: an ``HxW bool`` mask and its predicted IoU
+    (about 0..1)."""
 
     mask: np.ndarray
-    """``HxW bool`` at the image's size."""
     score: float
-    """SAM's predicted IoU (quality) of ``mask``, about 0..1."""
 
 
 @dataclass(frozen=True)
@@ -57,25 +53,21 @@ class _State:
 
 
 class ClickSegmenter:
-    """Segment one picture with SAM point clicks and an optional box, with undo/redo.
+    """Segment one picture with point clicks and an optional box, with undo/redo.
 
     Args:
-        predictor: a ``segment_anything.SamPredictor`` (see :func:`sdsam_nb.load_sam`). It
-            may be shared by several segmenters: each keeps its own image embedding and puts
-            it back into the predictor before predicting, without recomputing it.
-        image: the picture, converted with :func:`sdsam_nb.images.to_rgb`; all coordinates
-            refer to the converted image.
-        multimask: ``"auto"`` (default) asks SAM for 3 candidates when the prompt is a single
-            point without a box and for 1 otherwise, as SAM's authors advise; ``True`` or
-            ``False`` forces 3 or 1.
-        cache: take the embedding from the disk cache of embeddings when it holds this
-            picture's for this model (:func:`sdsam_nb.caching.embed`: bit-identical to
-            computing it), else compute and store it; ``False`` neither reads nor writes the
-            cache. :attr:`embedding_cache` says which happened.
+        predictor: a ``SamPredictor`` from :func:`sdsam_nb.load_sam`, or any model
+            :func:`~sdsam_nb.segment.as_segmenter` accepts. Several segmenters may share it:
+            each keeps its own embedding (computed once).
+        image: the picture (:func:`sdsam_nb.images.to_rgb`); coordinates refer to it.
+        multimask: ``"auto"`` (default): 3 candidates for a single point without a box, else 1,
+            as SAM's authors advise; ``True``/``False`` force 3/1.
+        cache: read and write the disk cache of embeddings (:func:`sdsam_nb.caching.embed`,
+            bit-identical to computing); :attr:`embedding_cache` says what happened.
 
     Every action (:meth:`add_point`, :meth:`add_points`, :meth:`set_box`, :meth:`set_text`,
-    :meth:`clear_box`, :meth:`choose`, :meth:`reset`) returns the new ``HxW bool`` mask and
-    can be undone. After each prediction the candidate with the best score is chosen.
+    :meth:`clear_box`, :meth:`choose`, :meth:`reset`) returns the new ``HxW bool`` mask and can
+    be undone. After each prediction the best-scoring candidate is chosen.
     """
 
     def __init__(
@@ -104,8 +96,6 @@ class ClickSegmenter:
         self._last_latency_s: float | None = None
         self._unpacked: tuple[np.ndarray, np.ndarray] | None = None  # (packed, unpacked)
 
-    # ------------------------------------------------------------------ read-only state
-
     @property
     def image(self) -> Image.Image:
         """The converted ``RGB`` picture the coordinates refer to."""
@@ -118,21 +108,18 @@ class ClickSegmenter:
 
     @property
     def embedding_computations(self) -> int:
-        """How many times this segmenter ran SAM's image encoder: 1, or 0 when the embedding
-        came from the disk cache."""
+        """How many times this segmenter ran the image encoder: 0 (from the cache) or 1."""
         return int(self._embedding_cache != "hit")
 
     @property
     def embedding_cache(self) -> str:
-        """Where the embedding came from: ``"hit"`` (the disk cache), ``"miss"`` (computed
-        and stored) or ``"off"`` (computed, not cached: ``cache=False``, the cache turned
-        off, or a model whose identity is unknown)."""
+        """``"hit"`` (from the disk cache), ``"miss"`` (computed and stored) or ``"off"``
+        (computed, not cached: ``cache=False``, the cache off, or a model of unknown identity)."""
         return self._embedding_cache
 
     @property
     def embedding_restores(self) -> int:
-        """How many times the backend put this segmenter's embedding back into a model that
-        holds one picture at a time (a shared ``SamPredictor``); 0 for stateless backends."""
+        """How many times a shared ``SamPredictor`` had this embedding put back (0 elsewhere)."""
         return getattr(self._segmenter, "restores", 0)
 
     @property
@@ -172,8 +159,7 @@ class ClickSegmenter:
 
     @property
     def scores(self) -> list[float]:
-        """SAM's predicted IoU of each candidate, in :attr:`candidates` order (no masks
-        copied: what a candidate chooser needs)."""
+        """Each candidate's predicted IoU, in :attr:`candidates` order (no masks copied)."""
         return list(self._state.scores)
 
     @property
@@ -183,8 +169,7 @@ class ClickSegmenter:
 
     @property
     def mask(self) -> np.ndarray:
-        """The chosen candidate's ``HxW bool`` mask at the image's size; all False without a
-        prompt."""
+        """The chosen candidate's ``HxW bool`` mask; all False without a prompt."""
         state = self._state
         if state.count == 0:
             return np.zeros((self._h, self._w), dtype=bool)
@@ -192,8 +177,8 @@ class ClickSegmenter:
 
     @property
     def logits(self) -> np.ndarray | None:
-        """The chosen candidate's low-resolution logits, ``1xhxw float32`` (``1x256x256`` for
-        the official SAM models), ready to pass as ``mask_input``; ``None`` without a prompt."""
+        """The chosen candidate's low-res logits, ``1x256x256 float32`` for SAM (a
+        ``mask_input``); ``None`` without a prompt."""
         state = self._state
         if state.count == 0:
             return None
@@ -201,12 +186,12 @@ class ClickSegmenter:
 
     @property
     def last_latency_s(self) -> float | None:
-        """Wall-clock seconds of the last SAM prediction (``None`` before the first)."""
+        """Wall-clock seconds of the last prediction (``None`` before the first)."""
         return self._last_latency_s
 
     @property
     def can_undo(self) -> bool:
-        """Whether :meth:`undo` has an action to take back (for enabling an Undo button)."""
+        """Whether :meth:`undo` has an action to take back."""
         return bool(self._done)
 
     @property
@@ -214,50 +199,32 @@ class ClickSegmenter:
         """Whether :meth:`redo` has an undone action to re-apply."""
         return bool(self._undone)
 
-    # ------------------------------------------------------------------ actions
-
     def add_point(self, x: float, y: float, positive: bool = True) -> np.ndarray:
-        """Add an include (``positive=True``) or exclude click at ``(x, y)`` image pixels.
-
-        ``0 <= x < width`` and ``0 <= y < height``. Returns the new ``HxW bool`` mask.
-        """
-        fx = self._coordinate(x, "x", self._w)
-        fy = self._coordinate(y, "y", self._h)
-        if not isinstance(positive, (bool, np.bool_)) and not (
-            is_int(positive) and positive in (0, 1)
-        ):
+        """Add an include (``positive=True``) or exclude click at ``(x, y)`` image pixels,
+        ``0 <= x < width``, ``0 <= y < height``."""
+        x, y = self._point(x, y)
+        if not (isinstance(positive, (bool, np.bool_)) or is_int(positive) and positive in (0, 1)):
             raise ValueError(
                 f"positive must be True (include) or False (exclude), not {positive!r}"
             )
-        return self._do({"op": "point", "x": fx, "y": fy, "positive": bool(positive)})
+        return self._do({"op": "point", "x": x, "y": y, "positive": bool(positive)})
 
     def add_points(self, points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
-        """Add several clicks at once with **one** prediction (one undo step).
-
-        ``points`` are ``[[x, y], ...]`` or ``[[x, y, label], ...]`` in image pixels, label ``1``
-        include (default) or ``0`` exclude. Without the intermediate masks fed back as
-        ``mask_input`` the mask may differ from one-by-one clicks; :meth:`to_dict` records one
-        ``"points"`` action. Returns the new ``HxW bool`` mask.
-        """
+        """Add ``[[x, y], ...]`` or ``[[x, y, label], ...]`` clicks (label 1 include, the
+        default, or 0 exclude) with **one** prediction and one undo step; without the
+        intermediate masks fed back the mask may differ from one-by-one clicks."""
         rows = parse_points(points)
         if not rows:
             raise ValueError("add_points needs at least one point [x, y] or [x, y, label]")
         checked = [
-            [
-                _named(f"points[{k}]", self._coordinate, x, "x", self._w),
-                _named(f"points[{k}]", self._coordinate, y, "y", self._h),
-                int(label),
-            ]
+            [*_named(f"points[{k}]", self._point, x, y), label]
             for k, (x, y, label) in enumerate(rows)
         ]
         return self._do({"op": "points", "points": checked})
 
     def set_box(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-        """Set (or replace) the box prompt; the corners may come in any order.
-
-        The box must lie within the image (``0..width``, ``0..height``) and have a non-zero
-        width and height. Returns the new ``HxW bool`` mask.
-        """
+        """Set (or replace) the box prompt: corners in any order, within ``0..width`` and
+        ``0..height``, with a non-zero width and height."""
         box = self._corners(x0, y0, x1, y1)
         if box is None:
             raise ValueError(
@@ -274,19 +241,14 @@ class ClickSegmenter:
         text_threshold: float = 0.25,
         combine: str = "best",
     ):
-        """Start from a text prompt: a detector finds boxes, SAM segments the box prompt.
-
-        ``detector`` is required: ``sdsam_nb.load_grounding_dino()`` or any callable of
-        :data:`sdsam_nb.models.detectors.Detector`'s form (the segmenter never loads one).
-
-        ``combine="best"`` uses the highest-scoring box; ``"union"`` the box enclosing all
-        boxes found. The box becomes this segmenter's box prompt, so clicks refine it as
-        usual. The action records the text, thresholds and the boxes, and a replay
-        (:meth:`from_dict`) uses the recorded boxes: the same mask without the detector.
+        """Start from a text prompt: ``detector`` (required: ``sdsam_nb.load_grounding_dino()``
+        or any :data:`~sdsam_nb.models.detectors.Detector`) finds boxes and the box prompt
+        becomes the highest-scoring one (``combine="best"``) or the one enclosing all
+        (``"union"``); clicks refine it. A replay uses the recorded boxes, without a detector.
 
         Returns:
-            The boxes found (XYXY image pixels, best first); ``[]`` when nothing was found,
-            and then the segmenter is left unchanged.
+            The boxes found (XYXY image pixels, best first); ``[]`` leaves the segmenter as it
+            was.
         """
         if combine not in ("best", "union"):
             raise ValueError(f"combine must be 'best' or 'union', not {combine!r}")
@@ -322,16 +284,14 @@ class ClickSegmenter:
         return boxes
 
     def clear_box(self) -> np.ndarray:
-        """Remove the box prompt (nothing happens without one). Returns the new mask."""
+        """Remove the box prompt (nothing happens without one)."""
         if self._state.box is None:
             return self.mask
         return self._do({"op": "clear_box"})
 
     def choose(self, i: int) -> np.ndarray:
-        """Choose candidate ``i`` (``0 <= i < len(candidates)``); its logits feed the next click.
-
-        Choosing the candidate already chosen does nothing. Returns the chosen mask.
-        """
+        """Choose candidate ``i`` (``0 <= i < len(candidates)``); its logits feed the next
+        click. Choosing the chosen one does nothing."""
         count = self._state.count
         if count == 0:
             raise ValueError("choose(i): there are no candidates yet; click a point or set a box")
@@ -342,38 +302,33 @@ class ClickSegmenter:
         return self._do({"op": "choose", "i": int(i)})
 
     def reset(self) -> np.ndarray:
-        """Remove every point, the box and the candidates (undoable). Keeps the embedding."""
+        """Remove every point, the box and the candidates (undoable)."""
         if self._state is self._empty:
             return self.mask
         return self._do({"op": "reset"})
 
     def undo(self) -> bool:
-        """Step back one action, restoring its mask, candidates, choice and logits without
-        predicting. Returns ``False`` when there is nothing to undo."""
+        """Step back one action without predicting; ``False`` when there is nothing to undo."""
         if not self._done:
             return False
         self._undone.append(self._done.pop())
         return True
 
     def redo(self) -> bool:
-        """Re-apply the last undone action from its snapshot. ``False`` when there is none."""
+        """Re-apply the last undone action; ``False`` when there is none."""
         if not self._undone:
             return False
         self._done.append(self._undone.pop())
         return True
 
-    # ------------------------------------------------------------------ replay
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe record of this session, enough to replay it exactly.
 
-        ``actions`` is the history that produced the current mask (undone actions are left
-        out; everything before the last reset too): ``{"op": "point", "x", "y", "positive"}``,
-        ``{"op": "points", "points": [[x, y, label], ...]}`` (:meth:`add_points`),
-        ``{"op": "box", "x0", "y0", "x1", "y1"}``, ``{"op": "text", ...}`` (:meth:`set_text`:
-        the box and what found it), ``{"op": "clear_box"}``, ``{"op": "choose", "i"}``.
-        ``points`` (``[x, y]`` lists), ``labels``, ``box`` and ``chosen`` describe the current
-        prompt for reading; :meth:`from_dict` uses ``actions``.
+        ``actions``: the history behind the current mask (not undone ones, nothing before the
+        last reset): ``{"op": "point", "x", "y", "positive"}``, ``{"op": "points", "points":
+        [[x, y, label], ...]}``, ``{"op": "box", "x0", "y0", "x1", "y1"}``, ``{"op": "text",
+        ...}`` (the box and what found it), ``{"op": "clear_box"}``, ``{"op": "choose", "i"}``.
+        ``points``, ``labels``, ``box`` and ``chosen`` describe the current prompt for reading.
         """
         actions = [dict(a) for a, _ in self._done]
         resets = [k for k, a in enumerate(actions) if a["op"] == "reset"]
@@ -396,9 +351,8 @@ class ClickSegmenter:
     def from_dict(
         cls, predictor, image: ImageLike, d: Mapping[str, Any], *, cache: bool = True
     ) -> ClickSegmenter:
-        """Replay a :meth:`to_dict` record on ``image``: the same actions in the same order give
-        the bit-identical mask (on the same model and device). ``cache``: as for the
-        constructor.
+        """Replay a :meth:`to_dict` record on ``image``: the bit-identical mask on the same
+        model and device.
 
         Raises:
             ValueError: ``d`` is malformed, of another version, or made on an image of another
@@ -443,25 +397,18 @@ class ClickSegmenter:
         multimask: bool | str = "auto",
         cache: bool = True,
     ) -> ClickSegmenter:
-        """Replay prompts given as plain values (e.g. papermill parameters).
-
-        The box is set first, then the points are clicked in order, then candidate ``chosen``
-        is picked (``None`` keeps the best score). That is the same mask as an interactive
-        session that did exactly this; for any other session use :meth:`from_dict`.
+        """Replay prompts given as plain values (e.g. papermill parameters): the box (or the
+        ``text`` prompt's best box, :meth:`set_text`) first, then the points in order, then
+        candidate ``chosen`` (``None`` keeps the best score).
 
         Args:
-            points: ``[[x, y], ...]`` or ``[[x, y, label], ...]`` in image pixels, label ``1``
-                include (default) or ``0`` exclude; an ``Nx2`` / ``Nx3`` array works too.
+            points: ``[[x, y], ...]`` or ``[[x, y, label], ...]`` (``Nx2``/``Nx3``) in image
+                pixels, label 1 include (default) or 0 exclude.
             box: ``[x0, y0, x1, y1]`` in image pixels, or ``None``.
-            chosen: index of the candidate to keep, or ``None``.
-            text: a text prompt applied first (:meth:`set_text`, best box) instead of ``box``;
-                ``detector``, ``box_threshold`` and ``text_threshold`` go with it.
 
         Raises:
             ValueError: malformed ``points``/``box``/``chosen``, both ``text`` and ``box``, or a
                 ``text`` for which nothing was found (the message says what to try).
-
-        ``multimask`` and ``cache`` are the constructor's.
         """
         rows = parse_points(points)
         if text is not None and box is not None:
@@ -492,8 +439,6 @@ class ClickSegmenter:
             _named("chosen", seg.choose, chosen)
         return seg
 
-    # ------------------------------------------------------------------ internals
-
     def _replay(self, action, where: str) -> None:
         ops = {
             "point": lambda a: self.add_point(a["x"], a["y"], a["positive"]),
@@ -513,6 +458,9 @@ class ClickSegmenter:
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
 
+    def _point(self, x, y) -> tuple[float, float]:
+        return self._coordinate(x, "x", self._w), self._coordinate(y, "y", self._h)
+
     def _coordinate(self, value, name: str, limit: int, *, end: bool = False) -> float:
         """``value`` as a float in ``[0, limit)`` (``[0, limit]`` for a box corner)."""
         size = f"the image is {self._w}x{self._h} px (width x height)"
@@ -529,8 +477,7 @@ class ClickSegmenter:
         return v
 
     def _corners(self, x0, y0, x1, y1) -> dict[str, float] | None:
-        """The box's corners checked and sorted (``x0 < x1``, ``y0 < y1``); ``None`` when the
-        box has no area."""
+        """The box's corners checked and sorted; ``None`` when it has no area."""
         xs = sorted(self._coordinate(v, n, self._w, end=True) for v, n in ((x0, "x0"), (x1, "x1")))
         ys = sorted(self._coordinate(v, n, self._h, end=True) for v, n in ((y0, "y0"), (y1, "y1")))
         if xs[0] == xs[1] or ys[0] == ys[1]:
@@ -609,7 +556,7 @@ class ClickSegmenter:
         )
 
     def _masks(self, state: _State) -> np.ndarray:
-        """The ``CxHxW bool`` candidate masks of ``state`` (read-only, cached)."""
+        """``state``'s ``CxHxW bool`` candidate masks (read-only; the last one unpacked is kept)."""
         if state.count == 0:
             return np.zeros((0, self._h, self._w), dtype=bool)
         if self._unpacked is None or self._unpacked[0] is not state.packed:

@@ -23,9 +23,8 @@ class SamEmbedding:
 class SamBackend:
     """A ``segment_anything.SamPredictor`` as a :class:`~sdsam_nb.segment.PromptSegmenter`.
 
-    The predictor holds one picture at a time; :meth:`predict` puts the given embedding back
-    into it first when it holds another (no recomputation), so one loaded SAM serves any
-    number of click segmenters. :attr:`restores` counts those put-backs.
+    The predictor holds one picture at a time: :meth:`predict` puts the given embedding back
+    when it holds another (no recomputation; :attr:`restores` counts these).
     """
 
     backend = "segment_anything"
@@ -40,7 +39,7 @@ class SamBackend:
 
     @property
     def model(self):
-        """The ``segment_anything.Sam`` model (for the automatic mask generator)."""
+        """The ``segment_anything.Sam`` model."""
         return self.predictor.model
 
     def embed(self, image: np.ndarray) -> SamEmbedding:
@@ -75,7 +74,7 @@ class SamBackend:
         return Prediction(np.asarray(masks), np.asarray(scores), np.asarray(low_res))
 
     def predict_boxes(self, embedding, boxes: np.ndarray, *, batch: int = 16) -> np.ndarray:
-        """Decoded in batches of ``batch`` with one candidate each (a box is unambiguous)."""
+        """One candidate per box (a box is unambiguous), ``batch`` boxes at a time."""
         self._load(embedding)
         p = self.predictor
         h, w = embedding.original_size

@@ -1,15 +1,13 @@
-"""Masks from a text phrase: a detector finds boxes for it ("red shoes"), the segmenter turns
-each box into a mask, and a documented ``combine`` rule makes one ``HxW bool`` mask of them.
-The ``method`` is chosen by name in :data:`TEXT_METHODS`: ``"grounding_dino"`` (Grounding DINO
-boxes, SAM masks) or ``"sam3"`` (SAM 3 finds and masks every instance itself). Boxes are XYXY
-in image pixels.
+"""Masks from a text phrase ("red shoes"): boxes and a mask per box by the ``method`` of
+:data:`TEXT_METHODS` (Grounding DINO's boxes with SAM's masks, or SAM 3's own instances), then
+one ``HxW bool`` mask by the ``combine`` rule. Boxes are XYXY in image pixels.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -27,29 +25,24 @@ from ..models.detectors import (
 from ..models.sam import load_sam
 from ..models.sam3 import DEFAULT_SAM3, Sam3TextSegmenter, load_sam3
 from ..validate import check_flag
-from .base import as_segmenter
-
-COMBINE_RULES = ("union", "best")
+from .base import MaskResult, as_segmenter
 
 
 @dataclass(eq=False)
-class TextMaskResult:
+class TextMaskResult(MaskResult):
     """What :func:`text_mask` found, and everything needed to replay it.
 
     Attributes:
         mask: ``HxW bool``, True = subject; all False when nothing was found.
-        boxes: every detected box kept, XYXY floats in image pixels, highest score first.
-        labels: the phrase each box matched.
-        scores: each box's detection score (0..1).
-        text: the phrase as given.
-        found: True when at least one box was detected (``boxes`` is not empty).
-        combine: ``"union"`` or ``"best"``.
-        box_threshold, text_threshold, max_boxes: the settings used.
+        boxes, labels, scores: every box kept (XYXY floats in image pixels, best first), the
+            phrase it matched and its score (0..1).
+        found: whether any box was found.
         used: indices into ``boxes`` whose masks make ``mask`` (union: all, best: ``[0]``).
-        box_masks: one ``HxW bool`` mask per entry of ``used`` (SAM's from each box, or
-            SAM 3's own instance masks).
+        box_masks: one ``HxW bool`` mask per entry of ``used``.
         message: a sentence for the notebook: what was found, or what to try.
         detector: the detector's source (model id, folder, ``"tiny"``) or its repr.
+
+    The other fields are :func:`text_mask`'s arguments.
     """
 
     mask: np.ndarray = field(repr=False)
@@ -69,34 +62,25 @@ class TextMaskResult:
 
     @property
     def best_box(self) -> tuple[float, float, float, float] | None:
-        """The highest-scoring box (XYXY image pixels), or None: a click picker's start."""
+        """The highest-scoring box, or None: a click picker's start."""
         return self.boxes[0] if self.boxes else None
-
-    def to_dict(self) -> dict:
-        """A JSON-ready record for ``run.json``, enough to replay the call: every field but the
-        masks, and ``mask_area`` (pixels)."""
-        record = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
-        return json.loads(json.dumps({**record, "mask_area": int(self.mask.sum())}))
 
 
 def box_masks(
     predictor, image: ImageLike, boxes, *, batch: int = 16, cache: bool = True
 ) -> np.ndarray:
-    """Masks for XYXY ``boxes`` (image pixels), one per box: ``NxHxW bool``.
+    """One mask per XYXY box (image pixels): ``NxHxW bool``.
 
-    ``predictor`` is any segmentation model :func:`sdsam_nb.segment.as_segmenter` accepts.
-    The image encoder runs once (or not at all when the disk cache of embeddings holds the
-    picture's embedding; ``cache=False`` neither reads nor writes it), then the boxes are
-    decoded in batches of ``batch`` with one candidate each (a box is an unambiguous prompt;
-    SAM's README does the same).
+    ``predictor``: any model :func:`~sdsam_nb.segment.as_segmenter` accepts. The image encoder
+    runs once (or not at all when the disk cache of embeddings has the picture; ``cache=False``
+    neither reads nor writes it); the boxes are decoded ``batch`` at a time.
     """
     segmenter = as_segmenter(predictor)
     check_flag(cache, "cache")
     array = np.asarray(to_rgb(image))
-    h, w = array.shape[:2]
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     if len(boxes) == 0:
-        return np.zeros((0, h, w), dtype=bool)
+        return np.zeros((0, *array.shape[:2]), dtype=bool)
     embedding, _ = caching.embed(segmenter, array, cache=cache)
     return segmenter.predict_boxes(embedding, boxes, batch=batch)
 
@@ -110,28 +94,20 @@ def find_boxes(
     text_threshold: float = 0.25,
     max_boxes: int | None = 20,
 ) -> tuple[list[tuple[float, float, float, float]], list[str], list[float], str]:
-    """Grounding DINO's boxes for ``text`` on ``image``, without SAM: ``(boxes, labels, scores,
-    source)`` as :func:`sdsam_nb.models.detectors.detect` gives them. ``detector=None`` loads
-    ``load_grounding_dino()``. Raises ``ValueError`` for the same bad arguments as
-    :func:`text_mask`.
+    """Grounding DINO's ``(boxes, labels, scores, source)`` for ``text``, without SAM (as
+    :func:`sdsam_nb.models.detectors.detect`); ``detector=None`` loads ``load_grounding_dino()``.
     """
     rgb = to_rgb(image)
     if detector is None:
         check_request(text, box_threshold, text_threshold, max_boxes)  # before loading one
         detector = load_grounding_dino()
-    return detect(
-        detector,
-        rgb,
-        text,
-        box_threshold=box_threshold,
-        text_threshold=text_threshold,
-        max_boxes=max_boxes,
-    )
+    settings = dict(box_threshold=box_threshold, text_threshold=text_threshold)
+    return detect(detector, rgb, text, **settings, max_boxes=max_boxes)
 
 
 def grounding_dino_boxes(image: Image.Image, text: str, *, detector, predictor, **settings):
-    """The Grounding DINO method: :func:`find_boxes`, then SAM's mask of each box used
-    (``predictor``, else ``load_sam()``, is loaded only then)."""
+    """:func:`find_boxes`, then SAM's masks of the boxes used (``predictor``, else
+    ``load_sam()``, loaded only then)."""
     if predictor is not None:
         as_segmenter(predictor)
     boxes, labels, scores, source = find_boxes(image, text, detector=detector, **settings)
@@ -144,11 +120,9 @@ def grounding_dino_boxes(image: Image.Image, text: str, *, detector, predictor, 
 
 
 def sam3_instances(image: Image.Image, text: str, *, detector, predictor, **settings):
-    """The SAM 3 method: one model finds every instance of the phrase and masks it (no box
-    detector, no SAM predictor). ``detector`` is a SAM 3 segmenter
-    (:func:`sdsam_nb.load_sam3`), ``None`` loads ``load_sam3()``; ``box_threshold`` is SAM 3's
-    score threshold; ``text_threshold`` is checked but not used.
-    """
+    """SAM 3 finds and masks every instance itself: ``detector`` is a SAM 3 segmenter (``None``
+    loads ``load_sam3()``), ``box_threshold`` its score threshold; ``text_threshold`` is
+    checked, not used."""
     max_boxes = settings["max_boxes"]
     box_threshold, _ = check_request(text, **settings)
     if predictor is not None:
@@ -175,13 +149,10 @@ def sam3_instances(image: Image.Image, text: str, *, detector, predictor, **sett
     )
 
 
-@dataclass(frozen=True)
-class TextMethod:
-    """One way from a phrase to masks: ``find(image RGB PIL, text, *, detector, predictor,
-    box_threshold, text_threshold, max_boxes) -> (boxes, labels, scores, source, masks_for)``
-    (checked XYXY boxes, best first; ``masks_for(used)``: ``NxHxW bool`` masks of the boxes at
-    indices ``used``), ``load(model, device=)`` (its :data:`Detector`) and its default model.
-    """
+class TextMethod(NamedTuple):
+    """``find(image, text, *, detector, predictor, box_threshold, text_threshold, max_boxes)
+    -> (boxes, labels, scores, source, masks_for)`` (``masks_for(used)``: the ``NxHxW bool``
+    masks of those boxes), ``load(model, device=)`` of its detector, and its default model."""
 
     find: Callable
     load: Callable
@@ -194,8 +165,7 @@ TEXT_METHODS: dict[str, TextMethod] = {
 }
 
 
-def text_method(method: str) -> TextMethod:
-    """The :class:`TextMethod` called ``method``; ``ValueError`` naming the accepted ones."""
+def _method(method: str) -> TextMethod:
     if not isinstance(method, str) or method not in TEXT_METHODS:
         raise ValueError(f"method must be one of {list(TEXT_METHODS)}, not {method!r}")
     return TEXT_METHODS[method]
@@ -204,15 +174,14 @@ def text_method(method: str) -> TextMethod:
 def load_text_detector(
     method: str = "grounding_dino", model: str | None = None, *, device=None
 ) -> Detector:
-    """Load the detector of ``method`` (once per process), e.g. for
+    """Load ``method``'s detector (once per process), e.g. for
     :meth:`ClickSegmenter.set_text <sdsam_nb.ClickSegmenter.set_text>`.
 
-    ``model``: a hub id, a folder or ``"tiny"`` (the tiny model of ``method``); ``None`` or
-    Grounding DINO's default id (the notebooks' ``detector_model`` default) mean the
-    method's own default (``facebook/sam3`` for ``"sam3"``). A SAM 3 segmenter is callable
-    as a detector: its boxes, best first.
+    ``model``: a hub id, a folder or ``"tiny"``; ``None`` or Grounding DINO's default id (the
+    notebooks' ``detector_model`` default) mean the method's default. A SAM 3 segmenter is
+    callable as a detector: its boxes, best first.
     """
-    spec = text_method(method)
+    spec = _method(method)
     if model is None or model == DEFAULT_GROUNDING_DINO:
         model = spec.default_model
     return spec.load(model, device=device)
@@ -235,44 +204,37 @@ def text_mask(
     Args:
         image: ``PIL.Image`` / ``HxWx3 uint8`` RGB / path (see :func:`sdsam_nb.to_rgb`).
         text: the phrase, e.g. ``"red shoes"``; several phrases separated by dots.
-        method: ``"grounding_dino"`` (default): Grounding DINO finds boxes, SAM masks each
-            box. ``"sam3"``: SAM 3 finds and masks every instance of the phrase itself (no
-            ``predictor``).
+        method: ``"grounding_dino"`` (default): Grounding DINO's boxes, SAM's mask of each.
+            ``"sam3"``: SAM 3 finds and masks every instance itself (no ``predictor``).
         detector: for ``"grounding_dino"`` any callable ``(image, text, box_threshold,
-            text_threshold) -> (boxes Nx4 XYXY image pixels, labels, scores)``; ``None``
-            loads ``load_grounding_dino()`` (``IDEA-Research/grounding-dino-tiny``). For
-            ``"sam3"`` a segmenter from :func:`sdsam_nb.load_sam3`; ``None`` loads
-            ``load_sam3()`` (``facebook/sam3``).
+            text_threshold) -> (boxes Nx4, labels, scores)``, ``None`` loads
+            ``load_grounding_dino()``; for ``"sam3"`` a :func:`sdsam_nb.load_sam3` segmenter,
+            ``None`` loads ``load_sam3()``.
         predictor: a ``SamPredictor`` from :func:`sdsam_nb.load_sam`; ``None`` loads
-            ``load_sam()`` (vit_b). Its image is set to ``image``. Not used by ``"sam3"``.
-        box_threshold: keep boxes whose score is above this (0..1; Grounding DINO's demo
-            uses 0.35; with ``"sam3"`` SAM 3's instance score). 0 keeps every query, 1 keeps
-            none.
-        text_threshold: a prompt token joins a box's label above this probability (0..1;
-            not used by ``"sam3"``, whose labels are the phrases).
-        combine: with several boxes, ``"union"`` ORs every box's mask (all shoes of a
-            pair); ``"best"`` keeps only the highest-scoring box's mask (one subject).
-        max_boxes: segment at most this many boxes, highest scores first (``None``: all;
-            Grounding DINO can return up to 900 with low thresholds).
+            ``load_sam()`` (vit_b).
+        box_threshold: keep boxes scoring above this (0..1; SAM 3's instance score with
+            ``"sam3"``); 0 keeps every query, 1 none.
+        text_threshold: a prompt token joins a box's label above this probability (0..1; not
+            used by ``"sam3"``).
+        combine: ``"union"`` ORs every box's mask (both shoes of a pair); ``"best"`` keeps the
+            highest-scoring box's mask only.
+        max_boxes: segment at most this many boxes, best first (``None``: all).
 
-    Boxes are clipped to the image; boxes empty after clipping are dropped. Ties in score
-    keep the detector's order.
+    Boxes are clipped to the image; empty ones are dropped; ties keep the detector's order.
 
     Returns:
-        A :class:`TextMaskResult`. When nothing is found: ``found=False``, an all-False mask,
-        no boxes, and a ``message`` saying what to try (SAM is not run).
+        A :class:`TextMaskResult`; when nothing is found, ``found=False``, an all-False mask
+        and a ``message`` saying what to try (SAM is not run).
 
     Raises:
-        ValueError: an unknown ``method``, empty ``text``, a threshold outside 0..1, an
-            unknown ``combine``, a bad ``max_boxes``, a ``detector`` that is not callable or
-            returns malformed output (with ``"sam3"``: not a SAM 3 segmenter), a
+        ValueError: an unknown ``method`` or ``combine``, empty ``text``, a threshold outside
+            0..1, a bad ``max_boxes``, a bad ``detector`` or detector output, a
             ``predictor`` with ``"sam3"``.
-        ModelUnavailableError: ``detector``/``predictor`` is None and the default model
-            cannot be had.
+        ModelUnavailableError: a default model that cannot be had.
     """
-    spec = text_method(method)
-    if combine not in COMBINE_RULES:
-        raise ValueError(f"combine must be one of {list(COMBINE_RULES)}, not {combine!r}")
+    spec = _method(method)
+    if combine not in ("union", "best"):
+        raise ValueError(f"combine must be one of ['union', 'best'], not {combine!r}")
     rgb = to_rgb(image)
     boxes, labels, scores, source, masks_for = spec.find(
         rgb,
