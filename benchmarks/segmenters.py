@@ -223,7 +223,8 @@ def run(ctx: h.Context) -> h.Section:
             row["error"] = f"{type(exc).__name__}: {exc}"
         results.append(row)
 
-    base = results[0]
+    base = results[0]  # the reference's medians, unless it failed
+    ref_s = {k: np.median(base[k]) for k in ("embedding_s", "click_s") if base.get(k)}
     for r in results:
         n = r["name"]
         if r.get("error"):
@@ -233,9 +234,9 @@ def run(ctx: h.Context) -> h.Section:
         peak = r["embed_peak_bytes"]
         sec.add(f"{n}: parameters", r["params"] / 1e6, "M", note=r["purpose"])
         sec.add(f"{n}: embedding, median of {reps}", embed, "s")
-        sec.add(f"{n}: embedding / {ref}", _ratio(embed, base, "embedding_s"), "x")
+        sec.add(f"{n}: embedding / {ref}", embed / ref_s["embedding_s"] if ref_s else None, "x")
         sec.add(f"{n}: click, median of {n_clicks}", click, "s")
-        sec.add(f"{n}: click / {ref}", _ratio(click, base, "click_s"), "x")
+        sec.add(f"{n}: click / {ref}", click / ref_s["click_s"] if ref_s else None, "x")
         sec.add(f"{n}: embedding peak memory", None if peak is None else peak / 1e9, "GB")
 
     sec.extra.update(backends=results, clicks=picture_and_clicks(n_clicks)[1], reference=ref)
@@ -261,8 +262,3 @@ def run(ctx: h.Context) -> h.Section:
             "while another core is busy): " + ", ".join(f"{n} {v:.0%}" for n, v in shares)
         )
     return sec
-
-
-def _ratio(value: float, base: dict, key: str) -> float | None:
-    """``value`` over the reference's median of ``key`` (``None`` if the reference failed)."""
-    return value / np.median(base[key]) if base.get(key) else None

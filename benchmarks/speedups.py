@@ -118,7 +118,7 @@ def compiled(sec: Section, ctx: Context, pipe, dtype) -> None:
     sec.add("UNet forward, compiled", fast, "s")
     _judge(sec, ctx, "torch.compile speed-up (option)", base / fast)
     del forward
-    torch._dynamo.reset()
+    torch.compiler.reset()
 
 
 def schedulers(sec: Section, ctx: Context, pipe) -> None:
