@@ -1,12 +1,10 @@
-"""The active run: what the kit's public functions record by themselves (docs/runs.md).
+"""The active run (docs/runs.md): what the kit's public functions record by themselves.
 
-:func:`sdsam_nb.start` makes its run the *active run* of the process until ``run.finish()`` (or
-another ``start``), as MLflow's and W&B's active runs. While one is active, each outermost
-call of a function marked :func:`recorded` appends to the run's current execution, under
-``calls``, ``{"call", "args", "returned", "seconds", "cache"}``: ``args`` are all the
-arguments it ran with, defaults included; pictures and arrays are recorded by size and the
-sha256 of their pixels, models by their class (:func:`describe`). Outside a run nothing is
-recorded and the functions behave the same.
+:func:`sdsam_nb.start` makes its run the process's active run until ``run.finish()`` (or
+another ``start``). While one is active, each outermost call of a function marked
+:func:`recorded` appends ``{"call", "args", "returned", "seconds", "cache"}`` to the run's
+current execution, under ``calls`` (:func:`describe` says how values are written). Outside a
+run nothing is recorded and the functions behave the same.
 """
 
 from __future__ import annotations

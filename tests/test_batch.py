@@ -440,15 +440,15 @@ def test_an_id_naming_what_no_batch_made_stops_the_batch_and_nothing_moves(
     assert _tree(project) == before
     # what a batch made is its own: a folder with the marker, or from before the marker one
     # whose run.json has a batch entry; each is moved aside when unfinished
-    from sdsam_nb.batch import folders
+    from sdsam_nb.batch import runner
 
     marked = runs.new_run(tmp_path / "out", run_id="marked")
-    (marked.path / folders.MARKER).touch()
+    (marked.path / runner.MARKER).touch()
     legacy = runs.new_run(tmp_path / "out", run_id="legacy")
     legacy.set("batch", {"id": "legacy"})
-    assert folders.state(marked.path, {}) == folders.state(legacy.path, {}) == "incomplete"
-    assert folders.state(project / "photos", {}) == "foreign"
-    assert folders.state(project / "link", {}) == "foreign"
+    state = runner.folder_state
+    assert state(marked.path, {}) == state(legacy.path, {}) == "incomplete"
+    assert state(project / "photos", {}) == state(project / "link", {}) == "foreign"
 
 
 def test_a_replaced_picture_or_mask_is_redone_on_resume(folder, tmp_path):

@@ -162,8 +162,8 @@ def test_the_graph_reads_relative_imports_and_packages():
         "sdsam_nb.models",
         "sdsam_nb.models.identity",
     }
-    assert _targets("sdsam_nb.batch.sweep", "sdsam_nb.batch", ["folders"]) == {
-        "sdsam_nb.batch.folders"
+    assert _targets("sdsam_nb.batch.sweep", "sdsam_nb.batch", ["runner"]) == {
+        "sdsam_nb.batch.runner"
     }
     assert _targets("sdsam_nb.batch.item", "sdsam_nb.batch", ["a_name"]) == {"sdsam_nb.batch"}
     assert _targets("sdsam_nb.images", "numpy", ["array"]) == set()

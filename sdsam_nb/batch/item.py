@@ -1,17 +1,13 @@
-"""A batch: every item of a manifest into its own run folder, through the runner batches and
-sweeps share (:func:`sdsam_nb.batch.runner.run_jobs`).
+"""A batch: every item of a manifest into its own run folder, through the runner that batches
+and sweeps share (:func:`sdsam_nb.batch.runner.run_jobs`; docs/batches.md).
 
-An item runs up to three notebooks into its run folder, as ``sdsam-nb run`` chains them:
-``01_generate_subject`` (a ``subject_prompt`` instead of an ``image``), ``02_click_to_mask``
-(``points`` / ``box`` / ``text_prompt`` / ``clicks``), then ``03_inpaint_background`` or
-``04_composite_background`` (its ``method``). Each notebook's parameters are its
-``parameters`` cell's defaults, updated by the batch's defaults and then by the item (the names
-that notebook declares), checked with :func:`sdsam_nb.runs.check_params`. The notebooks run in
-this process (or a Ray worker): :func:`sdsam_nb.runs.chain.execute_here` runs their cells with
-the parameters ``sdsam-nb run`` would inject, so the run records what a kernel would and
-``sdsam-nb replay`` re-runs it. The one step a batch adds is the mask it makes (``mask:
-auto``) or takes (a file), kept as ``mask.png`` before notebook 03 or 04 reads it through
-``mask_path``.
+An item runs the notebooks ``sdsam-nb run`` would chain for it, in this process or a Ray
+worker (:func:`sdsam_nb.runs.chain.execute_here`): ``01_generate_subject`` for a
+``subject_prompt``, ``02_click_to_mask`` for prompts, then ``03_inpaint_background`` or
+``04_composite_background`` (its ``method``). Each notebook's parameters are its ``parameters``
+cell's defaults, updated by the batch's defaults, then by the item. The one step of the
+batch's own is the mask it makes (``mask: auto``) or takes (a file), kept as the run's
+``mask.png`` for 03 or 04 (``mask_path``).
 """
 
 from __future__ import annotations
@@ -34,12 +30,9 @@ from ..runs.chain import declared, execute_here
 from .manifest import METHODS, PROMPTS, Manifest, check_item, read_manifest
 from .runner import Jobs, Result, run_jobs
 
-GENERATE = "01_generate_subject"
-CLICK = "02_click_to_mask"
-MASK_FILE = "mask.png"  # the mask a batch keeps in a new run folder (mask: auto or a file)
+GENERATE, CLICK = "01_generate_subject", "02_click_to_mask"
 NO_PROMPT = {"points": [], "box": None, "text_prompt": None, "clicks": None}
-# automatic masks are segment_anything's (SamAutomaticMaskGenerator): unless the item names a
-# SAM, mask="auto" uses vit_b whatever notebook 02's click default is
+# mask="auto" is segment_anything's SamAutomaticMaskGenerator: vit_b unless the item names a SAM
 AUTO_SAM = "vit_b"
 
 
@@ -55,12 +48,12 @@ class Plan:
 
     Attributes:
         id: the item's id (its run folder's name).
-        notebooks: notebook name -> its checked parameters, in the order they run (without
-            the run folder: :meth:`params_for`).
+        notebooks: notebook name -> its checked parameters, in the order they run (the run
+            folder not yet among them).
         image: the item's picture (absolute), or ``None`` when the subject is generated.
         mask: ``None`` (notebook 02's prompts make it), ``"auto"``, or a mask file (absolute).
-        auto_mask: :func:`sdsam_nb.segment.auto_subject_mask` settings for ``mask="auto"``.
-        sam_model: the SAM model of ``mask="auto"``.
+        auto_mask: :func:`sdsam_nb.segment.auto_subject_mask`'s settings for ``mask="auto"``.
+        sam_model: the SAM of ``mask="auto"``.
     """
 
     id: str
@@ -70,27 +63,15 @@ class Plan:
     auto_mask: dict = field(default_factory=dict)
     sam_model: str = AUTO_SAM
 
-    def params_for(self, run_path: Path) -> dict[str, dict]:
-        """Each notebook's parameters in run folder ``run_path``, as ``sdsam-nb run`` gives
-        them (``run_dir`` that folder, ``progress`` off); 03 / 04 read a mask the batch keeps
-        through ``mask_path``."""
-        out = {}
-        for name, params in self.notebooks.items():
-            params = {**params, "run_dir": str(run_path)}
-            if "progress" in params:  # the notebooks that load SD declare it
-                params["progress"] = False
-            if self.mask is not None and name in METHODS.values():
-                params["mask_path"] = str(run_path / MASK_FILE)
-            out[name] = check_params(**params)
-        return out
-
 
 def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
-    """The :class:`Plan` of ``item`` (a manifest entry, with its ``id``).
+    """The :class:`Plan` of ``item`` (a manifest entry, with its ``id``); only the picture's
+    header is read.
 
-    ``defaults`` are the batch's checked defaults (:func:`check_item` with ``defaults=True``,
-    paths absolute); ``base`` is what the item's relative paths are relative to. Only the
-    picture's header is read here.
+    Args:
+        defaults: the batch's checked defaults (:func:`check_item` with ``defaults=True``,
+            paths absolute).
+        base: what the item's relative paths are relative to.
 
     Raises:
         ValueError, FileNotFoundError: one line: a bad key or value, an unreadable picture, a
@@ -103,23 +84,28 @@ def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
         raise ValueError("give image or subject_prompt, not both")
     if image is None and "subject_prompt" not in given and "subject_prompt" not in defaults:
         raise ValueError("the item needs an image or a subject_prompt")
-    if image is not None:
-        _check_picture(image)  # before a run folder is made for it
+    if image is not None:  # before a run folder is made for it
+        if not _is_file(image, "image"):
+            raise FileNotFoundError(f"image: no image file at {str(image)!r}")
+        try:
+            Image.open(image).close()
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise ValueError(
+                f"image: {str(image)!r} is not an image PIL can read ({exc})"
+            ) from None
     # the mask: the item's own prompts or mask, else the defaults', else automatic
     prompts, mask = _mask_source(given)
     if not prompts and mask is None:
         prompts, mask = _mask_source(defaults)
     if not prompts and mask is None:
         mask = "auto"
-    if mask is not None and mask != "auto":
+    if mask not in (None, "auto"):
         mask = files["mask"]
         if not _is_file(mask, "mask"):
             raise FileNotFoundError(f"mask: no mask file at {str(mask)!r}")
-    method = given.get("method", defaults.get("method", "inpaint"))
     spec = {k: v for k, v in {**defaults, **given}.items() if k in SPEC}
-    names = [GENERATE] if image is None else []
-    names += [CLICK] if prompts else []
-    names.append(METHODS[method])
+    names = ([GENERATE] if image is None else []) + ([CLICK] if prompts else [])
+    names.append(METHODS[given.get("method", defaults.get("method", "inpaint"))])
     notebooks = {}
     for name in names:
         params = copy.deepcopy(_notebook_defaults(name))  # one item's values never reach another
@@ -130,14 +116,12 @@ def plan_item(item: dict, defaults: dict, base: Path) -> Plan:
             params["image_path"] = str(image) if image is not None else ""
         notebooks[name] = check_params(**params)
     auto = {**defaults.get("auto_mask", {}), **given.get("auto_mask", {})}
-    sam = spec.get("sam_model", AUTO_SAM)
-    return Plan(str(item["id"]), notebooks, image, mask, auto, sam)
+    return Plan(str(item["id"]), notebooks, image, mask, auto, spec.get("sam_model", AUTO_SAM))
 
 
 def input_files(item: dict, defaults: dict, base: Path) -> dict[str, Path]:
-    """The files ``item`` reads, as absolute paths: ``"image"`` (its picture) and ``"mask"``
-    (its mask file; the defaults' when the item gives neither a mask nor prompts of its own),
-    each only when there is one. Nothing is checked or opened here."""
+    """The files ``item`` reads, absolute: ``"image"`` and ``"mask"`` (the defaults' when the
+    item gives neither a mask nor prompts), each only when there is one; nothing is opened."""
     files = {}
     image = item.get("image")
     if isinstance(image, (str, os.PathLike)) and str(image).strip():
@@ -155,18 +139,6 @@ def _is_file(path: Path, name: str) -> bool:
         return path.is_file()
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte
         raise ValueError(f"{name}: {str(path)[:200]!r} cannot be a file's path ({exc})") from None
-
-
-def _check_picture(path: Path) -> None:
-    """Raise ``FileNotFoundError`` (no file) or ``ValueError`` (not a picture PIL reads, from
-    its header)."""
-    if not _is_file(path, "image"):
-        raise FileNotFoundError(f"image: no image file at {str(path)!r}")
-    try:
-        with Image.open(path):
-            pass
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"image: {str(path)!r} is not an image PIL can read ({exc})") from None
 
 
 def _mask_source(given: dict) -> tuple[dict, str | None]:
@@ -187,8 +159,8 @@ def _mask_source(given: dict) -> tuple[dict, str | None]:
 def item_spec(item: dict, defaults: dict, base: Path, hashes: dict | None = None) -> dict:
     """What an item's run is made from, as ``run.json`` stores it (compared on resume): the
     item, the batch's defaults, and ``sha256``: the hex sha256 of each file the item reads
-    (``image``, ``mask``; ``None`` when it cannot be read: the item fails when it runs).
-    ``hashes`` keeps each file's hash for the other items that read it."""
+    (``None`` when it cannot be read: the item fails when it runs). ``hashes`` (path -> hash)
+    keeps each file's hash for the other items that read it."""
     hashes = {} if hashes is None else hashes
     try:
         files = input_files(check_item(item), defaults, base)
@@ -205,16 +177,17 @@ def item_spec(item: dict, defaults: dict, base: Path, hashes: dict | None = None
 
 
 class Items(Jobs):
-    """A manifest's items as the runner's jobs (named by their ids), with the batch's checked
-    ``defaults``."""
+    """A manifest's items as the runner's jobs, with the batch's checked ``defaults``."""
 
     key, unit = "batch", "item"
 
     def __init__(self, manifest: Manifest, defaults: dict):
         self.manifest, self.defaults = manifest, defaults
         self.items = {item["id"]: item for item in manifest.items}
-        base, hashes = manifest.base, {}
-        specs = {rid: item_spec(item, defaults, base, hashes) for rid, item in self.items.items()}
+        hashes = {}
+        specs = {
+            i: item_spec(item, defaults, manifest.base, hashes) for i, item in self.items.items()
+        }
         super().__init__(list(self.items), specs)
 
     def prepare(self, name: str) -> Plan:
@@ -224,10 +197,41 @@ class Items(Jobs):
         return {"id": name, "manifest": self.manifest.source}
 
     def execute(self, name: str, run: Run, plan: Plan) -> None:
-        for notebook, params in plan.params_for(run.path).items():
+        for notebook, params in plan.notebooks.items():
+            params = {**params, "run_dir": str(run.path)}
+            if "progress" in params:  # the notebooks that load SD declare it
+                params["progress"] = False  # the batch shows its own
             if plan.mask is not None and notebook in METHODS.values():
-                _keep_mask(run, params, plan)
-            execute_here(notebook, params, quiet=True)  # the batch prints its own progress
+                params["mask_path"] = str(_keep_mask(run, params["image_path"], plan))
+            execute_here(notebook, check_params(**params), quiet=True)
+
+
+def _keep_mask(run: Run, image_path: str, plan: Plan) -> Path:
+    """Keep the mask the batch makes (``mask: auto``) or takes (a file) in ``run`` as
+    ``mask.png``, with how it was made (``mask_made_by``); returns its path."""
+    if image_path:
+        subject = to_rgb(image_path, name="image_path")
+    else:  # generated by 01, which ran before
+        subject = to_rgb(run.file("subject"), name="subject")
+    if plan.mask == "auto":
+        from ..segment import auto_subject_mask
+
+        with run.step("load_sam"):
+            predictor = load_sam(plan.sam_model)
+        run.log_loaded("sam", predictor, plan.sam_model)
+        with run.step("auto_mask"):
+            result = auto_subject_mask(predictor, subject, **plan.auto_mask)
+        run.set("auto_mask", result.to_dict())
+        if not result.found:
+            raise ValueError(f"mask: auto: {result.message}")
+        mask = result.mask
+        runs.record_mask_made(run, "automatic")
+    else:
+        with Image.open(plan.mask) as opened:
+            mask = to_mask(opened, subject.size, name="mask")
+        check_subject(mask, name="mask")
+        runs.record_mask_made(run, "file", path=str(plan.mask), sha256=sha256_file(plan.mask))
+    return run.save_mask("mask", mask)
 
 
 def run_batch(
@@ -262,34 +266,3 @@ def run_batch(
         defaults["mask"] = str(Path(os.path.expanduser(defaults["mask"])).resolve())
     jobs = Items(manifest, defaults)
     return run_jobs(jobs, out_dir, progress=progress, ray=ray, workers=workers)
-
-
-def _keep_mask(run: Run, params: dict, plan: Plan) -> None:
-    """The mask the batch makes (``mask: auto``) or takes (a file), kept in the run as
-    ``mask.png`` (``params["mask_path"]``) with how it was made (``mask_made_by``)."""
-    if params["image_path"]:
-        subject = to_rgb(params["image_path"], name="image_path")
-    else:  # generated by 01, which ran before
-        subject = to_rgb(run.file("subject"), name="subject")
-    if plan.mask == "auto":
-        from ..segment import auto_subject_mask
-
-        with run.step("load_sam"):
-            predictor = load_sam(plan.sam_model)
-        run.log_loaded("sam", predictor, plan.sam_model)
-        with run.step("auto_mask"):
-            result = auto_subject_mask(predictor, subject, **plan.auto_mask)
-        run.set("auto_mask", result.to_dict())
-        if not result.found:
-            raise ValueError(f"mask: auto: {result.message}")
-        mask = result.mask
-        runs.record_mask_made(run, "automatic")
-    else:
-        with Image.open(plan.mask) as opened:
-            mask = to_mask(opened, subject.size, name="mask")
-        check_subject(mask, name="mask")
-        runs.record_mask_made(run, "file", path=str(plan.mask), sha256=sha256_file(plan.mask))
-    if run.file("mask") is None:  # kept once: 03 and 04 would read the same
-        path = run.save_mask("mask", mask)
-        if str(path) != params["mask_path"]:  # a new run folder: the first mask is mask.png
-            raise RuntimeError(f"the batch's mask went to {path}, not {params['mask_path']}")

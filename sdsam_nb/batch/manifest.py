@@ -57,12 +57,6 @@ RESERVED_IDS = ("index.csv", "index.parquet")
 MOVED_ASIDE = (".incomplete-", ".previous-")  # what resume appends to a folder it moves aside
 MAX_BYTES = 64 << 20  # a manifest file's size at most (64 MiB)
 MAX_ITEMS = 100_000  # items in one manifest at most
-# what each kind of manifest holds, for the message that it holds no items
-HOW = {
-    ".csv": "a header row of keys (id,image,...) and one row per item",
-    ".yaml": "a list of items (- image: a.png)",
-    ".jsonl": "one JSON object per line",
-}
 
 
 @dataclass
@@ -144,8 +138,7 @@ def _text(path: Path) -> str:
 
 
 def _count(n: int, what: str) -> None:
-    """Refuse ``n`` items (of manifest ``what``) when there are none or more than
-    :data:`MAX_ITEMS`."""
+    """Refuse ``n`` items (of manifest ``what``): none, or more than :data:`MAX_ITEMS`."""
     if n == 0:
         raise ValueError(f"{what} has no items: give at least one")
     if n > MAX_ITEMS:
@@ -169,7 +162,9 @@ def _numbered(items: list, what: str) -> list[dict]:
 def _yaml(path: Path, text: str) -> list[dict]:
     data = load_yaml(text, name=f"manifest {path.name}")
     if data is None or data == []:
-        raise ValueError(f"manifest {path.name} has no items: write {HOW['.yaml']}")
+        raise ValueError(
+            f"manifest {path.name} has no items: write a list of items (- image: a.png)"
+        )
     if not isinstance(data, list):
         raise ValueError(f"manifest {path.name} must hold a list of items (- id: ...)")
     return _numbered(data, "item")
@@ -191,7 +186,7 @@ def _jsonl(path: Path, text: str) -> list[dict]:
         items.append(item)
         _count(len(items), f"manifest {path.name}")
     if not items:
-        raise ValueError(f"manifest {path.name} has no items: write {HOW['.jsonl']}")
+        raise ValueError(f"manifest {path.name} has no items: write one JSON object per line")
     return _numbered(items, "item")
 
 
@@ -217,7 +212,10 @@ def _csv(path: Path, text: str) -> list[dict]:
             ) from None
         raise ValueError(f"{where}: not CSV ({_first_line(exc)})") from None
     if not items:
-        raise ValueError(f"manifest {path.name} has no items: write {HOW['.csv']}")
+        raise ValueError(
+            f"manifest {path.name} has no items: write a header row of keys (id,image,...) "
+            "and one row per item"
+        )
     return _numbered(items, "row")
 
 

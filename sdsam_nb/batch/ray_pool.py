@@ -1,10 +1,10 @@
 """A batch's or sweep's jobs on a Ray Data actor pool (docs/batches.md, "On Ray").
 
-Each :class:`JobWorker` actor is one process: the models it loads for its first job serve the
-others, as in a local batch, and it writes its jobs' run folders itself (on a cluster, ``-o``
-must be storage every node sees); the driver collects the index rows. With GPUs each actor asks
-for one. A worker that dies is replaced and its job retried (Ray Data's actor pools do it): the
-job moves its unfinished folder aside and runs again, or fails after :data:`ATTEMPTS` deaths.
+Each actor is one process that keeps the models its first job loaded and writes its jobs' run
+folders itself (on a cluster ``-o`` must be storage every node sees); the driver collects the
+index rows. A worker that dies is replaced and its job retried (Ray Data's actor pools do it):
+the job moves its unfinished folder aside and runs again, or fails after :data:`ATTEMPTS`
+deaths.
 """
 
 from __future__ import annotations
@@ -19,52 +19,47 @@ from pathlib import Path
 
 import torch
 
-INSTALL = 'pip install "sdsam-nb[ray]"'
 ATTEMPTS = 3  # a job whose worker died this many times in one pass fails instead
-# Ray's switch between a single-machine instance on the loopback address and a cluster node
-# on the machine's network address (read when ray is imported)
-LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def import_ray(address: str | None = None, workers: int | None = None):
-    """``ray`` (and ``ray.data``), once ``workers`` (the pool's size, if given) is checked.
-
-    With ``address="local"`` and ray not imported yet, the instance this process starts
-    listens on 127.0.0.1 only.
+    """``ray``, with ``ray.data`` imported, once ``workers`` (the pool's size, if given) is
+    checked. With ``address="local"`` and ray not imported yet, the instance this process
+    starts listens on 127.0.0.1 only.
 
     Raises:
-        ValueError: one line: ``workers`` is not a whole number >= 1, or Ray is not installed
-            (saying how to install it).
+        ValueError: one line: ``workers`` is not a whole number >= 1, or Ray Data is not
+            installed (saying how to install it).
     """
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
         raise ValueError(f"workers must be a whole number, not {workers!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     if address == "local" and "ray" not in sys.modules:
-        os.environ.setdefault(LOOPBACK, "0")
+        # read when ray is imported: a single-machine instance on the loopback address
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
         import ray.data  # noqa: F401  (the ``data`` extra: pyarrow, pandas)
     except ImportError as exc:
         raise ValueError(
-            f"--ray needs Ray Data, which is not installed ({exc.name}): {INSTALL} "
-            '(or pip install "ray[data]")'
+            f"--ray needs Ray Data, which is not installed ({exc.name}): "
+            'pip install "sdsam-nb[ray]" (or pip install "ray[data]")'
         ) from None
     return ray
 
 
 class JobWorker:
-    """One actor of the pool: runs the jobs (a :class:`~sdsam_nb.batch.runner.Jobs`) it is given
-    into ``out``, with ``threads`` torch CPU threads (``None``: as Ray set them); ``since``
-    (:func:`time.time`) is when this pass began."""
+    """One actor: runs the jobs (:class:`~sdsam_nb.batch.runner.Jobs`) it is given into
+    ``out`` with ``threads`` torch CPU threads; ``since`` (:func:`time.time`) is when this pass
+    began."""
 
-    def __init__(self, jobs, out: str, threads: int | None, since: float):
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, jobs, out: str, threads: int, since: float):
+        torch.set_num_threads(threads)
         self.jobs, self.out, self.since = jobs, Path(out), since
 
     def __call__(self, batch: dict) -> dict:
-        """``{"name": [a job's name]...}`` -> ``{"row": [JSON of its index row]...}``."""
+        """``{"name": [job names]}`` -> ``{"row": [the JSON of each one's index row]}``."""
         rows = []
         for name in map(str, batch["name"]):
             died = self._attempts(name)
@@ -92,12 +87,13 @@ class JobWorker:
 def ray_rows(
     jobs, todo: list[str], out: Path, *, address: str = "local", workers: int | None = None
 ) -> Iterator[dict]:
-    """Run the jobs named ``todo`` on Ray; yield each one's index row as it finishes (in any
+    """Run the jobs named ``todo`` on Ray; yields each one's index row as it finishes (in any
     order).
 
-    ``address``: ``"local"`` joins the Ray instance this process started or starts one here
+    ``address``: ``"local"`` joins the Ray instance this process started, or starts one here
     (stopped at the end); ``"auto"`` joins the cluster running here; anything else is a
-    cluster's address (``ray://host:10001``, ``host:6379``).
+    cluster's address (``ray://host:10001``, ``host:6379``). The pool has ``workers`` actors
+    (default: one per GPU, each asking for one, else 2).
 
     Raises:
         ValueError: as :func:`import_ray`, or the cluster cannot be reached.
@@ -105,11 +101,21 @@ def ray_rows(
     ray = import_ray(address, workers)
     if not todo:
         return
-    started = _connect(ray, address, workers)
+    started = False
+    if not ray.is_initialized():
+        if address == "local":  # a logical CPU more than the pool takes
+            cpus = max(os.cpu_count() or 1, (workers or 2) + 1)
+            ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
+        else:
+            try:
+                ray.init(address=address, logging_level="WARNING")
+            except (ConnectionError, RuntimeError) as exc:
+                raise ValueError(f"--ray {address}: no Ray cluster reached ({exc})") from None
+        started = True
     try:
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
-        size = min(workers or (gpus if gpus else 2), len(todo))
+        size = min(workers or gpus or 2, len(todo))
         # Each actor asks for a CPU, or less when the pool would hold every CPU: Ray Data's own
         # tasks need one free, or the batch waits for ever (a 2-CPU instance, 2 actors).
         each = {"num_cpus": min(1.0, max(cpus - 1, 0.1) / size)}
@@ -141,20 +147,3 @@ def ray_rows(
     finally:
         if started:
             ray.shutdown()
-
-
-def _connect(ray, address: str, workers: int | None) -> bool:
-    """Join or start Ray; ``True`` when this call started an instance (to stop it after)."""
-    if ray.is_initialized():
-        return False
-    if address == "local":
-        # a logical CPU more than the pool takes (logical CPUs may exceed the cores)
-        cpus = max(os.cpu_count() or 1, (workers or 2) + 1)
-        quiet = {"include_dashboard": False, "logging_level": "WARNING"}
-        ray.init(num_cpus=cpus, log_to_driver=True, **quiet)
-        return True
-    try:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
-    except (ConnectionError, RuntimeError) as exc:
-        raise ValueError(f"--ray {address}: no Ray cluster reached ({exc})") from None
-    return True

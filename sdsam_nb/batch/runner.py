@@ -1,21 +1,12 @@
-"""The one runner of batches and sweeps: each job (a batch's item, a sweep's point) into its
-own run folder ``<out>/<name>/``, here or on Ray (:mod:`.ray_pool`), resumable; the index
-``<out>/index.csv`` (and ``index.parquet`` with pyarrow) has a row per job, rewritten
-atomically after each.
+"""The one runner of batches and sweeps (docs/batches.md): each job (a batch's item, a sweep's
+point) into its own run folder ``<out>/<name>/``, here or on Ray (:mod:`.ray_pool`), with the
+index ``<out>/index.csv`` (and ``index.parquet`` with pyarrow) rewritten atomically after each.
 
-The models load once per process (the notebooks' loaders keep them in
-:data:`sdsam_nb.models.MODELS`). Resume (docs/batches.md): a job whose folder is done from the
-same spec is skipped; another folder the runner made under its name is moved aside
-(:mod:`.folders`) and the job runs again; anything else there stops the run before it writes.
-A failing job is recorded in its ``run.json`` entry (:attr:`Jobs.key`) and its index row,
-never raised: the others go on.
-
-The index's columns (:data:`COLUMNS`): ``id``; ``status`` (``done``, ``failed``, ``pending``);
-``error`` (one line); ``run_dir`` (relative; empty when no folder was made); ``files``
-(``;``-separated); ``object_expansion`` (the mean over the inpainted variations) and
-``object_expansion_original`` (see :func:`sdsam_nb.score_results`); ``seconds``; ``skipped``
-(done by an earlier pass); ``worker`` (``host:pid``) and ``peak_memory_mb`` (that process's
-peak, its models included); then a sweep's swept parameters (text as it is, else JSON).
+Resume: a job whose folder is done from the same spec is skipped; another folder a batch or
+sweep made (it holds :data:`MARKER`, or from before the marker a ``run.json`` with the jobs'
+entry) is moved aside, never deleted, and the job runs again; anything else under a job's name
+(a file, a link, the user's folder) stops the run before it writes. A failing job is recorded
+in its ``run.json`` entry and its index row, never raised: the others go on.
 """
 
 from __future__ import annotations
@@ -23,11 +14,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import secrets
 import socket
 import sys
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -36,9 +29,13 @@ from tqdm.auto import tqdm
 from ..runs import Run, ensure_folder, new_run, open_run
 from ..runs.record import replace_atomically, write_synced
 from ..validate import one_line
-from . import folders
 from .ray_pool import import_ray, ray_rows
 
+# The index's columns, then a sweep's swept parameters (text as it is, else JSON). status:
+# done, failed or pending; run_dir: relative, empty when no folder was made; files:
+# ;-separated; object_expansion: the mean over the inpainted variations (see
+# sdsam_nb.score_results); skipped: done by an earlier pass; worker: host:pid, and its peak
+# memory (its models included).
 COLUMNS = (
     "id",
     "status",
@@ -53,12 +50,14 @@ COLUMNS = (
     "peak_memory_mb",
 )
 NUMBERS = ("object_expansion", "object_expansion_original", "seconds", "peak_memory_mb")
+MARKER = ".sdsam-batch"  # in each run folder a batch or sweep makes: the folders it may move
 
 
 @dataclass
 class Result:
-    """What a batch or a sweep did: its folder, the index's rows (in the manifest's or grid's
-    order) and the path of ``index.csv``."""
+    """What a batch or sweep did: its folder, the index's rows (in the manifest's or grid's
+    order) and the path of ``index.csv``. ``done`` and ``skipped`` include the rows an
+    earlier pass did; ``exit_code`` is 0 when every row is done, else 1."""
 
     out_dir: Path
     rows: list[dict]
@@ -66,7 +65,6 @@ class Result:
 
     @property
     def done(self) -> list[str]:
-        """The rows done (in this pass or an earlier one)."""
         return [r["id"] for r in self.rows if r["status"] == "done"]
 
     @property
@@ -75,29 +73,116 @@ class Result:
 
     @property
     def skipped(self) -> list[str]:
-        """The rows an earlier pass had done."""
         return [r["id"] for r in self.rows if r["skipped"]]
 
     @property
     def exit_code(self) -> int:
-        """The command's exit status: 0 every row done, 1 some failed."""
         return 1 if self.failed else 0
 
 
+def owned(folder: Path, key: str = "batch") -> bool:
+    """Whether ``folder`` is a folder (not a link) that a batch or sweep made."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    if (folder / MARKER).is_file():
+        return True
+    try:
+        record = open_run(folder).record
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and key in record
+
+
+def folder_state(folder: Path, spec: dict, key: str = "batch") -> str:
+    """``"new"`` (nothing there), ``"foreign"`` (not :func:`owned`), ``"done"`` (every
+    execution done, and ``run.json``'s ``key`` entry has ``seconds``, no ``error`` and
+    ``spec``), ``"changed"`` (done from another spec) or ``"incomplete"``."""
+    if not os.path.lexists(folder):
+        return "new"
+    if not owned(folder, key):
+        return "foreign"
+    try:
+        run = open_run(folder)
+        entry = run.record[key]
+        # the seconds are recorded after the last notebook: a kill between notebooks is not done
+        if run.status != "done" or "seconds" not in entry or "error" in entry:
+            return "incomplete"
+        same = entry["spec"] == spec
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        return "incomplete"  # no run.json yet, unreadable, or no spec in it
+    return "done" if same else "changed"
+
+
+def _foreign(out: Path, names: list[str]) -> ValueError:
+    listed = ", ".join(repr(name) for name in names[:5])
+    listed += f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ValueError(
+        f"{out} already holds {listed}, which no batch or sweep made: choose another -o, or "
+        "move them away (a batch or sweep never moves or writes into what is not its own)"
+    )
+
+
+def _make(out: Path, name: str) -> Path:
+    """``out/name`` holding :data:`MARKER`, made atomically (under a hidden name, marked,
+    renamed): a batch killed at any moment leaves nothing or a folder it owns."""
+    tmp = out / f".{name}.new-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    (tmp / MARKER).write_text(
+        "a run folder of sdsam-nb batch or sweep: resuming it may move this folder aside\n",
+        encoding="utf-8",
+    )
+    target = out / name
+    if os.path.lexists(target):  # appeared since the batch began (a rename would replace it)
+        (tmp / MARKER).unlink()
+        tmp.rmdir()
+        raise _foreign(out, [name])
+    os.rename(tmp, target)
+    return target
+
+
+def _move_aside(folder: Path, kind: str) -> Path:
+    """Rename ``folder`` to the free name ``<name>.<kind>-<time>[-n]``; returns it."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target, n = folder.with_name(f"{folder.name}.{kind}-{stamp}"), 1
+    while os.path.lexists(target):
+        n += 1
+        target = folder.with_name(f"{folder.name}.{kind}-{stamp}-{n}")
+    os.rename(folder, target)
+    return target
+
+
+def worker() -> dict:
+    """``{"worker": "host:pid", "peak_memory_mb": the process's peak so far}`` (``None`` on
+    Windows): a process keeps its models loaded, so the peak is the worker's, not a job's."""
+    found = {"worker": f"{socket.gethostname()}:{os.getpid()}", "peak_memory_mb": None}
+    try:
+        import resource
+    except ImportError:  # Windows
+        return found
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
+    found["peak_memory_mb"] = round(peak / (2**20 if sys.platform == "darwin" else 2**10))
+    return found
+
+
+def since(start: float) -> float:
+    """Seconds since ``start`` (a :func:`time.perf_counter` reading), to 0.01 s."""
+    return round(time.perf_counter() - start, 2)
+
+
 class Jobs:
-    """The jobs of one batch or sweep (subclasses: the batch's items, the sweep's points).
+    """The jobs of one batch or sweep; subclasses (the batch's items, the sweep's points) say
+    what a job is made from and how it runs.
 
     Attributes:
-        key: ``"batch"`` or ``"sweep"``: the entry of ``run.json`` that holds a job's spec,
-            seconds and worker, and the word the messages use.
+        key: ``"batch"`` or ``"sweep"``: the ``run.json`` entry holding a job's spec, seconds
+            and worker.
         unit: what one job is called (``"item"``, ``"point"``).
         names: the jobs' names (their run folders' names), in order.
         specs: name -> what the job's run is made from (compared on resume).
-        columns: the index's columns after :data:`COLUMNS` (a sweep's swept names).
+        columns: the index's columns after :data:`COLUMNS`.
     """
 
-    key = "batch"
-    unit = "item"
+    key, unit = "batch", "item"
     columns: tuple[str, ...] = ()
 
     def __init__(self, names: list[str], specs: dict[str, dict]):
@@ -120,13 +205,11 @@ class Jobs:
         return {}
 
     def row(self, name: str, **values) -> dict:
-        """The job's index row: :data:`COLUMNS` (empty) and its :meth:`values`, updated by
-        ``values``."""
+        """The job's index row (empty cells), updated by ``values``."""
         out = {**dict.fromkeys(COLUMNS), "error": "", "run_dir": "", "files": "", "skipped": False}
         return {**out, "id": name, **self.values(name), **values}
 
     def done_row(self, run: Run, name: str, *, skipped: bool) -> dict:
-        """The row of a finished run: its files, scores, seconds and worker."""
         record = run.record
         entry = record.get(self.key, {})
         scores = record.get("inpaint_scores") or []
@@ -148,72 +231,47 @@ class Jobs:
         )
 
     def run_one(self, name: str, out: Path, state: str | None = None) -> dict:
-        """Run job ``name`` into ``out/<name>/``; its index row (a failure is recorded there,
-        never raised).
+        """Run job ``name`` into ``out/<name>/``; returns its index row (a failure is recorded
+        there, never raised).
 
-        ``state``: the job's folder as the runner found it (:func:`folders.state`); ``None``
-        (a Ray worker) looks again, so that a job retried after its worker died moves its own
-        unfinished attempt aside, and one that had finished is not run again.
+        ``state``: :func:`folder_state` as the runner found it; ``None`` (a Ray worker) looks
+        again, so that a job retried after its worker died moves its own unfinished attempt
+        aside, and one that had finished is not run again.
         """
-        spec = self.specs[name]
-        if state is None:
-            state = folders.state(out / name, spec, key=self.key)
+        spec, start = self.specs[name], time.perf_counter()
+        state = state or folder_state(out / name, spec, self.key)
         if state == "done":
             return self.done_row(open_run(out / name), name, skipped=False)
-        start = time.perf_counter()
-
-        def failed(error: str) -> dict:
-            return self.row(name, status="failed", error=error, seconds=since(start))
-
-        if state == "foreign":  # appeared since the batch was planned: left alone
-            return failed(f"ValueError: {folders.foreign(out, [name])}")
         try:
-            prepared = self.prepare(name)
-        except Exception as exc:  # a bad job: recorded, no run folder, the others go on
-            return failed(one_line(exc))
+            if state == "foreign":  # appeared since the batch was planned: left alone
+                raise _foreign(out, [name])
+            prepared = self.prepare(name)  # a bad job fails without a run folder
+        except Exception as exc:
+            return self.row(name, status="failed", error=one_line(exc), seconds=since(start))
         if state != "new":
             kind = "previous" if state == "changed" else "incomplete"
-            moved = folders.move_aside(out / name, kind)
+            moved = _move_aside(out / name, kind)
             why = "made with other settings" if state == "changed" else "unfinished or failed"
             tqdm.write(
                 f"{name}: the earlier run was {why}; it is now {moved.name}", file=sys.stderr
             )
         try:  # with its marker: the batch owns the folder from its first moment
-            run = new_run(out, run_id=folders.make(out, name).name, made=True)
+            run = new_run(out, run_id=_make(out, name).name, made=True)
         except (OSError, ValueError) as exc:  # something appeared there since: left alone
-            return failed(one_line(exc))
-        # the worker (host:pid) from the start: a running job says which process runs it
+            return self.row(name, status="failed", error=one_line(exc), seconds=since(start))
+        # the worker from the start: a running job says which process runs it
         run.set(self.key, {**self.entry(name), "spec": spec, "worker": worker()["worker"]})
         try:
             self.execute(name, run, prepared)
-            # the seconds mark the job done: a kill between notebooks leaves it incomplete
-            took, where = since(start), worker()
-            run.update(lambda r: r[self.key].update(seconds=took, **where))
         except Exception as exc:  # recorded in run.json and the index; the others go on
-            line, trace, where = one_line(exc), traceback.format_exc(), worker()
-            took = since(start)
-            entry = {"error": line, "traceback": trace, "seconds": took, **where}
-            run.update(lambda r: r[self.key].update(entry))
-            return self.row(name, status="failed", error=line, run_dir=name, seconds=took, **where)
+            line, where = one_line(exc), {"seconds": since(start), **worker()}
+            failed = {"error": line, "traceback": traceback.format_exc(), **where}
+            run.update(lambda r: r[self.key].update(failed))
+            return self.row(name, status="failed", error=line, run_dir=name, **where)
+        # the seconds mark the job done: a kill before them leaves it incomplete
+        where = {"seconds": since(start), **worker()}
+        run.update(lambda r: r[self.key].update(where))
         return self.done_row(run, name, skipped=False)
-
-
-def worker() -> dict:
-    """Which process ran the job (``host:pid``) and its peak memory so far (MB): a process's
-    models stay loaded, so the peak is the worker's, not the job's own."""
-    found = {"worker": f"{socket.gethostname()}:{os.getpid()}", "peak_memory_mb": None}
-    try:
-        import resource
-    except ImportError:  # Windows: no peak memory
-        return found
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
-    found["peak_memory_mb"] = round(peak / (2**20 if sys.platform == "darwin" else 2**10))
-    return found
-
-
-def since(start: float) -> float:
-    """Seconds since ``start`` (a :func:`time.perf_counter` reading), to 0.01 s."""
-    return round(time.perf_counter() - start, 2)
 
 
 def write_index(out_dir: Path, rows: list[dict], columns: tuple[str, ...] = ()) -> Path:
@@ -254,8 +312,8 @@ def run_jobs(
         out_dir: the folder (created). Run again into it to resume.
         progress: a tqdm progress bar on stderr; without it a line per job done.
         ray: ``None`` runs the jobs here, one after the other; else on a Ray actor pool
-            (:mod:`.ray_pool`, the ``ray`` extra): ``"local"`` (this machine), ``"auto"`` (the
-            cluster running here) or a cluster's address.
+            (:func:`.ray_pool.ray_rows`, the ``ray`` extra): ``"local"`` (this machine),
+            ``"auto"`` (the cluster running here) or a cluster's address.
         workers: with ``ray``, the pool's size (default: one per GPU, else 2).
 
     Raises:
@@ -264,67 +322,53 @@ def run_jobs(
             a bad pool size.
     """
     out = Path(os.path.expanduser(out_dir)).resolve()
-    taken = [n for n in jobs.names if os.path.lexists(out / n)]
-    folders.refuse(out, [n for n in taken if not folders.owned(out / n, jobs.key)])
+    taken = [n for n in jobs.names if os.path.lexists(out / n) and not owned(out / n, jobs.key)]
+    if taken:
+        raise _foreign(out, taken)
     if ray is not None:
         import_ray(ray, workers)
     out = ensure_folder(out, name="-o")
-    lock = FileLock(str(out / ".batch.lock"))
     try:
-        lock.acquire(timeout=0)
+        lock = FileLock(str(out / ".batch.lock")).acquire(timeout=0)
     except Timeout:
         raise ValueError(
             f"another batch or sweep is writing into {out}: wait for it, or use another -o"
         ) from None
-    try:
-        return _run(jobs, out, progress, ray, workers)
-    finally:
-        lock.release()
-
-
-def _run(jobs: Jobs, out: Path, progress: bool, ray: str | None, workers: int | None) -> Result:
-    states = {n: folders.state(out / n, jobs.specs[n], key=jobs.key) for n in jobs.names}
-    folders.refuse(out, [name for name, found in states.items() if found == "foreign"])
-    rows = {}
-    for name in jobs.names:
-        if states[name] == "done":
-            rows[name] = jobs.done_row(open_run(out / name), name, skipped=True)
+    with lock:
+        states = {n: folder_state(out / n, jobs.specs[n], jobs.key) for n in jobs.names}
+        taken = [name for name, found in states.items() if found == "foreign"]
+        if taken:
+            raise _foreign(out, taken)
+        rows = {
+            n: jobs.done_row(open_run(out / n), n, skipped=True)
+            if states[n] == "done"
+            else jobs.row(n, status="pending")
+            for n in jobs.names
+        }
+        path = write_index(out, list(rows.values()), jobs.columns)
+        todo = [n for n in jobs.names if states[n] != "done"]
+        if ray is not None:
+            finished = ray_rows(jobs, todo, out, address=ray, workers=workers)
         else:
-            rows[name] = jobs.row(name, status="pending")
-    path = write_index(out, list(rows.values()), jobs.columns)
-    todo = [name for name in jobs.names if states[name] != "done"]
-    before = len(jobs.names) - len(todo)
-    counts = {"done": 0, "failed": 0}
-    if ray is not None:
-        finished = ray_rows(jobs, todo, out, address=ray, workers=workers)
-    else:
-        finished = (jobs.run_one(name, out, states[name]) for name in todo)
-    bar = tqdm(
-        total=len(todo),
-        desc=f"{jobs.key} ({before} done before)" if before else jobs.key,
-        unit=jobs.unit,
-        disable=not progress,
-        file=sys.stderr,
-        bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}{postfix}",
-    )
-    start = time.perf_counter()
-    try:
-        for row in finished:
-            name = row["id"]
-            rows[name] = row
-            path = write_index(out, list(rows.values()), jobs.columns)
-            counts[row["status"]] += 1
-            if row["status"] == "failed":
-                tqdm.write(f"{name}: failed: {row['error']}", file=sys.stderr)
-            elif not progress:
-                print(f"{name}: done in {row['seconds']:.1f} s", flush=True)
-            minutes = (time.perf_counter() - start) / 60
-            rate = (counts["done"] + counts["failed"]) / minutes if minutes > 0 else 0.0
-            bar.set_postfix_str(
-                f"done {counts['done']}, failed {counts['failed']}, {rate:.1f} {jobs.unit}s/min",
-                refresh=False,
-            )
-            bar.update(1)
-    finally:
-        bar.close()
+            finished = (jobs.run_one(n, out, states[n]) for n in todo)
+        before = len(jobs.names) - len(todo)
+        counts = {"done": 0, "failed": 0}
+        with tqdm(
+            total=len(todo),
+            desc=f"{jobs.key} ({before} done before)" if before else jobs.key,
+            unit=jobs.unit,
+            disable=not progress,
+            file=sys.stderr,
+        ) as bar:
+            for row in finished:
+                rows[row["id"]] = row
+                path = write_index(out, list(rows.values()), jobs.columns)
+                counts[row["status"]] += 1
+                if row["status"] == "failed":
+                    tqdm.write(f"{row['id']}: failed: {row['error']}", file=sys.stderr)
+                elif not progress:
+                    print(f"{row['id']}: done in {row['seconds']:.1f} s", flush=True)
+                done, failed = counts["done"], counts["failed"]
+                bar.set_postfix_str(f"done {done}, failed {failed}", refresh=False)
+                bar.update(1)
     return Result(out, list(rows.values()), path)

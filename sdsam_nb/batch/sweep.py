@@ -1,7 +1,7 @@
 """Sweeps: one notebook over the cartesian grid of some of its parameters, one run folder per
 point (``OUT/p001``...), through the batches' runner (docs/batches.md, "Sweeps").
 
-Each point runs the notebook's own cells in this process or a Ray actor's
+A point runs the notebook's own cells in this process or a Ray actor's
 (:func:`sdsam_nb.runs.chain.execute_here`), the models loaded once; ``OUT/index.csv`` has the
 batch's columns, then one per swept parameter.
 """
@@ -26,7 +26,7 @@ def grid(values: dict[str, list]) -> list[dict]:
 
     Raises:
         ValueError: a name with no values, or with the same value twice, or a grid of more
-            than :data:`MAX_POINTS` points (refused before it is built).
+            than :data:`MAX_POINTS` points.
     """
     points = 1
     for name, options in values.items():
@@ -43,8 +43,7 @@ def grid(values: dict[str, list]) -> list[dict]:
                 f"sweep: the grid has more than {MAX_POINTS:,} points (at {name}): sweep fewer "
                 "values, or split it into several sweeps"
             )
-    names = list(values)
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
+    return [dict(zip(values, combo, strict=True)) for combo in itertools.product(*values.values())]
 
 
 class Points(Jobs):
@@ -54,7 +53,7 @@ class Points(Jobs):
     key, unit = "sweep", "point"
 
     def __init__(self, notebook: str, points: list[dict], fixed: dict):
-        self.notebook, self.columns = notebook, tuple(points[0]) if points else ()
+        self.notebook, self.columns = notebook, tuple(points[0])
         width = max(3, len(str(len(points))))
         self.points = {f"p{i:0{width}d}": point for i, point in enumerate(points, 1)}
         # relative paths: to the current directory here, not to a worker's

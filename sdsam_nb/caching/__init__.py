@@ -1,10 +1,5 @@
 """Disk caches: image embeddings and generated pictures, kept between runs and processes
-(docs/caches.md).
-
-``store`` (:class:`DiskCache` and the settings ``$SDSAM_RESULTS_CACHE``, ``$SDSAM_CACHE_GB``),
-``keys`` (key digests, a model's identity, library versions), ``embeddings`` (:func:`embed`),
-``generations`` (:func:`picture`); which lookups a call made: :mod:`sdsam_nb.usage`.
-"""
+(docs/caches.md). Which lookups a call made: :mod:`sdsam_nb.usage`."""
 
 from ..usage import recorded, summary
 from .embeddings import embed

@@ -1,11 +1,8 @@
 """The disk cache of image embeddings, for every segmenter backend (docs/caches.md).
 
-:func:`embed` is ``segmenter.embed(image)`` kept on disk. It needs only the segmenter interface
-(:class:`sdsam_nb.segment.PromptSegmenter`): a ``model`` that is a ``torch.nn.Module`` and an
-embedding that is a dataclass of tensors and plain values, saved with ``torch.save`` and read
-back with ``torch.load(weights_only=True)`` onto the model's device, bit for bit. The key
-covers the picture's pixels, the model's identity (unknown: never cached), the backend, its
-class and ``info()``, the library versions, the device type and the dtype.
+An embedding is a dataclass of tensors and plain values (the segmenter interface,
+:class:`sdsam_nb.segment.PromptSegmenter`), saved with ``torch.save`` and read back with
+``torch.load(weights_only=True)`` onto the model's device, bit for bit.
 """
 
 from __future__ import annotations
@@ -19,11 +16,10 @@ import numpy as np
 import torch
 
 from ..usage import use
-from .keys import array_digest, digest, library_versions, model_identity
+from .keys import array_digest, cache_key
 from .store import DiskCache, open_store
 
 KIND = "embedding"
-FORMAT = 1  # of the key and the payload; a change here makes every old entry a miss
 
 
 def _module(segmenter) -> torch.nn.Module | None:
@@ -31,40 +27,28 @@ def _module(segmenter) -> torch.nn.Module | None:
     return model if isinstance(model, torch.nn.Module) else None
 
 
-def embedding_key(segmenter, image: np.ndarray) -> tuple[str | None, str | None]:
-    """``(key, None)`` for ``segmenter``'s embedding of ``image`` (``HxWx3 uint8``), or
-    ``(None, why)`` when it cannot be cached (the model's identity is unknown)."""
+def embedding_key(segmenter, image: np.ndarray) -> tuple[str | None, str]:
+    """``(key, "")`` of ``segmenter``'s embedding of ``image`` (``HxWx3 uint8``): the pixels,
+    the model's identity, the backend, its class and ``info()``, the library versions, the
+    device type and the dtype; or ``(None, why)`` when it cannot be cached."""
     model = _module(segmenter)
     if model is None:
         return None, "the segmenter has no torch model"
-    identity = model_identity(model)
-    if identity is None:
-        return None, "model identity unknown"
     param = next(model.parameters(), None)
-    info = segmenter.info() if callable(getattr(segmenter, "info", None)) else {}
     fields = {
-        "what": KIND,
-        "format": FORMAT,
         "backend": getattr(segmenter, "backend", None),
         "segmenter": f"{type(segmenter).__module__}.{type(segmenter).__qualname__}",
-        "info": info,
-        "model": identity,
-        "libraries": library_versions(model),
+        "info": segmenter.info() if callable(getattr(segmenter, "info", None)) else {},
         "device": None if param is None else param.device.type,
         "dtype": None if param is None else str(param.dtype),
         "image": array_digest(image),
     }
-    try:
-        return digest(fields), None
-    except TypeError:
-        return None, "the segmenter's info() is not plain values"
+    return cache_key(KIND, model, fields, unplain="the segmenter's info() is not plain values")
 
 
 def _plain(value) -> bool:
     """Whether ``value`` is tensors and plain values only (what ``weights_only`` loads)."""
-    if isinstance(value, torch.Tensor) or value is None:
-        return True
-    if isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, (torch.Tensor, bool, int, float, str)):
         return True
     if isinstance(value, (list, tuple)):
         return all(map(_plain, value))
@@ -74,8 +58,8 @@ def _plain(value) -> bool:
 
 
 def encode(embedding) -> bytes | None:
-    """``embedding`` (a dataclass of tensors and plain values) as bytes, or ``None`` when it
-    is not such a dataclass."""
+    """``embedding`` as bytes, or ``None`` when it is not a dataclass of tensors and plain
+    values."""
     if not dataclasses.is_dataclass(embedding) or isinstance(embedding, type):
         return None
     fields = {f.name: getattr(embedding, f.name) for f in dataclasses.fields(embedding)}
@@ -88,9 +72,9 @@ def encode(embedding) -> bytes | None:
 
 
 def decode(payload: bytes, device: torch.device | str | None = None, *, package: str = "sdsam_nb"):
-    """The embedding :func:`encode` wrote, its tensors on ``device`` (as saved when
-    ``None``); ``None`` when ``payload`` is not one, or names a class outside ``package`` (only
-    the backends' own dataclasses are ever imported)."""
+    """The embedding :func:`encode` wrote, its tensors on ``device`` (as saved when ``None``);
+    ``None`` when ``payload`` is not one, or names a class outside ``package`` (only the
+    backends' own dataclasses are ever imported)."""
     try:
         data = torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
         module, qualname = data["class"]
@@ -115,13 +99,11 @@ def embed(
         segmenter: a :class:`~sdsam_nb.segment.PromptSegmenter`.
         image: ``HxWx3 uint8 RGB``.
         cache: ``False`` neither reads nor writes the cache (nor creates its folder).
-        store: the cache; ``None`` is :func:`~sdsam_nb.caching.store.default_store` (the
-            settings ``$SDSAM_RESULTS_CACHE`` and ``$SDSAM_CACHE_GB``).
+        store: the cache; default :func:`~sdsam_nb.caching.store.default_store`.
 
     Returns:
-        ``(embedding, use)``: the embedding, on the model's device, bit-identical to
-        computing it; ``use`` says whether it came from the cache (see
-        :mod:`sdsam_nb.usage`).
+        ``(embedding, use)``: the embedding on the model's device, bit-identical to computing
+        it; ``use`` says whether it came from the cache (:mod:`sdsam_nb.usage`).
     """
     store, why = open_store(cache, store)
     key, why = embedding_key(segmenter, image) if store is not None else (None, why)

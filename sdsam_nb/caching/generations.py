@@ -1,11 +1,8 @@
 """The disk cache of generated pictures (subjects and backgrounds from text; docs/caches.md).
 
-One entry per variation, keyed by all that decides its pixels: the model's identity
-(:func:`~sdsam_nb.caching.keys.model_identity`; unknown: never cached), the pipeline class, the
-scheduler's class and config, the call's arguments, the seed, dtype, device type, whether a
-safety checker is present, and the library versions; so ``generate(..., seed=s + 2, n=1)``
-finds what ``generate(..., seed=s, n=3)[2]`` stored. Pictures are PNG (the same ``RGB`` pixels
-come back); one the safety checker blacked out is not stored.
+One PNG entry per variation, keyed by all that decides its pixels, so that
+``generate(..., seed=s + 2, n=1)`` finds what ``generate(..., seed=s, n=3)[2]`` stored. A
+picture the safety checker blacked out is not stored.
 """
 
 from __future__ import annotations
@@ -17,28 +14,23 @@ from typing import Any
 from PIL import Image
 
 from ..usage import use
-from .keys import digest, library_versions, model_identity
+from .keys import cache_key
 from .store import DiskCache, open_store
 
 KIND = "picture"
-FORMAT = 1
 
 
 def picture_key(pipe, *, seed: int, call: Mapping[str, Any], device) -> tuple[str | None, str]:
-    """``(key, "")`` for the picture ``pipe(**call)`` makes with generator seed ``seed`` on
-    ``device``, or ``(None, why)`` when it cannot be cached."""
-    identity = model_identity(pipe)
-    if identity is None:
-        return None, "model identity unknown"
+    """``(key, "")`` of the picture ``pipe(**call)`` makes with generator seed ``seed`` on
+    ``device``: the model's identity, the pipeline's class, the scheduler's class and config,
+    the call, the seed, dtype, device type, whether a safety checker is present and the library
+    versions; or ``(None, why)`` when it cannot be cached."""
     scheduler = pipe.scheduler
     # the settings themselves; diffusers' own bookkeeping ("_use_default_values" is a list
     # made from a set, in another order in each process) is left out
     config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
     fields = {
-        "what": KIND,
-        "format": FORMAT,
         "pipeline": f"{type(pipe).__module__}.{type(pipe).__qualname__}",
-        "model": identity,
         "scheduler": {
             "class": f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",
             "config": config,
@@ -48,24 +40,15 @@ def picture_key(pipe, *, seed: int, call: Mapping[str, Any], device) -> tuple[st
         "dtype": str(pipe.dtype),
         "device": device.type,
         "safety_checker": getattr(pipe, "safety_checker", None) is not None,
-        "libraries": library_versions(pipe, "diffusers", "transformers"),
     }
-    try:
-        return digest(fields), ""
-    except TypeError:
-        return None, "the call's arguments are not plain values"
+    unplain = "the call's arguments are not plain values"
+    return cache_key(KIND, pipe, fields, "diffusers", "transformers", unplain=unplain)
 
 
-def _encode(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def _decode(payload: bytes, mode: str = "RGB") -> Image.Image | None:
+def _decode(payload: bytes) -> Image.Image | None:
     try:
         with Image.open(io.BytesIO(payload)) as found:
-            if found.mode != mode:
+            if found.mode != "RGB":
                 return None
             image = found.copy()
     except Exception:  # not a PNG: a miss, made again
@@ -103,14 +86,15 @@ def picture(
             use(KIND, key, True, seed=int(seed))
             return found
     image = make()
+    if key is not None and image.info.get("nsfw"):
+        key, why = None, "blacked out by the safety checker"
     if key is None:
         image.info["cache"] = "off"
         use(KIND, None, False, why, seed=int(seed))
-    elif image.info.get("nsfw"):
-        image.info["cache"] = "off"
-        use(KIND, None, False, "blacked out by the safety checker", seed=int(seed))
-    else:
-        store.put(key, KIND, _encode(image))
-        image.info["cache"] = "miss"
-        use(KIND, key, False, seed=int(seed))
+        return image
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    store.put(key, KIND, buffer.getvalue())
+    image.info["cache"] = "miss"
+    use(KIND, key, False, seed=int(seed))
     return image

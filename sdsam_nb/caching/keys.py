@@ -1,5 +1,5 @@
-"""What a cache key is made of: a digest of plain fields, the identity of a model's weights
-and the versions of the libraries that compute with them."""
+"""Cache keys: a digest of plain fields, among them the identity of a model's weights and the
+versions of the libraries that compute with them."""
 
 from __future__ import annotations
 
@@ -14,18 +14,36 @@ import numpy as np
 
 from ..models.identity import model_info
 
-# the fields of models.identity.model_info that say which weights a model holds; without one
-# of them (a model built in memory, a hub id whose cached commit is unknown) nothing is cached
+FORMAT = 1  # of every key and payload; a change here makes every old entry a miss
+# the fields of model_info that say which weights a model holds; without one of them (a model
+# built in memory, a hub id whose cached commit is unknown) nothing is cached
 _FINGERPRINTS = ("checksum", "sha256", "commit")
 _IDENTITY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def cache_key(
+    kind: str, model: Any, fields: dict, *libraries: str, unplain: str
+) -> tuple[str | None, str]:
+    """``(key, "")`` of an entry of ``kind`` that ``model`` computes from ``fields``, with the
+    model's identity (:func:`model_identity`) and the versions of ``libraries`` and of
+    ``model``'s own (:func:`library_versions`); ``(None, why)`` when it cannot be cached: the
+    identity is unknown, or ``fields`` are not plain values (why: ``unplain``)."""
+    identity = model_identity(model)
+    if identity is None:
+        return None, "model identity unknown"
+    fields = {"what": kind, "format": FORMAT, "model": identity, **fields}
+    fields["libraries"] = library_versions(model, *libraries)
+    try:
+        return digest(fields), ""
+    except TypeError:
+        return None, unplain
 
 
 def digest(fields: dict) -> str:
     """sha256 hex of ``fields`` as canonical JSON (sorted keys).
 
     Raises:
-        TypeError: a value JSON cannot hold as it is (a tensor, an image...): such a field
-            must be reduced to a digest or to plain values first.
+        TypeError: a value JSON cannot hold as it is (a tensor, an image...).
     """
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -43,10 +61,9 @@ def array_digest(array: np.ndarray) -> dict:
 
 def model_identity(model: Any) -> dict | None:
     """What identifies ``model``'s weights, as ``run.json`` records it
-    (:func:`sdsam_nb.models.identity.model_info` without ``requested``): its id and hub commit,
-    folder checksum or checkpoint sha256, family, type and revision; ``None`` when the kit
-    cannot tell (such a model is never cached). Computed once per model object: weights
-    changed in memory after loading keep the identity of what they were loaded from.
+    (:func:`sdsam_nb.models.identity.model_info` without ``requested``); ``None`` when the kit
+    cannot tell. Computed once per model object: weights changed in memory after loading keep
+    the identity of what they were loaded from.
     """
     try:
         known = _IDENTITY.get(model)
@@ -79,8 +96,7 @@ def version(distribution: str) -> str | None:
 
 def library_versions(obj: Any, *always: str) -> dict[str, str | None]:
     """Versions of the distributions that provide ``obj``'s class (e.g. ``segment-anything``
-    for a ``segment_anything`` model, ``transformers`` for a transformers one), of
-    ``always``, of torch and of this kit."""
+    for a ``segment_anything`` model), of ``always``, of torch and of this kit."""
     top = type(obj).__module__.split(".")[0]
     names = set(_distributions().get(top, [])) | set(always) | {"torch", "sdsam-nb"}
     return {name: version(name) for name in sorted(names)}

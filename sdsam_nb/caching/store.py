@@ -1,12 +1,11 @@
 """A size-capped folder of cached values, shared safely by any number of processes
 (docs/caches.md).
 
-``entries/<key>.<kind>`` holds a finished entry: a header (magic + sha256 of the payload) and
-the payload. An entry is written in ``tmp/`` and moved into place with ``os.replace``, so a
-reader sees a whole entry or none; a read checks the sha256 and deletes an entry that fails
-(a miss). Least recently used first out: a read or a write sets the entry's modification
-time, and after each write, under the file lock ``.lock``, the oldest entries are deleted
-until the folder holds at most ``max_bytes``.
+``entries/<key>.<kind>`` holds the magic bytes, the payload's sha256 and the payload, written
+in ``tmp/`` and moved into place (``os.replace``), so a reader sees a whole entry or none; a
+read checks the sha256 (a damaged entry is deleted: a miss). A read or a write sets the entry's
+modification time; after each write, under the file lock ``.lock``, the least recently used
+entries are deleted until the cap holds.
 """
 
 from __future__ import annotations
@@ -24,9 +23,7 @@ from filelock import FileLock
 from ..models.cache import cache_dir
 from ..validate import check_flag, is_finite, is_int
 
-DEFAULT_GB = 5.0
-"""The default cap of the disk caches, in GB (``$SDSAM_CACHE_GB`` changes it)."""
-
+DEFAULT_GB = 5.0  # the disk caches' default cap, in GB
 ENV_DIR = "SDSAM_RESULTS_CACHE"
 ENV_GB = "SDSAM_CACHE_GB"
 _MAX_GB = 1e9  # an exabyte: any larger cap is a typo (and 1e300 GB would overflow int)
@@ -43,8 +40,8 @@ _last_ns = 0
 
 
 def _now_ns() -> int:
-    """Wall-clock nanoseconds, strictly increasing within this process (so that two accesses
-    in a row are ordered even where the clock is coarse)."""
+    """Wall-clock nanoseconds, strictly increasing within this process (two accesses in a row
+    are ordered even where the clock is coarse)."""
     global _last_ns
     with _clock_lock:
         _last_ns = max(time.time_ns(), _last_ns + 1)
@@ -60,8 +57,11 @@ class DiskCache:
             nothing.
 
     Keys are lowercase hex digests (16-128 characters); ``kind`` is a short lowercase word
-    (``"embedding"``, ``"picture"``) that names the entry's file suffix, so that one folder
-    holds every kind under one cap.
+    (``"embedding"``, ``"picture"``), the entry's file suffix: one folder holds every kind
+    under one cap.
+
+    Raises:
+        ValueError: a bad argument, or (from any method) a folder that cannot be used.
     """
 
     def __init__(self, root: str | os.PathLike, max_bytes: int):
@@ -71,15 +71,12 @@ class DiskCache:
             raise ValueError(f"max_bytes must be an integer >= 0, got {max_bytes!r}")
         self.root = Path(root).expanduser()
         self.max_bytes = int(max_bytes)
+        self.entries = self.root / "entries"
         if self.root.exists() and not self.root.is_dir():
             raise ValueError(f"root {str(self.root)!r} is a file, not a folder: {_FIX}")
 
     def __repr__(self) -> str:
         return f"DiskCache({str(self.root)!r}, max_bytes={self.max_bytes})"
-
-    @property
-    def entries(self) -> Path:
-        return self.root / "entries"
 
     def path(self, key: str, kind: str) -> Path:
         """Where the entry ``key`` of ``kind`` lives (whether or not it exists)."""
@@ -90,10 +87,8 @@ class DiskCache:
         return self.entries / f"{key}.{kind}"
 
     def get(self, key: str, kind: str) -> bytes | None:
-        """The payload stored under ``key``, or ``None`` (absent, evicted or damaged).
-
-        A hit marks the entry as just used. A damaged entry is deleted.
-        """
+        """The payload stored under ``key``, or ``None`` (absent, evicted or damaged); a hit
+        marks the entry as just used."""
         path = self.path(key, kind)
         try:
             data = path.read_bytes()
@@ -102,33 +97,28 @@ class DiskCache:
         except OSError as exc:
             raise self._unusable(exc) from None
         payload = data[_HEADER:]
-        if (
-            data[: len(_MAGIC)] != _MAGIC
-            or hashlib.sha256(payload).digest() != data[len(_MAGIC) : _HEADER]
-        ):
+        if data[:_HEADER] != _MAGIC + hashlib.sha256(payload).digest():
             path.unlink(missing_ok=True)
             return None
         now = _now_ns()
         try:
-            os.utime(path, ns=(now, now))  # just used
+            os.utime(path, ns=(now, now))
         except FileNotFoundError:  # evicted by another process meanwhile: the bytes are read
             pass
         return payload
 
     def put(self, key: str, kind: str, payload: bytes) -> bool:
-        """Store ``payload`` under ``key`` (replacing what was there), then evict the least
-        recently used entries beyond the cap. Returns whether it was stored (an entry larger
-        than the cap is not)."""
+        """Store ``payload`` under ``key`` (replacing what was there), then evict beyond the
+        cap. Returns whether it was stored (an entry larger than the cap is not)."""
         path = self.path(key, kind)
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise ValueError(f"payload must be bytes, not {type(payload).__name__}")
         payload = bytes(payload)
         if _HEADER + len(payload) > self.max_bytes:
             return False
-        tmp_dir = self.root / "tmp"
-        tmp = tmp_dir / f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = self.root / "tmp" / f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}"
         try:
-            tmp_dir.mkdir(parents=True, exist_ok=True)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
             self.entries.mkdir(parents=True, exist_ok=True)
             try:
                 with open(tmp, "wb") as f:
@@ -146,16 +136,14 @@ class DiskCache:
         return True
 
     def _unusable(self, exc: OSError) -> ValueError:
-        """The one-line error for a cache folder that cannot be read or written."""
         reason = exc.strerror or type(exc).__name__
         return ValueError(f"the cache folder {str(self.root)!r} cannot be used ({reason}): {_FIX}")
 
-    def evict(self) -> list[str]:
-        """Delete the least recently used entries until the total is at most the cap (and
-        temporary files of writers that died). Returns the names deleted."""
+    def evict(self) -> None:
+        """Delete the least recently used entries until the total is at most the cap, and the
+        temporary files of writers that died."""
         if not self.entries.is_dir():
-            return []
-        deleted = []
+            return
         try:
             with FileLock(str(self.root / ".lock"), timeout=120):
                 listed = self._listing()
@@ -165,23 +153,15 @@ class DiskCache:
                         break
                     (self.entries / name).unlink(missing_ok=True)
                     total -= size
-                    deleted.append(name)
-                self._sweep_tmp()
+                cutoff, tmp = time.time() - _STALE_TMP_S, self.root / "tmp"
+                for entry in os.scandir(tmp) if tmp.is_dir() else ():
+                    try:
+                        if entry.stat().st_mtime < cutoff:
+                            os.unlink(entry.path)
+                    except FileNotFoundError:
+                        pass
         except OSError as exc:
             raise self._unusable(exc) from None
-        return deleted
-
-    def _sweep_tmp(self) -> None:
-        tmp_dir = self.root / "tmp"
-        if not tmp_dir.is_dir():
-            return
-        cutoff = time.time() - _STALE_TMP_S
-        for entry in os.scandir(tmp_dir):
-            try:
-                if entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-            except FileNotFoundError:
-                pass
 
     def _listing(self) -> list[tuple[int, str, int]]:
         """``(modified ns, file name, bytes)`` of each entry, least recently used first."""
@@ -236,12 +216,10 @@ def results_dir() -> Path:
 
 
 def default_store() -> DiskCache | None:
-    """The store the embedding and picture caches use, from the settings; ``None`` when
+    """The store of the embedding and picture caches, from the settings; ``None`` when
     ``$SDSAM_CACHE_GB`` is 0 (off)."""
     gb = cache_gb()
-    if gb == 0:
-        return None
-    return DiskCache(results_dir(), int(gb * 1e9))
+    return DiskCache(results_dir(), int(gb * 1e9)) if gb else None
 
 
 def open_store(cache: bool, store: DiskCache | None = None) -> tuple[DiskCache | None, str]:
