@@ -318,8 +318,6 @@ def _replay(args) -> int:
 
 
 def _batch(args) -> int:
-    # the notebooks' figures are made and closed, never shown: no window on a desktop
-    os.environ.setdefault("MPLBACKEND", "Agg")
     from .batch import read_manifest, run_batch
     from .runs import default_output_root
 

@@ -1,8 +1,10 @@
-"""Pictures in notebooks: grids of images with titles, drawn with matplotlib."""
+"""Pictures in notebooks: grids of images with titles, and tables."""
 
 from __future__ import annotations
 
-import math
+import base64
+import html
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,34 +17,58 @@ def show_images(
     *,
     cols: int = 4,
     size: float = 3.5,
-):
-    """Show ``images`` (PIL or ``HxWx3``/``HxW`` arrays) in a grid; return the figure.
+) -> None:
+    """Show ``images`` in a grid of ``cols`` columns, each with its title above it.
 
-    Each cell keeps its picture's aspect ratio; ``size`` is a cell's width in inches.
+    Each picture is shown at its own pixels (a PNG, in an HTML grid the notebook displays:
+    nothing is resampled, and it can be saved from the notebook), ``size`` inches wide with
+    its aspect ratio kept. PIL images and ``HxWx3`` arrays show as they are (float arrays
+    read as ``[0, 1]``, integer arrays as ``0..255``); ``HxW`` arrays (masks, alphas, maps)
+    in grey, from their smallest value (black) to their largest (white). Outside IPython (a
+    script, a batch) there is nothing to show it in, and nothing is done.
+
+    Raises:
+        ValueError: ``images`` empty, or ``titles`` not one per image.
     """
-    import matplotlib.pyplot as plt
-
     images = list(images)
     if not images:
         raise ValueError("images is empty: nothing to show")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"titles has {len(titles)} entries for {len(images)} images")
+    from IPython import get_ipython
+    from IPython.display import HTML, display
+
+    if get_ipython() is None:
+        return
+    titles = list(titles) if titles is not None else [""] * len(images)
     cols = max(1, min(cols, len(images)))
-    rows = math.ceil(len(images) / cols)
-    first = np.asarray(images[0])
-    aspect = first.shape[0] / first.shape[1]
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * aspect * rows + 0.4 * rows))
-    axes = np.atleast_1d(axes).ravel()
-    for i, ax in enumerate(axes):
-        ax.axis("off")
-        if i < len(images):
-            arr = np.asarray(images[i])
-            ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None)
-            if titles is not None:
-                ax.set_title(titles[i], fontsize=9)
-    fig.tight_layout()
-    plt.show()
-    return fig
+    cells = "".join(
+        f'<figure style="margin:0"><figcaption style="text-align:center;font-size:9pt">'
+        f'{html.escape(str(title))}</figcaption><img style="width:100%" src="data:image/png;'
+        f'base64,{_png(image)}"></figure>'
+        for image, title in zip(images, titles, strict=True)
+    )
+    grid = f"display:grid;grid-template-columns:repeat({cols},{size}in);gap:6px"
+    display(HTML(f'<div style="{grid}">{cells}</div>'))
+
+
+def _png(image: Image.Image | np.ndarray) -> str:
+    """``image`` as a base64 PNG (see :func:`show_images` for how arrays are read)."""
+    if isinstance(image, Image.Image):
+        picture = image if image.mode in ("RGB", "RGBA", "L") else image.convert("RGB")
+    else:
+        arr = np.asarray(image)
+        if arr.ndim == 2:  # grey, stretched over the values' range
+            arr = arr.astype(np.float64)
+            low, high = float(arr.min()), float(arr.max())
+            arr = (arr - low) / (high - low) if high > low else np.zeros_like(arr)
+        if arr.dtype.kind == "f":
+            arr = np.rint(np.clip(arr, 0.0, 1.0) * 255.0)
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+        picture = Image.fromarray(arr)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def table(rows, *, digits: int = 4):

@@ -64,7 +64,6 @@ def _cells() -> dict[str, str]:
 def test_a_value_changed_in_the_kernel_is_used_recorded_and_named_by_replay(kernel, tmp_path):
     cells = _cells()
     out = tmp_path / "outputs"
-    kernel.run("import matplotlib\nmatplotlib.use('Agg')")
     kernel.run(cells["parameters"])
     kernel.run("\n".join(f"{k} = {v!r}" for k, v in {**TINY, "output_root": str(out)}.items()))
     kernel.run(cells["setup"])

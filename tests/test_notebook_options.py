@@ -159,17 +159,3 @@ def test_inpaint_notebook_with_the_salient_controlnet(tmp_path):
     assert Image.open(run.file("reframe-0")).size == (640, 320)
     reframed = _call(run.record, "03_inpaint_background", "reframe")["returned"][0]
     assert reframed["info"]["reframe"]["method"] == "salient"
-
-
-@pytest.mark.slow
-def test_a_notebook_run_here_closes_its_figures_and_only_its_own(tmp_path):
-    """A batch run from a notebook's kernel leaves the user's own figures open."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    mine = plt.figure()
-    run = _here(["04_composite_background"], FAST, tmp_path)
-    assert plt.get_fignums() == [mine.number] and run.status == "done"
-    plt.close(mine)

@@ -228,10 +228,9 @@ def execute_here(
     """Run notebook ``name``'s code in this process, as papermill runs it in a kernel: its
     code cells in order, ``params`` set right after the cell tagged ``parameters`` (only the
     names that cell declares). The cell tagged ``colab`` (the Colab-only install) is left out;
-    the figures its cells open are closed, not drawn (the caller's own stay); ``quiet``: what
-    its cells print is
-    dropped. Models stay loaded between calls (the process's model cache): what a batch
-    wants from the notebooks it runs item after item. Returns the notebook's variables.
+    ``quiet``: what its cells print is dropped. Models stay loaded between calls (the
+    process's model cache): what a batch wants from the notebooks it runs item after item.
+    Returns the notebook's variables.
 
     Raises:
         Exception: a cell's own error, after the run the notebook started (its ``run``) has
@@ -245,7 +244,6 @@ def execute_here(
     nb = nbformat.read(notebooks / f"{name}.ipynb", as_version=4)
     variables: dict = {"__name__": "__main__"}
     printed = contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
-    figures = _figures()
     try:
         with printed:
             for number, cell in enumerate(nb.cells):
@@ -261,27 +259,7 @@ def execute_here(
             run.fail(one_line(exc))  # as the kernel's failure watch does in a notebook
         deactivate()
         raise
-    finally:
-        _close_figures(figures)
     return variables
-
-
-def _figures() -> set[int]:
-    """The numbers of the open matplotlib figures (none before pyplot is imported)."""
-    import sys
-
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    return set(pyplot.get_fignums()) if pyplot is not None else set()
-
-
-def _close_figures(keep: set[int]) -> None:
-    """Close the figures opened since ``keep`` was taken (the caller's own stay open)."""
-    import sys
-
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None:
-        for number in set(pyplot.get_fignums()) - keep:
-            pyplot.close(number)
 
 
 def _silent(*args, **kwargs) -> None:
