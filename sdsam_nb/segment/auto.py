@@ -58,27 +58,20 @@ def subject_scores(
         h, w = m.shape
         area = float(m.mean())
         q = 1.0 if quality is None else float(np.clip(quality[i], 0.0, 1.0))
-        if area == 0.0:
-            out.append(dict(score=0.0, size=0.0, center=0.0, border=0.0, quality=q,
-                            area_frac=0.0, border_frac=0.0))  # fmt: skip
-            continue
-        if area < min_frac:
-            size = area / min_frac
-        elif area > max_frac:
-            size = (1.0 - area) / (1.0 - max_frac)
-        else:
-            size = 1.0
-        ys, xs = np.nonzero(m)
-        dx = (xs.mean() + 0.5 - w / 2) / (w / 2)
-        dy = (ys.mean() + 0.5 - h / 2) / (h / 2)
-        center = 1.0 - min(1.0, math.hypot(dx, dy) / math.sqrt(2))
-        boundary = m & ~ndimage.binary_erosion(m, border_value=0)
-        on_edge = boundary.sum() - boundary[1:-1, 1:-1].sum()  # on the picture's border
-        border_frac = float(on_edge) / float(boundary.sum())
-        border = 1.0 - border_frac
+        size = center = border = border_frac = 0.0  # an empty mask scores 0
+        if area > 0.0:
+            size = min(1.0, area / min_frac, (1.0 - area) / (1.0 - max_frac))
+            ys, xs = np.nonzero(m)
+            dx = (xs.mean() + 0.5 - w / 2) / (w / 2)
+            dy = (ys.mean() + 0.5 - h / 2) / (h / 2)
+            center = 1.0 - min(1.0, math.hypot(dx, dy) / math.sqrt(2))
+            boundary = m & ~ndimage.binary_erosion(m, border_value=0)
+            on_edge = boundary.sum() - boundary[1:-1, 1:-1].sum()  # on the picture's border
+            border_frac = float(on_edge) / float(boundary.sum())
+            border = 1.0 - border_frac
         out.append(
             dict(
-                score=size * center * border * q,
+                score=size * center * border * q if area else 0.0,
                 size=size,
                 center=center,
                 border=border,

@@ -43,9 +43,8 @@ class _State:
     points: tuple[tuple[float, float], ...] = ()
     labels: tuple[int, ...] = ()
     box: tuple[float, float, float, float] | None = None
-    count: int = 0  # number of candidates C
     packed: np.ndarray | None = None  # np.packbits of the CxHxW bool candidate masks
-    scores: tuple[float, ...] = ()
+    scores: tuple[float, ...] = ()  # one per candidate: len(scores) is their number C
     low_res: np.ndarray | None = None  # Cxhxw float32 logits (h = w = 256 for SAM)
     chosen: int = 0
     detections: tuple[tuple[float, float, float, float], ...] = ()  # boxes a text prompt found
@@ -68,6 +67,12 @@ class ClickSegmenter:
     Every action (:meth:`add_point`, :meth:`add_points`, :meth:`set_box`, :meth:`set_text`,
     :meth:`clear_box`, :meth:`choose`, :meth:`reset`) returns the new ``HxW bool`` mask and can
     be undone. After each prediction the best-scoring candidate is chosen.
+
+    Attributes:
+        embedding_cache: ``"hit"`` (from the disk cache), ``"miss"`` (computed and stored) or
+            ``"off"`` (not cached: ``cache=False``, the cache off, or a model of unknown
+            identity).
+        last_latency_s: wall-clock seconds of the last prediction (``None`` before the first).
     """
 
     def __init__(
@@ -88,12 +93,12 @@ class ClickSegmenter:
         self._w, self._h = self._image.size
 
         self._embedding, use = caching.embed(segmenter, np.asarray(self._image), cache=cache)
-        self._embedding_cache = "off" if "off" in use else "hit" if use["hit"] else "miss"
+        self.embedding_cache = "off" if "off" in use else "hit" if use["hit"] else "miss"
+        self.last_latency_s: float | None = None
 
         self._empty = _State()
         self._done: list[tuple[dict, _State]] = []  # (action, state after it)
         self._undone: list[tuple[dict, _State]] = []
-        self._last_latency_s: float | None = None
         self._unpacked: tuple[np.ndarray, np.ndarray] | None = None  # (packed, unpacked)
 
     @property
@@ -109,13 +114,7 @@ class ClickSegmenter:
     @property
     def embedding_computations(self) -> int:
         """How many times this segmenter ran the image encoder: 0 (from the cache) or 1."""
-        return int(self._embedding_cache != "hit")
-
-    @property
-    def embedding_cache(self) -> str:
-        """``"hit"`` (from the disk cache), ``"miss"`` (computed and stored) or ``"off"``
-        (computed, not cached: ``cache=False``, the cache off, or a model of unknown identity)."""
-        return self._embedding_cache
+        return int(self.embedding_cache != "hit")
 
     @property
     def embedding_restores(self) -> int:
@@ -171,7 +170,7 @@ class ClickSegmenter:
     def mask(self) -> np.ndarray:
         """The chosen candidate's ``HxW bool`` mask; all False without a prompt."""
         state = self._state
-        if state.count == 0:
+        if not state.scores:
             return np.zeros((self._h, self._w), dtype=bool)
         return self._masks(state)[state.chosen].copy()
 
@@ -180,14 +179,9 @@ class ClickSegmenter:
         """The chosen candidate's low-res logits, ``1x256x256 float32`` for SAM (a
         ``mask_input``); ``None`` without a prompt."""
         state = self._state
-        if state.count == 0:
+        if not state.scores:
             return None
         return state.low_res[state.chosen][None].copy()
-
-    @property
-    def last_latency_s(self) -> float | None:
-        """Wall-clock seconds of the last prediction (``None`` before the first)."""
-        return self._last_latency_s
 
     @property
     def can_undo(self) -> bool:
@@ -292,7 +286,7 @@ class ClickSegmenter:
     def choose(self, i: int) -> np.ndarray:
         """Choose candidate ``i`` (``0 <= i < len(candidates)``); its logits feed the next
         click. Choosing the chosen one does nothing."""
-        count = self._state.count
+        count = len(self._state.scores)
         if count == 0:
             raise ValueError("choose(i): there are no candidates yet; click a point or set a box")
         if not is_int(i) or not 0 <= i < count:
@@ -434,7 +428,7 @@ class ClickSegmenter:
         for k, (x, y, label) in enumerate(rows):
             _named(f"points[{k}]", seg.add_point, x, y, label == 1)
         if chosen is not None:
-            if seg._state.count == 0:
+            if not seg._state.scores:
                 raise ValueError("chosen needs points or a box to choose among")
             _named("chosen", seg.choose, chosen)
         return seg
@@ -521,12 +515,11 @@ class ClickSegmenter:
     def _predict(self, points, labels, box, before: _State) -> _State:
         if not points and box is None:
             return self._empty
-        if self._multimask == "auto":
+        multimask = self._multimask
+        if multimask == "auto":
             multimask = len(points) == 1 and box is None
-        else:
-            multimask = self._multimask
         # A writable copy: torch warns about read-only arrays.
-        mask_input = before.low_res[before.chosen][None].copy() if before.count else None
+        mask_input = before.low_res[before.chosen][None].copy() if before.scores else None
         start = time.perf_counter()
         prediction = self._segmenter.predict(
             self._embedding,
@@ -536,7 +529,7 @@ class ClickSegmenter:
             mask_input=mask_input,
             multimask=multimask,
         )
-        self._last_latency_s = time.perf_counter() - start
+        self.last_latency_s = time.perf_counter() - start
         masks = np.array(prediction.masks, dtype=bool)
         low_res = np.array(prediction.low_res, dtype=np.float32)
         packed = np.packbits(masks, axis=None)
@@ -548,7 +541,6 @@ class ClickSegmenter:
             points=tuple(points),
             labels=tuple(labels),
             box=box,
-            count=len(masks),
             packed=packed,
             scores=scores,
             low_res=low_res,
@@ -557,12 +549,12 @@ class ClickSegmenter:
 
     def _masks(self, state: _State) -> np.ndarray:
         """``state``'s ``CxHxW bool`` candidate masks (read-only; the last one unpacked is kept)."""
-        if state.count == 0:
+        count = len(state.scores)
+        if count == 0:
             return np.zeros((0, self._h, self._w), dtype=bool)
         if self._unpacked is None or self._unpacked[0] is not state.packed:
-            n = state.count * self._h * self._w
-            masks = np.unpackbits(state.packed, count=n).astype(bool)
-            masks = masks.reshape(state.count, self._h, self._w)
+            masks = np.unpackbits(state.packed, count=count * self._h * self._w).astype(bool)
+            masks = masks.reshape(count, self._h, self._w)
             masks.flags.writeable = False
             self._unpacked = (state.packed, masks)
         return self._unpacked[1]
