@@ -30,8 +30,14 @@ from .generate import generate, generate_background
 from .inpaint import inpaint_background
 from .methods import METHODS, BackgroundMethod, method_for
 from .reframe import POSITIONS, canvas_size, place_subject, reframe
-from .relight import LIGHTS, Relit, relight, relight_score
-from .scores import expansion_by_method, object_expansion, score_results, subject_fidelity
+from .relight import LIGHTS, Relit, relight
+from .scores import (
+    expansion_by_method,
+    object_expansion,
+    relight_score,
+    score_results,
+    subject_fidelity,
+)
 
 __all__ = [
     "DEFAULT_FEATHER",

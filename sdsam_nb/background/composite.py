@@ -12,7 +12,7 @@ from .. import masks
 from ..edges import check_feather, contact_shadow, paste, subject_alpha
 from ..images import ImageLike, check_min_size, check_pixel_limit, to_rgb
 from ..recording import recorded
-from ..validate import check_number
+from ..validate import check_flag, check_number
 from .common import (
     DEFAULT_FEATHER,
     HARMONIZE_STRENGTH,
@@ -153,8 +153,7 @@ def composite(
         strength = 0.0
     else:
         strength = check_number(harmonize, "harmonize", low=0.0, high=1.0)
-    if not isinstance(return_mask, bool):
-        raise ValueError(f"return_mask must be True or False, not {return_mask!r}")
+    return_mask = check_flag(return_mask, "return_mask")
     shadow_options = None if shadow is False else _shadow_options(shadow)
     mx0, my0, mx1, my1 = masks.bbox(mask)  # the work below is bounded before it is done
     what = f"at scale={scale:g} the {mx1 - mx0}x{my1 - my0} px subject"

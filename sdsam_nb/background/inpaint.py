@@ -12,7 +12,7 @@ from ..edges import paste, subject_alpha
 from ..images import ImageLike
 from ..models.fast import sampling
 from ..recording import recorded
-from ..validate import check_number
+from ..validate import check_flag, check_number
 from .common import (
     DEFAULT_FEATHER,
     Variations,
@@ -104,8 +104,7 @@ def inpaint_background(
         )
     grow = check_number(grow, "grow", low=0.0)
     feather = check_number(feather, "feather", low=0.0)
-    if not isinstance(keep_subject, bool):
-        raise ValueError(f"keep_subject must be True or False, not {keep_subject!r}")
+    keep_subject = check_flag(keep_subject, "keep_subject")
     picture, mask = checked_subject(image, subject_mask)
     # the paste-back's alpha first: a bad edge fails before any sampling
     alpha, original = (

@@ -1,7 +1,5 @@
 """Relighting a subject with IC-Light (:func:`relight`, following IC-Light's demos; the model
-is :mod:`sdsam_nb.models.iclight`'s), and a score of what relighting changed besides the light
-(:func:`relight_score`).
-"""
+is :mod:`sdsam_nb.models.iclight`'s)."""
 
 from __future__ import annotations
 
@@ -10,18 +8,18 @@ import os
 from functools import partial
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
 from ..edges import paste
-from ..images import ImageLike, check_min_size, to_mask, to_rgb
+from ..images import ImageLike, check_min_size, to_rgb
 from ..models.fast import sampling
 from ..models.iclight import MODES, ICLight, load_iclight
 from ..recording import recorded
 from ..validate import check_int, check_number, short_repr
-from .common import processing_size
+from .common import check_alpha, processing_size
+from .scores import relight_score
 
 LIGHTS = ("none", "left", "right", "top", "bottom")
 """``relight(light=...)``: where text mode's light comes from at the start (IC-Light's
@@ -30,8 +28,6 @@ QUALITY_PROMPT = "best quality"
 """Appended to the prompt (``prompt + ", best quality"``), as IC-Light's demos do."""
 NEGATIVE_PROMPT = "lowres, bad anatomy, bad hands, cropped, worst quality"
 """The negative prompt of IC-Light's demos, :func:`relight`'s default."""
-EDGE_TOLERANCE = 2
-"""Pixels an edge may move and still count as the same edge in :func:`relight_score`."""
 
 
 class Relit(NamedTuple):
@@ -120,7 +116,7 @@ def relight(
         raise ValueError(f"mode must be one of {list(MODES)}, not {short_repr(mode)}")
     picture = to_rgb(subject, name="subject")
     check_min_size(picture, name="subject")
-    weight = _alpha(alpha, picture.size)
+    weight = check_alpha(alpha, picture.size)
     if not isinstance(prompt, str) or (mode == "text" and not prompt.strip()):
         need = "a non-empty string (the light)" if mode == "text" else "a string"
         raise ValueError(f"prompt must be {need} with mode={mode!r}, got {short_repr(prompt)}")
@@ -178,25 +174,6 @@ def relight(
     image = Image.fromarray(paste(original, np.asarray(relit), weight), mode="RGB")
     image.info.update(seed=seed, mode=mode, light=light, iclight=dict(model.identity))
     return Relit(image, alpha, relight_score(picture, image, alpha))
-
-
-def _alpha(alpha, size: tuple[int, int]) -> np.ndarray:
-    """``alpha`` as ``HxW float32`` weights in 0..1 (a mask: 0 and 1), checked."""
-    w, h = size
-    if isinstance(alpha, np.ndarray) and np.issubdtype(alpha.dtype, np.floating):
-        if alpha.shape != (h, w):
-            raise ValueError(
-                f"alpha has shape {alpha.shape} for a {w}x{h} subject picture: it must be HxW "
-                f"= ({h}, {w})"
-            )
-        weight = alpha.astype(np.float32)
-        if not np.isfinite(weight).all() or weight.min() < 0 or weight.max() > 1:
-            raise ValueError("alpha must hold numbers in 0..1 (1 = subject), not NaN or beyond")
-    else:
-        weight = to_mask(alpha, size, name="alpha").astype(np.float32)
-    if not (weight > 0).any():
-        raise ValueError("alpha is empty: select the subject first (clicks, a box, a matte)")
-    return weight
 
 
 def _gradient(light: str, size: tuple[int, int]) -> Image.Image:
@@ -283,84 +260,3 @@ def _sample(pipe, model, sources, embeds, steps, guidance, generator, size, star
             latents = scheduler.step(eps, t, latents, **extra).prev_sample
             bar.update()
     return latents
-
-
-# --------------------------------------------------------------------------- the score
-
-
-def relight_score(before: ImageLike, after: ImageLike, alpha) -> dict:
-    """Whether relighting changed the subject's shape or identity, not only its light:
-    ``before`` and ``after`` compared inside the subject (``alpha`` >= 0.5, 2 px in from its
-    edge), on luminance.
-
-    * ``edges``: F-score of the two pictures' Canny edges (luminance stretched from its 1st
-      to 99th percentile inside the subject, so that a brighter or darker light alone moves
-      no edge), an edge counting as kept within :data:`EDGE_TOLERANCE` px. 1: the same edges;
-      new shadows' edges lower it too.
-    * ``structure``: the structure term of SSIM (the correlation of the luminance, each
-      normalised by its local mean and contrast in an 11-px Gaussian window), averaged over
-      the subject: 1 for the same structure under any brightness or contrast change, 0 for
-      none in common.
-    * ``light_change``: the mean absolute change of luminance there, as a fraction of 255
-      (how much the light changed, not whether it looks right).
-
-    Nothing else is measured: not whether the new light fits a background or looks real.
-
-    Args:
-        before, after: pictures of one size (:func:`~sdsam_nb.images.to_rgb`).
-        alpha: an ``HxW`` bool mask or float alpha of that size.
-
-    Returns:
-        ``{"edges": float, "structure": float, "light_change": float}``.
-    """
-    a = to_rgb(before, name="before")
-    b = to_rgb(after, name="after")
-    if a.size != b.size:
-        raise ValueError(f"after is {b.size[0]}x{b.size[1]} but before is {a.size[0]}x{a.size[1]}")
-    region = _alpha(alpha, a.size) >= 0.5
-    if not region.any():
-        raise ValueError("alpha has no pixel of 0.5 or more: no subject to compare")
-    inner = cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    region = inner if inner.any() else region
-    la, lb = (cv2.cvtColor(np.asarray(p), cv2.COLOR_RGB2GRAY).astype(np.float32) for p in (a, b))
-    edges = _edge_f1(_edges(la, region), _edges(lb, region))
-    return {
-        "edges": edges,
-        "structure": _structure(la, lb, region),
-        "light_change": float(np.abs(la - lb)[region].mean() / 255.0),
-    }
-
-
-def _edges(lum: np.ndarray, region: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(lum[region], (1, 99))
-    stretched = np.clip((lum - low) * (255.0 / max(high - low, 1.0)), 0, 255).astype(np.uint8)
-    return (cv2.Canny(stretched, 50, 150, L2gradient=True) > 0) & region
-
-
-def _edge_f1(a: np.ndarray, b: np.ndarray) -> float:
-    if not a.any() and not b.any():
-        return 1.0
-    if not a.any() or not b.any():
-        return 0.0
-
-    def near(edges: np.ndarray) -> np.ndarray:  # distance to the nearest of ``edges``
-        return cv2.distanceTransform((~edges).astype(np.uint8), cv2.DIST_L2, 3)
-
-    precision = float((near(a)[b] <= EDGE_TOLERANCE).mean())
-    recall = float((near(b)[a] <= EDGE_TOLERANCE).mean())
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-
-
-def _structure(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
-    c3 = (0.03 * 255) ** 2 / 2  # SSIM's C2 / 2 (Wang et al. 2004)
-
-    def blur(x: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(x, (11, 11), 1.5)
-
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    ma, mb = blur(a), blur(b)
-    va = np.maximum(blur(a * a) - ma * ma, 0)
-    vb = np.maximum(blur(b * b) - mb * mb, 0)
-    cov = blur(a * b) - ma * mb
-    s = (cov + c3) / (np.sqrt(va * vb) + c3)
-    return float(np.clip(s[region].mean(), -1.0, 1.0))

@@ -1,10 +1,12 @@
-"""Scores: how well a result kept its subject (fidelity, object expansion)."""
+"""Scores: how well a result kept its subject (fidelity, object expansion, what relighting
+changed besides the light)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -13,7 +15,10 @@ from ..images import ImageLike, to_mask, to_rgb
 from ..recording import recorded
 from ..segment.clicks import ClickSegmenter
 from ..validate import check_flag, check_number
-from .common import DEFAULT_FEATHER, checked_subject
+from .common import DEFAULT_FEATHER, check_alpha, checked_subject
+
+EDGE_TOLERANCE = 2
+"""Pixels an edge may move and still count as the same edge in :func:`relight_score`."""
 
 
 def object_expansion(subject_mask, result_mask) -> float:
@@ -165,3 +170,81 @@ def expansion_by_method(scores: Sequence[Mapping[str, Any]]) -> dict[str, dict[s
         }
         for name, group in out.items()
     }
+
+
+def relight_score(before: ImageLike, after: ImageLike, alpha) -> dict:
+    """Whether relighting changed the subject's shape or identity, not only its light:
+    ``before`` and ``after`` compared inside the subject (``alpha`` >= 0.5, 2 px in from its
+    edge), on luminance.
+
+    * ``edges``: F-score of the two pictures' Canny edges (luminance stretched from its 1st
+      to 99th percentile inside the subject, so that a brighter or darker light alone moves
+      no edge), an edge counting as kept within :data:`EDGE_TOLERANCE` px. 1: the same edges;
+      new shadows' edges lower it too.
+    * ``structure``: the structure term of SSIM (the correlation of the luminance, each
+      normalised by its local mean and contrast in an 11-px Gaussian window), averaged over
+      the subject: 1 for the same structure under any brightness or contrast change, 0 for
+      none in common.
+    * ``light_change``: the mean absolute change of luminance there, as a fraction of 255
+      (how much the light changed, not whether it looks right).
+
+    Nothing else is measured: not whether the new light fits a background or looks real.
+
+    Args:
+        before, after: pictures of one size (:func:`~sdsam_nb.images.to_rgb`).
+        alpha: an ``HxW`` bool mask or float alpha of that size.
+
+    Returns:
+        ``{"edges": float, "structure": float, "light_change": float}``.
+    """
+    a = to_rgb(before, name="before")
+    b = to_rgb(after, name="after")
+    if a.size != b.size:
+        raise ValueError(f"after is {b.size[0]}x{b.size[1]} but before is {a.size[0]}x{a.size[1]}")
+    region = check_alpha(alpha, a.size) >= 0.5
+    if not region.any():
+        raise ValueError("alpha has no pixel of 0.5 or more: no subject to compare")
+    inner = cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    region = inner if inner.any() else region
+    la, lb = (cv2.cvtColor(np.asarray(p), cv2.COLOR_RGB2GRAY).astype(np.float32) for p in (a, b))
+    edges = _edge_f1(_edges(la, region), _edges(lb, region))
+    return {
+        "edges": edges,
+        "structure": _structure(la, lb, region),
+        "light_change": float(np.abs(la - lb)[region].mean() / 255.0),
+    }
+
+
+def _edges(lum: np.ndarray, region: np.ndarray) -> np.ndarray:
+    low, high = np.percentile(lum[region], (1, 99))
+    stretched = np.clip((lum - low) * (255.0 / max(high - low, 1.0)), 0, 255).astype(np.uint8)
+    return (cv2.Canny(stretched, 50, 150, L2gradient=True) > 0) & region
+
+
+def _edge_f1(a: np.ndarray, b: np.ndarray) -> float:
+    if not a.any() and not b.any():
+        return 1.0
+    if not a.any() or not b.any():
+        return 0.0
+
+    def near(edges: np.ndarray) -> np.ndarray:  # distance to the nearest of ``edges``
+        return cv2.distanceTransform((~edges).astype(np.uint8), cv2.DIST_L2, 3)
+
+    precision = float((near(a)[b] <= EDGE_TOLERANCE).mean())
+    recall = float((near(b)[a] <= EDGE_TOLERANCE).mean())
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def _structure(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    c3 = (0.03 * 255) ** 2 / 2  # SSIM's C2 / 2 (Wang et al. 2004)
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
+
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    ma, mb = blur(a), blur(b)
+    va = np.maximum(blur(a * a) - ma * ma, 0)
+    vb = np.maximum(blur(b * b) - mb * mb, 0)
+    cov = blur(a * b) - ma * mb
+    s = (cov + c3) / (np.sqrt(va * vb) + c3)
+    return float(np.clip(s[region].mean(), -1.0, 1.0))

@@ -249,13 +249,19 @@ def load_once(cls, model, device):
     ``model`` is a hub id, a folder or ``"tiny"`` (``cls.build_tiny(root)`` builds it); the
     pair is read with :func:`load_pair` once ``cls.check`` let it pass, and the net put in eval
     mode on ``device`` (``None``: see :func:`~sdsam_nb.models.devices.pick_device`), its
-    :func:`provenance` recorded.
+    :func:`provenance` recorded. A transformers without ``cls.classes`` is refused.
     """
     import transformers
 
     dev = pick_device(device)
     key = (cls.kind, str(model), str(dev))
     if key not in MODELS:
+        missing = [name for name in cls.classes if not hasattr(transformers, name)]
+        if missing:
+            raise ValueError(
+                f"model={str(model)!r}: {cls.__name__} needs transformers' {missing[0]} (not in "
+                f"transformers {transformers.__version__}): pip install -U transformers"
+            )
         source, local = resolve_model(
             model, "model", build_tiny=cls.build_tiny, marker="config.json", example=cls.example
         )

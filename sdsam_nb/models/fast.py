@@ -1,11 +1,7 @@
 """The few-step mode of :func:`sdsam_nb.load_sd` (``fast=...``): distilled LoRAs for SD 1.x
-that sample in 4 to 8 steps, one table of them (:data:`FAST`), the adapter file behind a
-name (:class:`FastAdapter`: read, checked against the model, fused), and the steps, guidance
-and call arguments a pipeline with one needs (:func:`sampling`).
-
-Adding an adapter is one entry in :data:`FAST` (and, when it samples with a sampler the kit
-lacks, one in :mod:`~sdsam_nb.models.schedulers`); the tiny model gets a tiny LoRA of each
-kind (:mod:`sdsam_nb.models.tiny.lora`).
+that sample in 4 to 8 steps (:data:`FAST`), the adapter file behind a name (:class:`FastAdapter`:
+read, checked against the model, fused), and the steps, guidance and call arguments a pipeline
+with one needs (:func:`sampling`). Adding an adapter is one entry in :data:`FAST`.
 """
 
 from __future__ import annotations

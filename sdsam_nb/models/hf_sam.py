@@ -149,25 +149,15 @@ class TransformersEmbedding:
     input_size: tuple[int, int]
 
 
-def _sam_post(processor, logits, emb: TransformersEmbedding):
-    return processor.post_process_masks(logits, [emb.original_size], [emb.input_size])
-
-
-def _sam2_post(processor, logits, emb: TransformersEmbedding):
-    return processor.post_process_masks(logits, [emb.original_size])
-
-
-# family -> (decoder inputs from the encoder's output, low-res logits -> full-size masks): how
-# the families differ once loaded. The model's own processor prepares the picture (resize,
-# normalise, pad) so that each family sees its input as in its reference code; prompts are
-# scaled from image pixels to the resized picture the same way the processor scales them.
-_DECODING: dict[str, tuple[Callable[[Any], dict], Callable]] = {
-    "sam": (lambda f: {"image_embeddings": f}, _sam_post),
-    "sam_hq": (
-        lambda f: {"image_embeddings": f[0], "intermediate_embeddings": f[1]},
-        _sam_post,
-    ),
-    "sam2": (lambda f: {"image_embeddings": f}, _sam2_post),
+# family -> (decoder inputs from the encoder's output, whether post_process_masks takes the
+# resized picture's size): how the families differ once loaded. The model's own processor
+# prepares the picture (resize, normalise, pad) so that each family sees its input as in its
+# reference code; prompts are scaled from image pixels to the resized picture the same way the
+# processor scales them.
+_DECODING: dict[str, tuple[Callable[[Any], dict], bool]] = {
+    "sam": (lambda f: {"image_embeddings": f}, True),
+    "sam_hq": (lambda f: {"image_embeddings": f[0], "intermediate_embeddings": f[1]}, True),
+    "sam2": (lambda f: {"image_embeddings": f}, False),
 }
 
 
@@ -200,7 +190,7 @@ class TransformersSam:
         self.family = family
         self.source = source
         self.dtype = dtype
-        self._decoder_inputs, self._post = _DECODING[family]
+        self._decoder_inputs, self._padded = _DECODING[family]
 
     def __repr__(self) -> str:
         return f"TransformersSam(family={self.family!r}, source={self.source!r})"
@@ -248,7 +238,8 @@ class TransformersSam:
         with torch.inference_mode():
             out = self.model(multimask_output=multi, **kwargs)
         logits = out.pred_masks[0]  # (prompts, candidates, h, w)
-        masks = self._post(self.processor, logits[None].float().cpu(), emb)[0]
+        sizes = [[emb.original_size], [emb.input_size]][: 2 if self._padded else 1]
+        masks = self.processor.post_process_masks(logits[None].float().cpu(), *sizes)[0]
         return masks.numpy().astype(bool), out.iou_scores[0].float().cpu().numpy(), logits
 
     def predict(self, embedding, *, points, labels, box, mask_input, multimask) -> Prediction:

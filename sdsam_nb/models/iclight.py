@@ -1,15 +1,11 @@
 """IC-Light for a loaded SD 1.x pipeline (:func:`load_iclight`): a UNet of its own, built as
 IC-Light's reference code builds it, beside the pipeline's text encoder, tokenizer and VAE.
 
-IC-Light (Zhang, Rao, Agrawala, ICLR 2025; https://github.com/lllyasviel/IC-Light) relights a
-foreground. Its weights (:data:`MODES`: ``iclight_sd15_fc`` conditions on the foreground,
-``iclight_sd15_fbc`` on the foreground and a background) are *offsets* to an SD 1.5 UNet: the
-UNet's first convolution is widened to 8 or 12 input channels (the noisy latents, then the
-condition's latents), the new input channels start at zero, and every tensor gets its offset
-added. Here that UNet is a new ``UNet2DConditionModel`` made from the pipeline's UNet config
-with the wider ``in_channels``, holding base + offsets; the pipeline's own UNet is not
-changed, and nothing is replaced on any library object (the reference replaces
-``unet.forward``). :func:`sdsam_nb.relight` runs the denoising loop.
+IC-Light (Zhang, Rao, Agrawala, ICLR 2025; https://github.com/lllyasviel/IC-Light) ships
+*offsets* to an SD 1.5 UNet whose ``conv_in`` is widened to 8 or 12 input channels (the noisy
+latents, then the condition's latents; the new channels start at zero). Here that UNet is a new
+``UNet2DConditionModel`` holding base + offsets; the pipeline's own UNet is not changed.
+:func:`sdsam_nb.relight` runs the denoising loop.
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ from typing import Any
 import torch
 
 from .cache import MODELS, TINY, cache_dir, hub_file, provenance, sha256_file
+from .sd import pipeline_info
 from .tiny import iclight_folder
 
 REPO = "lllyasviel/ic-light"
@@ -106,8 +103,7 @@ def load_iclight(pipe, mode: str = "text", weights: str | os.PathLike | None = N
         )
     spec = MODES[mode]
     path, identity = _offsets_file(pipe, mode, spec, weights)
-    # where the pipeline runs: its GPU under model CPU offload, else where its UNet is
-    device = torch.device(provenance(pipe).get("offload_device") or unet.device)
+    device = pipeline_info(pipe)[2]  # its GPU under model CPU offload, else its UNet's device
     key = ("iclight", id(unet), str(device), unet.dtype, mode, str(path))
     cached = MODELS.get(key)
     if cached is None:

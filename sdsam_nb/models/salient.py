@@ -19,8 +19,8 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .cache import MODELS, hub_config, provenance, resolve_model, unavailable
-from .sd import SALIENT_BG, cached_view, foreign_pipeline, from_pretrained, place, weights_kwargs
+from .cache import MODELS, hub_config, resolve_model, unavailable
+from .sd import SALIENT_BG, cached_view, from_pretrained, pipeline_info, place, weights_kwargs
 from .tiny import salient_folder
 
 
@@ -94,15 +94,12 @@ def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
             checkpoint is SD 2).
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
-    info = provenance(pipe) or foreign_pipeline(pipe)
+    info, offload_device, dev, dtype = pipeline_info(pipe)
     if info.get("fast"):
         raise ValueError(
             f"the salient method is SD 2 inpainting: the fast={info['fast']['name']!r} adapter is "
             "for SD 1.x and does not apply to it; load_sd with fast=None, or another method"
         )
-    offload_device = info.get("offload_device")
-    param = next(iter(pipe.unet.parameters()))
-    dev, dtype = torch.device(offload_device or param.device), param.dtype
     checker = getattr(pipe, "safety_checker", None)
     progress = info.get("progress", True)
     key = ("salient", str(model), str(dev), dtype, id(checker), offload_device is not None)
@@ -118,18 +115,11 @@ def salient_inpainting(pipe, model: str | os.PathLike = SALIENT_BG):
             ("unet", UNet2DConditionModel),
             ("vae", AutoencoderKL),
             ("text_encoder", CLIPTextModel),
+            ("tokenizer", CLIPTokenizer),
+            ("scheduler", _scheduler_class(source, local, model)),
         ):
-            weights = weights_kwargs(dtype, cls)
-            parts[name] = from_pretrained(
-                cls, source, "model", progress=progress, subfolder=name, **weights
-            )
-        parts["tokenizer"] = from_pretrained(
-            CLIPTokenizer, source, "model", progress=progress, subfolder="tokenizer"
-        )
-        own = _scheduler_class(source, local, model)
-        parts["scheduler"] = from_pretrained(
-            own, source, "model", progress=progress, subfolder="scheduler"
-        )
+            weights = weights_kwargs(dtype, cls) if issubclass(cls, torch.nn.Module) else {}
+            parts[name] = from_pretrained(cls, source, progress=progress, subfolder=name, **weights)
         base = SalientInpaintPipeline(
             **parts,
             safety_checker=checker,

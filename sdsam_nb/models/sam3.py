@@ -132,15 +132,8 @@ def load_sam3(
     in once), a folder written by ``save_pretrained``, or ``"tiny"`` (built in, random weights).
 
     Raises:
-        ValueError: ``model`` or ``device`` is malformed, or not a SAM 3 checkpoint.
+        ValueError: ``model`` or ``device`` is malformed, not a SAM 3 checkpoint, or this
+            transformers has no ``Sam3Model``.
         ModelUnavailableError: a hub id that is neither cached nor downloadable.
     """
-    import transformers
-
-    if not hasattr(transformers, "Sam3Model"):
-        raise ValueError(
-            f"model={model!r}: SAM 3 needs transformers' Sam3Model (not in transformers "
-            f"{transformers.__version__}): pip install -U transformers"
-        )
-
     return load_once(Sam3TextSegmenter, model, device)

@@ -11,6 +11,7 @@ import json
 import torch
 
 from ..recording import recorded
+from ..validate import check_flag
 from .cache import (
     MODELS,
     cache_dir,
@@ -37,27 +38,26 @@ TINY_SD = {"tiny-inpainting": sd_inpainting_folder}
 SHAREABLE = ("text_encoder", "tokenizer", "vae", "safety_checker", "feature_extractor")
 
 
-def _resolve_sd(model: str, name: str) -> tuple[str, bool]:
+def _resolve_sd(model: str) -> tuple[str, bool]:
     if isinstance(model, str) and model in TINY_SD:
         return str(TINY_SD[model](cache_dir() / "tiny")), True
     return resolve_model(
-        model, name, build_tiny=sd_folder, marker="model_index.json", example=DEFAULT_SD
+        model, "model", build_tiny=sd_folder, marker="model_index.json", example=DEFAULT_SD
     )
 
 
-def from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwargs):
-    """``cls.from_pretrained`` with one short error for a model that cannot be had."""
-    source, local = _resolve_sd(model, name)
+def from_pretrained(cls, model: str, *, progress: bool = True, **kwargs):
+    """``cls.from_pretrained`` of ``model=`` (a hub id, a folder or a tiny name) with one
+    short error for a model that cannot be had; fp32 files cast when there is no fp16 variant."""
+    source, local = _resolve_sd(model)
     if local:
         kwargs.pop("variant", None)  # a local folder holds whatever it holds
     try:
         with loading_bars(progress):
             return cls.from_pretrained(source, **kwargs)
     except (*hub_errors(), ValueError) as exc:
-        if kwargs.get("variant") and "variant" in str(exc):  # no fp16 files: load fp32, cast
-            return from_pretrained(
-                cls, model, name, progress=progress, **{**kwargs, "variant": None}
-            )
+        if kwargs.get("variant") and "variant" in str(exc):
+            return from_pretrained(cls, model, progress=progress, **{**kwargs, "variant": None})
         if local or isinstance(exc, ValueError):
             raise
         raise unavailable(model, exc) from None
@@ -65,8 +65,7 @@ def from_pretrained(cls, model: str, name: str, *, progress: bool = True, **kwar
 
 def dtype_kwarg(cls=None) -> str:
     """The name of ``from_pretrained``'s dtype argument for ``cls`` (a diffusers class by
-    default): ``dtype`` since diffusers 0.42 and transformers 4.56 (the old name warns),
-    ``torch_dtype`` before."""
+    default): ``dtype`` since diffusers 0.42 and transformers 4.56, ``torch_dtype`` before."""
     import diffusers
     import transformers
 
@@ -126,20 +125,19 @@ def load_sd(
         compile_unet: ``torch.compile`` the UNet in place (the first call compiles).
         scheduler: the sampler, a name from :data:`SCHEDULERS` built from the model's own
             scheduler config; default ``"dpm++"`` (DPM-Solver++ multistep); ``None`` keeps
-            the model's own. :func:`inpainting` and :func:`img2img` use it too. Another
-            ``scheduler`` or ``progress`` gives another pipeline object on the same weights;
-            the one returned before is not changed.
+            the model's own. :func:`inpainting` and :func:`img2img` use it too.
         fast: a few-step mode from :data:`~sdsam_nb.models.fast.FAST` (``"lcm"``, ``"tcd"``,
-            ``"hyper-sd"``; ``None``: off): its LoRA (the pinned hub file; ``"tiny"``: a
-            built-in one), checked against the model and fused into a UNet of this pipeline's
-            own that samples with the adapter's scheduler (leave ``scheduler`` at its
-            default); the background functions then default to its steps and guidance.
-            :func:`inpainting` and :func:`img2img` carry it over; the salient method refuses it.
+            ``"hyper-sd"``; ``None``: off): its LoRA (``"tiny"``: a built-in one), checked
+            against the model and fused into a UNet of this pipeline's own that samples with
+            the adapter's scheduler (leave ``scheduler`` at its default); the background
+            functions then default to its steps and guidance. :func:`inpainting` and
+            :func:`img2img` carry it over; the salient method refuses it.
 
     Returns:
-        A ``diffusers.StableDiffusionPipeline`` on ``device``. Calling again with the same
-        arguments returns the same object (:data:`MODELS` keeps it); :func:`provenance`
-        tells what it was loaded from (with ``fast``: ``provenance(pipe)["fast"]``).
+        A ``diffusers.StableDiffusionPipeline`` on ``device``. The same arguments return the
+        same object (:data:`MODELS` keeps it); another ``scheduler`` or ``progress`` gives
+        another pipeline object on the same weights. :func:`provenance` tells what it was
+        loaded from (with ``fast``: ``provenance(pipe)["fast"]``).
 
     Raises:
         ValueError: ``model``, ``device`` or ``dtype`` is malformed, ``offload`` without a
@@ -152,9 +150,7 @@ def load_sd(
 
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
-    for name, flag in (("offload", offload), ("compile_unet", compile_unet)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    offload, compile_unet = check_flag(offload, "offload"), check_flag(compile_unet, "compile_unet")
     if offload and dev.type == "cpu":
         raise ValueError(
             "offload=True needs a GPU device: it keeps the models on the CPU and moves each to "
@@ -181,7 +177,7 @@ def load_sd(
             for part in set(SHAREABLE) - set(adapter.parts) - set(kwargs):
                 if getattr(plain, part, None) is not None:
                     kwargs[part] = getattr(plain, part)
-        base = from_pretrained(StableDiffusionPipeline, model, "model", progress=progress, **kwargs)
+        base = from_pretrained(StableDiffusionPipeline, model, progress=progress, **kwargs)
         if adapter is not None:
             adapter.fuse_into(base)
         fused = {} if adapter is None else {"fast": adapter.identity}
@@ -212,6 +208,21 @@ def place(base, model, revision, offload_device, device, **info) -> None:
     )
 
 
+def pipeline_info(pipe) -> tuple[dict, torch.device | None, torch.device, torch.dtype]:
+    """``(info, offload_device, device, dtype)`` of ``pipe``: its :func:`provenance` (of a
+    pipeline the kit did not load only whether model CPU offload is on: diffusers has no public
+    accessor for it, so its bookkeeping is read), the GPU of its model CPU offload (else
+    ``None``), the device it runs on and its UNet's dtype."""
+    info = provenance(pipe)
+    if not info:
+        hooked = getattr(pipe, "_all_hooks", None)
+        offload = getattr(pipe, "_offload_device", None) if hooked else None
+        info = {"offload_device": None if offload is None else torch.device(offload)}
+    offload = info.get("offload_device")
+    param = next(iter(pipe.unet.parameters()))
+    return info, offload, torch.device(offload or param.device), param.dtype
+
+
 def cached_view(key: tuple, base, cls, scheduler: str | None, progress: bool):
     """The ``cls`` view of ``base`` with ``scheduler`` (built from ``base``'s own scheduler
     config) and ``progress``, made once and kept in :data:`MODELS`."""
@@ -237,33 +248,17 @@ def _view(base, cls, sampler, scheduler_name, progress: bool):
         view = cls.from_pipe(base, **{dtype_kwarg(): base.unet.dtype}, **extra)
     finally:
         dlogging.set_verbosity(level)
-    info = provenance(base) or foreign_pipeline(base)
-    if info.get("offload_device") is not None:  # the shared modules move to the GPU to run
-        view.enable_model_cpu_offload(device=info["offload_device"])
+    info, offload, _, _ = pipeline_info(base)
+    if offload is not None:  # the shared modules move to the GPU to run
+        view.enable_model_cpu_offload(device=offload)
     view.set_progress_bar_config(disable=not progress)
     return remember(view, **{**info, "scheduler": scheduler_name, "progress": bool(progress)})
 
 
-def foreign_pipeline(pipe) -> dict:
-    """What the kit can tell of a pipeline it did not load: whether model CPU offload is on,
-    and where. diffusers has no public accessor for it, so its bookkeeping is read."""
-    hooks = getattr(pipe, "_all_hooks", None)
-    device = getattr(pipe, "_offload_device", None) if hooks else None
-    return {"offload_device": None if device is None else torch.device(device)}
-
-
-def _same_weights(pipe, cls):
-    """A pipeline of class ``cls`` built from ``pipe``'s modules and sampler: no second copy
-    of any weight, offloaded and quiet as ``pipe`` is."""
-    info = provenance(pipe)
-    return _view(pipe, cls, None, info.get("scheduler"), info.get("progress", True))
-
-
-def _dedicated(pipe, cls, model: str, name: str):
-    info = provenance(pipe) or foreign_pipeline(pipe)
-    offload_device = info.get("offload_device")
-    param = next(iter(pipe.unet.parameters()))
-    dev, dt = offload_device or param.device, param.dtype
+def _dedicated(pipe, cls, model: str):
+    """Checkpoint ``model`` as a ``cls`` pipeline for ``pipe``: loaded once, on ``pipe``'s
+    device, dtype, offload, safety checker and few-step adapter, with its sampler."""
+    info, offload_device, dev, dt = pipeline_info(pipe)
     safety = getattr(pipe, "safety_checker", None) is not None
     progress = info.get("progress", True)
     shareable = tuple(id(getattr(pipe, sub, None)) for sub in SHAREABLE)
@@ -273,27 +268,25 @@ def _dedicated(pipe, cls, model: str, name: str):
     key += () if fast is None else ("fast", fast["name"])
     base = MODELS.get(key)
     if base is None:
-        # pipe's few-step adapter, fused into this checkpoint's own UNet too
         adapter = None if fast is None else FastAdapter(info.get("model"), fast["name"])
         kwargs = _pipeline_kwargs(dt, safety)
-        components = _components_for(pipe, cls, model, name, progress, kwargs)
+        components = _components_for(pipe, cls, model, progress, kwargs)
         shared = sorted(k for k, v in components.items() if v is getattr(pipe, k, None))
-        base = from_pretrained(cls, model, name, progress=progress, **kwargs, **components)
+        base = from_pretrained(cls, model, progress=progress, **kwargs, **components)
         if adapter is not None:
             adapter.fuse_into(base)
         fused = {} if fast is None else {"fast": fast}
         place(base, model, None, offload_device, dev, shared=shared, **fused)
         MODELS.put(key, base)
-    # the sampler load_sd chose for pipe, built from this checkpoint's own scheduler config
     return cached_view(key, base, cls, info.get("scheduler"), progress)
 
 
-def _components_for(pipe, cls, model: str, name: str, progress: bool, kwargs: dict) -> dict:
+def _components_for(pipe, cls, model: str, progress: bool, kwargs: dict) -> dict:
     """The components of checkpoint ``model`` that can be handed to ``cls.from_pretrained``:
     ``pipe``'s own module where the checkpoint's is the same class, configuration and
     weights (so it is held once: each candidate is loaded as ``from_pretrained`` would and
     compared tensor by tensor), else the checkpoint's, loaded here once."""
-    index = cls.load_config(_resolve_sd(model, name)[0])
+    index = cls.load_config(_resolve_sd(model)[0])
     out = {}
     for sub in SHAREABLE:
         mine = getattr(pipe, sub, None)
@@ -301,7 +294,7 @@ def _components_for(pipe, cls, model: str, name: str, progress: bool, kwargs: di
         if mine is None or not isinstance(entry, (list, tuple)) or entry[1] != type(mine).__name__:
             continue
         extra = {"variant": kwargs["variant"]} if "variant" in kwargs else {}
-        theirs = from_pretrained(type(mine), model, name, progress=progress, subfolder=sub, **extra)
+        theirs = from_pretrained(type(mine), model, progress=progress, subfolder=sub, **extra)
         if _same_module(mine, theirs):
             out[sub] = mine
         else:  # loaded anyway: hand it over in the dtype the pipeline would have given it
@@ -313,34 +306,29 @@ def _components_for(pipe, cls, model: str, name: str, progress: bool, kwargs: di
 def _same_module(mine, theirs) -> bool:
     """Whether ``theirs`` (just loaded) is ``mine``: same class and configuration, and every
     tensor equal once cast to ``mine``'s dtype; tokenizers and image processors by content."""
+
+    def without(d: dict, *keys: str) -> dict:
+        return {k: v for k, v in d.items() if k not in keys}
+
     if type(mine) is not type(theirs):
         return False
-    if not isinstance(mine, torch.nn.Module):  # tokenizer, feature extractor
-        if hasattr(mine, "get_vocab"):  # vocabulary and merges (fast or slow tokenizer)
-            fast = [getattr(t, "backend_tokenizer", None) for t in (mine, theirs)]
-            if all(f is not None for f in fast):  # padding / truncation: per-call state
-                a, b = (json.loads(f.to_str()) for f in fast)
-                drop = ("padding", "truncation")
-                return {k: v for k, v in a.items() if k not in drop} == {
-                    k: v for k, v in b.items() if k not in drop
-                }
-            return mine.get_vocab() == theirs.get_vocab() and getattr(
-                mine, "bpe_ranks", None
-            ) == getattr(theirs, "bpe_ranks", None)
+    if hasattr(mine, "backend_tokenizer"):  # a fast tokenizer; padding, truncation: per call
+        a, b = (json.loads(t.backend_tokenizer.to_str()) for t in (mine, theirs))
+        return without(a, "padding", "truncation") == without(b, "padding", "truncation")
+    if hasattr(mine, "get_vocab"):  # a slow tokenizer: vocabulary and merges
+        ranks = [getattr(t, "bpe_ranks", None) for t in (mine, theirs)]
+        return mine.get_vocab() == theirs.get_vocab() and ranks[0] == ranks[1]
+    if not isinstance(mine, torch.nn.Module):  # an image processor
         return mine.to_dict() == theirs.to_dict()
-
-    def config(module):
-        c = module.config
-        c = c.to_dict() if hasattr(c, "to_dict") else dict(c)
-        drop = ("_name_or_path", "_diffusers_version", "transformers_version", "torch_dtype")
-        return {k: v for k, v in c.items() if k not in drop and k != "dtype"}
-
-    if config(mine) != config(theirs):
+    drop = ("_name_or_path", "_diffusers_version", "transformers_version", "torch_dtype", "dtype")
+    a, b = (
+        m.config.to_dict() if hasattr(m.config, "to_dict") else dict(m.config)
+        for m in (mine, theirs)
+    )
+    if without(a, *drop) != without(b, *drop):
         return False
     a, b = mine.state_dict(), theirs.state_dict()
-    if a.keys() != b.keys():
-        return False
-    return all(
+    return a.keys() == b.keys() and all(
         a[k].shape == b[k].shape and torch.equal(a[k].detach().cpu(), b[k].to(a[k].dtype))
         for k in a
     )
@@ -354,10 +342,9 @@ def inpainting(pipe, model: str | None = None):
     blending. With a model id such as ``stable-diffusion-v1-5/stable-diffusion-inpainting``
     (a 9-channel inpainting UNet) that checkpoint is loaded once per process and samples with
     the scheduler :func:`load_sd` chose for ``pipe``; its text encoder, tokenizer and VAE are
-    ``pipe``'s own where they are the same weights (SD 1.5 inpainting and SD v1-4 share them),
-    so only its UNet is a second copy. ``"tiny-inpainting"`` is the built-in tiny one. A
-    ``pipe`` loaded with ``fast`` passes its few-step adapter on (a dedicated checkpoint gets
-    the same LoRA fused into its own UNet, each layer checked).
+    ``pipe``'s own where they are the same weights, so only its UNet is a second copy.
+    ``"tiny-inpainting"`` is the built-in tiny one. ``pipe``'s few-step adapter (``load_sd(
+    fast=...)``) is fused into a dedicated checkpoint's UNet too.
 
     Raises:
         ValueError: ``model`` is not an inpainting checkpoint (its UNet does not take the 9
@@ -368,7 +355,7 @@ def inpainting(pipe, model: str | None = None):
 
     if model is None:
         return _same_weights(pipe, StableDiffusionInpaintPipeline)
-    source, _ = _resolve_sd(model, "model")
+    source, _ = _resolve_sd(model)
     try:
         unet = UNet2DConditionModel.load_config(source, subfolder="unet")
     except (OSError, ValueError):  # not cached and offline, or no unet: from_pretrained says
@@ -380,7 +367,7 @@ def inpainting(pipe, model: str | None = None):
             "channels where a dedicated inpainting UNet takes 9 (latents, mask, masked "
             f"picture), e.g. {INPAINTING_SD!r}; None inpaints with the loaded model's weights"
         )
-    return _dedicated(pipe, StableDiffusionInpaintPipeline, model, "model")
+    return _dedicated(pipe, StableDiffusionInpaintPipeline, model)
 
 
 def img2img(pipe, model: str | None = None):
@@ -389,4 +376,10 @@ def img2img(pipe, model: str | None = None):
 
     if model is None:
         return _same_weights(pipe, StableDiffusionImg2ImgPipeline)
-    return _dedicated(pipe, StableDiffusionImg2ImgPipeline, model, "model")
+    return _dedicated(pipe, StableDiffusionImg2ImgPipeline, model)
+
+
+def _same_weights(pipe, cls):
+    """A ``cls`` pipeline on ``pipe``'s modules and sampler, offloaded and quiet as it is."""
+    info = provenance(pipe)
+    return _view(pipe, cls, None, info.get("scheduler"), info.get("progress", True))

@@ -33,14 +33,14 @@ TARGETS = (
 )
 
 
-def _write_lora(folder: Path, sd: Path, kind: str, weight_name: str, rank: int) -> None:
+def _write_lora(folder: Path, sd: Path, kind: str, weight_name: str) -> None:
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
     with loading_bars(False):
         unet = UNet2DConditionModel.from_pretrained(sd, subfolder="unet")
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(TARGETS)))
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=list(TARGETS)))
     # one seed per kind: each kind's adapter is another one, as the real ones are
     generator = torch.Generator().manual_seed(SEED + sum(kind.encode()))
     with torch.no_grad():
@@ -53,17 +53,14 @@ def _write_lora(folder: Path, sd: Path, kind: str, weight_name: str, rank: int) 
     )
 
 
-def lora_folder(
-    root: Path, kind: str, weight_name: str, *, sd: Path | None = None, rank: int = 4
-) -> Path:
-    """The folder ``root / LORA_RECIPE / kind`` holding a random ``kind`` adapter as
+def lora_folder(root: Path, kind: str, weight_name: str, *, sd: Path | None = None) -> Path:
+    """The folder ``root / LORA_RECIPE / kind`` holding a random rank-4 ``kind`` adapter as
     ``weight_name`` (the real adapter's file name), built on first use (~1 s for the tiny
     SD). ``sd``: the SD pipeline folder whose UNet it is for (default: the tiny SD under
-    ``root``); ``rank``: its LoRA rank. One folder per ``root`` and ``kind``: another ``sd`` or
-    ``rank`` needs another ``root``."""
+    ``root``); another ``sd`` needs another ``root``."""
     sd = sd_folder(root) if sd is None else Path(sd)
     return build_folder(
         Path(root) / LORA_RECIPE / kind,
         weight_name,
-        lambda tmp: _write_lora(tmp, sd, kind, weight_name, rank),
+        lambda tmp: _write_lora(tmp, sd, kind, weight_name),
     )

@@ -1,15 +1,8 @@
-"""The tiny replica of ``yahoo-inc/photo-background-generation`` (random weights).
-
-Same folder layout as the real checkpoint, written by diffusers' own ``save_pretrained`` of a
-``StableDiffusionControlNetInpaintPipeline``: ``controlnet/``, ``unet/``, ``vae/``,
-``text_encoder/``, ``tokenizer/``, ``scheduler/``, ``feature_extractor/`` and
-``model_index.json``, no safety checker. What it keeps of the real one: a 9-channel inpainting
-UNet (SD 2 inpainting: latents + mask + masked-picture latents, linear attention projections),
-a ControlNet whose *input* is those same 9 channels and whose conditioning image is a 3-channel
-picture downsampled 8x (four conditioning-embedding levels), a CLIP text encoder with GELU
-(SD 2's OpenCLIP in ``CLIPTextModel`` format) and a tokenizer padding with ``"!"``, and a
-UniPC scheduler on SD 2's noise schedule predicting the noise (epsilon). Widths are tiny.
-Pictures from it are noise: never judge image quality with it.
+"""The tiny replica of ``yahoo-inc/photo-background-generation`` (random weights), written by
+diffusers' own ``save_pretrained`` in the real checkpoint's folder layout. It keeps a 9-channel
+SD 2 inpainting UNet (linear attention projections), a ControlNet taking those same 9 channels
+with a 3-channel conditioning picture downsampled 8x, a GELU CLIP text encoder with a tokenizer
+padding with ``"!"`` (SD 2's OpenCLIP) and a UniPC scheduler predicting the noise.
 """
 
 from __future__ import annotations
