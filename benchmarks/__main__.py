@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from .harness import BENCHMARKS, RESULTS_DIR, RESULTS_MD, Context, run_all
+import torch
+
+from .harness import BENCHMARKS, RESULTS_DIR, RESULTS_MD, Context, quiet, run_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,27 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     add("--results-md", type=Path, default=RESULTS_MD, help="the RESULTS.md a full run updates")
     add("--no-results-md", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args(argv)
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is built locally
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import torch
-    from diffusers.utils import logging as dlogging
-
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU is visible to torch here")
-    level, bars = dlogging.get_verbosity(), dlogging.is_progress_bar_enabled()
-    dlogging.set_verbosity_error()
-    dlogging.disable_progress_bar()
     ctx = Context(device=torch.device(args.device), quick=args.quick)
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
     md = None if args.no_results_md else args.results_md
-    try:
+    with quiet():  # diffusers' settings restored after: the smoke test runs in-process
         record, _ = run_all(names, ctx, results_dir=args.results_dir, results_md=md, argv=argv)
-    finally:  # leave the caller's diffusers settings as they were (the smoke test runs in-process)
-        dlogging.set_verbosity(level)
-        if bars:
-            dlogging.enable_progress_bar()
     return 1 if any(b["status"] == "error" for b in record["benchmarks"].values()) else 0
 
 

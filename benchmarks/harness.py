@@ -424,15 +424,29 @@ def _call(target: str, kwargs: dict) -> Any:
 def worker_main(spec: str) -> None:
     """The worker side of :func:`run_worker`: prints the result as one JSON line."""
     spec = json.loads(spec)
-    for key in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
-        os.environ.setdefault(key, "1")  # everything is built locally
     if spec["flush"]:  # before the first parallel op, so that every worker thread has it
         torch.set_flush_denormal(True)
+    with quiet():
+        print(json.dumps(jsonable(_call(spec["target"], spec["kwargs"]))), flush=True)
+
+
+@contextmanager
+def quiet():
+    """While open: offline (``HF_HUB_OFFLINE``, unless set: everything is built locally), no
+    progress bars, diffusers' warnings off; diffusers' settings back as they were on exit."""
+    for key in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(key, "1")
     from diffusers.utils import logging as dlogging
 
+    level, bars = dlogging.get_verbosity(), dlogging.is_progress_bar_enabled()
     dlogging.set_verbosity_error()
     dlogging.disable_progress_bar()
-    print(json.dumps(jsonable(_call(spec["target"], spec["kwargs"]))), flush=True)
+    try:
+        yield
+    finally:
+        dlogging.set_verbosity(level)
+        if bars:
+            dlogging.enable_progress_bar()
 
 
 # --------------------------------------------------------------------------- environment

@@ -278,10 +278,6 @@ def run(ctx: Context) -> Section:
         _guarded(sec, ctx, "channels_last", partial(channels_last, sec, ctx, pipe, dtype))
         _guarded(sec, ctx, "SAM half encoder", partial(sam_half, sec, ctx))
         free(ctx)
-        sec.notes.append(
-            "scheduler rows compare time only; with random weights the pictures are noise, so "
-            "whether DPM-Solver++ at 20-25 steps matches PNDM at 50 in quality is not judged here"
-        )
     if ctx.cuda:
         _guarded(sec, ctx, "torch.compile", partial(compiled, sec, ctx, pipe, dtype))
     _guarded(sec, ctx, "relight", partial(relight_cost, sec, ctx, pipe, folder))
