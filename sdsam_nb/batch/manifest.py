@@ -1,17 +1,9 @@
-"""Batch manifests: a batch's items, read from CSV, YAML, JSON Lines or a folder of pictures
-(docs/batches.md).
+"""Batch manifests (docs/batches.md): a batch's items, read from CSV (a cell is read as YAML
+1.2 unless its parameter takes the text as it is; an empty cell is no value), YAML, JSON Lines
+or a folder of pictures (one item per picture, the background prompt in its ``prompt.txt``).
 
-An item is a dict: ``id`` (its run folder's name; default its 1-based row number, or a
-picture's stem), ``image`` (relative to the manifest) or ``subject_prompt``; notebook 02's
-prompts (:data:`PROMPTS`) or ``mask`` (a file, white = subject, or ``auto``), ``auto_mask``
-(:func:`sdsam_nb.segment.auto_subject_mask`'s settings), ``method`` (``inpaint`` or
-``composite``), and any notebook parameter of :data:`sdsam_nb.runs.SPEC`. A folder of pictures
-is one item per picture, the background prompt in its ``prompt.txt``. A CSV cell is read as
-YAML 1.2 unless its parameter takes the text as it is; an empty cell is no value.
-
-Reading checks only the whole manifest (its form, the ids, at most :data:`MAX_BYTES` of UTF-8
-text and 1 to :data:`MAX_ITEMS` items, :func:`sdsam_nb.runs.check_plain`'s limits); each item
-is checked when the batch reaches it (:func:`check_item`), so one bad item fails alone.
+Reading checks the whole manifest (its form, the ids, the limits); each item is checked when
+the batch reaches it (:func:`check_item`), so one bad item fails alone.
 """
 
 from __future__ import annotations
@@ -283,9 +275,12 @@ def _check_ids(items: list[dict], where: str) -> None:
 def check_item(item: dict, *, defaults: bool = False) -> dict:
     """``item``'s keys and values checked; returns them with list / dict text parsed.
 
-    The notebook parameters go through :func:`sdsam_nb.runs.check_params`. With
-    ``defaults=True`` the dict is a batch's defaults (``-p`` / ``-f``), where ``id`` and
-    ``image`` have no place.
+    An item's keys: ``id``, ``image`` (a path) or ``subject_prompt``, notebook 02's prompts
+    (:data:`PROMPTS`) or ``mask`` (a file, white = subject, or ``"auto"``), ``auto_mask``
+    (:data:`AUTO_SETTINGS`), ``method`` (:data:`METHODS`) and any notebook parameter
+    (:data:`sdsam_nb.runs.SPEC`, checked by :func:`sdsam_nb.runs.check_params`). With
+    ``defaults=True`` the dict is a batch's defaults (``-p`` / ``-f``), without ``id`` and
+    ``image``.
 
     Raises:
         ValueError: one line naming the key: an unknown name (with the close matches), a
