@@ -96,7 +96,7 @@ def find_boxes(
 ) -> tuple[list[tuple[float, float, float, float]], list[str], list[float], str]:
     """Grounding DINO's ``(boxes, labels, scores, source)`` for ``text``, without SAM (as
     :func:`sdsam_nb.models.detectors.detect`); ``detector=None`` loads ``load_grounding_dino()``.
-    """
+    Raises ``ValueError`` for the bad arguments :func:`text_mask` refuses."""
     rgb = to_rgb(image)
     if detector is None:
         check_request(text, box_threshold, text_threshold, max_boxes)  # before loading one
