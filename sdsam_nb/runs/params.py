@@ -17,13 +17,6 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from ..background.reframe import POSITIONS
-from ..background.relight import LIGHTS
-from ..models import SCHEDULERS
-from ..models.devices import DTYPES
-from ..models.fast import FAST
-from ..models.iclight import MODES as RELIGHT_MODES
-from ..segment.text import TEXT_METHODS
 from ..validate import is_finite, is_int, is_points, short_repr
 
 # What one YAML or JSON value may hold (a manifest, a -f file, a parameter): nested deeper than
@@ -78,12 +71,37 @@ def check_plain(value: Any, *, name: str = "value") -> None:
 @dataclass(frozen=True)
 class Param:
     """What a notebook parameter must be: ``check`` says whether a value is acceptable,
-    ``what`` says it in words for the error, ``structured`` marks lists / dicts whose text
-    (papermill's ``-p``) is parsed as YAML."""
+    ``what`` says it in words for the error (or makes the words when called), ``structured``
+    marks lists / dicts whose text (papermill's ``-p``) is parsed as YAML."""
 
     check: Callable[[Any], bool]
-    what: str
+    what: str | Callable[[], str]
     structured: bool = False
+
+    def words(self) -> str:
+        """What the parameter must be, in words."""
+        return self.what() if callable(self.what) else self.what
+
+
+def _choices(name: str) -> tuple[str, ...]:
+    """The names parameter ``name`` chooses among, read from the module that acts on them when
+    such a parameter is first checked: those modules import torch or diffusers, which the
+    command line does not need to check its parameters before its kernel runs them."""
+    if name == "dtype":
+        from ..models.devices import DTYPES as names
+    elif name == "fast":
+        from ..models.fast import FAST as names
+    elif name == "scheduler":
+        from ..models.schedulers import SCHEDULERS as names
+    elif name == "reframe_position":
+        from ..background.reframe import POSITIONS as names
+    elif name == "text_method":
+        from ..segment.text import TEXT_METHODS as names
+    elif name == "relight":
+        from ..models.iclight import MODES as names
+    else:  # "light"
+        from ..background.relight import LIGHTS as names
+    return tuple(names)
 
 
 def _in01(value) -> bool:
@@ -94,14 +112,18 @@ def _pair(value, check) -> bool:
     return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(check, value))
 
 
-def _one_of(names: Iterable[str], none: str | None = None) -> Param:
-    """A name of ``names``; ``None`` too when ``none`` says what ``None`` means."""
+def _one_of(name: str, none: str | None = None) -> Param:
+    """Parameter ``name``: one of its :func:`_choices`; ``None`` too when ``none`` says what
+    ``None`` means."""
 
     def check(v) -> bool:
-        return (none is not None and v is None) or (isinstance(v, str) and v in names)
+        return (none is not None and v is None) or (isinstance(v, str) and v in _choices(name))
 
-    listed = "one of " + ", ".join(repr(n) for n in names)
-    return Param(check, listed if none is None else f"None ({none}) or {listed}")
+    def what() -> str:
+        listed = "one of " + ", ".join(repr(n) for n in _choices(name))
+        return listed if none is None else f"None ({none}) or {listed}"
+
+    return Param(check, what)
 
 
 _FLAG = Param(lambda v: isinstance(v, bool), "True or False")
@@ -131,9 +153,9 @@ BEFORE_IT_EXISTED: dict[str, Any] = {
 SPEC: dict[str, Param] = {
     # generation
     "sd_model": _TEXT,
-    "dtype": _one_of(DTYPES, "the automatic choice"),  # models.devices.pick_dtype
+    "dtype": _one_of("dtype", "the automatic choice"),  # models.devices.pick_dtype
     "inpaint_model": _TEXT_OR_NONE,
-    "fast": _one_of(FAST, "off"),  # load_sd's few-step mode (docs/models.md)
+    "fast": _one_of("fast", "off"),  # load_sd's few-step mode (docs/models.md)
     # the subject's edge where it is pasted (notebooks 03, 04) and a contact shadow (04)
     "edge": Param(lambda v: v in ("feather", "matte"), "'feather' or 'matte'"),
     "shadow": Param(
@@ -153,8 +175,8 @@ SPEC: dict[str, Param] = {
     ),
     "reframe_scale": _POSITIVE,
     "reframe_position": Param(
-        lambda v: v in POSITIONS if isinstance(v, str) else _pair(v, _in01),
-        "one of " + ", ".join(repr(n) for n in POSITIONS) + " or [x, y] fractions in 0..1",
+        lambda v: v in _choices("reframe_position") if isinstance(v, str) else _pair(v, _in01),
+        lambda: _one_of("reframe_position").words() + " or [x, y] fractions in 0..1",
         True,
     ),
     "subject_prompt": _TEXT,
@@ -164,7 +186,7 @@ SPEC: dict[str, Param] = {
     "seed": _COUNT,
     # None: the sampler's default (25, or what the few-step mode needs)
     "steps": Param(lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1"),
-    "scheduler": _one_of(SCHEDULERS, "the model's own"),
+    "scheduler": _one_of("scheduler", "the model's own"),
     # None: the sampler's default (7.5, or what the few-step mode needs)
     "guidance": Param(lambda v: v is None or (is_finite(v) and v >= 0), "a number >= 0"),
     "strength": Param(lambda v: is_finite(v) and 0 < v <= 1, "a number in (0, 1]"),
@@ -188,7 +210,7 @@ SPEC: dict[str, Param] = {
         lambda v: v is None or isinstance(v, dict), "None or a dict from to_dict()", True
     ),
     "text_prompt": _TEXT_OR_NONE,
-    "text_method": _one_of(TEXT_METHODS),
+    "text_method": _one_of("text_method"),
     "detector_model": _TEXT,
     "box_threshold": _FRACTION,
     "text_threshold": _FRACTION,
@@ -206,9 +228,9 @@ SPEC: dict[str, Param] = {
     ),
     "harmonize": _FLAG,
     # relighting the subject with IC-Light (notebooks 04, 00; docs/api.md)
-    "relight": _one_of(RELIGHT_MODES, "off"),
+    "relight": _one_of("relight", "off"),
     "relight_prompt": Param(lambda v: isinstance(v, str), "a string (the light)"),
-    "light": _one_of(LIGHTS),
+    "light": _one_of("light"),
     # inputs and the run
     "image_path": _TEXT_OR_NONE,
     "mask_path": _TEXT_OR_NONE,
@@ -247,11 +269,11 @@ def check_params(**params) -> dict:
             try:
                 parsed = load_yaml(value, name=f"parameter {name}")
             except ValueError as exc:
-                raise ValueError(f"{exc}; it must be {param.what}{hint}") from None
+                raise ValueError(f"{exc}; it must be {param.words()}{hint}") from None
         if not param.check(parsed):
             hint = hint if isinstance(value, str) and param.structured else ""
             raise ValueError(
-                f"parameter {name} must be {param.what}, got {short_repr(value)} "
+                f"parameter {name} must be {param.words()}, got {short_repr(value)} "
                 f"({type(value).__name__}){hint}"
             )
         out[name] = parsed
