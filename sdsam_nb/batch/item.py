@@ -127,7 +127,7 @@ def input_files(item: dict, defaults: dict, base: Path) -> dict[str, Path]:
     if isinstance(image, (str, os.PathLike)) and str(image).strip():
         files["image"] = (base / os.path.expanduser(image)).resolve()
     mask = item.get("mask")
-    if mask is None and not any(item.get(k) not in (None, [], "") for k in PROMPTS):
+    if mask is None and not _prompts(item):
         mask = defaults.get("mask")  # absolute: run_batch makes it so
     if isinstance(mask, (str, os.PathLike)) and str(mask).strip() and mask != "auto":
         files["mask"] = (base / os.path.expanduser(mask)).resolve()
@@ -141,8 +141,13 @@ def _is_file(path: Path, name: str) -> bool:
         raise ValueError(f"{name}: {str(path)[:200]!r} cannot be a file's path ({exc})") from None
 
 
+def _prompts(given: dict) -> dict:
+    """The prompts of notebook 02 that ``given`` gives (an empty one is none)."""
+    return {k: given[k] for k in PROMPTS if given.get(k) not in (None, [], "")}
+
+
 def _mask_source(given: dict) -> tuple[dict, str | None]:
-    prompts = {k: given[k] for k in PROMPTS if given.get(k) not in (None, [], "")}
+    prompts = _prompts(given)
     mask = given.get("mask")
     if prompts and mask is not None:
         raise ValueError(
