@@ -76,16 +76,12 @@ def inpaint_background(
             ``feather``), ``"matte"`` (a soft alpha matte with decontaminated edge colours,
             :mod:`sdsam_nb.edges`), or an ``HxW`` float alpha in 0..1 of your own. The
             subject stays pixel-identical where the alpha is 1.
-        model: the background method (:func:`~sdsam_nb.background.methods.method_for`):
-            ``None`` or ``"own"`` (``pipe``'s own weights), a dedicated inpainting checkpoint
-            (a 9-channel UNet, e.g. ``sdsam_nb.INPAINTING_SD``, ``"tiny-inpainting"`` or a
-            folder; it shares ``pipe``'s text encoder and VAE where they are the same
-            weights), ``"auto"`` (the dedicated checkpoint on a GPU, the own weights on the
-            CPU), ``"salient"`` or a method object such as
-            ``SalientControlNet(conditioning_scale=0.5)``. ``info["method"]`` names it.
-        scheduler: ``None`` samples with the pipeline's scheduler; a name from
-            :data:`SCHEDULERS` or a scheduler instance for this call only, as in
-            :func:`generate`.
+        model: the background method (:func:`~sdsam_nb.background.methods.method_for`;
+            ``docs/models.md``): ``None`` or ``"own"`` (``pipe``'s own weights), a dedicated
+            inpainting checkpoint (e.g. ``sdsam_nb.INPAINTING_SD``), ``"auto"`` (that on a GPU,
+            the own weights on the CPU), ``"salient"`` or a method object.
+            ``info["method"]`` names it.
+        scheduler: as in :func:`generate`.
 
     Returns:
         :class:`Variations`: ``n`` ``RGB`` images of ``image``'s original size.

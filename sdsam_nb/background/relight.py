@@ -64,17 +64,14 @@ def relight(
     """Relight the subject of ``subject`` with IC-Light: to a described light
     (``mode="text"``) or to match ``background`` (``mode="background"``).
 
-    The foreground (``subject`` over neutral grey through ``alpha``) and, in background mode,
+    The foreground (``subject`` over grey through ``alpha``) and, in background mode,
     ``background`` (scaled to cover, centre-cropped) condition IC-Light's UNet at
-    :func:`processing_size` (the subject's aspect, long side ``size``): their VAE latents join
-    the noisy ones at every step of ``pipe``'s sampler, with classifier-free guidance on
-    ``prompt + ", best quality"`` and ``negative_prompt``. The result is resized back and
-    blended over ``subject`` through ``alpha``: outside the subject the picture is its own.
+    :func:`processing_size`; the result is resized back and blended over ``subject`` through
+    ``alpha`` (``docs/api.md``, "Relighting the subject").
 
     Args:
-        pipe: the text-to-image pipeline of :func:`sdsam_nb.load_sd` (SD 1.x); its text
-            encoder, tokenizer and VAE are used as they are, its UNet plus IC-Light's offsets
-            makes the IC-Light UNet (built once, :func:`~sdsam_nb.models.iclight.load_iclight`).
+        pipe: the text-to-image pipeline of :func:`sdsam_nb.load_sd` (SD 1.x); its UNet plus
+            IC-Light's offsets makes IC-Light's (:func:`~sdsam_nb.models.iclight.load_iclight`).
         subject: the subject picture (:func:`~sdsam_nb.images.to_rgb`), both sides >= 64.
         alpha: where the subject is: an ``HxW bool`` mask (True = subject) or an ``HxW``
             float alpha in 0..1 of ``subject``'s size; not empty. Returned unchanged.
@@ -87,18 +84,16 @@ def relight(
             ``light_strength``), ``"none"`` from noise. Background mode takes ``"none"``.
         background: background mode's picture (required there, refused in text mode).
         negative_prompt: IC-Light's demos' by default; ``None`` is empty.
-        seed: the ``torch.Generator`` seed: the same arguments give the same picture, bit
-            for bit, on the same machine.
-        steps, guidance: denoising steps and guidance scale; ``None`` takes IC-Light's demo
-            values for the mode (text 25 and 2, background 20 and 7), or the few-step
-            adapter's when ``pipe`` has one (``load_sd(fast=...)``: its weights, adapter
-            fused, are the base the offsets are added to). Guidance <= 1 is off.
+        seed: the ``torch.Generator`` seed (the same arguments give the same picture).
+        steps, guidance: denoising steps and guidance scale (<= 1: off); ``None`` takes
+            IC-Light's demo values for the mode (text 25 and 2, background 20 and 7), or the
+            few-step adapter's when ``pipe`` has one.
         size: long side in pixels the model works at (a multiple of 8, >= 64).
         light_strength: how much of the initial light picture is re-noised, in (0, 1]
             (IC-Light's "lowres denoise", 0.9); only with a ``light`` direction.
         highres_scale: ``None`` (default): one pass. A number >= 1: IC-Light's second pass,
             the result enlarged by that factor and re-noised by ``highres_denoise`` (the
-            demos: 1.5 and 0.5): about 2.25x the first pass's cost more at 1.5.
+            demos: 1.5 and 0.5).
         highres_denoise: the second pass's strength, in (0, 1].
         weights: ``None`` (IC-Light's hub file for ``mode``, pinned; the tiny one for the
             tiny pipeline) or a local offsets file or folder.

@@ -174,28 +174,19 @@ def expansion_by_method(scores: Sequence[Mapping[str, Any]]) -> dict[str, dict[s
 
 def relight_score(before: ImageLike, after: ImageLike, alpha) -> dict:
     """Whether relighting changed the subject's shape or identity, not only its light:
-    ``before`` and ``after`` compared inside the subject (``alpha`` >= 0.5, 2 px in from its
-    edge), on luminance.
-
-    * ``edges``: F-score of the two pictures' Canny edges (luminance stretched from its 1st
-      to 99th percentile inside the subject, so that a brighter or darker light alone moves
-      no edge), an edge counting as kept within :data:`EDGE_TOLERANCE` px. 1: the same edges;
-      new shadows' edges lower it too.
-    * ``structure``: the structure term of SSIM (the correlation of the luminance, each
-      normalised by its local mean and contrast in an 11-px Gaussian window), averaged over
-      the subject: 1 for the same structure under any brightness or contrast change, 0 for
-      none in common.
-    * ``light_change``: the mean absolute change of luminance there, as a fraction of 255
-      (how much the light changed, not whether it looks right).
-
-    Nothing else is measured: not whether the new light fits a background or looks real.
+    ``before`` and ``after`` compared on luminance inside the subject (``alpha`` >= 0.5, 2 px
+    in from its edge; ``docs/api.md``, "Relighting the subject").
 
     Args:
         before, after: pictures of one size (:func:`~sdsam_nb.images.to_rgb`).
         alpha: an ``HxW`` bool mask or float alpha of that size.
 
     Returns:
-        ``{"edges": float, "structure": float, "light_change": float}``.
+        ``{"edges": float, "structure": float, "light_change": float}``: the F-score of the
+        two pictures' Canny edges (each stretched to its 1st..99th luminance percentile; an
+        edge within :data:`EDGE_TOLERANCE` px is kept), SSIM's structure term averaged over
+        the subject (both 1 for an unchanged subject), and the mean absolute luminance
+        change as a fraction of 255.
     """
     a = to_rgb(before, name="before")
     b = to_rgb(after, name="after")

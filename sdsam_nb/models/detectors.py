@@ -192,12 +192,10 @@ def load_grounding_dino(
     *,
     device: str | torch.device | None = None,
 ) -> GroundingDinoDetector:
-    """A Grounding DINO zero-shot detector (:class:`GroundingDinoDetector`: ``.processor``,
-    ``.model``, callable as a :data:`Detector`), loaded once per process on ``device`` (``None``:
+    """A Grounding DINO zero-shot detector (:class:`GroundingDinoDetector`, a :data:`Detector`)
+    of ``model`` (a hub id, default ``IDEA-Research/grounding-dino-tiny``, 172 M parameters; a
+    ``save_pretrained`` folder; ``"tiny"``), loaded once per process on ``device`` (``None``:
     CUDA, then MPS, then CPU) with its weights as saved.
-
-    ``model``: a hub id (default ``IDEA-Research/grounding-dino-tiny``, 172 M parameters), a
-    folder written by ``save_pretrained``, or ``"tiny"`` (built in, random weights).
 
     Raises:
         ValueError: ``model`` or ``device`` is malformed.

@@ -43,12 +43,10 @@ class VitMatte(Loaded):
 def load_vitmatte(
     model: str = DEFAULT_VITMATTE, *, device: str | torch.device | None = None
 ) -> VitMatte:
-    """A ViTMatte matting model (:class:`VitMatte`: ``.processor``, ``.model``, callable as
-    ``vitmatte(image, trimap)``), loaded once per process on ``device`` (``None``: CUDA, then
-    MPS, then CPU) with its weights as saved (fp32).
-
-    ``model``: a hub id (default ``hustvl/vitmatte-small-composition-1k``, 25 M parameters), a
-    folder written by ``save_pretrained``, or ``"tiny"`` (built in, random weights).
+    """A ViTMatte matting model (:class:`VitMatte`, callable as ``vitmatte(image, trimap)``) of
+    ``model`` (a hub id, default ``hustvl/vitmatte-small-composition-1k``, 25 M parameters; a
+    ``save_pretrained`` folder; ``"tiny"``), loaded once per process on ``device`` (``None``:
+    CUDA, then MPS, then CPU) with its weights as saved (fp32).
 
     Raises:
         ValueError: ``model`` or ``device`` is malformed.

@@ -57,7 +57,7 @@ def _verify_hash_in_name(path: Path) -> None:
         )
 
 
-def sam_checkpoint_path(model_type: str = "vit_b", *, download: bool = True) -> Path:
+def sam_checkpoint_path(model_type: str = "vit_b") -> Path:
     """Path of the official checkpoint for ``model_type`` in :func:`cache_dir`.
 
     Downloads it once if missing (``$SDSAM_SAM_URL`` overrides the base URL); the download is
@@ -75,9 +75,10 @@ def sam_checkpoint_path(model_type: str = "vit_b", *, download: bool = True) -> 
     if target.is_file():
         return target
     url = os.environ.get("SDSAM_SAM_URL", SAM_URL).rstrip("/") + "/" + name
-    if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise ModelUnavailableError(
-            f"SAM checkpoint {name} is not in {target.parent} and downloading is off. "
+            f"SAM checkpoint {name} is not in {target.parent} and downloading is off "
+            "(HF_HUB_OFFLINE=1). "
             f"Download {url} there, or pass checkpoint='/path/to/{name}', "
             "or use model_type='tiny' for the built-in offline model."
         )

@@ -124,12 +124,10 @@ def load_sam3(
     *,
     device: str | torch.device | None = None,
 ) -> Sam3TextSegmenter:
-    """SAM 3 for text prompts (:class:`Sam3TextSegmenter`: ``.processor``, ``.model``,
-    ``.segment(image, text)``, callable as a detector), loaded once per process on ``device``
-    (``None``: CUDA, then MPS, then CPU) with its weights as saved.
-
-    ``model``: a hub id (default ``facebook/sam3``, gated: accept its licence on the hub and log
-    in once), a folder written by ``save_pretrained``, or ``"tiny"`` (built in, random weights).
+    """SAM 3 for text prompts (:class:`Sam3TextSegmenter`: ``.segment(image, text)``, callable
+    as a detector) of ``model`` (a hub id, default ``facebook/sam3``, gated: accept its licence
+    on the hub and log in once; a ``save_pretrained`` folder; ``"tiny"``), loaded once per
+    process on ``device`` (``None``: CUDA, then MPS, then CPU) with its weights as saved.
 
     Raises:
         ValueError: ``model`` or ``device`` is malformed, not a SAM 3 checkpoint, or this

@@ -127,11 +127,9 @@ def load_sd(
             scheduler config; default ``"dpm++"`` (DPM-Solver++ multistep); ``None`` keeps
             the model's own. :func:`inpainting` and :func:`img2img` use it too.
         fast: a few-step mode from :data:`~sdsam_nb.models.fast.FAST` (``"lcm"``, ``"tcd"``,
-            ``"hyper-sd"``; ``None``: off): its LoRA (``"tiny"``: a built-in one), checked
-            against the model and fused into a UNet of this pipeline's own that samples with
-            the adapter's scheduler (leave ``scheduler`` at its default); the background
-            functions then default to its steps and guidance. :func:`inpainting` and
-            :func:`img2img` carry it over; the salient method refuses it.
+            ``"hyper-sd"``; ``None``: off; ``docs/models.md``): its LoRA fused into a UNet of
+            this pipeline's own, sampling with the adapter's scheduler (leave ``scheduler`` at
+            its default) and, by default, its steps and guidance.
 
     Returns:
         A ``diffusers.StableDiffusionPipeline`` on ``device``. The same arguments return the
@@ -337,14 +335,11 @@ def _same_module(mine, theirs) -> bool:
 def inpainting(pipe, model: str | None = None):
     """An inpainting pipeline for ``pipe``'s device and dtype.
 
-    With ``model=None`` it is built from ``pipe``'s own modules (the same tensors, the same
-    scheduler object: no second copy in memory); SD v1-4's 4-channel UNet inpaints by latent
-    blending. With a model id such as ``stable-diffusion-v1-5/stable-diffusion-inpainting``
-    (a 9-channel inpainting UNet) that checkpoint is loaded once per process and samples with
-    the scheduler :func:`load_sd` chose for ``pipe``; its text encoder, tokenizer and VAE are
-    ``pipe``'s own where they are the same weights, so only its UNet is a second copy.
-    ``"tiny-inpainting"`` is the built-in tiny one. ``pipe``'s few-step adapter (``load_sd(
-    fast=...)``) is fused into a dedicated checkpoint's UNet too.
+    With ``model=None`` it is built from ``pipe``'s own modules (no second copy in memory);
+    SD v1-4's 4-channel UNet inpaints by latent blending. With a 9-channel inpainting
+    checkpoint (e.g. :data:`INPAINTING_SD`; ``"tiny-inpainting"`` built in) that is loaded once
+    per process, sampling with ``pipe``'s sampler, sharing ``pipe``'s text encoder, tokenizer
+    and VAE where they are the same weights, and with ``pipe``'s few-step adapter fused in.
 
     Raises:
         ValueError: ``model`` is not an inpainting checkpoint (its UNet does not take the 9
