@@ -34,15 +34,17 @@ def build_folder(final: Path, marker: str, write) -> Path:
     return final
 
 
-def save_model_and_processor(build):
-    """A ``write(folder)`` for :func:`build_folder` that saves ``build()``'s
-    ``(processor, model)`` as ``save_pretrained`` does for a real checkpoint (no progress
-    bars)."""
+def saved(build):
+    """A ``write(folder)`` for :func:`build_folder` that saves what ``build()`` returns, a
+    diffusers pipeline or a transformers ``(processor, model)``, as ``save_pretrained`` does
+    for a real checkpoint (no progress bars)."""
 
     def write(folder: Path) -> None:
-        processor, model = build()
+        built = build()
         with loading_bars(False):
-            model.save_pretrained(folder, safe_serialization=True)
-            processor.save_pretrained(folder)
+            if isinstance(built, tuple):
+                processor, built = built
+                processor.save_pretrained(folder)
+            built.save_pretrained(folder, safe_serialization=True)
 
     return write

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .build import build_folder, save_model_and_processor
+from .build import build_folder, saved
 
 GD_RECIPE = "grounding-dino-tiny-r2"
 _BERT_WORDS = [
@@ -105,6 +105,4 @@ def _build_grounding_dino():
 def grounding_dino_folder(root: Path) -> Path:
     """The tiny Grounding DINO folder under ``root`` (``save_pretrained``'s model, processor
     and tokenizer), built on first use (<1 s)."""
-    return build_folder(
-        Path(root) / GD_RECIPE, "config.json", save_model_and_processor(_build_grounding_dino)
-    )
+    return build_folder(Path(root) / GD_RECIPE, "config.json", saved(_build_grounding_dino))

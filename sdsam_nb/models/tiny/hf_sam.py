@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from .build import build_folder, save_model_and_processor
+from .build import build_folder, saved
 
 IMAGE = 256  # the tiny encoders' input side (the real ones take 1024)
 
@@ -107,4 +107,4 @@ def hf_sam_folder(name: str, root: Path) -> Path:
     # transformers 5 writes processor_config.json, which 4.x cannot read: one build per major
     major = transformers.__version__.split(".")[0]
     final = Path(root) / f"{recipe}-transformers{major}"
-    return build_folder(final, "config.json", save_model_and_processor(build))
+    return build_folder(final, "config.json", saved(build))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .build import build_folder
+from .build import build_folder, saved
 from .sd import tiny_clip, tiny_vae
 
 SALIENT_RECIPE = "salient-tiny-r1"
@@ -73,7 +73,5 @@ def _build_salient_pipeline():
 def salient_folder(root: Path) -> Path:
     """Return the tiny salient-ControlNet folder under ``root``, building it on first use (~1 s)."""
     return build_folder(
-        Path(root) / SALIENT_RECIPE,
-        "model_index.json",
-        lambda tmp: _build_salient_pipeline().save_pretrained(tmp, safe_serialization=True),
+        Path(root) / SALIENT_RECIPE, "model_index.json", saved(_build_salient_pipeline)
     )

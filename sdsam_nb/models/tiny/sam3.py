@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .build import build_folder, save_model_and_processor
+from .build import build_folder, saved
 from .sd import write_clip_vocab
 
 SAM3_RECIPE = "sam3-tiny-r1"
@@ -71,6 +71,4 @@ def _build_sam3():
 def sam3_folder(root: Path) -> Path:
     """The tiny SAM 3 folder under ``root`` (``save_pretrained``'s model, processor and
     tokenizer), built on first use (<1 s)."""
-    return build_folder(
-        Path(root) / SAM3_RECIPE, "config.json", save_model_and_processor(_build_sam3)
-    )
+    return build_folder(Path(root) / SAM3_RECIPE, "config.json", saved(_build_sam3))

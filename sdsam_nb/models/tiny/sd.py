@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from ..cache import loading_bars
-from .build import SEED, build_folder
+from .build import SEED, build_folder, saved
 
 SD_RECIPE = "sd-v1-tiny-r1"
 SD_INPAINTING_RECIPE = "sd-v1-inpainting-tiny-r1"
@@ -131,21 +132,25 @@ def _build_sd_pipeline():
 
 def sd_folder(root: Path) -> Path:
     """Return the tiny SD pipeline folder under ``root``, building it on first use (~1 s)."""
-    return build_folder(
-        Path(root) / SD_RECIPE,
-        "model_index.json",
-        lambda tmp: _build_sd_pipeline().save_pretrained(tmp, safe_serialization=True),
+    return build_folder(Path(root) / SD_RECIPE, "model_index.json", saved(_build_sd_pipeline))
+
+
+def _build_sd_inpainting_pipeline(root: Path):
+    """The tiny dedicated inpainting checkpoint: a 9-channel UNet (latents, mask, masked
+    picture) of its own, with the text encoder, tokenizer and VAE of the tiny SD under
+    ``root``, as the real SD 1.5 inpainting checkpoint shares SD v1's CLIP text encoder and VAE
+    weights."""
+    from diffusers import (
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
     )
 
-
-def _build_sd_inpainting_pipeline(text_to_image):
-    """The tiny dedicated inpainting checkpoint: a 9-channel UNet (latents, mask, masked
-    picture) of its own, with ``text_to_image``'s text encoder, tokenizer and VAE, as the
-    real SD 1.5 inpainting checkpoint shares SD v1's CLIP text encoder and VAE weights."""
-    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
-
+    with loading_bars(False):
+        text_to_image = StableDiffusionPipeline.from_pretrained(sd_folder(root))
     torch.manual_seed(SEED + 1)
-    unet = UNet2DConditionModel.from_config({**dict(text_to_image.unet.config), "in_channels": 9})
+    config = {**dict(text_to_image.unet.config), "in_channels": 9}
+    unet = UNet2DConditionModel.from_config(config)
     return StableDiffusionInpaintPipeline(
         vae=text_to_image.vae,
         text_encoder=text_to_image.text_encoder,
@@ -161,13 +166,5 @@ def _build_sd_inpainting_pipeline(text_to_image):
 def sd_inpainting_folder(root: Path) -> Path:
     """Return the tiny inpainting checkpoint's folder under ``root`` (``"tiny-inpainting"``),
     building it on first use from the tiny SD folder's own components."""
-
-    def write(folder: Path) -> None:
-        from diffusers import StableDiffusionPipeline
-
-        with loading_bars(False):
-            text_to_image = StableDiffusionPipeline.from_pretrained(sd_folder(root))
-        pipe = _build_sd_inpainting_pipeline(text_to_image)
-        pipe.save_pretrained(folder, safe_serialization=True)
-
-    return build_folder(Path(root) / SD_INPAINTING_RECIPE, "model_index.json", write)
+    build = partial(_build_sd_inpainting_pipeline, root)
+    return build_folder(Path(root) / SD_INPAINTING_RECIPE, "model_index.json", saved(build))

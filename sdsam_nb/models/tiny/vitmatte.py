@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .build import build_folder, save_model_and_processor
+from .build import build_folder, saved
 
 VITMATTE_RECIPE = "vitmatte-tiny-r1"
 
@@ -53,6 +53,4 @@ def _build_vitmatte():
 def vitmatte_folder(root: Path) -> Path:
     """The tiny ViTMatte folder under ``root`` (``save_pretrained``'s model and image
     processor), built on first use (<1 s)."""
-    return build_folder(
-        Path(root) / VITMATTE_RECIPE, "config.json", save_model_and_processor(_build_vitmatte)
-    )
+    return build_folder(Path(root) / VITMATTE_RECIPE, "config.json", saved(_build_vitmatte))
