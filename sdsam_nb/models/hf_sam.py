@@ -238,8 +238,10 @@ class TransformersSam:
         with torch.inference_mode():
             out = self.model(multimask_output=multi, **kwargs)
         logits = out.pred_masks[0]  # (prompts, candidates, h, w)
-        sizes = [[emb.original_size], [emb.input_size]][: 2 if self._padded else 1]
-        masks = self.processor.post_process_masks(logits[None].float().cpu(), *sizes)[0]
+        padded = [[emb.input_size]] if self._padded else []  # SAM: the picture inside the pad
+        masks = self.processor.post_process_masks(
+            logits[None].float().cpu(), [emb.original_size], *padded
+        )[0]
         return masks.numpy().astype(bool), out.iou_scores[0].float().cpu().numpy(), logits
 
     def predict(self, embedding, *, points, labels, box, mask_input, multimask) -> Prediction:
