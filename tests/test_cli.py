@@ -208,3 +208,28 @@ def test_the_chain_kernel_keeps_no_output_history(monkeypatch):
     with pytest.raises(RuntimeError, match="no kernel in this test"):
         SharedKernel().start()
     assert asked["extra_arguments"] == [NO_OUTPUT_CACHE]
+
+
+def test_the_command_line_checks_and_records_without_torch(tmp_path):
+    """What ``sdsam-nb run`` does itself (its kernel does the rest): read its parameters,
+    check them, make and reopen the run folder, papermill. None of it imports torch or
+    diffusers, whose import and teardown took seconds of every run's critical path."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import papermill\n"
+        "from sdsam_nb.__main__ import _check_values, _yaml_value\n"
+        "from sdsam_nb.runs import new_run, open_run\n"
+        "from sdsam_nb.runs.chain import select\n"
+        "select('01,02,03')\n"
+        "params = {'steps': _yaml_value('4', 'steps'), 'points': [[10, 20, 1]], 'size': 256,\n"
+        "          'background_prompt': 'a beach', 'sd_model': 'tiny'}\n"
+        f"run = new_run(Path({str(tmp_path)!r}))\n"
+        "_check_values({**params, 'run_dir': str(run.path)})\n"
+        "open_run(run.path)\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]"]

@@ -1,59 +1,63 @@
 """Models: devices, the per-process cache, samplers, and the loaders of Stable Diffusion,
 Segment Anything, Grounding DINO, SAM 3 and ViTMatte, each taking a real model or ``"tiny"``
 (:mod:`.tiny`). What each module holds: ``docs/architecture.md``.
+
+The names below load on first use (PEP 562), as the package's own do: importing one light
+module of this package (``.cache``, ``.identity``, ``.schedulers``) does not import torch or
+diffusers, which the command line does not need.
 """
 
-from . import tiny
-from .cache import (
-    MODELS,
-    TINY,
-    ModelCache,
-    ModelUnavailableError,
-    cache_dir,
-    clear_loaded,
-    provenance,
-    sha256_file,
-)
-from .detectors import DEFAULT_GROUNDING_DINO, GroundingDinoDetector, load_grounding_dino
-from .devices import device_report, in_colab, pick_device, pick_dtype
-from .matting import DEFAULT_VITMATTE, VitMatte, load_vitmatte
-from .sam import SAM_CHECKPOINTS, load_sam, sam_checkpoint_path
-from .sam3 import DEFAULT_SAM3, Sam3TextSegmenter, load_sam3
-from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
-from .sd import DEFAULT_SD, INPAINTING_SD, img2img, inpainting, load_sd
+from importlib import import_module as _import_module
+from importlib.util import find_spec as _find_spec
 
-__all__ = [
-    "DEFAULT_GROUNDING_DINO",
-    "DEFAULT_SCHEDULER",
-    "DEFAULT_SAM3",
-    "DEFAULT_SD",
-    "INPAINTING_SD",
-    "MODELS",
-    "SAM_CHECKPOINTS",
-    "SCHEDULERS",
-    "TINY",
-    "GroundingDinoDetector",
-    "ModelCache",
-    "ModelUnavailableError",
-    "Sam3TextSegmenter",
-    "cache_dir",
-    "clear_loaded",
-    "device_report",
-    "img2img",
-    "in_colab",
-    "inpainting",
-    "load_grounding_dino",
-    "load_sam",
-    "load_sam3",
-    "load_vitmatte",
-    "DEFAULT_VITMATTE",
-    "VitMatte",
-    "load_sd",
-    "make_scheduler",
-    "pick_device",
-    "pick_dtype",
-    "provenance",
-    "sam_checkpoint_path",
-    "sha256_file",
-    "tiny",
-]
+# where each public name is defined
+_DEFINED_IN = {
+    "MODELS": "cache",
+    "TINY": "cache",
+    "ModelCache": "cache",
+    "ModelUnavailableError": "cache",
+    "cache_dir": "cache",
+    "clear_loaded": "cache",
+    "provenance": "cache",
+    "sha256_file": "cache",
+    "DEFAULT_GROUNDING_DINO": "detectors",
+    "GroundingDinoDetector": "detectors",
+    "load_grounding_dino": "detectors",
+    "device_report": "devices",
+    "in_colab": "devices",
+    "pick_device": "devices",
+    "pick_dtype": "devices",
+    "DEFAULT_VITMATTE": "matting",
+    "VitMatte": "matting",
+    "load_vitmatte": "matting",
+    "SAM_CHECKPOINTS": "sam",
+    "load_sam": "sam",
+    "sam_checkpoint_path": "sam",
+    "DEFAULT_SAM3": "sam3",
+    "Sam3TextSegmenter": "sam3",
+    "load_sam3": "sam3",
+    "DEFAULT_SCHEDULER": "schedulers",
+    "SCHEDULERS": "schedulers",
+    "make_scheduler": "schedulers",
+    "DEFAULT_SD": "sd",
+    "INPAINTING_SD": "sd",
+    "img2img": "sd",
+    "inpainting": "sd",
+    "load_sd": "sd",
+}
+
+__all__ = [*_DEFINED_IN, "tiny"]
+
+
+def __getattr__(name: str):
+    if name not in _DEFINED_IN:  # a submodule (models.tiny, models.hf_sam...)
+        if name.startswith("_") or _find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return _import_module(f"{__name__}.{name}")
+    value = getattr(_import_module(f"{__name__}.{_DEFINED_IN[name]}"), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -14,11 +14,11 @@ import os
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from .devices import pick_device
 
 TINY = "tiny"
 
@@ -37,6 +37,8 @@ class ModelCache(dict):
         return model
 
     def clear(self) -> None:
+        import torch
+
         super().clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -252,6 +254,8 @@ def load_once(cls, model, device):
     :func:`provenance` recorded. A transformers without ``cls.classes`` is refused.
     """
     import transformers
+
+    from .devices import pick_device
 
     dev = pick_device(device)
     key = (cls.kind, str(model), str(dev))

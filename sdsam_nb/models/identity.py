@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from .cache import provenance, sha256_file, snapshot_commit
 
@@ -43,7 +42,8 @@ def model_info(obj, requested: str) -> dict:
     source = {k: v for k, v in known.items() if k in _RECORDED}
     info.update(source)
     dtype = getattr(obj, "dtype", None)
-    if isinstance(dtype, torch.dtype):
+    torch = sys.modules.get("torch")  # a model with a torch dtype has imported torch
+    if torch is not None and isinstance(dtype, torch.dtype):
         info["dtype"] = str(dtype).removeprefix("torch.")
     folder = known.get("path") or getattr(getattr(obj, "config", None), "_name_or_path", None)
     if folder and Path(folder).is_dir():
