@@ -126,17 +126,20 @@ STRAND_GROUP = 3
 """Lines within 6 px of each other that make a group (added after a lone line of the astronaut
 photograph, widened to 6 px, made the benchmark's soft case astronaut -> rocket worse: 2.228 ->
 2.236); a lone line gets 2 px around it and nothing more (as likely the background's)."""
-STRAND_JOIN = 3
+STRAND_JOIN = 6
 """Pixels across which a group's strands take in the thin lines near them that only loosely
 have the subject's colour (any share of it, within the segment's length; where the strict test
 broke a strand or missed one beside it): hysteresis, as in Canny's edges."""
-STRAND_MARGIN = 3
+STRAND_MARGIN = 4
 """Pixels around a group's strands that the band takes in too (their soft sides, room for the
 matte). STRAND_JOIN and STRAND_MARGIN were chosen on strand scenes the edge benchmark does not
 use (seed 1; rocket -> coffee, motorcycle -> astronaut, astronaut -> coffee, coffee -> rocket):
 composite error 6.15 (0..255) with a 6-px margin and no joining, 5.63 joining across 1 px with
 4 px around, 5.42 across 3 px with 4 px around, 5.13 across 3 px with 3 px around (5.67 with
-2 px); the soft and hair scenes' bands do not change."""
+2 px); with :data:`STRAND_PULL`, 4.65 across 3 px with 3 px around, 4.73 / 4.58 / 5.16 with 5
+/ 4 / 2 px around, 4.59 across 5 px and 4.53 across 6-12 px (the same) with 3 px around, 4.45
+across 6 or 8 px with 4 px around (4.54 across 5). The soft and hair scenes' bands do not
+change."""
 
 
 def strand_band(
