@@ -9,59 +9,59 @@ The names below load on first use (PEP 562), as diffusers' do: ``import sdsam_nb
 and ``sdsam_nb.load_sd`` imports what loading SD needs when it is first asked for.
 """
 
-from importlib import import_module as _import_module
 from importlib import metadata as _metadata
-from importlib.util import find_spec as _find_spec
+
+from .lazy import lazy_names
 
 # The submodules, and where each other public name is defined.
 _SUBMODULES = ("caching", "edges", "images", "masks", "models", "runs", "segment", "validate")
 _DEFINED_IN = {
-    "DEFAULT_FEATHER": "background",
-    "SCHEDULERS": "background",
-    "SafetyCheckerWarning": "background",
-    "Variations": "background",
-    "composite": "background",
-    "expansion_by_method": "background",
-    "generate": "background",
-    "generate_background": "background",
-    "inpaint_background": "background",
-    "object_expansion": "background",
-    "processing_size": "background",
-    "reframe": "background",
-    "relight": "background",
-    "relight_score": "background",
-    "score_results": "background",
-    "subject_fidelity": "background",
-    "to_mask": "images",
-    "to_rgb": "images",
-    "DEFAULT_SD": "models",
-    "INPAINTING_SD": "models",
-    "MODELS": "models",
-    "ModelCache": "models",
-    "ModelUnavailableError": "models",
-    "cache_dir": "models",
-    "clear_loaded": "models",
-    "device_report": "models",
-    "img2img": "models",
-    "in_colab": "models",
-    "inpainting": "models",
-    "load_grounding_dino": "models",
-    "load_sam": "models",
-    "load_sam3": "models",
-    "load_sd": "models",
-    "pick_device": "models",
-    "pick_dtype": "models",
-    "provenance": "models",
-    "start": "runs",
-    "Candidate": "segment",
-    "ClickSegmenter": "segment",
-    "TextMaskResult": "segment",
-    "auto_subject_mask": "segment",
-    "find_boxes": "segment",
-    "pick_subject": "segment",
-    "text_mask": "segment",
-    "MaskPicker": "segment.widget",
-    "enable_colab_widgets": "segment.widget",
+    "DEFAULT_FEATHER": ".background",
+    "SCHEDULERS": ".background",
+    "SafetyCheckerWarning": ".background",
+    "Variations": ".background",
+    "composite": ".background",
+    "expansion_by_method": ".background",
+    "generate": ".background",
+    "generate_background": ".background",
+    "inpaint_background": ".background",
+    "object_expansion": ".background",
+    "processing_size": ".background",
+    "reframe": ".background",
+    "relight": ".background",
+    "relight_score": ".background",
+    "score_results": ".background",
+    "subject_fidelity": ".background",
+    "to_mask": ".images",
+    "to_rgb": ".images",
+    "DEFAULT_SD": ".models",
+    "INPAINTING_SD": ".models",
+    "MODELS": ".models",
+    "ModelCache": ".models",
+    "ModelUnavailableError": ".models",
+    "cache_dir": ".models",
+    "clear_loaded": ".models",
+    "device_report": ".models",
+    "img2img": ".models",
+    "in_colab": ".models",
+    "inpainting": ".models",
+    "load_grounding_dino": ".models",
+    "load_sam": ".models",
+    "load_sam3": ".models",
+    "load_sd": ".models",
+    "pick_device": ".models",
+    "pick_dtype": ".models",
+    "provenance": ".models",
+    "start": ".runs",
+    "Candidate": ".segment",
+    "ClickSegmenter": ".segment",
+    "TextMaskResult": ".segment",
+    "auto_subject_mask": ".segment",
+    "find_boxes": ".segment",
+    "pick_subject": ".segment",
+    "text_mask": ".segment",
+    "MaskPicker": ".segment.widget",
+    "enable_colab_widgets": ".segment.widget",
 }
 
 try:
@@ -72,15 +72,4 @@ except _metadata.PackageNotFoundError:  # imported from a checkout that is not i
 __all__ = [*_SUBMODULES, *_DEFINED_IN]
 
 
-def __getattr__(name: str):
-    if name not in _DEFINED_IN:  # a submodule (sdsam_nb.background, as eager imports gave)
-        if name.startswith("_") or _find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return _import_module(f"{__name__}.{name}")
-    value = getattr(_import_module(f"{__name__}.{_DEFINED_IN[name]}"), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, _DEFINED_IN, __all__)

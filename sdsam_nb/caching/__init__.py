@@ -5,8 +5,7 @@ The names below load on first use (PEP 562): importing :mod:`.keys` or :mod:`.st
 as the run records do, does not import torch (:mod:`.embeddings` does).
 """
 
-from importlib import import_module as _import_module
-from importlib.util import find_spec as _find_spec
+from ..lazy import lazy_names
 
 # where each public name is defined (".." : the kit's own sdsam_nb.usage)
 _DEFINED_IN = {
@@ -24,15 +23,4 @@ _DEFINED_IN = {
 __all__ = list(_DEFINED_IN)
 
 
-def __getattr__(name: str):
-    if name not in _DEFINED_IN:  # a submodule (caching.store...)
-        if name.startswith("_") or _find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return _import_module(f"{__name__}.{name}")
-    value = getattr(_import_module(_DEFINED_IN[name], __name__), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, _DEFINED_IN, __all__)

@@ -7,57 +7,45 @@ module of this package (``.cache``, ``.identity``, ``.schedulers``) does not imp
 diffusers, which the command line does not need.
 """
 
-from importlib import import_module as _import_module
-from importlib.util import find_spec as _find_spec
+from ..lazy import lazy_names
 
 # where each public name is defined
 _DEFINED_IN = {
-    "MODELS": "cache",
-    "TINY": "cache",
-    "ModelCache": "cache",
-    "ModelUnavailableError": "cache",
-    "cache_dir": "cache",
-    "clear_loaded": "cache",
-    "provenance": "cache",
-    "sha256_file": "cache",
-    "DEFAULT_GROUNDING_DINO": "detectors",
-    "GroundingDinoDetector": "detectors",
-    "load_grounding_dino": "detectors",
-    "device_report": "devices",
-    "in_colab": "devices",
-    "pick_device": "devices",
-    "pick_dtype": "devices",
-    "DEFAULT_VITMATTE": "matting",
-    "VitMatte": "matting",
-    "load_vitmatte": "matting",
-    "SAM_CHECKPOINTS": "sam",
-    "load_sam": "sam",
-    "sam_checkpoint_path": "sam",
-    "DEFAULT_SAM3": "sam3",
-    "Sam3TextSegmenter": "sam3",
-    "load_sam3": "sam3",
-    "DEFAULT_SCHEDULER": "schedulers",
-    "SCHEDULERS": "schedulers",
-    "make_scheduler": "schedulers",
-    "DEFAULT_SD": "sd",
-    "INPAINTING_SD": "sd",
-    "img2img": "sd",
-    "inpainting": "sd",
-    "load_sd": "sd",
+    "MODELS": ".cache",
+    "TINY": ".cache",
+    "ModelCache": ".cache",
+    "ModelUnavailableError": ".cache",
+    "cache_dir": ".cache",
+    "clear_loaded": ".cache",
+    "provenance": ".cache",
+    "sha256_file": ".cache",
+    "DEFAULT_GROUNDING_DINO": ".detectors",
+    "GroundingDinoDetector": ".detectors",
+    "load_grounding_dino": ".detectors",
+    "device_report": ".devices",
+    "in_colab": ".devices",
+    "pick_device": ".devices",
+    "pick_dtype": ".devices",
+    "DEFAULT_VITMATTE": ".matting",
+    "VitMatte": ".matting",
+    "load_vitmatte": ".matting",
+    "SAM_CHECKPOINTS": ".sam",
+    "load_sam": ".sam",
+    "sam_checkpoint_path": ".sam",
+    "DEFAULT_SAM3": ".sam3",
+    "Sam3TextSegmenter": ".sam3",
+    "load_sam3": ".sam3",
+    "DEFAULT_SCHEDULER": ".schedulers",
+    "SCHEDULERS": ".schedulers",
+    "make_scheduler": ".schedulers",
+    "DEFAULT_SD": ".sd",
+    "INPAINTING_SD": ".sd",
+    "img2img": ".sd",
+    "inpainting": ".sd",
+    "load_sd": ".sd",
 }
 
 __all__ = [*_DEFINED_IN, "tiny"]
 
 
-def __getattr__(name: str):
-    if name not in _DEFINED_IN:  # a submodule (models.tiny, models.hf_sam...)
-        if name.startswith("_") or _find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return _import_module(f"{__name__}.{name}")
-    value = getattr(_import_module(f"{__name__}.{_DEFINED_IN[name]}"), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, _DEFINED_IN, __all__)
