@@ -49,9 +49,13 @@ FOREGROUND_SMOOTHING = 0.1
 """pymatting's ``gradient_weight`` in :func:`estimate_foreground`: how much more the colours
 are smoothed where the alpha changes (pymatting's default 1). Chosen on the edge benchmark's
 scene families over other photograph pairs (seed 1; rocket -> coffee, motorcycle -> astronaut,
-astronaut -> coffee, coffee -> rocket): composite error (0..255) soft / hair / strands 2.15 /
-1.73 / 4.45 with 1, 2.08 / 1.57 / 4.26 with 0.3, 2.06 / 1.52 / 4.22 with 0.1, 2.04 / 1.51 /
-4.21 with 0.03."""
+astronaut -> coffee, coffee -> rocket; STRAND_PULL 0.01, no STRAND_GAP_PULL): composite error
+(0..255) soft / hair / strands 2.15 / 1.73 / 4.45 with 1, 2.08 / 1.57 / 4.26 with 0.3, 2.06 /
+1.52 / 4.22 with 0.1, 2.04 / 1.51 / 4.21 with 0.03."""
+FOREGROUND_ITERATIONS = 4
+"""pymatting's ``n_big_iterations`` in :func:`estimate_foreground` (its default 2): on the same
+seed-1 scenes, with the strands' pulls, composite error soft / hair / strands 2.05 / 1.52 / 4.11
+with 2, 1.96 / 1.48 / 4.08 with 4 (twice the passes over the larger levels)."""
 EDGES = ("feather", "matte")
 """The edges the background functions paste a subject with, by name (see :func:`subject_alpha`)."""
 DEFAULT_BAND = 8
@@ -277,7 +281,7 @@ def _near_colour(x: np.ndarray, mask: np.ndarray, depth: float, sigma: float):
     return near[iy, ix]
 
 
-STRAND_PULL = 0.01
+STRAND_PULL = 0.005
 """Strength of closed-form matting's pull, on a strand's line pixels, towards the alpha its
 colours say (:func:`_strand_alpha`): the Laplacian alone gives strands over a busy background
 too little alpha (mean 0.39-0.60 against a true 0.64 on their cores, seed-1 scenes below).
@@ -286,7 +290,18 @@ colour (2-8 px inside, sigma 3) on strand scenes the edge benchmark does not use
 -> coffee, motorcycle -> astronaut, astronaut -> coffee, coffee -> rocket): composite error
 (0..255) 5.14 without the pull; 5.21 / 4.90 / 4.74 / 4.75 with 0.1 / 0.03 / 0.01 / 0.003 (7x7
 window, 8 samples, contrast 20); 4.65 with 0.01, 5x5, 5 samples, contrast 30 (4.67: contrast
-20); 5.48 pulling every pixel of the band (0.1), not only the lines."""
+20); 5.48 pulling every pixel of the band (0.1), not only the lines. With the other constants
+at their values: 5.13 / 4.41 / 4.13 / 4.11 / 4.14 / 4.23 with 0 / 0.001 / 0.003 / 0.005 / 0.01
+/ 0.02."""
+
+
+STRAND_GAP_PULL = 0.03
+"""Strength of the pull towards 0 on the strands' band where no line is (contrast under 5,
+:func:`_contrast`): the background between and beside the strands, where the Laplacian gave
+alpha to a busy background. Chosen on the seed-1 scenes of :data:`STRAND_PULL` (with joining
+and margin at 6 and 4 px and the colours' smoothing at 0.1): composite error 4.22 without it;
+4.21 / 4.18 / 4.14 / 4.15 with 0.001 / 0.01 / 0.03 / 0.1 under contrast 5; 4.14 / 4.17 / 4.29
+with 0.1 / 0.3 / 1 under 3; 4.15 / 4.16 with 0.01 / 0.03 under 10."""
 
 
 def _strand_alpha(pixels: np.ndarray, mask: np.ndarray, strands: np.ndarray) -> tuple:
@@ -298,11 +313,14 @@ def _strand_alpha(pixels: np.ndarray, mask: np.ndarray, strands: np.ndarray) -> 
     median takes in the strands where they are dense). The weight is :data:`STRAND_PULL` on
     line pixels (contrast over 30, :func:`_contrast`) where ``F`` and ``B`` differ by 60 or
     more (0..255, less below) and the colour lies near the segment (``exp(-d^2 / (0.25
-    |F - B|^2))``, ``d`` its distance from the segment's line); 0 elsewhere."""
+    |F - B|^2))``, ``d`` its distance from the segment's line); :data:`STRAND_GAP_PULL`
+    (alpha 0) on the pixels of ``strands`` that stand out by less than 5; 0 elsewhere."""
     alpha, weight = np.zeros(mask.shape), np.zeros(mask.shape)
     x = pixels.astype(np.float32)
     near = _near_colour(x, mask, 8, 3)
-    lines = strands & (_contrast(pixels) > 30) & ~mask
+    contrast = _contrast(pixels)
+    weight[strands & (contrast < 5) & ~mask] = STRAND_GAP_PULL  # no line: the background
+    lines = strands & (contrast > 30) & ~mask
     if near is None or not lines.any():
         return alpha, weight
     ys, xs = np.nonzero(lines)
@@ -542,7 +560,10 @@ def estimate_foreground(image: ImageLike, alpha: np.ndarray) -> np.ndarray:
     (estimate_foreground_ml,) = _pymatting("estimate_foreground_ml")
     rows, cols = _box(soft, FOREGROUND_MARGIN)
     fg = estimate_foreground_ml(
-        rgb[rows, cols] / 255.0, a[rows, cols], gradient_weight=FOREGROUND_SMOOTHING
+        rgb[rows, cols] / 255.0,
+        a[rows, cols],
+        gradient_weight=FOREGROUND_SMOOTHING,
+        n_big_iterations=FOREGROUND_ITERATIONS,
     )
     fg = np.clip(np.rint(fg * 255.0), 0, 255).astype(np.uint8)
     region = soft[rows, cols]

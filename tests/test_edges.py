@@ -198,16 +198,23 @@ def test_matte_recovers_strands_beyond_the_mask_better_than_the_fixed_band(stran
 
 
 def test_strands_colours_pull_their_alpha_up_to_the_truth(strand_scene, monkeypatch):
-    """Over the striped background the Laplacian alone gives the strands beyond the fixed band
-    an alpha about twice as far from the truth as with the pull towards the alpha that their
-    colours say (edges.STRAND_PULL), and the background between them more alpha."""
+    """Over the striped background the Laplacian alone (the matte before the pulls) gives the
+    strands beyond the fixed band, and the background between them, an alpha further from the
+    truth than with the pulls towards the alpha that the strands' colours say
+    (edges.STRAND_PULL) and towards 0 where no line is (edges.STRAND_GAP_PULL)."""
     image, m, outside = strand_scene["image"], strand_scene["mask"], strand_scene["outside"]
     alpha = strand_scene["alpha"]
-    sampled, weight = edges._strand_alpha(image, m, edges.strand_band(image, m))
-    assert np.all(weight[m] == 0) and 0 < weight.max() <= edges.STRAND_PULL
-    assert np.abs(sampled - alpha)[weight > 0].mean() < 0.1  # the colours' own alpha
+    band = edges.strand_band(image, m)
+    sampled, weight = edges._strand_alpha(image, m, band)
+    gaps = weight == edges.STRAND_GAP_PULL
+    lines = (weight > 0) & ~gaps
+    assert not weight[~band].any() and lines.any() and gaps.any()
+    assert weight[lines].max() <= edges.STRAND_PULL and not sampled[gaps].any()
+    assert np.abs(sampled - alpha)[lines].mean() < 0.1  # the colours' own alpha
+    assert (alpha[gaps] < 0.05).mean() > 0.9  # no line: the background
     pulled = edges.matte(image, m, method="closed_form")
     monkeypatch.setattr(edges, "STRAND_PULL", 0.0)
+    monkeypatch.setattr(edges, "STRAND_GAP_PULL", 0.0)
     laplacian_only = edges.matte(image, m, method="closed_form")
     cores, between = (alpha > 0.3) & (outside > 8), (alpha == 0) & (outside <= 40)
     for region in (cores, between):
