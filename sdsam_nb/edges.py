@@ -141,7 +141,7 @@ STRAND_JOIN = 6
 """Pixels across which a group's strands take in the thin lines near them that only loosely
 have the subject's colour (any share of it, within the segment's length; where the strict test
 broke a strand or missed one beside it): hysteresis, as in Canny's edges."""
-STRAND_MARGIN = 4
+STRAND_MARGIN = 6
 """Pixels around a group's strands that the band takes in too (their soft sides, room for the
 matte). STRAND_JOIN and STRAND_MARGIN were chosen on strand scenes the edge benchmark does not
 use (seed 1; rocket -> coffee, motorcycle -> astronaut, astronaut -> coffee, coffee -> rocket):
@@ -149,8 +149,9 @@ composite error 6.15 (0..255) with a 6-px margin and no joining, 5.63 joining ac
 4 px around, 5.42 across 3 px with 4 px around, 5.13 across 3 px with 3 px around (5.67 with
 2 px); with :data:`STRAND_PULL`, 4.65 across 3 px with 3 px around, 4.73 / 4.58 / 5.16 with 5
 / 4 / 2 px around, 4.59 across 5 px and 4.53 across 6-12 px (the same) with 3 px around, 4.45
-across 6 or 8 px with 4 px around (4.54 across 5). The soft and hair scenes' bands do not
-change."""
+across 6 or 8 px with 4 px around (4.54 across 5); with :data:`STRAND_GAP_PULL` too (and the
+colours' smoothing and iterations), 4.08 / 3.98 / 3.94 / 3.94 / 3.93 with 4 / 5 / 6 / 8 / 10 px
+around. The soft and hair scenes' bands do not change."""
 
 
 def strand_band(
