@@ -23,10 +23,11 @@ band's fixed 8 px (``reach=8``: the kit's default before issue 27) is measured a
 closed-form matting on the fixed band (pymatting's ``estimate_alpha_cf``, no pull towards the
 mask: what ``edges.PRIOR_WEIGHT`` changes) as (c0); ViTMatte too on a GPU when the Hugging
 Face cache holds it (``--quick``: the tiny one, numbers meaningless). ``PRIOR_WEIGHT`` was
-chosen on another arrangement of the same photographs, ``edges.STRAND_JOIN``, ``STRAND_MARGIN``
-and ``STRAND_PULL`` (with its samples' window and line contrast) on other strand scenes (seed
-1, over the rocket, a motorcycle, the astronaut and the coffee); the detector's other constants
-were chosen while measuring these very scenes
+chosen on another arrangement of the same photographs; ``edges.STRAND_JOIN``,
+``STRAND_MARGIN``, the strands' pulls (``STRAND_PULL`` with its samples' window and line
+contrast, ``STRAND_GAP_PULL``) and the decontamination's ``FOREGROUND_SMOOTHING`` and
+``FOREGROUND_ITERATIONS`` on other scenes (seed 1, over the rocket, a motorcycle, the astronaut
+and the coffee); the detector's other constants were chosen while measuring these very scenes
 (``STRAND_GROUP`` after a lone line widened by the margin made the soft case astronaut -> rocket
 worse), so its figures here are not fully held out.
 Seconds per megapixel follow one warm-up call (pymatting compiles its numba code once, ~40 s).
@@ -350,9 +351,10 @@ def run(ctx: Context) -> Section:
         f"true subject (strands included) and not in the mask shrunk by {BAND} px; matte: "
         f"band {BAND} px, reach {edges.DEFAULT_REACH:g} px (c8: reach {BAND}, the fixed band); "
         "(c0) is pymatting's estimate_alpha_cf on the fixed band + the same decontamination; "
-        "the strand band's joining and margin and the strands' pull towards their colours' alpha "
-        "(STRAND_PULL) were chosen on other strand scenes (seed 1, over the rocket, a motorcycle, "
-        "the astronaut and the coffee), the strand detector's other constants on these (not "
-        "held out)"
+        "the strand band's joining and margin, the strands' pulls (STRAND_PULL, STRAND_GAP_PULL) "
+        "and the decontamination's smoothing and iterations were chosen on other scenes (seed 1, "
+        "over the rocket, a motorcycle, the astronaut and the coffee), the strand detector's "
+        "other constants on these (not held out); times per megapixel move with other work on "
+        "the machine's cores"
     )
     return sec

@@ -46,16 +46,14 @@ FOREGROUND, UNKNOWN, BACKGROUND = 255, 128, 0
 FOREGROUND_MARGIN = 16
 """Pixels of context around the soft band that :func:`estimate_foreground` solves on."""
 FOREGROUND_SMOOTHING = 0.1
-"""pymatting's ``gradient_weight`` in :func:`estimate_foreground`: how much more the colours
-are smoothed where the alpha changes (pymatting's default 1). Chosen on the edge benchmark's
-scene families over other photograph pairs (seed 1; rocket -> coffee, motorcycle -> astronaut,
-astronaut -> coffee, coffee -> rocket; STRAND_PULL 0.01, no STRAND_GAP_PULL): composite error
-(0..255) soft / hair / strands 2.15 / 1.73 / 4.45 with 1, 2.08 / 1.57 / 4.26 with 0.3, 2.06 /
-1.52 / 4.22 with 0.1, 2.04 / 1.51 / 4.21 with 0.03."""
+"""pymatting's ``gradient_weight`` in :func:`estimate_foreground` (its default 1 smooths the
+colours more where the alpha changes). Chosen on the edge benchmark's families over other pairs
+(seed 1; rocket -> coffee, motorcycle -> astronaut, astronaut -> coffee, coffee -> rocket):
+composite error (0..255) soft / hair / strands 2.15 / 1.73 / 4.45 with 1, 2.08 / 1.57 / 4.26
+with 0.3, 2.06 / 1.52 / 4.22 with 0.1, 2.04 / 1.51 / 4.21 with 0.03."""
 FOREGROUND_ITERATIONS = 4
-"""pymatting's ``n_big_iterations`` in :func:`estimate_foreground` (its default 2): on the same
-seed-1 scenes, with the strands' pulls, composite error soft / hair / strands 2.05 / 1.52 / 4.11
-with 2, 1.96 / 1.48 / 4.08 with 4 (twice the passes over the larger levels)."""
+"""pymatting's ``n_big_iterations`` there (its default 2): on the same scenes, with the
+strands' pulls, 2.05 / 1.52 / 4.11 with 2, 1.96 / 1.48 / 4.08 with 4."""
 EDGES = ("feather", "matte")
 """The edges the background functions paste a subject with, by name (see :func:`subject_alpha`)."""
 DEFAULT_BAND = 8
@@ -145,13 +143,10 @@ STRAND_MARGIN = 6
 """Pixels around a group's strands that the band takes in too (their soft sides, room for the
 matte). STRAND_JOIN and STRAND_MARGIN were chosen on strand scenes the edge benchmark does not
 use (seed 1; rocket -> coffee, motorcycle -> astronaut, astronaut -> coffee, coffee -> rocket):
-composite error 6.15 (0..255) with a 6-px margin and no joining, 5.63 joining across 1 px with
-4 px around, 5.42 across 3 px with 4 px around, 5.13 across 3 px with 3 px around (5.67 with
-2 px); with :data:`STRAND_PULL`, 4.65 across 3 px with 3 px around, 4.73 / 4.58 / 5.16 with 5
-/ 4 / 2 px around, 4.59 across 5 px and 4.53 across 6-12 px (the same) with 3 px around, 4.45
-across 6 or 8 px with 4 px around (4.54 across 5); with :data:`STRAND_GAP_PULL` too (and the
-colours' smoothing and iterations), 4.08 / 3.98 / 3.94 / 3.94 / 3.93 with 4 / 5 / 6 / 8 / 10 px
-around. The soft and hair scenes' bands do not change."""
+composite error 6.15 (0..255) with a 6-px margin and no joining, 5.13 across 3 px with 3 px
+around; with :data:`STRAND_PULL`, 4.65 there, 4.53 across 6-12 px (the same), 4.45 across 6 px
+with 4 px around; with :data:`STRAND_GAP_PULL` too, 4.08 / 3.98 / 3.94 / 3.93 with 4 / 5 / 6 /
+10 px around. The soft and hair scenes' bands do not change."""
 
 
 def strand_band(
@@ -283,26 +278,20 @@ def _near_colour(x: np.ndarray, mask: np.ndarray, depth: float, sigma: float):
 
 
 STRAND_PULL = 0.005
-"""Strength of closed-form matting's pull, on a strand's line pixels, towards the alpha its
+"""Strength of closed-form matting's pull, on a strand's line pixels, towards the alpha their
 colours say (:func:`_strand_alpha`): the Laplacian alone gives strands over a busy background
 too little alpha (mean 0.39-0.60 against a true 0.64 on their cores, seed-1 scenes below).
-Chosen with the samples' window (5x5, 5 samples), the line contrast (30) and the subject's
-colour (2-8 px inside, sigma 3) on strand scenes the edge benchmark does not use (seed 1; rocket
--> coffee, motorcycle -> astronaut, astronaut -> coffee, coffee -> rocket): composite error
-(0..255) 5.14 without the pull; 5.21 / 4.90 / 4.74 / 4.75 with 0.1 / 0.03 / 0.01 / 0.003 (7x7
-window, 8 samples, contrast 20); 4.65 with 0.01, 5x5, 5 samples, contrast 30 (4.67: contrast
-20); 5.48 pulling every pixel of the band (0.1), not only the lines. With the other constants
-at their values: 5.13 / 4.41 / 4.13 / 4.11 / 4.14 / 4.23 with 0 / 0.001 / 0.003 / 0.005 / 0.01
-/ 0.02."""
-
-
+Chosen with the samples' window (5x5, 5 samples) and the line contrast (30) on strand scenes the
+edge benchmark does not use (those of :data:`STRAND_MARGIN`): composite error (0..255) 5.14
+without it, 4.74 with 0.01 (7x7, 8 samples, contrast 20), 4.65 (5x5, 5, 30; pulling every
+pixel of the band instead of the lines: worse); later (joining across 6 px, 4 px around, the
+colours' smoothing 0.1), 5.13 / 4.41 / 4.20 / 4.22 with 0 / 0.001 / 0.005 / 0.01, and with
+the gap pull 4.13 / 4.11 / 4.14 / 4.23 with 0.003 / 0.005 / 0.01 / 0.02."""
 STRAND_GAP_PULL = 0.03
-"""Strength of the pull towards 0 on the strands' band where no line is (contrast under 5,
-:func:`_contrast`): the background between and beside the strands, where the Laplacian gave
-alpha to a busy background. Chosen on the seed-1 scenes of :data:`STRAND_PULL` (with joining
-and margin at 6 and 4 px and the colours' smoothing at 0.1): composite error 4.22 without it;
-4.21 / 4.18 / 4.14 / 4.15 with 0.001 / 0.01 / 0.03 / 0.1 under contrast 5; 4.14 / 4.17 / 4.29
-with 0.1 / 0.3 / 1 under 3; 4.15 / 4.16 with 0.01 / 0.03 under 10."""
+"""Strength of the pull towards 0 where the strands' band shows no line (contrast under 5,
+:func:`_contrast`): the background between and beside the strands, to which the Laplacian gave
+alpha. On the scenes of :data:`STRAND_PULL` (at 0.01, 4 px around): composite error 4.22
+without it; 4.18 / 4.14 / 4.15 with 0.01 / 0.03 / 0.1 (under 5); 4.29 with 1 (under 3)."""
 
 
 def _strand_alpha(pixels: np.ndarray, mask: np.ndarray, strands: np.ndarray) -> tuple:
