@@ -38,15 +38,19 @@ demo: setup
 # notebook kernels, so two share the two cores of the CI machine well. JOBS=1: one process.
 JOBS   ?= 2
 XDIST  := $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadfile)
+# With two processes, each (and the kernels, workers and subprocesses its tests start) computes
+# on one thread: two of torch's thread pools on two cores oversubscribe them (make test took
+# 5:20 with them, the checkout stage 272 s against 199 s with one thread each).
+THREADS := $(if $(filter 1,$(JOBS)),,OMP_NUM_THREADS=1)
 
 test: setup browser
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(XDIST) -m "not installed and not long" tests
+	HF_HUB_OFFLINE=1 $(THREADS) $(PY) -m pytest -q $(XDIST) -m "not installed and not long" tests
 	$(MAKE) --no-print-directory test-floors
 
 # make test, and the longer second checks (marker "long": a Ray worker killed mid-item, the
 # sweep on Ray)
 test-all: setup browser
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(XDIST) -m "not installed" tests
+	HF_HUB_OFFLINE=1 $(THREADS) $(PY) -m pytest -q $(XDIST) -m "not installed" tests
 	$(MAKE) --no-print-directory test-floors
 
 test-fast: setup
@@ -70,7 +74,7 @@ test-floors: setup $(FLOOR)/.base
 	$(FPY) -m pip install -q -c build/floors.txt "$$(ls build/wheel/sdsam_nb-*.whl)[test]"
 	$(FPY) -m pip install -q --force-reinstall --no-deps build/wheel/sdsam_nb-*.whl
 	$(FPY) -m pip list 2>/dev/null | grep -iE '^(diffusers|transformers|huggingface.hub|accelerate|ipywidgets|ipycanvas|papermill) '
-	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
+	cd "$$(mktemp -d)" && HF_HUB_OFFLINE=1 $(THREADS) $(CURDIR)/$(FPY) -m pytest -q -p no:cacheprovider \
 	  $(XDIST) -m "installed or not (slow or browser)" \
 	  $(addprefix $(CURDIR)/tests/,$(FLOOR_TESTS) test_installed.py)
 
