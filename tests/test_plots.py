@@ -51,6 +51,16 @@ def test_a_grid_shows_each_picture_at_its_own_pixels_under_its_title(shown):
     assert stretched.min() == 0 and stretched.max() == 255  # the values' range, black to white
 
 
+def test_a_large_picture_is_scaled_down_for_the_notebook(shown):
+    """A 12-megapixel photo would put megabytes into the notebook: it is shown at
+    PIXELS_PER_INCH * size px on its long side, its aspect ratio kept."""
+    photo = Image.new("RGB", (4000, 3000), (200, 120, 40))
+    show_images([photo], size=2.0)
+    (picture,) = _pictures(shown[0].data)
+    assert picture.shape[:2] == (288, 384)  # 2 in * 192 px = 384 px wide
+    assert tuple(picture[100, 100]) == (200, 120, 40)
+
+
 def test_nothing_is_shown_outside_ipython(monkeypatch):
     monkeypatch.setattr("IPython.get_ipython", lambda: None)
     monkeypatch.setattr("IPython.display.display", lambda *a: pytest.fail("displayed"))
