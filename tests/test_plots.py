@@ -69,8 +69,34 @@ def test_nothing_is_shown_outside_ipython(monkeypatch):
 
 @pytest.mark.parametrize(
     ("images", "titles", "message"),
-    [([], None, "images is empty"), ([np.zeros((8, 8))], ["a", "b"], "titles has 2 entries")],
+    [
+        ([], None, "images is empty"),
+        ([np.zeros((8, 8))], ["a", "b"], "titles has 2 entries"),
+        ([np.zeros((8, 8, 2))], None, r"images\[0\] must be a PIL image.*\(8, 8, 2\)"),
+        ([np.zeros((8, 8)), "a.png"], None, r"images\[1\] must be .*not str"),
+        ([np.zeros((0, 8, 3))], None, r"images\[0\] must be"),
+    ],
 )
-def test_bad_input_is_refused_in_one_line(images, titles, message):
+def test_bad_input_is_refused_in_one_line(shown, images, titles, message):
     with pytest.raises(ValueError, match=message):
         show_images(images, titles)
+    assert not shown
+
+
+@pytest.mark.parametrize(("option", "message"), [({"cols": 0}, "cols must be >= 1"),
+                                                  ({"size": -1}, "size must be > 0")])  # fmt: skip
+def test_bad_options_are_refused_in_one_line(option, message):
+    with pytest.raises(ValueError, match=message):
+        show_images([np.zeros((8, 8))], **option)
+
+
+def test_one_channel_and_nan_arrays_show_in_grey(shown):
+    one = np.zeros((6, 8, 1), np.uint8)
+    one[:3] = 9
+    nan = np.full((6, 8), np.nan)
+    nan[0, 0] = 1.0
+    show_images([one, nan, np.ones((6, 8), bool)])
+    first, second, everything = _pictures(shown[0].data)
+    assert first.shape == (6, 8) and first.max() == 255 and first.min() == 0
+    assert second.shape == (6, 8)
+    assert (everything == 255).all()  # a mask of all True is white, not stretched to black
