@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -143,3 +144,13 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
+
+
+def python_says(code: str, **env: str) -> list[str]:
+    """What ``code`` prints (its words), run by this Python in a fresh process with ``env``
+    added to the environment; fails the test with its stderr if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()

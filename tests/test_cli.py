@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import python_says
 from test_notebooks import _here
 
 import sdsam_nb
@@ -229,7 +230,4 @@ def test_the_command_line_checks_and_records_without_torch(tmp_path):
         "open_run(run.path)\n"
         "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["[]"]
+    assert python_says(code, HF_HUB_OFFLINE="1") == ["[]"]

@@ -4,13 +4,10 @@ synthetic pictures whose true alpha and subject colours are known."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import cv2
 import numpy as np
 import pytest
+from conftest import python_says
 from PIL import Image
 
 from sdsam_nb import edges
@@ -412,7 +409,4 @@ def test_a_soft_edge_leaves_torch_on_its_thread_count():
         "edges.estimate_foreground(np.full((24, 24, 3), 90, np.uint8), a)\n"
         "print(torch.get_num_threads())\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["1"]
+    assert python_says(code, OMP_NUM_THREADS="1") == ["1"]
