@@ -519,7 +519,7 @@ def matte(
 # --------------------------------------------------------------------------- colours
 
 
-def _check_alpha(alpha, shape: tuple[int, int] | None, name: str = "alpha") -> np.ndarray:
+def check_alpha(alpha, shape: tuple[int, int] | None, name: str = "alpha") -> np.ndarray:
     """``alpha`` as ``HxW float64`` in ``[0, 1]`` (of ``shape`` unless ``None``), or a one-line
     ``ValueError``."""
     if not isinstance(alpha, np.ndarray) or not (
@@ -555,7 +555,7 @@ def estimate_foreground(image: ImageLike, alpha: np.ndarray) -> np.ndarray:
         picture's own pixels everywhere else (unchanged where ``alpha == 1``).
     """
     rgb = np.asarray(to_rgb(image))
-    a = _check_alpha(alpha, rgb.shape[:2])
+    a = check_alpha(alpha, rgb.shape[:2])
     out = rgb.copy()
     soft = (a > 0) & (a < 1)
     if not soft.any():
@@ -632,7 +632,7 @@ def contact_shadow(
         ValueError: a bad argument (named in the message), e.g. a ``distance`` or
             ``softness`` beyond the picture's longer side.
     """
-    a = _check_alpha(alpha, None)
+    a = check_alpha(alpha, None)
     try:
         d = np.asarray(direction, dtype=np.float64).ravel()
     except (TypeError, ValueError, OverflowError):
@@ -720,9 +720,9 @@ def blend(
             f"background is {b.shape[1]}x{b.shape[0]} but the foreground is "
             f"{f.shape[1]}x{f.shape[0]}: resize one to the other"
         )
-    a = _check_alpha(alpha, f.shape[:2])[..., None]
+    a = check_alpha(alpha, f.shape[:2])[..., None]
     if shadow is not None:
-        b = b * (1.0 - _check_alpha(shadow, f.shape[:2], "shadow")[..., None])
+        b = b * (1.0 - check_alpha(shadow, f.shape[:2], "shadow")[..., None])
     out = a * f + (1.0 - a) * b
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -807,16 +807,7 @@ def subject_alpha(
         check_feather(mask, feather)
         return masks.feather(mask, feather), pixels
     if isinstance(edge, np.ndarray):
-        h, w = mask.shape
-        if edge.shape != (h, w):
-            raise ValueError(
-                f"edge: an alpha of {edge.shape} given for a {w}x{h} picture; it must be HxW "
-                f"= ({h}, {w}) floats in 0..1"
-            )
-        alpha = edge.astype(np.float32)
-        if not np.isfinite(alpha).all() or alpha.min() < 0 or alpha.max() > 1:
-            raise ValueError("edge: the alpha must hold numbers in 0..1 (1 = subject)")
-        return alpha, pixels
+        return check_alpha(edge, mask.shape, "edge").astype(np.float32), pixels
     raise ValueError(
         f"edge must be one of {list(EDGES)} or an HxW float alpha in 0..1, not {edge!r}"
     )

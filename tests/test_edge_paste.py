@@ -102,8 +102,8 @@ def test_reframe_with_a_matted_edge(tiny_sd, subject_image, subject_mask):
     ("edge", "match"),
     [
         ("soft", r"edge must be one of \['feather', 'matte'\]"),
-        (np.zeros((10, 10)), r"edge: an alpha of \(10, 10\) given for a 300x200 picture"),
-        (np.full((200, 300), 1.5), r"edge: the alpha must hold numbers in 0..1"),
+        (np.zeros((10, 10)), r"edge is 10x10 but the picture is 200x300 \(HxW\)"),
+        (np.full((200, 300), 1.5), r"edge must be finite values in 0..1"),
     ],
     ids=["name", "size", "range"],
 )

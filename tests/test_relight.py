@@ -193,8 +193,8 @@ BAD = [
     ({"weights": 5}, r"^weights must be"),
     ({"alpha": np.zeros((64, 96), bool)}, r"^alpha is empty"),
     ({"alpha": np.ones((10, 10), bool)}, r"^alpha is 10x10"),
-    ({"alpha": np.full((64, 96), 1.5, np.float32)}, r"^alpha must hold numbers in 0..1"),
-    ({"alpha": np.ones((64, 90), np.float32)}, r"^alpha has shape"),
+    ({"alpha": np.full((64, 96), 1.5, np.float32)}, r"^alpha must be finite values in 0..1"),
+    ({"alpha": np.ones((64, 90), np.float32)}, r"^alpha is 64x90 but the picture is 64x96"),
     ({"subject": Image.new("RGB", (40, 40))}, r"^subject"),
 ]
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from .. import caching
+from ..edges import check_alpha
 from ..images import (
     MIN_SIDE,
     ImageLike,
@@ -186,19 +187,12 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(scaled) >= 128
 
 
-def check_alpha(alpha, size: tuple[int, int]) -> np.ndarray:
-    """``alpha`` (an ``HxW`` bool mask or float alpha in 0..1 of a picture of ``size`` (w, h)) as
-    ``HxW float32`` weights, checked: not empty."""
+def check_subject_alpha(alpha, size: tuple[int, int]) -> np.ndarray:
+    """``alpha`` (an ``HxW`` float alpha in 0..1, or any mask :func:`~sdsam_nb.images.to_mask`
+    takes, of a picture of ``size`` (w, h)) as ``HxW float32`` weights, checked: not empty."""
     w, h = size
     if isinstance(alpha, np.ndarray) and np.issubdtype(alpha.dtype, np.floating):
-        if alpha.shape != (h, w):
-            raise ValueError(
-                f"alpha has shape {alpha.shape} for a {w}x{h} subject picture: it must be HxW "
-                f"= ({h}, {w})"
-            )
-        weight = alpha.astype(np.float32)
-        if not np.isfinite(weight).all() or weight.min() < 0 or weight.max() > 1:
-            raise ValueError("alpha must hold numbers in 0..1 (1 = subject), not NaN or beyond")
+        weight = check_alpha(alpha, (h, w)).astype(np.float32)
     else:
         weight = to_mask(alpha, size, name="alpha").astype(np.float32)
     if not (weight > 0).any():

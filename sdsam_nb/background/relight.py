@@ -18,7 +18,7 @@ from ..models.fast import sampling
 from ..models.iclight import MODES, ICLight, load_iclight
 from ..recording import recorded
 from ..validate import check_int, check_number, short_repr
-from .common import check_alpha, processing_size
+from .common import check_subject_alpha, processing_size
 from .scores import relight_score
 
 LIGHTS = ("none", "left", "right", "top", "bottom")
@@ -111,7 +111,7 @@ def relight(
         raise ValueError(f"mode must be one of {list(MODES)}, not {short_repr(mode)}")
     picture = to_rgb(subject, name="subject")
     check_min_size(picture, name="subject")
-    weight = check_alpha(alpha, picture.size)
+    weight = check_subject_alpha(alpha, picture.size)
     if not isinstance(prompt, str) or (mode == "text" and not prompt.strip()):
         need = "a non-empty string (the light)" if mode == "text" else "a string"
         raise ValueError(f"prompt must be {need} with mode={mode!r}, got {short_repr(prompt)}")

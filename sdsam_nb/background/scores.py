@@ -15,7 +15,7 @@ from ..images import ImageLike, to_mask, to_rgb
 from ..recording import recorded
 from ..segment.clicks import ClickSegmenter
 from ..validate import check_flag, check_number
-from .common import DEFAULT_FEATHER, check_alpha, checked_subject
+from .common import DEFAULT_FEATHER, check_subject_alpha, checked_subject
 
 EDGE_TOLERANCE = 2
 """Pixels an edge may move and still count as the same edge in :func:`relight_score`."""
@@ -192,7 +192,7 @@ def relight_score(before: ImageLike, after: ImageLike, alpha) -> dict:
     b = to_rgb(after, name="after")
     if a.size != b.size:
         raise ValueError(f"after is {b.size[0]}x{b.size[1]} but before is {a.size[0]}x{a.size[1]}")
-    region = check_alpha(alpha, a.size) >= 0.5
+    region = check_subject_alpha(alpha, a.size) >= 0.5
     if not region.any():
         raise ValueError("alpha has no pixel of 0.5 or more: no subject to compare")
     inner = cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
