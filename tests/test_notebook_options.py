@@ -159,3 +159,20 @@ def test_inpaint_notebook_with_the_salient_controlnet(tmp_path):
     assert Image.open(run.file("reframe-0")).size == (640, 320)
     reframed = _call(run.record, "03_inpaint_background", "reframe")["returned"][0]
     assert reframed["info"]["reframe"]["method"] == "salient"
+
+
+@pytest.mark.slow
+def test_a_notebook_run_here_from_a_notebook_shows_none_of_its_pictures(tmp_path, monkeypatch):
+    """A batch started from a notebook runs each item's notebooks in that kernel: their
+    pictures (show_images) must not pile up in the user's notebook."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shown = []
+        monkeypatch.setattr(shell.display_pub, "publish", lambda *a, **k: shown.append(a))
+        run = _here(["04_composite_background"], FAST, tmp_path)
+    finally:
+        InteractiveShell.clear_instance()
+    assert run.status == "done"
+    assert not shown

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -228,7 +227,7 @@ def execute_here(
     """Run notebook ``name``'s code in this process, as papermill runs it in a kernel: its
     code cells in order, ``params`` set right after the cell tagged ``parameters`` (only the
     names that cell declares). The cell tagged ``colab`` (the Colab-only install) is left out;
-    ``quiet``: what its cells print is dropped. Models stay loaded between calls (the
+    ``quiet``: what its cells print and display is dropped. Models stay loaded between calls (the
     process's model cache): what a batch wants from the notebooks it runs item after item.
     Returns the notebook's variables.
 
@@ -237,13 +236,16 @@ def execute_here(
             marked its execution failed with the error line.
     """
     import nbformat
+    from IPython.utils.capture import capture_output
 
     notebooks = notebooks or notebooks_dir()
     wanted = declared(name, notebooks)
     given = {k: v for k, v in absolute_paths(params).items() if k in wanted}
     nb = nbformat.read(notebooks / f"{name}.ipynb", as_version=4)
     variables: dict = {"__name__": "__main__"}
-    printed = contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
+    # quiet: what the cells print, and what they display when this runs in a notebook's kernel
+    # (a batch started from a notebook shows no item's pictures)
+    printed = capture_output(stderr=False) if quiet else contextlib.nullcontext()
     try:
         with printed:
             for number, cell in enumerate(nb.cells):
