@@ -24,6 +24,7 @@ from ..images import (
     to_rgb,
 )
 from ..models.schedulers import make_scheduler
+from ..models.sd import pipeline_info
 from ..validate import check_int, check_number
 
 DEFAULT_FEATHER = 3
@@ -137,8 +138,7 @@ def sample(pipe, *, seed: int, n: int, cache: bool | None = None, **call) -> Var
     values, e.g. pictures); ``True`` / ``False`` is :func:`sdsam_nb.caching.picture`'s switch,
     one entry per variation.
     """
-    # where the pipeline runs (the GPU also under CPU offload), for the generators
-    device = torch.device(getattr(pipe, "_execution_device", None) or pipe.device)
+    device = pipeline_info(pipe)[2]  # where it runs (its GPU under CPU offload): the generators'
 
     def make(s: int) -> Image.Image:
         generator = torch.Generator(device=device).manual_seed(s)
