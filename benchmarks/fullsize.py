@@ -22,7 +22,7 @@ from .harness import log
 
 RECIPE = "sd-v1-4-arch-random-fp16-r1"
 INPAINTING_RECIPE = "sd-v1-inpainting-arch-random-fp16-r1"
-SAM_RECIPE = "sam-vit-b-arch-random-transformers-r1"
+SAM_RECIPE = "sam-vit-base-arch-random-r2"  # r2: SamModel(SamConfig()), no conversion
 
 # CompVis/stable-diffusion-v1-4's published configs, each without the keys where it equals the
 # class' default: diffusers' UNet2DConditionModel defaults are SD v1's UNet but for these two.
@@ -157,23 +157,19 @@ def build_sam(model_type: str, device: torch.device | str = "cpu"):
 
 
 def sam_vit_b_folder() -> Path:
-    """segment_anything's ``vit_b`` with random weights (:func:`build_sam`), saved as a
-    transformers ``SamModel`` folder (through :func:`benchmarks.sam_convert.save_as_transformers`:
-    the ``facebook/sam-vit-base`` architecture, the same weights) that ``sdsam_nb.load_sam`` and
-    the notebooks' ``sam_model`` load: a name ``"vit_b"`` means the official file, checked
-    against the sha256 in its name, which random weights cannot match. Built once (~0.4 GB)."""
-    from .sam_convert import save_as_transformers
+    """transformers' ``SamModel`` at ``facebook/sam-vit-base``'s architecture (vit_b), random
+    weights seeded as the segmenters benchmark's ``sam-vit-base`` (:func:`segmenters.hf_sam`),
+    saved with its processor as a folder that ``sdsam_nb.load_sam`` and the notebooks'
+    ``sam_model`` load: the name ``"vit_b"`` means the official file, checked against the sha256
+    in its name, which random weights cannot match. Built once (~0.4 GB)."""
+    from sdsam_nb.models.tiny.build import saved
+
+    from .segmenters import hf_sam
 
     final = _bench() / SAM_RECIPE
-
-    def write(folder: Path) -> None:
+    if not (final / "config.json").is_file():
         log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")
-        with tempfile.TemporaryDirectory(prefix=".checkpoint-", dir=final.parent) as scratch:
-            checkpoint = Path(scratch) / "sam_vit_b_random.pth"
-            torch.save(build_sam("vit_b").state_dict(), checkpoint)
-            save_as_transformers(checkpoint, folder)
-
-    return build_folder(final, "config.json", write)
+    return build_folder(final, "config.json", saved(hf_sam))
 
 
 def dir_size_gb(folder: Path) -> float:

@@ -96,28 +96,31 @@ def _sa_vit_b(device: torch.device):
     return SamPredictor(build_sam("vit_b", device))
 
 
-def _transformers(family: str, size: str, source: str, device: torch.device):
-    """``TransformersSam`` over ``family``'s model (``size``: a key of SLIMSAM_VISION or
-    SAM21_HIERA) with random weights, and its published processor."""
+def hf_sam(family: str = "sam", size: str = ""):
+    """``(processor, model)``: transformers' ``family`` model at its full-size architecture
+    (``size``: a key of SLIMSAM_VISION or SAM21_HIERA) with random weights (seed first), and its
+    published processor. The defaults, ``SamModel(SamConfig())``, are ``facebook/sam-vit-base``."""
     import transformers as tf
 
+    if family == "sam2":
+        model = tf.Sam2Model(tf.Sam2Config(vision_config=sam2_hiera_config(size)))
+        return tf.Sam2Processor(tf.Sam2ImageProcessor()), model
+    if family == "sam_hq":  # transformers' SAM-HQ conversion: vit-b, decoder vit_dim 768
+        model = tf.SamHQModel(tf.SamHQConfig(mask_decoder_config={"vit_dim": 768}))
+    else:
+        model = tf.SamModel(tf.SamConfig(vision_config=SLIMSAM_VISION.get(size)))
+    return tf.SamProcessor(tf.SamImageProcessor()), model
+
+
+def _transformers(family: str, size: str, source: str, device: torch.device):
+    """``TransformersSam`` over :func:`hf_sam`'s model, seeded as the kit's tiny models are."""
     from sdsam_nb.models.hf_sam import TransformersSam
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
-        if family == "sam2":
-            model = tf.Sam2Model(tf.Sam2Config(vision_config=sam2_hiera_config(size)))
-        elif family == "sam_hq":  # transformers' SAM-HQ conversion: vit-b, decoder vit_dim 768
-            model = tf.SamHQModel(tf.SamHQConfig(mask_decoder_config={"vit_dim": 768}))
-        else:  # SamConfig's defaults are facebook/sam-vit-base
-            model = tf.SamModel(tf.SamConfig(vision_config=SLIMSAM_VISION.get(size)))
-        model = model.to(device).eval()
-    sam2 = family == "sam2"
-    processor = (tf.Sam2Processor if sam2 else tf.SamProcessor)(
-        tf.Sam2ImageProcessor() if sam2 else tf.SamImageProcessor()
-    )
+        processor, model = hf_sam(family, size)
     kind = "sam" if family == "slimsam" else family
-    return TransformersSam(model, processor, family=kind, source=source)
+    return TransformersSam(model.to(device).eval(), processor, family=kind, source=source)
 
 
 def full_size_backends() -> list[Backend]:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sam_convert import sam_config_for, sam_to_transformers, save_as_transformers
 
-from benchmarks.sam_convert import sam_config_for, sam_to_transformers, save_as_transformers
 from sdsam_nb.models import sam_checkpoint_path, tiny
 
 W, H = 300, 200  # not square: exercises the resize, the padding and the point rescaling
@@ -201,6 +201,22 @@ def test_official_architectures_convert(builder, expected):
     with torch.device("meta"):
         model = SamModel(config)
     model.load_state_dict(sam_to_transformers(sam.state_dict(), config), strict=True, assign=True)
+
+
+def test_samconfig_defaults_are_segment_anything_vit_b():
+    """``SamModel(SamConfig())`` is the benchmarks' full-size vit_b (``sam_vit_b_folder``,
+    ``segmenters.hf_sam``): its defaults are segment_anything's vit_b architecture, read off the
+    module, but for the decoder's LayerNorm epsilon (torch's 1e-5 there; facebook/sam-vit-base's
+    config, like transformers' default, says 1e-6)."""
+    import segment_anything
+    from transformers import SamConfig
+
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")
+        vit_b = sam_config_for(segment_anything.build_sam_vit_b(checkpoint=None))
+    vit_b.mask_decoder_config.layer_norm_eps = 1e-6
+    for part in ("vision_config", "prompt_encoder_config", "mask_decoder_config"):
+        assert getattr(vit_b, part).to_dict() == getattr(SamConfig(), part).to_dict(), part
 
 
 def _tiny_state(checkpoint) -> dict:

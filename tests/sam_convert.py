@@ -1,9 +1,8 @@
 """Convert a ``segment_anything`` SAM into transformers' ``SamModel`` + ``SamProcessor``, so
 that the same weights run in either library: :func:`sam_config_for` reads the architecture
 off a ``Sam``, :func:`sam_to_transformers` renames its state dict (:data:`RENAMES`),
-:func:`save_as_transformers` writes a ``from_pretrained`` folder. Not part of the kit:
-``tests/test_cross_library.py`` checks that both libraries agree on the same weights, and
-:func:`benchmarks.fullsize.sam_vit_b_folder` writes a random-weight ``vit_b`` with it.
+:func:`save_as_transformers` writes a ``from_pretrained`` folder. Test code, not part of the
+kit: ``tests/test_cross_library.py`` checks with it that both libraries agree on the same weights.
 """
 
 from __future__ import annotations
