@@ -1,12 +1,7 @@
-"""JupyterLab in a temporary home, driven by headless Chromium through Python playwright.
-
-Used by ``tests/test_browser.py`` and :mod:`benchmarks.browser_latency` (here, not under
-``tests/``: the benchmarks never import the tests). The server listens on 127.0.0.1 with a random
-token, every ``JUPYTER*`` folder is temporary (a fresh workspace, no news or update checks),
-Chromium runs with the flags that keep it quiet on a closed network (no ``playwright install``),
-and "Run All" waits for an idle kernel and is resent until the first cell's marker appears.
-Every wait is bounded; :meth:`LabServer.stop` and :meth:`Chromium.close` are safe to call twice.
-"""
+"""JupyterLab in a temporary home (127.0.0.1, a random token, no news or update checks), driven
+by headless Chromium through Python playwright, quiet on a closed network; every wait bounded.
+Used by ``tests/test_browser.py`` and :mod:`benchmarks.browser_latency` (the benchmarks never
+import the tests)."""
 
 from __future__ import annotations
 
@@ -261,10 +256,8 @@ KERNEL_IDLE = """() => {
 }"""
 
 PAINT_PROBE = """(selector) => {
-    // Record, in the page's clock (performance.now(), ms): every mousedown on the canvas or
-    // on an element holding it (the event's own timeStamp) and every time the visible canvas
-    // is drawn into (ipycanvas' view copies its model's picture with drawImage), plus the
-    // next animation frame after it. Installed once; called again, it starts afresh.
+    // Record (performance.now(), ms) every mousedown on the canvas or an element holding it and
+    // every drawImage into the visible canvas, with the next animation frame; reset if called.
     if (window.__sdsamProbe) {
         Object.assign(window.__sdsamProbe, { selector, downs: [], paints: [] });
         return true;
@@ -302,16 +295,11 @@ def timed_click(
     settle_s: float = 0.2,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
-    """Click at page pixel ``(x, y)`` and time the repaints of the canvas ``selector``, in ms
-    from the mouse-down event.
-
-    A repaint is a ``drawImage`` into the visible canvas element (how an ipycanvas view shows
-    its model's picture): the page's pixels have changed. ``done()`` says when the kernel has
-    handled the click (it is polled, then the page gets ``settle_s`` more for the last batch
-    to paint); its value is returned as ``"done"``. Returns ``{"first_paint", "last_paint",
-    "last_frame", "paints", "done"}``: the first and the last repaint after the mouse-down,
-    the animation frame after the last one, and how many repaints there were. Raises
-    ``RuntimeError`` without a mouse-down or a repaint.
+    """Click at page pixel ``(x, y)``; poll ``done()`` (the kernel handled the click), wait
+    ``settle_s`` more. Returns, in ms from the mouse-down event, the ``first_paint`` and
+    ``last_paint`` (``drawImage`` into the visible canvas ``selector``, as an ipycanvas view
+    shows its picture), the animation frame after the last (``last_frame``), the number of
+    ``paints`` and ``done()``'s value. Raises ``RuntimeError`` without a mouse-down or a paint.
     """
     page.evaluate(PAINT_PROBE, selector)
     page.mouse.click(x, y, button=button)

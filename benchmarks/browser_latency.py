@@ -1,9 +1,6 @@
-"""Click to repaint in a real browser: ``MaskPicker`` in JupyterLab, clicked in headless Chromium.
-
-One notebook per configuration (:data:`CONFIGS`: a model and a widget) in one JupyterLab server,
-driven through :mod:`benchmarks.browser_harness`; what is measured and the target: README.md.
-:func:`measure` takes any configurations, e.g. a widget at another commit. ``--quick`` (no
-browser): the tiny SAM in this process, the widget's kernel-side share of synthetic clicks.
+"""Click to repaint in a real browser: ``MaskPicker`` in JupyterLab, clicked in headless Chromium
+(:mod:`benchmarks.browser_harness`), one notebook per configuration (:data:`CONFIGS`); what is
+measured and the target: README.md. ``--quick``: no browser, the widget's kernel-side share.
 """
 
 from __future__ import annotations
@@ -60,9 +57,7 @@ def fractions(n: int, seed: int = 0) -> list[tuple[float, float, bool]]:
 
 class SubjectMask:
     """A segmenter (the kit's interface) that answers every prompt with the subject's true
-    mask, the disc of the picture, at no cost: the widget's share for a mask shaped like a
-    trained SAM's (about :func:`subject_runs` rows' runs), where random weights answer with
-    speckled masks of tens of thousands of runs."""
+    mask, the picture's disc, at no cost: a mask shaped like a trained SAM's."""
 
     backend = "benchmark-subject-mask"
 
@@ -372,20 +367,13 @@ def run(ctx: h.Context) -> h.Section:
 
 
 def _notes(sec: h.Section, ctx: h.Context, summaries: dict) -> None:
-    from sdsam_nb.segment.widget import MaskPicker
-
     sec.notes.append(
         f"JupyterLab + headless Debian Chromium (software rendering) on {ctx.device}, one "
         f"{PICTURE_SIZE[0]}x{PICTURE_SIZE[1]} picture shown 768x576, {CLICKS} clicks per row "
-        f"after {WARM_UP} untimed ones, sessions of {h.SESSION}; repaint = the visible canvas "
-        "drawn into (pixels changed), timed from the mouse-down event's time stamp; "
-        "'next animation frame' = the requestAnimationFrame after it; SAM's share = "
-        "ClickSegmenter.last_latency_s (the backend's predict); widget's share = repaint - "
-        "SAM's share; "
-        f"'before' = sdsam_nb/segment/widget.py at {LEGACY_COMMIT[:10]} (full picture per click); "
-        "'a bare canvas' = an ipycanvas Canvas + ipyevents Event that draws one disc per "
-        "mouse-down and nothing else: what any click costs in messaging (kernel, Jupyter server, "
-        "browser); it is not a strict lower bound (it varies from run to run on a busy machine)"
+        f"after {WARM_UP} untimed ones, sessions of {h.SESSION}; widget's share = repaint - "
+        f"SAM's share; 'before' = sdsam_nb/segment/widget.py at {LEGACY_COMMIT[:10]}; what each "
+        "row measures: README.md; the bare canvas is no strict lower bound (it varies from run "
+        "to run on a busy machine)"
     )
     keys = ("none/floor", "subject/layers", "tiny/layers")
     floor, subject, tiny = (summaries.get(k) for k in keys)
@@ -402,11 +390,9 @@ def _notes(sec: h.Section, ctx: h.Context, summaries: dict) -> None:
             f"kernel part {tiny['widget_kernel']['median']:.1f} ms)"
         )
     sec.notes.append(
-        f"'the subject's true mask, no model' = {SubjectMask.__name__}: every prompt answered "
-        f"with the disc of the picture at no cost, drawn as {subject_runs()} rows' runs "
-        "(rectangles) as a trained SAM's mask of a subject would be; the random-weight and "
-        "tiny models answer with speckled masks of tens of thousands of runs, drawn the same "
-        f"way ({MaskPicker.__name__} sends every mask layer as rectangles)"
+        f"'the subject's true mask, no model' = {SubjectMask.__name__}: the picture's disc, drawn "
+        f"as {subject_runs()} rows' runs (rectangles) as a trained SAM's mask of a subject would "
+        "be; the random-weight and tiny models' speckled masks take tens of thousands"
     )
     if hasattr(os, "getloadavg"):
         sec.notes.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+from functools import partial
 
 import numpy as np
 import torch
@@ -55,41 +56,33 @@ def measure(cfg: dict, quick: bool = False) -> dict:
     for name in h.DTYPES:
         with ctx.timing(loads, name):
             pipes[name] = sdsam_nb.load_sd(folder, dtype=name, **kw)
-    pictures: dict[tuple[str, str], np.ndarray] = {}
-    subject = {}  # float32's subject: what both dtypes inpaint
 
-    def call(task: str, name: str, steps: int, seed: int = 0):
-        def run():
-            if task == "subject":
-                kw = {"steps": steps, "width": size, "height": size, "cache": False}
-                picture = generate(pipes[name], PROMPT, seed=seed, **kw)[0]
-                if name == "float32":
-                    subject.setdefault("picture", picture)
-            else:
-                kw = {"seed": 0, "steps": steps, "size": size, "keep_subject": False}
-                inpaint = inpaint_background(
-                    pipes[name], subject["picture"], mask, BACKGROUND_PROMPT, **kw
-                )
-                picture = inpaint[0]
+    def subject(name: str, steps: int, seed: int = 0):
+        kw = {"steps": steps, "width": size, "height": size, "cache": False}
+        return generate(pipes[name], PROMPT, seed=seed, **kw)[0]
+
+    def inpainting(name: str, steps: int, picture):
+        kw = {"seed": 0, "steps": steps, "size": size, "keep_subject": False}
+        return inpaint_background(pipes[name], picture, mask, BACKGROUND_PROMPT, **kw)[0]
+
+    if warm := cfg["warmup_steps"]:  # a first CPU call at a new shape and dtype is slower
+        ctx.log(f"{NAME}: warm-up ({warm} steps each)")
+        for name in h.DTYPES:
+            inpainting(name, warm, subject(name, warm))
+    steps, pictures = cfg["steps"], {}
+    base = subject("float32", steps)  # untimed: the picture both dtypes inpaint
+
+    def keep(task: str, name: str):  # in_turns' task: the call to time in dtype ``name``
+        def call():
+            picture = subject(name, steps) if task == "subject" else inpainting(name, steps, base)
             pictures[(name, task)] = np.asarray(picture)
 
-        return run
+        return call
 
-    if cfg["warmup_steps"]:  # a first CPU call at a new shape and dtype is slower
-        ctx.log(f"{NAME}: warm-up ({cfg['warmup_steps']} steps each)")
-        for task in TASKS:
-            for name in h.DTYPES:
-                call(task, name, cfg["warmup_steps"])()
-        subject.clear()
-    steps = cfg["steps"]
-    call("subject", "float32", steps)()  # untimed: the picture both dtypes inpaint
     ctx.log(f"{NAME}: {cfg['reps']} turns of {', '.join(h.DTYPES)} x {', '.join(TASKS)}")
-    tasks = {task: lambda d, task=task: call(task, d, steps) for task in TASKS}
-    turns = h.in_turns(ctx, tasks, cfg["reps"])
-    kept = pictures[("float32", "subject")]
-    call("subject", "float32", steps, seed=1)()  # for scale: two unrelated float32 pictures
-    unrelated = closeness(kept, pictures[("float32", "subject")])
-    pictures[("float32", "subject")] = kept
+    turns = h.in_turns(ctx, {task: partial(keep, task) for task in TASKS}, cfg["reps"])
+    # for scale: two unrelated float32 pictures
+    unrelated = closeness(np.asarray(base), np.asarray(subject("float32", steps, seed=1)))
     close = {
         task: closeness(pictures[("float32", task)], pictures[("bfloat16", task)]) for task in TASKS
     }
@@ -143,8 +136,4 @@ def report(sec, ctx: h.Context, cfg: dict, m: dict) -> None:
 
 
 def run(ctx: h.Context):
-    about = (
-        "full-size SD at {size} px, {steps} steps, float32 and bfloat16 x {reps} turns, in a "
-        "fresh process: about 15 minutes on 2 idle cores"
-    )
-    return h.dtype_benchmark(ctx, sys.modules[__name__], "the kit's dtype is float16", about, 5400)
+    return h.dtype_benchmark(ctx, sys.modules[__name__], "the kit's dtype is float16", 5400)

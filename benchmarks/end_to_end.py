@@ -1,13 +1,7 @@
-"""End to end: subject → SAM clicks → new background → composite, ours against a naive app.
-
-What each side does, the settings and the targets: README.md. ours (:func:`ours_pass`) runs
-the kit's defaults with its models loaded once (timed apart) and warmed up, then the few-step
-mode (:func:`local_adapter`: a random LoRA under the adapter's name, as nothing can be
-downloaded); naive (:func:`naive_pass`) loads fp32 pipelines per call and embeds per click. One
-settings dict per kind of run (:data:`QUICK_SETTINGS`, :data:`GPU_SETTINGS`,
-:data:`CPU_SETTINGS`); ``python -m benchmarks.end_to_end --size N ...`` runs the CPU measurement
-alone with other settings and prints its raw timings as one JSON line. Random weights: SAM's
-mask may come out empty or full; the later stages then use a central disc (a note says so).
+"""End to end: subject → SAM clicks → new background → composite, ours (:func:`ours_pass`, the
+default and the few-step mode) against a naive app (:func:`naive_pass`); what each does, the
+settings and the targets: README.md. ``python -m benchmarks.end_to_end --size N ...`` runs the
+CPU measurement alone with other settings and prints its raw timings as one JSON line.
 """
 
 from __future__ import annotations
@@ -23,7 +17,7 @@ import torch
 
 from sdsam_nb.models.fast import DEFAULT_STEPS, FAST
 
-from .harness import Context, OtherLoad, Section, free, judged, measured, worker_main
+from .harness import Context, OtherLoad, Section, disc_mask, free, judged, measured, worker_main
 
 NAME = "end_to_end"
 TITLE = "End to end: subject, SAM clicks, inpainted background, composite (ours vs naive)"
@@ -79,9 +73,7 @@ def _usable(mask: np.ndarray, notes: list[str], who: str) -> np.ndarray:
     notes.append(
         f"{who}: SAM (random weights) gave {what}; a central disc was used for the later stages"
     )
-    h, w = mask.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    return (xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (min(h, w) / 4) ** 2
+    return disc_mask(*mask.shape[::-1])  # the pictures are square
 
 
 def ours_once(pipe, predictor, cfg: dict, ctx: Context, times: dict, notes: list[str], steps):
@@ -110,11 +102,9 @@ def ours_once(pipe, predictor, cfg: dict, ctx: Context, times: dict, notes: list
 
 @contextmanager
 def local_adapter(fast: str, folder: str, quick: bool):
-    """While open, ``fast``'s entry of :data:`sdsam_nb.models.fast.FAST` names a random LoRA
-    (:func:`sdsam_nb.models.tiny.lora_folder`'s attention, feed-forward, projection and ResNet
-    layers, under the adapter's file name) for the SD in ``folder``, as nothing can be downloaded:
-    the tiny SD's built-in one (``quick``) or one built once beside the full-size SD (rank 4:
-    fused into the UNet, a LoRA's rank changes nothing of the sampling time)."""
+    """While open, ``fast``'s entry of :data:`sdsam_nb.models.fast.FAST` names a random rank-4
+    LoRA (:func:`sdsam_nb.models.tiny.lora_folder`) for the SD in ``folder``, as nothing can be
+    downloaded (fused into the UNet: its rank changes nothing of the sampling time)."""
     from sdsam_nb import cache_dir
     from sdsam_nb.models import fast as table
     from sdsam_nb.models.tiny import lora_folder
@@ -338,19 +328,11 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
     if not ctx.cuda and not ctx.quick:
         share = m.get("other_cpu_share") or {}
         busy = ", ".join(f"{k} {v:.0%}" for k, v in share.items() if isinstance(v, (int, float)))
-        gpu = GPU_SETTINGS
         sec.notes.append(
-            "CPU run, full-size architectures (SD v1-4 UNet, VAE and text encoder; SAM "
-            f"{cfg['sam']}), random weights, reduced to fit 2 cores: {cfg['size']} px (GPU run: "
-            f"{gpu['size']}), SAM {cfg['sam']} (GPU run: {gpu['sam']}), steps {cfg['steps']} vs "
-            f"{cfg['naive_steps']} (GPU run: {gpu['steps']} vs {gpu['naive_steps']}); SAM "
-            "embeds at 1024 px whatever the picture size. Seconds are this shared 2-core "
-            "CPU's, measured in one fresh process with subnormal floats flushed to zero "
-            "(random weights otherwise slow SAM's encoder far more than trained weights do); "
-            "only the ratios are meant to be quoted, and no GPU or T4 time follows from them. "
-            f"Warm-up, untimed: one {cfg['warmup_steps']}-step pass of each side (naive's with "
-            "one click), since a first CPU call at a new shape and dtype is slower; naive's "
-            "timed pass still loads its pipelines per call"
+            "CPU run, full-size architectures reduced to fit (README.md): an untimed "
+            f"{cfg['warmup_steps']}-step warm-up pass of each side, then one timed pass, in one "
+            "fresh process with subnormal floats flushed to zero; seconds of this shared CPU: "
+            "only the ratios are meant to be quoted, and no GPU or T4 time follows from them"
             + (f". Share of the CPU other processes used: {busy}" if busy else "")
         )
     sec.extra.update({k: v for k, v in m.items() if k != "notes"}, settings=cfg)
@@ -360,11 +342,7 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
 def run(ctx: Context) -> Section:
     cfg = settings(ctx)
     if not (ctx.cuda or ctx.quick):
-        ctx.log(
-            f"{NAME}: CPU, full size ({cfg['size']} px, {cfg['steps']} vs {cfg['naive_steps']} "
-            f"steps, then fast={cfg['fast']!r}; SAM {cfg['sam']}) in a fresh process: about 15 "
-            "minutes on 2 idle cores"
-        )
+        ctx.log(f"{NAME}: CPU, full size, in a fresh process: about 15 minutes on 2 idle cores")
     kwargs = {"cfg": cfg, "device": str(ctx.device), "quick": ctx.quick}
     m = measured(ctx, "benchmarks.end_to_end:measure", kwargs, timeout=3600, here=ctx.cuda)
     return report(ctx, cfg, m)

@@ -1,9 +1,5 @@
-"""What every benchmark shares: the run context, result rows, timing and memory helpers, the
-test picture and its clicks, worker processes, the table, the JSON record and RESULTS.md.
-
-A benchmark module exposes ``NAME``, ``TITLE`` and ``run(ctx: Context) -> Section``; a
-:class:`Section` holds :class:`Row` s (one measurement each) and notes that explain them.
-"""
+"""What the benchmarks share (README.md, "Adding a benchmark"): a module's ``run(ctx: Context)
+returns a :class:`Section` of :class:`Row` s (one measurement each) and notes."""
 
 from __future__ import annotations
 
@@ -181,8 +177,7 @@ FASTER = 1.1  # bfloat16 counts as faster than float32 when it saves at least a 
 
 
 def in_turns(ctx: Context, tasks: dict[str, Callable[[str], Callable[[], Any]]], reps: int) -> dict:
-    """Each of ``tasks`` in every dtype of :data:`DTYPES`, timed in turns (:func:`interleaved`,
-    no warm-up: the caller's); ``tasks[task](dtype)`` prepares the call to time. Returns
+    """``tasks[task](dtype)`` (the call to time) in every dtype of :data:`DTYPES`, in turns:
     ``{"seconds": {"<dtype> <task>": [...]}, "threads", "other_cpu_share"}``."""
     cases = {f"{d} {task}": partial(prepare, d) for d in DTYPES for task, prepare in tasks.items()}
     with OtherLoad() as load:
@@ -191,9 +186,8 @@ def in_turns(ctx: Context, tasks: dict[str, Callable[[str], Callable[[], Any]]],
 
 
 def dtype_rows(sec: Section, ctx: Context, seconds: dict, task: str, label: str = "", names=DTYPES):
-    """``task``'s rows from :func:`in_turns`' ``seconds``: the median of each dtype (``"<label>:
-    <name>"``, ``label`` defaulting to ``task``) and bfloat16's speed-up over float32, judged
-    against :data:`FASTER`; returns the speed-up."""
+    """Rows of :func:`in_turns`' ``seconds``: each dtype's median (``"<label or task>: <name>"``)
+    and bfloat16's speed-up over float32 (judged against :data:`FASTER`, returned)."""
     s32, s16 = (np.median(seconds[f"{d} {task}"]) for d in DTYPES)
     for name, s in zip(names, (s32, s16), strict=True):
         sec.add(f"{label or task}: {name}", s, "s")
@@ -202,18 +196,15 @@ def dtype_rows(sec: Section, ctx: Context, seconds: dict, task: str, label: str 
     return s32 / s16
 
 
-def dtype_benchmark(ctx: Context, module, gpu: str, about: str, timeout: float) -> Section:
-    """``run`` of the two dtype benchmarks (``cpu_dtype``, ``sam_dtype``), CPU measurements
-    (skipped on a GPU, where ``gpu`` happens instead): ``module.measure(cfg, quick)`` with its
-    ``QUICK_SETTINGS`` or ``CPU_SETTINGS`` in a fresh process (:func:`measured`), then
-    ``module.report(sec, ctx, cfg, m)`` adds the rows and notes; ``m`` and ``cfg`` go to the
-    JSON. ``about`` (formatted with ``cfg``): what a full run does, for the log."""
+def dtype_benchmark(ctx: Context, module, gpu: str, timeout: float) -> Section:
+    """``run`` of ``cpu_dtype`` and ``sam_dtype`` (skipped on a GPU, where ``gpu`` happens):
+    ``module.measure(cfg, quick)`` with its ``QUICK_SETTINGS`` or ``CPU_SETTINGS``
+    (:func:`measured`), then ``module.report(sec, ctx, cfg, m)``."""
     sec = Section(module.NAME, module.TITLE)
     if ctx.cuda:
         return sec.skip(f"a CPU measurement (on a GPU {gpu}): run with --device cpu")
     cfg = dict(module.QUICK_SETTINGS if ctx.quick else module.CPU_SETTINGS)
-    if not ctx.quick:
-        ctx.log(f"{sec.name}: {about.format(**cfg)}")
+    ctx.log(f"{sec.name}: {cfg}" + ("" if ctx.quick else " in a fresh process (minutes)"))
     kwargs = {"cfg": cfg, "quick": ctx.quick}
     m = measured(ctx, f"{module.__name__}:measure", kwargs, timeout=timeout)
     module.report(sec, ctx, cfg, m)
@@ -233,9 +224,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def session_clicks(seg, points) -> tuple[list[float], list[float]]:
-    """``seg.add_point`` (a ``ClickSegmenter``) for each of ``points`` in sessions of
-    :data:`SESSION`: the wall time of each (it returns a numpy mask: the device work is done)
-    and SAM's part of it."""
+    """``ClickSegmenter.add_point`` of each of ``points`` in sessions of :data:`SESSION`: each
+    one's wall time (its numpy mask: the device work is done) and SAM's part of it."""
     wall, sam = [], []
     for k, (x, y, positive) in enumerate(points):
         if k and k % SESSION == 0:
@@ -269,10 +259,9 @@ def status_kb(field: str, file: str = "status") -> int | None:
 
 
 class PeakMemory:
-    """``with PeakMemory(ctx) as m:``; ``m.peak``: the block's peak memory in bytes on top of
-    what was held when it started. CUDA: ``torch.cuda.max_memory_allocated`` (tensors only);
-    CPU (Linux): the peak resident set (``VmHWM``), reset to the current one by writing ``5``
-    to ``/proc/self/clear_refs``; ``None`` where that is not possible."""
+    """``with PeakMemory(ctx) as m:``; ``m.peak``: the block's peak bytes on top of what was
+    held before (CUDA: max_memory_allocated; Linux CPU: ``VmHWM`` reset through
+    ``/proc/self/clear_refs``); ``None`` where neither works."""
 
     def __init__(self, ctx: Context):
         self.ctx, self.before, self.peak = ctx, None, None
@@ -304,10 +293,8 @@ class PeakMemory:
 
 
 class OtherLoad:
-    """``with OtherLoad() as load:``; ``load.share``: the share of the machine's CPU time
-    (``/proc/stat``, 0..1) that other processes used during the block, ``None`` without
-    ``/proc/stat``. Other work skews CPU timings, clicks most: a small parallel op stalls
-    while another core is busy."""
+    """``with OtherLoad() as load:``; ``load.share``: the share (0..1) of the machine's CPU time
+    other processes used during the block (``/proc/stat``; ``None`` without it)."""
 
     @staticmethod
     def _read() -> tuple[float, float, float] | None:
@@ -396,10 +383,9 @@ def command(args: list[str], what: str, *, timeout: float, **kw) -> tuple[float,
 
 
 def run_worker(target: str, kwargs: dict, *, timeout: float, flush_denormal: bool = False) -> dict:
-    """``target(**kwargs)`` (``"module:function"``, JSON arguments) in a fresh Python process
-    started from the repository root (:func:`offline_env`; subnormal floats flushed to zero
-    before the first operation if asked: random weights drive activations into the subnormal
-    range, where CPU matrix products run up to ~100x slower); its JSON result."""
+    """``target(**kwargs)`` (``"module:function"``, JSON arguments) in a fresh, offline Python
+    process (subnormal floats flushed to zero first if asked: random weights drive activations
+    into the subnormal range, where CPU matrix products run up to ~100x slower); its result."""
     spec = json.dumps({"target": target, "kwargs": kwargs, "flush": flush_denormal})
     code = "import sys, benchmarks.harness as h; h.worker_main(sys.argv[1])"
     args = [sys.executable, "-c", code, spec]
@@ -408,9 +394,8 @@ def run_worker(target: str, kwargs: dict, *, timeout: float, flush_denormal: boo
 
 
 def measured(ctx: Context, target: str, kwargs: dict, *, timeout: float, here: bool = False):
-    """``target(**kwargs)`` (``"module:function"``): in this process for a quick run (or if
-    ``here``), else in a fresh worker process (:func:`run_worker`) that flushes subnormal floats
-    to zero on the CPU."""
+    """``target(**kwargs)`` in this process for a quick run (or if ``here``), else in a
+    :func:`run_worker` that flushes subnormal floats to zero on the CPU."""
     if ctx.quick or here:
         return _call(target, kwargs)
     return run_worker(target, kwargs, timeout=timeout, flush_denormal=not ctx.cuda)
@@ -453,8 +438,7 @@ def quiet():
 
 
 def environment(ctx: Context) -> dict[str, Any]:
-    """The machine: the device (e.g. "CPU, 2 cores" or "NVIDIA H100 80GB HBM3 (79 GiB)"), the
-    CPU model, torch's threads and the load average (other work skews CPU timings)."""
+    """The device (e.g. "CPU, 2 cores"), CPU model, torch's threads and the load average."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     models = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]

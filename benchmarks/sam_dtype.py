@@ -84,5 +84,4 @@ def report(sec: h.Section, ctx: h.Context, cfg: dict, m: dict) -> None:
 
 
 def run(ctx: h.Context) -> h.Section:
-    about = "SAM {sam}, float32 and bfloat16 x {reps} turns: ~2 minutes"
-    return h.dtype_benchmark(ctx, sys.modules[__name__], "SAM runs in fp32", about, 1800)
+    return h.dtype_benchmark(ctx, sys.modules[__name__], "SAM runs in fp32", 1800)

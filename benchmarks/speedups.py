@@ -1,13 +1,10 @@
-"""Speed-ups, each measured against its baseline and kept only if it holds ("keep": at least
-:data:`KEEP` times faster; for SAM's half-precision encoder, masks that agree with fp32); and
-what relighting costs (:func:`relight_cost`). Which run where: README.md (on the CPU the
-attention comparison and the relight cost); ``--quick``: the tiny models.
-"""
+"""Speed-ups against their baselines, "keep" when at least :data:`KEEP` times faster (SAM's
+half-precision encoder: and masks that agree with fp32), and what relighting costs. Which run
+where: README.md; ``--quick``: the tiny models."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -20,24 +17,6 @@ TITLE = "Speed-ups: attention, scheduler, SAM fp16, channels_last, compile, CPU 
 KEEP = 1.05  # at least 5 % faster to keep a speed-up
 IOU_MIN = 0.99
 PROMPT = "a red teapot on a wooden table, studio photo"
-
-
-@contextmanager
-def half_image_encoder(sam, dtype: torch.dtype = torch.float16):
-    """While open, ``sam``'s image encoder runs in ``dtype``, everything else as it is (fp32):
-    its weights cast in place, hooks cast its input to ``dtype`` and its output (the
-    ``1x256x64x64`` embedding) back to the decoder's dtype, so ``SamPredictor`` works
-    unchanged. Back to fp32, hooks removed, on exit."""
-    enc, out_dtype = sam.image_encoder, next(sam.mask_decoder.parameters()).dtype
-    enc.to(dtype)
-    pre = enc.register_forward_pre_hook(lambda m, args: (args[0].to(dtype), *args[1:]))
-    post = enc.register_forward_hook(lambda m, args, out: out.to(out_dtype))
-    try:
-        yield sam
-    finally:
-        pre.remove()
-        post.remove()
-        enc.float()
 
 
 def unet_forward(unet, latent: int, ctx: Context, dtype, layout=torch.contiguous_format):
@@ -146,7 +125,9 @@ def schedulers(sec: Section, ctx: Context, pipe) -> None:
 
 
 def sam_half(sec: Section, ctx: Context) -> None:
-    from segment_anything import SamPredictor
+    """SAM's image encoder under autocast to half precision (``Predictor(dtype=...)``, as
+    ``load_sam`` runs it; the embedding back in fp32) against fp32: time and masks."""
+    from sdsam_nb.models.sam import Predictor
 
     from .fullsize import build_sam
     from .harness import click_plan, disc_picture
@@ -155,11 +136,11 @@ def sam_half(sec: Section, ctx: Context) -> None:
     half = torch.float16 if ctx.cuda else torch.bfloat16
     half_name = str(half).removeprefix("torch.")
     sam = build_sam(model_type, ctx.device)
-    predictor = SamPredictor(sam)
     image = np.asarray(disc_picture(512, 512))
     reps, warm = (1, 0) if ctx.quick else (5, 2)
 
-    def embed_and_masks() -> tuple[float, torch.Tensor, list[np.ndarray]]:
+    def embed_and_masks(dtype) -> tuple[float, torch.Tensor, list[np.ndarray]]:
+        predictor = Predictor(sam, dtype=dtype)
         seconds = np.median(time_reps(lambda: predictor.set_image(image), ctx, reps, warm))
         masks = []
         for x, y, positive in click_plan(5, 512, 512, seed=2):
@@ -168,9 +149,8 @@ def sam_half(sec: Section, ctx: Context) -> None:
             masks.append(m[0])
         return seconds, predictor.features.float().clone(), masks
 
-    t32, emb32, m32 = embed_and_masks()
-    with half_image_encoder(sam, half):
-        t16, emb16, m16 = embed_and_masks()
+    t32, emb32, m32 = embed_and_masks(torch.float32)
+    t16, emb16, m16 = embed_and_masks(half)
     ious = [iou(a, b) for a, b in zip(m32, m16, strict=True)]
     rel = float((emb16 - emb32).norm() / emb32.norm().clamp_min(1e-12))
     sec.add(f"SAM {model_type} set_image, fp32", t32, "s")
