@@ -316,14 +316,11 @@ def report(ctx: Context, cfg: dict, m: dict) -> Section:
         text += (
             f"; ours few-step: load_sd(fast={cfg['fast']!r}), its defaults ({mode.steps} steps, "
             f"guidance {mode.guidance:g}, {fast['scheduler']}; SD in {fast['unet_dtype']}), a "
-            "random rank-4 LoRA (attention, feed-forward, projection and ResNet layers) fused into "
-            "the UNet (nothing can be downloaded here), "
-            "the same SAM"
+            "random LoRA fused into the UNet (README.md), the same SAM"
         )
     sec.notes.append(
         text + f"; naive: fp32, PNDM {cfg['naive_steps']} steps, pipelines loaded per call, "
-        "embedding per click (its SAM fp32 is built once, outside the timing: kind to the "
-        "naive side)"
+        "embedding per click (its fp32 SAM built once, untimed: kind to the naive side)"
     )
     if not ctx.cuda and not ctx.quick:
         share = m.get("other_cpu_share") or {}

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from sdsam_nb.models.tiny import SEED, build_folder
+from sdsam_nb.models.tiny.build import saved
 
-from .harness import log
+from .harness import log, quiet
 
 RECIPE = "sd-v1-4-arch-random-fp16-r1"
 INPAINTING_RECIPE = "sd-v1-inpainting-arch-random-fp16-r1"
@@ -56,30 +57,23 @@ def _bench() -> Path:
     return cache_dir() / "bench"
 
 
-def _write_sd(folder: Path) -> None:
-    """Save the SD v1-4 pipeline (published architecture, random fp16 weights) into ``folder``."""
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from diffusers.utils import logging as dlogging
+def _sd_v14():
+    """The SD v1-4 pipeline: its published architecture, random fp16 weights."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
+    from diffusers import UNet2DConditionModel as UNet
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from sdsam_nb.models.tiny import write_clip_vocab
 
-    level = dlogging.get_verbosity()
-    dlogging.set_verbosity_error()  # .to(fp16) warns about an empty "keep in fp32" list
-    unet = UNet2DConditionModel(**UNET_CONFIG).to(torch.float16)
-    vae = AutoencoderKL(**VAE_CONFIG).to(torch.float16)
     with tempfile.TemporaryDirectory() as tmp:
         write_clip_vocab(Path(tmp))
         tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
     ids = {f"{k}_token_id": getattr(tokenizer, f"{k}_token_id") for k in ("bos", "eos", "pad")}
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG, **ids)).to(torch.float16)
-    dlogging.set_verbosity(level)
-    pipe = StableDiffusionPipeline(
+    with quiet():  # .to(fp16) warns about an empty "keep in fp32" list
+        unet = UNet(**UNET_CONFIG).to(torch.float16)
+        vae = AutoencoderKL(**VAE_CONFIG).to(torch.float16)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG, **ids)).to(torch.float16)
+    return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -89,7 +83,6 @@ def _write_sd(folder: Path) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(folder, safe_serialization=True)
 
 
 def sd_v14_folder() -> Path:
@@ -98,7 +91,7 @@ def sd_v14_folder() -> Path:
     final = _bench() / RECIPE
     if not (final / "model_index.json").is_file():
         log(f"building full-size SD v1-4 (random weights, fp16) into {final} (once, ~2.1 GB)")
-    return build_folder(final, "model_index.json", _write_sd)
+    return build_folder(final, "model_index.json", saved(_sd_v14))
 
 
 def sd_inpainting_folder(quick: bool = False) -> Path:
@@ -162,8 +155,6 @@ def sam_vit_b_folder() -> Path:
     saved with its processor as a folder that ``sdsam_nb.load_sam`` and the notebooks'
     ``sam_model`` load: the name ``"vit_b"`` means the official file, checked against the sha256
     in its name, which random weights cannot match. Built once (~0.4 GB)."""
-    from sdsam_nb.models.tiny.build import saved
-
     from .segmenters import hf_sam
 
     final = _bench() / SAM_RECIPE
@@ -178,6 +169,6 @@ def dir_size_gb(folder: Path) -> float:
 
 
 if __name__ == "__main__":  # python -m benchmarks.fullsize: build the folder ahead of time
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    folder = sd_v14_folder()
+    with quiet():
+        folder = sd_v14_folder()
     print(folder, f"{dir_size_gb(folder):.2f} GB")

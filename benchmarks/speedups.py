@@ -267,10 +267,8 @@ def run(ctx: Context) -> Section:
         _guarded(sec, ctx, "CPU offload", partial(offload, sec, ctx, folder))
     elif not ctx.quick:
         sec.notes.append(
-            "CPU: the attention comparison (full-size UNet, fp32, 64x64 latents = 512 px, "
-            "batch 2, the two variants in turns, median of 2 after a warm-up) and the relight "
-            "cost (one call each at 256 px, 25 steps, not warmed up); scheduler, SAM "
-            "fp16, channels_last, torch.compile and CPU offload are GPU measurements: "
-            "`python -m benchmarks --device cuda`"
+            "CPU: the attention comparison (the two variants in turns, median of 2 after a "
+            "warm-up) and the relight cost (one call each, not warmed up); the rest are GPU "
+            "measurements: `python -m benchmarks --device cuda`"
         )
     return sec

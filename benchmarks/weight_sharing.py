@@ -117,7 +117,7 @@ def run(ctx: Context) -> Section:
     from .fullsize import dir_size_gb, sd_folder, sd_inpainting_folder
 
     sec = Section(NAME, TITLE)
-    # fp16 on a GPU, as the notebooks load SD there; bf16 on the CPU: see the note below (in
+    # fp16 on a GPU, as the notebooks load SD there; bf16 on the CPU: copies, as on a GPU (in
     # the file's own dtype separately loaded pipelines cost no more than one: PSS (c)/(a) = 1.0)
     dtype = "float16" if ctx.cuda else "bfloat16"
     folder, inpainting = sd_folder(ctx.quick), sd_inpainting_folder(ctx.quick)
@@ -137,16 +137,10 @@ def run(ctx: Context) -> Section:
         sec.notes.append("quick: tiny model, all variants in one process; weight bytes only")
     else:
         sec.notes.append(
-            f"full-size SD v1-4 architecture, random weights, loaded as {dtype} from a "
-            f"{dir_size_gb(folder):.1f} GB fp16 folder; no safety checker; one fresh process "
-            "per variant; peak = VmHWM (peak RSS of the process, imports and transient "
+            f"full-size SD v1-4 architecture, random weights, loaded as {dtype} (why: README.md) "
+            f"from a {dir_size_gb(folder):.1f} GB fp16 folder; no safety checker; one fresh "
+            "process per variant; peak = VmHWM (peak RSS of the process, imports and transient "
             "file pages included); PSS = memory held once loaded"
-        )
-    if not ctx.quick and not ctx.cuda:
-        sec.notes.append(
-            "CPU: bfloat16 (2 bytes a weight, like fp16 on a GPU) so that loading converts "
-            "and every pipeline holds real copies, as .to('cuda') makes on a GPU; weights "
-            "loaded in the file's own dtype stay memory-mapped and shared by the page cache"
         )
     sec.extra["variants"] = results
     for v, r in results.items():
@@ -159,6 +153,10 @@ def run(ctx: Context) -> Section:
 
     def ratio(key: str, v: str) -> float:
         return results[v][key] / results["a"][key]
+
+    def each(what: str, key: str, unit: str = "GB", scale: float = 1e9) -> None:
+        for v, r in results.items():
+            sec.add(f"({v}) {what}", r[key] / scale, unit)
 
     def shared(metric: str, key: str) -> None:  # (b)/(a), the target, and (c)/(a)
         b = ratio(key, "b")
@@ -174,19 +172,15 @@ def run(ctx: Context) -> Section:
     sec.add("dedicated checkpoint: saved by sharing (e) - (d)", saved, "GB")
     a = results["a"]
     if a["rss_peak"] is not None:
-        for v, r in results.items():
-            sec.add(f"({v}) peak RSS", r["rss_peak"] / 1e9, "GB")
+        each("peak RSS", "rss_peak")
         sec.add("RSS after imports, before loading", a["rss_before_load"] / 1e9, "GB")
         shared("peak RSS", "rss_peak")
         if a["pss_end"]:
-            for v, r in results.items():
-                sec.add(f"({v}) memory held after loading (PSS)", r["pss_end"] / 1e9, "GB")
+            each("memory held after loading (PSS)", "pss_end")
             for v in "bcde":
                 sec.add(f"PSS ({v})/(a)", ratio("pss_end", v), "x")
-        for v, r in results.items():
-            sec.add(f"({v}) load time", r["load_s"], "s")
+        each("load time", "load_s", "s", 1)
     if ctx.cuda and a["gpu_peak_allocated"]:
-        for v, r in results.items():
-            sec.add(f"({v}) peak GPU memory allocated", r["gpu_peak_allocated"] / 1e9, "GB")
+        each("peak GPU memory allocated", "gpu_peak_allocated")
         shared("peak GPU", "gpu_peak_allocated")
     return sec
