@@ -155,9 +155,12 @@ def sam_vit_b_folder() -> Path:
     saved with its processor as a folder that ``sdsam_nb.load_sam`` and the notebooks'
     ``sam_model`` load: the name ``"vit_b"`` means the official file, checked against the sha256
     in its name, which random weights cannot match. Built once (~0.4 GB)."""
+    import transformers
+
     from .segmenters import hf_sam
 
-    final = _bench() / SAM_RECIPE
+    # as sdsam_nb.models.tiny.hf_sam_folder: transformers 5's processor_config.json is not 4.x's
+    final = _bench() / f"{SAM_RECIPE}-transformers{transformers.__version__.split('.')[0]}"
     if not (final / "config.json").is_file():
         log(f"writing SAM vit_b (random weights) as a transformers folder into {final} (once)")
     return build_folder(final, "config.json", saved(hf_sam))
