@@ -3,7 +3,8 @@
 SD v1-4 (:func:`sd_v14_folder`) is built from its *published* configs and saved once as a
 diffusers folder in fp16 under ``sdsam_nb.cache_dir()/bench/``, loaded through the ordinary
 ``from_pretrained`` code; the tokenizer is the kit's small byte-level vocabulary. SAM
-(:func:`build_sam`) comes from segment-anything's own builders with ``checkpoint=None``.
+(:func:`build_sam`) comes from segment-anything's own builders with ``checkpoint=None``, the
+``vit_b`` folder the notebooks load (:func:`sam_vit_b_folder`) from transformers' ``SamConfig()``.
 """
 
 from __future__ import annotations

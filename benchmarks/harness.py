@@ -1,5 +1,6 @@
-"""What the benchmarks share (README.md, "Adding a benchmark"): a module's ``run(ctx: Context)
-returns a :class:`Section` of :class:`Row` s (one measurement each) and notes."""
+"""What the benchmarks share (README.md, "Adding a benchmark"): a module's
+``run(ctx: Context)`` returns a :class:`Section` of :class:`Row` s (one measurement each) and
+notes."""
 
 from __future__ import annotations
 
