@@ -22,6 +22,8 @@ kernels run.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import os
 import shutil
@@ -29,6 +31,10 @@ import sys
 from pathlib import Path
 
 from .kernel import SharedKernel
+
+# At exit, no last garbage collection of what papermill and jsonschema built: the interpreter's
+# teardown collected it for 0.1-0.4 s after every command, and the process is ending anyway.
+atexit.register(gc.freeze)
 
 # Small settings that make the tiny models quick; real models keep the notebooks' defaults.
 TINY = {

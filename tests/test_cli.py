@@ -211,6 +211,47 @@ def test_the_chain_kernel_keeps_no_output_history(monkeypatch):
     assert asked["extra_arguments"] == [NO_OUTPUT_CACHE]
 
 
+def test_papermill_clients_of_the_chain_kernel_are_ready_at_once(monkeypatch):
+    """Each notebook's client (papermill opens one on the chain's kernel) is ready in one
+    kernel_info round trip, not after jupyter_client's extra 0.2 s of IOPub silence, and gets
+    its cell's output (its IOPub channel is connected)."""
+    import time
+
+    from jupyter_core.utils import run_sync
+
+    monkeypatch.setattr("sdsam_nb.kernel.WARM", "pass")  # the kernel alone, not the kit
+    kernel = SharedKernel().start()
+    waits = []
+    try:
+        km = kernel.ready()
+        for _ in range(2):  # as for two notebooks
+            client = km.client()
+            client.start_channels()
+            start = time.perf_counter()
+            run_sync(client.wait_for_ready)(timeout=60)
+            waits.append(time.perf_counter() - start)
+            said = []
+            run_sync(client.execute_interactive)(
+                "print('hello')", timeout=60, output_hook=said.append
+            )
+            client.stop_channels()
+            assert {"name": "stdout", "text": "hello\n"} in [m["content"] for m in said]
+    finally:
+        kernel.stop()
+    assert min(waits) < 0.2, waits  # jupyter_client's own wait: at least 0.2 s every time
+
+
+def test_the_command_line_exits_without_collecting_its_garbage():
+    """At exit ``sdsam-nb`` freezes the garbage collector (atexit): the interpreter's last
+    collections of what papermill built took 0.1-0.4 s after every command."""
+    code = (
+        "import atexit, gc\n"
+        "atexit.register(lambda: print(gc.get_freeze_count() > 0))  # runs after the kit's\n"
+        "import sdsam_nb.__main__\n"
+    )
+    assert python_says(code) == ["True"]
+
+
 def test_the_command_line_checks_and_records_without_torch(tmp_path):
     """What ``sdsam-nb run`` does itself (its kernel does the rest): read its parameters,
     check them, make and reopen the run folder, papermill. None of it imports torch or
