@@ -241,6 +241,36 @@ def test_papermill_clients_of_the_chain_kernel_are_ready_at_once(monkeypatch):
     assert min(waits) < 0.2, waits  # jupyter_client's own wait: at least 0.2 s every time
 
 
+def test_the_chain_writes_each_executed_notebook_at_its_start_and_end(tmp_path, monkeypatch):
+    """papermill writes an executed notebook before and after each of its cells; the chain's
+    engine (chain._engine) writes it when it starts and when it ends, holding every cell's
+    output (and when a cell fails or the kernel dies: tests/test_faults.py)."""
+    import nbformat
+    import papermill.engines
+
+    from sdsam_nb.runs import chain
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "P"}
+    params = nbformat.v4.new_code_cell('run_dir = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(f"print({i})") for i in range(5))]
+    nbformat.write(nb, folder / "02_click_to_mask.ipynb")
+    writes = []
+    write = papermill.engines.write_ipynb
+    monkeypatch.setattr(papermill.engines, "write_ipynb", lambda *a: writes.append(write(*a)))
+    monkeypatch.setattr("sdsam_nb.kernel.WARM", "pass")  # the kernel alone, not the kit
+    run = chain.execute_chain(
+        ["02_click_to_mask"], {}, output_root=tmp_path / "out", notebooks=folder, echo=False
+    )
+    executed = nbformat.read(run.path / "02_click_to_mask.ipynb", as_version=4)
+    said = [o["text"] for c in executed.cells[1:] for o in c.outputs]
+    assert said == [f"{i}\n" for i in range(5)]
+    assert len(writes) == 2, len(writes)  # papermill's own: 2 + 2 per cell
+
+
 def test_the_command_line_exits_without_collecting_its_garbage():
     """At exit ``sdsam-nb`` freezes the garbage collector (atexit): the interpreter's last
     collections of what papermill built took 0.1-0.4 s after every command."""

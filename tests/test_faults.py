@@ -325,5 +325,6 @@ def test_a_kernel_killed_mid_run_leaves_a_failed_record(tmp_path, monkeypatch, c
     (entry,) = run.record["executions"]  # the one the setup cell started, now failed
     assert run.status == "failed" and entry["status"] == "failed" and "started" in entry
     assert entry["errors"] == [died.value.line] and "out of memory" in died.value.line
-    assert (run_dir / entry["executed_notebook"]).is_file()
+    executed = nbformat.read(run_dir / entry["executed_notebook"], as_version=4)
+    assert executed.cells[-2].execution_count  # written as it ended: the setup cell had run
     json.loads((run_dir / "run.json").read_text())
