@@ -57,8 +57,11 @@ def settings(*, quick: bool, cuda: bool, sd_model: str, sam_model: str) -> dict:
     Notebook 02's prompt: an include click at the centre of the subject (``width`` x
     ``height``, 512 x 512 by default) and a box around its middle half: a random-weight SAM
     answers a click alone with a speckled mask that, holes filled, covers about 90% of the
-    picture, which leaves notebook 03's matted edge no sure background. Quick: tiny sizes and
-    one variation; CPU: :data:`CPU_SIZES`; GPU: the notebooks' own sizes, steps, variations.
+    picture, which leaves notebook 03's matted edge no sure background. Its islands are all
+    kept (``min_island`` 0): the random vit_b's mask for that prompt is specks smaller than
+    02's default 64 px, which would leave it empty (03 pastes back :func:`_disc_mask`).
+    Quick: tiny sizes and one variation; CPU: :data:`CPU_SIZES`; GPU: the notebooks' own
+    sizes, steps, variations.
     """
     sizes = QUICK_SIZES if quick else {} if cuda else CPU_SIZES
     width, height = sizes.get("width", 512), sizes.get("height", 512)
@@ -68,6 +71,7 @@ def settings(*, quick: bool, cuda: bool, sd_model: str, sam_model: str) -> dict:
         **sizes,
         "points": [[width // 2, height // 2, 1]],
         "box": [width // 4, height // 4, width * 3 // 4, height * 3 // 4],
+        "min_island": 0,
     }
 
 
@@ -261,7 +265,8 @@ def run(ctx: Context) -> Section:
         f"n_variations {variations}, "
         f"notebook 02's prompt: click {params['points']} and box {params['box']} (a click "
         "alone gives random-weight SAM's speckled mask, which covers most of the picture "
-        "once its holes are filled); notebook 03 pastes back a central disc read from "
+        "once its holes are filled), min_island 0 (the random vit_b's mask for it is specks "
+        "under 02's default 64 px); notebook 03 pastes back a central disc read from "
         "mask_path (02's random-weight mask can come out as specks thinner than the "
         f"paste-back's feather, which 03 refuses); background prompts {PROMPTS[0]!r} (A) and "
         f"{PROMPTS[1]!r} (B, C). Each run is `python -m sdsam_nb run --notebooks 01,02,03 -f "

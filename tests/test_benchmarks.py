@@ -307,6 +307,7 @@ def test_reruns_settings_and_cache_counts():
         x0, y0, x1, y1 = p["box"]
         assert 0 <= x0 < x < x1 <= width and 0 <= y0 < y < y1 <= height
         assert ("n_variations" in p) == quick  # full runs keep 01's 4 and 03's 3
+        assert p["min_island"] == 0  # the random vit_b's specks: 64 px would leave no mask
         assert ("steps" in p) == (not cuda or quick)  # a GPU keeps the notebooks' steps
     assert reruns.settings(quick=False, cuda=False, sd_model="", sam_model="")["size"] <= 256
 
