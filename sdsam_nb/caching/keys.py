@@ -81,8 +81,27 @@ def model_identity(model: Any) -> dict | None:
 
 
 @functools.cache
-def _distributions() -> dict[str, list[str]]:
-    return metadata.packages_distributions()
+def _providers(top: str) -> tuple[str, ...]:
+    """The distributions that provide top-level package ``top``: Python 3.11's
+    ``importlib.metadata.packages_distributions()[top]`` (the names in a distribution's
+    top_level.txt, else the top folders of its ``.py`` files), which reads every installed
+    distribution's file list (0.3-0.4 s, on each run's first cached step); this reads those
+    whose file list names ``top``."""
+    found = []
+    for dist in metadata.distributions():
+        declared = (dist.read_text("top_level.txt") or "").split()
+        if declared:
+            if top not in declared:
+                continue
+        else:
+            names = ("RECORD", "installed-files.txt", "SOURCES.txt")  # where dist.files reads
+            if top not in "".join(dist.read_text(n) or "" for n in names):
+                continue
+            files = [f for f in dist.files or () if f.suffix == ".py"]
+            if top not in {f.parts[0] if len(f.parts) > 1 else f.stem for f in files}:
+                continue
+        found.append(dist.metadata["Name"])
+    return tuple(found)
 
 
 @functools.cache
@@ -98,5 +117,5 @@ def library_versions(obj: Any, *always: str) -> dict[str, str | None]:
     """Versions of the distributions that provide ``obj``'s class (e.g. ``segment-anything``
     for a ``segment_anything`` model), of ``always``, of torch and of this kit."""
     top = type(obj).__module__.split(".")[0]
-    names = set(_distributions().get(top, [])) | set(always) | {"torch", "sdsam-nb"}
+    names = set(_providers(top)) | set(always) | {"torch", "sdsam-nb"}
     return {name: version(name) for name in sorted(names)}
