@@ -184,9 +184,17 @@ def test_plain_papermill_from_the_checkout_root():
 
 def test_the_warm_up_imports_the_pipelines_and_leaves_no_name():
     """What the chain's kernel runs first (sdsam_nb.kernel.WARM): the kit's API and SD's
-    pipeline classes imported, nothing left in the namespace the first notebook gets."""
+    pipeline classes imported, nothing left in the namespace the first notebook gets; the
+    garbage collector on again after it, what it imported frozen (no full collection goes
+    through it again)."""
+    import gc
+
     namespace = {}
-    exec(WARM, namespace)  # noqa: S102 - the kit's own one-line warm-up
+    try:
+        exec(WARM, namespace)  # noqa: S102 - the kit's own one-line warm-up
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # this test process collects as before
     assert set(namespace) == {"__builtins__"}
     assert "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion" in sys.modules
     assert all(name in vars(sdsam_nb) for name in sdsam_nb.__all__)  # each looked up once
