@@ -48,7 +48,12 @@ CPU_SIZES = {"width": 256, "height": 256, "size": 256, "steps": 4}
 # beyond an 8-px band around the tiny SAM's large mask (at 64 px there is none).
 QUICK_SIZES = {"width": 128, "height": 128, "size": 128, "steps": 2, "n_variations": 1}
 TIMEOUT = 1800  # one run
-FLUSH_DENORMAL = "import torch\n\ntorch.set_flush_denormal(True)  # random weights\n"
+# torch imported as the kit's warm-up imports it (sdsam_nb.kernel.warm), the collector off: a
+# user's kernel, without this file, imports it there
+FLUSH_DENORMAL = (
+    "import gc\n\ngc.disable()\nimport torch\n\ngc.enable()\n"
+    "torch.set_flush_denormal(True)  # random weights\n"
+)
 
 
 def settings(*, quick: bool, cuda: bool, sd_model: str, sam_model: str) -> dict:
