@@ -145,21 +145,12 @@ class SharedKernel:
         return self.km
 
     def stop(self) -> None:
-        """Shut the kernel down (at once: the chain's records are written already). It is
-        killed and waited for here, every 5 ms: jupyter_client's shutdown looks every 0.1 s,
-        and a kernel holding the models takes about 0.2 s to die."""
+        """Shut the kernel down (at once: the chain's records are written already)."""
         if self._warming is not None:
             self._warming.stop_channels()
             self._warming = None
         if self.km is not None:
-            import signal
-
             from jupyter_core.utils import run_sync
 
-            km, self.km = self.km, None
-            if run_sync(km.is_alive)():
-                run_sync(km.signal_kernel)(signal.SIGKILL)
-                deadline = time.monotonic() + 5
-                while run_sync(km.is_alive)() and time.monotonic() < deadline:
-                    time.sleep(0.005)
-            run_sync(km.shutdown_kernel)(now=True)  # what is left: ports, connection file
+            run_sync(self.km.shutdown_kernel)(now=True)
+            self.km = None

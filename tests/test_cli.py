@@ -222,8 +222,7 @@ def test_the_chain_kernel_keeps_no_output_history(monkeypatch):
 def test_papermill_clients_of_the_chain_kernel_are_ready_at_once(monkeypatch):
     """Each notebook's client (papermill opens one on the chain's kernel) is ready in one
     kernel_info round trip, not after jupyter_client's extra 0.2 s of IOPub silence, and gets
-    its cell's output (its IOPub channel is connected); the kernel stops as soon as it has
-    died, not at jupyter_client's next look (every 0.1 s)."""
+    its cell's output (its IOPub channel is connected)."""
     import time
 
     from jupyter_core.utils import run_sync
@@ -246,11 +245,8 @@ def test_papermill_clients_of_the_chain_kernel_are_ready_at_once(monkeypatch):
             client.stop_channels()
             assert {"name": "stdout", "text": "hello\n"} in [m["content"] for m in said]
     finally:
-        start = time.perf_counter()
         kernel.stop()
-        stopped = time.perf_counter() - start
     assert min(waits) < 0.2, waits  # jupyter_client's own wait: at least 0.2 s every time
-    assert stopped < 0.1 and not km.has_kernel, stopped  # its shutdown: at least 0.1 s
 
 
 def test_the_chain_writes_each_executed_notebook_at_its_start_and_end(tmp_path, monkeypatch):
