@@ -68,11 +68,12 @@ def to_rgb(image: ImageLike, *, name: str = "image") -> Image.Image:
     * transparency (``RGBA``, ``LA``, ``P`` with a transparent colour) is composited onto
       white, as a viewer would show it;
     * 16-bit and 32-bit greyscale (``I;16``, ``I``) are scaled to 8 bits from their full
-      range (``I;16``: divided by 257); float images (``F``) are taken as 0..1;
+      range (``I;16``: divided by 257); float images (``F``) are taken as 0..1 (an overshoot
+      of up to 0.1 is clipped; a 0..255 or -1..1 float picture is refused);
     * ``L``, ``1``, ``P``, ``CMYK``, ``YCbCr`` and ``HSV`` go through PIL's own conversion,
       ``LAB`` through littlecms (PIL's ``ImageCms``, D50 CIE LAB to sRGB);
     * a numpy array may be ``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4``, uint8 (0..255),
-      uint16 (0..65535) or float (0..1).
+      uint16 (0..65535) or float (0..1, as for ``F``).
 
     Size: at least one pixel, at most :func:`max_pixels` (a file's is read from its header,
     before it is decoded).
@@ -136,13 +137,31 @@ def _array_to_pil(array: np.ndarray, name: str) -> Image.Image:
     elif a.dtype == bool:
         a = a.astype(np.uint8) * 255
     elif np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name} array has NaN or infinite values")
-        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        a = _unit_floats(a, f"{name} array")
     else:
         raise ValueError(f"{name} array must be uint8, uint16 or float, not {a.dtype}")
     mode = "L" if a.ndim == 2 else ("RGB" if a.shape[2] == 3 else "RGBA")
     return Image.fromarray(np.ascontiguousarray(a), mode=mode)
+
+
+# how far float pixels may stray outside 0..1 (a resampling filter's overshoot) and be clipped
+FLOAT_OVERSHOOT = 0.1
+
+
+def _unit_floats(a: np.ndarray, what: str) -> np.ndarray:
+    """Float pixels taken as 0..1, as 8 bits: an overshoot of up to :data:`FLOAT_OVERSHOOT` is
+    clipped; values further out (a 0..255 or -1..1 array) are refused, not clipped to white or
+    black."""
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} has NaN or infinite values")
+    low, high = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if low < -FLOAT_OVERSHOOT or high > 1 + FLOAT_OVERSHOOT:
+        raise ValueError(
+            f"{what} holds floats from {low:.4g} to {high:.4g}, but float pixels are taken as "
+            "0..1: divide a 0..255 array by 255 (or pass it as uint8), map a -1..1 array "
+            "with (x + 1) / 2"
+        )
+    return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 @functools.cache
@@ -165,8 +184,8 @@ def _pil_to_rgb(pil: Image.Image, name: str) -> Image.Image:
         a = np.clip(a, 0, top) * 255 // top
         return Image.fromarray(a.astype(np.uint8), mode="L").convert("RGB")
     if mode == "F":
-        a = np.clip(np.asarray(pil, dtype=np.float32), 0.0, 1.0)
-        return Image.fromarray((a * 255 + 0.5).astype(np.uint8), mode="L").convert("RGB")
+        a = _unit_floats(np.asarray(pil, dtype=np.float32), f"{name} (a PIL image of mode F)")
+        return Image.fromarray(a, mode="L").convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         mode == "P" and "transparency" in pil.info
     )

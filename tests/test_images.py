@@ -27,6 +27,10 @@ def test_to_rgb_conversion_rule():
     # 16-bit scaled from its full range, floats taken as 0..1, greyscale to three channels
     assert np.asarray(to_rgb(np.full((2, 2), 65535, np.uint16)))[0, 0].tolist() == [255] * 3
     assert np.asarray(to_rgb(np.full((2, 2, 3), 0.5)))[0, 0].tolist() == [128] * 3
+    # a resampling filter's small overshoot outside 0..1 is clipped
+    overshoot = np.array([[-0.05, 1.05]], np.float32)
+    assert np.asarray(to_rgb(overshoot))[0, :, 0].tolist() == [0, 255]
+    assert np.asarray(to_rgb(Image.fromarray(overshoot, mode="F")))[0, :, 0].tolist() == [0, 255]
     assert np.asarray(to_rgb(np.full((2, 2, 1), 7, np.uint8)))[0, 0].tolist() == [7] * 3
 
 
@@ -36,6 +40,10 @@ def test_to_rgb_conversion_rule():
         (np.zeros((2, 2, 2), np.uint8), "image array must be HxW, HxWx3 or HxWx4"),
         (np.zeros((2, 2), np.int64), "image array must be uint8, uint16 or float"),
         (np.full((2, 2), np.nan), "NaN or infinite"),
+        # a 0..255 or -1..1 float picture is refused, not clipped to white or black
+        (np.full((2, 2, 3), 200.0), "floats from 200 to 200, .* divide a 0..255 array by 255"),
+        (np.linspace(-1, 1, 12).reshape(2, 2, 3), "floats from -1 to 1, .* \\(x \\+ 1\\) / 2"),
+        (Image.fromarray(np.full((2, 2), 255.0, np.float32), mode="F"), "mode F\\) holds floats"),
         (3, "image must be a PIL image, a numpy array or a path"),
     ],
 )
