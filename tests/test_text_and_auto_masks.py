@@ -309,6 +309,19 @@ def test_pick_subject_nothing_and_bad_input():
         pick_subject([np.zeros((H, W), np.uint8)])
     with pytest.raises(ValueError, match="min_frac"):
         pick_subject([disc(10, 10, 5)], min_frac=0.9, max_frac=0.5)
+    # not a TypeError from deep inside: each bad value is named
+    for bad in (None, "0.1", [1]):
+        with pytest.raises(ValueError, match="min_frac must be"):
+            pick_subject([disc(10, 10, 5)], min_frac=bad)
+        with pytest.raises(ValueError, match="max_frac must be"):
+            pick_subject([disc(10, 10, 5)], max_frac=bad)
+    for bad in (None, 3, "masks"):
+        with pytest.raises(ValueError, match="masks must be a list"):
+            pick_subject(bad)
+    with pytest.raises(ValueError, match="quality\\[0\\] must be a finite number"):
+        pick_subject([disc(10, 10, 5)], quality=[float("nan")])
+    with pytest.raises(ValueError, match="quality must be a list"):
+        pick_subject([disc(10, 10, 5)], quality=0.5)
 
 
 # --------------------------------------------------------------------------- auto_subject_mask

@@ -14,11 +14,13 @@ from scipy import ndimage
 from ..images import ImageLike, to_rgb
 from ..masks import bbox
 from ..recording import recorded
-from ..validate import check_fraction, check_int
+from ..validate import check_fraction, check_int, is_finite
 from .base import MaskResult, as_segmenter
 
 
 def _check_fractions(min_frac: float, max_frac: float) -> None:
+    check_fraction(min_frac, "min_frac")
+    check_fraction(max_frac, "max_frac")
     if not (0.0 < min_frac < max_frac < 1.0):
         raise ValueError(f"need 0 < min_frac < max_frac < 1, got {min_frac=}, {max_frac=}")
 
@@ -44,6 +46,8 @@ def subject_scores(
     plus ``area_frac`` and ``border_frac`` for reference. An empty mask scores 0.
     """
     _check_fractions(min_frac, max_frac)
+    if quality is not None and not isinstance(quality, (Sequence, np.ndarray)):
+        raise ValueError(f"quality must be a list of numbers or None, not {quality!r}")
     if quality is not None and len(quality) != len(masks):
         raise ValueError(f"quality has {len(quality)} values for {len(masks)} masks")
     out = []
@@ -57,6 +61,8 @@ def subject_scores(
         shape = m.shape
         h, w = m.shape
         area = float(m.mean())
+        if quality is not None and not is_finite(quality[i]):
+            raise ValueError(f"quality[{i}] must be a finite number, not {quality[i]!r}")
         q = 1.0 if quality is None else float(np.clip(quality[i], 0.0, 1.0))
         size = center = border = border_frac = 0.0  # an empty mask scores 0
         if area > 0.0:
@@ -100,6 +106,8 @@ def pick_subject(
     Raises:
         ValueError: ``masks`` is empty, not all ``HxW bool`` of one size, or bad fractions.
     """
+    if isinstance(masks, (str, bytes)) or not isinstance(masks, (Sequence, np.ndarray)):
+        raise ValueError(f"masks must be a list of HxW bool arrays, not {type(masks).__name__}")
     if len(masks) == 0:
         raise ValueError("masks is empty: nothing to pick from")
     scores = subject_scores(masks, min_frac=min_frac, max_frac=max_frac, quality=quality)
