@@ -71,15 +71,18 @@ def copy_notebooks(target: str | os.PathLike) -> list[Path]:
     target = Path(target).expanduser()
     if target.exists() and not target.is_dir():
         raise CommandError(f"notebooks: {target} is a file, not a folder")
-    target.mkdir(parents=True, exist_ok=True)
     written = []
-    for source in sorted(notebooks_dir().glob("*.ipynb")):
-        dest = target / source.name
-        if dest.exists():
-            print(f"kept {dest} (already there)")
-            continue
-        shutil.copyfile(source, dest)
-        written.append(dest)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sorted(notebooks_dir().glob("*.ipynb")):
+            dest = target / source.name
+            if dest.exists():
+                print(f"kept {dest} (already there)")
+                continue
+            shutil.copyfile(source, dest)
+            written.append(dest)
+    except OSError as exc:  # a read-only or missing parent, a full disk
+        raise CommandError(f"notebooks: cannot write into {target}: {exc.strerror or exc}") from None
     return written
 
 
@@ -243,6 +246,10 @@ def _check_values(params: dict) -> None:
     from .runs import SPEC, check_params, open_run
 
     check_params(**{k: v for k, v in params.items() if k in SPEC})
+    for name in ("image_path", "mask_path"):  # before a kernel starts, not in notebook 01 or 02
+        path = params.get(name)
+        if path and not Path(path).expanduser().is_file():
+            raise CommandError(f"-p {name}: no file at {str(path)!r}")
     if params.get("run_dir"):
         try:
             open_run(Path(params["run_dir"]).expanduser())

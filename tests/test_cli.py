@@ -68,6 +68,16 @@ def test_a_typo_in_a_parameters_file_fails(tmp_path, capsys):
     assert "no parameter 'background_promt' in any notebook (did you mean background_prompt" in err
 
 
+def test_a_missing_picture_fails_before_any_notebook_runs(tmp_path, capsys):
+    for name in ("image_path", "mask_path"):
+        missing = tmp_path / f"{name}.png"
+        code = main(["run", "-p", name, str(missing), "--output-root", str(tmp_path)])
+        assert code == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"sdsam-nb: -p {name}: no file at {str(missing)!r}"
+    assert list(tmp_path.iterdir()) == []  # no run folder was made
+
+
 def test_replay_of_a_missing_folder_answers_in_one_line(tmp_path, cli, monkeypatch):
     booted = []
 
@@ -94,6 +104,9 @@ def test_copy_notebooks_for_an_installed_kit(tmp_path, capsys):
     assert main(["notebooks", str(target)]) == 0  # again: nothing is overwritten
     assert (target / "02_click_to_mask.ipynb").read_text() == "my edits"
     assert "kept" in capsys.readouterr().out
+    (tmp_path / "a-file").write_text("")
+    assert main(["notebooks", str(tmp_path / "a-file" / "sub")]) == 2  # no traceback
+    assert "notebooks: cannot write into" in capsys.readouterr().err
 
 
 @pytest.mark.slow
