@@ -82,7 +82,8 @@ def copy_notebooks(target: str | os.PathLike) -> list[Path]:
             shutil.copyfile(source, dest)
             written.append(dest)
     except OSError as exc:  # a read-only or missing parent, a full disk
-        raise CommandError(f"notebooks: cannot write into {target}: {exc.strerror or exc}") from None
+        why = exc.strerror or exc
+        raise CommandError(f"notebooks: cannot write into {target}: {why}") from None
     return written
 
 

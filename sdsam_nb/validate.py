@@ -149,3 +149,10 @@ def check_flag(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, not {short_repr(value)}")
     return bool(value)
+
+
+def check_text_or_none(value, name: str) -> str | None:
+    """``value`` as ``None`` or a non-empty string (a revision, a variant, a file name)."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"{name} must be a non-empty string or None, not {short_repr(value)}")
+    return value

@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 from conftest import python_says
 from PIL import Image
 
@@ -321,8 +322,10 @@ def test_contact_shadow_lies_under_the_subject_and_never_on_it():
     assert not edges.contact_shadow(np.zeros((10, 10), np.float32)).any()
 
 
-def test_auto_is_vitmatte_on_a_gpu_and_closed_form_on_the_cpu():
+def test_auto_is_vitmatte_on_a_gpu_and_closed_form_on_the_cpu(monkeypatch):
     assert edges.pick_method("auto", "cpu") == "closed_form"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert edges.pick_method("auto", "cuda") == "vitmatte"
     assert edges.pick_method("vitmatte", "cpu") == "vitmatte"
 

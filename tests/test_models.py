@@ -105,6 +105,13 @@ def test_offload_needs_a_gpu_and_flags_are_checked():
         sdsam_nb.load_sd("tiny", device="cpu", offload=True)
     with pytest.raises(ValueError, match="compile_unet must be True or False"):
         sdsam_nb.load_sd("tiny", device="cpu", compile_unet="yes")
+    # "no" is truthy: it would have kept the safety checker on (and the bars) silently
+    for flag in ("safety_checker", "progress"):
+        with pytest.raises(ValueError, match=f"{flag} must be True or False, not 'no'"):
+            sdsam_nb.load_sd("tiny", device="cpu", **{flag: "no"})
+    for name in ("revision", "variant"):
+        with pytest.raises(ValueError, match=f"{name} must be a non-empty string or None"):
+            sdsam_nb.load_sd("tiny", device="cpu", **{name: 3})
 
 
 def test_pipelines_of_an_offloaded_pipe_are_offloaded_and_share(tiny_sd):
@@ -159,6 +166,18 @@ def test_device_and_dtype_choice(monkeypatch):
         sdsam_nb.pick_dtype(cpu, "float99")
     with pytest.raises(ValueError, match="device"):
         sdsam_nb.pick_device("gpu-please")
+    with pytest.raises(ValueError, match="device='meta' holds no data"):
+        sdsam_nb.pick_device("meta")
+    # a GPU this machine does not have is named, not left to fail deep inside torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for missing in ("cuda", 0, "cuda:1"):
+        with pytest.raises(ValueError, match="torch finds no CUDA GPU here"):
+            sdsam_nb.pick_device(missing)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert sdsam_nb.pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match="this machine has 1 CUDA GPU"):
+        sdsam_nb.pick_device("cuda:1")
     report = sdsam_nb.device_report("cpu")
     assert report["device"] == "cpu" and report["dtype"] == "float32"
     assert report["colab"] is False and report["gpu"] is None
@@ -212,6 +231,10 @@ def test_sam_checkpoint_of_another_type_is_a_clear_error(tmp_path):
         sdsam_nb.load_sam("vit_b", checkpoint=tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="model_type"):
         sdsam_nb.load_sam("vit_x")
+    with pytest.raises(ValueError, match="checkpoint must be a file path or None, not 3"):
+        sdsam_nb.load_sam("vit_b", checkpoint=3)
+    with pytest.raises(ValueError, match="revision must be a non-empty string or None"):
+        sdsam_nb.load_sam("tiny", revision=3)
 
 
 def test_sam_file_whose_hash_does_not_match_its_name_is_rejected(tmp_path):

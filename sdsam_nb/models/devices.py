@@ -18,19 +18,39 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` picks CUDA, then Apple MPS, then the CPU."""
-    if device is not None:
-        try:
-            return torch.device(device)
-        except (RuntimeError, TypeError):
+    """``device`` as a ``torch.device``; ``None`` picks CUDA, then Apple MPS, then the CPU.
+
+    Raises:
+        ValueError: ``device`` is not a torch device, is ``"meta"`` (no data to compute on),
+            or is a CUDA or MPS device this machine does not have.
+    """
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a torch device (try 'cuda' or 'cpu')") from None
+    instead = "use device='cpu', or None for the best one there is"
+    if dev.type == "meta":
+        raise ValueError(f"device={device!r} holds no data to compute with: {instead}")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
             raise ValueError(
-                f"device={device!r} is not a torch device (try 'cuda' or 'cpu')"
-            ) from None
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+                f"device={device!r}, but torch finds no CUDA GPU here (torch.cuda.is_available() "
+                f"is False; on Colab: Runtime > Change runtime type > a GPU): {instead}"
+            )
+        if (dev.index or 0) >= count:
+            raise ValueError(f"device={device!r}, but this machine has {count} CUDA GPU(s)")
+    if dev.type == "mps" and not _mps_available():
+        raise ValueError(f"device={device!r}, but Apple's MPS is not available here: {instead}")
+    return dev
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 @functools.cache

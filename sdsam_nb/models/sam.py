@@ -14,6 +14,7 @@ import torch
 from segment_anything import SamPredictor
 
 from ..recording import recorded
+from ..validate import check_text_or_none
 from .cache import MODELS, TINY, ModelUnavailableError, cache_dir, remember, sha256_file
 from .devices import autocast, pick_device, pick_embed_dtype
 from .hf_sam import TINY_VARIANTS, load_transformers_sam
@@ -153,6 +154,7 @@ def load_sam(
         FileNotFoundError: ``checkpoint`` does not exist (``ModelUnavailableError`` when the
             model can neither be found nor downloaded).
     """
+    check_text_or_none(revision, "revision")
     builders = sam_builders()
     if model_type not in builders:
         if checkpoint is not None:
@@ -178,6 +180,8 @@ def load_sam(
     if checkpoint is None:
         path = sam_checkpoint_path(model_type)
     else:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint must be a file path or None, not {checkpoint!r}")
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint={str(checkpoint)!r}: no such file")
