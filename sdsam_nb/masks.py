@@ -16,7 +16,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .images import ImageLike, to_mask, to_rgb
-from .validate import check_fraction, check_int, check_number, check_pixels
+from .validate import check_flag, check_fraction, check_int, check_number, check_pixels
 
 # The colours :func:`overlay` (and the widget) draw include and exclude points and the box in.
 POSITIVE_COLOR, NEGATIVE_COLOR, BOX_COLOR = (0, 255, 0), (255, 0, 0), (255, 200, 0)
@@ -154,7 +154,10 @@ def overlay(
         tint = ()
     if len(tint) != 3 or not all(0 <= c <= 255 for c in tint):
         raise ValueError(f"color must be an (r, g, b) triple of 0..255, got {color!r}")
-    alpha = check_fraction(alpha, "alpha")
+    alpha, outline = check_fraction(alpha, "alpha"), check_flag(outline, "outline")
+    # coordinates far off the picture are drawn where they are equally invisible: OpenCV
+    # takes only 32-bit integers
+    far = (-(w + h), 2 * (w + h))
     thickness = max(1, round(min(w, h) / 400))
 
     if mask is not None:
@@ -166,7 +169,7 @@ def overlay(
             cv2.drawContours(out, contours, -1, tint, thickness)
 
     if box is not None:
-        b = _finite_array(box, "(x0, y0, x1, y1)", "box").ravel()
+        b = np.clip(_finite_array(box, "(x0, y0, x1, y1)", "box").ravel(), *far)
         if b.size != 4:
             raise ValueError(f"box must be (x0, y0, x1, y1), got {box!r}")
         x0, x1 = sorted((round(b[0]), round(b[2])))
@@ -183,7 +186,7 @@ def overlay(
         if len(lab) != len(p) or not np.isin(lab, (0, 1)).all():
             raise ValueError(f"labels must be {len(p)} values of 1 (include) or 0 (exclude)")
         radius = max(3, round(min(w, h) / 80))
-        for (x, y), label in zip(p, lab, strict=True):
+        for (x, y), label in zip(np.clip(p, *far), lab, strict=True):
             centre = (round(x), round(y))
             fill = POSITIVE_COLOR if label == 1 else NEGATIVE_COLOR
             cv2.circle(out, centre, radius + max(1, radius // 3), (255, 255, 255), -1, cv2.LINE_AA)

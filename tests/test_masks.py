@@ -219,3 +219,13 @@ def test_overlay_rejects_bad_input():
         masks.overlay(img, box=(1, 2, 3))
     with pytest.raises(ValueError, match="alpha"):
         masks.overlay(img, alpha=1.5)
+    with pytest.raises(ValueError, match="outline must be True or False"):
+        masks.overlay(img, outline="no")
+
+
+def test_overlay_draws_far_off_points_and_boxes_as_invisible_not_as_an_opencv_error():
+    img = np.full((40, 50, 3), 200, np.uint8)
+    far = masks.overlay(img, points=[[1e12, 5], [-1e15, 5]], labels=[1, 0], box=(-1e12, 5, 1e12, 9))
+    want = masks.overlay(img, box=(-100, 5, 200, 9))  # the same visible part of the box
+    assert np.array_equal(np.asarray(far), np.asarray(want))
+    assert (np.asarray(want)[20:] == 200).all()
