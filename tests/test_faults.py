@@ -154,6 +154,7 @@ def _run_with_a_picture(root: Path) -> runs.Run:
         ('{"files": {"mask": 3}}', "files holds a name that is not text"),
         ('{"executions": [1, 2]}', "executions is not a list"),
         ('{"notebooks": []}', "notebooks is not a mapping"),
+        ('{"version": "2"}', "version is '2', not a record version"),
     ],
 )
 def test_a_damaged_run_json_is_named_in_one_line(text, problem, tmp_path, capsys):
@@ -167,6 +168,16 @@ def test_a_damaged_run_json_is_named_in_one_line(text, problem, tmp_path, capsys
         said = _said(capsys)
         assert len(said) == 1 and "run.json is damaged" in said[0] and problem in said[0], said
     assert (run.path / "subject.png").is_file()  # nothing of the folder is touched
+
+
+def test_a_run_json_from_a_newer_kit_asks_for_an_upgrade(tmp_path, capsys):
+    run = _run_with_a_picture(tmp_path)
+    record = json.loads((run.path / "run.json").read_text())
+    (run.path / "run.json").write_text(json.dumps({**record, "version": 99}))
+    assert main(["replay", str(run.path)]) == 2
+    said = _said(capsys)
+    assert len(said) == 1 and "was written by a newer sdsam-nb (record version 99" in said[0]
+    assert "upgrade sdsam-nb" in said[0]
 
 
 def test_replay_of_a_run_with_a_missing_or_changed_picture_says_which(tmp_path, capsys):
@@ -212,6 +223,9 @@ def test_output_roots_that_cannot_hold_runs_are_refused_in_one_line(tmp_path, ca
             said = _said(capsys)
             assert len(said) == 1 and problem in said[0], (args, said)
     assert a_file.read_text() == "mine"
+    for root in (None, 3, ""):  # not "." for "" (a run folder in whatever folder this is)
+        with pytest.raises(ValueError, match="output_root must be a folder path"):
+            runs.new_run(root)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

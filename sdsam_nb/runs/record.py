@@ -388,6 +388,11 @@ def read_record(folder: str | os.PathLike) -> dict:
             f"{path} is damaged ({problem}): restore it from a copy; the pictures in the "
             "folder are untouched, but this run cannot be continued or replayed as it is"
         )
+    if record.get("version", RECORD_VERSION) > RECORD_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer sdsam-nb (record version {record['version']}; "
+            f"this one reads up to {RECORD_VERSION}): upgrade sdsam-nb to continue or replay it"
+        )
     return record
 
 
@@ -397,6 +402,9 @@ def _record_problem(record: Any) -> str | None:
         return "not JSON: empty or cut short"
     if not isinstance(record, dict):
         return f"a {type(record).__name__}, not a mapping"
+    version = record.get("version", RECORD_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return f"version is {version!r}, not a record version"
     if not isinstance(record.get("run_id", ""), str):
         return "run_id is not text"
     for key in ("notebooks", "files", "steps", "models", "sha256"):
@@ -461,6 +469,8 @@ def new_run(
         ValueError: ``root`` is not a folder that can be written (see :func:`ensure_folder`),
             or ``run_id`` exists there already (with ``made``: holds a ``run.json``).
     """
+    if not isinstance(root, (str, os.PathLike)) or not str(root):
+        raise ValueError(f"output_root must be a folder path, not {root!r}")
     root = ensure_folder(root, name="output_root")  # relative: to the current directory
     rid = run_id or f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     path = root / rid
