@@ -149,8 +149,10 @@ def load_sd(
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     offload, compile_unet = check_flag(offload, "offload"), check_flag(compile_unet, "compile_unet")
-    check_flag(safety_checker, "safety_checker"), check_flag(progress, "progress")
-    check_text_or_none(revision, "revision"), check_text_or_none(variant, "variant")
+    check_flag(safety_checker, "safety_checker")
+    check_flag(progress, "progress")
+    check_text_or_none(revision, "revision")
+    check_text_or_none(variant, "variant")
     if offload and dev.type == "cpu":
         raise ValueError(
             "offload=True needs a GPU device: it keeps the models on the CPU and moves each to "
