@@ -78,9 +78,13 @@ test-floors: setup $(FLOOR)/.base
 	  $(XDIST) -m "installed or not (slow or browser)" \
 	  $(addprefix $(CURDIR)/tests/,$(FLOOR_TESTS) test_installed.py)
 
-# the floor environment's interpreter, pip and torch (what the wheel's install does not change)
-$(FLOOR)/.base: Makefile
+# the floor environment's interpreter, pip and torch (what the wheel's install does not change).
+# torch's CUDA build (torch, triton, nvidia-*: 5.3 GB) is hard-linked from the checkout's venv
+# (.ci/link_torch.py: the same files, no second copy on the disk; pip finds them installed).
+PURELIB := -c 'import sysconfig; print(sysconfig.get_path("purelib"))'
+$(FLOOR)/.base: Makefile .ci/link_torch.py $(VENV)/.installed
 	test -x $(FPY) || $(PYTHON) -m venv $(FLOOR)
 	$(FPY) -m pip install -q --upgrade pip
+	$(PY) .ci/link_torch.py "$$($(PY) $(PURELIB))" "$$($(FPY) $(PURELIB))"
 	$(FPY) -m pip install -q $(TORCH)
 	touch $@

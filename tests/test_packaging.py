@@ -6,6 +6,7 @@ package whenever pyproject.toml changes).
 
 from __future__ import annotations
 
+import os
 from importlib import metadata
 from pathlib import Path
 
@@ -93,3 +94,55 @@ def test_every_subpackage_ships():
         ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "sdsam_nb").rglob("__init__.py")
     }
     assert found <= listed, found - listed
+
+
+def _link_torch():
+    """``.ci/link_torch.py`` as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("link_torch", ROOT / ".ci" / "link_torch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_dist(site: Path, name: str, files: list[str]) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    for file in files:
+        if ".." not in file:
+            (site / file).parent.mkdir(parents=True, exist_ok=True)
+            (site / file).write_text(file)
+    listed = [*files, f"{info.name}/METADATA", f"{info.name}/RECORD"]
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in listed))
+
+
+def test_the_floor_venv_hard_links_torch_or_leaves_nothing_behind(tmp_path, monkeypatch):
+    link = _link_torch()
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _fake_dist(src, "torch", ["torch/__init__.py", "torchgen/gen.py", "../../../bin/torchrun"])
+    _fake_dist(src, "nvidia-cublas", ["nvidia/cublas/lib.so"])
+    _fake_dist(src, "numpy", ["numpy/__init__.py"])
+    dst.mkdir()
+    assert link.main(str(src), str(dst)) == 0
+    for file in ("torch/__init__.py", "torchgen/gen.py", "nvidia/cublas/lib.so"):
+        assert (dst / file).stat().st_ino == (src / file).stat().st_ino  # the same file
+    assert (dst / "torch-1.0.dist-info" / "RECORD").is_file()  # pip finds it installed
+    assert not (dst / "numpy").exists() and not (tmp_path / "bin").exists()
+    assert link.main(str(src), str(dst)) == 0  # torch is there: nothing more is done
+
+    # where a link cannot be made (another file system), nothing is left for pip to trip on
+    other = tmp_path / "other"
+    other.mkdir()
+    calls, real_link = [], os.link
+
+    def fails_on_the_third(a, b):
+        calls.append(b)
+        if len(calls) == 3:
+            raise OSError(18, "Invalid cross-device link")
+        return real_link(a, b)
+
+    monkeypatch.setattr(link.os, "link", fails_on_the_third)
+    assert link.main(str(src), str(other)) == 0
+    assert len(calls) == 3 and list(other.iterdir()) == []  # two links made, then undone
